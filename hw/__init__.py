@@ -1,0 +1,1 @@
+"""Sparta gateware (Amaranth 0.5)."""

