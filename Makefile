@@ -48,7 +48,7 @@ synth: venv
 	$(PY) -m scripts.synth
 
 bench: venv iverilog
-	$(PY) -m scripts.sim_speed
+	$(PY) -m scripts.fp_report
 
 clean:
 	rm -rf $(VENV) $${SPARTA_BUILD_DIR:-$$HOME/.cache/sparta}

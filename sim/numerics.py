@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .formats import FP16, FP32, FPFormat, NanStyle, format_by_name
+from .formats import FP16, FP32, OPERAND_FORMATS, FPFormat, NanStyle, format_by_name
 
 __all__ = ["unpack", "round_pack", "convert", "to_float32", "from_float32", "canonicalize",
            "fp32_mul", "fp32_add", "fp32_mac", "fp32_sum"]
@@ -153,14 +153,17 @@ def _fp32(values: np.ndarray) -> np.ndarray:
 
 def fp32_mul(a_fmt, a_bits, b_fmt, b_bits) -> np.ndarray:
     """Exact product of two operands (fp16, e4m3 or e5m2) as fp32 bit patterns."""
+    # other formats (bf16, fp32) would make the product inexact, so they are refused
+    a_fmt = format_by_name(a_fmt, OPERAND_FORMATS, field="a_fmt")
+    b_fmt = format_by_name(b_fmt, OPERAND_FORMATS, field="b_fmt")
     with np.errstate(all="ignore"):
         return _fp32(to_float32(a_fmt, a_bits) * to_float32(b_fmt, b_bits))
 
 
 def fp32_add(a_bits, b_bits) -> np.ndarray:
     """``round_fp32(a + b)`` of fp32 bit patterns, canonical NaN."""
-    a = np.asarray(a_bits, dtype=np.uint32).view(np.float32)
-    b = np.asarray(b_bits, dtype=np.uint32).view(np.float32)
+    a = _bits(FP32, a_bits).astype(np.uint32).view(np.float32)
+    b = _bits(FP32, b_bits).astype(np.uint32).view(np.float32)
     with np.errstate(all="ignore"):
         return _fp32(a + b)
 
@@ -172,8 +175,9 @@ def fp32_mac(acc_bits, a_fmt, a_bits, b_fmt, b_bits) -> np.ndarray:
 
 def fp32_sum(addends_bits, *, init_bits=0) -> np.ndarray:
     """Sequential fp32 sum along the last axis, in index order (the defined order)."""
-    addends = np.asarray(addends_bits, dtype=np.uint32)
-    acc = np.broadcast_to(np.asarray(init_bits, dtype=np.uint32), addends.shape[:-1]).copy()
+    addends = _bits(FP32, addends_bits).astype(np.uint32)
+    init = _bits(FP32, init_bits).astype(np.uint32)
+    acc = np.broadcast_to(init, addends.shape[:-1]).copy()
     for k in range(addends.shape[-1]):
         acc = fp32_add(acc, addends[..., k])
     return acc

@@ -27,7 +27,7 @@ import re
 import shutil
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "build_root", "verilator_env", "generate_verilog", "run_bench"]
+__all__ = ["SIMULATORS", "build_root", "verilator_env", "generate_verilog", "read_metrics", "run_bench"]
 
 SIMULATORS = ("icarus", "verilator")
 TIMESCALE = ("1ns", "1ps")
@@ -95,6 +95,27 @@ def generate_verilog(component, name: str) -> str:
 def _case_id(case: dict) -> str:
     text = "-".join(f"{k}={v}" for k, v in sorted(case.items()))
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:120] or "default"
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    """Measurements a bench recorded in its run directory (``tb.harness.record_metrics``)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _export_metrics(run_dir: Path, **labels):
+    """Append a run's metrics, labelled, to ``$SPARTA_METRICS_OUT`` when it is set (used by
+    the measurement scripts to see exactly what the test suite checks)."""
+    target = os.environ.get("SPARTA_METRICS_OUT")
+    if not target:
+        return
+    lines = [json.dumps({**labels, **metrics}) + "\n" for metrics in read_metrics(run_dir)]
+    with open(target, "a") as out:
+        fcntl.flock(out, fcntl.LOCK_EX)
+        out.writelines(lines)
+        fcntl.flock(out, fcntl.LOCK_UN)
 
 
 def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
@@ -167,6 +188,7 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
             timescale=TIMESCALE, results_xml=str(run_dir / "results.xml"),
             extra_env={"SPARTA_CASE": json.dumps(case), "PYTHONPATH": pythonpath, **env},
         )
+    _export_metrics(run_dir, toplevel=toplevel, simulator=simulator, case=case)
     total, failed = get_results(results)
     if total == 0:
         raise AssertionError(f"{bench_module} on {simulator}: no cocotb test ran ({run_dir})")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 
 import cocotb
@@ -11,7 +12,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
-__all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "drive_and_check"]
+__all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "record_metrics", "drive_and_check"]
 
 
 def case() -> dict:
@@ -147,10 +148,27 @@ class StreamChecker:
         return cycle
 
 
+METRICS_FILE = "metrics.jsonl"
+
+
+def record_metrics(**metrics):
+    """Append one line of measurements to ``metrics.jsonl`` in the run directory (the
+    simulator's working directory), where scripts that measure benches read it."""
+    with open(METRICS_FILE, "a") as out:
+        out.write(json.dumps(metrics) + "\n")
+
+
 async def drive_and_check(dut, rng, inputs, expected, describe, **kwargs) -> int:
-    """Clock, reset and one :class:`StreamChecker` run; returns cycles."""
+    """Clock, reset and one :class:`StreamChecker` run; returns cycles.
+
+    Records ``vectors``, ``cycles`` and wall-clock ``seconds`` with :func:`record_metrics`.
+    """
     checker = StreamChecker(dut, rng, **kwargs)
     checker.idle()
     await start_clock(dut)
     await reset(dut)
-    return await checker.run(inputs, expected, describe)
+    start = time.perf_counter()
+    cycles = await checker.run(inputs, expected, describe)
+    record_metrics(vectors=len(inputs), cycles=cycles, seconds=time.perf_counter() - start)
+    dut._log.info("checked %d vectors against the golden model in %d cycles", len(inputs), cycles)
+    return cycles

@@ -25,5 +25,4 @@ async def decode_matches_golden(dut):
     def describe(k):
         return f"operand {OperandFormat(int(tags[k])).name} 0x{int(bits[k]):04x}"
 
-    cycles = await drive_and_check(dut, rng, inputs, expected.tolist(), describe)
-    dut._log.info("checked %d vectors in %d cycles", len(inputs), cycles)
+    await drive_and_check(dut, rng, inputs, expected.tolist(), describe)

