@@ -28,8 +28,7 @@ class Pipeline:
     """
 
     def __init__(self, *, stages, cut_points, name="pipe"):
-        if not isinstance(stages, int) or not 0 <= stages <= cut_points:
-            raise ValueError(f"stages must be an integer in 0..{cut_points}, not {stages!r}")
+        self.check_stages(stages, cut_points)
         self.stages = stages
         self.cut_points = cut_points
         self.name = name
@@ -41,6 +40,13 @@ class Pipeline:
         ]
         self._next_cut = 0
         self.enable = Signal(name=f"{name}_enable")
+
+    @staticmethod
+    def check_stages(stages, cut_points):
+        """Validate a pipeline depth (components call this in ``__init__``; a fresh
+        :class:`Pipeline` is made in each ``elaborate``)."""
+        if isinstance(stages, bool) or not isinstance(stages, int) or not 0 <= stages <= cut_points:
+            raise ValueError(f"stages must be an integer in 0..{cut_points}, not {stages!r}")
 
     def cut(self, m, values):
         """Pass ``values`` (a dict of name -> value) through the next cut point.

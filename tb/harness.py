@@ -98,19 +98,27 @@ class StreamChecker:
 
     async def run(self, inputs: Sequence[int], expected: Sequence[int],
                   describe: Callable[[int], str], *, max_latency: int = 64) -> int:
-        """Send ``inputs``, check ``expected``; returns the number of cycles taken."""
-        if len(inputs) != len(expected):
-            raise ValueError("inputs and expected differ in length")
-        n = len(inputs)
+        """Send ``inputs``, check ``expected`` in order; returns the number of cycles taken.
+
+        ``inputs`` and ``expected`` may differ in length (a reducer takes many inputs per
+        output); ``describe(k)`` names the inputs that produced output ``k``. Besides the
+        values, the checker enforces the stream rules: an output offered but not taken stays
+        unchanged until taken, every input is consumed, nothing extra comes out at the end.
+        """
+        n_in, n_out = len(inputs), len(expected)
         sent = received = 0
         idle_since = 0
-        offer = self.rng.random(4 * n + 1024) >= self.p_idle
-        ready = self.rng.random(4 * n + 1024) >= self.p_stall
+        draws = 4 * (n_in + n_out) + 1024
+        offer = self.rng.random(draws) >= self.p_idle
+        ready = self.rng.random(draws) >= self.p_stall
+        held = None                      # output offered last cycle but not taken
+        offered = False                  # input offered last cycle but not taken
         cycle = 0
         await next_cycle(self.dut)
-        while received < n:
-            draw = cycle % len(offer)
-            offering = sent < n and bool(offer[draw])
+        while received < n_out or sent < n_in:
+            draw = cycle % draws
+            # the driver obeys the rule it checks: once valid, it stays valid until taken
+            offering = sent < n_in and (offered or bool(offer[draw]))
             accepting = bool(ready[draw])
             self.i_valid.value = int(offering)
             if offering:
@@ -118,22 +126,37 @@ class StreamChecker:
             self.o_ready.value = int(accepting)
             await ReadOnly()
             progressed = False
+            offered = offering
             if offering and self.i_ready.value:
                 sent += 1
                 progressed = True
-            if accepting and self.o_valid.value:
-                got = int(self.o_payload.value)
+                offered = False
+            valid = bool(self.o_valid.value)
+            got = int(self.o_payload.value) if valid else None
+            if held is not None and got != held:
+                raise AssertionError(
+                    f"output 0x{held:x} offered but not taken changed to "
+                    f"{'nothing' if got is None else f'0x{got:x}'} (stream rule broken)")
+            held = got if valid and not accepting else None
+            if valid and accepting:
+                if received >= n_out:
+                    raise AssertionError(f"unexpected extra output 0x{got:x} after {n_out}")
                 want = int(expected[received])
                 if got != want:
                     raise AssertionError(
-                        f"mismatch at vector {received}: {describe(received)}; "
+                        f"mismatch at output {received}: {describe(received)}; "
                         f"rtl=0x{got:x} golden=0x{want:x}")
                 received += 1
                 progressed = True
-            idle_since = 0 if progressed else idle_since + 1
+            # a stall counts only in cycles where the bench offered work (or had none left)
+            # and took results: random idle and backpressure are not the design's fault
+            if progressed:
+                idle_since = 0
+            elif accepting and (offering or sent == n_in):
+                idle_since += 1
             if idle_since > max_latency + 16:
-                raise AssertionError(f"stream stalled: sent {sent}, received {received} of {n}, "
-                                     f"no progress for {idle_since} cycles")
+                raise AssertionError(f"stream stalled: sent {sent} of {n_in}, received "
+                                     f"{received} of {n_out}, no progress for {idle_since} cycles")
             await next_cycle(self.dut)
             cycle += 1
         # drain: with ready high the output must stay silent

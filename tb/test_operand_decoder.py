@@ -15,7 +15,7 @@ def test_operand_decoder(simulator, stages):
               case={"stages": stages, "vectors": vectors()})
 
 
-@pytest.mark.parametrize("stages", [-1, 2, "1"])
+@pytest.mark.parametrize("stages", [-1, 2, "1", True])
 def test_operand_decoder_rejects_bad_stages(stages):
     with pytest.raises(ValueError, match="stages must be an integer in 0..1"):
         OperandDecoder(stages=stages)

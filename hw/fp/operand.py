@@ -114,13 +114,14 @@ class OperandDecoder(wiring.Component):
     o: Out(stream.Signature(16))
 
     def __init__(self, *, stages=1):
-        self.pipeline = Pipeline(stages=stages, cut_points=self.CUT_POINTS, name="decode")
+        Pipeline.check_stages(stages, self.CUT_POINTS)
         self.stages = stages
         super().__init__()
 
     def elaborate(self, platform):
         m = Module()
-        out = self.pipeline.cut(m, {"fp16": to_fp16(m, self.i.payload)})
+        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="decode")
+        out = pipeline.cut(m, {"fp16": to_fp16(m, self.i.payload)})
         m.d.comb += self.o.payload.eq(out["fp16"])
-        self.pipeline.handshake(m, self.i, self.o)
+        pipeline.handshake(m, self.i, self.o)
         return m
