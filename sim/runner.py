@@ -118,9 +118,22 @@ def _export_metrics(run_dir: Path, **labels):
         fcntl.flock(out, fcntl.LOCK_UN)
 
 
+def _failures(run_dir: Path) -> str:
+    """The failure messages of a run's results.xml, for the exception a failed run raises."""
+    import xml.etree.ElementTree as ElementTree
+
+    path = run_dir / "results.xml"
+    if not path.exists():
+        return "the simulator wrote no results (see its log)"
+    messages = [f"{case.get('name')}: {failure.get('message')}"
+                for case in ElementTree.parse(path).iter("testcase")
+                for failure in case.iter("failure")]
+    return "; ".join(messages) or "no failure recorded"
+
+
 def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
               seed: int | None = None, waves: bool = False, testcase: str | None = None,
-              verilog: str | None = None) -> Path:
+              verilog: str | None = None, quiet: bool = False) -> Path:
     """Build ``component`` and run the cocotb bench ``bench_module`` against it.
 
     Parameters
@@ -141,6 +154,8 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
         Record waveforms (also ``WAVES=1``).
     verilog : str
         Verilog text to use instead of converting ``component`` (already generated).
+    quiet : bool
+        Send the simulator's output to ``sim.log`` in the run directory instead of stdout.
 
     Returns
     -------
@@ -182,12 +197,17 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
         pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
-        results = runner.test(
-            test_module=bench_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-            build_dir=build_dir, test_dir=run_dir, testcase=testcase, seed=seed, waves=waves,
-            timescale=TIMESCALE, results_xml=str(run_dir / "results.xml"),
-            extra_env={"SPARTA_CASE": json.dumps(case), "PYTHONPATH": pythonpath, **env},
-        )
+        try:
+            results = runner.test(
+                test_module=bench_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                build_dir=build_dir, test_dir=run_dir, testcase=testcase, seed=seed, waves=waves,
+                timescale=TIMESCALE, results_xml=str(run_dir / "results.xml"),
+                extra_env={"SPARTA_CASE": json.dumps(case), "PYTHONPATH": pythonpath, **env},
+                log_file=run_dir / "sim.log" if quiet else None,
+            )
+        except SystemExit as exit_:     # cocotb_tools exits when a test failed
+            raise AssertionError(f"{bench_module} on {simulator} failed: {_failures(run_dir)} "
+                                 f"(run directory {run_dir})") from exit_
     _export_metrics(run_dir, toplevel=toplevel, simulator=simulator, case=case)
     total, failed = get_results(results)
     if total == 0:

@@ -1,0 +1,141 @@
+"""Accelerator configuration: a tree of frozen dataclasses, validated on construction.
+
+The same objects configure the gateware (``hw/``), the golden and cycle models (``sim/``) and
+the benches. Derived values are properties; presets are made with :func:`dataclasses.replace`.
+Pure Python: no Amaranth here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .formats import OPERAND_FORMATS, STORE_FORMATS
+
+__all__ = ["DATAFLOWS", "ArrayConfig", "EngineConfig", "PRESETS"]
+
+DATAFLOWS = ("os", "ws")
+MAX_DIM = 32
+MUL_CUT_POINTS = 3          # hw.fp.multiplier.ProductDatapath.CUT_POINTS
+
+
+def _check_int(name, value, low, high):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer in {low}..{high}, not {value!r}")
+
+
+def _check_formats(name, formats, allowed):
+    if isinstance(formats, str) or not isinstance(formats, tuple) or not formats:
+        raise ValueError(f"{name} must be a non-empty tuple of {sorted(allowed)}, not {formats!r}")
+    for fmt in formats:
+        if fmt not in allowed:
+            raise ValueError(f"{name} must contain only {sorted(allowed)}, not {fmt!r}")
+    if len(set(formats)) != len(formats):
+        raise ValueError(f"{name} must not repeat a format: {formats!r}")
+
+
+def next_power_of_two(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayConfig:
+    """The systolic array of processing elements.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Array size R x C, each 1..32 (any value, not only powers of two).
+    dataflow : str
+        ``"os"`` (output stationary: each PE owns one output, operands flow through) or
+        ``"ws"`` (weight stationary: each PE holds one B element, partial sums flow down).
+    a_formats, b_formats : tuple of str
+        Operand formats the PEs accept on each side (``"fp16"``, ``"e4m3"``, ``"e5m2"``).
+    mul_stages : int
+        Pipeline registers inside each PE's multiplier, 0..3.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    dataflow: str = "os"
+    a_formats: tuple = ("fp16", "e4m3", "e5m2")
+    b_formats: tuple = ("fp16", "e4m3", "e5m2")
+    mul_stages: int = 0
+
+    def __post_init__(self):
+        _check_int("rows", self.rows, 1, MAX_DIM)
+        _check_int("cols", self.cols, 1, MAX_DIM)
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"dataflow must be one of {list(DATAFLOWS)}, not {self.dataflow!r}")
+        _check_formats("a_formats", self.a_formats, OPERAND_FORMATS)
+        _check_formats("b_formats", self.b_formats, OPERAND_FORMATS)
+        _check_int("mul_stages", self.mul_stages, 0, MUL_CUT_POINTS)
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineConfig:
+    """The GEMM engine: array, operand scratchpads and FP32 accumulator memory.
+
+    Scratchpads are two-dimensional: ``spad_width`` elements per row (a power of two), with
+    ``a_rows`` / ``b_rows`` rows for the A and B operands and ``acc_rows`` rows of FP32
+    accumulators (``acc_width`` elements per row).
+
+    Parameters
+    ----------
+    array : ArrayConfig
+    spad_width : int
+        Elements per scratchpad row, a power of two >= the bank count (16..4096).
+    a_rows, b_rows : int
+        Rows of the A and B scratchpads (1..65536).
+    acc_width : int
+        FP32 accumulators per accumulator-memory row, a power of two >= the bank count.
+    acc_rows : int
+        Rows of the accumulator memory (1..65536).
+    out_formats : tuple of str
+        Formats results can be read back in: ``"fp32"`` and any of fp16, bf16, e4m3, e5m2.
+    """
+
+    array: ArrayConfig = ArrayConfig()
+    spad_width: int = 256
+    a_rows: int = 256
+    b_rows: int = 256
+    acc_width: int = 256
+    acc_rows: int = 256
+    out_formats: tuple = ("fp32", "fp16", "e4m3", "e5m2")
+
+    def __post_init__(self):
+        if not isinstance(self.array, ArrayConfig):
+            raise ValueError(f"array must be an ArrayConfig, not {self.array!r}")
+        for name, banks in (("spad_width", max(self.a_banks, self.b_banks)),
+                            ("acc_width", self.acc_banks)):
+            value = getattr(self, name)
+            _check_int(name, value, 16, 4096)
+            if value & (value - 1) or value < banks:
+                raise ValueError(f"{name} must be a power of two >= {banks}, not {value!r}")
+        for name in ("a_rows", "b_rows", "acc_rows"):
+            _check_int(name, getattr(self, name), 1, 65536)
+        _check_formats("out_formats", self.out_formats, {"fp32", *STORE_FORMATS})
+
+    @property
+    def a_banks(self) -> int:
+        """Banks of the A scratchpad: the next power of two >= rows (one lane per array row)."""
+        return next_power_of_two(self.array.rows)
+
+    @property
+    def b_banks(self) -> int:
+        return next_power_of_two(self.array.cols)
+
+    @property
+    def acc_banks(self) -> int:
+        return next_power_of_two(self.array.cols)
+
+
+PRESETS = {
+    "4x4": EngineConfig(array=ArrayConfig(rows=4, cols=4)),
+    "8x8": EngineConfig(),
+    "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16), a_rows=512, b_rows=512,
+                          acc_rows=512),
+}
