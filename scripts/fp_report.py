@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from scripts.fp_units import unit_of_toplevel
+from scripts.fp_units import unit_of_record
 from scripts.results import DOCS_DIR, update_results
 
 RUNNERS = ["tb/test_operand_decoder.py", "tb/test_fp_mul.py", "tb/test_fp_add.py",
@@ -53,7 +53,7 @@ def main(argv=None):
     cycles = collections.defaultdict(int)
     seconds = collections.defaultdict(float)
     for r in records:
-        vectors[unit_of_toplevel(r["toplevel"])][r["simulator"]] += r["vectors"]
+        vectors[unit_of_record(r)][r["simulator"]] += r["vectors"]
         cycles[r["simulator"]] += r["cycles"]
         seconds[r["simulator"]] += r["seconds"]
     speed = {sim: round(cycles[sim] / seconds[sim]) for sim in cycles}

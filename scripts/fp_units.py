@@ -7,7 +7,7 @@ docs report.
 
 from __future__ import annotations
 
-__all__ = ["UNITS", "unit_of_toplevel"]
+__all__ = ["UNITS", "unit_of_record"]
 
 
 def _decoder():
@@ -52,16 +52,18 @@ UNITS = {
     "operand_decoder": (_decoder, "operand_decoder"),
     "fp_mul": (_mul_full, "fp_mul"),
     "fp_mul_narrow": (_mul_narrow, "fp_mul_narrow"),
-    "fp32_add": (_adder, "fp32_add"),
-    "fp32_acc": (_accumulator, "fp32_acc"),
+    "fp32_adder": (_adder, "fp32_adder"),
+    "fp32_accumulator": (_accumulator, "fp32_accumulator"),
     "fp_mac": (_mac, "fp_mac"),
     **{f"fp32_to_{fmt}": (_converter(fmt), f"fp32_to_{fmt}") for fmt in ("fp16", "bf16", "e4m3", "e5m2")},
 }
 
 
-def unit_of_toplevel(toplevel: str) -> str:
-    """Report name of a bench top level (benches may add suffixes for their configuration)."""
-    for name in sorted(UNITS, key=len, reverse=True):
-        if toplevel.startswith(name):
-            return name
+def unit_of_record(record: dict) -> str:
+    """Report name of a bench run (``toplevel`` and ``case`` as the runner exported them)."""
+    toplevel, case = record["toplevel"], record.get("case", {})
+    if toplevel == "fp32_converter":
+        return f"fp32_to_{case['fmt']}"
+    if toplevel == "fp_mul" and case.get("config") == "narrow":
+        return "fp_mul_narrow"
     return toplevel
