@@ -2,11 +2,14 @@
 
 Two mappings of the same Verilog:
 
-* generic: ``synth -flatten`` to Yosys' internal gate library; ``cells`` counts every cell
-  (gates, muxes and flip-flops) — a technology-neutral size figure;
+* generic: ``synth -flatten`` to Yosys' internal gate library, except that memories are kept as
+  ``$mem_v2`` cells (they would be SRAM macros; mapping them to flip-flops would make a 64 KiB
+  scratchpad millions of cells); ``cells`` counts every other cell (gates, muxes,
+  flip-flops), ``memories`` the memory cells and ``memory_bits`` their total size — a
+  technology-neutral size figure;
 * FPGA: ``synth_ecp5`` (Lattice ECP5); ``ecp5_lut`` counts LUT4s plus two per CCU2C carry cell
   (each CCU2C occupies the two LUT4 slots of a slice half), ``ecp5_ff`` TRELLIS_FF flip-flops,
-  ``ecp5_dsp`` MULT18X18D multipliers and ALU54B adders.
+  ``ecp5_dsp`` MULT18X18D multipliers and ALU54B adders, ``ecp5_bram`` DP16KD block RAMs.
 
 Results are cached under the build root, keyed on a hash of the Verilog and of this flow.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,7 +27,7 @@ from sim.runner import build_root, generate_verilog
 
 __all__ = ["FLOW_VERSION", "synthesize", "area_of"]
 
-FLOW_VERSION = "1"
+FLOW_VERSION = "2"
 
 
 def _yosys() -> str:
@@ -39,6 +43,16 @@ def _stat(path: Path, top: str) -> dict:
     return modules[key]["num_cells_by_type"], modules[key]["num_cells"]
 
 
+def _memory_bits(verilog: str) -> int:
+    """Total bits of the memories Amaranth declared (``reg [W-1:0] name [0:D-1];``)."""
+    total = 0
+    for width, low, high in re.findall(r"reg\s+\[(\d+):0\]\s+\S+\s*\[(\d+):(\d+)\]", verilog):
+        total += (int(width) + 1) * (abs(int(high) - int(low)) + 1)
+    for low, high in re.findall(r"reg\s+\\?[A-Za-z_$][^\s\[]*\s*\[(\d+):(\d+)\]\s*;", verilog):
+        total += abs(int(high) - int(low)) + 1
+    return total
+
+
 def synthesize(verilog: str, top: str) -> dict:
     """Synthesise Verilog text; returns ``{"cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp",
     "ecp5_cells_by_type", "generic_cells_by_type"}``."""
@@ -50,7 +64,10 @@ def synthesize(verilog: str, top: str) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "design.v").write_text(verilog)
     script = (
-        f"read_verilog design.v; synth -flatten -top {top}; tee -q -o generic.json stat -json; "
+        f"read_verilog design.v; synth -flatten -top {top} -run :fine; "
+        # the fine step of synth without memory_map
+        f"opt -fast -full; techmap; opt -fast; abc; opt -fast; "
+        f"tee -q -o generic.json stat -json; tee -q -o memories.txt select -list t:$mem_v2; "
         f"design -reset; read_verilog design.v; synth_ecp5 -top {top}; "
         f"tee -q -o ecp5.json stat -json"
     )
@@ -60,11 +77,15 @@ def synthesize(verilog: str, top: str) -> dict:
                    stdout=subprocess.DEVNULL)
     generic, generic_total = _stat(work / "generic.json", top)
     ecp5, _ = _stat(work / "ecp5.json", top)
+    memories = generic.get("$mem_v2", 0)
     result = {
-        "cells": generic_total,
+        "cells": generic_total - memories,
+        "memories": memories,
+        "memory_bits": _memory_bits(verilog),
         "ecp5_lut": ecp5.get("LUT4", 0) + 2 * ecp5.get("CCU2C", 0),
         "ecp5_ff": ecp5.get("TRELLIS_FF", 0),
         "ecp5_dsp": ecp5.get("MULT18X18D", 0) + ecp5.get("ALU54B", 0),
+        "ecp5_bram": ecp5.get("DP16KD", 0),
         "ecp5_cells_by_type": ecp5,
         "generic_cells_by_type": generic,
     }

@@ -56,6 +56,9 @@ def verilator_env() -> dict[str, str]:
     return {
         "VERILATOR_ROOT": str(root),
         "PATH": f"{root / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        # the wheel's verilated.mk leaves the precompiled-header flag empty, which breaks the
+        # build of any design big enough to be split into several C++ files
+        "MAKEFLAGS": "CFG_CXXFLAGS_PCH_I=-include",
     }
 
 
