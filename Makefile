@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparta-installed
 # parallel pytest workers (the machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: all demo test regress synth bench docs venv iverilog clean help
+.PHONY: all demo test regress synth bench workloads docs venv iverilog clean help
 
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
@@ -15,6 +15,7 @@ help:
 	@echo "make regress  long random regressions (1e6 vectors per unit and simulator)"
 	@echo "make synth    Yosys area (generic cells, ECP5 LUT/FF/DSP) -> docs/area.md"
 	@echo "make bench    simulation speed and other measurements -> docs/results/"
+	@echo "make workloads train the digits CNN/MLP and ResNet-18 topology (FP32 vs accelerator numerics) -> docs/results/workloads.json"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -49,6 +50,11 @@ synth: venv
 
 bench: venv iverilog
 	$(PY) -m scripts.fp_report
+
+workloads: venv
+	$(PY) -m scripts.train --net digits_cnn
+	$(PY) -m scripts.train --net digits_mlp
+	$(PY) -m scripts.train --net resnet18
 
 clean:
 	rm -rf $(VENV) $${SPARTA_BUILD_DIR:-$$HOME/.cache/sparta}

@@ -45,6 +45,8 @@ class Network:
     def backward(self, dy: np.ndarray, ctx: StepContext) -> None:
         for layer in reversed(self.layers):
             dy = layer.backward(dy, ctx)
+            if dy is None:          # the layers before need no gradient (no weights)
+                break
 
     def all_layers(self) -> list[Layer]:
         """Every plain layer, blocks expanded, in forward order."""

@@ -18,7 +18,7 @@ class SGD:
         As :meth:`sim.nn.network.Network.parameters` returns: ``layer.params[key]`` is updated
         in place from ``layer.grads[key]``.
     lr : float
-        Learning rate, > 0.
+        Learning rate, > 0 (the ``lr`` attribute may be changed between steps: schedules).
     momentum : float
         In [0, 1).
     weight_decay : float

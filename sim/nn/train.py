@@ -36,6 +36,12 @@ _STREAM_ORDER, _STREAM_DROPOUT = 1, 2
 SPARSITY_KEYS = ("activation_zero_fraction", "grad_zero_fraction", "mask_zero_fraction")
 
 
+#: Learning-rate schedules: constant, or cosine decay from ``lr`` to 0 over all steps (the
+#: last epochs move the weights little, so the final accuracy does not depend on where a
+#: noisy constant-rate trajectory happens to stop).
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Hyperparameters of a training run (validated; ValueError names the field)."""
@@ -49,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     dropout: float = 0.25
     loss_scale: float = 1.0
+    lr_schedule: str = "cosine"
     seed: int = 0
 
     def __post_init__(self):
@@ -61,6 +68,9 @@ class TrainConfig:
         check_batch_size(self.batch_size)
         check_hyperparameters(lr=self.lr, momentum=self.momentum,
                               weight_decay=self.weight_decay, grad_scale=self.loss_scale)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, "
+                             f"not {self.lr_schedule!r}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or \
                 not 0 <= self.dropout < 1:
             raise ValueError(f"dropout p must be a number in [0, 1), not {self.dropout!r}")
@@ -138,12 +148,13 @@ def evaluate(net: Network, backend: GemmBackend, x: np.ndarray, y: np.ndarray, *
 
 def _gemm_recorder(store: dict) -> Callable[[GemmCall], None]:
     def record(call: GemmCall) -> None:
+        # copies: operands may alias the master weights, which the optimizer updates
         prefix = f"gemm/{call.name}"
-        store[f"{prefix}/a"] = call.a
-        store[f"{prefix}/b"] = call.b
+        store[f"{prefix}/a"] = np.array(call.a, copy=True)
+        store[f"{prefix}/b"] = np.array(call.b, copy=True)
         if call.c is not None:
-            store[f"{prefix}/c"] = np.ascontiguousarray(call.c[:1])   # one row, broadcast
-        store[f"{prefix}/out"] = call.out
+            store[f"{prefix}/c"] = np.array(call.c[:1], copy=True)   # one row, broadcast
+        store[f"{prefix}/out"] = np.array(call.out, copy=True)
         store.setdefault("_commands", []).append(
             {"name": call.name, "kind": call.kind, "M": call.M, "N": call.N, "K": call.K,
              "transpose_a": call.transpose_a, "transpose_b": call.transpose_b,
@@ -197,6 +208,7 @@ def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
     sparsity = {name: {key: [] for key in SPARSITY_KEYS} for name in weight_names}
     captures: list[str] = []
     step = 0
+    total_steps = config.epochs * -(-len(data.x_train) // config.batch_size)
     start = time.perf_counter()
     for epoch in range(1, config.epochs + 1):
         counts: dict = {}
@@ -208,6 +220,9 @@ def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
             if step in gemm_capture_steps:
                 backend.listener = _gemm_recorder(tensors)
             rng = np.random.default_rng([config.seed, _STREAM_DROPOUT, epoch, step])
+            if config.lr_schedule == "cosine":
+                optimizer.lr = np.float32(config.lr * 0.5 * (1 + math.cos(math.pi * step /
+                                                                          total_steps)))
             try:
                 loss, correct = train_step(net, optimizer, backend, data.x_train[batch],
                                            data.y_train[batch], rng=rng,

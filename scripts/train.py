@@ -1,0 +1,267 @@
+"""Train a workload network on the digits with the accelerator's numerics and in FP32.
+
+    python -m scripts.train --net digits_cnn --epochs 20
+
+Both runs use the same initial weights, sample order and dropout masks; only the GEMM numerics
+differ (:mod:`sim.nn.backend`). Writes
+
+* ``docs/results/workloads.json``: per network the test accuracies, the training curve, the
+  per-layer sparsity of the last epoch and the GEMM commands of each layer;
+* ``docs/results/sparsity_over_training.json`` and ``docs/sparsity_<net>.png``: per-layer
+  fractions of zeros over the epochs;
+* captures (npz) of weights, activations, gradients and masks, and of the GEMM operands of
+  the replay step, under ``--capture-dir`` (default ``~/.cache/sparta/captures``).
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    # One BLAS thread: the FP32 reference's matmuls are small, and the machines are shared
+    # (a second spinning thread slows them down 100x under load). Set before numpy loads.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from sim.nn import NETWORKS, TrainConfig, load_digits_split, make_backend, train  # noqa: E402
+from sim.nn.train import SPARSITY_KEYS  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKEND_NAMES = ("accel", "fp32")
+#: Per-network defaults (command-line options override them).
+#: The loss scale 1024 (a power of two: exact, no effect on the FP32 run) keeps the small
+#: gradients of a trained network above the fp16 underflow.
+DEFAULTS = {
+    "digits_cnn": {"epochs": 20, "lr": 0.02, "width": 8, "dropout": 0.25, "loss_scale": 1024.0},
+    "digits_mlp": {"epochs": 30, "lr": 0.05, "width": 8, "dropout": 0.25, "loss_scale": 1024.0},
+    "resnet18": {"epochs": 10, "lr": 0.02, "width": 8, "dropout": 0.0, "loss_scale": 1024.0},
+}
+UPSAMPLE = {"digits_cnn": 1, "digits_mlp": 1, "resnet18": 4}
+REPLAY_NOTE = ("Replay of a whole training step on the RTL GEMM engine is not done yet: the "
+               "engine does not exist. The GEMM operands and golden results of the replay step "
+               "(step 0) are captured as gemm/<command>/{a,b,c,out} in the capture npz files.")
+
+
+def _steps(text: str) -> list[int]:
+    if not text.strip():
+        return []
+    try:
+        steps = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers, not {text!r}")
+    if any(s < 0 for s in steps):
+        raise argparse.ArgumentTypeError(f"step numbers must be >= 0, not {text!r}")
+    return steps
+
+
+def _backends(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    bad = [n for n in names if n not in BACKEND_NAMES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"backends must be a comma-separated subset of "
+                                         f"{list(BACKEND_NAMES)}, not {text!r}")
+    return names
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--net", required=True, choices=sorted(NETWORKS))
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--width", type=int, help="channel/unit scale (default 8)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--dropout", type=float, help="drop probability (not used by resnet18)")
+    parser.add_argument("--loss-scale", type=float, help="static loss scale (default 1024)")
+    parser.add_argument("--lr-schedule", default="cosine", help="cosine (default) or constant")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backends", type=_backends, default=list(BACKEND_NAMES),
+                        help="comma-separated subset of accel,fp32 (default both)")
+    parser.add_argument("--capture-dir", default="~/.cache/sparta/captures",
+                        help="where the npz captures go (outside the source tree)")
+    parser.add_argument("--capture-steps", type=_steps,
+                        help="global steps to capture (default: first step, first step of the "
+                             "middle epoch, last step); empty string for none")
+    parser.add_argument("--gemm-capture-steps", type=_steps, default=[0],
+                        help="steps whose GEMM operands are captured too (default 0)")
+    parser.add_argument("--results-dir", default=str(ROOT / "docs" / "results"))
+    parser.add_argument("--plot-dir", default=str(ROOT / "docs"))
+    args = parser.parse_args(argv)
+    for key, value in DEFAULTS[args.net].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.config = TrainConfig(net=args.net, width=args.width, epochs=args.epochs,
+                                  batch_size=args.batch_size, lr=args.lr,
+                                  momentum=args.momentum, weight_decay=args.weight_decay,
+                                  dropout=args.dropout, loss_scale=args.loss_scale,
+                                  lr_schedule=args.lr_schedule, seed=args.seed)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def default_capture_steps(config: TrainConfig, train_samples: int) -> list[int]:
+    per_epoch = -(-train_samples // config.batch_size)
+    middle = (config.epochs + 1) // 2 - 1
+    return sorted({0, middle * per_epoch, config.epochs * per_epoch - 1})
+
+
+def _load(path: Path) -> dict:
+    if path.exists():
+        return json.loads(path.read_text())
+    return {}
+
+
+def _write(path: Path, content: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, indent=1) + "\n")
+
+
+def _home_relative(path: str) -> str:
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
+
+
+def _round(value):
+    return None if value is None else round(value, 6)
+
+
+def network_entry(args, results: dict, data, commands, command_line: str) -> dict:
+    config = args.config
+    accel, fp32 = results.get("accel"), results.get("fp32")
+    source = accel or fp32
+    curve = {"epoch": source.curve["epoch"]}
+    for name, result in results.items():
+        for key in ("test_accuracy", "train_loss", "train_accuracy"):
+            curve[f"{key}_{name}"] = [_round(v) for v in result.curve[key]]
+    layers = {}
+    for name, stats in source.sparsity.items():
+        layers[name] = {
+            "sparsity": {key: _round(stats[key][-1]) for key in SPARSITY_KEYS},
+            "gemm": [{field: getattr(c, field) for field in
+                      ("name", "kind", "M", "N", "K", "transpose_a", "transpose_b",
+                       "accumulate", "a_mask", "b_mask", "out_mask")}
+                     for c in commands if c.layer == name],
+        }
+    entry = {
+        "test_accuracy_accel": accel.test_accuracy if accel else None,
+        "test_accuracy_fp32": fp32.test_accuracy if fp32 else None,
+        "accuracy_gap_points": (round(100 * (fp32.test_accuracy - accel.test_accuracy), 4)
+                                if accel and fp32 else None),
+        "epochs": config.epochs,
+        "config": dataclasses.asdict(config),
+        "operand_format": "fp16",
+        "train_samples": len(data.x_train),
+        "test_samples": len(data.x_test),
+        "input_shape": list(data.input_shape),
+        "steps": source.steps,
+        "wall_time_s": {name: round(r.wall_time_s, 1) for name, r in results.items()},
+        "curve": curve,
+        "sparsity_source": f"{source.backend} run, last epoch: zeros / elements over all its "
+                           f"steps (activation: encoded GEMM input X; grad: encoded output "
+                           f"gradient dY; mask: ReLU and dropout masks gating dY, null if none)",
+        "layers": layers,
+        "captures": {name: [_home_relative(path) for path in r.captures]
+                     for name, r in results.items() if r.captures},
+        "reproduce": command_line,
+        "machine": platform.processor() or platform.machine(),
+    }
+    return entry
+
+
+def plot_sparsity(path: Path, net: str, epochs: list[int], sparsity: dict) -> None:
+    """One panel per statistic, one line per layer; ``sparsity[backend][layer][key]`` lists
+    the fractions per epoch (the layout of sparsity_over_training.json)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    titles = {"activation_zero_fraction": "zeros in input activations X",
+              "grad_zero_fraction": "zeros in output gradients dY",
+              "mask_zero_fraction": "zeros in the ReLU/dropout masks of dY"}
+    figure, axes = plt.subplots(1, 3, figsize=(16, 4.8), sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "os^vD<>ph*"
+    layers = list(next(iter(sparsity.values())))
+    for axis, key in zip(axes, SPARSITY_KEYS):
+        for backend, style in (("accel", "-"), ("fp32", ":")):
+            for index, layer in enumerate(layers):
+                values = sparsity.get(backend, {}).get(layer, {}).get(key)
+                if not values or all(v is None for v in values):
+                    continue
+                colour = colours[index % len(colours)]
+                marker = markers[(index // len(colours)) % len(markers)]
+                axis.plot(epochs, [float("nan") if v is None else v for v in values], style,
+                          color=colour, marker=marker if backend == "accel" else None,
+                          markersize=3, label=layer if backend == "accel" else None)
+        axis.set_title(titles[key])
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("fraction of zeros")
+    axes[0].set_ylim(0, 1)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center right", fontsize=7 if len(layers) > 8 else 9)
+    figure.suptitle(f"{net}: fraction of zeros per layer over training "
+                    f"(solid: accelerator numerics, dotted: FP32 reference)")
+    figure.tight_layout(rect=(0, 0, 0.89, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    config = args.config
+    data = load_digits_split(upsample=UPSAMPLE[config.net])
+    capture_steps = args.capture_steps
+    if capture_steps is None:
+        capture_steps = default_capture_steps(config, len(data.x_train))
+    results = {}
+    for name in args.backends:
+        backend = make_backend(name)
+        results[name] = train(config, backend, data, capture_dir=args.capture_dir,
+                              capture_steps=capture_steps if name == "accel" else (),
+                              gemm_capture_steps=args.gemm_capture_steps if name == "accel"
+                              else (),
+                              log=lambda line: print(line, flush=True))
+    commands = config.build().commands(batch_size=config.batch_size)
+    command_line = "python -m scripts.train " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    results_dir = Path(args.results_dir)
+    workloads = _load(results_dir / "workloads.json")
+    workloads["replay_bit_exact"] = False
+    workloads["replay_note"] = REPLAY_NOTE
+    workloads["units"] = ("accuracies are fractions of the 360-sample test set; "
+                          "accuracy_gap_points = 100 * (fp32 - accel)")
+    workloads.setdefault("networks", {})[config.net] = network_entry(
+        args, results, data, commands, command_line)
+    _write(results_dir / "workloads.json", workloads)
+    over_training = _load(results_dir / "sparsity_over_training.json")
+    over_training[config.net] = {
+        "epoch": next(iter(results.values())).curve["epoch"][1:],
+        "keys": list(SPARSITY_KEYS),
+        **{name: result.sparsity for name, result in results.items()},
+    }
+    _write(results_dir / "sparsity_over_training.json", over_training)
+    plot_sparsity(Path(args.plot_dir) / f"sparsity_{config.net}.png", config.net,
+                  over_training[config.net]["epoch"],
+                  {name: result.sparsity for name, result in results.items()})
+    for name, result in results.items():
+        print(f"{config.net} {name}: test accuracy {result.test_accuracy:.4f} "
+              f"after {config.epochs} epochs ({result.wall_time_s:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
