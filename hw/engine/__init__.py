@@ -1,0 +1,1 @@
+"""GEMM engine: PE array, skewed scratchpads, tile sequencer and top level."""
