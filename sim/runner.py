@@ -95,6 +95,19 @@ def generate_verilog(component, name: str) -> str:
     return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
 
 
+# Yosys makes every combinational always block read a dummy register declared "= 0", so that
+# the block runs at time 0. Icarus applies declaration initialisers without an event, so a block
+# whose real inputs keep their initial values never runs and its outputs stay X (e.g. a
+# multiplier fed constant zeros). Starting the dummy at X and clearing it after #0 (when every
+# always block waits at its @*) makes the event happen.
+_YOSYS_TIME_ZERO = re.compile(r"reg (\\\$auto\$verilog_backend\.cc:\d+:dump_module\$\d+ ) = 0;")
+
+
+def icarus_time_zero(verilog: str) -> str:
+    """Verilog for Icarus in which every combinational always block runs at time 0."""
+    return _YOSYS_TIME_ZERO.sub(r"reg \1;\n  initial #0 \1 = 1'h0;", verilog)
+
+
 def _case_id(case: dict) -> str:
     text = "-".join(f"{k}={v}" for k, v in sorted(case.items()))
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)[:120] or "default"
@@ -174,6 +187,8 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
     waves = waves or os.environ.get("WAVES", "0") not in ("", "0")
     if verilog is None:
         verilog = generate_verilog(component, toplevel)
+    if simulator == "icarus":
+        verilog = icarus_time_zero(verilog)
 
     env = verilator_env() if simulator == "verilator" else {}
     key_text = "\n".join([verilog, simulator, repr(VERILATOR_ARGS), repr(TIMESCALE), str(waves)])

@@ -1,0 +1,272 @@
+"""The R x C systolic array of PEs, output stationary or weight stationary.
+
+``SystolicArray(config)`` builds the dataflow ``config.dataflow`` asks for
+(:class:`OutputStationaryArray` or :class:`WeightStationaryArray`). Both take unskewed inputs
+(one step per cycle, every lane in the same cycle) and skew them internally; the timing
+contract is :mod:`sim.array_timing`, available as ``array.timing``.
+"""
+
+from amaranth import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.engine.pe import OutputStationaryPE, RowControl, WeightStationaryPE, check_array_config
+from hw.fp.operand import Operand
+from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
+from sim.config import ArrayConfig
+
+__all__ = ["SystolicArray", "OutputStationaryArray", "WeightStationaryArray"]
+
+
+def _delay_taps(m, value, cycles, shape, name):
+    """``[value, value delayed 1, ..., value delayed cycles]`` through a register chain."""
+    taps = [value]
+    for index in range(1, cycles + 1):
+        register = Signal(shape, name=f"{name}_d{index}")
+        m.d.sync += register.eq(taps[-1])
+        taps.append(register)
+    return taps
+
+
+class SystolicArray(wiring.Component):
+    """An R x C systolic array; ``SystolicArray(config)`` returns the subclass of the dataflow.
+
+    ``config.dataflow == "os"`` gives an :class:`OutputStationaryArray`, ``"ws"`` a
+    :class:`WeightStationaryArray` (see their docstrings for ports and timing).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        Size (1..32 x 1..32), dataflow, operand formats and multiplier depth.
+
+    Attributes
+    ----------
+    config : ArrayConfig
+    timing : OutputStationaryTiming or WeightStationaryTiming
+        The timing contract (latencies, tile spacing, reference schedule).
+    """
+
+    DATAFLOW = None
+
+    def __new__(cls, config, *args, **kwargs):
+        # validate before the object exists: a rejected configuration leaves no unused
+        # elaboratable behind
+        if cls is SystolicArray:
+            if not isinstance(config, ArrayConfig):
+                raise ValueError(f"SystolicArray: config must be an ArrayConfig, not {config!r}")
+            cls = {"os": OutputStationaryArray, "ws": WeightStationaryArray}[config.dataflow]
+        check_array_config(config, cls.DATAFLOW, cls.__name__)
+        return super().__new__(cls, src_loc_at=1)
+
+    def __init__(self, config):
+        self.config = check_array_config(config, self.DATAFLOW, type(self).__name__)
+        self.rows = config.rows
+        self.cols = config.cols
+        self.timing = self.TIMING(config)
+        super().__init__(self._ports())
+
+
+class OutputStationaryArray(SystolicArray):
+    """Output-stationary array: PE ``(r, c)`` accumulates ``C[r, c]`` of the current tile.
+
+    A tile is an R x C block of C computed from ``K`` steps: at step ``k`` the sequencer
+    presents column ``k`` of the R x K block of A on ``a_in`` and row ``k`` of the K x C block
+    of B on ``b_in``, with ``valid=1`` and ``first`` on ``k = 0``; bubbles (``valid=0``) may go
+    anywhere. The array delays row ``r`` of ``a_in`` (and the control) by ``r`` cycles and
+    column ``c`` of ``b_in`` by ``c`` cycles; operands then move one PE per cycle.
+
+    Each PE keeps an accumulator and a shadow register (see :class:`OutputStationaryPE`): on
+    ``first`` it swaps them, so the shadow receives the finished tile and the accumulator
+    starts from the init the shadow held. The shadows of a column form a shift chain: while
+    ``shift`` is high each shadow takes the one above, row 0 takes ``init_in[c]``, and
+    ``result_out[c]`` (the bottom shadow, valid while ``shift`` is high) leaves.
+
+    Timing (``S = mul_stages``; cycles from a step's entry at the ports; see
+    :class:`sim.array_timing.OutputStationaryTiming`, ``self.timing``):
+
+    * PE ``(r, c)`` multiplies a step at ``t + r + c``, accumulates or swaps at
+      ``t + r + c + S``;
+    * a tile whose ``first`` enters at ``t`` has swapped everywhere after cycle
+      ``t + swap_done_offset``, ``swap_done_offset = R + C - 2 + S``;
+    * its ``R`` shifts (results of the previous tile out, rows R-1 .. 0 in that order; init
+      rows of the next tile in, the first pushed ends in row R-1) fit in
+      ``[t + swap_done_offset + 1, t_next + S - 1]``; consecutive ``first`` steps are thus at
+      least ``min_tile_cycles = 2R + C - 1`` cycles apart;
+    * a command ends with a flush step (``valid=0, first=1``) and ``R`` more shifts.
+
+    Throughput: R*C MACs per cycle; a tile of ``K >= 2R + C - 1`` steps pays no fill or drain
+    (the shifts overlap the next tile). Latency of a lone tile of ``K`` steps, from the first
+    init shift to its last result row: ``max(0, R - S) + max(K, 2R + C - 1) +
+    swap_done_offset + R + 1`` cycles (:meth:`OutputStationaryTiming.command_cycles`).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        ``dataflow="os"``.
+
+    Ports
+    -----
+    a_in : R lanes of :class:`~hw.fp.operand.Operand`
+    b_in : C lanes of :class:`~hw.fp.operand.Operand`
+    valid, first, shift : 1 bit each
+    init_in : C lanes of 32-bit fp32
+    result_out : C lanes of 32-bit fp32
+    """
+
+    DATAFLOW = "os"
+    TIMING = OutputStationaryTiming
+
+    def _ports(self):
+        return {
+            "a_in": In(data.ArrayLayout(Operand, self.rows)),
+            "b_in": In(data.ArrayLayout(Operand, self.cols)),
+            "valid": In(1),
+            "first": In(1),
+            "shift": In(1),
+            "init_in": In(data.ArrayLayout(32, self.cols)),
+            "result_out": Out(data.ArrayLayout(32, self.cols)),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols = self.rows, self.cols
+        pes = [[OutputStationaryPE(self.config) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        # input skew: the control is the same for every row, so one chain serves them all
+        control = Signal(RowControl, name="control")
+        m.d.comb += [control.valid.eq(self.valid), control.first.eq(self.first)]
+        control_taps = _delay_taps(m, control, rows - 1, RowControl, "control_skew")
+        for r in range(rows):
+            a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
+            m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].control_in.eq(control_taps[r])]
+        for c in range(cols):
+            b_skewed = _delay_taps(m, self.b_in[c], c, Operand, f"b_skew_{c}")[-1]
+            m.d.comb += [pes[0][c].b_in.eq(b_skewed), pes[0][c].shadow_in.eq(self.init_in[c])]
+
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.d.comb += pe.shift.eq(self.shift)
+                if c > 0:
+                    left = pes[r][c - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.control_in.eq(left.control_out)]
+                if r > 0:
+                    above = pes[r - 1][c]
+                    m.d.comb += [pe.b_in.eq(above.b_out), pe.shadow_in.eq(above.shadow_out)]
+        for c in range(cols):
+            m.d.comb += self.result_out[c].eq(pes[rows - 1][c].shadow_out)
+        return m
+
+
+class WeightStationaryArray(SystolicArray):
+    """Weight-stationary array: PE ``(r, c)`` holds ``B[k0 + r, n0 + c]`` of the current tile.
+
+    A tile is an R x C block of B (its K slice of up to R rows on the PE rows, its N slice on
+    the PE columns) and a stream of rows of A: at step ``m`` the sequencer presents
+    ``A[m, k0 .. k0+R-1]`` on ``a_in`` and the C partial sums the column sums start from on
+    ``init_in`` (``+0``, ``C_old[m, n0 ..]``, or the previous K slice's result read back),
+    with ``valid=1`` and ``first`` on the tile's first step; bubbles (``valid=0``) may go
+    anywhere. ``L = result_latency`` cycles later ``result_out`` holds
+    ``round(...round(round(init + a_0 w_0) + a_1 w_1)... + a_R-1 w_R-1)`` for every column
+    (``k`` ascending, as :func:`sim.gemm.gemm`) with ``result_valid=1``.
+
+    The array delays row ``r`` of ``a_in`` (and ``first``) by ``r`` cycles, column ``c`` of
+    ``init_in`` by ``c + S`` cycles (so the partial sum meets the product), and column ``c`` of
+    the results by ``C - 1 - c`` cycles: the outside sees aligned rows.
+
+    Weights load through a second register per PE, column-wise: while ``load`` is high the
+    chain moves down one row and row 0 takes ``weight_in``; ``R`` loads bring a tile in, row
+    ``R-1`` of the block first. The step with ``first`` swaps them in, PE by PE as it passes,
+    so loading the next tile overlaps computing the current one.
+
+    A K slice shorter than R must be padded so that the padding rows add ``-0`` (the identity
+    of round-to-nearest addition): weight ``+0`` and ``a = -0`` (or the reverse). A ``+0``
+    product would turn a ``-0`` partial sum into ``+0``. A K slice that starts from the previous
+    slice's results can take row ``m`` only once that row has come out: at least
+    ``result_latency`` cycles (plus the read-back latency) after the previous slice's row ``m``.
+
+    Timing (``S = mul_stages``; see :class:`sim.array_timing.WeightStationaryTiming`,
+    ``self.timing``):
+
+    * ``result_latency = R + C - 1 + S``;
+    * PE ``(r, c)`` multiplies a step at ``t + r + c``; the last swap of a tile entered at
+      ``t`` is at ``t + R + C - 2``: the next tile's ``R`` loads fit in
+      ``[t + R + C - 2, t_next - 1]``, so ``first`` steps are at least
+      ``min_tile_cycles = 2R + C - 2`` cycles apart.
+
+    Throughput: R*C MACs per cycle; a tile of ``M >= 2R + C - 2`` rows pays no weight-load
+    time, and the output latency is paid once per command.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        ``dataflow="ws"``.
+
+    Ports
+    -----
+    a_in : R lanes of :class:`~hw.fp.operand.Operand`
+    valid, first : 1 bit each
+    init_in : C lanes of 32-bit fp32
+    weight_in : C lanes of :class:`~hw.fp.operand.Operand`
+    load : 1 bit
+    result_out : C lanes of 32-bit fp32
+    result_valid : 1 bit
+    """
+
+    DATAFLOW = "ws"
+    TIMING = WeightStationaryTiming
+
+    def _ports(self):
+        return {
+            "a_in": In(data.ArrayLayout(Operand, self.rows)),
+            "valid": In(1),
+            "first": In(1),
+            "init_in": In(data.ArrayLayout(32, self.cols)),
+            "weight_in": In(data.ArrayLayout(Operand, self.cols)),
+            "load": In(1),
+            "result_out": Out(data.ArrayLayout(32, self.cols)),
+            "result_valid": Out(1),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, stages = self.rows, self.cols, self.config.mul_stages
+        pes = [[WeightStationaryPE(self.config) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+
+        first_taps = _delay_taps(m, self.first, rows - 1, 1, "first_skew")
+        for r in range(rows):
+            a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
+            m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].first_in.eq(first_taps[r])]
+        for c in range(cols):
+            init_skewed = _delay_taps(m, self.init_in[c], c + stages, 32, f"init_skew_{c}")[-1]
+            m.d.comb += [pes[0][c].psum_in.eq(init_skewed),
+                         pes[0][c].weight_in.eq(self.weight_in[c])]
+
+        for r in range(rows):
+            for c in range(cols):
+                pe = pes[r][c]
+                m.d.comb += pe.load.eq(self.load)
+                if c > 0:
+                    left = pes[r][c - 1]
+                    m.d.comb += [pe.a_in.eq(left.a_out), pe.first_in.eq(left.first_out)]
+                if r > 0:
+                    above = pes[r - 1][c]
+                    m.d.comb += [pe.psum_in.eq(above.psum_out), pe.weight_in.eq(above.weight_out)]
+
+        for c in range(cols):
+            # A register of this module driving a lane of the result_out port makes Yosys'
+            # ECP5 flow (ABC9 reintegration) fail on a wire name clash with "result_out[c]";
+            # a submodule of its own keeps the deskew registers apart.
+            deskew = m.submodules[f"result_deskew_{c}"] = Module()
+            aligned = _delay_taps(deskew, pes[rows - 1][c].psum_out, cols - 1 - c, 32,
+                                  f"result_deskew_{c}")[-1]
+            m.d.comb += self.result_out[c].eq(aligned)
+        valid_taps = _delay_taps(m, self.valid, self.timing.result_latency, 1, "valid_delay")
+        m.d.comb += self.result_valid.eq(valid_taps[-1])
+        return m

@@ -1,0 +1,102 @@
+"""The GEMM engine's host-side formats: command, status, error codes, write and read words.
+
+The command and status words do not depend on the configuration (a controller or CSR block can
+be written against them once); the write and read words carry ``lanes`` elements and so depend
+on the array size. Sizes and positions are :data:`sim.engine_model.FIELD_BITS` (16) bits wide;
+whether a command fits the engine is checked by the hardware (:class:`ErrorCode`), exactly as
+:func:`sim.engine_model.validate` predicts.
+"""
+
+from amaranth.lib import data, enum
+
+from hw.fp.operand import Operand
+from sim.engine_model import FIELD_BITS, EngineError
+
+__all__ = ["GemmCommand", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
+           "read_request_layout", "read_data_layout"]
+
+
+class GemmCommand(data.Struct):
+    """``C[c_row + i, c_col + j] (+)= sum_k A[i, k] * B[k, j]`` for ``i < m``, ``j < n``.
+
+    A is stored ``m x k`` with its first element at ``(a_row, a_col)`` of the A scratchpad,
+    or ``k x m`` when ``a_transpose``; B ``k x n`` at ``(b_row, b_col)`` of the B scratchpad,
+    or ``n x k`` when ``b_transpose``; C ``m x n`` at ``(c_row, c_col)`` of the accumulator
+    memory. ``accumulate`` starts from the C there (``C_old``) instead of ``+0``.
+    (:class:`sim.engine_model.EngineCommand` is the same command on the Python side.)
+    """
+    m: FIELD_BITS
+    n: FIELD_BITS
+    k: FIELD_BITS
+    a_row: FIELD_BITS
+    a_col: FIELD_BITS
+    b_row: FIELD_BITS
+    b_col: FIELD_BITS
+    c_row: FIELD_BITS
+    c_col: FIELD_BITS
+    a_transpose: 1
+    b_transpose: 1
+    accumulate: 1
+
+
+class ErrorCode(enum.Enum, shape=3):
+    """Why the engine raised ``status.error`` (values of :class:`sim.engine_model.EngineError`,
+    which documents each)."""
+    NONE = EngineError.NONE.value
+    ZERO_SIZE = EngineError.ZERO_SIZE.value
+    A_RANGE = EngineError.A_RANGE.value
+    B_RANGE = EngineError.B_RANGE.value
+    C_RANGE = EngineError.C_RANGE.value
+    ACCESS_RANGE = EngineError.ACCESS_RANGE.value
+    READ_FORMAT = EngineError.READ_FORMAT.value
+
+
+class Status(data.Struct):
+    """Engine status, readable by a host at any time (one word for a CSR).
+
+    ``busy`` is high while a command runs (from the cycle after it is accepted until the cycle
+    before ``done``); ``cmd.ready`` is ``~busy``. ``done`` is high for one cycle when a command
+    ends, whether it ran or was rejected. ``error`` is sticky: it rises with ``done`` of a
+    rejected command, or the cycle after a host write or read with a bad address or format, and
+    stays high with its ``error_code`` until the ``clear_error`` input or the next accepted
+    command clears it.
+    """
+    busy: 1
+    done: 1
+    error: 1
+    error_code: ErrorCode
+
+
+def host_write_layout(lanes, element):
+    """Host write word: ``lanes`` elements written along row ``row`` from column ``col`` on;
+    lane ``t`` goes to ``(row, col + t)`` when bit ``t`` of ``mask`` is set (lanes beyond the
+    memory's last column are dropped)."""
+    return data.StructLayout({
+        "row": FIELD_BITS,
+        "col": FIELD_BITS,
+        "data": data.ArrayLayout(element, lanes),
+        "mask": lanes,
+    })
+
+
+def operand_write_layout(lanes):
+    """Host write word of the A or B scratchpad (:class:`~hw.fp.operand.Operand` elements)."""
+    return host_write_layout(lanes, Operand)
+
+
+def read_request_layout(config):
+    """Host read request of the accumulator memory: ``C`` FP32 values along row ``row`` from
+    column ``col`` on, returned in format ``config.out_formats[fmt]`` with overflow policy
+    ``saturate`` (1: saturate to the largest finite value; 0: IEEE)."""
+    return data.StructLayout({
+        "row": FIELD_BITS,
+        "col": FIELD_BITS,
+        "fmt": range(max(2, len(config.out_formats))),
+        "saturate": 1,
+    })
+
+
+def read_data_layout(config):
+    """Host read data: ``C`` 32-bit words, FP32 or the converted format in the low bits
+    (zero-extended); zero for columns beyond the accumulator memory."""
+    return data.ArrayLayout(32, config.array.cols)

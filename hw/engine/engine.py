@@ -1,0 +1,308 @@
+"""The GEMM engine: scratchpads, accumulator memory, systolic array and tile sequencer.
+
+::
+
+    wr_a --> A scratchpad ---\\
+                              >-- sequencer (os or ws) --> systolic array
+    wr_b --> B scratchpad ---/        |   ^                       |
+                                      v   | C_old, partial sums   | results
+    wr_acc ------------------> accumulator memory <---------------/
+    rd_req ------------------>        |
+                                      v
+                         FP32 -> out format --> FIFO --> rd_data
+
+A host (later a DMA and a controller) lays A, B and ``C_old`` into the memories through the
+write streams, issues :class:`~hw.engine.commands.GemmCommand` s on ``cmd`` and reads results
+back through ``rd_req`` / ``rd_data``, as FP32 or converted to any of ``config.out_formats``.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, unsigned
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.engine.array import SystolicArray
+from hw.engine.commands import (ErrorCode, GemmCommand, Status, host_write_layout,
+                                operand_write_layout, read_data_layout, read_request_layout)
+from hw.engine.scratchpad import SkewedScratchpad
+from hw.engine.sequencer import OutputStationarySequencer
+from hw.engine.ws_sequencer import WeightStationarySequencer
+from hw.fp.converter import FP32Converter
+from hw.fp.operand import Operand
+from sim.config import EngineConfig
+from sim.engine_model import SPAD_READ_LATENCY, EngineTiming
+
+__all__ = ["GemmEngine"]
+
+
+class GemmEngine(wiring.Component):
+    """A GEMM engine for one :class:`~sim.config.EngineConfig`: output or weight stationary.
+
+    Parameters
+    ----------
+    config : EngineConfig
+        ``config.array.dataflow`` chooses the array and its sequencer:
+        :class:`~hw.engine.sequencer.OutputStationarySequencer` (``"os"``) or
+        :class:`~hw.engine.ws_sequencer.WeightStationarySequencer` (``"ws"``).
+
+    Latency and throughput
+    ----------------------
+    * ``cmd``: a command runs for exactly :func:`sim.engine_model.command_cycles` cycles from
+      its accept cycle to ``status.done`` (2 for a rejected one); ``cmd.ready`` is low while
+      ``status.busy``. Sustained: ``R * C`` MACs per cycle when ``K >= 2R + C - 1`` (output
+      stationary) or ``M >= min_tile_slots`` (weight stationary, about ``2R + C``).
+    * ``wr_a``, ``wr_b``: always ready, one row segment per cycle, even while a command runs
+      (the host must not overwrite the operands of the running command). The data are in
+      memory at the end of the accept cycle.
+    * ``wr_acc``: one row segment per cycle, not ready while ``status.busy``.
+    * ``rd_req`` / ``rd_data``: one row segment per cycle; ``rd_data`` comes 3 cycles after
+      its request at the earliest (memory read 2, FIFO 1), in request order, held under
+      backpressure (up to :attr:`READ_BUFFER` requests in flight). ``rd_req`` is not ready
+      while ``status.busy``. Results of a command are readable from the cycle of its ``done``.
+
+    Errors (sticky in ``status``, see :class:`~hw.engine.commands.Status`): a bad command is
+    rejected (``ZERO_SIZE``, ``A_RANGE``, ``B_RANGE``, ``C_RANGE``, as
+    :func:`sim.engine_model.validate`) and the engine stays ready for the next; a host write
+    whose ``(row, col)`` lies outside its memory is dropped and a read returns zeros
+    (``ACCESS_RANGE``); a read whose ``fmt`` is not a configured format returns zeros
+    (``READ_FORMAT``). Lanes of a valid write or read beyond the last column are dropped /
+    read as zero without error (edge of a matrix). An operand whose format tag is not one of
+    the array's ``a_formats`` / ``b_formats`` multiplies as NaN (as in the multiplier).
+
+    Ports
+    -----
+    cmd : stream of :class:`~hw.engine.commands.GemmCommand` (in)
+    status : :class:`~hw.engine.commands.Status` (out)
+    clear_error : 1 bit (in)
+    wr_a : stream of :func:`~hw.engine.commands.operand_write_layout` ``(R)`` (in)
+    wr_b : stream of :func:`~hw.engine.commands.operand_write_layout` ``(C)`` (in)
+    wr_acc : stream of :func:`~hw.engine.commands.host_write_layout` ``(C, 32)`` (in), FP32
+    rd_req : stream of :func:`~hw.engine.commands.read_request_layout` (in)
+    rd_data : stream of :func:`~hw.engine.commands.read_data_layout` (out)
+    """
+
+    #: Sequencer of each dataflow.
+    SEQUENCERS = {"os": OutputStationarySequencer, "ws": WeightStationarySequencer}
+    #: Array port -> sequencer port suffix, where the names differ.
+    ARRAY_PORTS = {"a_in": "a", "b_in": "b", "init_in": "init", "weight_in": "weight",
+                   "result_out": "result"}
+
+    #: Read requests the read path holds at once (enough for one read per cycle).
+    READ_BUFFER = SPAD_READ_LATENCY + 2
+
+    def __init__(self, config):
+        if not isinstance(config, EngineConfig):
+            raise ValueError(f"config must be an EngineConfig, not {config!r}")
+        self.config = config
+        self.timing = EngineTiming.of(config)
+        rows, cols = config.array.rows, config.array.cols
+        super().__init__({
+            "cmd": In(stream.Signature(GemmCommand)),
+            "status": Out(Status),
+            "clear_error": In(1),
+            "wr_a": In(stream.Signature(operand_write_layout(rows))),
+            "wr_b": In(stream.Signature(operand_write_layout(cols))),
+            "wr_acc": In(stream.Signature(host_write_layout(cols, unsigned(32)))),
+            "rd_req": In(stream.Signature(read_request_layout(config))),
+            "rd_data": Out(stream.Signature(read_data_layout(config))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        rows, cols = cfg.array.rows, cfg.array.cols
+
+        sequencer = m.submodules.sequencer = self.SEQUENCERS[cfg.array.dataflow](cfg)
+        array = m.submodules.array = SystolicArray(cfg.array)
+        spad_a = m.submodules.spad_a = SkewedScratchpad(
+            lanes=rows, width=cfg.spad_width, rows=cfg.a_rows, element=Operand)
+        spad_b = m.submodules.spad_b = SkewedScratchpad(
+            lanes=cols, width=cfg.spad_width, rows=cfg.b_rows, element=Operand)
+        acc = m.submodules.acc_memory = SkewedScratchpad(
+            lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32))
+        self._check_timing(array, spad_a)
+
+        # ---- sequencer <-> memories and array ----------------------------------------------
+        # (fixed-latency, always-ready streams: valid and payload only)
+        for requests, memory, data_in in ((sequencer.a_read, spad_a, sequencer.a_data),
+                                          (sequencer.b_read, spad_b, sequencer.b_data)):
+            m.d.comb += [
+                memory.i_read.valid.eq(requests.valid),
+                memory.i_read.payload.eq(requests.payload),
+                data_in.valid.eq(memory.o_read.valid),
+                data_in.payload.eq(memory.o_read.payload),
+            ]
+        m.d.comb += [
+            sequencer.acc_data.valid.eq(acc.o_read.valid),
+            sequencer.acc_data.payload.eq(acc.o_read.payload),
+        ]
+        # the array's ports, named array_<port> on the sequencer
+        for name, member in array.signature.members.items():
+            ours = getattr(sequencer, f"array_{self.ARRAY_PORTS.get(name, name)}")
+            if member.flow == In:
+                m.d.comb += getattr(array, name).eq(ours)
+            else:
+                m.d.comb += ours.eq(getattr(array, name))
+
+        # ---- command and status -------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.cmd), sequencer.cmd)
+        m.d.comb += [
+            self.status.eq(sequencer.status),
+            sequencer.clear_error.eq(self.clear_error),
+        ]
+        busy = sequencer.status.busy
+
+        # ---- host writes --------------------------------------------------------------------
+        # conditions raising a host-port error this cycle (combined as plain expressions:
+        # see the note on step_first in hw/engine/sequencer.py)
+        outside = []
+        for port, memory, height, width in ((self.wr_a, spad_a, cfg.a_rows, cfg.spad_width),
+                                            (self.wr_b, spad_b, cfg.b_rows, cfg.spad_width)):
+            name = "wr_a" if port is self.wr_a else "wr_b"
+            inside = Signal(name=f"{name}_inside")
+            m.d.comb += [
+                inside.eq((port.payload.row < height) & (port.payload.col < width)),
+                port.ready.eq(1),
+                memory.i_write.valid.eq(port.valid & inside),
+                memory.i_write.payload.row.eq(port.payload.row),
+                memory.i_write.payload.col.eq(port.payload.col),
+                memory.i_write.payload.data.eq(port.payload.data),
+                memory.i_write.payload.mask.eq(port.payload.mask),
+            ]
+            outside.append(port.valid & ~inside)
+
+        # accumulator memory write port: the sequencer's results while busy, else the host
+        wr_acc_inside = Signal(name="wr_acc_inside")
+        m.d.comb += [
+            self.wr_acc.ready.eq(~busy),
+            wr_acc_inside.eq((self.wr_acc.payload.row < cfg.acc_rows)
+                             & (self.wr_acc.payload.col < cfg.acc_width)),
+        ]
+        host_write = Signal.like(acc.i_write.payload, name="wr_acc_request")
+        m.d.comb += [
+            host_write.row.eq(self.wr_acc.payload.row),
+            host_write.col.eq(self.wr_acc.payload.col),
+            host_write.data.eq(self.wr_acc.payload.data),
+            host_write.mask.eq(self.wr_acc.payload.mask),
+        ]
+        ours = sequencer.acc_write.valid
+        m.d.comb += [
+            acc.i_write.valid.eq(ours | (self.wr_acc.valid & self.wr_acc.ready & wr_acc_inside)),
+            acc.i_write.payload.eq(Mux(ours, sequencer.acc_write.payload, host_write)),
+        ]
+        outside.append(self.wr_acc.valid & self.wr_acc.ready & ~wr_acc_inside)
+
+        # ---- host reads ---------------------------------------------------------------------
+        read_outside, bad_format = self._read_path(m, sequencer, acc, busy)
+        outside.append(read_outside)
+
+        bad_access = Signal(name="bad_access")
+        m.d.comb += [
+            bad_access.eq(Cat(outside).any()),
+            sequencer.host_error.eq(Mux(bad_access, ErrorCode.ACCESS_RANGE,
+                                        Mux(bad_format, ErrorCode.READ_FORMAT,
+                                            ErrorCode.NONE))),
+        ]
+        return m
+
+    def _read_path(self, m, sequencer, acc, busy):
+        """rd_req -> accumulator memory read (shared with the sequencer, which uses it only
+        while busy) -> conversion -> FIFO -> rd_data. Returns the error conditions
+        ``(outside, bad_format)`` of this cycle's request."""
+        cfg = self.config
+        cols = cfg.array.cols
+        request = self.rd_req.payload
+
+        outstanding = Signal(range(self.READ_BUFFER + 1), name="reads_outstanding")
+        accepted = Signal(name="read_accepted")
+        popped = Signal(name="read_popped")
+        m.d.comb += [
+            self.rd_req.ready.eq(~busy & (outstanding < self.READ_BUFFER)),
+            accepted.eq(self.rd_req.valid & self.rd_req.ready),
+            popped.eq(self.rd_data.valid & self.rd_data.ready),
+        ]
+        m.d.sync += outstanding.eq(outstanding + accepted - popped)
+
+        inside = Signal(name="read_inside")
+        format_ok = Signal(name="read_format_ok")
+        m.d.comb += [
+            inside.eq((request.row < cfg.acc_rows) & (request.col < cfg.acc_width)),
+            format_ok.eq(request.fmt < len(cfg.out_formats)),
+        ]
+        outside = Signal(name="read_outside")
+        bad_format = Signal(name="read_bad_format")
+        m.d.comb += [outside.eq(accepted & ~inside), bad_format.eq(accepted & inside & ~format_ok)]
+
+        host_read = Signal.like(acc.i_read.payload, name="rd_req_request")
+        m.d.comb += [
+            host_read.row.eq(request.row),
+            host_read.col.eq(request.col),
+            host_read.column_mode.eq(0),
+        ]
+        ours = sequencer.acc_read.valid
+        m.d.comb += [
+            acc.i_read.valid.eq(ours | (accepted & inside)),
+            acc.i_read.payload.eq(Mux(ours, sequencer.acc_read.payload, host_read)),
+        ]
+
+        # the request's fields meet its data SPAD_READ_LATENCY cycles later
+        pending_layout = data.StructLayout({
+            "valid": 1, "zero": 1, "fmt": request.fmt.shape(), "saturate": 1,
+        })
+        pending = Signal(pending_layout, name="read_pending")
+        m.d.comb += [
+            pending.valid.eq(accepted),
+            pending.zero.eq(~(inside & format_ok)),
+            pending.fmt.eq(request.fmt),
+            pending.saturate.eq(request.saturate),
+        ]
+        for stage in range(SkewedScratchpad.READ_LATENCY):
+            delayed = Signal(pending_layout, name=f"read_pending_d{stage + 1}")
+            m.d.sync += delayed.eq(pending)
+            pending = delayed
+
+        lanes = []
+        for c in range(cols):
+            raw = acc.o_read.payload[c]
+            choices = {}
+            for index, name in enumerate(cfg.out_formats):
+                if name == "fp32":
+                    choices[index] = raw
+                    continue
+                convert = m.submodules[f"convert_{name}_{c}"] = FP32Converter(fmt=name, stages=0)
+                m.d.comb += [
+                    convert.i.valid.eq(1),
+                    convert.i.payload.value.eq(raw),
+                    convert.i.payload.saturate.eq(pending.saturate),
+                    convert.o.ready.eq(1),
+                ]
+                choices[index] = convert.o.payload
+            # a chain of plain expressions (see hw.engine.sequencer._ICARUS_NOTE)
+            selected = 0
+            for index, value in choices.items():
+                selected = Mux(pending.fmt == index, value, selected)
+            lane = Signal(32, name=f"read_lane_{c}")
+            m.d.comb += lane.eq(Mux(pending.zero, 0, selected))
+            lanes.append(lane)
+
+        buffer = m.submodules.read_buffer = fifo.SyncFIFOBuffered(width=32 * cols,
+                                                                  depth=self.READ_BUFFER)
+        m.d.comb += [
+            buffer.w_en.eq(pending.valid),
+            buffer.w_data.eq(Cat(lanes)),
+            self.rd_data.valid.eq(buffer.r_rdy),
+            self.rd_data.payload.eq(buffer.r_data),
+            buffer.r_en.eq(self.rd_data.ready),
+        ]
+        return outside, bad_format
+
+    def _check_timing(self, array, spad):
+        """The sequencer and the cycle model rely on these numbers: stop at once if a part
+        has changed under them."""
+        mismatches = []
+        if spad.READ_LATENCY != self.timing.spad_read_latency:
+            mismatches.append(f"scratchpad READ_LATENCY {spad.READ_LATENCY} != "
+                              f"{self.timing.spad_read_latency}")
+        if array.timing.min_tile_cycles > self.timing.min_tile_slots:
+            mismatches.append("array min_tile_cycles")
+        if mismatches:
+            raise RuntimeError("engine timing disagrees with its parts: " + "; ".join(mismatches))

@@ -1,0 +1,200 @@
+"""Processing elements of the systolic array: one exact product and one fp32 addition per cycle.
+
+Both PEs build the mixed-precision multiplier (:class:`~hw.fp.multiplier.ProductDatapath`,
+``config.mul_stages`` pipeline registers) and a single-cycle combinational fp32 adder
+(:func:`~hw.fp.adder.fp32_add_datapath`), so every step rounds once:
+``round_fp32(sum + a*b)``, bit-exact with :func:`sim.gemm.gemm`. They are free running (no
+stall): the array's sequencer feeds one step or one bubble per cycle.
+"""
+
+from amaranth import Module, Signal
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.fp.adder import fp32_add_datapath
+from hw.fp.multiplier import ProductDatapath
+from hw.fp.operand import Operand
+from hw.pipeline import Pipeline
+from sim.config import ArrayConfig
+
+__all__ = ["RowControl", "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
+
+
+class RowControl(data.Struct):
+    """Control that travels with an output-stationary step along a row of PEs.
+
+    ``valid`` marks a step (``0``: a bubble); ``first`` marks the first step of a tile, or
+    with ``valid=0`` the flush step that swaps the last tile's results out.
+    """
+    valid: 1
+    first: 1
+
+
+def check_array_config(config, dataflow, who):
+    """``config`` if it is an :class:`~sim.config.ArrayConfig` of ``dataflow``, else
+    ``ValueError`` naming ``who``."""
+    if not isinstance(config, ArrayConfig):
+        raise ValueError(f"{who}: config must be an ArrayConfig, not {config!r}")
+    if config.dataflow != dataflow:
+        raise ValueError(f"{who}: config.dataflow must be {dataflow!r}, not {config.dataflow!r}")
+    return config
+
+
+def _multiplier(m, config, a_operand, b_operand, extra=None):
+    """The PE's multiplier: a free-running :class:`Pipeline` of ``config.mul_stages``."""
+    pipeline = Pipeline(stages=config.mul_stages, cut_points=ProductDatapath.CUT_POINTS,
+                        name="mul")
+    m.d.comb += pipeline.enable.eq(1)         # no stall inside the array
+    datapath = ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats)
+    return datapath.build(m, pipeline, a_operand, b_operand, extra=extra)
+
+
+class OutputStationaryPE(wiring.Component):
+    """Output-stationary PE: owns one output element of the tile, operands flow through.
+
+    Each cycle the PE multiplies the ``a_in`` / ``b_in`` operands it receives and forwards them,
+    registered, to its right (``a_out``, with ``control_out``) and below (``b_out``). The
+    product reaches the accumulate stage ``mul_stages`` cycles later, with the step's control:
+
+    * ``valid=1, first=0``: ``acc <- round(acc + product)``;
+    * ``first=1``: ``shadow <- acc`` (the previous tile's finished result) and
+      ``acc <- round(shadow + product)`` when ``valid``, ``acc <- shadow`` otherwise (flush):
+      the shadow held the init of the new tile (``+0`` or ``C_old``).
+
+    The shadows of a column form a chain: while ``shift`` is high, ``shadow <- shadow_in``
+    (the shadow above, or an init value at the top); ``shadow_out`` is the shadow register. A
+    shift and a swap must not happen in the same cycle (the sequencer's schedule ensures it).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        ``dataflow="os"``; ``a_formats``, ``b_formats`` and ``mul_stages`` are used.
+
+    Latency: a step's operands reach ``a_out`` / ``b_out`` one cycle after ``a_in`` / ``b_in``;
+    its product is accumulated at the clock edge ``mul_stages`` cycles after the one that
+    ends its arrival cycle, i.e. ``acc`` shows it ``mul_stages + 1`` cycles after arrival.
+    Throughput: one MAC per cycle.
+
+    Ports
+    -----
+    a_in, a_out : :class:`~hw.fp.operand.Operand`
+    control_in, control_out : :class:`RowControl`
+    b_in, b_out : :class:`~hw.fp.operand.Operand`
+    shift : 1 bit
+    shadow_in, shadow_out : 32-bit fp32
+    """
+
+    a_in: In(Operand)
+    a_out: Out(Operand)
+    control_in: In(RowControl)
+    control_out: Out(RowControl)
+    b_in: In(Operand)
+    b_out: Out(Operand)
+    shift: In(1)
+    shadow_in: In(32)
+    shadow_out: Out(32)
+
+    def __init__(self, config):
+        self.config = check_array_config(config, "os", "OutputStationaryPE")
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [
+            self.a_out.eq(self.a_in),
+            self.b_out.eq(self.b_in),
+            self.control_out.eq(self.control_in),
+        ]
+        product, control = _multiplier(
+            m, self.config, self.a_in, self.b_in,
+            extra={"valid": self.control_in.valid, "first": self.control_in.first})
+
+        acc = Signal(32, name="acc")
+        shadow = Signal(32, name="shadow")
+        base = Signal(32, name="acc_base")       # what the product is added to
+        with m.If(control["first"]):
+            m.d.comb += base.eq(shadow)
+        with m.Else():
+            m.d.comb += base.eq(acc)
+        total = fp32_add_datapath(m, base, product, name="acc_add")
+
+        with m.If(control["first"]):
+            m.d.sync += shadow.eq(acc)
+            with m.If(control["valid"]):
+                m.d.sync += acc.eq(total)
+            with m.Else():
+                m.d.sync += acc.eq(shadow)
+        with m.Elif(control["valid"]):
+            m.d.sync += acc.eq(total)
+        with m.If(self.shift):
+            m.d.sync += shadow.eq(self.shadow_in)
+        m.d.comb += self.shadow_out.eq(shadow)
+        return m
+
+
+class WeightStationaryPE(wiring.Component):
+    """Weight-stationary PE: holds one element of B, partial sums flow down the column.
+
+    Each cycle the PE multiplies ``a_in`` by its weight and adds the product to the partial
+    sum from above: ``psum_out <- round(psum_in + a*weight)``, where ``psum_in`` arrives
+    ``mul_stages`` cycles after ``a_in`` (the array skews it so). ``a_in`` and ``first_in``
+    are forwarded, registered, to the right.
+
+    Weights are double buffered: ``weight_next`` is a link of the column's load chain
+    (``weight_next <- weight_in`` while ``load`` is high; ``weight_out`` is ``weight_next``),
+    and a step with ``first_in`` set is multiplied by ``weight_next`` while the PE copies it to
+    its active ``weight`` register for the following steps. So the next tile's weights load
+    while the current tile computes.
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        ``dataflow="ws"``; ``a_formats``, ``b_formats`` (weights) and ``mul_stages`` are used.
+
+    Latency: ``psum_out`` shows the sum of a step ``mul_stages + 1`` cycles after its ``a_in``
+    (one cycle after its ``psum_in``); ``a_out`` one cycle after ``a_in``. Throughput: one MAC
+    per cycle.
+
+    Ports
+    -----
+    a_in, a_out : :class:`~hw.fp.operand.Operand`
+    first_in, first_out : 1 bit
+    weight_in, weight_out : :class:`~hw.fp.operand.Operand`
+    load : 1 bit
+    psum_in, psum_out : 32-bit fp32
+    """
+
+    a_in: In(Operand)
+    a_out: Out(Operand)
+    first_in: In(1)
+    first_out: Out(1)
+    weight_in: In(Operand)
+    weight_out: Out(Operand)
+    load: In(1)
+    psum_in: In(32)
+    psum_out: Out(32)
+
+    def __init__(self, config):
+        self.config = check_array_config(config, "ws", "WeightStationaryPE")
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.sync += [self.a_out.eq(self.a_in), self.first_out.eq(self.first_in)]
+
+        weight_next = Signal(Operand, name="weight_next")
+        weight = Signal(Operand, name="weight")
+        weight_used = Signal(Operand, name="weight_used")
+        with m.If(self.load):
+            m.d.sync += weight_next.eq(self.weight_in)
+        with m.If(self.first_in):
+            m.d.sync += weight.eq(weight_next)
+            m.d.comb += weight_used.eq(weight_next)
+        with m.Else():
+            m.d.comb += weight_used.eq(weight)
+        m.d.comb += self.weight_out.eq(weight_next)
+
+        product = _multiplier(m, self.config, self.a_in, weight_used)
+        total = fp32_add_datapath(m, self.psum_in, product, name="psum_add")
+        m.d.sync += self.psum_out.eq(total)
+        return m

@@ -1,0 +1,435 @@
+"""Tile sequencer of the output-stationary GEMM engine, and what every sequencer shares.
+
+A sequencer takes one :class:`~hw.engine.commands.GemmCommand` at a time, checks it, and
+drives everything between the memories and the array: reads of A and B from the skewed scratchpads,
+the array's step, shift and init inputs, reads of ``C_old`` from and writes of results to the
+accumulator memory. The schedule is fixed by the command alone (nothing in it waits on data),
+which is why :func:`sim.engine_model.command_cycles` can predict it exactly. The command front
+end (accept, check, status) is shared with the weight-stationary sequencer
+(:mod:`hw.engine.ws_sequencer`).
+
+Schedule (times in cycles; see :mod:`sim.engine_model` for the derived constants)
+---------------------------------------------------------------------------------
+* **Accept** (cycle 0) and **check** (cycle 1): a bad command raises ``error`` and ``done`` in
+  cycle 2; a good one starts issuing in cycle 2 (issue time 0).
+* **Steps** (issue stream A): tiles ``(m0, n0)`` in row-major order, each ``L = max(K,
+  min_tile_slots)`` issue slots: slot ``k < K`` reads ``A[m0 .. m0+R-1, k]`` (a column access
+  of the A scratchpad, or a row access when ``a_transpose``) and ``B[k, n0 .. n0+C-1]`` (a row
+  access, or a column access when ``b_transpose``) and becomes a step ``valid=1, first=(k==0)``
+  when the data reach the array ``spad_read_latency`` cycles later; slots ``k >= K`` are
+  bubbles. Lanes outside ``M`` / ``N`` (edge tiles) get the operand ``+0``. One flush step
+  (``valid=0, first=1``) follows the last tile; tile 0 starts at ``first_tile_issue``.
+* **Shift groups** (issue stream B): ``R`` consecutive shift cycles, the first at issue time 0
+  and then ``group_delay`` cycles after each tile boundary step (``first``) is issued, so that
+  they reach the array just after the boundary's last accumulator swap. Shift ``j`` of group
+  ``g`` pushes in row ``R-1-j`` of tile ``g``'s initial values (``+0``, or ``C_old`` read from
+  the accumulator memory ``acc_read_latency`` cycles earlier when ``accumulate``) and takes out
+  row ``R-1-j`` of tile ``g-2``'s results, written to the accumulator memory at
+  ``(c_row + m0 + R-1-j, c_col + n0)`` one cycle later, lanes and rows outside ``M x N``
+  masked. Group ``tiles + 1`` (after the flush) takes out the last tile; ``done`` rises the
+  cycle after its last write.
+"""
+
+from amaranth import Cat, Module, Mux, Signal, Value, unsigned
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.engine.commands import ErrorCode, GemmCommand, Status
+from hw.engine.scratchpad import data_layout, read_layout, write_layout
+from hw.fp.operand import Operand, OperandFormat
+from sim.config import EngineConfig
+from sim.engine_model import FIELD_BITS, EngineTiming
+from sim.scratchpad_model import ScratchpadGeometry
+
+__all__ = ["OutputStationarySequencer", "geometries"]
+
+# tile origins and slot counters: one bit above the command fields, so that adding R, C or 1
+# to a value below 2**FIELD_BITS never wraps
+WIDE = FIELD_BITS + 1
+
+
+def geometries(config):
+    """``(a, b, acc)``: :class:`~sim.scratchpad_model.ScratchpadGeometry` of the A and B
+    scratchpads and of the accumulator memory of an engine."""
+    a = config.array
+    return (ScratchpadGeometry(lanes=a.rows, width=config.spad_width, rows=config.a_rows),
+            ScratchpadGeometry(lanes=a.cols, width=config.spad_width, rows=config.b_rows),
+            ScratchpadGeometry(lanes=a.cols, width=config.acc_width, rows=config.acc_rows))
+
+
+def _delay(m, value, cycles, *, name):
+    """``value`` delayed by ``cycles`` registers (``cycles`` may be 0)."""
+    shape = value.shape() if isinstance(value, data.View) else Value.cast(value).shape()
+    for stage in range(cycles):
+        reg = Signal(shape, name=f"{name}_d{stage + 1}")
+        m.d.sync += reg.eq(value)
+        value = reg
+    return value
+
+
+def _lane_mask(m, origin, size, lanes, *, name):
+    """Bit ``t`` set when ``origin + t < size`` (lanes of an edge tile inside the matrix)."""
+    mask = Signal(lanes, name=name)
+    m.d.comb += mask.eq(Cat(origin + t < size for t in range(lanes)))
+    return mask
+
+
+def _plus_zero(formats):
+    """``+0`` as an :class:`~hw.fp.operand.Operand` of a format the PEs accept (a tag they
+    were not built for would multiply as NaN)."""
+    return Operand.const({"bits": 0, "fmt": OperandFormat.of(formats[0])}).as_value()
+
+
+_ICARUS_NOTE = """Control signals are built from plain expressions rather than assignments under
+m.If: Icarus evaluates a continuous assignment at time 0 but may miss an always block whose
+inputs do not change before the first command, and an X there would reach the schedule."""
+
+
+class _State(enum.Enum, shape=2):
+    IDLE = 0
+    CHECK = 1
+    RUN = 2
+
+
+class _Sequencer(wiring.Component):
+    """What both sequencers share: the ports to the memories and the host, and the command
+    front end (accept, check, sticky error, ``busy`` and ``done``).
+
+    A subclass gives its array ports (:meth:`_array_ports`), calls :meth:`_front_end` in
+    ``elaborate`` and drives ``finished`` (sync) in the cycle of its last result write.
+    """
+
+    def __init__(self, config):
+        if not isinstance(config, EngineConfig):
+            raise ValueError(f"config must be an EngineConfig, not {config!r}")
+        if config.array.dataflow != self.DATAFLOW:
+            raise ValueError(f"config.array.dataflow must be {self.DATAFLOW!r} for "
+                             f"{type(self).__name__}, not {config.array.dataflow!r}")
+        self.config = config
+        self.timing = EngineTiming.of(config)
+        self.a_geometry, self.b_geometry, self.acc_geometry = geometries(config)
+
+        def reads(geometry, element):
+            return {
+                "read": Out(stream.Signature(read_layout(geometry), always_ready=True)),
+                "data": In(stream.Signature(data_layout(geometry, element), always_ready=True)),
+            }
+
+        ports = {
+            "cmd": In(stream.Signature(GemmCommand)),
+            "status": Out(Status),
+            "clear_error": In(1),
+            "host_error": In(ErrorCode),
+            "acc_write": Out(stream.Signature(write_layout(self.acc_geometry, unsigned(32)),
+                                              always_ready=True)),
+            **self._array_ports(),
+        }
+        for prefix, geometry, element in (("a", self.a_geometry, Operand),
+                                          ("b", self.b_geometry, Operand),
+                                          ("acc", self.acc_geometry, unsigned(32))):
+            for name, port in reads(geometry, element).items():
+                ports[f"{prefix}_{name}"] = port
+        super().__init__(ports)
+
+    def _array_ports(self):
+        raise NotImplementedError
+
+    def _front_end(self, m, tile_size):
+        """Accept, check and status. ``tile_size(cmd)`` is the command field a tile's slots
+        are counted from (``L = max(tile_size, min_tile_slots)``).
+
+        Returns a dict: ``cmd`` (the command register), ``slots`` (``L``), ``begin`` (the check
+        cycle of a good command: reset the schedule), ``start`` (issue time 0, the next
+        cycle) and ``finished`` (to be driven, sync, in the last result write's cycle).
+        """
+        cfg = self.config
+        timing = self.timing
+        state = Signal(_State, name="state")
+        cmd = Signal(GemmCommand, name="command")
+        slots = Signal(WIDE, name="tile_slots")         # L = max(size, min_tile_slots)
+        start = Signal(name="start")                    # first cycle of RUN (issue time 0)
+        finished = Signal(name="finished")              # last result write this cycle
+
+        # ---- accept, check, status ----------------------------------------------------------
+        error_code = Signal(ErrorCode, name="check_error")
+        a_height = Mux(cmd.a_transpose, cmd.k, cmd.m)
+        a_width = Mux(cmd.a_transpose, cmd.m, cmd.k)
+        b_height = Mux(cmd.b_transpose, cmd.n, cmd.k)
+        b_width = Mux(cmd.b_transpose, cmd.k, cmd.n)
+        zero_size = (cmd.m == 0) | (cmd.n == 0) | (cmd.k == 0)
+        a_outside = (cmd.a_row + a_height > cfg.a_rows) | (cmd.a_col + a_width > cfg.spad_width)
+        b_outside = (cmd.b_row + b_height > cfg.b_rows) | (cmd.b_col + b_width > cfg.spad_width)
+        c_outside = (cmd.c_row + cmd.m > cfg.acc_rows) | (cmd.c_col + cmd.n > cfg.acc_width)
+        # a priority chain of plain expressions (see _ICARUS_NOTE)
+        m.d.comb += error_code.eq(
+            Mux(zero_size, ErrorCode.ZERO_SIZE,
+                Mux(a_outside, ErrorCode.A_RANGE,
+                    Mux(b_outside, ErrorCode.B_RANGE,
+                        Mux(c_outside, ErrorCode.C_RANGE, ErrorCode.NONE)))))
+
+        accepted = Signal(name="accepted")
+        rejected = Signal(name="rejected")
+        m.d.comb += [
+            self.cmd.ready.eq(state == _State.IDLE),
+            accepted.eq(self.cmd.valid & self.cmd.ready),
+            rejected.eq((state == _State.CHECK) & (error_code != ErrorCode.NONE)),
+            self.status.busy.eq(state != _State.IDLE),
+        ]
+        m.d.sync += [self.status.done.eq(0), start.eq(0)]
+
+        with m.Switch(state):
+            with m.Case(_State.IDLE):
+                with m.If(accepted):
+                    m.d.sync += [cmd.eq(self.cmd.payload), state.eq(_State.CHECK)]
+            with m.Case(_State.CHECK):
+                m.d.sync += slots.eq(Mux(tile_size(cmd) > timing.min_tile_slots,
+                                         tile_size(cmd), timing.min_tile_slots))
+                with m.If(rejected):
+                    m.d.sync += [state.eq(_State.IDLE), self.status.done.eq(1)]
+                with m.Else():
+                    m.d.sync += [state.eq(_State.RUN), start.eq(1)]
+            with m.Case(_State.RUN):
+                with m.If(finished):
+                    m.d.sync += [state.eq(_State.IDLE), self.status.done.eq(1)]
+
+        # sticky error: a rejected command, else a host-port error, else cleared
+        with m.If(rejected):
+            m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(error_code)]
+        with m.Elif(self.host_error != ErrorCode.NONE):
+            m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(self.host_error)]
+        with m.Elif(accepted | self.clear_error):
+            m.d.sync += [self.status.error.eq(0), self.status.error_code.eq(ErrorCode.NONE)]
+        begin = Signal(name="begin")
+        m.d.comb += begin.eq((state == _State.CHECK) & ~rejected)
+        return {"cmd": cmd, "slots": slots, "begin": begin, "start": start,
+                "finished": finished}
+
+
+class OutputStationarySequencer(_Sequencer):
+    """Runs GEMM commands on an output-stationary array (schedule in the module docstring).
+
+    Parameters
+    ----------
+    config : EngineConfig
+        ``config.array.dataflow`` must be ``"os"``.
+
+    Latency: :func:`sim.engine_model.command_cycles` cycles from accepting a command to
+    ``status.done``. Throughput: one command at a time (``cmd.ready`` is low while busy); one
+    step per cycle while ``K >= min_tile_slots``.
+
+    Ports
+    -----
+    cmd : stream of :class:`~hw.engine.commands.GemmCommand` (in)
+    status : :class:`~hw.engine.commands.Status` (out)
+    clear_error : 1 bit (in), clears ``status.error``
+    host_error : :class:`~hw.engine.commands.ErrorCode` (in), an error seen on a host port this
+        cycle (``NONE`` otherwise), recorded in the sticky status
+    a_read, b_read, acc_read : scratchpad read-request streams (out, always ready)
+    a_data, b_data, acc_data : scratchpad read-data streams (in, fixed latency)
+    acc_write : accumulator-memory write stream (out, always ready)
+    array_a : ``R`` x Operand; array_b : ``C`` x Operand; array_valid, array_first,
+    array_shift : 1 bit; array_init : ``C`` x 32 bits (out) — the array's step, shift and init
+    inputs
+    array_result : ``C`` x 32 bits (in) — the array's result output
+    """
+
+    DATAFLOW = "os"
+
+    def __init__(self, config):
+        super().__init__(config)
+        if self.timing.group_delay < 1:
+            raise ValueError(f"timing: group_delay must be >= 1, not {self.timing.group_delay}")
+
+    def _array_ports(self):
+        rows, cols = self.config.array.rows, self.config.array.cols
+        return {
+            "array_a": Out(data.ArrayLayout(Operand, rows)),
+            "array_b": Out(data.ArrayLayout(Operand, cols)),
+            "array_valid": Out(1),
+            "array_first": Out(1),
+            "array_shift": Out(1),
+            "array_init": Out(data.ArrayLayout(32, cols)),
+            "array_result": In(data.ArrayLayout(32, cols)),
+        }
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        timing = self.timing
+        rows, cols = cfg.array.rows, cfg.array.cols
+        front = self._front_end(m, lambda cmd: cmd.k)
+        cmd, slots, start = front["cmd"], front["slots"], front["start"]
+        finished = front["finished"]
+
+        # ---- issue stream A: steps --------------------------------------------------------------
+        armed = Signal(name="step_armed")               # tile slots or the flush still to issue
+        step_wait = Signal(range(timing.first_tile_issue + 1), name="step_wait")
+        stepping = Signal(name="stepping")              # a tile slot is issued this cycle
+        flush = Signal(name="flush")                    # the flush step is issued this cycle
+        slot = Signal(WIDE, name="slot")
+        m0 = Signal(WIDE, name="step_m0")
+        n0 = Signal(WIDE, name="step_n0")
+        with m.If(front["begin"]):
+            m.d.sync += [armed.eq(1), step_wait.eq(timing.first_tile_issue),
+                         m0.eq(0), n0.eq(0), slot.eq(0)]
+        with m.If(armed & (step_wait != 0)):
+            m.d.sync += step_wait.eq(step_wait - 1)
+        m.d.comb += stepping.eq(armed & (step_wait == 0))
+
+        # (plain expressions rather than m.If: see _ICARUS_NOTE)
+        step_valid = Signal(name="step_valid")
+        step_first = Signal(name="step_first")
+        m.d.comb += [
+            step_valid.eq(stepping & (slot < cmd.k)),
+            step_first.eq((stepping & (slot == 0)) | flush),
+        ]
+        m.d.sync += flush.eq(0)
+        with m.If(stepping):
+            with m.If(slot == slots - 1):
+                m.d.sync += slot.eq(0)
+                with m.If(n0 + cols >= cmd.n):
+                    m.d.sync += [n0.eq(0), m0.eq(m0 + rows)]
+                    with m.If(m0 + rows >= cmd.m):
+                        m.d.sync += [armed.eq(0), flush.eq(1)]
+                with m.Else():
+                    m.d.sync += n0.eq(n0 + cols)
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+
+        # scratchpad reads of the step's operands
+        m.d.comb += [
+            self.a_read.valid.eq(step_valid),
+            self.b_read.valid.eq(step_valid),
+        ]
+        # A stored M x K: column k from row m0 on; transposed (K x M): row k from column m0 on
+        m.d.comb += [
+            self.a_read.payload.row.eq(cmd.a_row + Mux(cmd.a_transpose, slot, m0)),
+            self.a_read.payload.col.eq(cmd.a_col + Mux(cmd.a_transpose, m0, slot)),
+            self.a_read.payload.column_mode.eq(~cmd.a_transpose),
+        ]
+        # B stored K x N: row k from column n0 on; transposed (N x K): column k from row n0 on
+        m.d.comb += [
+            self.b_read.payload.row.eq(cmd.b_row + Mux(cmd.b_transpose, n0, slot)),
+            self.b_read.payload.col.eq(cmd.b_col + Mux(cmd.b_transpose, slot, n0)),
+            self.b_read.payload.column_mode.eq(cmd.b_transpose),
+        ]
+        a_lanes = _lane_mask(m, m0, cmd.m, rows, name="step_a_lanes")
+        b_lanes = _lane_mask(m, n0, cmd.n, cols, name="step_b_lanes")
+
+        # the step meets its operands at the array
+        latency = timing.spad_read_latency
+        valid_at_array = _delay(m, step_valid, latency, name="step_valid")
+        first_at_array = _delay(m, step_first, latency, name="step_first")
+        a_lanes_at_array = _delay(m, a_lanes, latency, name="step_a_lanes")
+        b_lanes_at_array = _delay(m, b_lanes, latency, name="step_b_lanes")
+        m.d.comb += [self.array_valid.eq(valid_at_array), self.array_first.eq(first_at_array)]
+        for r in range(rows):
+            m.d.comb += self.array_a[r].eq(Mux(a_lanes_at_array[r], self.a_data.payload[r],
+                                               _plus_zero(cfg.array.a_formats)))
+        for c in range(cols):
+            m.d.comb += self.array_b[c].eq(Mux(b_lanes_at_array[c], self.b_data.payload[c],
+                                               _plus_zero(cfg.array.b_formats)))
+
+        # ---- issue stream B: shift groups ---------------------------------------------------
+        boundary = step_first                           # a tile's first step or the flush
+        group_trigger = Signal(name="group_trigger")
+        m.d.comb += group_trigger.eq(start | _delay(m, boundary, timing.group_delay,
+                                                    name="boundary"))
+
+        def tile_record(name):
+            return {
+                "m0": Signal(WIDE, name=f"{name}_m0"),
+                "n0": Signal(WIDE, name=f"{name}_n0"),
+                "valid": Signal(name=f"{name}_valid"),
+            }
+
+        init_tile = tile_record("init_tile")      # tile whose initial values go in (tile g)
+        prev_tile = tile_record("prev_tile")      # tile g-1 (computing during group g)
+        out_tile = tile_record("out_tile")        # tile g-2, whose results come out
+        shifting = Signal(name="shifting")              # shifts 1..R-1 of a group
+        row_offset = Signal(range(rows), name="shift_row")     # R-1-j for those
+        with m.If(front["begin"]):
+            m.d.sync += [
+                init_tile["m0"].eq(0), init_tile["n0"].eq(0), init_tile["valid"].eq(1),
+                prev_tile["valid"].eq(0), out_tile["valid"].eq(0),
+            ]
+        group_active = Signal(name="group_active")
+        m.d.comb += group_active.eq(group_trigger | shifting)
+        if rows > 1:
+            with m.If(group_trigger):
+                m.d.sync += [shifting.eq(1), row_offset.eq(rows - 2)]
+            with m.Elif(shifting):
+                m.d.sync += row_offset.eq(row_offset - 1)
+                with m.If(row_offset == 0):
+                    m.d.sync += shifting.eq(0)
+        current_row = Signal(range(rows), name="shift_row_now")
+        m.d.comb += current_row.eq(Mux(group_trigger, rows - 1, row_offset))
+        group_end = Signal(name="group_end")
+        m.d.comb += group_end.eq(group_active & (current_row == 0))
+        with m.If(group_end):
+            m.d.sync += [
+                out_tile["m0"].eq(prev_tile["m0"]), out_tile["n0"].eq(prev_tile["n0"]),
+                out_tile["valid"].eq(prev_tile["valid"]),
+                prev_tile["m0"].eq(init_tile["m0"]), prev_tile["n0"].eq(init_tile["n0"]),
+                prev_tile["valid"].eq(init_tile["valid"]),
+            ]
+            with m.If(init_tile["n0"] + cols >= cmd.n):
+                m.d.sync += [init_tile["n0"].eq(0), init_tile["m0"].eq(init_tile["m0"] + rows)]
+                with m.If(init_tile["m0"] + rows >= cmd.m):
+                    m.d.sync += init_tile["valid"].eq(0)
+            with m.Else():
+                m.d.sync += init_tile["n0"].eq(init_tile["n0"] + cols)
+
+        # initial values: C_old rows (accumulate) or +0
+        init_row = init_tile["m0"] + current_row
+        init_row_in = Signal(name="init_row_inside")
+        m.d.comb += init_row_in.eq(group_active & init_tile["valid"] & cmd.accumulate
+                                   & (init_row < cmd.m))
+        init_lanes = Signal(cols, name="init_lanes")
+        m.d.comb += init_lanes.eq(Mux(init_row_in,
+                                      _lane_mask(m, init_tile["n0"], cmd.n, cols,
+                                                 name="init_lanes_inside"), 0))
+        m.d.comb += [
+            self.acc_read.valid.eq(init_row_in),
+            self.acc_read.payload.row.eq(cmd.c_row + init_row),
+            self.acc_read.payload.col.eq(cmd.c_col + init_tile["n0"]),
+            self.acc_read.payload.column_mode.eq(0),
+        ]
+        # results: row R-1-j of tile g-2
+        out_row = out_tile["m0"] + current_row
+        out_row_in = Signal(name="out_row_inside")
+        m.d.comb += out_row_in.eq(group_active & out_tile["valid"] & (out_row < cmd.m))
+        out_lanes = _lane_mask(m, out_tile["n0"], cmd.n, cols, name="out_lanes")
+        out_address = Signal(write_layout(self.acc_geometry, unsigned(32)), name="out_address")
+        m.d.comb += [
+            out_address.row.eq(cmd.c_row + out_row),
+            out_address.col.eq(cmd.c_col + out_tile["n0"]),
+            out_address.mask.eq(out_lanes),
+        ]
+        last_group = ~init_tile["valid"] & ~prev_tile["valid"] & out_tile["valid"]
+        final = Signal(name="final_shift")
+        m.d.comb += final.eq(group_end & last_group)
+
+        # at the array, acc_read_latency later
+        latency = timing.acc_read_latency
+        shift_at_array = _delay(m, group_active, latency, name="shift")
+        init_lanes_at_array = _delay(m, init_lanes, latency, name="init_lanes")
+        write_at_array = _delay(m, out_row_in, latency, name="out_write")
+        address_at_array = _delay(m, out_address, latency, name="out_address")
+        final_at_array = _delay(m, final, latency, name="final_shift")
+        m.d.comb += self.array_shift.eq(shift_at_array)
+        for c in range(cols):
+            m.d.comb += self.array_init[c].eq(Mux(init_lanes_at_array[c],
+                                                  self.acc_data.payload[c], 0))
+
+        # result write, registered (RESULT_WRITE_DELAY)
+        write = self.acc_write.payload
+        m.d.sync += [
+            self.acc_write.valid.eq(write_at_array),
+            write.row.eq(address_at_array.row),
+            write.col.eq(address_at_array.col),
+            write.mask.eq(address_at_array.mask),
+            write.data.eq(self.array_result),
+            finished.eq(final_at_array),
+        ]
+        return m

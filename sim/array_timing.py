@@ -1,0 +1,303 @@
+"""Timing contract of the systolic array: the one source of truth for the RTL, its sequencer,
+the benches and the cycle model.
+
+:class:`hw.engine.array.SystolicArray` implements these numbers; the tile sequencer and
+:mod:`sim.engine_model` read them from here (pure Python, no Amaranth). Cycles are counted
+from the cycle in which a step's inputs are presented, unskewed, at the array's ports; "an
+action happens at cycle ``x``" means the register update at the clock edge that ends cycle ``x``.
+
+Output stationary (:class:`OutputStationaryTiming`), with ``S = mul_stages``:
+
+* PE ``(r, c)`` multiplies a step entered at cycle ``t`` at ``t + r + c`` and accumulates (or
+  swaps its accumulator with its shadow, on ``first``) at ``t + r + c + S``;
+* the swap of a tile whose ``first`` step entered at ``t`` starts at ``t + S`` (PE (0, 0)) and
+  is done everywhere at ``t + swap_done_offset`` with ``swap_done_offset = R + C - 2 + S``;
+* the ``R`` shifts that move the finished tile out of the shadow chain (and the next tile's
+  init rows in) go anywhere in ``[t + swap_done_offset + 1, t_next + S - 1]``, where ``t_next``
+  is the entry cycle of the next ``first``: hence ``t_next - t >= min_tile_cycles = 2R + C - 1``.
+
+Weight stationary (:class:`WeightStationaryTiming`):
+
+* PE ``(r, c)`` multiplies a step at ``t + r + c``, with the weight it swapped in at that very
+  cycle when the step carries ``first``; its partial sum leaves it at ``t + r + c + S``;
+* the aligned output row of a step entered at ``t`` is at ``result_out`` during cycle
+  ``t + result_latency`` with ``result_latency = R + C - 1 + S``;
+* the ``R`` weight loads of the next tile go anywhere in ``[t + R + C - 2, t_next - 1]``:
+  ``t_next - t >= min_tile_cycles = 2R + C - 2``.
+
+``schedule`` builds the tightest legal cycle-by-cycle schedule of a sequence of tiles (the
+reference the benches drive and the sequencer follows); ``command_cycles`` is its length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from .config import ArrayConfig
+
+__all__ = ["OSCycle", "WSCycle", "OutputStationaryTiming", "WeightStationaryTiming",
+           "array_timing"]
+
+
+def _checked(config, dataflow):
+    if not isinstance(config, ArrayConfig):
+        raise ValueError(f"config must be an ArrayConfig, not {config!r}")
+    if config.dataflow != dataflow:
+        raise ValueError(f"config.dataflow must be {dataflow!r} here, not {config.dataflow!r}")
+    return config
+
+
+def _check_tiles(tiles, what):
+    tiles = [list(tile) for tile in tiles]
+    if not tiles:
+        raise ValueError("tiles must hold at least one tile")
+    for index, tile in enumerate(tiles):
+        if not tile:
+            raise ValueError(f"tile {index} has no step: a tile needs at least one {what} slot")
+    return tiles
+
+
+@dataclasses.dataclass
+class OSCycle:
+    """What the output-stationary array is driven with, and gives, in one cycle.
+
+    Attributes
+    ----------
+    step : (tile, k) or None
+        The operands entered this cycle (``valid=1``): column ``k`` of the tile's A block on
+        ``a_in``, row ``k`` of its B block on ``b_in``. ``None``: a bubble (``valid=0``).
+    first : bool
+        ``first`` input: a tile starts (or, after the last tile, the flush step).
+    shift : bool
+        ``shift`` input: the shadow chain moves down by one row.
+    shift_in : (tile, row) or None
+        Init row entering on ``init_in`` during a shift (``None``: nothing useful).
+    shift_out : (tile, row) or None
+        Result row at ``result_out`` during a shift (``None``: not a result).
+    """
+    step: tuple[int, int] | None = None
+    first: bool = False
+    shift: bool = False
+    shift_in: tuple[int, int] | None = None
+    shift_out: tuple[int, int] | None = None
+
+
+@dataclasses.dataclass
+class WSCycle:
+    """What the weight-stationary array is driven with, and gives, in one cycle.
+
+    Attributes
+    ----------
+    step : (tile, m) or None
+        Row ``m`` of the tile's A stream (and its init row) entered this cycle (``valid=1``);
+        ``None``: a bubble.
+    first : bool
+        ``first`` input: the step starts a tile (the PEs swap in the loaded weights).
+    load : bool
+        ``load`` input: the weight chain moves down by one row.
+    load_row : (tile, row) or None
+        Weight row of B entering on ``weight_in`` during a load.
+    result : (tile, m) or None
+        The aligned result row at ``result_out`` (``result_valid=1``).
+    """
+    step: tuple[int, int] | None = None
+    first: bool = False
+    load: bool = False
+    load_row: tuple[int, int] | None = None
+    result: tuple[int, int] | None = None
+
+
+class _Timing:
+    def __init__(self, config):
+        self.config = config
+        self.rows = config.rows
+        self.cols = config.cols
+        self.mul_stages = config.mul_stages
+
+    def pe_offset(self, row: int, col: int) -> int:
+        """Cycles from a step's entry to its multiply in PE ``(row, col)``."""
+        if not (0 <= row < self.rows and 0 <= col < self.cols):
+            raise ValueError(f"PE ({row}, {col}) is outside the {self.rows}x{self.cols} array")
+        return row + col
+
+    def accumulate_offset(self, row: int, col: int) -> int:
+        """Cycles from a step's entry to the accumulator (OS) or partial-sum (WS) register
+        update of PE ``(row, col)`` that uses its product."""
+        return self.pe_offset(row, col) + self.mul_stages
+
+    def tile_cycles(self, steps: int) -> int:
+        """Step slots a tile of ``steps`` steps occupies when another tile follows it."""
+        return max(steps, self.min_tile_cycles)
+
+    def command_cycles(self, steps_per_tile: Sequence[int]) -> int:
+        """Length of :meth:`schedule` for tiles of these step counts (bubbles included)."""
+        return len(self.schedule([[None] * n for n in steps_per_tile]))
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.config!r})"
+
+
+class OutputStationaryTiming(_Timing):
+    """Timing contract of the output-stationary array (see the module docstring).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        With ``dataflow="os"``.
+    """
+
+    def __init__(self, config):
+        super().__init__(_checked(config, "os"))
+
+    @property
+    def first_swap_offset(self) -> int:
+        """Cycles from a ``first`` step's entry to the earliest swap (PE (0, 0))."""
+        return self.mul_stages
+
+    @property
+    def swap_done_offset(self) -> int:
+        """Cycles from a ``first`` step's entry to the last swap (PE (R-1, C-1))."""
+        return self.rows + self.cols - 2 + self.mul_stages
+
+    @property
+    def shifts_per_tile(self) -> int:
+        """Shift cycles that move one tile's results out (rows R-1, ..., 0 in that order) and
+        the next tile's init rows in (the row pushed in first ends at the bottom)."""
+        return self.rows
+
+    @property
+    def min_tile_cycles(self) -> int:
+        """Fewest cycles between the ``first`` steps of consecutive tiles: the swaps of one
+        tile, then its shifts, all before the next tile's earliest swap."""
+        return self.swap_done_offset - self.first_swap_offset + self.shifts_per_tile + 1
+
+    @property
+    def first_tile_start(self) -> int:
+        """Entry cycle of the first tile's ``first`` step when its init rows are shifted in at
+        cycles ``0 .. R-1`` (the last init shift precedes PE (0, 0)'s swap)."""
+        return max(0, self.shifts_per_tile - self.first_swap_offset)
+
+    def shift_window(self, first_cycle: int, next_first_cycle: int) -> range:
+        """Cycles in which the shifts after the tile entered at ``first_cycle`` may go, when the
+        next ``first`` step (a tile or the flush) enters at ``next_first_cycle``."""
+        return range(first_cycle + self.swap_done_offset + 1,
+                     next_first_cycle + self.first_swap_offset)
+
+    def schedule(self, tiles: Sequence[Sequence[int | None]]) -> list[OSCycle]:
+        """Cycle-by-cycle reference schedule of a command.
+
+        ``tiles[T]`` lists the step slots of tile ``T`` in order: ``k`` (a step) or ``None``
+        (a bubble); ``first`` goes on the first slot, whatever it holds. Tiles are padded with
+        bubbles to :attr:`min_tile_cycles`; the init rows of tile 0 are shifted in at cycles
+        ``0 .. R-1``; after each swap the ``R`` shifts come as early as possible; after the last
+        tile a flush step (``valid=0, first=1``) swaps the last results into the shadows and
+        ``R`` more shifts bring them out. Every cycle of the command is listed.
+        """
+        tiles = _check_tiles(tiles, "step")
+        rows = self.rows
+        starts = [self.first_tile_start]
+        for tile in tiles:
+            starts.append(starts[-1] + self.tile_cycles(len(tile)))
+        flush = starts[-1]
+        cycles = [OSCycle() for _ in range(flush + self.swap_done_offset + rows + 1)]
+        for index, tile in enumerate(tiles):
+            for offset, k in enumerate(tile):
+                cycle = cycles[starts[index] + offset]
+                cycle.step = None if k is None else (index, k)
+                cycle.first = offset == 0
+        cycles[flush].first = True
+        for j in range(rows):
+            cycles[j].shift = True
+            cycles[j].shift_in = (0, rows - 1 - j)
+        for index, start in enumerate(starts):           # a tile's swap, or the flush
+            for j in range(rows):
+                cycle = cycles[start + self.swap_done_offset + 1 + j]
+                cycle.shift = True
+                if index + 1 < len(tiles):
+                    cycle.shift_in = (index + 1, rows - 1 - j)
+                if index >= 1:
+                    cycle.shift_out = (index - 1, rows - 1 - j)
+        return cycles
+
+
+class WeightStationaryTiming(_Timing):
+    """Timing contract of the weight-stationary array (see the module docstring).
+
+    Parameters
+    ----------
+    config : ArrayConfig
+        With ``dataflow="ws"``.
+    """
+
+    def __init__(self, config):
+        super().__init__(_checked(config, "ws"))
+
+    @property
+    def result_latency(self) -> int:
+        """Cycles from a step's entry to its aligned result row at ``result_out``."""
+        return self.rows + self.cols - 1 + self.mul_stages
+
+    @property
+    def loads_per_tile(self) -> int:
+        """Load cycles that bring a tile's weights in (B row R-1 first, row 0 last)."""
+        return self.rows
+
+    @property
+    def last_swap_offset(self) -> int:
+        """Cycles from a ``first`` step's entry to the last PE's weight swap (PE (R-1, C-1));
+        the next tile's loads may start in that very cycle."""
+        return self.rows + self.cols - 2
+
+    @property
+    def min_tile_cycles(self) -> int:
+        """Fewest cycles between the ``first`` steps of consecutive tiles: the next weights
+        load after the last swap and before the next tile's first swap (PE (0, 0))."""
+        return self.last_swap_offset + self.loads_per_tile
+
+    @property
+    def first_tile_start(self) -> int:
+        """Entry cycle of the first tile's ``first`` step when its weights load at
+        ``0 .. R-1``."""
+        return self.loads_per_tile
+
+    def load_window(self, first_cycle: int, next_first_cycle: int) -> range:
+        """Cycles in which the next tile's weight loads may go, between the tile entered at
+        ``first_cycle`` and the next tile entered at ``next_first_cycle``."""
+        return range(first_cycle + self.last_swap_offset, next_first_cycle)
+
+    def schedule(self, tiles: Sequence[Sequence[int | None]]) -> list[WSCycle]:
+        """Cycle-by-cycle reference schedule of a sequence of weight tiles.
+
+        ``tiles[T]`` lists the step slots of tile ``T``: ``m`` (a row of the A stream) or
+        ``None`` (a bubble); ``first`` goes on the first slot. Tile 0's weights load at
+        ``0 .. R-1``; each next tile's weights load as early as possible; tiles other than the
+        last are padded with bubbles to :attr:`min_tile_cycles`. The list ends with the last
+        result row.
+        """
+        tiles = _check_tiles(tiles, "row")
+        rows = self.rows
+        starts = [self.first_tile_start]
+        for tile in tiles[:-1]:
+            starts.append(starts[-1] + self.tile_cycles(len(tile)))
+        end = starts[-1] + len(tiles[-1]) + self.result_latency
+        cycles = [WSCycle() for _ in range(end)]
+        for index, (start, tile) in enumerate(zip(starts, tiles)):
+            load_start = 0 if index == 0 else starts[index - 1] + self.last_swap_offset
+            for j in range(rows):
+                cycles[load_start + j].load = True
+                cycles[load_start + j].load_row = (index, rows - 1 - j)
+            for offset, m in enumerate(tile):
+                cycle = cycles[start + offset]
+                cycle.first = offset == 0
+                if m is not None:
+                    cycle.step = (index, m)
+                    cycles[start + offset + self.result_latency].result = (index, m)
+        return cycles
+
+
+def array_timing(config):
+    """The timing contract of ``config.dataflow``."""
+    if not isinstance(config, ArrayConfig):
+        raise ValueError(f"config must be an ArrayConfig, not {config!r}")
+    return {"os": OutputStationaryTiming, "ws": WeightStationaryTiming}[config.dataflow](config)

@@ -1,0 +1,409 @@
+"""Host driver of the GEMM engine for cocotb benches (``hw.engine.engine.GemmEngine``).
+
+It lays matrices into the A and B scratchpads and the accumulator memory through the write
+streams, issues commands, waits for ``done`` and reads results back, while keeping shadow
+copies of the three memories (:class:`sim.scratchpad_model.ScratchpadModel`) from which the
+golden model (:func:`sim.gemm.gemm`) predicts every result. Streams are driven with random
+idle cycles and ``rd_data`` with random backpressure (probabilities ``p_idle`` / ``p_stall``);
+inputs change at falling clock edges and outputs are sampled in the read-only phase before the
+next rising edge.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth import unsigned
+from amaranth.lib import data
+from cocotb.triggers import FallingEdge, ReadOnly, ValueChange
+from cocotb.utils import get_sim_time
+
+from hw.engine.commands import (GemmCommand, Status, host_write_layout, operand_write_layout,
+                                read_data_layout, read_request_layout)
+from hw.fp.operand import Operand
+from sim.config import EngineConfig
+from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
+from sim.formats import FP32, STORE_FORMATS
+from sim.gemm import OPERAND_TAGS, gemm
+from sim.numerics import convert
+from sim.scratchpad_model import ScratchpadGeometry, ScratchpadModel
+from tb.harness import PERIOD_NS, reset, start_clock
+from tb.packing import fields
+
+__all__ = ["EngineDriver", "operand_words", "split_operands", "config_from_case",
+           "config_to_case"]
+
+_OPERAND = fields(Operand)
+_OPERAND_WIDTH = data.Layout.cast(Operand).size
+
+
+def operand_words(bits, tags) -> np.ndarray:
+    """Scratchpad elements (Operand words) of bit patterns and format tags."""
+    bits_offset, _ = _OPERAND["bits"]
+    fmt_offset, _ = _OPERAND["fmt"]
+    return ((np.asarray(bits, dtype=np.uint64) << np.uint64(bits_offset))
+            | (np.asarray(tags, dtype=np.uint64) << np.uint64(fmt_offset)))
+
+
+def split_operands(words) -> tuple[np.ndarray, np.ndarray]:
+    """``(bits, tags)`` of Operand words."""
+    words = np.asarray(words, dtype=np.uint64)
+    (bits_offset, bits_width), (fmt_offset, fmt_width) = _OPERAND["bits"], _OPERAND["fmt"]
+    bits = (words >> np.uint64(bits_offset)) & np.uint64((1 << bits_width) - 1)
+    tags = (words >> np.uint64(fmt_offset)) & np.uint64((1 << fmt_width) - 1)
+    return bits, tags
+
+
+def config_to_case(config: EngineConfig) -> dict:
+    """JSON-serialisable description of an engine configuration (for ``SPARTA_CASE``)."""
+    a = config.array
+    return {"rows": a.rows, "cols": a.cols, "dataflow": a.dataflow, "mul_stages": a.mul_stages,
+            "a_formats": list(a.a_formats), "b_formats": list(a.b_formats),
+            "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
+            "acc_width": config.acc_width, "acc_rows": config.acc_rows,
+            "out_formats": list(config.out_formats)}
+
+
+def config_from_case(case: dict) -> EngineConfig:
+    from sim.config import ArrayConfig
+
+    return EngineConfig(
+        array=ArrayConfig(rows=case["rows"], cols=case["cols"], dataflow=case["dataflow"],
+                          mul_stages=case["mul_stages"], a_formats=tuple(case["a_formats"]),
+                          b_formats=tuple(case["b_formats"])),
+        spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
+        acc_width=case["acc_width"], acc_rows=case["acc_rows"],
+        out_formats=tuple(case["out_formats"]))
+
+
+def _packer(layout):
+    geometry = fields(layout)
+
+    def pack(**values) -> int:
+        word = 0
+        for name, value in values.items():
+            offset, width = geometry[name]
+            value = int(value)
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"field {name} = {value} does not fit in {width} bits")
+            word |= value << offset
+        return word
+    return pack
+
+
+def _lanes_word(values, width: int) -> int:
+    return sum(int(v) << (t * width) for t, v in enumerate(values))
+
+
+def _split_word(word: int, lanes: int, width: int) -> list[int]:
+    mask = (1 << width) - 1
+    return [(word >> (t * width)) & mask for t in range(lanes)]
+
+
+class _Stream:
+    """One valid/ready stream of the DUT, driven or received from Python."""
+
+    def __init__(self, dut, name):
+        self.valid = getattr(dut, f"{name}__valid")
+        self.ready = getattr(dut, f"{name}__ready")
+        self.payload = getattr(dut, f"{name}__payload")
+
+
+class EngineDriver:
+    """Drive a :class:`~hw.engine.engine.GemmEngine` and predict what it must answer.
+
+    Parameters
+    ----------
+    dut
+        cocotb handle of the engine's top level.
+    config : EngineConfig
+    rng : numpy.random.Generator
+    p_idle, p_stall : float
+        Probability of an idle cycle on the input streams / of ``rd_data.ready`` low.
+    """
+
+    def __init__(self, dut, config: EngineConfig, rng, *, p_idle=0.25, p_stall=0.25):
+        self.dut = dut
+        self.config = config
+        self.rng = rng
+        self.p_idle = p_idle
+        self.p_stall = p_stall
+        rows, cols = config.array.rows, config.array.cols
+        self.a = ScratchpadModel(ScratchpadGeometry(lanes=rows, width=config.spad_width,
+                                                    rows=config.a_rows))
+        self.b = ScratchpadModel(ScratchpadGeometry(lanes=cols, width=config.spad_width,
+                                                    rows=config.b_rows))
+        self.acc = ScratchpadModel(ScratchpadGeometry(lanes=cols, width=config.acc_width,
+                                                      rows=config.acc_rows))
+        self.ports = {name: _Stream(dut, name)
+                      for name in ("cmd", "wr_a", "wr_b", "wr_acc", "rd_req", "rd_data")}
+        self.pack_write = {
+            "wr_a": (_packer(operand_write_layout(rows)), self.a, _OPERAND_WIDTH),
+            "wr_b": (_packer(operand_write_layout(cols)), self.b, _OPERAND_WIDTH),
+            "wr_acc": (_packer(host_write_layout(cols, unsigned(32))), self.acc, 32),
+        }
+        self.pack_command = _packer(GemmCommand)
+        self.pack_read = _packer(read_request_layout(config))
+        self.status_fields = fields(Status)
+        self.read_lanes = read_data_layout(config).length
+        self.commands = 0
+        self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
+
+    # -- basics --------------------------------------------------------------------------
+
+    def cycle(self) -> int:
+        """The current clock cycle (cycle ``n`` spans the rising edges ``n`` and ``n+1``)."""
+        return int(get_sim_time(unit="ns")) // PERIOD_NS
+
+    def status(self) -> dict[str, int]:
+        word = int(self.dut.status.value)
+        return {name: (word >> offset) & ((1 << width) - 1)
+                for name, (offset, width) in self.status_fields.items()}
+
+    async def start(self):
+        """Idle inputs, clock and reset."""
+        for port in self.ports.values():
+            if port is self.ports["rd_data"]:
+                port.ready.value = 0
+            else:
+                port.valid.value = 0
+                port.payload.value = 0
+        self.dut.clear_error.value = 0
+        await start_clock(self.dut)
+        await reset(self.dut)
+
+    def _idle(self, probability=None) -> bool:
+        return bool(self.rng.random() < (self.p_idle if probability is None else probability))
+
+    async def _send(self, name, words, *, p_idle=None) -> list[int]:
+        """Offer ``words`` on stream ``name`` with random idle cycles; returns the cycles in
+        which each was accepted. Call at a falling edge; returns at a falling edge."""
+        port = self.ports[name]
+        accepted = []
+        for word in words:
+            while self._idle(p_idle):
+                port.valid.value = 0
+                await FallingEdge(self.dut.clk)
+            port.valid.value = 1
+            port.payload.value = word
+            while True:
+                await ReadOnly()
+                taken = bool(port.ready.value)
+                await FallingEdge(self.dut.clk)
+                if taken:
+                    accepted.append(self.cycle() - 1)
+                    break
+        port.valid.value = 0
+        return accepted
+
+    # -- memories ------------------------------------------------------------------------
+
+    def write_words(self, name, matrix, row, col) -> list[int]:
+        """Port words that lay ``matrix`` (elements as integers) at ``(row, col)``; the
+        shadow copy is updated as the hardware will be."""
+        pack, model, width = self.pack_write[name]
+        return [pack(row=r, col=c, data=_lanes_word(data, width), mask=mask)
+                for r, c, data, mask in model.load(matrix, row=row, col=col)]
+
+    async def load(self, *, a=None, b=None, acc=None, p_idle=None):
+        """Write matrices, each ``(elements, row, col)`` or None, over their streams at once."""
+        import cocotb
+
+        tasks = []
+        for name, item in (("wr_a", a), ("wr_b", b), ("wr_acc", acc)):
+            if item is not None:
+                words = self.write_words(name, *item)
+                tasks.append(cocotb.start_soon(self._send(name, words, p_idle=p_idle)))
+        for task in tasks:
+            await task
+
+    async def raw_write(self, name, row, col, data, mask):
+        """One write word at any position (also outside the memory: then nothing changes and
+        ``ACCESS_RANGE`` is raised)."""
+        pack, model, width = self.pack_write[name]
+        model.write(row, col, data, mask)
+        await self._send(name, [pack(row=row, col=col, data=_lanes_word(data, width),
+                                     mask=mask)])
+
+    # -- commands ------------------------------------------------------------------------
+
+    def expected(self, command: EngineCommand) -> np.ndarray | None:
+        """Golden result of a good command from the shadow copies (None for a bad one); the
+        accumulator shadow is updated with it."""
+        if validate(self.config, command) is not EngineError.NONE:
+            return None
+        c = command
+        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
+        a_bits, a_tags = split_operands(self.a.contents[c.a_row:c.a_row + ah,
+                                                        c.a_col:c.a_col + aw].astype(np.uint64))
+        b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
+                                                        c.b_col:c.b_col + bw].astype(np.uint64))
+        c_old = None
+        if c.accumulate:
+            c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
+            c_old = c_old.astype(np.uint64)
+        result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
+                      transpose_a=c.a_transpose, transpose_b=c.b_transpose)
+        self.history.append((c, a_bits, a_tags, b_bits, b_tags, c_old))
+        self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
+        return result
+
+    async def command(self, command: EngineCommand, *, hardware_alone=False,
+                      p_idle=None) -> int:
+        """Issue ``command``, wait for ``done`` and check status and cycle count against
+        :mod:`sim.engine_model`; returns the cycles from accept to ``done``.
+
+        With ``hardware_alone`` the wait is one simulator callback per change of ``status``
+        (no Python per cycle); otherwise every cycle is checked (``busy`` high and
+        ``cmd.ready`` low until ``done``).
+        """
+        word = self.pack_command(**command.fields())
+        want_cycles = command_cycles(self.config, command)
+        want_error = validate(self.config, command)
+        self.expected(command)
+        (accept,) = await self._send("cmd", [word], p_idle=p_idle)
+        if hardware_alone:
+            while True:
+                await ValueChange(self.dut.status)
+                if self.status()["done"]:
+                    break
+            # done rose at the clock edge that starts its cycle
+            done = int(get_sim_time(unit="ns")) // PERIOD_NS
+        else:
+            done = None
+            for _ in range(want_cycles + 64):
+                await ReadOnly()
+                status = self.status()
+                ready = int(self.ports["cmd"].ready.value)
+                if status["done"]:
+                    done = self.cycle()
+                    if status["busy"] or not ready:
+                        raise AssertionError(f"{command}: done with busy={status['busy']}, "
+                                             f"cmd.ready={ready}")
+                    break
+                if not status["busy"] or ready:
+                    raise AssertionError(f"{command}: cycle {self.cycle() - accept} after "
+                                         f"accept: busy={status['busy']}, cmd.ready={ready}")
+                await FallingEdge(self.dut.clk)
+            if done is None:
+                raise AssertionError(f"{command}: no done within {want_cycles + 64} cycles "
+                                     f"(the model says {want_cycles})")
+            await FallingEdge(self.dut.clk)
+        cycles = done - accept
+        self.commands += 1
+        await self.check_error(want_error, f"after {command}")
+        if cycles != want_cycles:
+            raise AssertionError(f"{command}: {cycles} cycles from accept to done, the cycle "
+                                 f"model says {want_cycles}")
+        return cycles
+
+    async def check_error(self, want: EngineError, context: str):
+        await ReadOnly()
+        status = self.status()
+        got = EngineError(status["error_code"]) if status["error"] else EngineError.NONE
+        if status["error"] and got is EngineError.NONE:
+            raise AssertionError(f"{context}: error set with code NONE")
+        if got is not want:
+            raise AssertionError(f"{context}: status error {got.name}, expected {want.name}")
+        await FallingEdge(self.dut.clk)
+
+    async def clear_error(self):
+        self.dut.clear_error.value = 1
+        await FallingEdge(self.dut.clk)
+        self.dut.clear_error.value = 0
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def expected_read(self, row, col, fmt_index, saturate) -> list[int]:
+        """Lanes ``rd_data`` must return for a request (zeros for a bad one)."""
+        cfg = self.config
+        if (not (row < cfg.acc_rows and col < cfg.acc_width)
+                or fmt_index >= len(cfg.out_formats)):
+            return [0] * self.read_lanes
+        lanes = np.array(self.acc.read(row, col, column_mode=False), dtype=np.uint32)
+        name = cfg.out_formats[fmt_index]
+        if name == "fp32":
+            return [int(v) for v in lanes]
+        return [int(v) for v in convert(FP32, STORE_FORMATS[name], lanes, saturate=bool(saturate))]
+
+    async def read(self, requests, *, p_idle=None, p_stall=None) -> list[list[int]]:
+        """Send read requests ``(row, col, fmt_index, saturate)`` and collect the data (with
+        random backpressure); each answer is checked against the shadow copy, and a word
+        offered but not taken must stay unchanged."""
+        import cocotb
+
+        words = [self.pack_read(row=r, col=c, fmt=f, saturate=s) for r, c, f, s in requests]
+        expected = [self.expected_read(*request) for request in requests]
+        sender = cocotb.start_soon(self._send("rd_req", words, p_idle=p_idle))
+        port = self.ports["rd_data"]
+        answers = []
+        held = None
+        stall = self.p_stall if p_stall is None else p_stall
+        silent = 0
+        while len(answers) < len(requests):
+            taking = not self._idle(stall)
+            port.ready.value = int(taking)
+            await ReadOnly()
+            if port.valid.value:
+                value = port.payload.value
+                if not value.is_resolvable:
+                    request = requests[len(answers)]
+                    raise AssertionError(f"rd_data for request {request} has unknown bits: "
+                                         f"{value} ({self.explain(request[0], request[1])})")
+                word = int(value)
+                if held is not None and word != held:
+                    raise AssertionError(f"rd_data changed from 0x{held:x} to 0x{word:x} while "
+                                         f"not taken")
+                if taking:
+                    answers.append(_split_word(word, self.read_lanes, 32))
+                    held = None
+                    silent = 0
+                else:
+                    held = word
+            elif held is not None:
+                raise AssertionError("rd_data withdrawn before it was taken")
+            else:
+                silent += 1
+                if silent > 1000:
+                    raise AssertionError(f"rd_data silent: {len(answers)} of {len(requests)} "
+                                         f"answers")
+            await FallingEdge(self.dut.clk)
+        port.ready.value = 0
+        await sender
+        for _ in range(8):                       # nothing more may come
+            await ReadOnly()
+            if port.valid.value:
+                raise AssertionError("rd_data offers more answers than requests")
+            await FallingEdge(self.dut.clk)
+        for index, (request, got, want) in enumerate(zip(requests, answers, expected)):
+            if got != want:
+                row, col, fmt, saturate = request
+                name = (self.config.out_formats[fmt] if fmt < len(self.config.out_formats)
+                        else f"bad format {fmt}")
+                lane = next(t for t in range(len(got)) if got[t] != want[t])
+                raise AssertionError(
+                    f"read {index} of ({row}, {col}) as {name} (saturate={saturate}): "
+                    f"rtl {[f'0x{v:08x}' for v in got]} golden {[f'0x{v:08x}' for v in want]}; "
+                    f"lane {lane}: {self.explain(row, col + lane)}")
+        return answers
+
+    def explain(self, row, col) -> str:
+        """The operands of the last command that wrote accumulator ``(row, col)``, in hex."""
+        for c, a_bits, a_tags, b_bits, b_tags, c_old in reversed(self.history):
+            i, j = row - c.c_row, col - c.c_col
+            if 0 <= i < c.m and 0 <= j < c.n:
+                a_row = (a_bits[:, i], a_tags[:, i]) if c.a_transpose else (a_bits[i], a_tags[i])
+                b_col = (b_bits[j], b_tags[j]) if c.b_transpose else (b_bits[:, j], b_tags[:, j])
+
+                def operands(pair):
+                    return " ".join(f"{OPERAND_TAGS[int(t)]}:0x{int(v):04x}" for v, t in zip(*pair))
+                start = "+0" if c_old is None else f"0x{int(c_old[i, j]):08x}"
+                return (f"C[{i}, {j}] of {c}: init {start}, A row [{operands(a_row)}], "
+                        f"B column [{operands(b_col)}]")
+        return "written by no command (host data)"
+
+    async def read_matrix(self, row, col, m, n, fmt_index=0, saturate=0, **kwargs):
+        """Read (and check) the ``m x n`` block at ``(row, col)`` of the accumulator memory,
+        row by row in segments of ``C`` lanes."""
+        requests = [(row + i, col + j, fmt_index, saturate)
+                    for i in range(m) for j in range(0, n, self.read_lanes)]
+        return await self.read(requests, **kwargs)

@@ -1,0 +1,158 @@
+# amaranth: UnusedElaboratable=no
+"""Runner: the systolic array (output and weight stationary) on Icarus and Verilator, and the
+timing contract of :mod:`sim.array_timing`."""
+
+import dataclasses
+import functools
+
+import pytest
+
+from hw.engine.array import OutputStationaryArray, SystolicArray, WeightStationaryArray
+from hw.engine.pe import OutputStationaryPE, WeightStationaryPE
+from sim.array_timing import array_timing
+from sim.config import ArrayConfig
+from sim.runner import generate_verilog, run_bench
+
+FULL = ("fp16", "e4m3", "e5m2")
+FP8 = ("e4m3", "e5m2")
+
+# name: (ArrayConfig fields, bench sizes). Each dataflow gets the smallest array, an odd shape,
+# 4x4 with every format, 4x4 with restricted formats and a deep multiplier, and 8x8. Icarus
+# simulates a 4x4 array at a few hundred cycles per second and an 8x8 one at a few tens (hence
+# the small 8x8 run); Verilator is ~100 times faster once built, so it runs more tiles.
+CONFIGURATIONS = {
+    "os-1x1": (dict(dataflow="os", rows=1, cols=1, mul_stages=0), dict(tiles=12)),
+    "os-3x5-s1": (dict(dataflow="os", rows=3, cols=5, mul_stages=1), dict(tiles=8)),
+    "os-4x4": (dict(dataflow="os", rows=4, cols=4, mul_stages=0), dict(tiles=8)),
+    "os-4x4-fp8-s2": (dict(dataflow="os", rows=4, cols=4, mul_stages=2, a_formats=FP8,
+                           b_formats=FP8), dict(tiles=6)),
+    "os-8x8-s2": (dict(dataflow="os", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+    "ws-1x1-s3": (dict(dataflow="ws", rows=1, cols=1, mul_stages=3), dict(tiles=12)),
+    "ws-5x3-s1": (dict(dataflow="ws", rows=5, cols=3, mul_stages=1), dict(tiles=8)),
+    "ws-4x4": (dict(dataflow="ws", rows=4, cols=4, mul_stages=0), dict(tiles=8)),
+    "ws-4x4-a-fp16-s3": (dict(dataflow="ws", rows=4, cols=4, mul_stages=3, a_formats=("fp16",),
+                              b_formats=FULL), dict(tiles=6)),
+    "ws-8x8-s2": (dict(dataflow="ws", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+}
+VERILATOR_TILES = 4         # times more tiles per command on Verilator
+
+
+@functools.cache
+def verilog_of(config):
+    """Verilog of one array configuration, generated once per process (it takes seconds)."""
+    return generate_verilog(SystolicArray(config), "systolic_array")
+
+
+@pytest.mark.parametrize("name", CONFIGURATIONS)
+def test_array(simulator, name):
+    fields, sizes = CONFIGURATIONS[name]
+    config = ArrayConfig(**fields)
+    case = {**dataclasses.asdict(config), "commands": 2, **sizes, "config": name}
+    if simulator == "verilator":
+        case["tiles"] *= VERILATOR_TILES
+    run_bench(None, toplevel="systolic_array", bench_module="tb.array_tb", simulator=simulator,
+              case=case, verilog=verilog_of(config))
+
+
+def _swap_cycles(timing, starts):
+    """Cycles in which each PE swaps, for ``first`` steps entered at ``starts``."""
+    return {(r, c): {t + timing.accumulate_offset(r, c) for t in starts}
+            for r in range(timing.rows) for c in range(timing.cols)}
+
+
+@pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),
+                                                (2, 8, 3), (32, 32, 2)])
+def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages):
+    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages))
+    tiles = [[0], [None, 0, 1], list(range(3 * rows + cols)), [0, None]]
+    schedule = timing.schedule(tiles)
+    starts = [t for t, cycle in enumerate(schedule) if cycle.first]
+    shifts = [t for t, cycle in enumerate(schedule) if cycle.shift]
+    swaps = _swap_cycles(timing, starts)
+    assert len(starts) == len(tiles) + 1                            # the tiles and the flush
+    assert all(not set(shifts) & cycles for cycles in swaps.values())
+    # between two swaps every shadow is shifted exactly R times (loaded, then emptied)
+    for before, after in zip(starts, starts[1:]):
+        window = [t for t in shifts if before + timing.swap_done_offset < t
+                  < after + timing.first_swap_offset]
+        assert len(window) == rows
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= timing.min_tile_cycles
+    outs = [cycle.shift_out for cycle in schedule if cycle.shift_out]
+    assert outs == [(tile, row) for tile in range(len(tiles)) for row in reversed(range(rows))]
+    assert timing.command_cycles([len(t) for t in tiles]) == len(schedule)
+    # a lone long tile: init shifts, K steps, drain
+    k = 2 * rows + cols + 7
+    assert timing.command_cycles([k]) == (max(0, rows - stages) + k + rows + cols - 2 + stages
+                                          + rows + 1)
+
+
+@pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),
+                                                (2, 8, 3), (32, 32, 2)])
+def test_ws_schedule_loads_before_use(rows, cols, stages):
+    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages, dataflow="ws"))
+    tiles = [[0], [None, 0, 1], list(range(3 * rows + cols)), [0, None, 1]]
+    schedule = timing.schedule(tiles)
+    starts = [t for t, cycle in enumerate(schedule) if cycle.first]
+    loads = [t for t, cycle in enumerate(schedule) if cycle.load]
+    assert len(starts) == len(tiles)
+    # each tile's R loads come after every PE swapped in the previous weights (same cycle
+    # allowed: the swap reads the register before the load changes it), before PE (0, 0)
+    # swaps them in
+    previous = None
+    for index, start in enumerate(starts):
+        mine = [t for t in loads if schedule[t].load_row[0] == index]
+        assert len(mine) == rows and max(mine) < start
+        if previous is not None:
+            assert min(mine) >= previous + timing.pe_offset(rows - 1, cols - 1)
+        previous = start
+    assert len(loads) == rows * len(tiles)
+    results = [(t, cycle.result) for t, cycle in enumerate(schedule) if cycle.result]
+    steps = [(t, cycle.step) for t, cycle in enumerate(schedule) if cycle.step]
+    assert [(t + timing.result_latency, s) for t, s in steps] == results
+    assert timing.result_latency == rows + cols - 1 + stages
+    assert timing.command_cycles([len(t) for t in tiles]) == len(schedule)
+
+
+@pytest.mark.parametrize("factory, config, message", [
+    (SystolicArray, "4x4", "SystolicArray: config must be an ArrayConfig, not '4x4'"),
+    (SystolicArray, dict(rows=4, cols=4), "config must be an ArrayConfig"),
+    (OutputStationaryArray, ArrayConfig(dataflow="ws"),
+     "OutputStationaryArray: config.dataflow must be 'os', not 'ws'"),
+    (WeightStationaryArray, ArrayConfig(dataflow="os"),
+     "WeightStationaryArray: config.dataflow must be 'ws', not 'os'"),
+    (OutputStationaryPE, ArrayConfig(dataflow="ws"), "config.dataflow must be 'os'"),
+    (WeightStationaryPE, None, "WeightStationaryPE: config must be an ArrayConfig, not None"),
+    (array_timing, (4, 4), "config must be an ArrayConfig"),
+])
+def test_array_rejects_bad_configuration(factory, config, message):
+    with pytest.raises(ValueError, match=message):
+        factory(config)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(rows=0), "rows must be an integer in 1..32, not 0"),
+    (dict(cols=33), "cols must be an integer in 1..32, not 33"),
+    (dict(dataflow="is"), "dataflow must be one of"),
+    (dict(mul_stages=4), "mul_stages must be an integer in 0..3"),
+    (dict(a_formats=("fp32",)), "a_formats must contain only"),
+])
+def test_array_config_is_validated(fields, message):
+    with pytest.raises(ValueError, match=message):
+        SystolicArray(ArrayConfig(**fields))
+
+
+def test_schedule_rejects_empty_tiles():
+    timing = array_timing(ArrayConfig())
+    with pytest.raises(ValueError, match="tiles must hold at least one tile"):
+        timing.schedule([])
+    with pytest.raises(ValueError, match="tile 1 has no step"):
+        timing.schedule([[0], []])
+    with pytest.raises(ValueError, match=r"PE \(8, 0\) is outside the 8x8 array"):
+        timing.pe_offset(8, 0)
+
+
+def test_array_dispatches_on_dataflow():
+    assert type(SystolicArray(ArrayConfig(dataflow="os"))) is OutputStationaryArray
+    ws = SystolicArray(ArrayConfig(rows=3, cols=2, dataflow="ws", mul_stages=1))
+    assert type(ws) is WeightStationaryArray
+    assert ws.timing.result_latency == 5

@@ -1,0 +1,195 @@
+# amaranth: UnusedElaboratable=no
+"""Runner: GemmEngine on Icarus and Verilator (random GEMMs, bad commands, speed), and the
+Python-side checks of the engine's configuration, commands and cycle model."""
+
+import os
+
+import pytest
+
+from hw.engine.commands import ErrorCode, GemmCommand
+from hw.engine.engine import GemmEngine
+from hw.engine.sequencer import OutputStationarySequencer
+from hw.engine.ws_sequencer import WeightStationarySequencer
+from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
+from sim.config import PRESETS, ArrayConfig, EngineConfig
+from sim.engine_model import (EngineCommand, EngineError, EngineTiming, command_cycles,
+                              ideal_cycles, tiles, utilization, validate)
+from sim.runner import run_bench
+from tb.engine_driver import config_to_case
+from tb.packing import fields
+
+# small memories keep the Verilog (and the build) small; sizes not powers of two on purpose
+CONFIGS = {
+    "4x4": EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=40,
+                        b_rows=36, acc_width=32, acc_rows=44),
+    # also the speed measurement's engine (64 x 64 operands)
+    "8x8": EngineConfig(array=ArrayConfig(rows=8, cols=8, mul_stages=1), spad_width=64,
+                        a_rows=72, b_rows=64, acc_width=64, acc_rows=68,
+                        out_formats=("fp32", "bf16", "e4m3")),
+    "4x4 ws": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws"), spad_width=32,
+                           a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
+    "5x3 ws": EngineConfig(array=ArrayConfig(rows=5, cols=3, dataflow="ws", mul_stages=3,
+                                             a_formats=("fp16", "e5m2"), b_formats=("e4m3",)),
+                           spad_width=16, a_rows=19, b_rows=21, acc_width=16, acc_rows=23,
+                           out_formats=("e4m3", "fp32")),
+    "3x5": EngineConfig(array=ArrayConfig(rows=3, cols=5, mul_stages=2,
+                                          a_formats=("e4m3", "fp16"), b_formats=("e5m2", "e4m3")),
+                        spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
+                        out_formats=("fp16", "fp32", "e5m2")),
+    "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
+                          a_rows=80, b_rows=72, acc_width=64, acc_rows=76),
+    "16x16 ws": EngineConfig(array=ArrayConfig(rows=16, cols=16, dataflow="ws"), spad_width=64,
+                             a_rows=72, b_rows=80, acc_width=64, acc_rows=68),
+}
+
+REGRESS = int(os.environ.get("SPARTA_VECTORS", 10_000)) >= 100_000
+
+
+def commands() -> int:
+    """Random commands per bench run: ``$SPARTA_VECTORS / 160`` (62 by default, 1500 at most)."""
+    return min(1500, max(20, int(os.environ.get("SPARTA_VECTORS", 10_000)) // 160))
+
+
+def run_random(config, simulator):
+    run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.engine_tb",
+              simulator=simulator, testcase="random_gemms",
+              case={**config_to_case(config), "commands": commands()})
+
+
+@pytest.mark.parametrize("name", ["4x4", "8x8", "4x4 ws"])
+def test_engine(simulator, name):
+    run_random(CONFIGS[name], simulator)
+
+
+@pytest.mark.parametrize("name", ["3x5", "5x3 ws"])
+def test_engine_odd_shape(name):
+    """Arrays that are not square, deeper multiplier pipelines, restricted operand formats
+    (Icarus: it builds in seconds)."""
+    run_random(CONFIGS[name], "icarus")
+
+
+@pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
+@pytest.mark.parametrize("name", ["16x16", "16x16 ws"])
+def test_engine_large(simulator, name):
+    run_random(CONFIGS[name], simulator)
+
+
+def test_engine_hardware_alone(simulator):
+    """8x8, one 64x64x64 GEMM with nothing but the clock in Python: cycles per second."""
+    config = CONFIGS["8x8"]
+    run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.engine_tb",
+              simulator=simulator, testcase="hardware_alone",
+              case={**config_to_case(config), "gemm": [64, 64, 64]})
+
+
+# -- configuration and commands ------------------------------------------------------------
+
+def test_engine_rejects_bad_config():
+    with pytest.raises(ValueError, match="config must be an EngineConfig"):
+        GemmEngine(ArrayConfig())
+    with pytest.raises(ValueError, match="config must be an EngineConfig"):
+        OutputStationarySequencer(None)
+
+
+@pytest.mark.parametrize("sequencer, wrong, right", [(OutputStationarySequencer, "ws", "os"),
+                                                    (WeightStationarySequencer, "os", "ws")])
+def test_sequencer_rejects_other_dataflow(sequencer, wrong, right):
+    with pytest.raises(ValueError, match=f"config.array.dataflow must be '{right}'"):
+        sequencer(EngineConfig(array=ArrayConfig(dataflow=wrong)))
+
+
+def test_model_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="config must be an EngineConfig"):
+        command_cycles(ArrayConfig(), EngineCommand(m=1, n=1, k=1))
+    with pytest.raises(ValueError, match="command must be an EngineCommand"):
+        validate(CONFIGS["4x4"], (1, 1, 1))
+
+
+def test_error_codes_agree():
+    assert {e.name: e.value for e in ErrorCode} == {e.name: e.value for e in EngineError}
+
+
+def test_command_layout_matches_model():
+    assert set(fields(GemmCommand)) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS)
+
+
+@pytest.mark.parametrize("field, value", [("m", -1), ("k", 1 << 16), ("a_row", 1.0),
+                                          ("c_col", True), ("accumulate", 1)])
+def test_command_rejects_bad_fields(field, value):
+    good = dict(m=1, n=1, k=1)
+    with pytest.raises(ValueError, match=f"{field} must be"):
+        EngineCommand(**{**good, field: value})
+
+
+# -- validation and cycle model ------------------------------------------------------------
+
+CONFIG = CONFIGS["4x4"]
+
+
+@pytest.mark.parametrize("command, error", [
+    (EngineCommand(m=0, n=3, k=3), EngineError.ZERO_SIZE),
+    (EngineCommand(m=3, n=3, k=0, a_row=1000), EngineError.ZERO_SIZE),     # sizes first
+    (EngineCommand(m=40, n=1, k=32), EngineError.NONE),                   # A fills its memory
+    (EngineCommand(m=41, n=1, k=1), EngineError.A_RANGE),
+    (EngineCommand(m=1, n=1, k=33), EngineError.A_RANGE),
+    (EngineCommand(m=32, n=1, k=36, a_transpose=True), EngineError.NONE),
+    (EngineCommand(m=33, n=1, k=1, a_transpose=True), EngineError.A_RANGE),
+    (EngineCommand(m=1, n=1, k=1, a_col=32), EngineError.A_RANGE),
+    (EngineCommand(m=1, n=1, k=37), EngineError.A_RANGE),
+    (EngineCommand(m=1, n=1, k=32, b_row=5), EngineError.B_RANGE),
+    (EngineCommand(m=1, n=1, k=30, b_row=7), EngineError.B_RANGE),
+    (EngineCommand(m=1, n=33, k=1), EngineError.B_RANGE),
+    (EngineCommand(m=1, n=37, k=1, b_transpose=True), EngineError.B_RANGE),
+    (EngineCommand(m=1, n=33, k=1, c_col=1), EngineError.B_RANGE),       # B before C
+    (EngineCommand(m=1, n=31, k=1, c_col=2), EngineError.C_RANGE),
+    (EngineCommand(m=40, n=1, k=1, c_row=5), EngineError.C_RANGE),
+    (EngineCommand(m=40, n=32, k=32, c_row=4), EngineError.NONE),
+])
+def test_validate(command, error):
+    assert validate(CONFIG, command) is error
+    if error is not EngineError.NONE:
+        assert command_cycles(CONFIG, command) == 2
+
+
+@pytest.mark.parametrize("name", ["4x4", "8x8", "3x5"])
+def test_os_timing_matches_array_contract(name):
+    config = CONFIGS[name]
+    timing = EngineTiming.of(config)
+    array = OutputStationaryTiming(config.array)
+    assert timing.min_tile_slots == array.min_tile_cycles == 2 * array.rows + array.cols - 1
+    assert timing.first_tile_issue == array.first_tile_start    # equal read latencies
+    assert timing.group_delay >= 1
+
+
+@pytest.mark.parametrize("name", ["4x4 ws", "5x3 ws"])
+def test_ws_timing_matches_array_contract(name):
+    config = CONFIGS[name]
+    timing = EngineTiming.of(config)
+    array = WeightStationaryTiming(config.array)
+    assert timing.min_tile_slots >= array.min_tile_cycles
+    assert timing.load_slot == array.last_swap_offset
+    assert timing.first_tile_issue == array.first_tile_start
+    assert timing.result_latency == array.result_latency
+
+
+def test_cycle_model_formula():
+    config = PRESETS["8x8"]
+    command = EngineCommand(m=64, n=64, k=64)
+    assert tiles(config, command) == 64
+    assert ideal_cycles(config, command) == 4096
+    # 64 tiles of 64 slots, plus accept/check 2, initial shifts 8, flush group 15 + 7, read 2,
+    # write 1, done 1
+    assert command_cycles(config, command) == 64 * 64 + 36
+    assert command_cycles(config, EngineCommand(m=1, n=1, k=1)) == 23 + 36   # 2R + C - 1 slots
+    assert utilization(config, EngineCommand(m=256, n=256, k=256)) >= 0.95
+
+
+def test_cycle_model_ws_formula():
+    config = EngineConfig(array=ArrayConfig(dataflow="ws"))
+    command = EngineCommand(m=64, n=64, k=64)
+    assert tiles(config, command) == 64
+    # 63 tiles of 64 slots and the last of M = 64, plus accept/check 2, weight loads 8, read 2,
+    # the array's result latency 15, write 1, done 1, less the last step's own cycle
+    assert command_cycles(config, command) == 64 * 64 + 28
+    # M = 1: tiles of max(2R + C - 2, result latency + write-back + read) = 22 slots
+    assert command_cycles(config, EngineCommand(m=1, n=16, k=16)) == 3 * 22 + 1 + 28
