@@ -35,7 +35,7 @@ from sim.formats import FP32, OPERAND_FORMATS
 from sim.gemm import gemm
 from tb.harness import case, make_rng, record_metrics, reset, start_clock
 from tb.packing import pack
-from tb.vectors import edge_bits, mixed_bits
+from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
 TAG_OF = {name: OperandFormat.of(name).value for name in OPERAND_FORMATS}
 NAME_OF = {tag: name for name, tag in TAG_OF.items()}
@@ -55,21 +55,12 @@ def config_from_case(cfg) -> ArrayConfig:
 
 # -- stimulus ------------------------------------------------------------------------------------
 
-def _moderate(rng, fmt, n):
-    """Values of magnitude near one: products and sums interact (rounding, cancellation)."""
-    span = max(1, fmt.exp_max_field // 8)
-    exp = rng.integers(fmt.bias - span, fmt.bias + span + 1, n).astype(np.uint64)
-    man = rng.integers(0, 1 << fmt.man_bits, n, dtype=np.uint64)
-    sign = rng.integers(0, 2, n, dtype=np.uint64)
-    return (sign << np.uint64(fmt.width - 1)) | (exp << np.uint64(fmt.man_bits)) | man
-
-
 def _values(rng, fmt, n, profile, side):
     """``n`` bit patterns of ``fmt`` drawn from ``profile`` (see the module docstring) for
     ``side`` ``"a"``, ``"b"`` or ``"init"``."""
     if profile == "mixed":
         return mixed_bits(rng, fmt, n)
-    bits = _moderate(rng, fmt, n)
+    bits = moderate_bits(rng, fmt, n, span_fraction=8)
     negative_share = NEGATIVE_ZERO_SHARE[side] if profile == "signed_zeros" else 0.5
     sign = (rng.random(n) < negative_share).astype(np.uint64) << np.uint64(fmt.width - 1)
     kind = rng.random(n)

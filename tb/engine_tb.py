@@ -28,18 +28,9 @@ from sim.formats import OPERAND_FORMATS
 from sim.gemm import OPERAND_TAGS
 from tb.engine_driver import EngineDriver, config_from_case, operand_words, split_operands
 from tb.harness import case, make_rng, record_metrics
-from tb.vectors import fp32_vectors, mixed_bits
+from tb.vectors import fp32_vectors, mixed_bits, moderate_bits
 
 TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
-
-
-def moderate_bits(rng, fmt, n):
-    """Finite values around 1 (sums that round at every step rather than overflow)."""
-    span = max(1, fmt.exp_max_field // 6)
-    exp = rng.integers(fmt.bias - span, fmt.bias + span + 1, n).astype(np.uint64)
-    man = rng.integers(0, 1 << fmt.man_bits, n, dtype=np.uint64)
-    sign = rng.integers(0, 2, n, dtype=np.uint64)
-    return (sign << np.uint64(fmt.width - 1)) | (exp << np.uint64(fmt.man_bits)) | man
 
 
 #: Stimulus profiles of a command's operands (and C_old), with their probabilities.
@@ -60,7 +51,7 @@ def operand_matrix(rng, shape, formats, profile):
         fmt = OPERAND_FORMATS[OPERAND_TAGS[int(tag)]]
         sel = tags == tag
         n = int(sel.sum())
-        values = moderate_bits(rng, fmt, n)
+        values = moderate_bits(rng, fmt, n, span_fraction=6)
         odd = mixed_bits(rng, fmt, n)
         if not special:              # keep zeros and subnormals, drop inf / NaN / huge
             odd = np.where((odd & np.uint64(fmt.sign_mask - 1)) < np.uint64(1 << fmt.man_bits),

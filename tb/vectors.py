@@ -6,7 +6,7 @@ import numpy as np
 
 from sim.formats import FP32, FPFormat, OPERAND_FORMATS
 
-__all__ = ["edge_bits", "operand_vectors", "fp32_vectors", "mixed_bits"]
+__all__ = ["edge_bits", "moderate_bits", "operand_vectors", "fp32_vectors", "mixed_bits"]
 
 
 def edge_bits(fmt: FPFormat) -> np.ndarray:
@@ -27,6 +27,17 @@ def edge_bits(fmt: FPFormat) -> np.ndarray:
     return np.concatenate([patterns, patterns | fmt.sign_mask]).astype(np.uint64)
 
 
+def moderate_bits(rng, fmt: FPFormat, n: int, *, span_fraction: int = 4) -> np.ndarray:
+    """Random finite patterns of ``fmt`` whose exponent lies within ``+-(exponent range /
+    span_fraction)`` of the bias: magnitudes near one, so that sums and products round and
+    cancel rather than overflow. Draws exponent, mantissa, sign, in that order."""
+    span = max(1, fmt.exp_max_field // span_fraction)
+    exp = rng.integers(fmt.bias - span, fmt.bias + span + 1, n).astype(np.uint64)
+    man = rng.integers(0, 1 << fmt.man_bits, n, dtype=np.uint64)
+    sign = rng.integers(0, 2, n, dtype=np.uint64)
+    return (sign << np.uint64(fmt.width - 1)) | (exp << np.uint64(fmt.man_bits)) | man
+
+
 def mixed_bits(rng, fmt: FPFormat, n: int) -> np.ndarray:
     """Random patterns of ``fmt``: uniform bits, edge cases, zeros and numbers of moderate
     magnitude (so that sums and products interact rather than saturate)."""
@@ -34,12 +45,8 @@ def mixed_bits(rng, fmt: FPFormat, n: int) -> np.ndarray:
     uniform = rng.integers(0, 1 << fmt.width, n, dtype=np.uint64)
     edges = edge_bits(fmt)
     edge = edges[rng.integers(0, len(edges), n)]
-    # moderate: exponent within +-(range/4) of the bias
-    span = max(1, fmt.exp_max_field // 4)
-    exp = rng.integers(fmt.bias - span, fmt.bias + span + 1, n).astype(np.uint64)
-    man = rng.integers(0, 1 << fmt.man_bits, n, dtype=np.uint64)
-    sign = rng.integers(0, 2, n, dtype=np.uint64)
-    moderate = (sign << np.uint64(fmt.width - 1)) | (exp << np.uint64(fmt.man_bits)) | man
+    moderate = moderate_bits(rng, fmt, n)
+    sign = moderate >> np.uint64(fmt.width - 1)
     # subnormal and just-above-subnormal magnitudes
     tiny = (sign << np.uint64(fmt.width - 1)) | rng.integers(0, 2 << fmt.man_bits, n, dtype=np.uint64)
     out = np.where(kind < 3, moderate, uniform)
