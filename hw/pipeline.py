@@ -8,9 +8,9 @@ its output holds a valid result that the consumer does not take (``o.valid & ~o.
 """
 
 from amaranth.hdl import Signal, Value
-from amaranth.lib import data
+from amaranth.lib import data, wiring
 
-__all__ = ["Pipeline"]
+__all__ = ["Pipeline", "PipelinedComponent"]
 
 
 class Pipeline:
@@ -88,3 +88,28 @@ class Pipeline:
                 m.d.sync += reg.eq(valid)
             valid = reg
         m.d.comb += o.valid.eq(valid)
+
+
+class PipelinedComponent(wiring.Component):
+    """A stream unit whose depth is ``stages`` registers over its class's ``CUT_POINTS``.
+
+    Validates ``stages`` on construction and gives each elaboration a fresh :class:`Pipeline`
+    (a pipeline counts the cut points it has used, so it cannot serve two elaborations).
+
+    Parameters
+    ----------
+    stages : int
+        Pipeline depth, ``0`` .. ``CUT_POINTS``.
+    signature : wiring.Signature or dict, optional
+        For units whose ports depend on parameters; class annotations otherwise.
+    """
+
+    CUT_POINTS: int
+
+    def __init__(self, *, stages, signature=None):
+        Pipeline.check_stages(stages, self.CUT_POINTS)
+        self.stages = stages
+        super().__init__(signature)
+
+    def new_pipeline(self, name: str) -> Pipeline:
+        return Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name=name)

@@ -23,7 +23,7 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import Pipeline
+from hw.pipeline import Pipeline, PipelinedComponent
 from sim.formats import FP32
 
 __all__ = ["AddOperands", "AccInput", "ADD_CUT_POINTS", "leading_zeros", "fp32_add_datapath",
@@ -210,7 +210,7 @@ def fp32_add_datapath(m, a, b, *, pipeline=None, name="fp32_add"):
     return _round_step(m, normalised, name)
 
 
-class FP32Adder(wiring.Component):
+class FP32Adder(PipelinedComponent):
     """Stream unit: two fp32 operands in, their rounded fp32 sum out.
 
     Parameters
@@ -232,13 +232,11 @@ class FP32Adder(wiring.Component):
     o: Out(stream.Signature(32))
 
     def __init__(self, *, stages=ADD_CUT_POINTS):
-        Pipeline.check_stages(stages, self.CUT_POINTS)
-        self.stages = stages
-        super().__init__()
+        super().__init__(stages=stages)
 
     def elaborate(self, platform):
         m = Module()
-        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="add")
+        pipeline = self.new_pipeline("add")
         total = fp32_add_datapath(m, self.i.payload.a, self.i.payload.b, pipeline=pipeline,
                                   name="add")
         m.d.comb += self.o.payload.eq(total)
@@ -246,7 +244,7 @@ class FP32Adder(wiring.Component):
         return m
 
 
-class FP32Accumulator(wiring.Component):
+class FP32Accumulator(PipelinedComponent):
     """Stream unit: sums sequences of fp32 addends in order, one sum per sequence.
 
     The sum of ``x0 .. xn-1`` is ``(((x0 + x1) + x2) + ... + xn-1)``, each addition rounded to
@@ -281,13 +279,11 @@ class FP32Accumulator(wiring.Component):
     o: Out(stream.Signature(32))
 
     def __init__(self, *, stages=1):
-        Pipeline.check_stages(stages, self.CUT_POINTS)
-        self.stages = stages
-        super().__init__()
+        super().__init__(stages=stages)
 
     def elaborate(self, platform):
         m = Module()
-        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="acc_in")
+        pipeline = self.new_pipeline("acc_in")
         step = stream.Signature(AccInput).create(path=("acc_step",))
         element = pipeline.cut(m, {"element": self.i.payload})["element"]
         pipeline.handshake(m, self.i, step)

@@ -24,7 +24,7 @@ from amaranth import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import Pipeline
+from hw.pipeline import PipelinedComponent
 from sim.formats import FP32, STORE_FORMATS, NanStyle, format_by_name
 
 __all__ = ["ConvertInput", "FP32Converter"]
@@ -42,7 +42,7 @@ class ConvertInput(data.Struct):
     saturate: 1
 
 
-class FP32Converter(wiring.Component):
+class FP32Converter(PipelinedComponent):
     """Stream unit: FP32 value in, the same value rounded to a store format out.
 
     Parameters
@@ -69,16 +69,14 @@ class FP32Converter(wiring.Component):
 
     def __init__(self, *, fmt, stages=CUT_POINTS):
         self.fmt = format_by_name(fmt, STORE_FORMATS, field="fmt")
-        Pipeline.check_stages(stages, self.CUT_POINTS)
-        self.stages = stages
-        super().__init__({
+        super().__init__(stages=stages, signature={
             "i": In(stream.Signature(ConvertInput)),
             "o": Out(stream.Signature(self.fmt.width)),
         })
 
     def elaborate(self, platform):
         m = Module()
-        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="convert")
+        pipeline = self.new_pipeline("convert")
         fmt = self.fmt
         man_bits = fmt.man_bits
         # bits of the 24-bit significand below the rounding point when the result is normal

@@ -22,7 +22,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.fp.operand import Operand, operand_formats
-from hw.pipeline import Pipeline
+from hw.pipeline import PipelinedComponent
 from sim.formats import FP32, OPERAND_FORMATS, NanStyle
 
 __all__ = ["ProductDatapath", "MulOperands", "FPMultiplier"]
@@ -210,7 +210,7 @@ class ProductDatapath:
         return s3["product"], {k: s3[f"x_{k}"] for k in extra}
 
 
-class FPMultiplier(wiring.Component):
+class FPMultiplier(PipelinedComponent):
     """Exact product of two tagged operands (fp16, E4M3, E5M2) as an fp32 bit pattern.
 
     Bit-exact with :func:`sim.numerics.fp32_mul`: subnormal operands are supported (no flush to
@@ -256,18 +256,15 @@ class FPMultiplier(wiring.Component):
     def __init__(self, *, a_formats=("fp16", "e4m3", "e5m2"), b_formats=("fp16", "e4m3", "e5m2"),
                  stages=CUT_POINTS):
         self.product = ProductDatapath(a_formats=a_formats, b_formats=b_formats)
-        Pipeline.check_stages(stages, self.CUT_POINTS)
-        self.stages = stages
         self.a_formats = self.product.a_formats
         self.b_formats = self.product.b_formats
         self.a_sig_width = self.product.a_sig_width
         self.b_sig_width = self.product.b_sig_width
-        super().__init__()
+        super().__init__(stages=stages)
 
     def elaborate(self, platform):
         m = Module()
-        # a fresh Pipeline per elaboration: it counts its cut points
-        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="mul")
+        pipeline = self.new_pipeline("mul")
         product = self.product.build(m, pipeline, self.i.payload.a, self.i.payload.b)
         m.d.comb += self.o.payload.eq(product)
         pipeline.handshake(m, self.i, self.o)

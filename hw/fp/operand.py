@@ -9,7 +9,7 @@ from amaranth import Module, Mux, Cat, Const, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.pipeline import Pipeline
+from hw.pipeline import PipelinedComponent
 from sim.formats import E4M3, E5M2, FP16, OPERAND_FORMATS, format_by_name
 
 __all__ = ["OperandFormat", "Operand", "to_fp16", "OperandDecoder", "operand_formats"]
@@ -92,7 +92,7 @@ def to_fp16(m, operand):
     return result
 
 
-class OperandDecoder(wiring.Component):
+class OperandDecoder(PipelinedComponent):
     """Stream unit: tagged operand in, fp16 bits out (NaNs made canonical).
 
     Parameters
@@ -114,13 +114,11 @@ class OperandDecoder(wiring.Component):
     o: Out(stream.Signature(16))
 
     def __init__(self, *, stages=1):
-        Pipeline.check_stages(stages, self.CUT_POINTS)
-        self.stages = stages
-        super().__init__()
+        super().__init__(stages=stages)
 
     def elaborate(self, platform):
         m = Module()
-        pipeline = Pipeline(stages=self.stages, cut_points=self.CUT_POINTS, name="decode")
+        pipeline = self.new_pipeline("decode")
         out = pipeline.cut(m, {"fp16": to_fp16(m, self.i.payload)})
         m.d.comb += self.o.payload.eq(out["fp16"])
         pipeline.handshake(m, self.i, self.o)
