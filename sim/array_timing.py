@@ -12,9 +12,16 @@ Output stationary (:class:`OutputStationaryTiming`), with ``S = mul_stages``:
   swaps its accumulator with its shadow, on ``first``) at ``t + r + c + S``;
 * the swap of a tile whose ``first`` step entered at ``t`` starts at ``t + S`` (PE (0, 0)) and
   is done everywhere at ``t + swap_done_offset`` with ``swap_done_offset = R + C - 2 + S``;
-* the ``R`` shifts that move the finished tile out of the shadow chain (and the next tile's
-  init rows in) go anywhere in ``[t + swap_done_offset + 1, t_next + S - 1]``, where ``t_next``
-  is the entry cycle of the next ``first``: hence ``t_next - t >= min_tile_cycles = 2R + C - 1``.
+  column ``c`` is done at ``t + c + column_swap_done_offset``, ``column_swap_done_offset =
+  R - 1 + S``;
+* a shift presented at cycle ``x`` moves column ``c``'s shadow chain at ``x + c`` (the array
+  skews it, and the init row, like the operands), and the result row it takes out is at
+  ``result_out``, deskewed, during ``x + shift_result_latency`` with ``shift_result_latency =
+  C - 1``;
+* the ``R`` shifts that move the finished tile out of the shadow chains (and the next tile's
+  init rows in) go anywhere in ``[t + column_swap_done_offset + 1, t_next + S - 1]``, where
+  ``t_next`` is the entry cycle of the next ``first``: hence ``t_next - t >= min_tile_cycles =
+  2R``, whatever ``C``.
 
 Weight stationary (:class:`WeightStationaryTiming`):
 
@@ -73,14 +80,15 @@ class OSCycle:
         ``shift`` input: the shadow chain moves down by one row.
     shift_in : (tile, row) or None
         Init row entering on ``init_in`` during a shift (``None``: nothing useful).
-    shift_out : (tile, row) or None
-        Result row at ``result_out`` during a shift (``None``: not a result).
+    result : (tile, row) or None
+        Result row at ``result_out`` this cycle (``None``: not a result); it was taken out by
+        the shift ``shift_result_latency`` cycles earlier.
     """
     step: tuple[int, int] | None = None
     first: bool = False
     shift: bool = False
     shift_in: tuple[int, int] | None = None
-    shift_out: tuple[int, int] | None = None
+    result: tuple[int, int] | None = None
 
 
 @dataclasses.dataclass
@@ -161,6 +169,18 @@ class OutputStationaryTiming(_Timing):
         return self.rows + self.cols - 2 + self.mul_stages
 
     @property
+    def column_swap_done_offset(self) -> int:
+        """Cycles from a ``first`` step's entry, plus the column index ``c``, to the last swap
+        of column ``c`` (PE (R-1, c)): the shifts a column sees come after it."""
+        return self.rows - 1 + self.mul_stages
+
+    @property
+    def shift_result_latency(self) -> int:
+        """Cycles from a shift at the ports to its result row at ``result_out`` (column ``c``
+        shifts ``c`` cycles late and is delayed ``C - 1 - c`` more to align the row)."""
+        return self.cols - 1
+
+    @property
     def shifts_per_tile(self) -> int:
         """Shift cycles that move one tile's results out (rows R-1, ..., 0 in that order) and
         the next tile's init rows in (the row pushed in first ends at the bottom)."""
@@ -168,9 +188,9 @@ class OutputStationaryTiming(_Timing):
 
     @property
     def min_tile_cycles(self) -> int:
-        """Fewest cycles between the ``first`` steps of consecutive tiles: the swaps of one
-        tile, then its shifts, all before the next tile's earliest swap."""
-        return self.swap_done_offset - self.first_swap_offset + self.shifts_per_tile + 1
+        """Fewest cycles between the ``first`` steps of consecutive tiles: in every column the
+        swaps of one tile, then its shifts, all before the next tile's swap in row 0 (``2R``)."""
+        return self.column_swap_done_offset - self.first_swap_offset + self.shifts_per_tile + 1
 
     @property
     def first_tile_start(self) -> int:
@@ -179,9 +199,10 @@ class OutputStationaryTiming(_Timing):
         return max(0, self.shifts_per_tile - self.first_swap_offset)
 
     def shift_window(self, first_cycle: int, next_first_cycle: int) -> range:
-        """Cycles in which the shifts after the tile entered at ``first_cycle`` may go, when the
-        next ``first`` step (a tile or the flush) enters at ``next_first_cycle``."""
-        return range(first_cycle + self.swap_done_offset + 1,
+        """Cycles in which the shifts after the tile entered at ``first_cycle`` may be
+        presented, when the next ``first`` step (a tile or the flush) enters at
+        ``next_first_cycle``."""
+        return range(first_cycle + self.column_swap_done_offset + 1,
                      next_first_cycle + self.first_swap_offset)
 
     def schedule(self, tiles: Sequence[Sequence[int | None]]) -> list[OSCycle]:
@@ -192,7 +213,8 @@ class OutputStationaryTiming(_Timing):
         bubbles to :attr:`min_tile_cycles`; the init rows of tile 0 are shifted in at cycles
         ``0 .. R-1``; after each swap the ``R`` shifts come as early as possible; after the last
         tile a flush step (``valid=0, first=1``) swaps the last results into the shadows and
-        ``R`` more shifts bring them out. Every cycle of the command is listed.
+        ``R`` more shifts bring them out. Every cycle of the command is listed, up to the last
+        result row.
         """
         tiles = _check_tiles(tiles, "step")
         rows = self.rows
@@ -200,7 +222,9 @@ class OutputStationaryTiming(_Timing):
         for tile in tiles:
             starts.append(starts[-1] + self.tile_cycles(len(tile)))
         flush = starts[-1]
-        cycles = [OSCycle() for _ in range(flush + self.swap_done_offset + rows + 1)]
+        shift_start = self.column_swap_done_offset + 1
+        cycles = [OSCycle() for _ in range(flush + shift_start + rows
+                                           + self.shift_result_latency)]
         for index, tile in enumerate(tiles):
             for offset, k in enumerate(tile):
                 cycle = cycles[starts[index] + offset]
@@ -212,12 +236,12 @@ class OutputStationaryTiming(_Timing):
             cycles[j].shift_in = (0, rows - 1 - j)
         for index, start in enumerate(starts):           # a tile's swap, or the flush
             for j in range(rows):
-                cycle = cycles[start + self.swap_done_offset + 1 + j]
-                cycle.shift = True
+                shift = start + shift_start + j
+                cycles[shift].shift = True
                 if index + 1 < len(tiles):
-                    cycle.shift_in = (index + 1, rows - 1 - j)
+                    cycles[shift].shift_in = (index + 1, rows - 1 - j)
                 if index >= 1:
-                    cycle.shift_out = (index - 1, rows - 1 - j)
+                    cycles[shift + self.shift_result_latency].result = (index - 1, rows - 1 - j)
         return cycles
 
 

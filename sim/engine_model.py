@@ -8,22 +8,26 @@ formulas: users run them for workloads far too big to simulate.
 
 Output stationary (``R`` x ``C`` array, ``hw.engine.sequencer``)
 ----------------------------------------------------------------
-* cycle 0: the command is accepted; cycle 1: it is checked. A rejected command raises
-  ``done`` in cycle 2. A good one starts issuing in cycle 2 (issue time 0).
+* cycle 0: the command is accepted and checked. A rejected command raises ``done`` in cycle
+  1. A good one starts issuing in cycle 1 (issue time 0).
 * The output is cut into ``ceil(M/R) * ceil(N/C)`` tiles, taken in row-major order. Each tile
   occupies ``L = max(K, min_tile_slots)`` issue slots: ``K`` steps (one scratchpad read of A and
   of B each), then bubbles. ``min_tile_slots`` is what the result shift-out of one tile needs
-  before the next tile's accumulators swap: ``2R + C - 1`` for the output-stationary array.
-  The first tile starts at issue time ``first_tile_issue`` (after the initial rows of tile 0
-  have been shifted in), and one flush step follows the last tile.
+  before the next tile's accumulators swap: ``2R`` for the output-stationary array (its shifts
+  are skewed per column like the operands). With ``accumulate`` the first tile starts at issue
+  time ``first_tile_issue``, after the ``C_old`` rows of tile 0 have been shifted in; without,
+  it starts at once (between commands every shadow register holds ``+0``, the init of an
+  overwrite, because the last shift group of a command pushes in zeros). One flush step follows
+  the last tile.
 * A group of ``R`` shift cycles follows each tile boundary (``shift_start`` cycles after the
   boundary step enters the array): it pushes out the results of the tile before the previous
   one and pushes in the initial rows (``+0`` or ``C_old``) of the next one; the group after the
-  flush pushes out the last tile. Results are written to the accumulator memory one cycle after
-  they leave the array and ``done`` rises the cycle after the last write.
+  flush pushes out the last tile. A result row leaves the array ``shift_result_latency``
+  cycles after its shift and is written to the accumulator memory in that cycle; ``done``
+  rises the cycle after the last write.
 
-So ``cycles = tiles * L + overhead`` with a constant ``overhead`` per configuration
-(:attr:`OutputStationaryEngineTiming.overhead`).
+So ``cycles = tiles * L + overhead`` with a constant ``overhead`` per configuration and value of
+``accumulate`` (:meth:`OutputStationaryEngineTiming.overhead`).
 
 Weight stationary (``hw.engine.ws_sequencer``)
 ----------------------------------------------
@@ -57,11 +61,14 @@ FIELD_BITS = 16
 #: engine checks at construction that the hardware agrees.
 SPAD_READ_LATENCY = 2
 
-#: Cycles from the accept cycle to the first issue cycle: the accept cycle and the check cycle.
-ACCEPT_TO_ISSUE = 2
+#: Cycles from the accept cycle to the first issue cycle: the command is checked as it is
+#: accepted.
+ACCEPT_TO_ISSUE = 1
 #: Cycles from the accept cycle to ``done`` for a rejected command.
-REJECT_CYCLES = 2
-#: Register between the array's result output and the accumulator memory's write port.
+REJECT_CYCLES = 1
+#: Register between the weight-stationary array's result output and the accumulator memory's
+#: write port (the output-stationary array's result output is a register already: written
+#: directly).
 RESULT_WRITE_DELAY = 1
 
 
@@ -217,7 +224,8 @@ class EngineTiming:
             array = OutputStationaryTiming(config.array)
             return OutputStationaryEngineTiming(
                 rows=array.rows, cols=array.cols, first_swap=array.first_swap_offset,
-                last_swap=array.swap_done_offset, **common)
+                last_swap=array.column_swap_done_offset,
+                result_latency=array.shift_result_latency, **common)
         array = WeightStationaryTiming(config.array)
         return WeightStationaryEngineTiming(
             rows=array.rows, cols=array.cols, result_latency=array.result_latency,
@@ -240,29 +248,32 @@ class OutputStationaryEngineTiming(EngineTiming):
     first_swap : int
         From a tile's first step entering the array to the first accumulator swap (PE (0, 0)).
     last_swap : int
-        From a tile's first step entering the array to the last accumulator swap
-        (PE (R-1, C-1)).
+        From a tile's first step entering the array to the last accumulator swap of column 0
+        (PE (R-1, 0)); column ``c`` swaps, and sees the shifts, ``c`` cycles later.
+    result_latency : int
+        From a shift at the array's ports to its result row at the array's output.
     """
 
     first_swap: int = 0
     last_swap: int = 0
+    result_latency: int = 0
 
     @property
     def shift_start(self) -> int:
         """From a tile's first step entering the array to its group of shift cycles (the
-        cycle after the last swap)."""
+        cycle after the last swap of column 0)."""
         return self.last_swap + 1
 
     @property
     def min_tile_slots(self) -> int:
         """Fewest issue slots per tile: the ``R`` shifts after one tile boundary must end
-        before the first swap of the next (``2R + C - 1`` for the output-stationary array)."""
+        before the first swap of the next (``2R`` for the output-stationary array)."""
         return self.shift_start + self.rows - self.first_swap
 
     @property
     def first_tile_issue(self) -> int:
-        """Issue time of the first step: the ``R`` initial shifts (issued from time 0) end
-        before the first swap."""
+        """Issue time of the first step of an ``accumulate`` command: the ``R`` initial shifts
+        (issued from time 0) end before the first swap. An overwrite starts at 0."""
         return max(0, self.acc_read_latency + self.rows - self.spad_read_latency
                    - self.first_swap)
 
@@ -271,12 +282,13 @@ class OutputStationaryEngineTiming(EngineTiming):
         """Issue time from a tile-boundary step to the first acc read of its shift group."""
         return self.shift_start + self.spad_read_latency - self.acc_read_latency
 
-    @property
-    def overhead(self) -> int:
+    def overhead(self, accumulate: bool) -> int:
         """Cycles of a good command besides ``tiles * L``: accept and check, the initial
-        shifts, the flush step's shift group, the result write and ``done``."""
-        return (ACCEPT_TO_ISSUE + self.first_tile_issue + self.group_delay + self.rows - 1
-                + self.acc_read_latency + RESULT_WRITE_DELAY + 1)
+        shifts (``accumulate`` only), the flush step's shift group, the result latency, the
+        write and ``done``."""
+        return (ACCEPT_TO_ISSUE + (self.first_tile_issue if accumulate else 0)
+                + self.group_delay + self.rows - 1 + self.acc_read_latency
+                + self.result_latency + 1)
 
     def tile_slots(self, k: int) -> int:
         """Issue slots per tile, ``L = max(K, min_tile_slots)``."""
@@ -287,7 +299,7 @@ class OutputStationaryEngineTiming(EngineTiming):
         return math.ceil(command.m / self.rows) * math.ceil(command.n / self.cols)
 
     def cycles(self, command: EngineCommand) -> int:
-        return self.tiles(command) * self.tile_slots(command.k) + self.overhead
+        return self.tiles(command) * self.tile_slots(command.k) + self.overhead(command.accumulate)
 
 
 @dataclasses.dataclass(frozen=True)

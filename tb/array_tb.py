@@ -289,8 +289,8 @@ async def run_os(dut, rng, config, tiles, p_bubble):
     init_garbage = Garbage(rng, 32 * cols)
     checked = 0
     for cycle in schedule:
-        if cycle.shift_out is not None:
-            index, row = cycle.shift_out
+        if cycle.result is not None:
+            index, row = cycle.result
             got = split_lanes(int(dut.result_out.value), cols)
             want = tiles[index].expected[row]
             for col in range(cols):

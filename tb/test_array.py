@@ -70,20 +70,26 @@ def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages):
     shifts = [t for t, cycle in enumerate(schedule) if cycle.shift]
     swaps = _swap_cycles(timing, starts)
     assert len(starts) == len(tiles) + 1                            # the tiles and the flush
-    assert all(not set(shifts) & cycles for cycles in swaps.values())
-    # between two swaps every shadow is shifted exactly R times (loaded, then emptied)
-    for before, after in zip(starts, starts[1:]):
-        window = [t for t in shifts if before + timing.swap_done_offset < t
-                  < after + timing.first_swap_offset]
-        assert len(window) == rows
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= timing.min_tile_cycles
-    outs = [cycle.shift_out for cycle in schedule if cycle.shift_out]
-    assert outs == [(tile, row) for tile in range(len(tiles)) for row in reversed(range(rows))]
+    for (r, c), swapped in swaps.items():
+        # column c's chain moves c cycles after the shift input
+        moves = sorted(t + c for t in shifts)
+        assert not set(moves) & swapped, (r, c)
+        # between two swaps of a PE its shadow is shifted exactly R times (loaded, emptied)
+        edges = sorted(swapped)
+        for before, after in zip(edges, edges[1:]):
+            assert len([t for t in moves if before < t < after]) == rows, (r, c, before)
+    assert min(b - a for a, b in zip(starts, starts[1:])) >= timing.min_tile_cycles == 2 * rows
+    results = [(t, cycle.result) for t, cycle in enumerate(schedule) if cycle.result]
+    assert [r for _, r in results] == [(tile, row) for tile in range(len(tiles))
+                                       for row in reversed(range(rows))]
+    # a result row is at the output shift_result_latency after its shift
+    assert all(schedule[t - timing.shift_result_latency].shift for t, _ in results)
+    assert results[-1][0] == len(schedule) - 1
     assert timing.command_cycles([len(t) for t in tiles]) == len(schedule)
     # a lone long tile: init shifts, K steps, drain
     k = 2 * rows + cols + 7
-    assert timing.command_cycles([k]) == (max(0, rows - stages) + k + rows + cols - 2 + stages
-                                          + rows + 1)
+    assert timing.command_cycles([k]) == (max(0, rows - stages) + k + rows - 1 + stages + 1
+                                          + rows + cols - 1)
 
 
 @pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),

@@ -2,6 +2,7 @@
 """Runner: GemmEngine on Icarus and Verilator (random GEMMs, bad commands, speed), and the
 Python-side checks of the engine's configuration, commands and cycle model."""
 
+import dataclasses
 import os
 
 import pytest
@@ -148,7 +149,7 @@ CONFIG = CONFIGS["4x4"]
 def test_validate(command, error):
     assert validate(CONFIG, command) is error
     if error is not EngineError.NONE:
-        assert command_cycles(CONFIG, command) == 2
+        assert command_cycles(CONFIG, command) == 1
 
 
 @pytest.mark.parametrize("name", ["4x4", "8x8", "3x5"])
@@ -156,7 +157,7 @@ def test_os_timing_matches_array_contract(name):
     config = CONFIGS[name]
     timing = EngineTiming.of(config)
     array = OutputStationaryTiming(config.array)
-    assert timing.min_tile_slots == array.min_tile_cycles == 2 * array.rows + array.cols - 1
+    assert timing.min_tile_slots == array.min_tile_cycles == 2 * array.rows
     assert timing.first_tile_issue == array.first_tile_start    # equal read latencies
     assert timing.group_delay >= 1
 
@@ -177,10 +178,11 @@ def test_cycle_model_formula():
     command = EngineCommand(m=64, n=64, k=64)
     assert tiles(config, command) == 64
     assert ideal_cycles(config, command) == 4096
-    # 64 tiles of 64 slots, plus accept/check 2, initial shifts 8, flush group 15 + 7, read 2,
-    # write 1, done 1
-    assert command_cycles(config, command) == 64 * 64 + 36
-    assert command_cycles(config, EngineCommand(m=1, n=1, k=1)) == 23 + 36   # 2R + C - 1 slots
+    # 64 tiles of 64 slots, plus accept and check 1, the flush group 8 + 7 after its step,
+    # read 2, result deskew 7, done 1; an accumulate adds the initial shifts of C_old, 8
+    assert command_cycles(config, command) == 64 * 64 + 26
+    assert command_cycles(config, dataclasses.replace(command, accumulate=True)) == 64 * 64 + 34
+    assert command_cycles(config, EngineCommand(m=1, n=1, k=1)) == 16 + 26   # 2R slots
     assert utilization(config, EngineCommand(m=256, n=256, k=256)) >= 0.95
 
 
@@ -188,8 +190,8 @@ def test_cycle_model_ws_formula():
     config = EngineConfig(array=ArrayConfig(dataflow="ws"))
     command = EngineCommand(m=64, n=64, k=64)
     assert tiles(config, command) == 64
-    # 63 tiles of 64 slots and the last of M = 64, plus accept/check 2, weight loads 8, read 2,
+    # 63 tiles of 64 slots and the last of M = 64, plus accept and check 1, weight loads 8, read 2,
     # the array's result latency 15, write 1, done 1, less the last step's own cycle
-    assert command_cycles(config, command) == 64 * 64 + 28
+    assert command_cycles(config, command) == 64 * 64 + 27
     # M = 1: tiles of max(2R + C - 2, result latency + write-back + read) = 22 slots
-    assert command_cycles(config, EngineCommand(m=1, n=16, k=16)) == 3 * 22 + 1 + 28
+    assert command_cycles(config, EngineCommand(m=1, n=16, k=16)) == 3 * 22 + 1 + 27

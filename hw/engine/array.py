@@ -77,27 +77,30 @@ class OutputStationaryArray(SystolicArray):
 
     Each PE keeps an accumulator and a shadow register (see :class:`OutputStationaryPE`): on
     ``first`` it swaps them, so the shadow receives the finished tile and the accumulator
-    starts from the init the shadow held. The shadows of a column form a shift chain: while
-    ``shift`` is high each shadow takes the one above, row 0 takes ``init_in[c]``, and
-    ``result_out[c]`` (the bottom shadow, valid while ``shift`` is high) leaves.
+    starts from the init the shadow held. The shadows of a column form a shift chain: when a
+    shift reaches the column each shadow takes the one above and row 0 takes the column's lane
+    of ``init_in``; the bottom shadow leaves. Column ``c`` sees the ``shift`` input and its
+    ``init_in`` lane ``c`` cycles late (skewed like ``b_in``), and its result is delayed
+    ``C - 1 - c`` more cycles, so a result row is aligned at ``result_out``
+    ``shift_result_latency = C - 1`` cycles after its shift.
 
     Timing (``S = mul_stages``; cycles from a step's entry at the ports; see
     :class:`sim.array_timing.OutputStationaryTiming`, ``self.timing``):
 
     * PE ``(r, c)`` multiplies a step at ``t + r + c``, accumulates or swaps at
       ``t + r + c + S``;
-    * a tile whose ``first`` enters at ``t`` has swapped everywhere after cycle
-      ``t + swap_done_offset``, ``swap_done_offset = R + C - 2 + S``;
+    * a tile whose ``first`` enters at ``t`` has swapped in column ``c`` after cycle
+      ``t + c + R - 1 + S``;
     * its ``R`` shifts (results of the previous tile out, rows R-1 .. 0 in that order; init
       rows of the next tile in, the first pushed ends in row R-1) fit in
-      ``[t + swap_done_offset + 1, t_next + S - 1]``; consecutive ``first`` steps are thus at
-      least ``min_tile_cycles = 2R + C - 1`` cycles apart;
+      ``[t + R + S, t_next + S - 1]``; consecutive ``first`` steps are thus at least
+      ``min_tile_cycles = 2R`` cycles apart;
     * a command ends with a flush step (``valid=0, first=1``) and ``R`` more shifts.
 
-    Throughput: R*C MACs per cycle; a tile of ``K >= 2R + C - 1`` steps pays no fill or drain
+    Throughput: R*C MACs per cycle; a tile of ``K >= 2R`` steps pays no fill or drain
     (the shifts overlap the next tile). Latency of a lone tile of ``K`` steps, from the first
-    init shift to its last result row: ``max(0, R - S) + max(K, 2R + C - 1) +
-    swap_done_offset + R + 1`` cycles (:meth:`OutputStationaryTiming.command_cycles`).
+    init shift to its last result row: ``max(0, R - S) + max(K, 2R) + 2R + C + S - 1``
+    cycles (:meth:`OutputStationaryTiming.command_cycles`).
 
     Parameters
     ----------
@@ -142,22 +145,28 @@ class OutputStationaryArray(SystolicArray):
         for r in range(rows):
             a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
             m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].control_in.eq(control_taps[r])]
+        # the shift and its init row are skewed per column like the B operands, so that each
+        # column drains as soon as its own swaps are done (tiles 2R apart, not 2R + C - 1)
+        shift_taps = _delay_taps(m, self.shift, cols - 1, 1, "shift_skew")
         for c in range(cols):
             b_skewed = _delay_taps(m, self.b_in[c], c, Operand, f"b_skew_{c}")[-1]
-            m.d.comb += [pes[0][c].b_in.eq(b_skewed), pes[0][c].shadow_in.eq(self.init_in[c])]
+            init_skewed = _delay_taps(m, self.init_in[c], c, 32, f"init_skew_{c}")[-1]
+            m.d.comb += [pes[0][c].b_in.eq(b_skewed), pes[0][c].shadow_in.eq(init_skewed)]
 
         for r in range(rows):
             for c in range(cols):
                 pe = pes[r][c]
-                m.d.comb += pe.shift.eq(self.shift)
+                m.d.comb += pe.shift.eq(shift_taps[c])
                 if c > 0:
                     left = pes[r][c - 1]
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.control_in.eq(left.control_out)]
                 if r > 0:
                     above = pes[r - 1][c]
                     m.d.comb += [pe.b_in.eq(above.b_out), pe.shadow_in.eq(above.shadow_out)]
-        for c in range(cols):
-            m.d.comb += self.result_out[c].eq(pes[rows - 1][c].shadow_out)
+        for c in range(cols):            # deskew: every lane of a result row together
+            result = _delay_taps(m, pes[rows - 1][c].shadow_out, cols - 1 - c, 32,
+                                 f"result_deskew_{c}")[-1]
+            m.d.comb += self.result_out[c].eq(result)
         return m
 
 

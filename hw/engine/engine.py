@@ -47,8 +47,8 @@ class GemmEngine(wiring.Component):
     Latency and throughput
     ----------------------
     * ``cmd``: a command runs for exactly :func:`sim.engine_model.command_cycles` cycles from
-      its accept cycle to ``status.done`` (2 for a rejected one); ``cmd.ready`` is low while
-      ``status.busy``. Sustained: ``R * C`` MACs per cycle when ``K >= 2R + C - 1`` (output
+      its accept cycle to ``status.done`` (1 for a rejected one); ``cmd.ready`` is low while
+      ``status.busy``. Sustained: ``R * C`` MACs per cycle when ``K >= 2R`` (output
       stationary) or ``M >= min_tile_slots`` (weight stationary, about ``2R + C``).
     * ``wr_a``, ``wr_b``: always ready, one row segment per cycle, even while a command runs
       (the host must not overwrite the operands of the running command). The data are in

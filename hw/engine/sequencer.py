@@ -10,24 +10,27 @@ end (accept, check, status) is shared with the weight-stationary sequencer
 
 Schedule (times in cycles; see :mod:`sim.engine_model` for the derived constants)
 ---------------------------------------------------------------------------------
-* **Accept** (cycle 0) and **check** (cycle 1): a bad command raises ``error`` and ``done`` in
-  cycle 2; a good one starts issuing in cycle 2 (issue time 0).
+* **Accept and check** (cycle 0): a bad command raises ``error`` and ``done`` in cycle 1; a good
+  one starts issuing in cycle 1 (issue time 0).
 * **Steps** (issue stream A): tiles ``(m0, n0)`` in row-major order, each ``L = max(K,
   min_tile_slots)`` issue slots: slot ``k < K`` reads ``A[m0 .. m0+R-1, k]`` (a column access
   of the A scratchpad, or a row access when ``a_transpose``) and ``B[k, n0 .. n0+C-1]`` (a row
   access, or a column access when ``b_transpose``) and becomes a step ``valid=1, first=(k==0)``
   when the data reach the array ``spad_read_latency`` cycles later; slots ``k >= K`` are
   bubbles. Lanes outside ``M`` / ``N`` (edge tiles) get the operand ``+0``. One flush step
-  (``valid=0, first=1``) follows the last tile; tile 0 starts at ``first_tile_issue``.
-* **Shift groups** (issue stream B): ``R`` consecutive shift cycles, the first at issue time 0
-  and then ``group_delay`` cycles after each tile boundary step (``first``) is issued, so that
-  they reach the array just after the boundary's last accumulator swap. Shift ``j`` of group
-  ``g`` pushes in row ``R-1-j`` of tile ``g``'s initial values (``+0``, or ``C_old`` read from
-  the accumulator memory ``acc_read_latency`` cycles earlier when ``accumulate``) and takes out
-  row ``R-1-j`` of tile ``g-2``'s results, written to the accumulator memory at
-  ``(c_row + m0 + R-1-j, c_col + n0)`` one cycle later, lanes and rows outside ``M x N``
-  masked. Group ``tiles + 1`` (after the flush) takes out the last tile; ``done`` rises the
-  cycle after its last write.
+  (``valid=0, first=1``) follows the last tile. Tile 0 starts at ``first_tile_issue`` with
+  ``accumulate``, at issue time 0 without.
+* **Shift groups** (issue stream B): ``R`` consecutive shift cycles, ``group_delay`` cycles after
+  each tile boundary step (``first``) is issued, so that they reach each column just after the
+  boundary's last accumulator swap in that column; with ``accumulate`` also one at issue time
+  0. Shift ``j`` of group ``g`` pushes in row ``R-1-j`` of tile ``g``'s initial values (``+0``,
+  or ``C_old`` read from the accumulator memory ``acc_read_latency`` cycles earlier when
+  ``accumulate``) and takes out row ``R-1-j`` of tile ``g-2``'s results, written to the
+  accumulator memory at ``(c_row + m0 + R-1-j, c_col + n0)`` in the cycle the row leaves the
+  array (``result_latency`` cycles after its shift), lanes and rows outside ``M x N`` masked. An overwrite skips group 0: the shadows hold ``+0`` between commands (the last
+  group of every command pushes zeros in), which is what group 0 would push. Group
+  ``tiles + 1`` (after the flush) takes out the last tile; ``done`` rises the cycle after its
+  last write.
 """
 
 from amaranth import Cat, Module, Mux, Signal, Value, unsigned
@@ -85,10 +88,9 @@ m.If: Icarus evaluates a continuous assignment at time 0 but may miss an always 
 inputs do not change before the first command, and an X there would reach the schedule."""
 
 
-class _State(enum.Enum, shape=2):
+class _State(enum.Enum, shape=1):
     IDLE = 0
-    CHECK = 1
-    RUN = 2
+    RUN = 1
 
 
 class _Sequencer(wiring.Component):
@@ -96,7 +98,7 @@ class _Sequencer(wiring.Component):
     front end (accept, check, sticky error, ``busy`` and ``done``).
 
     A subclass gives its array ports (:meth:`_array_ports`), calls :meth:`_front_end` in
-    ``elaborate`` and drives ``finished`` (sync) in the cycle of its last result write.
+    ``elaborate`` and drives ``finished`` high in the cycle of its last result write.
     """
 
     def __init__(self, config):
@@ -135,31 +137,38 @@ class _Sequencer(wiring.Component):
         raise NotImplementedError
 
     def _front_end(self, m, tile_size):
-        """Accept, check and status. ``tile_size(cmd)`` is the command field a tile's slots
-        are counted from (``L = max(tile_size, min_tile_slots)``).
+        """Accept with check, and status. ``tile_size(cmd)`` is the command field a tile's
+        slots are counted from (``L = max(tile_size, min_tile_slots)``).
 
-        Returns a dict: ``cmd`` (the command register), ``slots`` (``L``), ``begin`` (the check
-        cycle of a good command: reset the schedule), ``start`` (issue time 0, the next
-        cycle) and ``finished`` (to be driven, sync, in the last result write's cycle).
+        A command is checked in the cycle it is accepted (cycle 0): a bad one raises ``error``
+        and ``done`` in cycle 1, a good one starts issuing in cycle 1 (issue time 0).
+
+        Returns a dict: ``cmd`` (the command register, valid from cycle 1), ``incoming`` (the
+        command being accepted, for what ``begin`` sets up), ``slots`` (``L``), ``begin`` (the
+        accept cycle of a good command: reset the schedule), ``start`` (issue time 0, the next
+        cycle) and ``finished`` (to be driven high in the last result write's cycle).
         """
         cfg = self.config
-        timing = self.timing
         state = Signal(_State, name="state")
         cmd = Signal(GemmCommand, name="command")
+        incoming = self.cmd.payload
         slots = Signal(WIDE, name="tile_slots")         # L = max(size, min_tile_slots)
         start = Signal(name="start")                    # first cycle of RUN (issue time 0)
         finished = Signal(name="finished")              # last result write this cycle
 
-        # ---- accept, check, status ----------------------------------------------------------
+        # ---- accept and check, status -------------------------------------------------------
         error_code = Signal(ErrorCode, name="check_error")
-        a_height = Mux(cmd.a_transpose, cmd.k, cmd.m)
-        a_width = Mux(cmd.a_transpose, cmd.m, cmd.k)
-        b_height = Mux(cmd.b_transpose, cmd.n, cmd.k)
-        b_width = Mux(cmd.b_transpose, cmd.k, cmd.n)
-        zero_size = (cmd.m == 0) | (cmd.n == 0) | (cmd.k == 0)
-        a_outside = (cmd.a_row + a_height > cfg.a_rows) | (cmd.a_col + a_width > cfg.spad_width)
-        b_outside = (cmd.b_row + b_height > cfg.b_rows) | (cmd.b_col + b_width > cfg.spad_width)
-        c_outside = (cmd.c_row + cmd.m > cfg.acc_rows) | (cmd.c_col + cmd.n > cfg.acc_width)
+        a_height = Mux(incoming.a_transpose, incoming.k, incoming.m)
+        a_width = Mux(incoming.a_transpose, incoming.m, incoming.k)
+        b_height = Mux(incoming.b_transpose, incoming.n, incoming.k)
+        b_width = Mux(incoming.b_transpose, incoming.k, incoming.n)
+        zero_size = (incoming.m == 0) | (incoming.n == 0) | (incoming.k == 0)
+        a_outside = ((incoming.a_row + a_height > cfg.a_rows)
+                     | (incoming.a_col + a_width > cfg.spad_width))
+        b_outside = ((incoming.b_row + b_height > cfg.b_rows)
+                     | (incoming.b_col + b_width > cfg.spad_width))
+        c_outside = ((incoming.c_row + incoming.m > cfg.acc_rows)
+                     | (incoming.c_col + incoming.n > cfg.acc_width))
         # a priority chain of plain expressions (see _ICARUS_NOTE)
         m.d.comb += error_code.eq(
             Mux(zero_size, ErrorCode.ZERO_SIZE,
@@ -169,24 +178,26 @@ class _Sequencer(wiring.Component):
 
         accepted = Signal(name="accepted")
         rejected = Signal(name="rejected")
+        begin = Signal(name="begin")
         m.d.comb += [
             self.cmd.ready.eq(state == _State.IDLE),
             accepted.eq(self.cmd.valid & self.cmd.ready),
-            rejected.eq((state == _State.CHECK) & (error_code != ErrorCode.NONE)),
+            rejected.eq(accepted & (error_code != ErrorCode.NONE)),
+            begin.eq(accepted & (error_code == ErrorCode.NONE)),
             self.status.busy.eq(state != _State.IDLE),
         ]
         m.d.sync += [self.status.done.eq(0), start.eq(0)]
 
+        min_slots = self.timing.min_tile_slots
         with m.Switch(state):
             with m.Case(_State.IDLE):
                 with m.If(accepted):
-                    m.d.sync += [cmd.eq(self.cmd.payload), state.eq(_State.CHECK)]
-            with m.Case(_State.CHECK):
-                m.d.sync += slots.eq(Mux(tile_size(cmd) > timing.min_tile_slots,
-                                         tile_size(cmd), timing.min_tile_slots))
+                    m.d.sync += [cmd.eq(incoming),
+                                 slots.eq(Mux(tile_size(incoming) > min_slots,
+                                              tile_size(incoming), min_slots))]
                 with m.If(rejected):
-                    m.d.sync += [state.eq(_State.IDLE), self.status.done.eq(1)]
-                with m.Else():
+                    m.d.sync += self.status.done.eq(1)
+                with m.If(begin):
                     m.d.sync += [state.eq(_State.RUN), start.eq(1)]
             with m.Case(_State.RUN):
                 with m.If(finished):
@@ -199,10 +210,8 @@ class _Sequencer(wiring.Component):
             m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(self.host_error)]
         with m.Elif(accepted | self.clear_error):
             m.d.sync += [self.status.error.eq(0), self.status.error_code.eq(ErrorCode.NONE)]
-        begin = Signal(name="begin")
-        m.d.comb += begin.eq((state == _State.CHECK) & ~rejected)
-        return {"cmd": cmd, "slots": slots, "begin": begin, "start": start,
-                "finished": finished}
+        return {"cmd": cmd, "incoming": incoming, "slots": slots, "begin": begin,
+                "start": start, "finished": finished}
 
 
 class OutputStationarySequencer(_Sequencer):
@@ -269,8 +278,11 @@ class OutputStationarySequencer(_Sequencer):
         slot = Signal(WIDE, name="slot")
         m0 = Signal(WIDE, name="step_m0")
         n0 = Signal(WIDE, name="step_n0")
+        incoming = front["incoming"]
         with m.If(front["begin"]):
-            m.d.sync += [armed.eq(1), step_wait.eq(timing.first_tile_issue),
+            # an overwrite needs no initial shift group: every shadow already holds +0
+            m.d.sync += [armed.eq(1),
+                         step_wait.eq(Mux(incoming.accumulate, timing.first_tile_issue, 0)),
                          m0.eq(0), n0.eq(0), slot.eq(0)]
         with m.If(armed & (step_wait != 0)):
             m.d.sync += step_wait.eq(step_wait - 1)
@@ -333,8 +345,8 @@ class OutputStationarySequencer(_Sequencer):
         # ---- issue stream B: shift groups ---------------------------------------------------
         boundary = step_first                           # a tile's first step or the flush
         group_trigger = Signal(name="group_trigger")
-        m.d.comb += group_trigger.eq(start | _delay(m, boundary, timing.group_delay,
-                                                    name="boundary"))
+        m.d.comb += group_trigger.eq((start & cmd.accumulate)
+                                     | _delay(m, boundary, timing.group_delay, name="boundary"))
 
         def tile_record(name):
             return {
@@ -349,10 +361,22 @@ class OutputStationarySequencer(_Sequencer):
         shifting = Signal(name="shifting")              # shifts 1..R-1 of a group
         row_offset = Signal(range(rows), name="shift_row")     # R-1-j for those
         with m.If(front["begin"]):
-            m.d.sync += [
-                init_tile["m0"].eq(0), init_tile["n0"].eq(0), init_tile["valid"].eq(1),
-                prev_tile["valid"].eq(0), out_tile["valid"].eq(0),
-            ]
+            m.d.sync += out_tile["valid"].eq(0)
+            with m.If(incoming.accumulate):     # group 0 will shift tile 0's C_old in
+                m.d.sync += [
+                    init_tile["m0"].eq(0), init_tile["n0"].eq(0), init_tile["valid"].eq(1),
+                    prev_tile["valid"].eq(0),
+                ]
+            with m.Else():                      # as if group 0 had run: tile 0 computes first
+                m.d.sync += [
+                    prev_tile["m0"].eq(0), prev_tile["n0"].eq(0), prev_tile["valid"].eq(1),
+                ]
+                with m.If(cols >= incoming.n):  # tile 1
+                    m.d.sync += [init_tile["m0"].eq(rows), init_tile["n0"].eq(0),
+                                 init_tile["valid"].eq(rows < incoming.m)]
+                with m.Else():
+                    m.d.sync += [init_tile["m0"].eq(0), init_tile["n0"].eq(cols),
+                                 init_tile["valid"].eq(1)]
         group_active = Signal(name="group_active")
         m.d.comb += group_active.eq(group_trigger | shifting)
         if rows > 1:
@@ -410,10 +434,11 @@ class OutputStationarySequencer(_Sequencer):
         final = Signal(name="final_shift")
         m.d.comb += final.eq(group_end & last_group)
 
-        # at the array, acc_read_latency later
+        # at the array, acc_read_latency later; the result row comes out result_latency later
         latency = timing.acc_read_latency
         shift_at_array = _delay(m, group_active, latency, name="shift")
         init_lanes_at_array = _delay(m, init_lanes, latency, name="init_lanes")
+        latency += timing.result_latency
         write_at_array = _delay(m, out_row_in, latency, name="out_write")
         address_at_array = _delay(m, out_address, latency, name="out_address")
         final_at_array = _delay(m, final, latency, name="final_shift")
@@ -422,9 +447,9 @@ class OutputStationarySequencer(_Sequencer):
             m.d.comb += self.array_init[c].eq(Mux(init_lanes_at_array[c],
                                                   self.acc_data.payload[c], 0))
 
-        # result write, registered (RESULT_WRITE_DELAY)
+        # result write, straight from the array's (registered) output
         write = self.acc_write.payload
-        m.d.sync += [
+        m.d.comb += [
             self.acc_write.valid.eq(write_at_array),
             write.row.eq(address_at_array.row),
             write.col.eq(address_at_array.col),

@@ -7,7 +7,7 @@ The same command, front end and memories as the output-stationary sequencer
 
 Schedule (times in cycles; constants in :class:`sim.engine_model.WeightStationaryEngineTiming`)
 -----------------------------------------------------------------------------------------------
-* **Accept** (cycle 0), **check** (cycle 1); issue time 0 is cycle 2, as for output stationary.
+* **Accept and check** (cycle 0); issue time 0 is cycle 1, as for output stationary.
 * **Weight loads**: ``R`` consecutive loads per tile, block row ``R-1`` first (a row access of
   B, or a column access when ``b_transpose``): tile 0's at issue times ``0 .. R-1``, tile
   ``T+1``'s from slot ``load_slot`` of tile ``T`` on (after the array's last weight swap of
