@@ -15,9 +15,13 @@ def _decoder():
     return OperandDecoder(stages=1)
 
 
-def _mul_full():
-    from hw.fp.multiplier import FPMultiplier
-    return FPMultiplier(stages=FPMultiplier.CUT_POINTS)
+def _mul_full(narrow_path=True):
+    """fp16 / e4m3 / e5m2 on both sides, with (the default) or without the tag-selected narrow
+    FP8 x FP8 significand multiplier."""
+    def make():
+        from hw.fp.multiplier import FPMultiplier
+        return FPMultiplier(stages=FPMultiplier.CUT_POINTS, narrow_path=narrow_path)
+    return make
 
 
 def _mul_narrow():
@@ -50,7 +54,8 @@ def _mac():
 
 UNITS = {
     "operand_decoder": (_decoder, "operand_decoder"),
-    "fp_mul": (_mul_full, "fp_mul"),
+    "fp_mul": (_mul_full(narrow_path=True), "fp_mul"),
+    "fp_mul_wide_only": (_mul_full(narrow_path=False), "fp_mul_wide_only"),
     "fp_mul_narrow": (_mul_narrow, "fp_mul_narrow"),
     "fp32_adder": (_adder, "fp32_adder"),
     "fp32_accumulator": (_accumulator, "fp32_accumulator"),
@@ -66,4 +71,6 @@ def unit_of_record(record: dict) -> str:
         return f"fp32_to_{case['fmt']}"
     if toplevel == "fp_mul" and case.get("config") == "narrow":
         return "fp_mul_narrow"
+    if toplevel == "fp_mul" and case.get("config") == "full-wide-only":
+        return "fp_mul_wide_only"
     return toplevel

@@ -14,6 +14,13 @@ The configuration (``SPARTA_CASE``) gives ``a_formats``, ``b_formats``, ``stages
 
 then ``vectors`` random mixed-format pairs (a few with disallowed tags, FP8 operands with
 garbage in the ignored high byte).
+
+Besides the products, ``products_match_golden`` checks the ``narrow`` output of every product
+taken (high exactly when both tags are FP8 formats allowed on their side, in a configuration
+with a narrow path — ``narrow_path`` in the configuration, default true — or an FP8-only one)
+and, in every cycle of a configuration with a narrow path, the operand isolation of the two
+significand multipliers (internal signals ``use_narrow``, ``wide_a_sig``/``wide_b_sig``,
+``narrow_a_sig``/``narrow_b_sig``: the inputs of the multiplier not in use are zero).
 """
 
 import cocotb
@@ -33,6 +40,7 @@ TAG_OF = {name: OperandFormat.of(name).value for name in OPERAND_FORMATS}
 ALL_TAGS = range(1 << Shape.cast(OperandFormat).width)   # tag values nothing is assigned to included
 TAG_NAME = {tag: next((n for n, t in TAG_OF.items() if t == tag), f"tag{tag}") for tag in ALL_TAGS}
 SUBNORMAL_PAIRS = 64    # per format pair
+FP8_NAMES = {name for name, fmt in OPERAND_FORMATS.items() if fmt.width == 8}
 
 
 def specials(fmt) -> np.ndarray:
@@ -170,6 +178,56 @@ def golden_products(cols, a_formats, b_formats):
     return out
 
 
+def narrow_expected(cfg):
+    """``(fp8 x fp8 products computed narrow, a separate narrow multiplier exists)`` for a
+    configuration, from its formats alone."""
+    fp8 = {side: FP8_NAMES & set(cfg[f"{side}_formats"]) for side in "ab"}
+    wide = any(set(cfg[f"{side}_formats"]) - FP8_NAMES for side in "ab")
+    pairs = bool(fp8["a"] and fp8["b"])
+    separate = pairs and wide and cfg.get("narrow_path", True)
+    return pairs and (separate or not wide), separate
+
+
+def golden_narrow(cols, cfg):
+    """The expected ``narrow`` output of every vector: both tags allowed FP8 formats."""
+    narrow, _ = narrow_expected(cfg)
+    if not narrow:
+        return np.zeros(len(cols["a_tag"]), dtype=bool)
+    tags = {side: [TAG_OF[n] for n in cfg[f"{side}_formats"] if n in FP8_NAMES] for side in "ab"}
+    return np.isin(cols["a_tag"], tags["a"]) & np.isin(cols["b_tag"], tags["b"])
+
+
+class NarrowMonitor:
+    """Samples, once per cycle alongside :class:`tb.harness.StreamChecker`, the ``narrow``
+    output of every product taken and, with a narrow path, the isolation of the multipliers."""
+
+    def __init__(self, dut, isolation):
+        self.dut = dut
+        self.isolation = isolation
+        self.taken = []                  # ``narrow`` of every product taken, in order
+        self.cycles_by_path = {0: 0, 1: 0}
+
+    async def run(self):
+        dut = self.dut
+        while True:
+            await next_cycle(dut)
+            await ReadOnly()
+            if dut.o__valid.value and dut.o__ready.value:
+                self.taken.append(int(dut.narrow.value))
+            if self.isolation:
+                self.check_isolation()
+
+    def check_isolation(self):
+        dut = self.dut
+        use_narrow = int(dut.use_narrow.value)
+        self.cycles_by_path[use_narrow] += 1
+        idle = ("wide_a_sig", "wide_b_sig") if use_narrow else ("narrow_a_sig", "narrow_b_sig")
+        for name in idle:
+            value = int(getattr(dut, name).value)
+            assert value == 0, (f"operand isolation broken: use_narrow={use_narrow} but "
+                                f"{name}=0x{value:x}")
+
+
 def stimulus(dut, salt, n):
     cfg = case()
     rng = make_rng(dut, salt)
@@ -182,15 +240,32 @@ def stimulus(dut, salt, n):
         return (f"a={TAG_NAME[int(cols['a_tag'][k])]} 0x{int(cols['a_bits'][k]):04x} "
                 f"b={TAG_NAME[int(cols['b_tag'][k])]} 0x{int(cols['b_bits'][k]):04x}")
 
-    return rng, inputs, expected.tolist(), describe, counts
+    return rng, inputs, expected.tolist(), describe, counts, cols
 
 
 @cocotb.test()
 async def products_match_golden(dut):
-    """Directed and random operand pairs, random idle cycles and backpressure."""
-    rng, inputs, expected, describe, counts = stimulus(dut, 0, case()["vectors"])
+    """Directed and random operand pairs, random idle cycles and backpressure; the ``narrow``
+    output of every product and the isolation of the significand multipliers."""
+    cfg = case()
+    rng, inputs, expected, describe, counts, cols = stimulus(dut, 0, cfg["vectors"])
     dut._log.info("vectors: %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
+    _, separate = narrow_expected(cfg)
+    monitor = NarrowMonitor(dut, isolation=separate)
+    task = cocotb.start_soon(monitor.run())     # samples in the checker's cycles (same trigger)
     await drive_and_check(dut, rng, inputs, expected, describe)
+    task.cancel()
+
+    want = golden_narrow(cols, cfg).astype(int).tolist()
+    assert len(monitor.taken) == len(want), (f"monitor saw {len(monitor.taken)} products, "
+                                             f"{len(want)} were sent")
+    for k, (got, exp) in enumerate(zip(monitor.taken, want)):
+        assert got == exp, f"narrow flag at output {k}: {describe(k)}; rtl={got} expected={exp}"
+    dut._log.info("narrow flag checked on %d products (%d narrow)", len(want), sum(want))
+    if separate:
+        dut._log.info("isolation checked in %d cycles on the narrow path, %d on the wide one",
+                      monitor.cycles_by_path[1], monitor.cycles_by_path[0])
+        assert monitor.cycles_by_path[0] and monitor.cycles_by_path[1], "a path was never used"
 
 
 @cocotb.test()
@@ -198,7 +273,7 @@ async def latency_and_throughput(dut):
     """Back-to-back inputs with the output always ready: the first product appears exactly
     ``stages`` cycles after the first input, then one product every cycle, no bubbles."""
     stages = case()["stages"]
-    rng, directed, directed_expected, describe_directed, _ = stimulus(dut, 1, 0)
+    rng, directed, directed_expected, describe_directed, _, _ = stimulus(dut, 1, 0)
     count = 64
     picks = rng.choice(len(directed), count, replace=False)     # a sample of the directed cases
     inputs = [directed[p] for p in picks]

@@ -13,8 +13,17 @@ subnormal, never overflowing. The datapath therefore has no rounding logic at al
 Decode is direct from each allowed format rather than through :func:`hw.fp.operand.to_fp16`:
 every format is only re-aligned into a significand as wide as the widest format allowed on its
 side, and one shared leading-zero count normalises the subnormals of all formats. Going through
-fp16 would widen FP8 significands to 11 bits (no narrow FP8 x FP8 path) and would normalise
-twice (E4M3 subnormals to fp16, then fp16 subnormals again).
+fp16 would widen FP8 significands to 11 bits and would normalise twice (E4M3 subnormals to
+fp16, then fp16 subnormals again).
+
+*Narrow path.* When FP8 x FP8 products are possible and fp16 is allowed too (the FGMP PE), step
+2 has two significand multipliers: the wide one (11 x 11 with fp16 on both sides) and a narrow
+one as wide as the FP8 significands (4 x 4 with e4m3, 3 bits for e5m2 alone). A decoded FP8
+significand sits in the top bits of its side's significand (the bits below are zero, also after
+normalising a subnormal), so the narrow product, shifted back up, equals the wide product bit
+for bit. The operand tags select, per element, which multiplier computes the product; the other
+one's inputs are held at zero (operand isolation: its array does not toggle, which is where an
+FP8 x FP8 product saves energy), so its product is zero and the two products combine with an OR.
 """
 
 from amaranth import Module, Signal, Mux, Cat
@@ -57,6 +66,9 @@ class _Side:
         #: unbiased exponent of the leading one: normals, then subnormals once normalised
         self.exp_min = min(f.emin - f.man_bits for f in fmts)
         self.exp_max = max(f.emax for f in fmts)
+        #: the FP8 formats allowed on this side and their significand width (0: none)
+        self.fp8_tags = tuple(tag for tag in tags if tag.fmt.width == 8)
+        self.fp8_sig_width = max((tag.fmt.man_bits + 1 for tag in self.fp8_tags), default=0)
         self.layout = data.StructLayout({
             "sig": self.sig_width,                        # 1.fff..., MSB set unless zero
             "exp": range(self.exp_min, self.exp_max + 1),
@@ -65,6 +77,11 @@ class _Side:
             "inf": 1,
             "nan": 1,                                     # NaN code or disallowed format tag
         })
+
+
+def _is_one_of(tag, tags):
+    """1 when the tag (an :class:`OperandFormat` view) is one of ``tags``."""
+    return Cat(*(tag == t for t in tags)).any()
 
 
 def _decode(m, side, operand):
@@ -132,34 +149,69 @@ class ProductDatapath:
     ----------
     a_formats, b_formats : collection of str
         Formats allowed for operand ``a`` / ``b`` (see :class:`FPMultiplier`).
+    narrow_path : bool
+        Build the tag-selected FP8 x FP8 significand multiplier when the formats make it
+        useful (see :class:`FPMultiplier`).
+
+    Attributes
+    ----------
+    a_sig_width, b_sig_width : int
+        Widths of the (wide) significand multiplier's inputs, hidden bit included.
+    has_narrow_path : bool
+        Whether a separate narrow multiplier is built.
     """
 
     CUT_POINTS = 3
 
-    def __init__(self, *, a_formats=("fp16", "e4m3", "e5m2"), b_formats=("fp16", "e4m3", "e5m2")):
+    def __init__(self, *, a_formats=("fp16", "e4m3", "e5m2"), b_formats=("fp16", "e4m3", "e5m2"),
+                 narrow_path=True):
         self.a_formats = _allowed_formats("a_formats", a_formats)
         self.b_formats = _allowed_formats("b_formats", b_formats)
         self._a = _Side("a", self.a_formats)
         self._b = _Side("b", self.b_formats)
         self.a_sig_width = self._a.sig_width
         self.b_sig_width = self._b.sig_width
+        if not isinstance(narrow_path, bool):
+            raise ValueError(f"narrow_path must be True or False, not {narrow_path!r}")
+        self.narrow_path = narrow_path
+        a, b = self._a, self._b
+        fp8_pairs = bool(a.fp8_tags and b.fp8_tags)
+        wider = a.sig_width > a.fp8_sig_width or b.sig_width > b.fp8_sig_width
+        #: a separate FP8 x FP8 significand multiplier is built (see the module docstring)
+        self.has_narrow_path = narrow_path and fp8_pairs and wider
+        #: every product of two FP8 operands is computed on a multiplier of FP8 width: the
+        #: narrow path's, or the only one of an FP8-only configuration
+        self._fp8_pairs_narrow = fp8_pairs and (self.has_narrow_path or not wider)
         # why no rounding is needed: the product's fraction and exponent fit fp32 normals
         assert self.a_sig_width + self.b_sig_width - 1 <= FP32.man_bits
         assert FP32.emin <= self._a.exp_min + self._b.exp_min
         assert self._a.exp_max + self._b.exp_max + 1 <= FP32.emax
 
-    def build(self, m, pipeline, a_operand, b_operand, extra=None):
+    def build(self, m, pipeline, a_operand, b_operand, extra=None, *, narrow_out=None):
         """Build the multiplier into ``m``, using ``CUT_POINTS`` cut points of ``pipeline``.
 
         Returns the fp32 product, or ``(product, extra)`` when ``extra`` (a dict of values that
-        travel alongside, e.g. control flags of a MAC) is given.
+        travel alongside, e.g. control flags of a MAC) is given. A 1-bit signal given as
+        ``narrow_out`` is driven, aligned with the product, high when the product was computed
+        on a significand multiplier of FP8 width (both tags FP8 formats allowed on their side,
+        and a narrow path built or the whole multiplier FP8-only); it is only carried through
+        the pipeline when asked for.
         """
         extra = dict(extra or {})
         carried = lambda stage: {f"x_{k}": stage[f"x_{k}"] for k in extra}
+        # both tags FP8: selects the narrow path, and is what ``narrow_out`` reports
+        report = narrow_out is not None and self._fp8_pairs_narrow
+        flags = {}
+        if self.has_narrow_path or report:
+            fp8_pair = Signal(name="fp8_pair")
+            m.d.comb += fp8_pair.eq(_is_one_of(a_operand.fmt, self._a.fp8_tags)
+                                    & _is_one_of(b_operand.fmt, self._b.fp8_tags))
+            flags["fp8_pair"] = fp8_pair
         # 1. decode
         s1 = pipeline.cut(m, {
             "a": _decode(m, self._a, a_operand),
             "b": _decode(m, self._b, b_operand),
+            **flags,
             **{f"x_{k}": v for k, v in extra.items()},
         })
         a, b = s1["a"], s1["b"]
@@ -167,6 +219,15 @@ class ProductDatapath:
         # 2. significand multiply, exponent add, classification of the result
         product_width = self.a_sig_width + self.b_sig_width
         sig_product = Signal(product_width, name="sig_product")
+        narrow = s1.get("fp8_pair")
+        if self.has_narrow_path:
+            narrow = Signal(name="use_narrow")
+            m.d.comb += [
+                narrow.eq(s1["fp8_pair"]),
+                sig_product.eq(self._narrow_and_wide(m, a.sig, b.sig, narrow)),
+            ]
+        else:
+            m.d.comb += sig_product.eq(a.sig * b.sig)
         exp_sum = Signal(range(self._a.exp_min + self._b.exp_min,
                                self._a.exp_max + self._b.exp_max + 1), name="exp_sum")
         is_nan = Signal(name="product_nan")
@@ -174,15 +235,17 @@ class ProductDatapath:
         is_zero = Signal(name="product_zero")
         sign = Signal(name="product_sign")
         m.d.comb += [
-            sig_product.eq(a.sig * b.sig),
             exp_sum.eq(a.exp + b.exp),
             is_nan.eq(a.nan | b.nan | (a.inf & b.zero) | (a.zero & b.inf)),
             is_inf.eq(a.inf | b.inf),
             is_zero.eq(a.zero | b.zero),
             sign.eq(a.sign ^ b.sign),
         ]
+        # the flag that drives the selection is the one reported
+        flags = {"narrow": narrow} if report else {}
         s2 = pipeline.cut(m, {"sig_product": sig_product, "exp_sum": exp_sum, "nan": is_nan,
-                              "inf": is_inf, "zero": is_zero, "sign": sign, **carried(s1)})
+                              "inf": is_inf, "zero": is_zero, "sign": sign, **flags,
+                              **carried(s1)})
 
         # 3. normalise (both significands are in [1, 2), so the product is in [1, 4)) and pack
         carry = Signal(name="product_carry")
@@ -204,10 +267,38 @@ class ProductDatapath:
                 result.exp.eq(s2["exp_sum"] + carry + FP32.bias),
                 result.man.eq(fraction.shift_left(FP32.man_bits - (product_width - 1))),
             ]
-        s3 = pipeline.cut(m, {"product": result, **carried(s2)})
+        flags = {"narrow": s2["narrow"]} if report else {}
+        s3 = pipeline.cut(m, {"product": result, **flags, **carried(s2)})
+        if report:
+            m.d.comb += narrow_out.eq(s3["narrow"])
+        elif narrow_out is not None:
+            m.d.comb += narrow_out.eq(0)       # no product is computed on a narrow multiplier
         if not extra:
             return s3["product"]
         return s3["product"], {k: s3[f"x_{k}"] for k in extra}
+
+    def _narrow_and_wide(self, m, a_sig, b_sig, use_narrow):
+        """The two significand multipliers and their isolation; returns the product, as wide
+        as the wide multiplier's."""
+        a_narrow_width, b_narrow_width = self._a.fp8_sig_width, self._b.fp8_sig_width
+        wide_a = Signal(self.a_sig_width, name="wide_a_sig")
+        wide_b = Signal(self.b_sig_width, name="wide_b_sig")
+        narrow_a = Signal(a_narrow_width, name="narrow_a_sig")
+        narrow_b = Signal(b_narrow_width, name="narrow_b_sig")
+        wide_product = Signal(self.a_sig_width + self.b_sig_width, name="wide_product")
+        narrow_product = Signal(a_narrow_width + b_narrow_width, name="narrow_product")
+        m.d.comb += [
+            # an FP8 significand is the top bits of its side's significand (the rest are zero)
+            narrow_a.eq(Mux(use_narrow, a_sig[-a_narrow_width:], 0)),
+            narrow_b.eq(Mux(use_narrow, b_sig[-b_narrow_width:], 0)),
+            wide_a.eq(Mux(use_narrow, 0, a_sig)),
+            wide_b.eq(Mux(use_narrow, 0, b_sig)),
+            narrow_product.eq(narrow_a * narrow_b),
+            wide_product.eq(wide_a * wide_b),
+        ]
+        # the idle multiplier's product is zero, so an OR selects
+        shift = self.a_sig_width + self.b_sig_width - a_narrow_width - b_narrow_width
+        return wide_product | narrow_product.shift_left(shift)
 
 
 class FPMultiplier(PipelinedComponent):
@@ -224,7 +315,14 @@ class FPMultiplier(PipelinedComponent):
     fp32 word, and a disallowed format can never pass as a number.
 
     The significand multiplier is as wide as the formats allowed on each side need: 11 x 11 bits
-    when fp16 is allowed on both sides, 4 x 4 bits for an FP8-only (narrow) configuration.
+    when fp16 is allowed on both sides, 4 x 4 bits for an FP8-only configuration. When FP8
+    formats are allowed on both sides and fp16 on at least one (e.g. the FGMP PE's fp16 / e4m3 /
+    e5m2 on both sides), ``narrow_path=True`` adds a second, narrow significand multiplier of
+    the FP8 widths (4 x 4, or 3 bits on a side whose only FP8 format is e5m2) that computes
+    every product whose two tags are FP8 formats; the wide multiplier's inputs are then held at
+    zero (operand isolation), and the narrow one's inputs are zero for every other product.
+    The result is the same on every input with and without it; the ``narrow`` output tells
+    which multiplier computed a product (per-element energy accounting).
 
     Parameters
     ----------
@@ -233,6 +331,10 @@ class FPMultiplier(PipelinedComponent):
     stages : int
         Pipeline depth, ``0`` (combinational) to ``CUT_POINTS`` (3). Registers go, evenly
         spread, after decode, after the significand multiply and after normalise/pack.
+    narrow_path : bool
+        Build the tag-selected narrow FP8 x FP8 multiplier (default ``True``). It has no effect
+        when no FP8 x FP8 product is possible or when both sides are FP8-only (the only
+        multiplier is then narrow already).
 
     Latency ``stages`` cycles; throughput one product per cycle (the pipeline stalls only while
     its output is held by backpressure).
@@ -240,32 +342,43 @@ class FPMultiplier(PipelinedComponent):
     Attributes
     ----------
     a_sig_width, b_sig_width : int
-        Widths of the significand multiplier's inputs (hidden bit included).
+        Widths of the (wide) significand multiplier's inputs (hidden bit included).
+    has_narrow_path : bool
+        Whether the separate narrow multiplier is built.
 
     Ports
     -----
     i : stream of :class:`MulOperands`
     o : stream of 32-bit fp32 words
+    narrow : 1 bit, qualified by ``o.valid``
+        High when the product on ``o`` was computed on a multiplier of FP8 width: both tags
+        FP8 formats allowed on their side, in a configuration with a narrow path or an FP8-only
+        one. Always low with ``narrow_path=False`` when fp16 is allowed on a side.
     """
 
     CUT_POINTS = ProductDatapath.CUT_POINTS
 
     i: In(stream.Signature(MulOperands))
     o: Out(stream.Signature(32))
+    narrow: Out(1)
 
     def __init__(self, *, a_formats=("fp16", "e4m3", "e5m2"), b_formats=("fp16", "e4m3", "e5m2"),
-                 stages=CUT_POINTS):
-        self.product = ProductDatapath(a_formats=a_formats, b_formats=b_formats)
+                 stages=CUT_POINTS, narrow_path=True):
+        self.product = ProductDatapath(a_formats=a_formats, b_formats=b_formats,
+                                       narrow_path=narrow_path)
         self.a_formats = self.product.a_formats
         self.b_formats = self.product.b_formats
         self.a_sig_width = self.product.a_sig_width
         self.b_sig_width = self.product.b_sig_width
+        self.narrow_path = self.product.narrow_path
+        self.has_narrow_path = self.product.has_narrow_path
         super().__init__(stages=stages)
 
     def elaborate(self, platform):
         m = Module()
         pipeline = self.new_pipeline("mul")
-        product = self.product.build(m, pipeline, self.i.payload.a, self.i.payload.b)
+        product = self.product.build(m, pipeline, self.i.payload.a, self.i.payload.b,
+                                     narrow_out=self.narrow)
         m.d.comb += self.o.payload.eq(product)
         pipeline.handshake(m, self.i, self.o)
         return m
