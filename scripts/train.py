@@ -43,9 +43,10 @@ DEFAULTS = {
     "resnet18": {"epochs": 10, "lr": 0.02, "width": 8, "dropout": 0.0, "loss_scale": 1024.0},
 }
 UPSAMPLE = {"digits_cnn": 1, "digits_mlp": 1, "resnet18": 4}
-REPLAY_NOTE = ("Replay of a whole training step on the RTL GEMM engine is not done yet: the "
-               "engine does not exist. The GEMM operands and golden results of the replay step "
-               "(step 0) are captured as gemm/<command>/{a,b,c,out} in the capture npz files.")
+#: What a results file says before ``python -m scripts.replay`` has run (training never changes
+#: the replay's verdict once it exists).
+REPLAY_NOTE = ("Not replayed on the RTL engine yet: python -m scripts.replay runs step 0 of the "
+               "digits CNN through the generated GemmEngine and sets replay_bit_exact.")
 
 
 def _steps(text: str) -> list[int]:
@@ -123,7 +124,7 @@ def _load(path: Path) -> dict:
 
 def _write(path: Path, content: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=1) + "\n")
+    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")   # as update_results
 
 
 def _home_relative(path: str) -> str:
@@ -240,8 +241,9 @@ def main(argv=None) -> int:
         argv if argv is not None else sys.argv[1:])
     results_dir = Path(args.results_dir)
     workloads = _load(results_dir / "workloads.json")
-    workloads["replay_bit_exact"] = False
-    workloads["replay_note"] = REPLAY_NOTE
+    if "replay_bit_exact" not in workloads:
+        workloads["replay_bit_exact"] = False
+        workloads["replay_note"] = REPLAY_NOTE
     workloads["units"] = ("accuracies are fractions of the 360-sample test set; "
                           "accuracy_gap_points = 100 * (fp32 - accel)")
     workloads.setdefault("networks", {})[config.net] = network_entry(

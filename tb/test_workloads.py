@@ -289,6 +289,15 @@ def test_train_script_writes_results(tmp_path):
                  "--gemm-capture-steps", ""]) == 0
     workloads = json.loads((tmp_path / "workloads.json").read_text())
     assert workloads["replay_bit_exact"] is False and workloads["replay_note"]
+    # a replay's verdict survives later training runs
+    workloads["replay_bit_exact"] = True
+    (tmp_path / "workloads.json").write_text(json.dumps(workloads))
+    assert main(["--net", "digits_mlp", "--epochs", "1", "--width", "1",
+                 "--results-dir", str(tmp_path), "--plot-dir", str(tmp_path),
+                 "--capture-dir", str(tmp_path / "cap"), "--capture-steps", "",
+                 "--gemm-capture-steps", ""]) == 0
+    workloads = json.loads((tmp_path / "workloads.json").read_text())
+    assert workloads["replay_bit_exact"] is True
     entry = workloads["networks"]["digits_mlp"]
     assert entry["epochs"] == 1
     assert 0 < entry["test_accuracy_accel"] <= 1 and 0 < entry["test_accuracy_fp32"] <= 1

@@ -27,7 +27,7 @@ from .networks import NETWORKS, build_network
 from .optim import SGD, check_hyperparameters
 
 __all__ = ["TrainConfig", "TrainResult", "train", "train_step", "evaluate", "epoch_batches",
-           "SPARSITY_KEYS"]
+           "dropout_rng", "SPARSITY_KEYS"]
 
 # random streams (second element of the seed sequence)
 _STREAM_ORDER, _STREAM_DROPOUT = 1, 2
@@ -100,6 +100,12 @@ class TrainResult:
     @property
     def test_accuracy(self) -> float:
         return self.curve["test_accuracy"][-1]
+
+
+def dropout_rng(config: "TrainConfig", epoch: int, step: int) -> np.random.Generator:
+    """The generator of the dropout masks of one training step (``epoch`` from 1, ``step``
+    counted over the whole run): a replay of that step draws the same masks."""
+    return np.random.default_rng([config.seed, _STREAM_DROPOUT, epoch, step])
 
 
 def epoch_batches(n: int, *, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
@@ -219,7 +225,7 @@ def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
             tensors = {} if capture else None
             if step in gemm_capture_steps:
                 backend.listener = _gemm_recorder(tensors)
-            rng = np.random.default_rng([config.seed, _STREAM_DROPOUT, epoch, step])
+            rng = dropout_rng(config, epoch, step)
             if config.lr_schedule == "cosine":
                 optimizer.lr = np.float32(config.lr * 0.5 * (1 + math.cos(math.pi * step /
                                                                           total_steps)))

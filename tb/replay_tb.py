@@ -1,0 +1,106 @@
+"""Bench: one whole training step of the digits CNN replayed on GemmEngine, bit for bit.
+
+``training_step``: the bench recomputes step 0 of the digits CNN with the accelerator's
+numerics (:func:`sim.replay.training_step_gemms`: every forward, backward-data and
+weight-gradient GEMM, with its operands as stored and its golden result) and splits each GEMM
+into commands that fit the engine (:func:`sim.replay.split_step`). For every command it writes
+the operand blocks into the A and B scratchpads (skipped when the block is already there) and,
+for the first ``k`` slice of an accumulating GEMM, the block of ``C_in`` into the accumulator
+memory, runs the command (its cycles must equal :func:`sim.engine_model.command_cycles`) and,
+after the last ``k`` slice of a block, reads the block back as FP32. Every word read is checked
+twice: against the golden model run on the driver's shadow memories (which also covers the
+lanes beyond the block), and against the workload GEMM's golden result, bit for bit, with the
+GEMM's name and the element's indices in hex on a mismatch.
+
+The write streams run with few idle cycles and ``rd_data`` with little backpressure
+(``p_idle``/``p_stall`` from the case): bit-exactness on real data is the point here; random
+stalls are the engine bench's job (``tb/engine_tb.py``). Records the step's commands, MACs and
+cycles per GEMM kind (``tb.harness.record_metrics``).
+"""
+
+import time
+
+import cocotb
+import numpy as np
+
+from sim.replay import split_step, training_step_gemms
+from tb.engine_driver import EngineDriver, config_from_case, operand_words
+from tb.harness import case, make_rng, record_metrics
+
+
+def check_block(gemm, command, answers):
+    """Compare a block read back (rows of ``lanes``-wide words) with the workload GEMM's
+    golden result."""
+    m, n = command.command.m, command.command.n
+    got = np.array(answers, dtype=np.uint64).reshape(m, -1)[:, :n]
+    want = gemm.out_bits[command.c_slices].astype(np.uint64)
+    wrong = np.argwhere(got != want)
+    if wrong.size:
+        (i, j), m0, n0 = wrong[0], command.rows[0], command.cols[0]
+        raise AssertionError(
+            f"{gemm.name} ({gemm.M}x{gemm.N}x{gemm.K}): {len(wrong)} of {m * n} results of "
+            f"block rows {command.rows} cols {command.cols} differ; first C[{m0 + i}, "
+            f"{n0 + j}]: rtl 0x{int(got[i, j]):08x} golden 0x{int(want[i, j]):08x} "
+            f"(command {command.command})")
+
+
+def write_words(shape, lanes):
+    """Host write words that lay a block of ``shape`` (one per ``lanes`` elements of a row)."""
+    rows, cols = shape
+    return rows * -(-cols // lanes)
+
+
+@cocotb.test()
+async def training_step(dut):
+    settings = case()
+    cfg = config_from_case(settings)
+    rng = make_rng(dut)
+    driver = EngineDriver(dut, cfg, rng, p_idle=settings["p_idle"], p_stall=settings["p_stall"])
+    gemms = training_step_gemms()
+    commands = split_step(gemms, cfg)
+    dut._log.info("%d GEMMs, %d engine commands", len(gemms), len(commands))
+    await driver.start()
+    resident = {"a": None, "b": None}       # which operand block each scratchpad holds
+    lanes = {"a": cfg.array.rows, "b": cfg.array.cols, "acc": cfg.array.cols}
+    totals = {}
+    words = {"written": 0, "read": 0}
+    start = time.perf_counter()
+    for command in commands:
+        gemm = gemms[command.index]
+        loads = {}
+        for operand, bits, tags, slices in (
+                ("a", gemm.a_bits, gemm.a_tags, command.a_slices),
+                ("b", gemm.b_bits, gemm.b_tags, command.b_slices)):
+            key = (command.index, slices)
+            if resident[operand] != key:
+                loads[operand] = (operand_words(bits[slices], tags[slices]), 0, 0)
+                resident[operand] = key
+        if command.first and gemm.accumulate:
+            loads["acc"] = (gemm.c_bits[command.c_slices].astype(np.uint64), 0, 0)
+        words["written"] += sum(write_words(block.shape, lanes[name])
+                                for name, (block, _, _) in loads.items())
+        await driver.load(**loads)
+        cycles = await driver.command(command.command, hardware_alone=True)
+        entry = totals.setdefault(command.kind, {"commands": 0, "macs": 0, "cycles": 0})
+        entry["commands"] += 1
+        entry["macs"] += command.macs
+        entry["cycles"] += cycles
+        if command.last(gemm.K):
+            m, n = command.command.m, command.command.n
+            try:
+                answers = await driver.read_matrix(0, 0, m, n)
+            except AssertionError as error:
+                raise AssertionError(f"{gemm.name}, block rows {command.rows} cols "
+                                     f"{command.cols}: {error}") from None
+            words["read"] += len(answers)
+            check_block(gemm, command, answers)
+    seconds = time.perf_counter() - start
+    total = {key: sum(entry[key] for entry in totals.values())
+             for key in ("commands", "macs", "cycles")}
+    record_metrics(**total, per_kind=totals, gemms=len(gemms), words_written=words["written"],
+                   words_read=words["read"], seconds=seconds)
+    dut._log.info("training step replayed bit-exact: %d GEMMs, %d commands, %d MACs in %d "
+                  "engine cycles (%.1f%% of %d PEs), %d words written, %d read, %.1f s",
+                  len(gemms), total["commands"], total["macs"], total["cycles"],
+                  100 * total["macs"] / (cfg.array.pes * total["cycles"]), cfg.array.pes,
+                  words["written"], words["read"], seconds)

@@ -1,0 +1,217 @@
+# amaranth: UnusedElaboratable=no
+"""Runner: one training step of the digits CNN replayed on GemmEngine (Verilator in make test,
+Icarus too in make regress), and the pure-Python checks of the replay library
+(:mod:`sim.replay`): the step is the one training captures, and its split into engine commands
+reproduces every golden result."""
+
+import dataclasses
+import json
+import types
+
+import numpy as np
+import pytest
+
+from hw.engine.engine import GemmEngine
+from scripts.results import RESULTS_DIR
+from sim.config import ArrayConfig, EngineConfig
+from sim.engine_model import FIELD_BITS, EngineError, validate
+from sim.lowering import GemmCommand
+from sim.nn import AccelBackend, build_network, load_digits_split, train
+from sim.replay import (REPLAY_CONFIG, chunk_limits, golden_replay, split_gemm, split_step,
+                        step_statistics, training_step_gemms)
+from sim.runner import run_bench
+from tb.conftest import vectors
+from tb.engine_driver import config_to_case
+from tb.test_engine import CONFIGS
+
+#: The replay's engine: the engine bench's 8x8 output-stationary configuration (multiplier
+#: stages 1, scratchpads of 64 columns by 72 / 64 rows, accumulator memory 64 x 68). Being the
+#: same Verilog, it shares that bench's Verilator build (the build, not the replay, is what a
+#: cold run of ``make test`` waits for); larger memories would cut the step into fewer
+#: commands (101 instead of 368 with 128 x 256) but save only 5% of the cycles and of the
+#: words written.
+REPLAY_ENGINE = CONFIGS["8x8"]
+
+#: Few idle cycles and little backpressure: the replay is about bit-exactness on real data.
+P_IDLE = P_STALL = 0.02
+
+
+def replay_case(config=REPLAY_ENGINE) -> dict:
+    return {**config_to_case(config), "p_idle": P_IDLE, "p_stall": P_STALL}
+
+
+def run_replay(simulator, config=REPLAY_ENGINE, **kwargs):
+    """Run the replay bench; returns the run directory (its metrics: ``sim.runner``)."""
+    return run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.replay_tb",
+                     simulator=simulator, testcase="training_step", case=replay_case(config),
+                     **kwargs)
+
+
+def test_replay_training_step(simulator):
+    """Every GEMM of step 0 through the RTL engine, every result word bit for bit."""
+    if simulator == "icarus" and vectors() < 1_000_000:
+        pytest.skip("the Icarus replay takes hours: make regress only ($SPARTA_VECTORS >= 1e6)")
+    run_replay(simulator)
+
+
+# -- the replay library (pure Python) --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def step():
+    return training_step_gemms()
+
+
+#: Engines the split is checked on: the replay's; memories so small that every GEMM is cut
+#: along M, N and K (odd array, transposed blocks narrower than the array); large memories.
+SPLIT_CONFIGS = {
+    "replay": REPLAY_ENGINE,
+    "tiny 3x5": EngineConfig(array=ArrayConfig(rows=3, cols=5), spad_width=16, a_rows=12,
+                             b_rows=5, acc_width=16, acc_rows=13),
+    "large": EngineConfig(spad_width=128, a_rows=256, b_rows=256, acc_width=128, acc_rows=256),
+}
+
+
+def test_step_is_the_workloads_run():
+    """The replayed run is the digits CNN as trained for docs/results/workloads.json."""
+    from scripts.train import parse_args
+
+    assert REPLAY_CONFIG == parse_args(["--net", "digits_cnn"]).config
+    recorded = json.loads((RESULTS_DIR / "workloads.json").read_text())
+    assert recorded["networks"]["digits_cnn"]["config"] == dataclasses.asdict(REPLAY_CONFIG)
+
+
+def test_step_gemms(step):
+    """All 15 GEMMs of the step in the lowering's order and shapes, three kinds, fp16 tags,
+    bias accumulation, real transposes; each golden result is the golden GEMM of its
+    operands."""
+    commands = build_network("digits_cnn").commands(batch_size=REPLAY_CONFIG.batch_size)
+    assert [g.name for g in step] == [c.name for c in commands]
+    for g, c in zip(step, commands):
+        assert (g.kind, g.M, g.N, g.K, g.transpose_a, g.transpose_b, g.accumulate) == \
+            (c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate), c.name
+        assert not g.a_tags.any() and not g.b_tags.any()          # tag 0: fp16
+        assert np.array_equal(g.golden(), g.out_bits), g.name
+    assert {g.kind for g in step} == {"forward", "backward_data", "weight_grad"}
+    assert any(g.transpose_a for g in step) and any(g.transpose_b for g in step)
+    # real data: ReLU/dropout zeros and non-trivial results
+    assert all(np.count_nonzero(g.out_bits) > g.out_bits.size // 2 for g in step)
+    assert (step[0].c_bits == 0).all()                   # biases start at zero
+
+
+def test_step_matches_training_capture(step, tmp_path):
+    """The replay recomputes exactly the step that training captures (operands, C_in,
+    results), without reading a capture."""
+    config = dataclasses.replace(REPLAY_CONFIG, epochs=1)      # step 0 does not depend on it
+    train(config, AccelBackend(), load_digits_split(), capture_dir=tmp_path,
+          gemm_capture_steps=[0])
+    with np.load(tmp_path / "digits_cnn" / "accel" / "step_000000.npz") as capture:
+        for g in step:
+            prefix = f"gemm/{g.name}"
+            assert np.array_equal(capture[f"{prefix}/a"], g.a_bits), g.name
+            assert np.array_equal(capture[f"{prefix}/b"], g.b_bits), g.name
+            assert np.array_equal(capture[f"{prefix}/out"].view(np.uint32), g.out_bits), g.name
+            if g.accumulate:
+                assert np.array_equal(capture[f"{prefix}/c"].view(np.uint32)[0], g.c_bits[0])
+
+
+@pytest.mark.parametrize("name", list(SPLIT_CONFIGS))
+def test_split_reproduces_golden(step, name):
+    """The split commands, run on the golden GEMM as the engine runs them (k slices chained
+    through the FP32 accumulator memory), give every workload result bit for bit; every
+    command is valid for the engine and keeps the GEMM's transposes; k slices ascend."""
+    config = SPLIT_CONFIGS[name]
+    commands = split_step(step, config)
+    for index, g in enumerate(step):
+        own = [c for c in commands if c.index == index]
+        assert own and all(c.gemm == g.name for c in own)
+        for c in own:
+            assert validate(config, c.command) is EngineError.NONE, c
+            assert (c.command.a_transpose, c.command.b_transpose) == (g.transpose_a,
+                                                                     g.transpose_b)
+            assert c.command.accumulate == (not c.first or g.accumulate)
+        blocks = {}
+        for c in own:
+            blocks.setdefault((c.rows, c.cols), []).append(c.depth)
+        for depths in blocks.values():                  # contiguous, ascending, all of K
+            assert [d[0] for d in depths] == [0] + [d[1] for d in depths[:-1]]
+            assert depths[-1][1] == g.K
+        assert len({c.depth for c in own}) == -(-g.K // chunk_limits(g, config)["k"])
+        assert sum(c.macs for c in own) == g.macs
+        assert np.array_equal(golden_replay(g, own), g.out_bits), g.name
+    if name == "tiny 3x5":     # every GEMM chained over k slices but the backward-data ones
+        chained = {g.name for i, g in enumerate(step)          # with K <= 16
+                   if len({c.depth for c in commands if c.index == i}) > 1}
+        assert {g.name for g in step} - chained == {"fc2.backward_data", "conv2.backward_data"}
+    stats = step_statistics(commands, config)
+    assert stats["total"]["commands"] == len(commands)
+    assert stats["total"]["macs"] == sum(g.macs for g in step) == 13_777_216
+    assert set(stats) == {"forward", "backward_data", "weight_grad", "total"}
+
+
+def test_split_fails_when_a_slice_is_lost(step):
+    """The golden check of the split is not vacuous: drop one k slice, or start a chained
+    slice from +0, and results change."""
+    g = step[10]                                         # conv2.weight_grad, K = 2048
+    commands = split_gemm(g, REPLAY_ENGINE, index=10)
+    assert len({c.depth for c in commands}) > 1
+    assert not np.array_equal(golden_replay(g, commands[1:]), g.out_bits)
+    unchained = [dataclasses.replace(c, command=dataclasses.replace(c.command,
+                                                                     accumulate=False))
+                 for c in commands]
+    assert not np.array_equal(golden_replay(g, unchained), g.out_bits)
+
+
+def test_split_limits():
+    """Blocks as large as the memories allow with the GEMM's transposes, balanced, multiples
+    of the array size; never beyond the 16-bit command fields."""
+    config = REPLAY_ENGINE                 # spad 64 wide, A 72 rows, B 64 rows, acc 64 x 68
+    forward = GemmCommand(name="x.forward", layer="x", kind="forward", M=2048, N=72, K=100)
+    assert chunk_limits(forward, config) == {"m": 68, "n": 64, "k": 64}
+    backward = dataclasses.replace(forward, kind="backward_data", transpose_b=True)
+    assert chunk_limits(backward, config) == {"m": 68, "n": 64, "k": 64}
+    weight = dataclasses.replace(forward, kind="weight_grad", transpose_a=True)
+    assert chunk_limits(weight, config) == {"m": 64, "n": 64, "k": 64}
+    commands = split_gemm(forward, config)
+    assert {c.command.m for c in commands} == {64}                  # 32 blocks of 64 rows
+    assert {c.command.n for c in commands} == {40, 32}              # 72 = 40 + 32
+    assert [c.depth for c in commands[:2]] == [(0, 50), (50, 100)]  # balanced k slices
+    huge = EngineConfig(spad_width=4096, a_rows=65536, b_rows=65536, acc_width=4096,
+                        acc_rows=65536)
+    tall = GemmCommand(name="tall.forward", layer="tall", kind="forward", M=70_000, N=8, K=8)
+    assert chunk_limits(tall, huge)["m"] == (1 << FIELD_BITS) - 1
+    assert [c.rows for c in split_gemm(tall, huge)] == [(0, 35_000), (35_000, 70_000)]
+
+
+def test_split_rejects_bad_input(step):
+    shape = types.SimpleNamespace(name="g", kind="forward", M=8, N=8, K=8, transpose_a=False,
+                                  transpose_b=False, accumulate=False)
+    with pytest.raises(ValueError, match="config must be an EngineConfig"):
+        split_gemm(shape, ArrayConfig())
+    with pytest.raises(ValueError, match="g: K must be an integer >= 1"):
+        split_gemm(types.SimpleNamespace(**{**vars(shape), "K": 0}), REPLAY_ENGINE)
+    with pytest.raises(ValueError, match="g: transpose_a must be a bool"):
+        split_gemm(types.SimpleNamespace(**{**vars(shape), "transpose_a": 1}), REPLAY_ENGINE)
+    huge = EngineConfig(spad_width=4096, a_rows=65536, b_rows=65536, acc_width=4096,
+                        acc_rows=65536)
+    tall = types.SimpleNamespace(**{**vars(shape), "M": 70_000})
+    with pytest.raises(ValueError, match=r"max_chunk\['m'\] = 70000 does not fit the 16-bit "
+                                         r"command field m \(1..65535\)"):
+        split_gemm(tall, huge, max_chunk={"m": 70_000})
+    with pytest.raises(ValueError, match=r"max_chunk\['k'\] = 65 does not fit the engine's "
+                                         r"memories: k <= 64"):
+        split_gemm(shape, REPLAY_ENGINE, max_chunk={"k": 65})
+    with pytest.raises(ValueError, match="max_chunk must be a dict with keys among"):
+        split_gemm(shape, REPLAY_ENGINE, max_chunk={"rows": 8})
+    with pytest.raises(ValueError, match="config must be a TrainConfig"):
+        training_step_gemms(REPLAY_ENGINE)
+    g = step[3]
+    with pytest.raises(ValueError, match="command of fc2.forward given with GEMM conv1.forward"):
+        golden_replay(step[0], split_gemm(g, REPLAY_ENGINE, index=3))
+    with pytest.raises(ValueError, match="fc2.forward: out_bits must have shape"):
+        dataclasses.replace(g, out_bits=g.out_bits[:, :4])
+    with pytest.raises(ValueError, match="fc2.forward: inner dimensions differ"):
+        dataclasses.replace(g, a_bits=g.a_bits[:, :9], a_tags=g.a_tags[:, :9])
+    with pytest.raises(ValueError, match="fc2.forward: b_tags must have the shape of b_bits"):
+        dataclasses.replace(g, b_tags=g.b_tags[:1])
+    with pytest.raises(ValueError, match="fc2.forward: a_bits must be a 2-D unsigned"):
+        dataclasses.replace(g, a_bits=g.a_bits.astype(np.float32))
