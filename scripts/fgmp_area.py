@@ -1,0 +1,94 @@
+"""Area of the FGMP hardware: packer, unpacker, encoder, and the FGMP PE against a plain fp16 PE.
+
+Writes the ``area`` section of ``docs/results/fgmp.json`` (other sections of that file are kept)
+and prints the table that ``docs/fgmp_hw.md`` shows.
+
+Usage: python -m scripts.fgmp_area
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scripts.results import update_results
+from scripts.yosys_area import area_of
+
+__all__ = ["UNITS", "PE_FORMATS", "main"]
+
+#: Block size and bus width of the reference packer / unpacker (the golden model's defaults).
+BLOCK, BUS_BYTES = 16, 16
+
+#: Operand formats (both sides) of the compared output-stationary PEs.
+PE_FORMATS = {
+    "pe_fp16": ("fp16",),                       # plain fp16 PE
+    "pe_fgmp": ("fp16", "e4m3", "e5m2"),        # FGMP PE: fp16 and both FP8 tags
+    "pe_fp8": ("e4m3", "e5m2"),                 # FP8-only PE, for reference
+}
+
+
+def _packer():
+    from hw.fgmp.packer import FgmpPacker
+    return FgmpPacker(block=BLOCK, bus_bytes=BUS_BYTES)
+
+
+def _unpacker():
+    from hw.fgmp.unpacker import FgmpUnpacker
+    return FgmpUnpacker(block=BLOCK, bus_bytes=BUS_BYTES)
+
+
+def _encoder():
+    from hw.fgmp.encoder import FgmpEncoder
+    return FgmpEncoder(stages=1)
+
+
+def _pe(formats):
+    def make():
+        from hw.engine.pe import OutputStationaryPE
+        from sim.config import ArrayConfig
+        return OutputStationaryPE(ArrayConfig(a_formats=formats, b_formats=formats))
+    return make
+
+
+UNITS = {
+    "fgmp_packer": _packer,
+    "fgmp_unpacker": _unpacker,
+    "fgmp_encoder": _encoder,
+    **{name: _pe(formats) for name, formats in PE_FORMATS.items()},
+}
+
+FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    area = {}
+    for name, factory in UNITS.items():
+        print(f"synthesising {name} ...", flush=True)
+        result = area_of(factory(), name)
+        area[name] = {key: result[key] for key in FIELDS}
+        area[name]["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
+    fgmp, plain = area["pe_fgmp"], area["pe_fp16"]
+    section = {
+        "units": area,
+        "config": {"block": BLOCK, "bus_bytes": BUS_BYTES, "packer_convert_stages": 3,
+                   "packer_encode_stages": 1, "encoder_stages": 1, "pe": "OutputStationaryPE",
+                   "pe_mul_stages": 0, "pe_formats": {k: list(v) for k, v in PE_FORMATS.items()}},
+        "fgmp_pe_over_fp16_pe": {key: round(fgmp[key] / plain[key], 3)
+                                 for key in ("cells", "ecp5_lut", "ecp5_ff") if plain[key]},
+    }
+    print(f"{'unit':15s} {'cells':>7s} {'mem bits':>8s} {'LUT':>6s} {'FF':>5s} {'DSP':>4s} "
+          f"{'LUTRAM':>6s}")
+    for name, row in area.items():
+        print(f"{name:15s} {row['cells']:7d} {row['memory_bits']:8d} {row['ecp5_lut']:6d} "
+              f"{row['ecp5_ff']:5d} {row['ecp5_dsp']:4d} {row['ecp5_lutram']:6d}")
+    print("FGMP PE / fp16 PE: " + ", ".join(f"{k} x{v}" for k, v in
+                                             section["fgmp_pe_over_fp16_pe"].items()))
+    path = update_results("fgmp", area=section)
+    print(f"wrote the area section of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
