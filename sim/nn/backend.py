@@ -12,6 +12,12 @@ runs with the same seed differ only in GEMM numerics.
 * :class:`AccelBackend`: operands rounded once from float32 to fp16 (or an FP8 format) with
   :func:`sim.numerics.from_float32`, products accumulated by the golden GEMM
   :func:`sim.gemm.gemm` (fp32, k ascending), i.e. the accelerator's numerics bit for bit.
+* :class:`FgmpBackend`: fine-grained mixed precision. Operands rounded once to fp16 (the store
+  path), then stored and loaded through the FGMP rule of :mod:`sim.fgmp` (each element FP8 or
+  fp16; the class format and a per-layer threshold ``t`` chosen by
+  :class:`sim.fgmp_control.FgmpController`); the golden GEMM multiplies the decoded mixed
+  operands (per-element operand tags) and accumulates in fp32. Constructed directly (it takes
+  a policy), not through :func:`make_backend`.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..formats import OPERAND_FORMATS, format_by_name
+from ..fgmp import code_table
+from ..fgmp_control import OPERAND_CLASSES, FgmpController, FgmpPolicy
+from ..formats import FP16, OPERAND_FORMATS, format_by_name
+from ..gemm import OPERAND_TAGS
 from ..gemm import gemm as golden_gemm
 from ..lowering import GEMM_KINDS
-from ..numerics import from_float32
+from ..numerics import from_float32, to_float32
 
-__all__ = ["GemmCall", "GemmBackend", "Fp32Backend", "AccelBackend", "BACKENDS", "make_backend"]
+__all__ = ["GemmCall", "GemmBackend", "Fp32Backend", "AccelBackend", "FgmpBackend", "BACKENDS",
+           "make_backend"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +174,151 @@ class AccelBackend(GemmBackend):
         bits = golden_gemm(a, b, a_fmt=self.fmt, b_fmt=self.fmt, c_bits=c_bits,
                            transpose_a=transpose_a, transpose_b=transpose_b)
         return bits.view(np.float32)
+
+
+_OPERAND_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
+_FP16_VALUES = to_float32(FP16, FP16.all_codes())
+_FP16_VALUES.setflags(write=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stored:
+    """An fp16 operand after FGMP store and load: operand words, operand tags, values."""
+
+    words: np.ndarray      # FP8 code (low byte) where FP8, fp16 bits elsewhere
+    tags: np.ndarray       # per-element operand format tag (sim.gemm.OPERAND_TAGS)
+    fp16: np.ndarray       # the value after load, as fp16 bits
+    fp8: int               # FP8 elements
+    t: int                 # threshold it was stored with
+
+
+def _relative_error(got: np.ndarray, reference: np.ndarray) -> float | None:
+    """``||got - reference|| / ||reference||``; None where the reference is not finite (an
+    fp16 overflow, not an FGMP effect: no report)."""
+    with np.errstate(all="ignore"):
+        scale = float(np.linalg.norm(reference.astype(np.float64)))
+        if not np.isfinite(scale):
+            return None
+        if scale == 0.0:
+            return 0.0
+        error = float(np.linalg.norm(got.astype(np.float64) - reference)) / scale
+    return error if np.isfinite(error) else float("inf")
+
+
+class FgmpBackend(GemmBackend):
+    """Fine-grained mixed precision: GEMM operands stored and loaded as FGMP.
+
+    ``encode`` rounds float32 to fp16 (the store path's rounding). Each GEMM looks up the
+    threshold of its layer and of each operand's tensor class (forward: X activation, W weight;
+    weight gradient: X activation, dY gradient; backward data: dY gradient, W weight), stores
+    the operand through the FGMP rule (:func:`sim.fgmp.code_table`, i.e.
+    :func:`sim.fgmp.encode_tags`) and hands the PE words with per-element format tags to the
+    golden GEMM (products exact, fp32 accumulation, k ascending). With
+    ``policy.store_weight_grad`` the weight gradient ``dW`` is rounded to fp16 and stored as
+    FGMP of the gradient class before the optimizer sees it; the bias gradient stays fp32.
+
+    Every GEMM of a training step also reports to the controller, per operand class, the
+    relative error of its output with that operand alone FGMP (both-fp16 reference; float32
+    BLAS products, whose rounding is far below FP8 errors) and its FP8 count.
+
+    Parameters
+    ----------
+    policy : FgmpPolicy, optional
+        Formats, thresholds and control (default :class:`FgmpPolicy()`).
+    groups : dict, optional
+        Layers sharing a stored tensor (see :class:`sim.fgmp_control.FgmpController`).
+    measure : bool
+        Compute the error reports (needed when ``policy.adaptive``; they cost three float32
+        products per GEMM).
+    """
+
+    name = "fgmp"
+
+    def __init__(self, *, policy: FgmpPolicy | None = None, groups: dict | None = None,
+                 measure: bool = True):
+        super().__init__()
+        self.policy = FgmpPolicy() if policy is None else policy
+        if not isinstance(measure, bool):
+            raise ValueError(f"measure must be a bool, not {measure!r}")
+        if self.policy.adaptive and not measure:
+            raise ValueError("measure must be True when policy.adaptive is set (the control "
+                             "needs the error reports)")
+        self.controller = FgmpController(self.policy, groups=groups)
+        self.measure = measure
+        self._call: tuple[str, str, str] | None = None
+
+    def encode(self, values):
+        return from_float32(FP16, values, saturate=False)
+
+    def is_zero(self, encoded):
+        return (encoded & ~np.array(FP16.sign_mask, dtype=encoded.dtype)) == 0
+
+    def gemm(self, a, b, *, name: str, kind: str, transpose_a: bool = False,
+             transpose_b: bool = False, c: np.ndarray | None = None) -> np.ndarray:
+        layer = name.rsplit(".", 1)[0]
+        self._call = (layer, kind, name)
+        try:
+            return super().gemm(a, b, name=name, kind=kind, transpose_a=transpose_a,
+                                transpose_b=transpose_b, c=c)
+        finally:
+            self._call = None
+
+    def store(self, fp16_bits: np.ndarray, layer: str, cls: str) -> _Stored:
+        """An fp16 tensor as ``layer`` stores tensors of class ``cls`` (FGMP, current ``t``)."""
+        fmt8 = self.policy.format_of(cls)
+        t = self.controller.t(layer, cls)
+        tags, payload, decoded = code_table(fmt8, t)
+        is_fp8 = tags[fp16_bits]
+        operand_tags = np.where(is_fp8, _OPERAND_TAG_OF[fmt8.name], 0).astype(np.uint8)
+        return _Stored(payload[fp16_bits], operand_tags, decoded[fp16_bits],
+                       int(np.count_nonzero(is_fp8)), t)
+
+    def stored_values(self, fp16_bits: np.ndarray, layer: str, cls: str) -> np.ndarray:
+        """float32 values of an fp16 tensor after FGMP store and load by ``layer``."""
+        fmt8 = self.policy.format_of(cls)
+        _, _, decoded = code_table(fmt8, self.controller.t(layer, cls))
+        return _FP16_VALUES[decoded[fp16_bits]]
+
+    def _product(self, a, b, c, transpose_a, transpose_b):
+        if self._call is None:
+            raise ValueError("FgmpBackend products go through gemm()")
+        layer, kind, name = self._call
+        if kind == "forward":
+            self.controller.begin_forward(layer)
+        a_cls, b_cls = OPERAND_CLASSES[kind]
+        a_stored = self.store(a, layer, a_cls)
+        b_stored = self.store(b, layer, b_cls)
+        c_bits = None if c is None else c.view(np.uint32)
+        out = golden_gemm(a_stored.words, b_stored.words, a_fmt=a_stored.tags,
+                          b_fmt=b_stored.tags, c_bits=c_bits, transpose_a=transpose_a,
+                          transpose_b=transpose_b).view(np.float32)
+        errors = (None, None)
+        if self.measure:
+            errors = self._operand_errors(a, b, layer, (a_cls, b_cls), transpose_a, transpose_b)
+        self.controller.report(layer, kind, a_cls, t=a_stored.t, error=errors[0],
+                               fp8=a_stored.fp8, elements=a.size)
+        self.controller.report(layer, kind, b_cls, t=b_stored.t, error=errors[1],
+                               fp8=b_stored.fp8, elements=b.size)
+        if self.policy.store_weight_grad and name.endswith(".weight_grad"):
+            stored = self.store(from_float32(FP16, out, saturate=False), layer, "gradient")
+            values = _FP16_VALUES[stored.fp16]
+            error = _relative_error(values, out) if self.measure else None
+            self.controller.report(layer, kind, "gradient", t=stored.t, error=error,
+                                   fp8=stored.fp8, elements=out.size)
+            out = values
+        return out
+
+    def _operand_errors(self, a, b, layer, classes, transpose_a, transpose_b):
+        def oriented(values, transpose):
+            return values.T if transpose else values
+
+        a16 = oriented(_FP16_VALUES[a], transpose_a)
+        b16 = oriented(_FP16_VALUES[b], transpose_b)
+        reference = a16 @ b16
+        a_q = oriented(self.stored_values(a, layer, classes[0]), transpose_a)
+        b_q = oriented(self.stored_values(b, layer, classes[1]), transpose_b)
+        with np.errstate(all="ignore"):
+            return _relative_error(a_q @ b16, reference), _relative_error(a16 @ b_q, reference)
 
 
 #: Backends by name.

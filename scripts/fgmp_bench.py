@@ -1,0 +1,386 @@
+"""FGMP measurement: training with FGMP numerics, FP8 share, memory traffic and energy.
+
+    python -m scripts.fgmp_bench                       # digits_cnn and resnet18
+    python -m scripts.fgmp_bench --nets digits_cnn     # one network (a few minutes)
+
+For each network, with the configuration of ``scripts.train`` (the one recorded in
+``docs/results/workloads.json``):
+
+1. trains with FGMP numerics (:class:`sim.nn.backend.FgmpBackend`, adaptive per-layer
+   thresholds) and with the FP32 reference, same seed, samples and dropout masks;
+2. captures the tensors of training steps (first step of every epoch and the last step) and
+   prices one whole training step of each with the traffic model of :mod:`sim.fgmp_traffic`
+   (fp16 against FGMP, exact stream bytes) and the energy table of :mod:`sim.fgmp_energy`;
+3. writes ``docs/results/fgmp.json`` (one top-level entry per network) and
+   ``docs/fgmp_share_<net>.png`` (FP8 share and threshold per layer over training).
+
+The figures of the last training step with a whole batch are the headline (the tensors of
+the trained network).
+"""
+
+from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # small matmuls, shared machines
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from scripts import results as results_module  # noqa: E402
+from scripts.train import DEFAULTS, UPSAMPLE  # noqa: E402
+from sim.fgmp import BLOCK_SIZES, BUS_BYTES, FgmpBlockFormat  # noqa: E402
+from sim.fgmp_control import TENSOR_CLASSES, FgmpPolicy  # noqa: E402
+from sim.fgmp_energy import HOROWITZ_45NM, step_energy  # noqa: E402
+from sim.fgmp_traffic import gemm_products, shared_tensor_groups, step_traffic  # noqa: E402
+from sim.nn import Fp32Backend, TrainConfig, load_digits_split, train  # noqa: E402
+from sim.nn.backend import FgmpBackend  # noqa: E402
+
+NETS = ("digits_cnn", "resnet18")
+PLOT_CLASSES = {"activation": "activations (X)", "weight": "weights (W)",
+                "gradient": "gradients (dY, dW)"}
+
+
+def _nets(text: str) -> list[str]:
+    names = [n for n in text.split(",") if n]
+    bad = [n for n in names if n not in NETS]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"nets must be a comma-separated subset of "
+                                         f"{list(NETS)}, not {text!r}")
+    return names
+
+
+def _budgets(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"budgets must be three comma-separated numbers "
+                                         f"(weights, activations, gradients), not {text!r}")
+    return values
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.fgmp_bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nets", type=_nets, default=list(NETS),
+                        help="comma-separated subset of digits_cnn,resnet18 (default both)")
+    parser.add_argument("--resnet-epochs", type=int, default=DEFAULTS["resnet18"]["epochs"],
+                        help="training epochs of resnet18 (default: as workloads.json)")
+    parser.add_argument("--digits-epochs", type=int, default=DEFAULTS["digits_cnn"]["epochs"],
+                        help="training epochs of digits_cnn (default: as workloads.json)")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="use only the first N training samples (smoke runs)")
+    parser.add_argument("--block", type=int, default=16, help=f"FGMP block size B "
+                        f"{list(BLOCK_SIZES)} (default 16)")
+    parser.add_argument("--bus-bytes", type=int, default=16, help=f"bus word W in bytes "
+                        f"{list(BUS_BYTES)} (default 16)")
+    parser.add_argument("--fixed", action="store_true",
+                        help="keep the starting thresholds (no dynamic control); the results go "
+                             "to the entry <net>_fixed_t (an ablation)")
+    parser.add_argument("--budgets", type=_budgets, default=None, metavar="W,A,G",
+                        help="error budgets of weights, activations, gradients (default: those "
+                             "of FgmpPolicy)")
+    parser.add_argument("--loss-scale", type=float, default=None,
+                        help="static loss scale of both runs (default: as workloads.json, 1024; a "
+                             "power of two leaves the FP32 run bit for bit unchanged)")
+    parser.add_argument("--label", default="", help="suffix of the fgmp.json entry and plot "
+                        "names (<net>_<label>), for variants of the policy")
+    parser.add_argument("--capture-dir", default=None,
+                        help="where the step captures go (default: a temporary directory)")
+    parser.add_argument("--plot-dir", default=str(results_module.DOCS_DIR))
+    args = parser.parse_args(argv)
+    try:
+        args.block_format = FgmpBlockFormat(block=args.block, bus_bytes=args.bus_bytes)
+        for field in ("resnet_epochs", "digits_epochs"):
+            if getattr(args, field) < 1:
+                raise ValueError(f"--{field.replace('_', '-')} must be >= 1, "
+                                 f"not {getattr(args, field)}")
+        if args.train_samples is not None and args.train_samples < 1:
+            raise ValueError(f"--train-samples must be >= 1, not {args.train_samples}")
+    except ValueError as error:
+        parser.error(str(error))
+    budgets = {}
+    if args.budgets is not None:
+        budgets = dict(zip(("budget_weight", "budget_activation", "budget_gradient"),
+                           args.budgets))
+    if args.label and not args.label.replace("_", "").isalnum():
+        parser.error(f"--label must be letters, digits and underscores, not {args.label!r}")
+    try:
+        if args.loss_scale is not None:
+            config_for("digits_cnn", 1, args.loss_scale)      # validates the value
+        args.policy = FgmpPolicy(adaptive=not args.fixed, **budgets)
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def config_for(net: str, epochs: int, loss_scale: float | None = None) -> TrainConfig:
+    """The training configuration of ``scripts.train`` for ``net`` (as in workloads.json),
+    with another static loss scale if given."""
+    overrides = {"epochs": epochs}
+    if loss_scale is not None:
+        overrides["loss_scale"] = loss_scale
+    return TrainConfig(net=net, batch_size=32, momentum=0.9, weight_decay=0.0,
+                       lr_schedule="cosine", seed=0, **dict(DEFAULTS[net], **overrides))
+
+
+def capture_steps(epochs: int, train_samples: int, batch_size: int) -> list[int]:
+    """First step of every epoch and the last step with a whole batch (global 0-based
+    indices); the last one is the headline."""
+    steps_per_epoch = -(-train_samples // batch_size)
+    last = epochs * steps_per_epoch - 1
+    if train_samples % batch_size and steps_per_epoch > 1:
+        last -= 1
+    return sorted({e * steps_per_epoch for e in range(epochs)} | {last})
+
+
+def _thresholds_by_step(history: list[dict]) -> dict:
+    return {(entry["layer"], entry["step"]): entry["t"] for entry in history}
+
+
+def _load_capture(path: str) -> tuple[dict, dict]:
+    with np.load(path) as archive:
+        meta = json.loads(str(archive["meta"]))
+        tensors = {key: archive[key] for key in archive.files if key != "meta"}
+    return meta, tensors
+
+
+def price_step(net, tensors: dict, step: int, *, policy: FgmpPolicy, thresholds: dict,
+               block_format: FgmpBlockFormat) -> dict:
+    """Traffic, products and energy of one captured step."""
+    def threshold(layer, cls):
+        return thresholds[(layer, step)][cls]
+
+    traffic = step_traffic(net, tensors, formats=policy.format_of, threshold=threshold,
+                           block=block_format)
+    products = gemm_products(net, tensors, formats=policy.format_of, threshold=threshold)
+    dense = {"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": products["macs"],
+             "macs": products["macs"]}
+    return {"traffic": traffic, "products": products,
+            "energy_fp16": step_energy(products=dense, dram_bytes=traffic["bytes_fp16"]),
+            "energy_fgmp": step_energy(products=products, dram_bytes=traffic["bytes_fgmp"])}
+
+
+def _per_epoch(history: list[dict], steps_per_epoch: int, epochs: int, field: str) -> dict:
+    """``{layer: {class: [mean over each epoch's steps]}}`` of a history field."""
+    sums: dict = {}
+    for entry in history:
+        epoch = entry["step"] // steps_per_epoch
+        if epoch >= epochs:
+            continue
+        for cls, value in entry[field].items():
+            if value is None:
+                continue
+            cell = sums.setdefault(entry["layer"], {}).setdefault(cls, [[0.0, 0] for _ in
+                                                                        range(epochs)])
+            cell[epoch][0] += value
+            cell[epoch][1] += 1
+    return {layer: {cls: [round(s / n, 6) if n else None for s, n in cells]
+                    for cls, cells in by_class.items()}
+            for layer, by_class in sums.items()}
+
+
+def plot_shares(path: Path, net: str, shares: dict, thresholds: dict, epochs: int) -> None:
+    """FP8 share per layer and class over the epochs, and the thresholds."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    figure, axes = plt.subplots(1, 4, figsize=(20, 4.8))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "os^vD<>ph*"
+    x = list(range(1, epochs + 1))
+    layers = list(shares)
+    for axis, cls in zip(axes, PLOT_CLASSES):
+        for index, layer in enumerate(layers):
+            values = shares[layer].get(cls)
+            if values:
+                axis.plot(x, [np.nan if v is None else v for v in values],
+                          color=colours[index % len(colours)],
+                          marker=markers[(index // len(colours)) % len(markers)], markersize=3,
+                          label=layer)
+        axis.set_title(f"FP8 share of {PLOT_CLASSES[cls]}")
+        axis.set_ylim(0, 1.02)
+        axis.set_ylabel("FP8 elements / elements")
+    axis = axes[3]
+    for index, layer in enumerate(layers):
+        for cls, style in (("activation", "-"), ("weight", "--"), ("gradient", ":")):
+            values = thresholds[layer].get(cls)
+            if values:
+                jitter = 0.04 * (index - len(layers) / 2) / max(len(layers), 1)
+                axis.plot(x, [np.nan if v is None else v + jitter for v in values], style,
+                          color=colours[index % len(colours)], marker=".", markersize=3)
+    axis.set_title("threshold t (solid X, dashed W, dotted dY)")
+    axis.set_ylabel("t (epoch mean)")
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis in axes:
+        axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="center right", fontsize=7 if len(layers) > 8 else 9)
+    figure.suptitle(f"{net}: FGMP FP8 share per layer over training (GEMM operands as read; "
+                    f"epoch means)")
+    figure.tight_layout(rect=(0, 0, 0.88, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _workloads_fp32(net: str) -> float | None:
+    path = results_module.RESULTS_DIR / "workloads.json"
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text()).get("networks", {}).get(net, {})
+    return entry.get("test_accuracy_fp32")
+
+
+def result_key(net: str, args) -> str:
+    """Entry name in fgmp.json: the network, with ``_fixed_t`` for the ablation without control
+    and ``_<label>`` for a labelled variant."""
+    return net + ("_fixed_t" if args.fixed else "") + (f"_{args.label}" if args.label else "")
+
+
+def run_network(net: str, args, capture_root: Path, log) -> dict:
+    epochs = args.resnet_epochs if net == "resnet18" else args.digits_epochs
+    config = config_for(net, epochs, args.loss_scale)
+    data = load_digits_split(upsample=UPSAMPLE[net])
+    if args.train_samples is not None:
+        data = dataclasses.replace(data, x_train=data.x_train[:args.train_samples],
+                                   y_train=data.y_train[:args.train_samples])
+    steps_per_epoch = -(-len(data.x_train) // config.batch_size)
+    steps = capture_steps(epochs, len(data.x_train), config.batch_size)
+    network = config.build()
+    backend = FgmpBackend(policy=args.policy, groups=shared_tensor_groups(network))
+    fgmp = train(config, backend, data, capture_dir=capture_root, capture_steps=steps, log=log)
+    backend.controller.flush()
+    fp32 = train(config, Fp32Backend(), data, log=log)
+    thresholds = _thresholds_by_step(backend.controller.history)
+    priced = []
+    for path in fgmp.captures:
+        meta, tensors = _load_capture(path)
+        step = meta["step"]
+        figures = price_step(network, tensors, step, policy=args.policy, thresholds=thresholds,
+                             block_format=args.block_format)
+        priced.append((step, meta["epoch"], figures))
+        traffic = figures["traffic"]
+        log(f"[{net}] step {step}: traffic fp16 {traffic['bytes_fp16']} B, FGMP "
+            f"{traffic['bytes_fgmp']} B ({100 * traffic['reduction']:.2f} % less), FP8 share "
+            f"{traffic['fp8_share']:.4f}")
+    step, epoch, last = priced[-1]
+    traffic = last["traffic"]
+    e16, e8 = last["energy_fp16"], last["energy_fgmp"]
+    with_optimizer = 1 - ((traffic["bytes_fgmp"] + traffic["optimizer_fp32_bytes"]) /
+                          (traffic["bytes_fp16"] + traffic["optimizer_fp32_bytes"]))
+    shares = _per_epoch(backend.controller.history, steps_per_epoch, epochs, "fp8_share")
+    t_epochs = _per_epoch(backend.controller.history, steps_per_epoch, epochs, "t")
+    plot_path = Path(args.plot_dir) / f"fgmp_share_{result_key(net, args)}.png"
+    plot_shares(plot_path, net, shares, t_epochs, epochs)
+    final_t = {}
+    for entry in backend.controller.history:
+        final_t.setdefault(entry["layer"], {}).update(entry["t"])
+    command = "python -m scripts.fgmp_bench " + " ".join(
+        args.argv if args.argv is not None else sys.argv[1:])
+    return {
+        "bytes_fp16": traffic["bytes_fp16"],
+        "bytes_fgmp": traffic["bytes_fgmp"],
+        "traffic_reduction_percent": round(100 * traffic["reduction"], 3),
+        "fp8_share": round(traffic["fp8_share"], 6),
+        "test_accuracy_fgmp": fgmp.test_accuracy,
+        "test_accuracy_fp32": fp32.test_accuracy,
+        "accuracy_gap_points": round(100 * (fp32.test_accuracy - fgmp.test_accuracy), 4),
+        "test_accuracy_fp32_workloads_json": _workloads_fp32(net),
+        "energy_pj_fp16": round(e16["total_pj"], 1),
+        "energy_pj_fgmp": round(e8["total_pj"], 1),
+        "energy_efficiency_ratio": round(e16["total_pj"] / e8["total_pj"], 4),
+        "energy_breakdown_pj": {"fp16": {k: round(v, 1) for k, v in e16.items()},
+                                "fgmp": {k: round(v, 1) for k, v in e8.items()}},
+        "products": last["products"],
+        "traffic_step": step,
+        "traffic_step_epoch": epoch,
+        "traffic_by_class": traffic["by_class"],
+        "traffic_by_direction": traffic["by_direction"],
+        "optimizer_fp32_bytes": traffic["optimizer_fp32_bytes"],
+        "traffic_reduction_with_optimizer_percent": round(100 * with_optimizer, 3),
+        "traffic_reduction_mean_over_training_percent": round(100 * (1 - sum(
+            f["traffic"]["bytes_fgmp"] for _, _, f in priced) / sum(
+            f["traffic"]["bytes_fp16"] for _, _, f in priced)), 3),
+        "traffic_over_training": [
+            {"step": s, "epoch": e, "bytes_fp16": f["traffic"]["bytes_fp16"],
+             "bytes_fgmp": f["traffic"]["bytes_fgmp"],
+             "reduction_percent": round(100 * f["traffic"]["reduction"], 3),
+             "fp8_share": round(f["traffic"]["fp8_share"], 6),
+             "energy_ratio": round(f["energy_fp16"]["total_pj"] / f["energy_fgmp"]["total_pj"],
+                                   4)}
+            for s, e, f in priced],
+        "stored_tensors_last_step": [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}
+            for entry in traffic["tensors"]],
+        "fp8_share_over_training": shares,
+        "t_over_training": t_epochs,
+        "t_final": final_t,
+        "t_decisions": backend.controller.decisions,
+        "curve": {"epoch": fgmp.curve["epoch"],
+                  "test_accuracy_fgmp": [round(v, 6) for v in fgmp.curve["test_accuracy"]],
+                  "test_accuracy_fp32": [round(v, 6) for v in fp32.curve["test_accuracy"]]},
+        "epochs": epochs,
+        "train_samples": len(data.x_train),
+        "config": dataclasses.asdict(config),
+        "policy": dataclasses.asdict(args.policy),
+        "block_format": dataclasses.asdict(args.block_format),
+        "wall_time_s": {"fgmp": round(fgmp.wall_time_s, 1), "fp32": round(fp32.wall_time_s, 1)},
+        "plot": str(plot_path.relative_to(results_module.DOCS_DIR.parent))
+        if plot_path.is_relative_to(results_module.DOCS_DIR.parent) else str(plot_path),
+        "reproduce": command,
+    }
+
+
+def model_entry() -> dict:
+    """What the figures of fgmp.json mean (the ``model`` entry)."""
+    return {
+        "energy_table_pj": dataclasses.asdict(HOROWITZ_45NM),
+        "tensor_classes": list(TENSOR_CLASSES),
+        "units": "bytes per training step on the DRAM bus (traffic model of docs/fgmp.md); "
+                 "energies in pJ per training step; accuracies are fractions of the 360-image "
+                 "test set; accuracy_gap_points = 100 * (fp32 - fgmp)",
+        "headline_step": "the last training step with a whole batch (tensors of the trained "
+                         "network); traffic_over_training lists the first step of every epoch",
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.argv = argv
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix="sparta_fgmp_") as scratch:
+        capture_root = Path(args.capture_dir).expanduser() if args.capture_dir else Path(scratch)
+        for net in args.nets:
+            start = time.perf_counter()
+            entry = run_network(net, args, capture_root, log)
+            path = results_module.update_results("fgmp", **{result_key(net, args): entry})
+            print(f"{net}: traffic fp16 {entry['bytes_fp16']} B -> FGMP {entry['bytes_fgmp']} B "
+                  f"({entry['traffic_reduction_percent']:.2f} % less; target >= 38.9 %, "
+                  f"ceiling 43.75 % with B={args.block}), FP8 share {entry['fp8_share']:.4f}; "
+                  f"test accuracy FGMP {entry['test_accuracy_fgmp']:.4f} vs FP32 "
+                  f"{entry['test_accuracy_fp32']:.4f} (gap {entry['accuracy_gap_points']:+.2f} "
+                  f"points); energy {entry['energy_pj_fp16'] / 1e6:.2f} uJ -> "
+                  f"{entry['energy_pj_fgmp'] / 1e6:.2f} uJ per step "
+                  f"({entry['energy_efficiency_ratio']:.3f}x); "
+                  f"{time.perf_counter() - start:.0f} s; wrote {path}", flush=True)
+    results_module.update_results("fgmp", model=model_entry())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
