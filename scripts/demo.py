@@ -4,43 +4,84 @@
 2. simulate it on Verilator with cocotb, checking every dot product bit for bit against the
    numpy golden model (random mixed fp16/e4m3/e5m2 operands, edge cases, idle cycles and
    backpressure);
-3. print its area from Yosys (generic cells, ECP5 LUT/FF/DSP).
+3. print its area from Yosys (generic cells, ECP5 LUT/FF/DSP);
+4. run a GEMM on the default 8x8 output-stationary engine (64 x 64 scratchpads) with the
+   hardware alone: random mixed fp16/e4m3/e5m2 operands written to the scratchpads, one
+   command, the bench sleeps until ``done``, then the result is read back and checked bit for
+   bit against ``sim.gemm`` and the cycle count against ``sim.engine_model``; prints cycles,
+   ideal cycles, utilization and the SCALE-Sim figure recorded in docs/results/gemm.json;
+5. print the array's and the engine's area (from docs/results/gemm.json, else Yosys, cached).
 
-Usage: python -m scripts.demo [--simulator icarus|verilator] [--vectors N]
+Usage: python -m scripts.demo [--simulator icarus|verilator] [--vectors N] [--gemm M,N,K]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 
 from hw.fp.mac import FPMac
+from scripts.engine_report import SPEED_CONFIG, run_hardware_alone
+from scripts.results import RESULTS_DIR
 from scripts.yosys_area import area_of
+from sim.engine_model import (EngineCommand, EngineError, command_cycles, ideal_cycles,
+                              validate)
 from sim.formats import OPERAND_FORMATS
 from sim.runner import SIMULATORS, build_root, generate_verilog, read_metrics, run_bench
 
 
 FORMATS = list(OPERAND_FORMATS)
+STEPS = 5
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--simulator", default="verilator", choices=SIMULATORS)
-    parser.add_argument("--vectors", type=int, default=20_000, help="product terms to check")
-    args = parser.parse_args(argv)
-    if args.vectors < 1:
-        parser.error(f"--vectors must be >= 1, not {args.vectors}")
+def _gemm_shape(text: str) -> tuple[int, int, int]:
+    try:
+        m, n, k = (int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gemm must be M,N,K (three integers), not {text!r}")
+    return m, n, k
 
+
+def _recorded_results() -> dict:
+    path = RESULTS_DIR / "gemm.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _scalesim(recorded: dict, config, m, n, k):
+    """SCALE-Sim cycles of the same array, dataflow and shape from gemm_bench's results."""
+    array = config.array
+    for row in recorded.get("shapes", []):
+        if ((row.get("M"), row.get("N"), row.get("K")) == (m, n, k)
+                and (row.get("rows"), row.get("cols")) == (array.rows, array.cols)
+                and row.get("dataflow") == array.dataflow and row.get("scalesim_cycles")):
+            return row["scalesim_cycles"]
+    return None
+
+
+def _area(recorded: dict, name: str) -> tuple[dict, str]:
+    """Area of a block of scripts.engine_report: recorded, else synthesised now (cached)."""
+    if name in recorded.get("area", {}):
+        return recorded["area"][name], "docs/results/gemm.json"
+    from scripts.engine_report import AREA_UNITS
+
+    _, factory = AREA_UNITS[name]
+    print(f"      {name} is not in docs/results/gemm.json: synthesising it now (cached; the "
+          "first time takes long, python -m scripts.engine_report records it)", flush=True)
+    return area_of(factory(), name), "Yosys now"
+
+
+def run_mac(args):
     mac = FPMac(a_formats=FORMATS, b_formats=FORMATS)
     verilog = generate_verilog(mac, "fp_mac")
     out = build_root() / "demo" / "fp_mac.v"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(verilog)
-    print(f"[1/3] Verilog for FPMac (fp16/e4m3/e5m2 operands, FP32 accumulation, "
+    print(f"[1/{STEPS}] Verilog for FPMac (fp16/e4m3/e5m2 operands, FP32 accumulation, "
           f"multiplier stages {mac.mul_stages}): {out} ({len(verilog.splitlines())} lines)")
 
-    print(f"[2/3] cocotb on {args.simulator}: dot products against the golden model ...",
+    print(f"[2/{STEPS}] cocotb on {args.simulator}: dot products against the golden model ...",
           flush=True)
     began = time.perf_counter()
     run_dir = run_bench(mac, toplevel="fp_mac", bench_module="tb.fp_mac_tb",
@@ -55,10 +96,88 @@ def main(argv=None):
           f"{cycles / seconds:,.0f} cycles/s (wall {time.perf_counter() - began:.1f} s incl. build)")
     print(f"      log and results: {run_dir}")
 
-    print("[3/3] area (Yosys) ...", flush=True)
+    print(f"[3/{STEPS}] area (Yosys) ...", flush=True)
     area = area_of(FPMac(a_formats=FORMATS, b_formats=FORMATS), "fp_mac")
     print(f"      generic cells {area['cells']}, ECP5 LUT {area['ecp5_lut']}, "
           f"FF {area['ecp5_ff']}, DSP {area['ecp5_dsp']}")
+
+
+def run_gemm(args):
+    config = SPEED_CONFIG
+    array = config.array
+    m, n, k = args.gemm
+    command = EngineCommand(m=m, n=n, k=k)
+    print(f"[4/{STEPS}] {m}x{n}x{k} GEMM on the {array.rows}x{array.cols} {array.dataflow.upper()} "
+          f"engine ({config.a_rows}x{config.spad_width} scratchpads, multiplier stages "
+          f"{array.mul_stages}), cocotb on {args.simulator}, hardware alone ...", flush=True)
+    began = time.perf_counter()
+    metrics = run_hardware_alone(config, args.simulator, args.gemm)
+    cycles = metrics["cycles"]
+    model = command_cycles(config, command)
+    ideal = ideal_cycles(config, command)
+    utilization = m * n * k / (array.pes * cycles)
+    print(f"      PASS: C ({m}x{n}, FP32) equal bit for bit to sim.gemm; hardware alone: "
+          f"{metrics['cycles_per_cpu_second']:,.0f} cycles per CPU second, "
+          f"{metrics['cycles_per_second']:,.0f} per wall second "
+          f"(wall {time.perf_counter() - began:.1f} s incl. build, load and read-back)")
+    print(f"      cycles (accept to done) {cycles}; cycle model {model} "
+          f"({'equal' if model == cycles else 'DIFFERENT'}); ideal (MACs / PEs) {ideal}; "
+          f"utilization {utilization:.1%}")
+    recorded = _recorded_results()
+    scalesim = _scalesim(recorded, config, m, n, k)
+    if scalesim:
+        print(f"      SCALE-Sim v3 ({array.rows}x{array.cols} {array.dataflow.upper()}, "
+              f"docs/results/gemm.json): {scalesim} cycles; ours / SCALE-Sim "
+              f"{cycles / scalesim:.3f}")
+    else:
+        print("      SCALE-Sim: this shape is not in docs/results/gemm.json "
+              "(python -m scripts.gemm_bench)")
+    print(f"      log and results: {metrics['run_dir']}")
+    return recorded
+
+
+def print_area(recorded):
+    rows, cols = SPEED_CONFIG.array.rows, SPEED_CONFIG.array.cols
+    print(f"[5/{STEPS}] area of the {rows}x{cols} OS array and engine ...", flush=True)
+    for name, label in ((f"array_os_{rows}x{cols}", "array"),
+                        (f"engine_os_{rows}x{cols}", "engine, 64x64 scratchpads")):
+        try:
+            area, source = _area(recorded, name)
+        except KeyError:
+            print(f"      {label}: no area for {name}")
+            continue
+        memory = (f", {area['memory_bits']} memory bits ({area.get('ecp5_bram', 0)} DP16KD)"
+                  if area.get("memory_bits") else "")
+        print(f"      {label}: generic cells {area['cells']}, ECP5 LUT {area['ecp5_lut']}, "
+              f"FF {area['ecp5_ff']}, DSP {area['ecp5_dsp']}{memory}  [{source}]")
+    fmax = recorded.get("fmax_mhz_ecp5_4x4")
+    if fmax:
+        print(f"      ECP5 fmax of the 4x4 OS array: {fmax} MHz (docs/results/gemm.json)")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--simulator", default="verilator", choices=SIMULATORS)
+    parser.add_argument("--vectors", type=int, default=20_000, help="product terms to check")
+    parser.add_argument("--gemm", type=_gemm_shape, default=(64, 64, 64),
+                        help="GEMM shape M,N,K on the 8x8 engine (default 64,64,64)")
+    args = parser.parse_args(argv)
+    if args.vectors < 1:
+        parser.error(f"--vectors must be >= 1, not {args.vectors}")
+    try:
+        error = validate(SPEED_CONFIG, EngineCommand(m=args.gemm[0], n=args.gemm[1],
+                                                     k=args.gemm[2]))
+    except ValueError as exc:
+        parser.error(f"--gemm: {exc}")
+    if error is not EngineError.NONE:
+        parser.error(f"--gemm {args.gemm} does not fit the demo engine's 64 x 64 memories "
+                     f"({error.name})")
+
+    began = time.perf_counter()
+    run_mac(args)
+    recorded = run_gemm(args)
+    print_area(recorded)
+    print(f"demo done in {time.perf_counter() - began:.0f} s")
     return 0
 
 

