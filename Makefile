@@ -40,7 +40,7 @@ demo: venv
 	$(PY) -m scripts.demo
 
 test: venv iverilog
-	$(PYTEST) -n $(JOBS) -q tb
+	$(PYTEST) -n $(JOBS) -q --durations=25 tb
 
 regress: venv iverilog
 	SPARTA_VECTORS=1000000 SPARTA_SEED=$${SPARTA_SEED:-$$RANDOM$$RANDOM} $(PYTEST) -n $(JOBS) -q tb

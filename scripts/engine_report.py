@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 import time
 
 from sim.config import PRESETS, ArrayConfig, EngineConfig
 
 __all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "SPEED_GEMMS", "AREA_UNITS",
-           "FMAX_MUL_STAGES",
+           "DEFAULT_UNITS", "FMAX_MUL_STAGES",
            "measure_area", "measure_fmax", "measure_speed", "run_hardware_alone"]
 
 #: Scratchpads of the measured engines: 64 x 64 elements each (A and B: 64 x 64 operands of
@@ -77,6 +78,9 @@ def _units():
 
 #: name -> (description, factory of the component); the name is also the Verilog top.
 AREA_UNITS = _units()
+#: Units measured by default. ``engine_os_8x8`` (the 8x8 array takes Yosys about an hour of
+#: CPU on its own, mostly in ``share``) is measured only when asked for with ``--units``.
+DEFAULT_UNITS = tuple(name for name in AREA_UNITS if name != "engine_os_8x8")
 
 _AREA_FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
 _MEMORY_FIELDS = ("memories", "memory_bits", "ecp5_bram")
@@ -95,7 +99,7 @@ def measure_area(names=None) -> dict:
     from scripts.yosys_area import area_of
 
     area = {}
-    for name in names or AREA_UNITS:
+    for name in names or DEFAULT_UNITS:
         description, factory = AREA_UNITS[name]
         began = time.perf_counter()
         print(f"area: {name} ({description}) ...", flush=True)
@@ -221,6 +225,9 @@ def main(argv=None):
     parser.add_argument("--skip-area", action="store_true", help="no Yosys area")
     parser.add_argument("--skip-fmax", action="store_true", help="no ECP5 place and route")
     parser.add_argument("--skip-sim", action="store_true", help="no simulation-speed runs")
+    parser.add_argument("--units", type=lambda text: text.split(","), default=None,
+                        help=f"comma-separated area units (default: {','.join(DEFAULT_UNITS)}; "
+                             f"also {','.join(sorted(set(AREA_UNITS) - set(DEFAULT_UNITS)))})")
     args = parser.parse_args(argv)
     from scripts.results import update_results
 
@@ -228,7 +235,16 @@ def main(argv=None):
     entries = {}
     area = fmax = speed = None
     if not args.skip_area:
-        area = measure_area()
+        unknown = sorted(set(args.units or ()) - set(AREA_UNITS))
+        if unknown:
+            parser.error(f"--units: unknown {unknown}; allowed: {sorted(AREA_UNITS)}")
+        area = measure_area(args.units)
+        if args.units:  # a subset: keep the other units' rows
+            from scripts.results import RESULTS_DIR
+            path = RESULTS_DIR / "gemm.json"
+            kept = json.loads(path.read_text()).get("area", {}) if path.exists() else {}
+            area = {name: area.get(name, kept.get(name)) for name in AREA_UNITS
+                    if name in area or name in kept}
         entries.update(area=area, area_note=_AREA_NOTE)
     if not args.skip_fmax:
         by_stages, note = measure_fmax()

@@ -4,7 +4,9 @@ For each array size and dataflow, every shape is timed by ``sim.engine_model.com
 (asserted equal to the RTL by the engine benches) and, in the same run, by SCALE-Sim v3
 (``scripts.scalesim_peer``, its own virtual environment). Shapes: square GEMMs and the forward,
 backward-data and weight-gradient GEMMs of the digits CNN and of the ResNet-18 topology
-(``sim.lowering``). Writes ``docs/results/gemm.json`` (``shapes``) and ``docs/gemm_bench.md``.
+(``sim.lowering``: a layer with a bias has its bias gradient folded into the weight gradient as
+one more row, labelled ``+ bias row``). Writes ``docs/results/gemm.json`` (``shapes``) and
+``docs/gemm_bench.md``.
 
 The engine configuration used for timing has scratchpads large enough for every shape: the
 cycle model does not depend on memory sizes, only the command check does.
@@ -46,7 +48,8 @@ def layer_shapes(nets):
     for net in nets:
         kwargs, batch = NETS[net]
         for command in build_network(net, **kwargs).commands(batch_size=batch):
-            shapes.setdefault((command.M, command.N, command.K), f"{net}:{command.name}")
+            label = f"{net}:{command.name}" + (" + bias row" if command.bias_row else "")
+            shapes.setdefault((command.M, command.N, command.K), label)
     return shapes
 
 

@@ -4,11 +4,14 @@
 
 Runs the replay bench (``tb/replay_tb.py``, the one ``pytest tb/test_replay.py`` runs) through
 :func:`sim.runner.run_bench`: step 0 of the digits CNN as trained for
-``docs/results/workloads.json`` is recomputed with the accelerator's numerics, each of its 15
-GEMMs (forward, backward-data, weight-gradient) is split into commands that fit the engine
+``docs/results/workloads.json`` is recomputed with the accelerator's numerics, its GEMMs
+(forward, backward-data, weight-gradient; the 15 the network computes, as 11 engine GEMMs: each
+bias gradient folded into its layer's weight gradient as one more row,
+:func:`sim.replay.fold_bias_grads`) are split into commands that fit the engine
 (:mod:`sim.replay`), and every command runs on the generated :class:`~hw.engine.engine.GemmEngine`
-with its cycles checked against the cycle model and every result word checked against the
-golden model. Prints commands, MACs, cycles and utilization per GEMM kind, and the wall time.
+with its cycles checked against the cycle model and every result word (weight and bias
+gradients included) checked against the golden model. Prints commands, MACs, cycles and
+utilization per GEMM kind, and the wall time.
 
 On success it sets ``replay_bit_exact: true`` and ``replay`` (simulator, engine configuration,
 counts, cycles, wall time) in ``docs/results/workloads.json`` (other keys kept); on a failure
@@ -106,6 +109,7 @@ def main(argv=None) -> int:
         "train_config": dataclasses.asdict(REPLAY_CONFIG),
         "engine": config_to_case(config),
         "gemms": len(gemms),
+        "bias_grads_folded": True,
         "commands": total["commands"],
         "macs": total["macs"],
         "cycles": total["cycles"],
@@ -122,7 +126,8 @@ def main(argv=None) -> int:
         "reproduce": f"{COMMAND} --simulator {args.simulator}",
     }
     note = (f"Step 0 of the digits CNN (all {len(gemms)} GEMMs: forward, backward-data, weight "
-            f"gradient) ran as {total['commands']} commands on the generated "
+            f"gradient with the bias gradient folded in as one more row) ran as "
+            f"{total['commands']} commands on the generated "
             f"{config.array.rows}x{config.array.cols} GemmEngine under {args.simulator}; every "
             f"result word matched the golden model bit for bit and every command took the "
             f"cycles of the cycle model ({COMMAND}; details under 'replay').")

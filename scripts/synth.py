@@ -37,7 +37,7 @@ def main(argv=None):
         "ALU54B). Reference configurations are listed in `scripts/fp_units.py`.",
         "",
         "The GEMM engine's PEs, arrays and whole engines (same flow) are in",
-        "[engine.md](engine.md#area-and-speed) and `docs/results/gemm.json` (`area`), made by",
+        "[engine.md](engine.md) and `docs/results/gemm.json` (`area`), made by",
         "`python -m scripts.engine_report`.",
         "",
         "| unit | generic cells | ECP5 LUT | ECP5 FF | ECP5 DSP |",

@@ -136,6 +136,17 @@ def _round(value):
     return None if value is None else round(value, 6)
 
 
+#: Fields of a lowered command (:class:`sim.lowering.GemmCommand`) kept in workloads.json.
+GEMM_FIELDS = ("name", "kind", "M", "N", "K", "transpose_a", "transpose_b", "accumulate",
+               "bias_row", "a_mask", "b_mask", "out_mask")
+
+
+def gemm_entries(commands, layer: str) -> list[dict]:
+    """The lowered commands of ``layer`` as workloads.json lists them."""
+    return [{field: getattr(c, field) for field in GEMM_FIELDS} for c in commands
+            if c.layer == layer]
+
+
 def network_entry(args, results: dict, data, commands, command_line: str) -> dict:
     config = args.config
     accel, fp32 = results.get("accel"), results.get("fp32")
@@ -148,10 +159,7 @@ def network_entry(args, results: dict, data, commands, command_line: str) -> dic
     for name, stats in source.sparsity.items():
         layers[name] = {
             "sparsity": {key: _round(stats[key][-1]) for key in SPARSITY_KEYS},
-            "gemm": [{field: getattr(c, field) for field in
-                      ("name", "kind", "M", "N", "K", "transpose_a", "transpose_b",
-                       "accumulate", "a_mask", "b_mask", "out_mask")}
-                     for c in commands if c.layer == name],
+            "gemm": gemm_entries(commands, name),
         }
     entry = {
         "test_accuracy_accel": accel.test_accuracy if accel else None,

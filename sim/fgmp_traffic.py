@@ -341,13 +341,11 @@ def gemm_products(net: Network, tensors: dict, *, formats: Callable[[str], objec
         if command.kind == "forward":
             a = columns(fp8("input", "activation"))                      # M x K
             b = fp8("weight", "weight")                                  # K x N
-        elif command.name.endswith(".bias_grad"):
-            dy = fp8("grad_output", "gradient").reshape(-1, features)
-            a = np.ones((1, dy.shape[0]), dtype=bool)                    # 1 x rows
-            b = dy
         elif command.kind == "weight_grad":
             a = columns(fp8("input", "activation")).T                    # depth x rows
             b = fp8("grad_output", "gradient").reshape(-1, features)     # rows x N
+            if command.bias_row:        # the folded bias gradient: a row of ones (1.0 is FP8)
+                a = np.vstack([a, np.ones((1, a.shape[1]), dtype=bool)])
         else:
             a = fp8("grad_output", "gradient").reshape(-1, features)     # rows x features
             b = fp8("weight", "weight").T                                # features x depth

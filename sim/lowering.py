@@ -18,8 +18,21 @@ its output:
 * forward: ``Y = X_col . W`` (A = ``X_col``, B = ``W``); with a bias the accumulators start from
   the bias broadcast over the rows (``accumulate``);
 * backward_data: ``dX_col = dY . W^T`` (A = ``dY``, B = ``W`` read transposed);
-* weight_grad: ``dW = X_col^T . dY`` (A = ``X_col`` read transposed, B = ``dY``), and with a bias
-  ``db = 1^T . dY`` (command ``<layer>.bias_grad``, A = a row of ones).
+* weight_grad: ``dW = X_col^T . dY`` (A = ``X_col`` read transposed, B = ``dY``). With a bias
+  the bias gradient ``db = 1^T . dY`` is folded into this command as one more output row:
+  A is ``[X_col | 1]``, ``X_col`` (stored ``K x M``) with a column of ones appended as its
+  column ``M`` (1.0 encoded like the rest of the operand, with the same format tag), so the
+  command is ``(M+1) x N x K`` (``bias_row``), rows ``[:M]`` of its result are ``dW`` and row
+  ``M`` is ``db``. There is no separate bias-gradient command.
+
+The fold is bit-exact: every output element of the golden GEMM (:func:`sim.gemm.gemm`) is its
+own chain ``acc = round_fp32(acc + a_k * b_k)`` over ``k`` ascending, so a row of ``C`` depends
+only on its row of A and on B; the rows ``[:M]`` are the weight-gradient GEMM's own chains and
+row ``M`` is the chain of ``1^T . dY``, where every product ``1 * dY`` is exact. It saves a
+``1 x N x K`` command, which keeps one array row in ``R`` busy and pays a tile's floor
+(``2R`` slots) and the fixed overhead for it, and a second read of ``dY``. The network
+(:mod:`sim.nn`) still computes ``db`` as its own GEMM ``<layer>.bias_grad``;
+:func:`sim.replay.fold_bias_grads` merges the two as the engine runs them.
 
 For a convolution, ``dX`` is ``col2im(dX_col)`` (the host adds the kernel taps in fp32, tap
 order ``(ky, kx)`` ascending); for a 1x1, stride-1, unpadded convolution and for ``linear``
@@ -88,7 +101,8 @@ class LayerSpec:
     kernel, stride, padding : int
         Convolution geometry (square kernel, symmetric zero padding).
     bias : bool
-        The layer adds a bias (the forward GEMM accumulates onto it).
+        The layer adds a bias (the forward GEMM accumulates onto it; the weight-gradient
+        command computes its gradient as one more row, ``bias_row``).
     p : float
         Drop probability of a ``dropout`` layer, in [0, 1).
     input_grad : bool
@@ -176,7 +190,7 @@ class GemmCommand:
     Parameters
     ----------
     name : str
-        ``"<layer>.<forward|backward_data|weight_grad|bias_grad>"``.
+        ``"<layer>.<forward|backward_data|weight_grad>"``.
     layer : str
         The layer it belongs to.
     kind : str
@@ -193,6 +207,10 @@ class GemmCommand:
         Which ReLU/dropout masks put zeros in A / B (``" & "``-joined layer names).
     out_mask : str or None
         The forward mask that gates this command's outputs (backward-data only).
+    bias_row : bool
+        The layer's bias gradient is folded in (weight-gradient only): the last row of A (the
+        last column of A as stored, when transposed) is ones, never zero, and the last row of
+        C is the bias gradient; ``a_mask`` describes the other rows.
     """
 
     name: str
@@ -208,19 +226,23 @@ class GemmCommand:
     a_mask: str | None = None
     b_mask: str | None = None
     out_mask: str | None = None
+    bias_row: bool = False
 
     def __post_init__(self):
         if self.kind not in GEMM_KINDS:
             raise ValueError(f"kind must be one of {list(GEMM_KINDS)}, not {self.kind!r}")
         for field in ("M", "N", "K"):
             _positive_int(getattr(self, field), field)
-        for field in ("transpose_a", "transpose_b", "accumulate"):
+        for field in ("transpose_a", "transpose_b", "accumulate", "bias_row"):
             _bool(getattr(self, field), field)
         if self.accumulate != (self.c_source is not None):
             raise ValueError(f"c_source must be given exactly when accumulate is set "
                              f"(accumulate={self.accumulate}, c_source={self.c_source!r})")
         if self.out_mask is not None and self.kind != "backward_data":
             raise ValueError(f"out_mask is only meaningful for backward_data, not {self.kind}")
+        if self.bias_row and (self.kind != "weight_grad" or self.M < 2):
+            raise ValueError(f"bias_row needs a weight_grad command with M >= 2 (the weight "
+                             f"rows and the bias row), not {self.kind} with M={self.M}")
 
     @property
     def macs(self) -> int:
@@ -251,8 +273,9 @@ def layer_commands(spec: LayerSpec, *, batch_size: int, phase: str = "all") -> l
     batch_size : int
         Samples per step (>= 1).
     phase : str
-        ``"forward"``, ``"backward"`` (in execution order: weight gradient, bias gradient,
-        backward data) or ``"all"`` (forward then backward).
+        ``"forward"``, ``"backward"`` (in execution order: weight gradient, with the bias
+        gradient folded in as its last row when the layer has a bias, then backward data) or
+        ``"all"`` (forward then backward).
     """
     if not isinstance(spec, LayerSpec):
         raise ValueError(f"spec must be a LayerSpec, not {type(spec).__name__}")
@@ -280,10 +303,10 @@ def layer_commands(spec: LayerSpec, *, batch_size: int, phase: str = "all") -> l
     forward = [command("forward", "forward", rows, features, depth, a_mask=x_mask,
                        accumulate=spec.bias,
                        c_source="bias broadcast over rows" if spec.bias else None)]
-    backward = [command("weight_grad", "weight_grad", depth, features, rows, transpose_a=True,
-                        a_mask=x_mask, b_mask=dy_mask)]
-    if spec.bias:
-        backward.append(command("bias_grad", "weight_grad", 1, features, rows, b_mask=dy_mask))
+    # with a bias, A = [X_col | 1]: one more output row, the bias gradient (module doc)
+    weight_rows = depth + 1 if spec.bias else depth
+    backward = [command("weight_grad", "weight_grad", weight_rows, features, rows,
+                        transpose_a=True, a_mask=x_mask, b_mask=dy_mask, bias_row=spec.bias)]
     if spec.input_grad:
         backward.append(command("backward_data", "backward_data", rows, depth, features,
                                 transpose_b=True, a_mask=dy_mask, out_mask=gated))

@@ -7,7 +7,10 @@ Two halves, both pure Python (no Amaranth, no cocotb):
   execution order, as a :class:`WorkloadGemm`: the operands exactly as the engine stores them
   (bit patterns and per-element format tags, transposed operands as stored), the accumulator
   start ``C_in`` when the GEMM accumulates (the bias), and the golden fp32 result. Nothing is
-  read from capture files: the step is recomputed (about a second for the digits CNN).
+  read from capture files: the step is recomputed (about a second for the digits CNN). By
+  default each bias gradient is folded into its layer's weight gradient
+  (:func:`fold_bias_grads`), as :mod:`sim.lowering` lowers them: the GEMMs are then exactly
+  the step's engine commands (``Network.commands``).
 * :func:`split_gemm` cuts a GEMM into :class:`ReplayCommand` s, engine commands that fit a
   given :class:`~sim.config.EngineConfig` (its A, B and accumulator memories, and the 16-bit
   command fields), and :func:`golden_replay` runs such commands on the golden GEMM.
@@ -37,6 +40,19 @@ The golden GEMM (:mod:`sim.gemm`) computes every output element on its own: ``ac
   same order, with the same rounding after each, as the golden GEMM: the results are equal bit
   for bit, including signed zeros, infinities and NaNs.
 
+Folding the bias gradient
+-------------------------
+The network computes ``db = 1^T . dY`` as its own GEMM ``<layer>.bias_grad`` (``1 x N x K``,
+A a row of ones) next to ``<layer>.weight_grad`` (``dW = X_col^T . dY``, ``M x N x K``, A
+stored ``K x M``). :func:`fold_bias_grad` makes them one GEMM ``<layer>.weight_grad`` of
+``(M+1) x N x K``: A as stored gets the bias gradient's ones (bits and format tags as the
+network encoded them) appended as column ``M``, B is the shared ``dY``, and the golden result
+is the weight gradient's rows with the bias gradient's row under them. Nothing is recomputed:
+the result words the engine must produce are the network's own. The engine's result equals them
+bit for bit because each output element of the golden GEMM is its own chain over ``k``: a row
+of ``C`` depends only on its row of A and on B, so row ``M`` of the folded GEMM is the bias
+gradient's chain and the other rows are the weight gradient's.
+
 Block sizes come from the memories (:func:`chunk_limits`; also at most ``2**16 - 1``, the
 command fields' range): as few blocks per dimension as fit, balanced, and in ``m`` (``n``) a
 multiple of the array's rows (columns) so that only the last block has an edge tile.
@@ -46,7 +62,7 @@ Example::
     from sim.config import EngineConfig
     from sim.replay import training_step_gemms, split_step, golden_replay
 
-    gemms = training_step_gemms()                 # the digits CNN, step 0
+    gemms = training_step_gemms()                 # the digits CNN, step 0, biases folded
     commands = split_step(gemms, EngineConfig())
 """
 
@@ -70,7 +86,8 @@ from .nn.optim import SGD
 from .nn.train import TrainConfig, dropout_rng, epoch_batches, train_step
 
 __all__ = ["REPLAY_CONFIG", "WorkloadGemm", "ReplayCommand", "training_step_gemms",
-           "chunk_limits", "split_gemm", "split_step", "golden_replay", "step_statistics"]
+           "fold_bias_grad", "fold_bias_grads", "chunk_limits", "split_gemm", "split_step",
+           "golden_replay", "step_statistics"]
 
 #: The training run whose step 0 is replayed: the digits CNN as trained for
 #: ``docs/results/workloads.json`` (``python -m scripts.train --net digits_cnn``: batch 32,
@@ -106,7 +123,9 @@ class WorkloadGemm:
     Parameters
     ----------
     name : str
-        Command name, ``"<layer>.<forward|backward_data|weight_grad|bias_grad>"``.
+        Command name, ``"<layer>.<forward|backward_data|weight_grad>"``, or
+        ``"<layer>.bias_grad"`` for a bias gradient the network computed on its own (before
+        :func:`fold_bias_grads`).
     kind : str
         One of :data:`sim.lowering.GEMM_KINDS`.
     transpose_a, transpose_b : bool
@@ -119,6 +138,9 @@ class WorkloadGemm:
         FP32 patterns the accumulators start from (``None``: ``+0``, no accumulate).
     out_bits : uint32 array (M, N)
         The golden result (FP32 patterns).
+    bias_row : bool
+        The layer's bias gradient is folded in (:func:`fold_bias_grad`): the last row of A
+        is the ones, the last row of the result the bias gradient.
     """
 
     name: str
@@ -131,6 +153,7 @@ class WorkloadGemm:
     b_tags: np.ndarray
     c_bits: np.ndarray | None
     out_bits: np.ndarray
+    bias_row: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -140,6 +163,7 @@ class WorkloadGemm:
                              f"not {self.kind!r}")
         _check_bool(self.transpose_a, f"{self.name}: transpose_a")
         _check_bool(self.transpose_b, f"{self.name}: transpose_b")
+        _check_bool(self.bias_row, f"{self.name}: bias_row")
         for field in ("a_bits", "a_tags", "b_bits", "b_tags", "out_bits"):
             _check_matrix(getattr(self, field), f"{self.name}: {field}", "u")
         for operand in ("a", "b"):
@@ -160,6 +184,9 @@ class WorkloadGemm:
         if self.out_bits.shape != (m, n):
             raise ValueError(f"{self.name}: out_bits must have shape {(m, n)}, "
                              f"not {self.out_bits.shape}")
+        if self.bias_row and (self.kind != "weight_grad" or m < 2):
+            raise ValueError(f"{self.name}: bias_row needs a weight_grad GEMM with M >= 2, "
+                             f"not {self.kind} with M={m}")
 
     @classmethod
     def from_call(cls, call: GemmCall, fmt_name: str) -> WorkloadGemm:
@@ -211,8 +238,8 @@ class WorkloadGemm:
                     transpose_b=self.transpose_b)
 
 
-def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *,
-                        operand_format: str = "fp16") -> list[WorkloadGemm]:
+def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *, operand_format: str = "fp16",
+                        fold_bias: bool = True) -> list[WorkloadGemm]:
     """Every GEMM of step 0 of ``config``'s training run, in execution order.
 
     The step is the one :func:`sim.nn.train` runs first (and captures with
@@ -226,9 +253,14 @@ def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *,
         Default :data:`REPLAY_CONFIG`.
     operand_format : str
         ``"fp16"`` (as in the trained workloads), ``"e4m3"`` or ``"e5m2"``.
+    fold_bias : bool
+        Fold each bias gradient into its layer's weight gradient (:func:`fold_bias_grads`),
+        as the engine runs them (default); ``False``: the GEMMs as the network computed them,
+        bias gradients separate (what training captures).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, not {config!r}")
+    _check_bool(fold_bias, "fold_bias")
     backend = AccelBackend(operand_format=operand_format)
     net = config.build()
     data = load_digits_split(upsample=INPUT_SHAPES[config.net][0] // _DIGITS_SIZE)
@@ -243,7 +275,95 @@ def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *,
     backend.listener = lambda call: gemms.append(WorkloadGemm.from_call(call, backend.fmt.name))
     train_step(net, optimizer, backend, data.x_train[batch], data.y_train[batch], rng=rng,
                loss_scale=config.loss_scale)
-    return gemms
+    return fold_bias_grads(gemms) if fold_bias else gemms
+
+
+# -- folding the bias gradients -----------------------------------------------------------
+
+_WEIGHT_GRAD, _BIAS_GRAD = ".weight_grad", ".bias_grad"
+
+
+def fold_bias_grad(weight_grad: WorkloadGemm, bias_grad: WorkloadGemm) -> WorkloadGemm:
+    """``<layer>.weight_grad`` (``M x N x K``) and ``<layer>.bias_grad`` (``1 x N x K``) of one
+    layer as one GEMM ``<layer>.weight_grad`` of ``(M+1) x N x K`` (module doc).
+
+    A as stored is the weight gradient's A with the bias gradient's row of A (its ones, bits
+    and format tags unchanged) appended in the stored orientation: as column ``M`` when the
+    weight gradient reads A transposed (``K x M`` stored), as row ``M`` otherwise. B, its tags
+    and its transpose are the ones both GEMMs share (``dY``). The golden result is the weight
+    gradient's result with the bias gradient's row under it, not recomputed. ``bias_row`` is
+    set.
+
+    Raises ValueError naming the field unless the names are ``<layer>.weight_grad`` and
+    ``<layer>.bias_grad`` of one layer, both of kind ``weight_grad``, the bias gradient has
+    ``M = 1``, both store the same B (bits, tags, transpose) and neither accumulates.
+    """
+    for value, field in ((weight_grad, "weight_grad"), (bias_grad, "bias_grad")):
+        if not isinstance(value, WorkloadGemm):
+            raise ValueError(f"{field} must be a WorkloadGemm, not {value!r}")
+    layer = weight_grad.name.removesuffix(_WEIGHT_GRAD)
+    if not weight_grad.name.endswith(_WEIGHT_GRAD) or bias_grad.name != layer + _BIAS_GRAD:
+        raise ValueError(f"weight_grad and bias_grad must be '<layer>{_WEIGHT_GRAD}' and "
+                         f"'<layer>{_BIAS_GRAD}' of one layer, not {weight_grad.name!r} and "
+                         f"{bias_grad.name!r}")
+    name = bias_grad.name
+    if weight_grad.bias_row:
+        raise ValueError(f"{name}: {weight_grad.name} already has its bias row")
+    for g in (weight_grad, bias_grad):
+        if g.kind != "weight_grad":
+            raise ValueError(f"{g.name}: kind must be 'weight_grad', not {g.kind!r}")
+        if g.accumulate:
+            raise ValueError(f"{g.name}: a folded GEMM must not accumulate (c_bits must be "
+                             f"None)")
+    if bias_grad.M != 1:
+        raise ValueError(f"{name}: M must be 1 (one row of ones), not {bias_grad.M}")
+    if bias_grad.transpose_b != weight_grad.transpose_b or \
+            not np.array_equal(bias_grad.b_bits, weight_grad.b_bits) or \
+            not np.array_equal(bias_grad.b_tags, weight_grad.b_tags):
+        raise ValueError(f"{name}: B (bits, tags and transpose_b) must be the B of "
+                         f"{weight_grad.name} (dY)")
+
+    def appended(ours, row):
+        # the bias gradient's A row (a K-vector) as row M of A, in A's stored orientation
+        if weight_grad.transpose_a:
+            return np.concatenate([ours, row[:, None]], axis=1)
+        return np.concatenate([ours, row[None, :]], axis=0)
+
+    def a_row(array):
+        return array[:, 0] if bias_grad.transpose_a else array[0]
+
+    return WorkloadGemm(
+        name=weight_grad.name, kind="weight_grad", transpose_a=weight_grad.transpose_a,
+        transpose_b=weight_grad.transpose_b,
+        a_bits=appended(weight_grad.a_bits, a_row(bias_grad.a_bits)),
+        a_tags=appended(weight_grad.a_tags, a_row(bias_grad.a_tags)),
+        b_bits=weight_grad.b_bits, b_tags=weight_grad.b_tags, c_bits=None,
+        out_bits=np.concatenate([weight_grad.out_bits, bias_grad.out_bits], axis=0),
+        bias_row=True)
+
+
+def fold_bias_grads(gemms: Iterable[WorkloadGemm]) -> list[WorkloadGemm]:
+    """The GEMMs of a step with every ``<layer>.bias_grad`` folded into the
+    ``<layer>.weight_grad`` before it (:func:`fold_bias_grad`), which keeps its place; the
+    other GEMMs unchanged, in order. ValueError when a bias gradient has no weight gradient of
+    its layer before it, or comes twice."""
+    folded: list[WorkloadGemm] = []
+    position: dict[str, int] = {}
+    for g in gemms:
+        if not isinstance(g, WorkloadGemm):
+            raise ValueError(f"gemms must hold WorkloadGemm objects, not {g!r}")
+        if g.name.endswith(_BIAS_GRAD):
+            layer = g.name.removesuffix(_BIAS_GRAD)
+            if layer not in position:
+                raise ValueError(f"{g.name}: no {layer}{_WEIGHT_GRAD} before it to fold "
+                                 f"it into")
+            index = position[layer]
+            folded[index] = fold_bias_grad(folded[index], g)
+            continue
+        if g.name.endswith(_WEIGHT_GRAD):
+            position[g.name.removesuffix(_WEIGHT_GRAD)] = len(folded)
+        folded.append(g)
+    return folded
 
 
 # -- splitting ----------------------------------------------------------------------------

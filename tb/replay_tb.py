@@ -2,14 +2,17 @@
 
 ``training_step``: the bench recomputes step 0 of the digits CNN with the accelerator's
 numerics (:func:`sim.replay.training_step_gemms`: every forward, backward-data and
-weight-gradient GEMM, with its operands as stored and its golden result) and splits each GEMM
-into commands that fit the engine (:func:`sim.replay.split_step`). For every command it writes
-the operand blocks into the A and B scratchpads (skipped when the block is already there) and,
-for the first ``k`` slice of an accumulating GEMM, the block of ``C_in`` into the accumulator
-memory, runs the command (its cycles must equal :func:`sim.engine_model.command_cycles`) and,
-after the last ``k`` slice of a block, reads the block back as FP32. Every word read is checked
+weight-gradient GEMM, with its operands as stored and its golden result, each layer's bias
+gradient folded into its weight gradient as the last row, :func:`sim.replay.fold_bias_grads`)
+and splits each GEMM into commands that fit the engine (:func:`sim.replay.split_step`). For
+every command it writes the operand blocks into the A and B scratchpads (skipped when the block
+is already there) and, for the first ``k`` slice of an accumulating GEMM, the block of ``C_in``
+into the accumulator memory, runs the command (its cycles must equal
+:func:`sim.engine_model.command_cycles`) and, after the last ``k`` slice of a block, reads the
+block back as FP32. Every word read is checked
 twice: against the golden model run on the driver's shadow memories (which also covers the
-lanes beyond the block), and against the workload GEMM's golden result, bit for bit, with the
+lanes beyond the block), and against the workload GEMM's golden result (for a folded GEMM the
+network's weight-gradient rows and, in its last row, its bias gradient), bit for bit, with the
 GEMM's name and the element's indices in hex on a mismatch.
 
 The write streams run with few idle cycles and ``rd_data`` with little backpressure
@@ -37,10 +40,11 @@ def check_block(gemm, command, answers):
     wrong = np.argwhere(got != want)
     if wrong.size:
         (i, j), m0, n0 = wrong[0], command.rows[0], command.cols[0]
+        row = " (the bias gradient row)" if gemm.bias_row and m0 + i == gemm.M - 1 else ""
         raise AssertionError(
             f"{gemm.name} ({gemm.M}x{gemm.N}x{gemm.K}): {len(wrong)} of {m * n} results of "
             f"block rows {command.rows} cols {command.cols} differ; first C[{m0 + i}, "
-            f"{n0 + j}]: rtl 0x{int(got[i, j]):08x} golden 0x{int(want[i, j]):08x} "
+            f"{n0 + j}]{row}: rtl 0x{int(got[i, j]):08x} golden 0x{int(want[i, j]):08x} "
             f"(command {command.command})")
 
 

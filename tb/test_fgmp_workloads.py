@@ -364,8 +364,8 @@ def test_gemm_products_brute_force():
         w = fp8(f"{spec.name}/weight", "weight")
         dy = fp8(f"{spec.name}/grad_output", "gradient").reshape(-1, spec.features)
         a, b = {"forward": (x, w), "backward_data": (dy, w.T)}.get(command.kind, (x.T, dy))
-        if command.name.endswith("bias_grad"):
-            a = np.ones((1, dy.shape[0]), dtype=bool)
+        if command.bias_row:            # the bias gradient's row of ones, folded in
+            a = np.vstack([a, np.ones((1, dy.shape[0]), dtype=bool)])
         pairs = a[:, :, None].astype(int) + b[None, :, :].astype(int)    # M x K x N
         want["fp8_fp8"] += int(np.count_nonzero(pairs == 2))
         want["fp8_fp16"] += int(np.count_nonzero(pairs == 1))

@@ -1,8 +1,9 @@
 # amaranth: UnusedElaboratable=no
 """Runner: one training step of the digits CNN replayed on GemmEngine (Verilator in make test,
 Icarus too in make regress), and the pure-Python checks of the replay library
-(:mod:`sim.replay`): the step is the one training captures, and its split into engine commands
-reproduces every golden result."""
+(:mod:`sim.replay`): the step is the one training captures, folding each bias gradient into its
+weight gradient is bit-exact, and the split into engine commands reproduces every golden
+result."""
 
 import dataclasses
 import json
@@ -15,21 +16,26 @@ from hw.engine.engine import GemmEngine
 from scripts.results import RESULTS_DIR
 from sim.config import ArrayConfig, EngineConfig
 from sim.engine_model import FIELD_BITS, EngineError, validate
+from sim.formats import OPERAND_FORMATS
+from sim.gemm import OPERAND_TAGS, gemm
+from sim.numerics import to_float32
 from sim.lowering import GemmCommand
 from sim.nn import AccelBackend, build_network, load_digits_split, train
-from sim.replay import (REPLAY_CONFIG, chunk_limits, golden_replay, split_gemm, split_step,
-                        step_statistics, training_step_gemms)
+from sim.replay import (REPLAY_CONFIG, WorkloadGemm, chunk_limits, fold_bias_grad,
+                        fold_bias_grads, golden_replay, split_gemm, split_step, step_statistics,
+                        training_step_gemms)
 from sim.runner import run_bench
 from tb.conftest import vectors
 from tb.engine_driver import config_to_case
 from tb.test_engine import CONFIGS
+from tb.vectors import mixed_bits, moderate_bits
 
 #: The replay's engine: the engine bench's 8x8 output-stationary configuration (multiplier
 #: stages 1, scratchpads of 64 columns by 72 / 64 rows, accumulator memory 64 x 68). Being the
 #: same Verilog, it shares that bench's Verilator build (the build, not the replay, is what a
 #: cold run of ``make test`` waits for); larger memories would cut the step into fewer
-#: commands (101 instead of 368 with 128 x 256) but save only 5% of the cycles and of the
-#: words written.
+#: commands (68 instead of 309 with 128 x 256) but save only 3% of the cycles (and 14% of the
+#: words written).
 REPLAY_ENGINE = CONFIGS["8x8"]
 
 #: Few idle cycles and little backpressure: the replay is about bit-exactness on real data.
@@ -57,8 +63,19 @@ def test_replay_training_step(simulator):
 # -- the replay library (pure Python) --------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def step():
-    return training_step_gemms()
+def network_step():
+    """The step's GEMMs as the network computes them (bias gradients separate)."""
+    return training_step_gemms(fold_bias=False)
+
+
+@pytest.fixture(scope="module")
+def step(network_step):
+    """The step's GEMMs as the engine runs them (bias gradients folded)."""
+    return fold_bias_grads(network_step)
+
+
+def by_name(gemms):
+    return {g.name: g for g in gemms}
 
 
 #: Engines the split is checked on: the replay's; memories so small that every GEMM is cut
@@ -80,17 +97,22 @@ def test_step_is_the_workloads_run():
     assert recorded["networks"]["digits_cnn"]["config"] == dataclasses.asdict(REPLAY_CONFIG)
 
 
-def test_step_gemms(step):
-    """All 15 GEMMs of the step in the lowering's order and shapes, three kinds, fp16 tags,
-    bias accumulation, real transposes; each golden result is the golden GEMM of its
-    operands."""
+def test_step_gemms(step, network_step):
+    """The 15 GEMMs the network computes are the 11 engine GEMMs of the lowering (its order,
+    shapes and bias rows) once the 4 bias gradients are folded; three kinds, fp16 tags, bias
+    accumulation, real transposes; each golden result is the golden GEMM of its operands."""
+    assert len(network_step) == 15 and len(step) == 11
+    assert training_step_gemms()[-1].bias_row                       # folded by default
     commands = build_network("digits_cnn").commands(batch_size=REPLAY_CONFIG.batch_size)
     assert [g.name for g in step] == [c.name for c in commands]
     for g, c in zip(step, commands):
-        assert (g.kind, g.M, g.N, g.K, g.transpose_a, g.transpose_b, g.accumulate) == \
-            (c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate), c.name
+        assert (g.kind, g.M, g.N, g.K, g.transpose_a, g.transpose_b, g.accumulate,
+                g.bias_row) == (c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b,
+                                c.accumulate, c.bias_row), c.name
         assert not g.a_tags.any() and not g.b_tags.any()          # tag 0: fp16
         assert np.array_equal(g.golden(), g.out_bits), g.name
+    assert [g.name for g in step if g.bias_row] == [
+        "fc2.weight_grad", "fc1.weight_grad", "conv2.weight_grad", "conv1.weight_grad"]
     assert {g.kind for g in step} == {"forward", "backward_data", "weight_grad"}
     assert any(g.transpose_a for g in step) and any(g.transpose_b for g in step)
     # real data: ReLU/dropout zeros and non-trivial results
@@ -98,20 +120,174 @@ def test_step_gemms(step):
     assert (step[0].c_bits == 0).all()                   # biases start at zero
 
 
-def test_step_matches_training_capture(step, tmp_path):
+def test_step_matches_training_capture(network_step, tmp_path):
     """The replay recomputes exactly the step that training captures (operands, C_in,
     results), without reading a capture."""
     config = dataclasses.replace(REPLAY_CONFIG, epochs=1)      # step 0 does not depend on it
     train(config, AccelBackend(), load_digits_split(), capture_dir=tmp_path,
           gemm_capture_steps=[0])
     with np.load(tmp_path / "digits_cnn" / "accel" / "step_000000.npz") as capture:
-        for g in step:
+        for g in network_step:
             prefix = f"gemm/{g.name}"
             assert np.array_equal(capture[f"{prefix}/a"], g.a_bits), g.name
             assert np.array_equal(capture[f"{prefix}/b"], g.b_bits), g.name
             assert np.array_equal(capture[f"{prefix}/out"].view(np.uint32), g.out_bits), g.name
             if g.accumulate:
                 assert np.array_equal(capture[f"{prefix}/c"].view(np.uint32)[0], g.c_bits[0])
+
+
+# -- folding the bias gradients (pure Python) ------------------------------------------------
+
+def _one_bits(fmt_name):
+    fmt = OPERAND_FORMATS[fmt_name]
+    return fmt.bias << fmt.man_bits                              # 1.0
+
+
+@pytest.mark.parametrize("operand_format", ["fp16", "e4m3", "e5m2"])
+def test_fold_is_bit_exact_on_the_step(operand_format, network_step):
+    """On the real step (its operands rounded to each operand format): the golden GEMM of
+    every folded weight gradient gives, bit for bit, the network's weight-gradient result in
+    its rows [:M] and the network's bias-gradient result in row M; A gains exactly the
+    network's ones (1.0 of the format, its tag) as column M of the stored K x M operand, and
+    B is unchanged."""
+    gemms = network_step if operand_format == "fp16" else \
+        training_step_gemms(operand_format=operand_format, fold_bias=False)
+    separate = by_name(gemms)
+    folded = fold_bias_grads(gemms)
+    assert [g.name for g in folded] == [g.name for g in gemms
+                                        if not g.name.endswith(".bias_grad")]
+    tag = _TAG_OF[operand_format]
+    checked = 0
+    for g in folded:
+        if not g.bias_row:
+            assert g is separate[g.name]                         # untouched
+            continue
+        layer = g.name.removesuffix(".weight_grad")
+        weight, bias = separate[g.name], separate[f"{layer}.bias_grad"]
+        m = weight.M
+        assert (g.M, g.N, g.K, g.transpose_a) == (m + 1, weight.N, weight.K, True)
+        assert np.array_equal(g.a_bits[:, :m], weight.a_bits)
+        assert np.array_equal(g.a_tags[:, :m], weight.a_tags)
+        assert (g.a_bits[:, m] == _one_bits(operand_format)).all()
+        assert (g.a_tags[:, m] == tag).all()
+        assert g.b_bits is weight.b_bits and np.array_equal(g.b_bits, bias.b_bits)
+        result = g.golden()                                      # recomputed, not copied
+        assert np.array_equal(result[:m], weight.out_bits), g.name
+        assert np.array_equal(result[m], bias.out_bits[0]), g.name
+        assert np.array_equal(g.out_bits, result), g.name
+        assert np.count_nonzero(result[m]) > result.shape[1] // 2          # real sums
+        checked += 1
+    assert checked == 4
+
+
+_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
+
+
+def _finite_operand(rng, shape, formats):
+    """``(bits, tags)`` of random finite operands of random formats among ``formats``:
+    moderate magnitudes, subnormals and zeros of both signs (``mixed_bits`` with its
+    infinities and NaNs redrawn as moderate values, so that specials are only where a test
+    puts them and most sums stay finite)."""
+    count = int(np.prod(shape))
+    choice = rng.integers(0, len(formats), count)
+    bits = np.zeros(count, dtype=np.uint64)
+    for index, name in enumerate(formats):
+        fmt, chosen = OPERAND_FORMATS[name], choice == index
+        drawn = mixed_bits(rng, fmt, int(chosen.sum()))
+        finite = np.isfinite(to_float32(fmt, drawn))
+        bits[chosen] = np.where(finite, drawn, moderate_bits(rng, fmt, drawn.size))
+    tags = np.array([_TAG_OF[formats[c]] for c in choice], dtype=np.uint8)
+    return bits.astype(np.uint16).reshape(shape), tags.reshape(shape)
+
+
+@pytest.mark.parametrize("transposes", [(True, False), (False, True)],
+                         ids=["A stored KxM", "A stored MxK, ones stored Kx1"])
+@pytest.mark.parametrize("operands", ["fp16", "e4m3", "e5m2", "mixed"])
+def test_fold_is_bit_exact_on_random_data(operands, transposes):
+    """Random operands with signed zeros, subnormals, infinities and NaNs (per-element format
+    tags when mixed): the folded GEMM's golden result equals the separate weight-gradient and
+    bias-gradient GEMMs' results bit for bit, in both stored orientations of A."""
+    rng = np.random.default_rng(20240611)
+    m, n, k = 11, 9, 600
+    formats = ["fp16", "e4m3", "e5m2"] if operands == "mixed" else [operands]
+    weight_transposed, ones_transposed = transposes
+    x_bits, x_tags = _finite_operand(rng, (k, m) if weight_transposed else (m, k), formats)
+    dy_bits, dy_tags = _finite_operand(rng, (k, n), formats)
+    # specials where they show: a column of -0 (every sum +0), NaN operands in column 1, an
+    # infinity in column 2 and infinities of both signs in column 3 (fp16 where the format
+    # has none), an infinite X in weight row 4
+    special = "fp16" if operands == "e4m3" else formats[-1]
+    fmt = OPERAND_FORMATS[special]
+    dy_bits[:, 0], dy_tags[:, 0] = 0x8000, _TAG_OF["fp16"]
+    for (row, col), value in {(5, 1): fmt.nan_bits, (7, 2): fmt.inf_bits,
+                              (3, 3): fmt.inf_bits, (9, 3): fmt.inf_bits | fmt.sign_mask}.items():
+        dy_bits[row, col], dy_tags[row, col] = value, _TAG_OF[special]
+    x_at = (8, 4) if weight_transposed else (4, 8)
+    x_bits[x_at], x_tags[x_at] = fmt.inf_bits | fmt.sign_mask, _TAG_OF[special]
+    ones_format = "e5m2" if operands == "mixed" else operands
+    ones_shape = (k, 1) if ones_transposed else (1, k)
+    ones_bits = np.full(ones_shape, _one_bits(ones_format), dtype=np.uint16)
+    ones_tags = np.full(ones_shape, _TAG_OF[ones_format], dtype=np.uint8)
+
+    def workload(name, a_bits, a_tags, transpose_a):
+        out = gemm(a_bits, dy_bits, a_fmt=a_tags, b_fmt=dy_tags, transpose_a=transpose_a)
+        return WorkloadGemm(name=name, kind="weight_grad", transpose_a=transpose_a,
+                            transpose_b=False, a_bits=a_bits, a_tags=a_tags, b_bits=dy_bits,
+                            b_tags=dy_tags, c_bits=None, out_bits=out)
+
+    weight = workload("x.weight_grad", x_bits, x_tags, weight_transposed)
+    bias = workload("x.bias_grad", ones_bits, ones_tags, ones_transposed)
+    folded = fold_bias_grad(weight, bias)
+    assert (folded.M, folded.N, folded.K, folded.bias_row) == (m + 1, n, k, True)
+    assert folded.a_bits.shape == ((k, m + 1) if weight_transposed else (m + 1, k))
+    result = folded.golden()
+    assert np.array_equal(result[:m], weight.out_bits)
+    assert np.array_equal(result[m], bias.out_bits[0])
+    assert np.array_equal(folded.out_bits, result)
+    # the corner cases are reached, in the bias row too: +0 sums of -0 products (NaN with
+    # the infinite X), NaN from a NaN operand and from inf - inf, an infinite sum, and finite
+    # sums elsewhere
+    values = result.view(np.float32)
+    assert (np.delete(result[:, 0], 4) == 0).all() and result[4, 0] == 0x7FC00000
+    assert (result[:, 1] == 0x7FC00000).all() and result[m, 3] == 0x7FC00000
+    assert np.isinf(values[m, 2]) and not np.isfinite(values[4, 4:]).any()
+    assert np.isfinite(values[:4, 4:]).all() and np.count_nonzero(result[m, 4:]) == n - 4
+    # and the check is not vacuous: a wrong encoding of 1 changes the bias row only
+    wrong = dataclasses.replace(bias, a_bits=ones_bits + 1)
+    changed = fold_bias_grad(weight, wrong).golden()
+    assert np.array_equal(changed[:m], result[:m])
+    assert not np.array_equal(changed[m], result[m])
+
+
+def test_fold_rejects_bad_input(network_step):
+    gemms = by_name(network_step)
+    weight, bias = gemms["fc2.weight_grad"], gemms["fc2.bias_grad"]
+    with pytest.raises(ValueError, match="must be '<layer>.weight_grad' and "
+                                         "'<layer>.bias_grad' of one layer"):
+        fold_bias_grad(weight, gemms["fc1.bias_grad"])
+    with pytest.raises(ValueError, match="fc2.bias_grad: B .* must be the B of "
+                                         "fc2.weight_grad"):
+        fold_bias_grad(weight, dataclasses.replace(bias, b_bits=bias.b_bits ^ 1))
+    with pytest.raises(ValueError, match="fc2.bias_grad: M must be 1"):
+        twice = np.concatenate([bias.a_bits, bias.a_bits])
+        fold_bias_grad(weight, dataclasses.replace(
+            bias, a_bits=twice, a_tags=np.zeros_like(twice, dtype=np.uint8),
+            out_bits=np.concatenate([bias.out_bits, bias.out_bits])))
+    with pytest.raises(ValueError, match="fc2.bias_grad: a folded GEMM must not accumulate"):
+        fold_bias_grad(weight, dataclasses.replace(bias, c_bits=bias.out_bits))
+    with pytest.raises(ValueError, match="bias_grad must be a WorkloadGemm"):
+        fold_bias_grad(weight, "fc2.bias_grad")
+    folded = fold_bias_grad(weight, bias)
+    with pytest.raises(ValueError, match="fc2.weight_grad already has its bias row"):
+        fold_bias_grad(folded, bias)
+    with pytest.raises(ValueError, match="fc2.weight_grad already has its bias row"):
+        fold_bias_grads([weight, bias, bias])
+    with pytest.raises(ValueError, match="fc2.bias_grad: no fc2.weight_grad before it"):
+        fold_bias_grads([bias, weight])
+    with pytest.raises(ValueError, match="fc2.forward: bias_row needs a weight_grad GEMM"):
+        dataclasses.replace(gemms["fc2.forward"], bias_row=True)
+    with pytest.raises(ValueError, match="fold_bias must be a bool"):
+        training_step_gemms(fold_bias=1)
 
 
 @pytest.mark.parametrize("name", list(SPLIT_CONFIGS))
@@ -151,8 +327,8 @@ def test_split_reproduces_golden(step, name):
 def test_split_fails_when_a_slice_is_lost(step):
     """The golden check of the split is not vacuous: drop one k slice, or start a chained
     slice from +0, and results change."""
-    g = step[10]                                         # conv2.weight_grad, K = 2048
-    commands = split_gemm(g, REPLAY_ENGINE, index=10)
+    g = by_name(step)["conv2.weight_grad"]               # K = 2048, bias row folded in
+    commands = split_gemm(g, REPLAY_ENGINE)
     assert len({c.depth for c in commands}) > 1
     assert not np.array_equal(golden_replay(g, commands[1:]), g.out_bits)
     unchained = [dataclasses.replace(c, command=dataclasses.replace(c.command,

@@ -51,35 +51,77 @@ def test_digits_split(digits):
 def test_digits_cnn_lowering_table():
     """The command table of docs/workloads.md (batch 32, width 8)."""
     got = [(c.name, c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate,
-            c.a_mask, c.b_mask, c.out_mask)
+            c.a_mask, c.b_mask, c.out_mask, c.bias_row)
            for c in build_network("digits_cnn").commands(batch_size=32)]
+    # every layer has a bias: its gradient is the last row of the weight gradient (M + 1)
     assert got == [
-        ("conv1.forward", "forward", 2048, 8, 9, False, False, True, None, None, None),
-        ("conv2.forward", "forward", 2048, 16, 72, False, False, True, "relu1", None, None),
-        ("fc1.forward", "forward", 32, 64, 1024, False, False, True, "relu2", None, None),
-        ("fc2.forward", "forward", 32, 10, 64, False, False, True, "relu3 & drop", None, None),
-        ("fc2.weight_grad", "weight_grad", 64, 10, 32, True, False, False, "relu3 & drop",
-         None, None),
-        ("fc2.bias_grad", "weight_grad", 1, 10, 32, False, False, False, None, None, None),
+        ("conv1.forward", "forward", 2048, 8, 9, False, False, True, None, None, None, False),
+        ("conv2.forward", "forward", 2048, 16, 72, False, False, True, "relu1", None, None,
+         False),
+        ("fc1.forward", "forward", 32, 64, 1024, False, False, True, "relu2", None, None,
+         False),
+        ("fc2.forward", "forward", 32, 10, 64, False, False, True, "relu3 & drop", None, None,
+         False),
+        ("fc2.weight_grad", "weight_grad", 65, 10, 32, True, False, False, "relu3 & drop",
+         None, None, True),
         ("fc2.backward_data", "backward_data", 32, 64, 10, False, True, False, None, None,
-         "relu3 & drop"),
-        ("fc1.weight_grad", "weight_grad", 1024, 64, 32, True, False, False, "relu2",
-         "relu3 & drop", None),
-        ("fc1.bias_grad", "weight_grad", 1, 64, 32, False, False, False, None, "relu3 & drop",
-         None),
+         "relu3 & drop", False),
+        ("fc1.weight_grad", "weight_grad", 1025, 64, 32, True, False, False, "relu2",
+         "relu3 & drop", None, True),
         ("fc1.backward_data", "backward_data", 32, 1024, 64, False, True, False,
-         "relu3 & drop", None, "relu2"),
-        ("conv2.weight_grad", "weight_grad", 72, 16, 2048, True, False, False, "relu1",
-         "relu2", None),
-        ("conv2.bias_grad", "weight_grad", 1, 16, 2048, False, False, False, None, "relu2",
-         None),
+         "relu3 & drop", None, "relu2", False),
+        ("conv2.weight_grad", "weight_grad", 73, 16, 2048, True, False, False, "relu1",
+         "relu2", None, True),
         ("conv2.backward_data", "backward_data", 2048, 72, 16, False, True, False, "relu2",
-         None, "im2col(relu1)"),
-        ("conv1.weight_grad", "weight_grad", 9, 8, 2048, True, False, False, None, "relu1",
-         None),
-        ("conv1.bias_grad", "weight_grad", 1, 8, 2048, False, False, False, None, "relu1",
-         None),
+         None, "im2col(relu1)", False),
+        ("conv1.weight_grad", "weight_grad", 10, 8, 2048, True, False, False, None, "relu1",
+         None, True),
     ]
+
+
+def test_bias_grad_folded_into_weight_grad():
+    """A layer with a bias has no separate bias-gradient command: its weight gradient has
+    one more row (A stored K x (M+1)); without a bias the weight gradient is M x N x K."""
+    conv = LayerSpec(name="c", kind="conv2d", in_shape=(6, 6, 3), features=5, kernel=3,
+                     padding=1, input_mask=("r",), output_mask=("s",))
+    for bias, rows in ((False, 27), (True, 28)):
+        commands = layer_commands(dataclasses.replace(conv, bias=bias), batch_size=2)
+        assert [c.name for c in commands] == ["c.forward", "c.weight_grad", "c.backward_data"]
+        weight = commands[1]
+        assert (weight.M, weight.N, weight.K, weight.bias_row) == (rows, 5, 72, bias)
+        assert weight.a_shape == (72, rows) and weight.macs == rows * 5 * 72
+        assert (weight.a_mask, weight.b_mask) == ("r", "s")
+    resnet = build_network("resnet18", width=8).commands(batch_size=4)
+    assert not any(c.name.endswith(".bias_grad") for c in resnet)
+    assert [(c.name, c.M) for c in resnet if c.bias_row] == [("fc.weight_grad", 65)]
+    with pytest.raises(ValueError, match="bias_row needs a weight_grad command with M >= 2"):
+        GemmCommand(name="x.forward", layer="x", kind="forward", M=4, N=4, K=4, bias_row=True)
+    with pytest.raises(ValueError, match="bias_row needs a weight_grad command with M >= 2"):
+        GemmCommand(name="x.weight_grad", layer="x", kind="weight_grad", M=1, N=4, K=4,
+                    bias_row=True)
+    with pytest.raises(ValueError, match="bias_row must be a bool"):
+        GemmCommand(name="x.weight_grad", layer="x", kind="weight_grad", M=2, N=4, K=4,
+                    bias_row=1)
+
+
+def engine_view(calls):
+    """The network's GEMMs (name, kind, M, N, K, transposes, accumulate, A and B as stored)
+    as the engine runs them: each ``<layer>.bias_grad`` (M = 1, sharing B with the
+    ``<layer>.weight_grad`` before it) becomes one more row of that weight gradient."""
+    rows = []
+    for call in calls:
+        entry = [call.name, call.kind, call.M, call.N, call.K, call.transpose_a,
+                 call.transpose_b, call.accumulate, call.a.shape, call.b.shape]
+        if call.name.endswith(".bias_grad"):
+            weight = rows[-1]
+            assert weight[0] == call.name.replace(".bias_grad", ".weight_grad")
+            assert (call.M, call.a.shape, call.b.shape) == (1, (1, call.K), weight[9])
+            weight[2] += 1
+            k, m = weight[8]                                 # A stored K x M
+            weight[8] = (k, m + 1)
+        else:
+            rows.append(entry)
+    return [tuple(row) for row in rows]
 
 
 def test_resnet18_lowering_shapes():
@@ -115,13 +157,13 @@ def test_executed_gemms_are_the_lowered_commands(digits, net_name, width, upsamp
     train_step(net, SGD(net.parameters(), lr=0.01), backend, data.x_train, data.y_train,
                rng=np.random.default_rng(0))
     expected = net.commands(batch_size=batch)
-    assert [(c.name, c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate)
-            for c in calls] == \
-        [(c.name, c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate)
-         for c in expected]
-    for call, command in zip(calls, expected):
-        assert call.a.shape == command.a_shape and call.b.shape == command.b_shape, call.name
-        assert call.out.shape == (command.M, command.N) and call.out.dtype == np.float32
+    assert engine_view(calls) == \
+        [(c.name, c.kind, c.M, c.N, c.K, c.transpose_a, c.transpose_b, c.accumulate,
+          c.a_shape, c.b_shape) for c in expected]
+    assert sum(c.name.endswith(".bias_grad") for c in calls) == \
+        sum(c.bias_row for c in expected) == sum(s.bias for s in net.specs())
+    for call in calls:
+        assert call.out.shape == (call.M, call.N) and call.out.dtype == np.float32
 
 
 def test_lowering_masks_match_recorded_zeros(digits):
@@ -270,8 +312,8 @@ def test_training_smoke_and_capture_replays_on_golden_gemm(digits, tmp_path):
             assert key in step.files, key
     with np.load(tmp_path / "digits_cnn" / "accel" / "step_000000.npz") as step:
         meta = json.loads(str(step["meta"]))
-        commands = meta["gemm_commands"]
-        assert [c["name"] for c in commands] == [
+        commands = meta["gemm_commands"]       # as the network ran them: db separate
+        assert [c["name"] for c in commands if not c["name"].endswith(".bias_grad")] == [
             c.name for c in config.build().commands(batch_size=8)]
         for command in commands:             # the input of an RTL replay, checked on golden
             prefix = f"gemm/{command['name']}"
