@@ -1,14 +1,17 @@
 """Design study of zero skipping on the output-stationary engine, on captured training tensors.
 
 For every GEMM command of a captured training step (``sim.lowering`` commands of the digits
-CNN and of the ResNet-18 topology: forward, weight gradient, bias gradient, backward data),
-the operands are rebuilt exactly as the engine stores them from the capture's layer tensors
-(encoded fp16, im2col; checked bit for bit against the capture's own GEMM operands where the
-capture has them), with the output mask of backward data (the AND of the ReLU/dropout masks of
-the layer's input, through im2col for a convolution). Each skipping design of
-:mod:`sim.skip_model` then gives the command's cycles on the 8 x 8 OS engine; the dense design
-is asserted equal to ``sim.engine_model.command_cycles``. The ideal is ``ceil(non-zero MACs /
-64)`` per command (a non-zero MAC: both operands non-zero and the output kept).
+CNN and of the ResNet-18 topology: forward, weight gradient with the bias gradient folded in as
+its last row, backward data), the operands are rebuilt exactly as the engine stores them from
+the capture's layer tensors (encoded fp16, im2col, the bias row's ones, never zero, as a column
+appended to the stored ``X_col``; checked bit for bit against the capture's own GEMM operands
+where the capture has them: the network computes the bias gradient as a GEMM of its own, whose
+A is the ones and whose B is the weight gradient's), with the output mask of backward data (the
+AND of the ReLU/dropout masks of the layer's input, through im2col for a convolution). Each
+skipping design of :mod:`sim.skip_model` then gives the command's cycles on the 8 x 8 OS
+engine; the dense design is asserted equal to ``sim.engine_model.command_cycles``. The ideal
+is ``ceil(non-zero MACs / 64)`` per command (a non-zero MAC: both operands non-zero and the
+output kept).
 
 Also measured: backward data of stride-1 convolutions lowered as a transposed convolution
 (``dX = im2col(dY) . rot180(W)``, K = k*k*C_out instead of C_out), a lowering proposed for
@@ -167,7 +170,9 @@ def input_keep(spec, z, batch) -> np.ndarray | None:
 
 def capture_gemms(net, z, batch):
     """``(command, a_bits, b_bits, out_keep)`` of every GEMM of the captured step, operands as
-    stored (the layers' own computation: encode, im2col, reshape)."""
+    stored (the layers' own computation: encode, im2col, reshape; a weight gradient with a
+    bias row gets the ones the layer encodes for its bias gradient as the last column of the
+    stored ``X_col``)."""
     backend = AccelBackend()
     specs = {s.name: s for s in net.specs()}
     encoded = {}
@@ -182,12 +187,13 @@ def capture_gemms(net, z, batch):
             encoded[spec.name] = (cols, weight, dy)
         cols, weight, dy = encoded[spec.name]
         keep = None
-        if command.name.endswith(".bias_grad"):
-            a, b = backend.encode(np.ones((1, cols.shape[0]), dtype=np.float32)), dy
-        elif command.kind == "forward":
+        if command.kind == "forward":
             a, b = cols, weight
         elif command.kind == "weight_grad":
             a, b = cols, dy
+            if command.bias_row:
+                ones = backend.encode(np.ones((cols.shape[0], 1), dtype=np.float32))
+                a = np.concatenate([cols, ones], axis=1)
         else:
             a, b = dy, weight
             mask = input_keep(spec, z, batch)
@@ -198,18 +204,25 @@ def capture_gemms(net, z, batch):
 
 def verify_reconstruction(net, path: Path) -> int:
     """Operands rebuilt from a capture's layer tensors equal its captured GEMM operands (for the
-    captures that have them); returns the number of commands checked."""
+    captures that have them; a folded weight gradient against the captured weight gradient and
+    bias gradient); returns the number of commands checked."""
     z = np.load(path)
     if not any(key.startswith("gemm/") for key in z.files):
         return 0
     batch = len(json.loads(str(z["meta"]))["labels"])
     checked = 0
     for command, a, b, _ in capture_gemms(net, z, batch):
-        for key, value in (("a", a), ("b", b)):
-            stored = z[f"gemm/{command.name}/{key}"]
+        pairs = [(command.name, "a", a), (command.name, "b", b)]
+        if command.bias_row:
+            # the network's own GEMMs: dW (A = X_col), db (A = the ones as a row, B = dY)
+            bias = f"{command.layer}.bias_grad"
+            pairs = [(command.name, "a", a[:, :-1]), (command.name, "b", b),
+                     (bias, "a", a[:, -1:].T), (bias, "b", b)]
+        for name, key, value in pairs:
+            stored = z[f"gemm/{name}/{key}"]
             if not np.array_equal(stored, value):
                 raise AssertionError(f"{path}: rebuilt {command.name} operand {key} differs "
-                                     f"from the captured one")
+                                     f"from the captured {name} one")
         checked += 1
     return checked
 
@@ -292,7 +305,7 @@ def study_step(config, net, path: Path, log) -> dict:
         if engine_model.validate(config, engine_command) is not engine_model.EngineError.NONE:
             raise AssertionError(f"{command.name} does not fit the timing configuration")
         row = {"name": command.name, "layer": command.layer, "kind": command.kind,
-               "bias_grad": command.name.endswith(".bias_grad"),
+               "bias_row": command.bias_row,
                **evaluate(config, gemm, command.kind)}
         dense = engine_model.command_cycles(config, engine_command)
         if row["cycles"]["dense"] != dense:
@@ -413,8 +426,9 @@ def _best(totals_list, names):
 def summary_section(results, area) -> list[str]:
     default = DEFAULT
     lines = ["## Summary", "",
-             "Backward pass = weight-gradient, bias-gradient and backward-data GEMMs of one "
-             "training step. x = speedup over the dense engine (cycles, 8x8 OS).", "",
+             "Backward pass = weight-gradient (with the bias gradient folded in as one more "
+             "row) and backward-data GEMMs of one training step. x = speedup over the dense "
+             "engine (cycles, 8x8 OS).", "",
              "| network, step | non-zero MACs of the backward pass | ideal x | tile bound x | "
              f"`{default}` x | % of ideal | best design (x) | whole step x | backward x with "
              "transposed-conv backward data |",
@@ -574,7 +588,8 @@ removes the third and keeps the first two):
    cycles) and the small `fc2` GEMMs; GEMMs with K = 32 (`fc1.weight_grad`, batch 32) at most
    2x. Only removing whole tiles helps there, and masks are not structured enough for that.
 2. **Shared streams.** The 64 products of a step share 8 A and 8 B operands; a tile lasts as
-   long as its busiest PE, and the bias-gradient GEMMs (M = 1) use one row of 8.
+   long as its busiest PE. (The bias gradients, once single-row GEMMs that used one array row
+   of 8, are folded into the weight gradients as one more row of ones, never zero.)
 3. **The window.** A row can run at most d steps ahead of the slowest row of its tile.
 
 What would be needed to get closer:
@@ -587,8 +602,6 @@ What would be needed to get closer:
   a change of `sim/lowering.py` and `sim/nn/layers.py` (and of the numerics of dX: one fp32
   accumulation over k, C_out, taps in order instead of per-tap sums added on the host), so it
   is proposed here, not made.
-* **Bias gradients folded into the weight gradient** (a column of ones appended to X_col, or
-  the column sums of dY computed in the epilogue) instead of M = 1 GEMMs.
 * A larger batch per GEMM (K = batch for the FC weight gradients) or a smaller tile floor.
 * 80% of the ideal would need per-PE independent operand streams (an unstructured-sparse
   dataflow such as an outer-product or a gather-based design), not a systolic array with
@@ -708,8 +721,7 @@ def markdown(results, area, config) -> str:
               "* `sim/lowering.py`: weight-gradient commands with the operands exchanged for "
               "the default design (`dW^T = dY^T . X_col`: A = dY read transposed, B = X_col as "
               "stored, the result read back transposed; no copy); the transposed-convolution "
-              "backward data proposed above; optionally bias gradients folded into the weight "
-              "gradient.",
+              "backward data proposed above.",
               "* Engine RTL (`hw/engine/`): the zero flag on each operand and the accumulator "
               "gate in the PE, the output-mask gate on the result path, the step bitmaps and "
               "the window (see `sim/skip_model.py` for the exact cycle behaviour the RTL and "

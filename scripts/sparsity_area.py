@@ -1,0 +1,89 @@
+"""Area of the sparsity units: zero detect and the dropout mask generator.
+
+Writes the ``units_area`` section of ``docs/results/sparsity.json`` (other sections of that file
+are kept) and prints the table that ``docs/sparsity_hw.md`` shows.
+
+Usage: python -m scripts.sparsity_area
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from scripts.results import update_results
+from scripts.yosys_area import area_of
+
+__all__ = ["UNITS", "main"]
+
+
+#: Unit name -> constructor options (``zero_detect*``: ZeroDetector, ``dropout_mask*``:
+#: DropoutMaskGenerator). ``dropout_mask_u4`` unrolls 4 LFSR steps per cycle (16 cycles per
+#: 8 x 8 tile, as in the sim/lfsr.py docstring) instead of 8. ``jump_network`` is the row-stride
+#: jump alone (combinational, 32 bits in and out): what each extra jump network would cost.
+UNITS = {
+    "zero_detect": dict(lanes=8, stages=1),
+    "zero_detect_index_list": dict(lanes=8, stages=1, index_list=True),
+    "dropout_mask": dict(rows=8, cols=8, bits=8),
+    "dropout_mask_u4": dict(rows=8, cols=8, bits=8, steps_per_cycle=4),
+    "jump_network": dict(),
+}
+
+FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
+
+
+def _jump_network():
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from hw.sparsity.dropout_mask import jump_network
+    from sim.lfsr import ROW_STRIDE, WIDTH
+
+    class JumpNetwork(wiring.Component):
+        def __init__(self):
+            super().__init__({"state": In(WIDTH), "jumped": Out(WIDTH)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.comb += self.jumped.eq(jump_network(self.state, ROW_STRIDE))
+            return m
+
+    return JumpNetwork()
+
+
+def _unit(name, options):
+    if name.startswith("zero_detect"):
+        from hw.sparsity.zero_detect import ZeroDetector
+        return ZeroDetector(**options)
+    if name == "jump_network":
+        return _jump_network()
+    from hw.sparsity.dropout_mask import DropoutMaskGenerator
+    return DropoutMaskGenerator(**options)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    area = {}
+    for name, options in UNITS.items():
+        print(f"synthesising {name} {options} ...", flush=True)
+        unit = _unit(name, options)
+        result = area_of(unit, name)
+        row = {key: result[key] for key in FIELDS}
+        row["options"] = options
+        if name.startswith("dropout_mask"):
+            row["tile_cycles"] = unit.tile_cycles
+            row["setup_cycles_per_band"] = unit.setup_cycles
+        area[name] = row
+    print(f"{'unit':24s} {'cells':>7s} {'LUT':>6s} {'FF':>5s} {'DSP':>4s}")
+    for name, row in area.items():
+        print(f"{name:24s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
+              f"{row['ecp5_dsp']:4d}")
+    path = update_results("sparsity", units_area=area)
+    print(f"wrote the units_area section of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
