@@ -52,6 +52,11 @@ class ArrayConfig:
         Operand formats the PEs accept on each side (``"fp16"``, ``"e4m3"``, ``"e5m2"``).
     mul_stages : int
         Pipeline registers inside each PE's multiplier, 0..3.
+    skip_zeros : bool
+        Zero gate in every PE: a product whose A or B operand is ``+0`` or ``-0`` (in its own
+        format) leaves the accumulator / partial sum unchanged, the semantics of
+        :func:`sim.sparsity.gemm_skip`. Timing is unchanged. ``False`` (the default) builds
+        exactly the dense PE of :func:`sim.gemm.gemm`.
     """
 
     rows: int = 8
@@ -60,6 +65,7 @@ class ArrayConfig:
     a_formats: tuple = ("fp16", "e4m3", "e5m2")
     b_formats: tuple = ("fp16", "e4m3", "e5m2")
     mul_stages: int = 0
+    skip_zeros: bool = False
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -69,6 +75,8 @@ class ArrayConfig:
         _check_formats("a_formats", self.a_formats, OPERAND_FORMATS)
         _check_formats("b_formats", self.b_formats, OPERAND_FORMATS)
         _check_int("mul_stages", self.mul_stages, 0, MUL_CUT_POINTS)
+        if not isinstance(self.skip_zeros, bool):
+            raise ValueError(f"skip_zeros must be a bool (True or False), not {self.skip_zeros!r}")
 
     @property
     def pes(self) -> int:

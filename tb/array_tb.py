@@ -16,6 +16,12 @@ infinities and NaNs, uniform bit patterns, mostly signed zeros, and almost only 
 (overwrite) or random fp32 (accumulate). Weight stationary also chains K slices: a GEMM with
 K up to 3R is cut into slices of R rows, each slice starting from the previous one's result
 (the last slice padded with ``-0`` products).
+
+With ``skip_zeros`` the golden model is :func:`sim.sparsity.gemm_skip` and each tile's A and B
+get zeros in one of the patterns of :mod:`tb.skip_cases` (0 % to 100 % random, whole lines,
+blocks, zeros next to infinities and NaNs), accumulating tiles some ``-0`` inits; the bench
+checks that it hit both cases where skipping differs from the dense GEMM and that every other
+result is the dense one as well.
 """
 
 from __future__ import annotations
@@ -32,9 +38,9 @@ from hw.fp.operand import Operand, OperandFormat
 from sim.array_timing import array_timing
 from sim.config import ArrayConfig
 from sim.formats import FP32, OPERAND_FORMATS
-from sim.gemm import gemm
 from tb.harness import case, make_rng, record_metrics, reset, start_clock
 from tb.packing import pack
+from tb.skip_cases import MODES, SkipTally, golden, negative_zero_starts, sparsify
 from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
 TAG_OF = {name: OperandFormat.of(name).value for name in OPERAND_FORMATS}
@@ -50,7 +56,7 @@ NEGATIVE_ZERO_SHARE = {"a": 0.9, "b": 0.1, "init": 0.9}
 def config_from_case(cfg) -> ArrayConfig:
     return ArrayConfig(rows=cfg["rows"], cols=cfg["cols"], dataflow=cfg["dataflow"],
                        a_formats=tuple(cfg["a_formats"]), b_formats=tuple(cfg["b_formats"]),
-                       mul_stages=cfg["mul_stages"])
+                       mul_stages=cfg["mul_stages"], skip_zeros=cfg.get("skip_zeros", False))
 
 
 # -- stimulus ------------------------------------------------------------------------------------
@@ -154,17 +160,39 @@ def step_count(rng, spacing):
     return int(rng.integers(spacing, spacing + 8))
 
 
+def skip_modes(rng, config):
+    """Zero patterns of A and B for a skipping array (none for a dense one)."""
+    if not config.skip_zeros:
+        return None
+    return tuple(str(mode) for mode in rng.choice(list(MODES), 2))
+
+
+def expected_result(config, tally, a_bits, a_tags, b_bits, b_tags, c_bits):
+    """The golden result of a tile: ``gemm_skip`` (recorded in ``tally``) or ``gemm``."""
+    if tally is None:
+        return golden(config.skip_zeros, a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags,
+                      c_bits=c_bits)
+    return tally.observe(a_bits, a_tags, b_bits, b_tags, c_bits)
+
+
 class OSTile:
     """An R x C tile of C from K steps: A block R x K, B block K x C, init R x C."""
 
-    def __init__(self, rng, config, k, accumulate, profile):
+    def __init__(self, rng, config, k, accumulate, profile, tally=None):
         rows, cols = config.rows, config.cols
         self.k, self.accumulate, self.profile = k, accumulate, profile
         self.a_tags, self.a_bits = random_operands(rng, (rows, k), config.a_formats, profile, "a")
         self.b_tags, self.b_bits = random_operands(rng, (k, cols), config.b_formats, profile, "b")
         self.init = random_inits(rng, (rows, cols), accumulate, profile)
-        self.expected = gemm(self.a_bits, self.b_bits, a_fmt=self.a_tags, b_fmt=self.b_tags,
-                             c_bits=self.init if accumulate else None)
+        self.modes = skip_modes(rng, config)
+        if self.modes:
+            block = (max(1, rows // 2), max(1, k // 2))
+            self.a_bits = sparsify(rng, self.a_tags, self.a_bits, self.modes[0], block)
+            self.b_bits = sparsify(rng, self.b_tags, self.b_bits, self.modes[1], block[::-1])
+            if accumulate:
+                self.init = negative_zero_starts(rng, self.init)
+        self.expected = expected_result(config, tally, self.a_bits, self.a_tags, self.b_bits,
+                                        self.b_tags, self.init if accumulate else None)
         self.a_steps = lane_words(self.a_tags.T, self.a_bits.T)     # column k of A per step
         self.b_steps = lane_words(self.b_tags, self.b_bits)         # row k of B per step
         self.init_rows = fp32_words(self.init)
@@ -175,6 +203,8 @@ class OSTile:
             f"{NAME_OF[int(self.b_tags[k, col])]}:0x{int(self.b_bits[k, col]):04x}"
             for k in range(self.k))
         mode = "accumulate" if self.accumulate else "overwrite"
+        if self.modes:
+            mode += f", zeros: A {self.modes[0]}, B {self.modes[1]}"
         return (f"tile {index} (K={self.k}, {mode}, {self.profile}) element ({row}, {col}): "
                 f"init 0x{int(self.init[row, col]):08x} terms {terms}\n"
                 f"A (R x K):\n{operand_hex(self.a_tags, self.a_bits)}\n"
@@ -185,13 +215,14 @@ class OSTile:
 class WSTile:
     """A weight tile: K slice (``k`` <= R rows) x C of B on the PEs, M rows of A streamed."""
 
-    def __init__(self, config, a_tags, a_bits, b_tags, b_bits, init, name, pad_negative_a):
+    def __init__(self, config, a_tags, a_bits, b_tags, b_bits, init, name, pad_negative_a,
+                 tally=None):
         rows = config.rows
         m, k = a_bits.shape
         self.k, self.m, self.name = k, m, name
         self.a_tags, self.a_bits, self.b_tags, self.b_bits = a_tags, a_bits, b_tags, b_bits
         self.init = init
-        self.expected = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=init)
+        self.expected = expected_result(config, tally, a_bits, a_tags, b_bits, b_tags, init)
         # padding rows of the K slice add -0: exactly one of the two zeros is negative
         a_pad = zero_operand(config.a_formats, pad_negative_a)
         w_pad = zero_operand(config.b_formats, not pad_negative_a)
@@ -223,18 +254,18 @@ def profile_cycle(rng):
     return itertools.islice(itertools.cycle(PROFILES), start, None)
 
 
-def os_tiles(rng, config, count):
+def os_tiles(rng, config, count, tally=None):
     spacing = array_timing(config).min_tile_cycles
     tiles = []
     profiles = profile_cycle(rng)
     for _ in range(count):
         profile = next(profiles)
         tiles.append(OSTile(rng, config, step_count(rng, spacing), bool(rng.integers(0, 2)),
-                            profile))
+                            profile, tally))
     return tiles
 
 
-def ws_tiles(rng, config, count):
+def ws_tiles(rng, config, count, tally=None):
     """``count`` weight tiles, grouped into GEMMs whose K (up to 3R) is cut into slices."""
     rows, cols = config.rows, config.cols
     spacing = array_timing(config).min_tile_cycles
@@ -249,16 +280,24 @@ def ws_tiles(rng, config, count):
         b_tags, b_bits = random_operands(rng, (k_total, cols), config.b_formats, profile, "b")
         accumulate = bool(rng.integers(0, 2))
         init = first_init = random_inits(rng, (m, cols), accumulate, profile)
+        modes = skip_modes(rng, config)
+        if modes:
+            a_bits = sparsify(rng, a_tags, a_bits, modes[0], (max(1, m // 2), rows))
+            b_bits = sparsify(rng, b_tags, b_bits, modes[1], (rows, max(1, cols // 2)))
+            if accumulate:
+                init = first_init = negative_zero_starts(rng, init)
+            profile += f", zeros: A {modes[0]}, B {modes[1]}"
         for k0 in range(0, k_total, rows):
             k1 = min(k_total, k0 + rows)
             name = f"GEMM {group} {'accumulate' if accumulate else 'overwrite'} {profile}, " \
                    f"K {k0}..{k1 - 1} of {k_total}"
             tile = WSTile(config, a_tags[:, k0:k1], a_bits[:, k0:k1], b_tags[k0:k1],
-                          b_bits[k0:k1], init, name, bool(rng.integers(0, 2)))
+                          b_bits[k0:k1], init, name, bool(rng.integers(0, 2)), tally)
             tiles.append(tile)
             init = tile.expected            # the next slice starts from this partial result
         # the chained slices are the whole GEMM, k ascending (golden self-check)
-        whole = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=first_init)
+        whole = golden(config.skip_zeros, a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags,
+                       c_bits=first_init)
         assert np.array_equal(whole, init), f"golden K slicing differs for GEMM {group}"
         group += 1
     return tiles
@@ -380,8 +419,8 @@ async def start(dut, config):
     await reset(dut)
 
 
-def make_tiles(rng, config, count):
-    return (os_tiles if config.dataflow == "os" else ws_tiles)(rng, config, count)
+def make_tiles(rng, config, count, tally=None):
+    return (os_tiles if config.dataflow == "os" else ws_tiles)(rng, config, count, tally)
 
 
 async def run(dut, rng, config, tiles, p_bubble):
@@ -400,10 +439,14 @@ async def tiles_match_golden(dut):
     cfg = case()
     config = config_from_case(cfg)
     rng = make_rng(dut)
+    tally = SkipTally() if config.skip_zeros else None
     await start(dut, config)
     for _ in range(cfg["commands"]):     # back to back, no reset between them
-        tiles = make_tiles(rng, config, cfg["tiles"])
+        tiles = make_tiles(rng, config, cfg["tiles"], tally)
         await run(dut, rng, config, tiles, p_bubble=float(rng.choice([0.0, 0.1, 0.3])))
+    if tally is not None:
+        dut._log.info("%r", tally)
+        tally.check_coverage()
 
 
 @cocotb.test()

@@ -3,7 +3,8 @@
 It lays matrices into the A and B scratchpads and the accumulator memory through the write
 streams, issues commands, waits for ``done`` and reads results back, while keeping shadow
 copies of the three memories (:class:`sim.scratchpad_model.ScratchpadModel`) from which the
-golden model (:func:`sim.gemm.gemm`) predicts every result. Streams are driven with random
+golden model (:func:`sim.gemm.gemm`, or :func:`sim.sparsity.gemm_skip` for an array with
+``skip_zeros``) predicts every result. Streams are driven with random
 idle cycles and ``rd_data`` with random backpressure (probabilities ``p_idle`` / ``p_stall``);
 inputs change at falling clock edges and outputs are sampled in the read-only phase before the
 next rising edge.
@@ -28,6 +29,7 @@ from sim.numerics import convert
 from sim.scratchpad_model import ScratchpadGeometry, ScratchpadModel
 from tb.harness import PERIOD_NS, reset, start_clock
 from tb.packing import fields
+from tb.skip_cases import SkipTally
 
 __all__ = ["EngineDriver", "operand_words", "split_operands", "config_from_case",
            "config_to_case"]
@@ -62,7 +64,7 @@ def config_to_case(config: EngineConfig) -> dict:
             "a_formats": list(a.a_formats), "b_formats": list(a.b_formats),
             "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
             "acc_width": config.acc_width, "acc_rows": config.acc_rows,
-            "out_formats": list(config.out_formats)}
+            "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros}
 
 
 def config_from_case(case: dict) -> EngineConfig:
@@ -71,7 +73,8 @@ def config_from_case(case: dict) -> EngineConfig:
     return EngineConfig(
         array=ArrayConfig(rows=case["rows"], cols=case["cols"], dataflow=case["dataflow"],
                           mul_stages=case["mul_stages"], a_formats=tuple(case["a_formats"]),
-                          b_formats=tuple(case["b_formats"])),
+                          b_formats=tuple(case["b_formats"]),
+                          skip_zeros=case.get("skip_zeros", False)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
         out_formats=tuple(case["out_formats"]))
@@ -148,6 +151,8 @@ class EngineDriver:
         self.status_fields = fields(Status)
         self.read_lanes = read_data_layout(config).length
         self.commands = 0
+        #: what the skipping results covered (:class:`tb.skip_cases.SkipTally`), or None
+        self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
 
     # -- basics --------------------------------------------------------------------------
@@ -243,8 +248,13 @@ class EngineDriver:
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
             c_old = c_old.astype(np.uint64)
-        result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
-                      transpose_a=c.a_transpose, transpose_b=c.b_transpose)
+        if self.skip_tally is not None:
+            result = self.skip_tally.observe(a_bits, a_tags, b_bits, b_tags, c_old,
+                                             transpose_a=c.a_transpose,
+                                             transpose_b=c.b_transpose)
+        else:
+            result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
+                          transpose_a=c.a_transpose, transpose_b=c.b_transpose)
         self.history.append((c, a_bits, a_tags, b_bits, b_tags, c_old))
         self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
         return result

@@ -13,6 +13,12 @@ sizes, regions outside A, B or C: an error code, 2 cycles, the engine stays usab
 host accesses (writes and reads outside a memory, reads in an unknown format), with the error
 cleared by ``clear_error`` or by the next command.
 
+With ``skip_zeros`` (golden :func:`sim.sparsity.gemm_skip`) the A and B of each command get
+zeros in one of the patterns of :mod:`tb.skip_cases` (0 % to 100 % random, whole lines,
+all-zero array tiles, zeros next to infinities and NaNs) and accumulating commands ``-0`` and
+non-canonical NaN starts; at the end the bench checks that it hit the cases where skipping
+differs from the dense GEMM and that every other result is the dense one as well.
+
 ``hardware_alone``: operands preloaded, one command issued, and the bench sleeps until
 ``status`` changes (no Python per cycle): measures simulated cycles per wall-clock second,
 then checks the results.
@@ -28,6 +34,7 @@ from sim.formats import OPERAND_FORMATS
 from sim.gemm import OPERAND_TAGS
 from tb.engine_driver import EngineDriver, config_from_case, operand_words, split_operands
 from tb.harness import case, make_rng, record_metrics
+from tb.skip_cases import MODES, negative_zero_starts, sparsify
 from tb.vectors import fp32_vectors, mixed_bits, moderate_bits
 
 TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
@@ -133,6 +140,17 @@ def bad_command(rng, cfg, good):
     return EngineCommand(**fields, **flags)
 
 
+def with_zeros(rng, cfg, words, side, transposed, mode):
+    """Operand words of A or B (``side``) with zeros placed as ``mode`` of
+    :data:`tb.skip_cases.MODES` says; blocks are ``R x R`` in A (``M x K``) and ``R x C`` in B
+    (``K x N``): array tiles, and K slices of a weight-stationary array."""
+    bits, tags = split_operands(words)
+    rows, cols = cfg.array.rows, cfg.array.cols
+    block = (rows, rows) if side == "a" else (rows, cols)
+    return operand_words(sparsify(rng, tags, bits, mode, block[::-1] if transposed else block),
+                         tags)
+
+
 async def run_good(driver, rng, cfg, command, profile):
     formats_a, formats_b = cfg.array.a_formats, cfg.array.b_formats
     a = operand_matrix(rng, command.a_shape, formats_a, profile)
@@ -140,6 +158,11 @@ async def run_good(driver, rng, cfg, command, profile):
     c_old = None
     if command.accumulate and rng.random() < 0.7:       # else onto what the memory holds
         c_old = (fp32_matrix(rng, (command.m, command.n), profile), command.c_row, command.c_col)
+    if cfg.array.skip_zeros:
+        a = with_zeros(rng, cfg, a, "a", command.a_transpose, str(rng.choice(list(MODES))))
+        b = with_zeros(rng, cfg, b, "b", command.b_transpose, str(rng.choice(list(MODES))))
+        if c_old is not None:
+            c_old = (negative_zero_starts(rng, c_old[0]), *c_old[1:])
     await driver.load(a=(a, command.a_row, command.a_col), b=(b, command.b_row, command.b_col),
                       acc=c_old)
     # sometimes the host writes other rows of A and B while the command runs (allowed: the
@@ -216,6 +239,23 @@ async def signed_zeros(driver, rng, cfg):
     await driver.read_matrix(0, 0, command.m, command.n)
 
 
+async def skip_corners(driver, rng, cfg):
+    """A skipping engine first meets the cases where it differs from a dense one: accumulate
+    onto ``-0`` and non-canonical NaN starts, with zeros sprinkled next to infinities and NaNs
+    in A and in B, ``K = R + 1``."""
+    rows, cols = cfg.array.rows, cfg.array.cols
+    command = EngineCommand(m=rows + 1, n=cols + 1, k=rows + 1, accumulate=True)
+    a = with_zeros(rng, cfg, operand_matrix(rng, command.a_shape, cfg.array.a_formats, "zeros"),
+                   "a", False, "specials")
+    b = with_zeros(rng, cfg, operand_matrix(rng, command.b_shape, cfg.array.b_formats, "zeros"),
+                   "b", False, "specials")
+    c_old = negative_zero_starts(rng, fp32_matrix(rng, (command.m, command.n), "moderate"),
+                                 share=0.6, nan_share=0.3)
+    await driver.load(a=(a, 0, 0), b=(b, 0, 0), acc=(c_old, 0, 0))
+    await driver.command(command)
+    await driver.read_matrix(0, 0, command.m, command.n)
+
+
 @cocotb.test()
 async def random_gemms(dut):
     cfg = config_from_case(case())
@@ -224,6 +264,8 @@ async def random_gemms(dut):
     await driver.start()
     await driver.check_error(EngineError.NONE, "after reset")
     await signed_zeros(driver, rng, cfg)
+    if cfg.array.skip_zeros:
+        await skip_corners(driver, rng, cfg)
     max_size = min(3 * max(cfg.array.rows, cfg.array.cols), cfg.a_rows, cfg.b_rows,
                    cfg.acc_rows, cfg.spad_width, cfg.acc_width)
     counts = {"good": 0, "bad": 0, "access": 0, "cycles": 0, "ideal": 0}
@@ -251,6 +293,9 @@ async def random_gemms(dut):
             await driver.clear_error()
             await driver.check_error(EngineError.NONE, "after clear_error")
     assert counts["good"] >= case()["commands"] // 2, counts
+    if driver.skip_tally is not None:
+        dut._log.info("%r", driver.skip_tally)
+        driver.skip_tally.check_coverage()
     seconds = time.perf_counter() - start
     record_metrics(commands=driver.commands, cycles=counts["cycles"], seconds=seconds)
     dut._log.info("%d good commands (%d MACs in %d cycles), %d bad commands, %d bad accesses",

@@ -33,6 +33,12 @@ CONFIGURATIONS = {
     "ws-4x4-a-fp16-s3": (dict(dataflow="ws", rows=4, cols=4, mul_stages=3, a_formats=("fp16",),
                               b_formats=FULL), dict(tiles=6)),
     "ws-8x8-s2": (dict(dataflow="ws", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+    # the zero gate (golden: sim.sparsity.gemm_skip); the OS one with a multiplier pipeline
+    # that the skip flag must travel through
+    "os-4x4-skip-s1": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, skip_zeros=True),
+                       dict(tiles=8)),
+    "ws-4x4-skip": (dict(dataflow="ws", rows=4, cols=4, mul_stages=0, skip_zeros=True),
+                    dict(tiles=8)),
 }
 VERILATOR_TILES = 4         # times more tiles per command on Verilator
 
@@ -141,6 +147,8 @@ def test_array_rejects_bad_configuration(factory, config, message):
     (dict(dataflow="is"), "dataflow must be one of"),
     (dict(mul_stages=4), "mul_stages must be an integer in 0..3"),
     (dict(a_formats=("fp32",)), "a_formats must contain only"),
+    (dict(skip_zeros=1), r"skip_zeros must be a bool \(True or False\), not 1"),
+    (dict(skip_zeros="yes"), "skip_zeros must be a bool"),
 ])
 def test_array_config_is_validated(fields, message):
     with pytest.raises(ValueError, match=message):
@@ -155,6 +163,18 @@ def test_schedule_rejects_empty_tiles():
         timing.schedule([[0], []])
     with pytest.raises(ValueError, match=r"PE \(8, 0\) is outside the 8x8 array"):
         timing.pe_offset(8, 0)
+
+
+@pytest.mark.parametrize("dataflow", ["os", "ws"])
+def test_skip_zeros_is_part_of_the_configuration(dataflow):
+    """A skipping array is another configuration (another Verilog, another build cache
+    entry); the default builds the dense PE unchanged."""
+    dense = ArrayConfig(rows=2, cols=2, dataflow=dataflow)
+    skip = dataclasses.replace(dense, skip_zeros=True)
+    assert ArrayConfig(rows=2, cols=2, dataflow=dataflow, skip_zeros=False) == dense
+    assert skip != dense and hash(skip) == hash(dataclasses.replace(dense, skip_zeros=True))
+    assert verilog_of(skip) != verilog_of(dense)
+    assert "product_live" in verilog_of(skip) and "product_live" not in verilog_of(dense)
 
 
 def test_array_dispatches_on_dataflow():

@@ -37,6 +37,11 @@ CONFIGS = {
                                           a_formats=("e4m3", "fp16"), b_formats=("e5m2", "e4m3")),
                         spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
                         out_formats=("fp16", "fp32", "e5m2")),
+    # the zero gate (golden: sim.sparsity.gemm_skip)
+    "4x4 skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True), spad_width=32,
+                             a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
+    "4x4 ws skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", skip_zeros=True),
+                                spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
                           a_rows=80, b_rows=72, acc_width=64, acc_rows=76),
     "16x16 ws": EngineConfig(array=ArrayConfig(rows=16, cols=16, dataflow="ws"), spad_width=64,
@@ -73,6 +78,20 @@ def test_engine_odd_shape(name):
 @pytest.mark.parametrize("name", ["16x16", "16x16 ws"])
 def test_engine_large(simulator, name):
     run_random(CONFIGS[name], simulator)
+
+
+def test_engine_skip_zeros(simulator):
+    """The zero gate in the engine: accumulate path (``C_old`` from the accumulator memory as
+    the first tile's start), per-element tags, sparsity 0..100 %, ``-0`` starts, zeros next to
+    infinities and NaNs; golden :func:`sim.sparsity.gemm_skip`."""
+    run_random(CONFIGS["4x4 skip"], simulator)
+
+
+@pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
+def test_engine_skip_zeros_ws(simulator):
+    """The zero gate with weight-stationary K slices chained through the accumulator memory
+    (and padded with skipped rows)."""
+    run_random(CONFIGS["4x4 ws skip"], simulator)
 
 
 def test_engine_hardware_alone(simulator):

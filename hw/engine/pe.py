@@ -5,9 +5,25 @@ Both PEs build the mixed-precision multiplier (:class:`~hw.fp.multiplier.Product
 (:func:`~hw.fp.adder.fp32_add_datapath`), so every step rounds once:
 ``round_fp32(sum + a*b)``, bit-exact with :func:`sim.gemm.gemm`. They are free running (no
 stall): the array's sequencer feeds one step or one bubble per cycle.
+
+Zero gate (``config.skip_zeros``)
+---------------------------------
+With ``skip_zeros`` each PE finds, as the operands of a step arrive, whether either is ``+0``
+or ``-0`` in its own format (:func:`hw.sparsity.zero_detect.operand_nonzero`: the 15 bits
+below the sign for fp16, the low 7 bits of the low byte for E4M3 / E5M2; an unknown tag is
+never zero). That *live* flag travels with the product through the multiplier's pipeline
+registers, and a skipped product (flag low) reaches the adder as ``-0`` instead of its value.
+``round(s + -0)`` is ``s`` bit for bit for every sum (``-0 + -0 = -0``, ``+0 + -0 = +0``,
+subnormals and infinities unchanged), except that a NaN comes out as the canonical NaN: so the
+sum is left as it was, a ``-0`` sum stays ``-0`` where the dense PE would have added a ``+0``
+product, and ``0 * inf`` / ``0 * NaN`` never reaches the sum, exactly
+:func:`sim.sparsity.gemm_skip` (whose NaN results are canonical too). Gating the register's
+enable instead would keep a non-canonical NaN start value (``C_old``) as it came in.
+Latency, throughput and the schedule are those of the dense PE; with ``skip_zeros=False`` none
+of this logic is built.
 """
 
-from amaranth import Module, Signal
+from amaranth import Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,7 +31,9 @@ from hw.fp.adder import fp32_add_datapath
 from hw.fp.multiplier import ProductDatapath
 from hw.fp.operand import Operand
 from hw.pipeline import Pipeline
+from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import ArrayConfig
+from sim.formats import FP32
 
 __all__ = ["RowControl", "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
 
@@ -49,6 +67,23 @@ def _multiplier(m, config, a_operand, b_operand, extra=None):
     return datapath.build(m, pipeline, a_operand, b_operand, extra=extra)
 
 
+def _live_flag(m, a_operand, b_operand):
+    """1 when neither operand is ``+-0`` in its format: the product is not skipped."""
+    a_nonzero, _ = operand_nonzero(m, a_operand, name="skip_a")
+    b_nonzero, _ = operand_nonzero(m, b_operand, name="skip_b")
+    live = Signal(name="product_live")
+    m.d.comb += live.eq(a_nonzero & b_nonzero)
+    return live
+
+
+def _gated_product(m, product, live):
+    """``product`` if ``live``, else ``-0``: the identity of the fp32 addition (module
+    docstring)."""
+    gated = Signal(32, name="product_gated")
+    m.d.comb += gated.eq(Mux(live, product, Const(FP32.sign_mask, 32)))
+    return gated
+
+
 class OutputStationaryPE(wiring.Component):
     """Output-stationary PE: owns one output element of the tile, operands flow through.
 
@@ -61,6 +96,10 @@ class OutputStationaryPE(wiring.Component):
       ``acc <- round(shadow + product)`` when ``valid``, ``acc <- shadow`` otherwise (flush):
       the shadow held the init of the new tile (``+0`` or ``C_old``).
 
+    With ``config.skip_zeros`` a product with a ``+-0`` operand is added as ``-0``: the
+    accumulator keeps its value (a ``C_old`` of ``-0`` stays ``-0`` when every product is
+    skipped), :func:`sim.sparsity.gemm_skip` (module docstring).
+
     The shadows of a column form a chain: while ``shift`` is high, ``shadow <- shadow_in``
     (the shadow above, or an init value at the top); ``shadow_out`` is the shadow register. A
     shift and a swap must not happen in the same cycle (the sequencer's schedule ensures it).
@@ -68,7 +107,8 @@ class OutputStationaryPE(wiring.Component):
     Parameters
     ----------
     config : ArrayConfig
-        ``dataflow="os"``; ``a_formats``, ``b_formats`` and ``mul_stages`` are used.
+        ``dataflow="os"``; ``a_formats``, ``b_formats``, ``mul_stages`` and ``skip_zeros``
+        are used.
 
     Latency: a step's operands reach ``a_out`` / ``b_out`` one cycle after ``a_in`` / ``b_in``;
     its product is accumulated at the clock edge ``mul_stages`` cycles after the one that
@@ -105,9 +145,12 @@ class OutputStationaryPE(wiring.Component):
             self.b_out.eq(self.b_in),
             self.control_out.eq(self.control_in),
         ]
-        product, control = _multiplier(
-            m, self.config, self.a_in, self.b_in,
-            extra={"valid": self.control_in.valid, "first": self.control_in.first})
+        extra = {"valid": self.control_in.valid, "first": self.control_in.first}
+        if self.config.skip_zeros:
+            extra["live"] = _live_flag(m, self.a_in, self.b_in)
+        product, control = _multiplier(m, self.config, self.a_in, self.b_in, extra=extra)
+        if self.config.skip_zeros:
+            product = _gated_product(m, product, control["live"])
 
         acc = Signal(32, name="acc")
         shadow = Signal(32, name="shadow")
@@ -146,10 +189,20 @@ class WeightStationaryPE(wiring.Component):
     its active ``weight`` register for the following steps. So the next tile's weights load
     while the current tile computes.
 
+    With ``config.skip_zeros`` a product whose ``a`` or weight is ``+-0`` is added as ``-0``:
+    ``psum_out <- round(psum_in + -0)``, i.e. the partial sum passes through unchanged (a NaN
+    as the canonical NaN). The padding rows of a K slice shorter than R (weight ``+0``, ``a``
+    ``-0``, or the reverse) are then skipped too; the dense PE adds their ``-0`` product, so
+    both leave the sum as it is and the padded slice computes what
+    :func:`sim.sparsity.gemm_skip` gives for the unpadded one. Each K slice applies the skip
+    per product, ``k`` ascending, on the sum the previous slice left, so chained slices give
+    ``gemm_skip`` of the whole K (a ``-0`` start whose products are all skipped stays ``-0``).
+
     Parameters
     ----------
     config : ArrayConfig
-        ``dataflow="ws"``; ``a_formats``, ``b_formats`` (weights) and ``mul_stages`` are used.
+        ``dataflow="ws"``; ``a_formats``, ``b_formats`` (weights), ``mul_stages`` and
+        ``skip_zeros`` are used.
 
     Latency: ``psum_out`` shows the sum of a step ``mul_stages + 1`` cycles after its ``a_in``
     (one cycle after its ``psum_in``); ``a_out`` one cycle after ``a_in``. Throughput: one MAC
@@ -194,7 +247,13 @@ class WeightStationaryPE(wiring.Component):
             m.d.comb += weight_used.eq(weight)
         m.d.comb += self.weight_out.eq(weight_next)
 
-        product = _multiplier(m, self.config, self.a_in, weight_used)
+        if self.config.skip_zeros:
+            live = _live_flag(m, self.a_in, weight_used)
+            product, carried = _multiplier(m, self.config, self.a_in, weight_used,
+                                           extra={"live": live})
+            product = _gated_product(m, product, carried["live"])
+        else:
+            product = _multiplier(m, self.config, self.a_in, weight_used)
         total = fp32_add_datapath(m, self.psum_in, product, name="psum_add")
         m.d.sync += self.psum_out.eq(total)
         return m
