@@ -69,6 +69,15 @@ def _budgets(text: str) -> tuple[float, float, float]:
     return values
 
 
+def _classes(text: str) -> tuple[str, ...]:
+    names = tuple(n for n in text.split(",") if n)
+    bad = [n for n in names if n not in TENSOR_CLASSES]
+    if bad or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"classes must be a comma-separated subset of "
+                                         f"{list(TENSOR_CLASSES)}, not {text!r}")
+    return names
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scripts.fgmp_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +102,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loss-scale", type=float, default=None,
                         help="static loss scale of both runs (default: as workloads.json, 1024; a "
                              "power of two leaves the FP32 run bit for bit unchanged)")
+    parser.add_argument("--flush-underflow", type=_classes, default=("gradient",),
+                        metavar="CLASSES",
+                        help="tensor classes (comma-separated among weight,activation,gradient) "
+                             "whose FP8 underflow is stored as an FP8 zero (default gradient; "
+                             "'' for none)")
     parser.add_argument("--label", default="", help="suffix of the fgmp.json entry and plot "
                         "names (<net>_<label>), for variants of the policy")
     parser.add_argument("--capture-dir", default=None,
@@ -118,7 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         if args.loss_scale is not None:
             config_for("digits_cnn", 1, args.loss_scale)      # validates the value
-        args.policy = FgmpPolicy(adaptive=not args.fixed, **budgets)
+        args.policy = FgmpPolicy(adaptive=not args.fixed, flush_underflow=args.flush_underflow,
+                                 **budgets)
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -162,8 +177,9 @@ def price_step(net, tensors: dict, step: int, *, policy: FgmpPolicy, thresholds:
         return thresholds[(layer, step)][cls]
 
     traffic = step_traffic(net, tensors, formats=policy.format_of, threshold=threshold,
-                           block=block_format)
-    products = gemm_products(net, tensors, formats=policy.format_of, threshold=threshold)
+                           block=block_format, flush_underflow=policy.flushes)
+    products = gemm_products(net, tensors, formats=policy.format_of, threshold=threshold,
+                             flush_underflow=policy.flushes)
     dense = {"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": products["macs"],
              "macs": products["macs"]}
     return {"traffic": traffic, "products": products,

@@ -20,6 +20,12 @@ underflow (``y`` zero for a non-zero ``x``) keep fp16. ``t`` is the 4-bit thresh
 (``0..T_MAX``): a larger ``t`` demands a smaller relative error and so selects fewer FP8
 elements.
 
+Option ``flush_underflow`` (a configuration bit per tensor, off by default): an FP8 underflow is
+stored as FP8 (tag 1) with its payload ``y``, the FP8 zero of ``x``'s sign, i.e. the element is
+flushed to a signed zero (its magnitude is at most half the FP8 format's smallest subnormal).
+Nothing else changes: NaN, infinities and overflow stay fp16, and every other non-zero element
+is still judged by the relative error.
+
 Storage format
 --------------
 A tensor of ``n`` elements is ``ceil(n / B)`` blocks of ``B`` elements, back to back in one byte
@@ -65,6 +71,12 @@ def _threshold(t) -> int:
     return int(t)
 
 
+def _flag(value, field: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{field} must be True or False, not {value!r}")
+    return bool(value)
+
+
 def _fp16_bits(bits) -> np.ndarray:
     array = np.asarray(bits)
     if array.dtype.kind not in "ui":
@@ -74,7 +86,7 @@ def _fp16_bits(bits) -> np.ndarray:
     return array.astype(np.uint16)
 
 
-def encode_tags(fp16_bits, fmt8, t) -> np.ndarray:
+def encode_tags(fp16_bits, fmt8, t, *, flush_underflow=False) -> np.ndarray:
     """Per-element FGMP tag: ``True`` where the element is stored as FP8.
 
     Parameters
@@ -85,6 +97,9 @@ def encode_tags(fp16_bits, fmt8, t) -> np.ndarray:
         ``"e4m3"`` or ``"e5m2"``.
     t : int
         Threshold ``0..T_MAX``: FP8 iff the relative error of the FP8 value is at most ``2**-t``.
+    flush_underflow : bool
+        Store a non-zero value whose FP8 rounding is a zero as FP8 (that signed zero) instead of
+        fp16.
 
     Returns
     -------
@@ -92,6 +107,7 @@ def encode_tags(fp16_bits, fmt8, t) -> np.ndarray:
     """
     fmt8 = _fmt8(fmt8)
     t = _threshold(t)
+    flush = _flag(flush_underflow, "flush_underflow")
     x = _fp16_bits(fp16_bits)
     y = convert(FP16, fmt8, x, saturate=False)
     _, x_sig, x_exp, x_nan, x_inf = unpack_fields(FP16, x)
@@ -104,7 +120,10 @@ def encode_tags(fp16_bits, fmt8, t) -> np.ndarray:
     x_mag = np.where(usable, x_sig, 0) << np.where(usable, x_exp - base, 0)
     y_mag = np.where(usable, y_sig, 0) << np.where(usable, y_exp - base, 0)
     close = (np.abs(y_mag - x_mag) << t) <= x_mag
-    return x_zero | (usable & close)
+    tags = x_zero | (usable & close)
+    if flush:
+        tags |= ~x_nan & ~x_inf & ~x_zero & ~y_nan & ~y_inf & (y_sig == 0)
+    return tags
 
 
 def fp8_of(fp16_bits, fmt8) -> np.ndarray:
@@ -142,25 +161,28 @@ def decode(tags, payload_bits, fmt8) -> np.ndarray:
     return np.where(tags, wide, payload).astype(np.uint16)
 
 
-def quantize(fp16_bits, fmt8, t) -> tuple[np.ndarray, np.ndarray]:
+def quantize(fp16_bits, fmt8, t, *, flush_underflow=False) -> tuple[np.ndarray, np.ndarray]:
     """Store-then-load of fp16 values through FGMP: ``(decoded fp16 bits, tags)``."""
     x = _fp16_bits(fp16_bits)
-    tags = encode_tags(x, fmt8, t)
+    tags = encode_tags(x, fmt8, t, flush_underflow=flush_underflow)
     payload = np.where(tags, fp8_of(x, fmt8), x)
     return decode(tags, payload, fmt8), tags
 
 
-@functools.cache
-def code_table(fmt8, t) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def code_table(fmt8, t, *, flush_underflow=False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The rule for every fp16 code at once (read-only arrays indexed by the fp16 pattern).
 
     Returns ``(tags, payload, decoded)``: the tag of each code, its payload (FP8 code where
     tagged, the fp16 pattern elsewhere) and its value after store and load (fp16 bits). Looking
     a tensor up in these tables is :func:`encode_tags` / :func:`quantize` of it, only faster.
     """
-    fmt8 = _fmt8(fmt8)
+    return _code_table(_fmt8(fmt8), _threshold(t), _flag(flush_underflow, "flush_underflow"))
+
+
+@functools.cache
+def _code_table(fmt8: FPFormat, t: int, flush: bool):
     codes = FP16.all_codes()
-    tags = encode_tags(codes, fmt8, t)
+    tags = encode_tags(codes, fmt8, t, flush_underflow=flush)
     payload = np.where(tags, fp8_of(codes, fmt8), codes).astype(np.uint16)
     decoded = decode(tags, payload, fmt8)
     for table in (tags, payload, decoded):
@@ -251,11 +273,12 @@ def stream_bytes_fp16(n, fmt: FgmpBlockFormat) -> int:
     return fmt.padded(2 * _count(n))
 
 
-def pack(fp16_bits, fmt8, t, fmt: FgmpBlockFormat) -> bytes:
-    """Encode fp16 values (flattened in C order) as an FGMP byte stream."""
+def pack(fp16_bits, fmt8, t, fmt: FgmpBlockFormat, *, flush_underflow=False) -> bytes:
+    """Encode fp16 values (flattened in C order) as an FGMP byte stream (``flush_underflow``:
+    see :func:`encode_tags`)."""
     fmt = _block_format(fmt)
     x = _fp16_bits(fp16_bits).ravel()
-    tags = encode_tags(x, fmt8, t)
+    tags = encode_tags(x, fmt8, t, flush_underflow=flush_underflow)
     fp8 = fp8_of(x, fmt8)
     whole = _padded_tags(tags, fmt)
     nblocks = whole.shape[0]

@@ -11,7 +11,8 @@ Policy (written down in ``docs/fgmp.md``)
   the weight gradients dW). Each class has its FP8 format (default e4m3, e4m3, e5m2) and its own
   ``t`` per layer. Layers that read one stored tensor share its ``t`` (a ResNet block's first
   convolution and projection shortcut read the same X; its second convolution and the shortcut
-  read the same dY): they form one *group*.
+  read the same dY): they form one *group*. The rule's ``flush_underflow`` bit is fixed per
+  class (``FgmpPolicy.flush_underflow``, default off); the control does not change it.
 * Start: ``t = t_start`` (default ``man_bits + 1`` of the class format, 4 for e4m3 and 3 for
   e5m2: the largest ``t`` at which every value in the FP8 normal range is stored as FP8, since
   round to nearest errs by at most half an ulp).
@@ -76,6 +77,10 @@ class FgmpPolicy:
     store_weight_grad : bool
         The weight gradient dW is stored (and so rounded) as FGMP of the gradient class; if
         False it reaches the optimizer in fp32.
+    flush_underflow : tuple of str
+        Tensor classes whose FP8 underflow (a non-zero value that rounds to an FP8 zero) is
+        stored as that FP8 signed zero instead of fp16 (the rule's ``flush_underflow`` bit,
+        :func:`sim.fgmp.encode_tags`); default none.
     """
 
     weight_format: str = "e4m3"
@@ -89,8 +94,17 @@ class FgmpPolicy:
     interval: int = 10
     relax: float = 0.3
     store_weight_grad: bool = True
+    flush_underflow: tuple = ()
 
     def __post_init__(self):
+        flush = self.flush_underflow
+        if not isinstance(flush, (tuple, list)) or not all(
+                isinstance(cls, str) and cls in TENSOR_CLASSES for cls in flush) or \
+                len(set(flush)) != len(flush):
+            raise ValueError(f"flush_underflow must be a tuple of distinct tensor classes among "
+                             f"{list(TENSOR_CLASSES)}, not {flush!r}")
+        object.__setattr__(self, "flush_underflow", tuple(cls for cls in TENSOR_CLASSES
+                                                          if cls in flush))
         for cls in TENSOR_CLASSES:
             _fmt8(getattr(self, f"{cls}_format"))
             _budget(getattr(self, f"budget_{cls}"), f"budget_{cls}")
@@ -120,6 +134,11 @@ class FgmpPolicy:
         if cls not in TENSOR_CLASSES:
             raise ValueError(f"tensor class must be one of {list(TENSOR_CLASSES)}, not {cls!r}")
         return FGMP_FORMATS[_fmt8(getattr(self, f"{cls}_format")).name]
+
+    def flushes(self, cls: str) -> bool:
+        """Whether the class stores FP8 underflow as an FP8 zero (``flush_underflow``)."""
+        self.format_of(cls)
+        return cls in self.flush_underflow
 
     def start(self, cls: str) -> int:
         """Initial and smallest ``t`` of a class."""

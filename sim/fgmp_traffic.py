@@ -29,7 +29,8 @@ Rules
 * Biases and bias gradients are fp32 (4 bytes per element) in both schemes.
 * Formats: fp16 baseline = 2 bytes per element, padded to the bus word
   (:func:`sim.fgmp.stream_bytes_fp16`); FGMP = the exact stream of :func:`sim.fgmp.pack`
-  (tag masks, payload, last-block and bus padding) with the tensor's class format and ``t``.
+  (tag masks, payload, last-block and bus padding) with the tensor's class format, ``t`` and
+  ``flush_underflow`` bit.
 """
 
 from __future__ import annotations
@@ -224,9 +225,14 @@ def _fp16(values: np.ndarray) -> np.ndarray:
     return from_float32(FP16, np.ascontiguousarray(values, dtype=np.float32), saturate=False)
 
 
+def _no_flush(cls: str) -> bool:
+    return False
+
+
 def step_traffic(net: Network, tensors: dict, *, formats: Callable[[str], object],
                  threshold: Callable[[str, str], int],
-                 block: FgmpBlockFormat = FgmpBlockFormat()) -> dict:
+                 block: FgmpBlockFormat = FgmpBlockFormat(),
+                 flush_underflow: Callable[[str], bool] = _no_flush) -> dict:
     """Bytes on the bus of one training step, FGMP and fp16, from its captured tensors.
 
     Parameters
@@ -240,6 +246,9 @@ def step_traffic(net: Network, tensors: dict, *, formats: Callable[[str], object
     threshold : callable
         ``(layer, class) -> t`` in effect in that step.
     block : FgmpBlockFormat
+    flush_underflow : callable
+        Tensor class -> the rule's ``flush_underflow`` bit (e.g.
+        :meth:`sim.fgmp_control.FgmpPolicy.flushes`); default: off for every class.
 
     Returns
     -------
@@ -273,7 +282,8 @@ def step_traffic(net: Network, tensors: dict, *, formats: Callable[[str], object
                 fp8 = 0
             else:
                 t = threshold(access.owner, access.cls)
-                tags = code_table(formats(access.cls), t)[0][_fp16(array)]
+                tags = code_table(formats(access.cls), t,
+                                  flush_underflow=flush_underflow(access.cls))[0][_fp16(array)]
                 fp16_bytes = stream_bytes_fp16(n, block)
                 fgmp_bytes = stream_bytes(tags, block)
                 fp8 = int(np.count_nonzero(tags))
@@ -306,12 +316,14 @@ def step_traffic(net: Network, tensors: dict, *, formats: Callable[[str], object
 
 
 def gemm_products(net: Network, tensors: dict, *, formats: Callable[[str], object],
-                  threshold: Callable[[str, str], int]) -> dict:
+                  threshold: Callable[[str, str], int],
+                  flush_underflow: Callable[[str], bool] = _no_flush) -> dict:
     """Products of one training step by operand formats: ``{"fp8_fp8", "fp8_fp16",
     "fp16_fp16", "macs"}`` for FGMP (all dense: every product counted, zeros included).
 
     The operands are the stored tensors of the step as each GEMM reads them (the im2col matrix
-    of a convolution's input, whose padding zeros are FP8 zeros).
+    of a convolution's input, whose padding zeros are FP8 zeros). ``formats``, ``threshold``
+    and ``flush_underflow`` as for :func:`step_traffic`.
     """
     _check_network(net)
     counts = {"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": 0, "macs": 0}
@@ -325,7 +337,8 @@ def gemm_products(net: Network, tensors: dict, *, formats: Callable[[str], objec
         spec = layer.spec
 
         def fp8(key, cls):
-            tags = code_table(formats(cls), threshold(layer.name, cls))[0]
+            tags = code_table(formats(cls), threshold(layer.name, cls),
+                              flush_underflow=flush_underflow(cls))[0]
             return tags[_fp16(tensors[f"{layer.name}/{key}"])]
 
         def columns(tags):

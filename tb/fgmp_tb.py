@@ -1,11 +1,15 @@
 """Benches: the FGMP encoder, packer and unpacker against the golden model (sim/fgmp.py).
 
 * ``encoder_matches_golden``: tag and payload of every element (threshold and rounding edges,
-  every ``t``, both FP8 formats, unknown format codes).
+  every ``t``, both FP8 formats, ``flush`` on and off, unknown format codes).
+* ``encoder_exhaustive``: every fp16 code, for every FP8 format built in, with ``flush`` off and
+  on (each code with a random ``t``).
 * ``packer_bytes_match_golden``: bus words of FP32 tensors == ``sim.fgmp.pack`` of their fp16
-  rounding, tensor after tensor with its own ``t`` and format.
+  rounding, tensor after tensor with its own ``t``, format and ``flush`` (tensors full of FP8
+  underflow among them).
 * ``unpacker_operands_match_golden``: operands from golden streams == ``sim.fgmp.unpack``.
-* ``round_trip``: packer into unpacker == the golden store-then-load.
+* ``round_trip``: packer into unpacker == the golden store-then-load (``flush`` on and off,
+  tensors full of FP8 underflow among them).
 * ``unpacker_corrupt_streams`` / ``packer_bad_format``: corrupt streams and bad settings raise the error
   status, the tensor still ends (no hang) and the next one is correct.
 
@@ -26,7 +30,7 @@ from sim.fgmp import FgmpBlockFormat, encode_tags, fp8_of, pack, unpack
 from sim.formats import FP16, FP32
 from sim.numerics import convert
 from tb.fgmp_tops import packer_input_layout, round_trip_input_layout, unpacker_input_layout
-from tb.fgmp_vectors import Tensor, fp16_tensors, fp32_tensors
+from tb.fgmp_vectors import Tensor, fp16_tensors, fp32_tensors, widen
 from tb.harness import case, drive_and_check, make_rng, next_cycle, reset, start_clock
 from tb.packing import fields
 
@@ -100,6 +104,44 @@ def geometry_of(cfg) -> FgmpBlockFormat:
 
 
 # -- the encoding rule -----------------------------------------------------------------------------
+def underflow_fp16(fmt8: str) -> np.ndarray:
+    """Every finite non-zero fp16 code whose FP8 rounding is a zero (both signs): fp16
+    subnormals, and for e4m3 the tiny normals too."""
+    codes = FP16.all_codes()
+    magnitude = codes & 0x7FFF
+    finite_nonzero = (magnitude != 0) & (magnitude < 0x7C00)
+    return codes[finite_nonzero & ((fp8_of(codes, fmt8) & 0x7F) == 0)]
+
+
+def golden_elements(values, t, fmt, flush, formats):
+    """Expected encoder outputs ``(fp8 tags, payloads)`` of elements with their own ``t``,
+    format code and ``flush``; an unknown format code stores fp16."""
+    fp8 = np.zeros(values.size, dtype=bool)
+    payload = values.astype(np.int64)
+    for name in formats:
+        for threshold in range(16):
+            for flush_underflow in (False, True):
+                sel = (fmt == TAG[name]) & (t == threshold) & (flush == flush_underflow)
+                tags = encode_tags(values[sel], name, threshold, flush_underflow=flush_underflow)
+                fp8[sel] = tags
+                payload[sel] = np.where(tags, fp8_of(values[sel], name), values[sel])
+    return fp8, payload
+
+
+async def check_encoder(dut, rng, values, t, fmt, flush, formats, **kwargs):
+    fp8, payload = golden_elements(values, t, fmt, flush, formats)
+    inputs = port_words(EncodeInput, value=values, t=t, fmt=fmt, flush=flush)
+    expected = port_words(FgmpElement, payload=payload, fp8=fp8)
+
+    def describe(k):
+        return (f"fp16 0x{int(values[k]):04x} t={int(t[k])} fmt={int(fmt[k])} "
+                f"flush={int(flush[k])}; expected tag {int(fp8[k])} "
+                f"payload 0x{int(payload[k]):04x}")
+
+    await drive_and_check(dut, rng, inputs, expected, describe, **kwargs)
+    return fp8, payload
+
+
 @cocotb.test()
 async def encoder_matches_golden(dut):
     cfg = case()
@@ -108,38 +150,87 @@ async def encoder_matches_golden(dut):
     values = np.concatenate([x.values for x in tensors]).astype(np.int64)
     t = np.concatenate([np.full(x.values.size, x.t) for x in tensors])
     fmt = np.concatenate([np.full(x.values.size, TAG[x.fmt8]) for x in tensors])
+    flush = np.concatenate([np.full(x.values.size, rng.integers(0, 2)) for x in tensors])
     # unknown format codes (fp16, the unused code, a format not built in) store fp16
     unknown = [c for c in range(4) if c not in [TAG[f] for f in cfg["formats"]]]
     stray = rng.random(values.size) < 0.05
     fmt = np.where(stray, np.array(unknown)[rng.integers(0, len(unknown), values.size)], fmt)
-    fp8 = np.zeros(values.size, dtype=bool)
-    payload = values.copy()
-    for name in cfg["formats"]:
-        for threshold in range(16):
-            sel = (fmt == TAG[name]) & (t == threshold)
-            tags = encode_tags(values[sel], name, threshold)
-            fp8[sel] = tags
-            payload[sel] = np.where(tags, fp8_of(values[sel], name), values[sel])
-    inputs = port_words(EncodeInput, value=values, t=t, fmt=fmt)
-    expected = port_words(FgmpElement, payload=payload, fp8=fp8)
+    await check_encoder(dut, rng, values, t, fmt, flush, cfg["formats"])
 
-    def describe(k):
-        return (f"fp16 0x{int(values[k]):04x} t={int(t[k])} fmt={int(fmt[k])}; "
-                f"expected tag {int(fp8[k])} payload 0x{int(payload[k]):04x}")
 
-    await drive_and_check(dut, rng, inputs, expected, describe)
+@cocotb.test()
+async def encoder_exhaustive(dut):
+    """All 65,536 fp16 codes per built format, each once with ``flush`` off and once on, in a
+    random order (settings change from element to element), each with a random ``t``."""
+    cfg = case()
+    rng = make_rng(dut)
+    formats = tuple(cfg["formats"])
+    codes = FP16.all_codes().astype(np.int64)
+    values = np.tile(codes, 2 * len(formats))
+    fmt = np.repeat([TAG[name] for name in formats], 2 * codes.size)
+    flush = np.tile(np.repeat([0, 1], codes.size), len(formats))
+    t = rng.integers(0, 16, values.size)
+    order = rng.permutation(values.size)
+    values, fmt, flush, t = values[order], fmt[order], flush[order], t[order]
+    # light handshake randomness: the sweep is long, the data benches cover the stream rules
+    fp8, payload = await check_encoder(dut, rng, values, t, fmt, flush, formats,
+                                       p_idle=0.02, p_stall=0.02)
+    # the sweep must contain the cases flush decides: every underflow code stored as the FP8
+    # zero of its sign with flush on, as fp16 with it off
+    for name in formats:
+        under = np.isin(values, underflow_fp16(name)) & (fmt == TAG[name])
+        flushed = under & (flush == 1)
+        assert flushed.any() and fp8[flushed].all() and not fp8[under & (flush == 0)].any(), \
+            f"{name}: the golden tags do not separate flush on and off on underflow codes"
+        assert np.array_equal(payload[flushed], (values[flushed] >> 8) & 0x80), \
+            f"{name}: golden payload of a flushed underflow is not the FP8 signed zero"
+        dut._log.info("%s: %d underflow codes checked with flush on and off", name,
+                      np.count_nonzero(flushed))
 
 
 # -- packer ----------------------------------------------------------------------------------------
-def packer_stimulus(tensors: list[Tensor], geometry: FgmpBlockFormat):
-    """Input words, expected bus words and a describe function for FP32 tensors."""
+def underflow_fp32(rng, fmt8: str, n: int) -> np.ndarray:
+    """``n`` FP32 values that are mostly FP8 underflow after their fp16 rounding: fp16 codes that
+    underflow (both signs), some with random low FP32 bits (rounded by the converter), FP32
+    values below the fp16 range, zeros and the smallest codes that do not underflow."""
+    under = underflow_fp16(fmt8)
+    top = int((under & 0x7FFF).max())
+    boundary = np.array([top + 1, top + 2, 0x8000 | (top + 1), 0, 0x8000], dtype=np.uint16)
+    pick = rng.random(n)
+    codes = np.where(pick < 0.85, under[rng.integers(0, under.size, n)],
+                     boundary[rng.integers(0, boundary.size, n)]).astype(np.uint16)
+    values = widen(codes).astype(np.uint32)
+    jitter = rng.random(n) < 0.3
+    values[jitter] ^= rng.integers(0, 1 << 13, np.count_nonzero(jitter)).astype(np.uint32)
+    tiny = rng.random(n) < 0.05                              # below fp16's smallest subnormal
+    values[tiny] = (rng.integers(0, 2, np.count_nonzero(tiny)).astype(np.uint32) << 31) | \
+        rng.integers(1, 0x32800000, np.count_nonzero(tiny)).astype(np.uint32)
+    return values
+
+
+def underflow_tensors(rng, block: int, fmt8s) -> list[tuple[Tensor, bool]]:
+    """``(tensor, flush)``: tensors full of FP8 underflow for each format, three with flush on
+    (different lengths) and one with it off."""
+    cases = []
+    for fmt8 in fmt8s:
+        for n, flush in ((4 * block + 3, True), (block, True), (block // 2 + 1, True),
+                         (2 * block + 1, False)):
+            cases.append((Tensor(underflow_fp32(rng, fmt8, n), int(rng.integers(0, 16)), fmt8,
+                                 f"underflow, flush {'on' if flush else 'off'}"), flush))
+    return cases
+
+
+def packer_stimulus(tensors: list[Tensor], geometry: FgmpBlockFormat, flushes=None):
+    """Input words, expected bus words and a describe function for FP32 tensors (``flushes``:
+    the ``flush`` bit of each tensor, off by default)."""
+    flushes = [False] * len(tensors) if flushes is None else [bool(f) for f in flushes]
     inputs, expected, owner = [], [], []
-    for index, x in enumerate(tensors):
+    for index, (x, flush) in enumerate(zip(tensors, flushes, strict=True)):
         n = x.values.size
         inputs += port_words(packer_input_layout, element__value=x.values,
                              element__last=np.arange(n) == n - 1, t=[x.t] * n,
-                             fmt=[TAG[x.fmt8]] * n)
-        data = pack(convert(FP32, FP16, x.values), x.fmt8, x.t, geometry)
+                             fmt=[TAG[x.fmt8]] * n, flush=[flush] * n)
+        data = pack(convert(FP32, FP16, x.values), x.fmt8, x.t, geometry, flush_underflow=flush)
         words, last = bus_words(data, geometry.bus_bytes)
         expected += port_words(bus_word_layout(geometry.bus_bytes), data=words, last=last)
         owner += [(index, w) for w in range(len(words))]
@@ -148,8 +239,9 @@ def packer_stimulus(tensors: list[Tensor], geometry: FgmpBlockFormat):
         index, w = owner[k]
         x = tensors[index]
         head = " ".join(f"{int(v):08x}" for v in x.values[:8])
-        return (f"tensor {index} ({x.label}, n={x.values.size}, t={x.t}, {x.fmt8}), bus word "
-                f"{w}; fp32 inputs {head}{' ...' if x.values.size > 8 else ''}")
+        return (f"tensor {index} ({x.label}, n={x.values.size}, t={x.t}, {x.fmt8}, flush="
+                f"{int(flushes[index])}), bus word {w}; fp32 inputs {head}"
+                f"{' ...' if x.values.size > 8 else ''}")
 
     return inputs, expected, describe
 
@@ -159,8 +251,15 @@ async def packer_bytes_match_golden(dut):
     cfg = case()
     rng = make_rng(dut)
     geometry = geometry_of(cfg)
-    tensors = fp32_tensors(rng, cfg["vectors"], block=geometry.block, fmt8s=tuple(cfg["formats"]))
-    inputs, expected, describe = packer_stimulus(tensors, geometry)
+    fmt8s = tuple(cfg["formats"])
+    tensors = fp32_tensors(rng, cfg["vectors"], block=geometry.block, fmt8s=fmt8s)
+    flushes = list(rng.integers(0, 2, len(tensors)).astype(bool))
+    for x, flush in underflow_tensors(rng, geometry.block, fmt8s):
+        tensors.append(x)
+        flushes.append(flush)
+    order = rng.permutation(len(tensors))
+    tensors, flushes = [tensors[k] for k in order], [flushes[k] for k in order]
+    inputs, expected, describe = packer_stimulus(tensors, geometry, flushes)
     dut.clear_error.value = 0
     await drive_and_check(dut, rng, inputs, expected, describe)
     assert int(dut.status.value) == 0, f"status {int(dut.status.value):#x} after valid tensors"
@@ -210,22 +309,30 @@ async def round_trip(dut):
     values = values[:values.size // n * n].astype(np.uint32)
     t = np.repeat(rng.integers(0, 16, values.size // n), n)
     t[:16 * n] = np.repeat(np.arange(16), n)[:values.size]           # every t at least once
+    flush = np.repeat(rng.integers(0, 2, values.size // n), n)
+    # tensors full of FP8 underflow: flush on for three of them, off for one
+    adversarial = [underflow_fp32(rng, fmt8, n) for _ in range(4)]
+    values = np.concatenate([values, *adversarial]).astype(np.uint32)
+    t = np.concatenate([t, np.repeat(rng.integers(0, 16, 4), n)])
+    flush = np.concatenate([flush, np.repeat([1, 1, 0, 1], n)])
     x16 = convert(FP32, FP16, values)
     tags = np.zeros(values.size, dtype=bool)
     for threshold in range(16):
-        sel = t == threshold
-        tags[sel] = encode_tags(x16[sel], fmt8, threshold)
+        for flush_underflow in (False, True):
+            sel = (t == threshold) & (flush == flush_underflow)
+            tags[sel] = encode_tags(x16[sel], fmt8, threshold, flush_underflow=flush_underflow)
     bits = np.where(tags, fp8_of(x16, fmt8), x16).astype(np.int64)
     magnitude = np.where(tags, bits & 0x7F, bits & 0x7FFF)
     last = np.arange(values.size) % n == n - 1
-    inputs = port_words(round_trip_input_layout, element__value=values, element__last=last, t=t)
+    inputs = port_words(round_trip_input_layout, element__value=values, element__last=last, t=t,
+                        flush=flush)
     expected = port_words(UnpackedOperand, operand__bits=bits,
                           operand__fmt=np.where(tags, TAG[fmt8], 0), zero=magnitude == 0,
                           last=last)
 
     def describe(k):
         return (f"tensor {k // n} element {k % n}: fp32 0x{int(values[k]):08x} -> fp16 "
-                f"0x{int(x16[k]):04x}, t={int(t[k])}, {fmt8}")
+                f"0x{int(x16[k]):04x}, t={int(t[k])}, flush={int(flush[k])}, {fmt8}")
 
     dut.fmt.value = TAG[fmt8]
     dut.length.value = n

@@ -1,9 +1,10 @@
 """Bench top levels for the FGMP units.
 
-The packer samples ``t`` and ``fmt`` with each element and the unpacker samples ``length`` and
-``fmt`` with the first bus word of a tensor. These tops carry those settings in the input
-payload, so that a stream checker that drives payloads only (:class:`tb.harness.StreamChecker`)
-can change them from tensor to tensor exactly when the unit samples them.
+The packer samples ``t``, ``fmt`` and ``flush`` with each element and the unpacker samples
+``length`` and ``fmt`` with the first bus word of a tensor. These tops carry those settings in
+the input payload, so that a stream checker that drives payloads only
+(:class:`tb.harness.StreamChecker`) can change them from tensor to tensor exactly when the unit
+samples them.
 """
 
 from amaranth import Module
@@ -18,10 +19,10 @@ __all__ = ["PackerTop", "UnpackerTop", "RoundTripTop", "packer_input_layout",
            "round_trip_input_layout", "unpacker_input_layout"]
 
 packer_input_layout = data.StructLayout({"element": PackerInput, "t": T_BITS,
-                                         "fmt": OperandFormat})
+                                         "fmt": OperandFormat, "flush": 1})
 
 
-round_trip_input_layout = data.StructLayout({"element": PackerInput, "t": T_BITS})
+round_trip_input_layout = data.StructLayout({"element": PackerInput, "t": T_BITS, "flush": 1})
 
 
 def unpacker_input_layout(bus_bytes):
@@ -30,7 +31,8 @@ def unpacker_input_layout(bus_bytes):
 
 
 class PackerTop(wiring.Component):
-    """:class:`~hw.fgmp.packer.FgmpPacker` with ``t`` and ``fmt`` in the input payload."""
+    """:class:`~hw.fgmp.packer.FgmpPacker` with ``t``, ``fmt`` and ``flush`` in the input
+    payload."""
 
     def __init__(self, packer):
         self.packer = packer
@@ -50,6 +52,7 @@ class PackerTop(wiring.Component):
             packer.i.payload.eq(self.i.payload.element),
             packer.t.eq(self.i.payload.t),
             packer.fmt.eq(self.i.payload.fmt),
+            packer.flush.eq(self.i.payload.flush),
             packer.clear_error.eq(self.clear_error),
             self.status.eq(packer.status),
         ]
@@ -89,8 +92,8 @@ class UnpackerTop(wiring.Component):
 class RoundTripTop(wiring.Component):
     """Packer into unpacker: FP32 values in, the operands the PEs would read back out.
 
-    ``t`` travels in the input payload; ``fmt`` (both units) and ``length`` (the unpacker) are
-    ports held for the whole run.
+    ``t`` and ``flush`` travel in the input payload; ``fmt`` (both units) and ``length`` (the
+    unpacker) are ports held for the whole run.
     """
 
     def __init__(self, packer, unpacker):
@@ -114,6 +117,7 @@ class RoundTripTop(wiring.Component):
             self.i.ready.eq(packer.i.ready),
             packer.i.payload.eq(self.i.payload.element),
             packer.t.eq(self.i.payload.t),
+            packer.flush.eq(self.i.payload.flush),
             packer.fmt.eq(self.fmt),
             unpacker.fmt.eq(self.fmt),
             unpacker.length.eq(self.length),

@@ -41,6 +41,13 @@ def test_fgmp_encoder(simulator, stages, formats):
            "encoder_matches_golden", stages=stages, formats=formats, vectors=vectors())
 
 
+# every fp16 code, both formats, flush off and on (262,144 elements): the built configuration
+# of the encoder bench above (Verilator build shared)
+def test_fgmp_encoder_exhaustive(simulator):
+    _bench(FgmpEncoder(formats=BOTH, stages=1), "fgmp_encoder", simulator, "encoder_exhaustive",
+           stages=1, formats=BOTH)
+
+
 @pytest.mark.parametrize("block,bus_bytes,formats,convert_stages,encode_stages", PACKERS)
 def test_fgmp_packer(simulator, block, bus_bytes, formats, convert_stages, encode_stages):
     packer = _packer(block, bus_bytes, formats, convert_stages, encode_stages)

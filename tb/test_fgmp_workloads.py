@@ -30,9 +30,9 @@ def _fp16(values):
     return from_float32(FP16, np.asarray(values, dtype=np.float32))
 
 
-def _fgmp_values(values, fmt8, t):
+def _fgmp_values(values, fmt8, t, flush=False):
     """float32 values of float32 inputs after fp16 rounding and FGMP store/load (sim.fgmp)."""
-    decoded, _ = quantize(_fp16(values), fmt8, t)
+    decoded, _ = quantize(_fp16(values), fmt8, t, flush_underflow=flush)
     return to_float32(FP16, decoded)
 
 
@@ -68,20 +68,31 @@ def test_backend_forward_is_golden_gemm_of_fgmp_operands(t_act, t_w):
     assert np.array_equal(y.view(np.uint32), want), f"seed={SEED + t_act:#x}"
 
 
-def test_backend_backward_stores_gradients_as_fgmp():
+@pytest.mark.parametrize("flush", [(), ("gradient",), ("weight", "activation", "gradient")],
+                         ids=["no_flush", "flush_gradient", "flush_all"])
+def test_backend_backward_stores_gradients_as_fgmp(flush):
     layer, x = _linear(SEED)
-    policy = FgmpPolicy(adaptive=False, t_start={"gradient": 5})
+    policy = FgmpPolicy(adaptive=False, t_start={"gradient": 5}, flush_underflow=flush)
     ctx = StepContext(backend=FgmpBackend(policy=policy), training=True)
     layer.forward(x, ctx)
     rng = np.random.default_rng(SEED)
     dy = (rng.standard_normal((6, 5)) * 300).astype(np.float32)
+    dy[1, :3] = [2.0 ** -20, -3 * 2.0 ** -19, 2.0 ** -16]     # e5m2 underflow x2, a subnormal
     dx = layer.backward(dy, ctx)
-    x_stored = _fp16(_fgmp_values(x, E4M3, 4))
-    w_stored = _fp16(_fgmp_values(layer.params["weight"], E4M3, 4))
-    dy_stored = _fp16(_fgmp_values(dy, E5M2, 5))
+
+    def stored(values, fmt8, t, cls):
+        return _fp16(_fgmp_values(values, fmt8, t, cls in flush))
+
+    x_stored = stored(x, E4M3, 4, "activation")
+    w_stored = stored(layer.params["weight"], E4M3, 4, "weight")
+    dy_stored = stored(dy, E5M2, 5, "gradient")
+    # flushing stores the underflows as signed zeros; without it they stay fp16
+    assert [to_float32(FP16, v) for v in dy_stored[1, :2]] == \
+        ([0.0, -0.0] if "gradient" in flush else [2.0 ** -20, -3 * 2.0 ** -19])
+    assert np.signbit(to_float32(FP16, dy_stored[1, 1])) == 1
     dw = gemm(x_stored, dy_stored, transpose_a=True).view(np.float32)
     assert np.array_equal(layer.grads["weight"].view(np.uint32),
-                          _fgmp_values(dw, E5M2, 5).view(np.uint32))
+                          _fgmp_values(dw, E5M2, 5, "gradient" in flush).view(np.uint32))
     ones = _fp16(np.ones((1, 6), dtype=np.float32))
     assert np.array_equal(layer.grads["bias"].view(np.uint32), gemm(ones, dy_stored)[0])
     assert np.array_equal(dx.view(np.uint32), gemm(dy_stored, w_stored, transpose_b=True))
@@ -225,10 +236,25 @@ def test_control_without_measurements_keeps_t():
     ({"t_start": {"weight": 16}}, r"t_start\['weight'\] must be an integer in 0..15"),
     ({"t_start": {"bias": 3}}, "t_start must be a dict with keys among"),
     ({"adaptive": "yes"}, "adaptive must be a bool"),
+    ({"flush_underflow": "gradient"}, "flush_underflow must be a tuple of distinct tensor "
+                                      r"classes among \['weight', 'activation', 'gradient'\]"),
+    ({"flush_underflow": ("bias",)}, "flush_underflow must be a tuple of distinct"),
+    ({"flush_underflow": ("gradient", "gradient")}, "flush_underflow must be a tuple of distinct"),
+    ({"flush_underflow": None}, "flush_underflow must be a tuple of distinct"),
 ])
 def test_policy_rejects_bad_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FgmpPolicy(**kwargs)
+
+
+def test_policy_flush_underflow_per_class():
+    assert FgmpPolicy().flush_underflow == ()
+    policy = FgmpPolicy(flush_underflow=["gradient", "weight"])
+    assert policy.flush_underflow == ("weight", "gradient")          # canonical order, a tuple
+    assert [policy.flushes(cls) for cls in ("weight", "activation", "gradient")] == \
+        [True, False, True]
+    with pytest.raises(ValueError, match="tensor class must be one of"):
+        policy.flushes("bias")
 
 
 def test_policy_rejects_unknown_class():
@@ -320,6 +346,22 @@ def test_step_traffic_prices_every_access(net_name, upsample):
             assert entry["bytes_fgmp"] == stream_bytes(tags, block), entry["tensor"]
             assert entry["bytes_fp16"] == stream_bytes_fp16(values.size, block)
     assert real["bytes_fgmp"] < real["bytes_fp16"]
+    # flushing the gradients' underflow: each gradient tensor priced with the flushed tags
+    tensors[f"{net.weight_layers()[-1].name}/grad_output"][0, :2] = [2.0 ** -20, -(2.0 ** -18)]
+    flushed = step_traffic(net, tensors, formats=FgmpPolicy().format_of,
+                           threshold=lambda *_: 3, block=block,
+                           flush_underflow=lambda cls: cls == "gradient")
+    plain = step_traffic(net, tensors, formats=FgmpPolicy().format_of, threshold=lambda *_: 3,
+                         block=block)
+    for entry, other in zip(flushed["tensors"], plain["tensors"]):
+        values = tensors.get(entry["tensor"])
+        if entry["class"] != "gradient" or values is None:
+            assert entry == other
+            continue
+        _, tags = quantize(_fp16(values), E5M2, 3, flush_underflow=True)
+        assert entry["bytes_fgmp"] == stream_bytes(tags, block), entry["tensor"]
+        assert entry["fp8"] >= other["fp8"]
+    assert flushed["fp8_share"] > plain["fp8_share"]        # this step has e5m2 underflows
 
 
 def test_step_traffic_rejects_bad_input():
@@ -337,17 +379,21 @@ def test_step_traffic_rejects_bad_input():
         TensorAccess("op", "read", "x", "bias", "l")
 
 
-def test_gemm_products_brute_force():
+@pytest.mark.parametrize("flush", [(), ("activation", "gradient")], ids=["no_flush", "flush"])
+def test_gemm_products_brute_force(flush):
     """Pair counts against explicit FP8-indicator operand matrices, product by product."""
     net = build_network("digits_cnn", width=1)
     data = _tiny_digits(n=2)
     tensors = {}
     train_step(net, SGD(net.parameters(), lr=0.01), FgmpBackend(), data.x_train, data.y_train,
                rng=np.random.default_rng(3), loss_scale=1024.0, tensors=tensors)
-    policy = FgmpPolicy(t_start={"weight": 6, "activation": 5, "gradient": 4})
+    tensors["fc2/grad_output"][0, :2] = [2.0 ** -19, -(2.0 ** -20)]      # e5m2 underflows
+    policy = FgmpPolicy(t_start={"weight": 6, "activation": 5, "gradient": 4},
+                        flush_underflow=flush)
 
     def fp8(key, cls):
-        return quantize(_fp16(tensors[key]), policy.format_of(cls), policy.start(cls))[1]
+        return quantize(_fp16(tensors[key]), policy.format_of(cls), policy.start(cls),
+                        flush_underflow=policy.flushes(cls))[1]
 
     want = {"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": 0, "macs": 0}
     specs = {s.name: s for s in net.specs()}
@@ -358,7 +404,7 @@ def test_gemm_products_brute_force():
             # im2col of the values, then the rule: padding is +0, an FP8 zero
             values = im2col(tensors[f"{spec.name}/input"], kernel=spec.kernel,
                             stride=spec.stride, padding=spec.padding)
-            x = quantize(_fp16(values), E4M3, 5)[1]
+            x = quantize(_fp16(values), E4M3, 5, flush_underflow=bool(flush))[1]
         else:
             x = x.reshape(2, -1)
         w = fp8(f"{spec.name}/weight", "weight")
@@ -372,7 +418,8 @@ def test_gemm_products_brute_force():
         want["fp16_fp16"] += int(np.count_nonzero(pairs == 0))
         want["macs"] += command.macs
     got = gemm_products(net, tensors, formats=policy.format_of,
-                        threshold=lambda layer, cls: policy.start(cls))
+                        threshold=lambda layer, cls: policy.start(cls),
+                        flush_underflow=policy.flushes)
     assert got == want
     assert 0 < got["fp8_fp16"] and 0 < got["fp8_fp8"]
 
@@ -435,6 +482,9 @@ def test_bench_script_smoke(tmp_path, monkeypatch):
     (["--budgets", "0.1,0.2"], "budgets must be three comma-separated numbers"),
     (["--budgets", "0,0.1,0.1"], "budget_weight must be a finite number > 0"),
     (["--label", "a b"], "--label must be letters, digits and underscores"),
+    (["--flush-underflow", "bias"], "classes must be a comma-separated subset of "
+                                    r"\['weight', 'activation', 'gradient'\]"),
+    (["--flush-underflow", "gradient,gradient"], "classes must be a comma-separated subset"),
 ])
 def test_bench_script_rejects_bad_arguments(argv, match, capsys):
     from scripts import fgmp_bench
@@ -443,6 +493,11 @@ def test_bench_script_rejects_bad_arguments(argv, match, capsys):
     assert (args.policy.budget_weight, args.policy.budget_activation,
             args.policy.budget_gradient) == (0.1, 0.2, 0.3)
     assert fgmp_bench.result_key("resnet18", args) == "resnet18_loose_1"
+    assert args.policy.flush_underflow == ("gradient",)            # the bench's default
+    args = fgmp_bench.parse_args(["--flush-underflow", ""])
+    assert args.policy.flush_underflow == ()
+    args = fgmp_bench.parse_args(["--flush-underflow", "gradient,weight"])
+    assert args.policy.flush_underflow == ("weight", "gradient")
 
     with pytest.raises(SystemExit):
         fgmp_bench.parse_args(argv)

@@ -31,26 +31,50 @@ def _hex16(v) -> str:
     return f"0x{int(v):04x}"
 
 
-def reference_tags(fp16_bits: np.ndarray, fmt8, t: int) -> np.ndarray:
+def reference_tags(fp16_bits: np.ndarray, fmt8, t: int, flush: bool = False) -> np.ndarray:
     """The encoding rule in float64 on ml_dtypes casts (independent of sim.numerics)."""
     x = fp16_bits.view(np.float16).astype(np.float64)
     with np.errstate(all="ignore"):
         y = fp16_bits.view(np.float16).astype(fmt8.dtype).astype(np.float64)
         close = np.abs(y - x) * 2.0 ** t <= np.abs(x)
     usable = np.isfinite(x) & (x != 0) & np.isfinite(y) & (y != 0)
-    return (x == 0) | (usable & close)
+    underflow = np.isfinite(x) & (x != 0) & (y == 0)
+    return (x == 0) | (usable & close) | (flush & underflow)
 
 
 # -- the rule --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flush", [False, True], ids=["fp16_underflow", "flush_underflow"])
 @pytest.mark.parametrize("fmt8", FP8, ids=str)
-def test_tags_exhaustive(fmt8):
+def test_tags_exhaustive(fmt8, flush):
     for t in range(T_MAX + 1):
-        got = encode_tags(ALL_FP16, fmt8, t)
-        expected = reference_tags(ALL_FP16, fmt8, t)
+        got = encode_tags(ALL_FP16, fmt8, t, flush_underflow=flush)
+        expected = reference_tags(ALL_FP16, fmt8, t, flush)
         bad = np.flatnonzero(got != expected)
-        assert bad.size == 0, f"{fmt8} t={t}: {bad.size} tags differ, e.g. " + ", ".join(
-            f"x={_hex16(ALL_FP16[i])} golden={bool(got[i])} reference={bool(expected[i])}"
-            for i in bad[:8])
+        assert bad.size == 0, f"{fmt8} t={t} flush={flush}: {bad.size} tags differ, e.g. " + \
+            ", ".join(f"x={_hex16(ALL_FP16[i])} golden={bool(got[i])} "
+                      f"reference={bool(expected[i])}" for i in bad[:8])
+        table = fgmp.code_table(fmt8, t, flush_underflow=flush)[0]
+        assert np.array_equal(table, got), f"{fmt8} t={t} flush={flush}: code_table differs"
+
+
+@pytest.mark.parametrize("fmt8", FP8, ids=str)
+def test_flush_underflow_stores_signed_zeros(fmt8):
+    # exactly the FP8 underflows change: they become FP8 zeros of their sign; the smallest
+    # values that do not underflow (half the smallest subnormal rounds to even = zero, just
+    # above it rounds up) keep the rule's verdict
+    half = fmt8.min_subnormal / 2
+    for t in range(T_MAX + 1):
+        plain, plain_tags = quantize(ALL_FP16, fmt8, t)
+        out, tags = quantize(ALL_FP16, fmt8, t, flush_underflow=True)
+        changed = tags != plain_tags
+        assert not np.any(plain_tags & ~tags), f"{fmt8} t={t}: flushing removed an FP8 tag"
+        x = ALL_FP16[changed].view(np.float16).astype(np.float64)
+        assert x.size and np.all((x != 0) & (np.abs(x) <= half)), f"{fmt8} t={t}"
+        y = out[changed]
+        assert np.array_equal(y, ALL_FP16[changed] & 0x8000), f"{fmt8} t={t}: not signed zeros"
+        assert np.array_equal(out[~changed], plain[~changed])
+        assert np.array_equal(fp8_of(ALL_FP16[changed], fmt8),
+                              np.where(np.signbit(x), 0x80, 0x00).astype(np.uint8))
 
 
 @pytest.mark.parametrize("fmt8", FP8, ids=str)
@@ -65,6 +89,11 @@ def test_tags_special_values(fmt8):
         got = encode_tags(bits, fmt8, t)
         for b, g in zip(bits, got):
             assert g == cases[int(b)], f"{fmt8} t={t} x={_hex16(b)}: tag {g}"
+        # flushing underflow changes only the underflow: NaN, infinities, overflow stay fp16
+        flushed = {**cases, tiny: True, tiny | 0x8000: True}
+        got = encode_tags(bits, fmt8, t, flush_underflow=True)
+        for b, g in zip(bits, got):
+            assert g == flushed[int(b)], f"{fmt8} t={t} x={_hex16(b)} flushing: tag {g}"
 
 
 @pytest.mark.parametrize("fmt8", FP8, ids=str)
@@ -210,6 +239,13 @@ def test_pack_matches_reference_and_round_trips(fmt8, block, bus_bytes):
         out, got_tags = unpack(data, n, fmt8, fmt)
         assert np.array_equal(got_tags, tags)
         assert np.array_equal(out, quantize(values, fmt8, t)[0])
+        # flushing: the same stream layout with the rule's flushed tags, zeros on load
+        data = pack(values, fmt8, t, fmt, flush_underflow=True)
+        tags = encode_tags(values, fmt8, t, flush_underflow=True)
+        assert len(data) == stream_bytes(tags, fmt)
+        out, got_tags = unpack(data, n, fmt8, fmt)
+        assert np.array_equal(got_tags, tags)
+        assert np.array_equal(out, quantize(values, fmt8, t, flush_underflow=True)[0])
 
 
 def test_pack_hand_checked_bytes():
@@ -293,6 +329,17 @@ def test_bad_threshold(t):
         encode_tags(np.zeros(1, dtype=np.uint16), E4M3, t)
     with pytest.raises(ValueError, match=r"t must be an integer in 0\.\.15"):
         pack(np.zeros(1, dtype=np.uint16), E4M3, t, FgmpBlockFormat())
+
+
+@pytest.mark.parametrize("flag", [1, 0, None, "yes", np.uint8(1)])
+def test_bad_flush_underflow(flag):
+    zeros = np.zeros(1, dtype=np.uint16)
+    for call in (lambda: encode_tags(zeros, E4M3, 4, flush_underflow=flag),
+                 lambda: quantize(zeros, E4M3, 4, flush_underflow=flag),
+                 lambda: fgmp.code_table(E4M3, 4, flush_underflow=flag),
+                 lambda: pack(zeros, E4M3, 4, FgmpBlockFormat(), flush_underflow=flag)):
+        with pytest.raises(ValueError, match="flush_underflow must be True or False"):
+            call()
 
 
 @pytest.mark.parametrize("fmt8", ["fp16", "bf16", "e3m4", FP16, None])

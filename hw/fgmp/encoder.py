@@ -3,7 +3,8 @@
 Bit-exact with :func:`sim.fgmp.encode_tags` and :func:`sim.fgmp.fp8_of`. For an fp16 value
 ``x`` the FP8 candidate ``y`` is ``x`` rounded to nearest even (IEEE overflow, no saturation);
 ``x`` is stored as FP8 when it is a zero, or when ``x`` and ``y`` are finite and non-zero and
-``|y - x| * 2**t <= |x|``.
+``|y - x| * 2**t <= |x|``; with the tensor's ``flush`` bit (``flush_underflow`` of the golden
+model) also when ``x`` is finite and ``y`` is a zero (an underflow, stored as that signed zero).
 
 Algorithm
 ---------
@@ -19,7 +20,9 @@ shifted back by ``point``, so the rounding error is ``low`` (rounded down) or
 ``residual << t <= S``, no subtraction of floating-point values needed. The FP8 magnitude is
 built as in :mod:`hw.fp.converter` (exponent base plus rounded significand, the carry of a
 rounding moving into the next binade by itself); a magnitude above the largest finite code is an
-overflow (``y`` infinite or NaN), a rounded significand of zero an underflow.
+overflow (``y`` infinite or NaN), a rounded significand of zero an underflow. An underflowing
+``x`` lies below the FP8 normal range, so its exponent base is 0 and its magnitude 0: the code is
+already the FP8 zero of its sign, which is the payload ``flush`` stores.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, signed
@@ -46,9 +49,12 @@ class EncodeInput(data.Struct):
     t: T_BITS
     #: FP8 format (``E4M3`` or ``E5M2``); any other code stores the element as fp16.
     fmt: OperandFormat
+    #: Flush FP8 underflow: a finite non-zero value whose FP8 rounding is zero is stored as FP8
+    #: (that signed zero) instead of fp16.
+    flush: 1
 
 
-def _candidate(m, value, t, fmt8):
+def _candidate(m, value, t, flush, fmt8):
     """``(fp8, code)``: whether ``value`` (fp16 bits) may be stored as ``fmt8``, and its code."""
     name = fmt8.name
     x = data.View(FP16.layout, value)
@@ -93,18 +99,20 @@ def _candidate(m, value, t, fmt8):
     underflow = rounded == 0                             # y is zero (or x was)
 
     fp8 = Signal(name=f"{name}_fp8")
-    m.d.comb += fp8.eq(is_zero | (~is_special & ~overflow & ~underflow & close))
+    m.d.comb += fp8.eq(is_zero | (~is_special & ~overflow
+                                  & ((~underflow & close) | (flush & underflow))))
     code = Signal(8, name=f"{name}_code")
     m.d.comb += code.eq(Cat(magnitude[:fmt8.width - 1], x.sign))
     return fp8, code
 
 
-def encode(m: Module, value, t, fmt, formats) -> data.View:
+def encode(m: Module, value, t, fmt, formats, *, flush) -> data.View:
     """Combinational FGMP encode of one fp16 ``value`` with threshold ``t`` as FP8 format
     ``fmt`` (an :class:`~hw.fp.operand.OperandFormat` value; one of ``formats``, a tuple of
-    FP8 tags; any other code gives fp16). Returns an :class:`~hw.fgmp.interface.FgmpElement`."""
+    FP8 tags; any other code gives fp16), FP8 underflow flushed to a signed zero when ``flush``
+    (1 bit) is set. Returns an :class:`~hw.fgmp.interface.FgmpElement`."""
     element = Signal(FgmpElement, name="encoded")
-    candidates = {tag: _candidate(m, value, t, tag.fmt) for tag in formats}
+    candidates = {tag: _candidate(m, value, t, flush, tag.fmt) for tag in formats}
     with m.Switch(fmt):
         for tag, (fp8, code) in candidates.items():
             with m.Case(tag):
@@ -115,7 +123,8 @@ def encode(m: Module, value, t, fmt, formats) -> data.View:
 
 
 class FgmpEncoder(PipelinedComponent):
-    """Stream unit: fp16 element, threshold and FP8 format in; FGMP tag and payload out.
+    """Stream unit: fp16 element, threshold, FP8 format and flush bit in; FGMP tag and payload
+    out.
 
     Parameters
     ----------
@@ -146,7 +155,7 @@ class FgmpEncoder(PipelinedComponent):
         m = Module()
         pipeline = self.new_pipeline("encode")
         element = encode(m, self.i.payload.value, self.i.payload.t, self.i.payload.fmt,
-                         self.formats)
+                         self.formats, flush=self.i.payload.flush)
         out = pipeline.cut(m, {"element": element})
         m.d.comb += self.o.payload.eq(out["element"])
         pipeline.handshake(m, self.i, self.o)

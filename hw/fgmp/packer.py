@@ -5,12 +5,13 @@ Three units in a row, each reused as it is:
 1. :class:`hw.fp.converter.FP32Converter` rounds the FP32 value to fp16 (round to nearest even,
    IEEE overflow to infinity, canonical NaN), as :func:`sim.numerics.convert` does;
 2. :func:`hw.fgmp.encoder.encode` chooses FP8 or fp16 for the element (the FGMP rule with the
-   tensor's threshold ``t`` and FP8 format);
+   tensor's threshold ``t``, FP8 format and ``flush`` bit);
 3. :class:`hw.fgmp.block_writer.FgmpBlockWriter` packs elements into blocks and blocks into
    bus words.
 
 Bit-exact with ``sim.fgmp.pack(convert(FP32, FP16, values), fmt8, t, FgmpBlockFormat(block=B,
-bus_bytes=W))``, one tensor after another (each ends with the element marked ``last``).
+bus_bytes=W), flush_underflow=flush)``, one tensor after another (each ends with the element
+marked ``last``).
 """
 
 from amaranth import Cat, Module, Signal
@@ -44,8 +45,8 @@ class FgmpPacker(wiring.Component):
     encode_stages : int
         Pipeline registers after the encoder, 0 or 1.
 
-    ``t`` and ``fmt`` are sampled with each element the packer accepts (a CSR written between
-    tensors takes effect from the next element). An ``fmt`` that is not one of ``formats``
+    ``t``, ``fmt`` and ``flush`` are sampled with each element the packer accepts (a CSR written
+    between tensors takes effect from the next element). An ``fmt`` that is not one of ``formats``
     stores the element as fp16 and raises ``status.error`` with ``BAD_FORMAT``; the stream
     stays well formed.
 
@@ -63,6 +64,7 @@ class FgmpPacker(wiring.Component):
     i : stream of :class:`~hw.fgmp.interface.PackerInput` (FP32 value, ``last`` of tensor)
     t : 4 bits, threshold ``0..15``
     fmt : :class:`~hw.fp.operand.OperandFormat`, ``E4M3`` or ``E5M2``
+    flush : 1 bit, store FP8 underflow as the FP8 signed zero (``flush_underflow``); 0 by default
     o : stream of :func:`~hw.fgmp.interface.bus_word_layout` ``(W)``
     status : :class:`~hw.fgmp.interface.FgmpStatus`
     clear_error : 1 bit
@@ -84,6 +86,7 @@ class FgmpPacker(wiring.Component):
             "i": In(stream.Signature(PackerInput)),
             "t": In(T_BITS),
             "fmt": In(OperandFormat),
+            "flush": In(1),
             "o": Out(stream.Signature(bus_word_layout(bus_bytes))),
             "status": Out(FgmpStatus),
             "clear_error": In(1),
@@ -102,7 +105,7 @@ class FgmpPacker(wiring.Component):
         ]
         # The element's settings travel alongside the converter in registers that advance
         # with it: a Pipeline moves all its registers at once, exactly when its sink is ready.
-        side = {"last": self.i.payload.last, "t": self.t, "fmt": self.fmt}
+        side = {"last": self.i.payload.last, "t": self.t, "fmt": self.fmt, "flush": self.flush}
         for stage in range(self.convert_stages):
             registered = {}
             for key, value in side.items():
@@ -113,7 +116,8 @@ class FgmpPacker(wiring.Component):
             side = registered
 
         pipeline = Pipeline(stages=self.encode_stages, cut_points=1, name="encode")
-        element = encode(m, convert.o.payload, side["t"], side["fmt"], self.formats)
+        element = encode(m, convert.o.payload, side["t"], side["fmt"], self.formats,
+                         flush=side["flush"])
         out = pipeline.cut(m, {"element": element, "last": side["last"]})
         m.d.comb += [writer.i.payload.element.eq(out["element"]),
                      writer.i.payload.last.eq(out["last"])]

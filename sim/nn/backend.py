@@ -212,8 +212,9 @@ class FgmpBackend(GemmBackend):
     threshold of its layer and of each operand's tensor class (forward: X activation, W weight;
     weight gradient: X activation, dY gradient; backward data: dY gradient, W weight), stores
     the operand through the FGMP rule (:func:`sim.fgmp.code_table`, i.e.
-    :func:`sim.fgmp.encode_tags`) and hands the PE words with per-element format tags to the
-    golden GEMM (products exact, fp32 accumulation, k ascending). With
+    :func:`sim.fgmp.encode_tags`, with the class's ``policy.flush_underflow`` bit) and hands
+    the PE words with per-element format tags to the golden GEMM (products exact, fp32
+    accumulation, k ascending). With
     ``policy.store_weight_grad`` the weight gradient ``dW`` is rounded to fp16 and stored as
     FGMP of the gradient class before the optimizer sees it; the bias gradient stays fp32.
 
@@ -267,7 +268,7 @@ class FgmpBackend(GemmBackend):
         """An fp16 tensor as ``layer`` stores tensors of class ``cls`` (FGMP, current ``t``)."""
         fmt8 = self.policy.format_of(cls)
         t = self.controller.t(layer, cls)
-        tags, payload, decoded = code_table(fmt8, t)
+        tags, payload, decoded = code_table(fmt8, t, flush_underflow=self.policy.flushes(cls))
         is_fp8 = tags[fp16_bits]
         operand_tags = np.where(is_fp8, _OPERAND_TAG_OF[fmt8.name], 0).astype(np.uint8)
         return _Stored(payload[fp16_bits], operand_tags, decoded[fp16_bits],
@@ -276,7 +277,8 @@ class FgmpBackend(GemmBackend):
     def stored_values(self, fp16_bits: np.ndarray, layer: str, cls: str) -> np.ndarray:
         """float32 values of an fp16 tensor after FGMP store and load by ``layer``."""
         fmt8 = self.policy.format_of(cls)
-        _, _, decoded = code_table(fmt8, self.controller.t(layer, cls))
+        _, _, decoded = code_table(fmt8, self.controller.t(layer, cls),
+                                   flush_underflow=self.policy.flushes(cls))
         return _FP16_VALUES[decoded[fp16_bits]]
 
     def _product(self, a, b, c, transpose_a, transpose_b):
