@@ -179,49 +179,15 @@ async def masks_match_golden(dut):
 async def exchange(cfg: Config, dut, rng, commands: list[Command], n_tiles: int, *,
                    p_idle=0.3, p_stall=0.3) -> list[int]:
     """Offer the commands with random idle cycles, take ``n_tiles`` tiles with random
-    backpressure; fails on a hang, a broken stream rule or an extra tile."""
-    limit = 2 * (cfg.R + cfg.T) + 16
-    sent, tiles = 0, []
-    held, offered, quiet = None, False, 0
-    while sent < len(commands) or len(tiles) < n_tiles:
-        offering = sent < len(commands) and (offered or rng.random() >= p_idle)
-        accepting = rng.random() >= p_stall
-        dut.i__valid.value = int(offering)
-        if offering:
-            dut.i__payload.value = commands[sent].word(cfg)
-        dut.o__ready.value = int(accepting)
-        await ReadOnly()
-        progressed = False
-        offered = offering
-        if offering and dut.i__ready.value:
-            sent, offered, progressed = sent + 1, False, True
-        valid = bool(dut.o__valid.value)
-        got = int(dut.o__payload.value) if valid else None
-        if held is not None and got != held:
-            raise AssertionError(f"tile {describe_tile(cfg, held)} offered but not taken "
-                                 f"changed (stream rule)")
-        held = got if valid and not accepting else None
-        if valid and accepting:
-            if len(tiles) >= n_tiles:
-                raise AssertionError(f"extra tile {describe_tile(cfg, got)} after {n_tiles} "
-                                     f"(commands {commands})")
-            tiles.append(got)
-            progressed = True
-        quiet = 0 if progressed else quiet + 1
-        if quiet > limit:
-            raise AssertionError(f"hang: {sent} of {len(commands)} commands taken, {len(tiles)} "
-                                 f"of {n_tiles} tiles, nothing moved for {limit} cycles "
-                                 f"(commands {commands})")
-        await next_cycle(dut)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 1
-    for _ in range(cfg.R + cfg.T + 4):
-        await ReadOnly()
-        if dut.o__valid.value:
-            raise AssertionError(f"extra tile {describe_tile(cfg, int(dut.o__payload.value))} "
-                                 f"(commands {commands})")
-        await next_cycle(dut)
-    return tiles
+    backpressure (:meth:`tb.harness.StreamChecker.collect`); fails on a hang, a broken stream
+    rule or an extra tile."""
+    checker = StreamChecker(dut, rng, p_idle=p_idle, p_stall=p_stall)
+    try:
+        return await checker.collect([c.word(cfg) for c in commands], n_tiles,
+                                     max_latency=2 * (cfg.R + cfg.T), drain=cfg.R + cfg.T + 4,
+                                     show=lambda word: f"tile {describe_tile(cfg, word)}")
+    except AssertionError as error:
+        raise AssertionError(f"{error} (commands {commands})") from error
 
 
 def compare_tiles(cfg: Config, got: list[int], want: list[int], notes: list[str], what: str):

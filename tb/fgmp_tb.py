@@ -31,7 +31,8 @@ from sim.formats import FP16, FP32
 from sim.numerics import convert
 from tb.fgmp_tops import packer_input_layout, round_trip_input_layout, unpacker_input_layout
 from tb.fgmp_vectors import Tensor, fp16_tensors, fp32_tensors, widen
-from tb.harness import case, drive_and_check, make_rng, next_cycle, reset, start_clock
+from tb.harness import (StreamChecker, case, drive_and_check, make_rng, next_cycle, reset,
+                        start_clock)
 from tb.packing import fields
 
 TAG = {"e4m3": OperandFormat.E4M3.value, "e5m2": OperandFormat.E5M2.value}
@@ -344,45 +345,11 @@ async def round_trip(dut):
 async def exchange(dut, rng, inputs, n_out, *, p_idle=0.25, p_stall=0.25, limit=256,
                    show=describe_operand):
     """Offer ``inputs`` (payload words) with random idle cycles, take ``n_out`` outputs with
-    random backpressure; returns the outputs. Fails on a hang (no transfer for ``limit``
-    cycles), a broken stream rule, or an output beyond ``n_out``."""
-    sent, outputs = 0, []
-    held, offered, quiet = None, False, 0
-    while sent < len(inputs) or len(outputs) < n_out:
-        offering = sent < len(inputs) and (offered or rng.random() >= p_idle)
-        accepting = rng.random() >= p_stall
-        dut.i__valid.value = int(offering)
-        if offering:
-            dut.i__payload.value = inputs[sent]
-        dut.o__ready.value = int(accepting)
-        await ReadOnly()
-        progressed = False
-        offered = offering
-        if offering and dut.i__ready.value:
-            sent, offered, progressed = sent + 1, False, True
-        valid = bool(dut.o__valid.value)
-        got = int(dut.o__payload.value) if valid else None
-        if held is not None and got != held:
-            raise AssertionError(f"output 0x{held:x} offered but not taken changed (stream rule)")
-        held = got if valid and not accepting else None
-        if valid and accepting:
-            if len(outputs) >= n_out:
-                raise AssertionError(f"extra output {show(got)} after {n_out}")
-            outputs.append(got)
-            progressed = True
-        quiet = 0 if progressed else quiet + 1
-        if quiet > limit:
-            raise AssertionError(f"hang: {sent} of {len(inputs)} inputs taken, {len(outputs)} of "
-                                 f"{n_out} outputs delivered, nothing moved for {limit} cycles")
-        await next_cycle(dut)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 1
-    for _ in range(16):
-        await ReadOnly()
-        if dut.o__valid.value:
-            raise AssertionError(f"extra output {show(int(dut.o__payload.value))}")
-        await next_cycle(dut)
-    return outputs
+    random backpressure (:meth:`tb.harness.StreamChecker.collect`); returns the outputs. Fails
+    on a hang (no progress for about ``limit`` cycles), a broken stream rule, or an output
+    beyond ``n_out``."""
+    checker = StreamChecker(dut, rng, p_idle=p_idle, p_stall=p_stall)
+    return await checker.collect(inputs, n_out, max_latency=limit, drain=16, show=show)
 
 
 async def check_status(dut, code: FgmpError | None, what: str):

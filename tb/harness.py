@@ -105,7 +105,32 @@ class StreamChecker:
         values, the checker enforces the stream rules: an output offered but not taken stays
         unchanged until taken, every input is consumed, nothing extra comes out at the end.
         """
-        n_in, n_out = len(inputs), len(expected)
+        def take(index, got):
+            want = int(expected[index])
+            if got != want:
+                raise AssertionError(f"mismatch at output {index}: {describe(index)}; "
+                                     f"rtl=0x{got:x} golden=0x{want:x}")
+
+        return await self._transfer(inputs, len(expected), take, max_latency=max_latency,
+                                    drain=max_latency + 4, show=_hex)
+
+    async def collect(self, inputs: Sequence[int], n_out: int, *, max_latency: int = 64,
+                      drain: int | None = None, show: Callable[[int], str] = None) -> list[int]:
+        """Send ``inputs`` and take exactly ``n_out`` outputs without comparing them (for
+        benches whose expected outputs are not a word list, e.g. after an error); returns the
+        outputs. The same stream rules, stall limit (``max_latency``) and final silence
+        (``drain`` cycles, default ``max_latency + 4``) as :meth:`run`; ``show`` formats a word
+        in failure messages."""
+        outputs = []
+        await self._transfer(inputs, n_out, lambda index, got: outputs.append(got),
+                             max_latency=max_latency,
+                             drain=max_latency + 4 if drain is None else drain,
+                             show=show or _hex)
+        return outputs
+
+    async def _transfer(self, inputs, n_out, take, *, max_latency, drain, show) -> int:
+        """The handshake loop: ``take(k, word)`` for output ``k``; returns cycles."""
+        n_in = len(inputs)
         sent = received = 0
         idle_since = 0
         draws = 4 * (n_in + n_out) + 1024
@@ -135,17 +160,13 @@ class StreamChecker:
             got = int(self.o_payload.value) if valid else None
             if held is not None and got != held:
                 raise AssertionError(
-                    f"output 0x{held:x} offered but not taken changed to "
-                    f"{'nothing' if got is None else f'0x{got:x}'} (stream rule broken)")
+                    f"output {show(held)} offered but not taken changed to "
+                    f"{'nothing' if got is None else show(got)} (stream rule broken)")
             held = got if valid and not accepting else None
             if valid and accepting:
                 if received >= n_out:
-                    raise AssertionError(f"unexpected extra output 0x{got:x} after {n_out}")
-                want = int(expected[received])
-                if got != want:
-                    raise AssertionError(
-                        f"mismatch at output {received}: {describe(received)}; "
-                        f"rtl=0x{got:x} golden=0x{want:x}")
+                    raise AssertionError(f"unexpected extra output {show(got)} after {n_out}")
+                take(received, got)
                 received += 1
                 progressed = True
             # a stall counts only in cycles where the bench offered work (or had none left)
@@ -162,13 +183,17 @@ class StreamChecker:
         # drain: with ready high the output must stay silent
         self.i_valid.value = 0
         self.o_ready.value = 1
-        for _ in range(max_latency + 4):
+        for _ in range(drain):
             await ReadOnly()
             if self.o_valid.value:
-                raise AssertionError(f"unexpected extra output 0x{int(self.o_payload.value):x}")
+                raise AssertionError(f"unexpected extra output {show(int(self.o_payload.value))}")
             await next_cycle(self.dut)
         self.cycles += cycle
         return cycle
+
+
+def _hex(word: int) -> str:
+    return f"0x{word:x}"
 
 
 METRICS_FILE = "metrics.jsonl"
