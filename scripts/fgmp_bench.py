@@ -36,6 +36,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scripts import results as results_module  # noqa: E402
+from scripts.cli import comma_subset  # noqa: E402
 from scripts.train import DEFAULTS, UPSAMPLE  # noqa: E402
 from sim.fgmp import BLOCK_SIZES, BUS_BYTES, FgmpBlockFormat  # noqa: E402
 from sim.fgmp_control import TENSOR_CLASSES, FgmpPolicy  # noqa: E402
@@ -49,15 +50,6 @@ PLOT_CLASSES = {"activation": "activations (X)", "weight": "weights (W)",
                 "gradient": "gradients (dY, dW)"}
 
 
-def _nets(text: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
-    bad = [n for n in names if n not in NETS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"nets must be a comma-separated subset of "
-                                         f"{list(NETS)}, not {text!r}")
-    return names
-
-
 def _budgets(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(part) for part in text.split(","))
@@ -69,19 +61,10 @@ def _budgets(text: str) -> tuple[float, float, float]:
     return values
 
 
-def _classes(text: str) -> tuple[str, ...]:
-    names = tuple(n for n in text.split(",") if n)
-    bad = [n for n in names if n not in TENSOR_CLASSES]
-    if bad or len(set(names)) != len(names):
-        raise argparse.ArgumentTypeError(f"classes must be a comma-separated subset of "
-                                         f"{list(TENSOR_CLASSES)}, not {text!r}")
-    return names
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scripts.fgmp_bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nets", type=_nets, default=list(NETS),
+    parser.add_argument("--nets", type=comma_subset("nets", NETS), default=tuple(NETS),
                         help="comma-separated subset of digits_cnn,resnet18 (default both)")
     parser.add_argument("--resnet-epochs", type=int, default=DEFAULTS["resnet18"]["epochs"],
                         help="training epochs of resnet18 (default: as workloads.json)")
@@ -102,7 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loss-scale", type=float, default=None,
                         help="static loss scale of both runs (default: as workloads.json, 1024; a "
                              "power of two leaves the FP32 run bit for bit unchanged)")
-    parser.add_argument("--flush-underflow", type=_classes, default=("gradient",),
+    parser.add_argument("--flush-underflow", type=comma_subset("classes", TENSOR_CLASSES, allow_empty=True),
+                        default=("gradient",),
                         metavar="CLASSES",
                         help="tensor classes (comma-separated among weight,activation,gradient) "
                              "whose FP8 underflow is stored as an FP8 zero (default gradient; "

@@ -29,7 +29,8 @@ import time
 
 from scripts.results import DOCS_DIR, RESULTS_DIR, update_results
 from scripts.scalesim_peer import scalesim_cycles
-from sim.config import ArrayConfig, EngineConfig
+from scripts.cli import comma_subset
+from sim.config import DATAFLOWS, ArrayConfig, EngineConfig
 from sim.engine_model import EngineCommand, command_cycles, ideal_cycles
 
 NETS = {"digits_cnn": ({}, 32), "resnet18": ({"width": 8}, 4)}    # build kwargs, batch size
@@ -74,20 +75,18 @@ def _parse_arrays(text):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", default="8x8", help="comma-separated RxC list")
-    parser.add_argument("--dataflows", default="os,ws")
+    parser.add_argument("--dataflows", type=comma_subset("dataflows", DATAFLOWS),
+                        default=DATAFLOWS)
     parser.add_argument("--squares", default="64,128,256,512")
-    parser.add_argument("--nets", default="digits_cnn,resnet18")
+    parser.add_argument("--nets", type=comma_subset("nets", NETS), default=tuple(NETS))
     parser.add_argument("--no-scalesim", action="store_true", help="skip the peer tool")
     parser.add_argument("--rerun-scalesim", action="store_true",
                         help="run SCALE-Sim even for shapes it already has a figure for")
     args = parser.parse_args(argv)
     arrays = _parse_arrays(args.arrays)
-    dataflows = [d for d in args.dataflows.split(",") if d]
+    dataflows = args.dataflows
     squares = [int(s) for s in args.squares.split(",") if s]
-    nets = [n for n in args.nets.split(",") if n]
-    unknown = set(nets) - set(NETS)
-    if unknown:
-        parser.error(f"--nets must be among {sorted(NETS)}, not {sorted(unknown)}")
+    nets = args.nets
 
     labelled = {(s, s, s): f"square {s}" for s in squares}
     for shape, label in layer_shapes(nets).items():

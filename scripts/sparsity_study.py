@@ -45,6 +45,7 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from scripts.cli import comma_subset  # noqa: E402
 from scripts.results import DOCS_DIR, RESULTS_DIR, update_results  # noqa: E402
 from sim import engine_model  # noqa: E402
 from sim.config import ArrayConfig, EngineConfig  # noqa: E402
@@ -740,7 +741,8 @@ def markdown(results, area, config) -> str:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nets", default=",".join(NETS))
+    parser.add_argument("--nets", type=comma_subset("nets", NETS), default=tuple(NETS),
+                        help=f"comma-separated subset of {','.join(NETS)} (default all)")
     parser.add_argument("--steps", default=None,
                         help="comma-separated capture steps (default: every capture but step 0)")
     parser.add_argument("--capture-dir", default="~/.cache/sparta/captures")
@@ -753,10 +755,7 @@ def main(argv=None):
         study = json.loads((RESULTS_DIR / "sparsity.json").read_text())["study"]
         write_report(study["networks"], areas(config), config)
         return 0
-    nets = [n for n in args.nets.split(",") if n]
-    bad = [n for n in nets if n not in NETS]
-    if bad or not nets:
-        parser.error(f"--nets must be a comma-separated subset of {list(NETS)}, not {args.nets!r}")
+    nets = args.nets
     steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
     capture_dir = Path(args.capture_dir).expanduser()
     log = print

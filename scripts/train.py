@@ -29,6 +29,7 @@ import platform  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from scripts.cli import comma_subset  # noqa: E402
 from sim.nn import NETWORKS, TrainConfig, load_digits_split, make_backend, train  # noqa: E402
 from sim.nn.train import SPARSITY_KEYS  # noqa: E402
 
@@ -61,15 +62,6 @@ def _steps(text: str) -> list[int]:
     return steps
 
 
-def _backends(text: str) -> list[str]:
-    names = [n for n in text.split(",") if n]
-    bad = [n for n in names if n not in BACKEND_NAMES]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"backends must be a comma-separated subset of "
-                                         f"{list(BACKEND_NAMES)}, not {text!r}")
-    return names
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m scripts.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--loss-scale", type=float, help="static loss scale (default 1024)")
     parser.add_argument("--lr-schedule", default="cosine", help="cosine (default) or constant")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--backends", type=_backends, default=list(BACKEND_NAMES),
+    parser.add_argument("--backends", type=comma_subset("backends", BACKEND_NAMES),
+                        default=tuple(BACKEND_NAMES),
                         help="comma-separated subset of accel,fp32 (default both)")
     parser.add_argument("--capture-dir", default="~/.cache/sparta/captures",
                         help="where the npz captures go (outside the source tree)")
