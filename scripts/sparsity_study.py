@@ -203,6 +203,21 @@ def capture_gemms(net, z, batch):
         yield command, a, b, keep
 
 
+def sparse_commands(config, net, z, batch):
+    """``(command, gemm, engine_command)`` of every GEMM of a captured step: the lowering's
+    command, its :class:`~sim.skip_model.SparseGemm` (operands' non-zero maps as stored, the
+    output mask of backward data) and the dense engine command, checked to fit ``config``."""
+    for command, a, b, keep in capture_gemms(net, z, batch):
+        gemm = SparseGemm.from_bits(a, b, transpose_a=command.transpose_a,
+                                    transpose_b=command.transpose_b, out_mask=keep,
+                                    accumulate=command.accumulate)
+        engine_command = gemm.command(a_transpose=command.transpose_a,
+                                      b_transpose=command.transpose_b)
+        if engine_model.validate(config, engine_command) is not engine_model.EngineError.NONE:
+            raise AssertionError(f"{command.name} does not fit the timing configuration")
+        yield command, gemm, engine_command
+
+
 def verify_reconstruction(net, path: Path) -> int:
     """Operands rebuilt from a capture's layer tensors equal its captured GEMM operands (for the
     captures that have them; a folded weight gradient against the captured weight gradient and
@@ -258,6 +273,11 @@ def evaluate(config, gemm: SparseGemm, kind: str) -> dict:
     for design in DESIGNS:
         if design.name not in cycles:
             cycles[design.name] = command_cycles(config, gemm, design.option_for(kind))
+    return {**gemm_statistics(config, gemm), "cycles": cycles}
+
+
+def gemm_statistics(config, gemm: SparseGemm) -> dict:
+    """Shape, measured sparsity, non-zero MACs, ideal and tile-bound cycles of a command."""
     m, n, k = gemm.shape
     macs = gemm.nonzero_macs
     return {"M": m, "N": n, "K": k,
@@ -265,8 +285,7 @@ def evaluate(config, gemm: SparseGemm, kind: str) -> dict:
             "zero_b": float(1 - gemm.b_nonzero.mean()),
             "masked_out": None if gemm.out_keep is None else float(1 - gemm.out_keep.mean()),
             "nonzero_macs": macs, "mac_sparsity": 1 - macs / (m * n * k),
-            "ideal": ideal_cycles(config, gemm), "tile_bound": tile_bound_cycles(config, gemm),
-            "cycles": cycles}
+            "ideal": ideal_cycles(config, gemm), "tile_bound": tile_bound_cycles(config, gemm)}
 
 
 def _annotate(entry) -> None:
@@ -297,14 +316,7 @@ def study_step(config, net, path: Path, log) -> dict:
     specs = {s.name: s for s in net.specs()}
     rows = []
     start = time.perf_counter()
-    for command, a, b, keep in capture_gemms(net, z, batch):
-        gemm = SparseGemm.from_bits(a, b, transpose_a=command.transpose_a,
-                                    transpose_b=command.transpose_b, out_mask=keep,
-                                    accumulate=command.accumulate)
-        engine_command = gemm.command(a_transpose=command.transpose_a,
-                                      b_transpose=command.transpose_b)
-        if engine_model.validate(config, engine_command) is not engine_model.EngineError.NONE:
-            raise AssertionError(f"{command.name} does not fit the timing configuration")
+    for command, gemm, engine_command in sparse_commands(config, net, z, batch):
         row = {"name": command.name, "layer": command.layer, "kind": command.kind,
                "bias_row": command.bias_row,
                **evaluate(config, gemm, command.kind)}
@@ -739,14 +751,20 @@ def markdown(results, area, config) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_capture_arguments(parser) -> None:
+    """``--nets``, ``--steps``, ``--capture-dir`` and ``--no-write``: which captured steps a
+    script reads, and whether it writes its results."""
     parser.add_argument("--nets", type=comma_subset("nets", NETS), default=tuple(NETS),
                         help=f"comma-separated subset of {','.join(NETS)} (default all)")
     parser.add_argument("--steps", default=None,
                         help="comma-separated capture steps (default: every capture but step 0)")
     parser.add_argument("--capture-dir", default="~/.cache/sparta/captures")
     parser.add_argument("--no-write", action="store_true", help="print only")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_capture_arguments(parser)
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the document and plot from docs/results/sparsity.json")
     args = parser.parse_args(argv)

@@ -11,11 +11,13 @@ import dataclasses
 
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
-__all__ = ["DATAFLOWS", "ArrayConfig", "EngineConfig", "PRESETS"]
+__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "PRESETS"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 32
 MUL_CUT_POINTS = 3          # hw.fp.multiplier.ProductDatapath.CUT_POINTS
+#: Deepest zero-skip lookahead window of the array (``ArrayConfig.skip_window``).
+MAX_SKIP_WINDOW = 4
 
 
 def _check_int(name, value, low, high):
@@ -57,6 +59,13 @@ class ArrayConfig:
         format) leaves the accumulator / partial sum unchanged, the semantics of
         :func:`sim.sparsity.gemm_skip`. Timing is unchanged. ``False`` (the default) builds
         exactly the dense PE of :func:`sim.gemm.gemm`.
+    skip_window : int
+        Lookahead window of zero skipping, 1..:data:`MAX_SKIP_WINDOW` (output stationary, with
+        ``skip_zeros`` only): each array row picks its next step with a non-zero A operand
+        (and some non-zero B operand) among the next ``skip_window`` steps, and the B operands
+        of the whole window flow down the columns (:mod:`sim.skip_model`,
+        ``SkipOption(schedule="lookahead", depth=skip_window)``). ``1`` (the default) is the
+        dense schedule.
     """
 
     rows: int = 8
@@ -66,6 +75,7 @@ class ArrayConfig:
     b_formats: tuple = ("fp16", "e4m3", "e5m2")
     mul_stages: int = 0
     skip_zeros: bool = False
+    skip_window: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -77,6 +87,11 @@ class ArrayConfig:
         _check_int("mul_stages", self.mul_stages, 0, MUL_CUT_POINTS)
         if not isinstance(self.skip_zeros, bool):
             raise ValueError(f"skip_zeros must be a bool (True or False), not {self.skip_zeros!r}")
+        _check_int("skip_window", self.skip_window, 1, MAX_SKIP_WINDOW)
+        if self.skip_window > 1 and not (self.skip_zeros and self.dataflow == "os"):
+            raise ValueError(f"skip_window {self.skip_window} needs skip_zeros=True and "
+                             f"dataflow 'os' (got skip_zeros={self.skip_zeros}, dataflow "
+                             f"{self.dataflow!r}); 1 is the dense schedule")
 
     @property
     def pes(self) -> int:

@@ -53,7 +53,9 @@ Options (:class:`SkipOption`), composable
   all zero or whose outputs are all masked, and the columns of B likewise (zero detect and the
   mask give both as the operands are loaded); the result rows are written back through a
   row-index list (and cleared rows flagged as above). Output skipping of backward data
-  (``out_keep``) acts through this and through the rows/columns of a tile.
+  (``out_keep``) acts through this and through the rows/columns of a tile. :func:`compact`
+  gives the same compaction as a host step: the compacted GEMM (without ``out_keep``) and the
+  kept row and column indices for the host's result scatter.
 * **row reordering** (``reorder_rows``): the scheduler (host) permutes the output rows so that
   rows with similar zero patterns share tiles (:func:`reorder_rows`), which makes whole steps
   skippable; im2col and the result scatter already run on the host, so the permutation costs no
@@ -76,8 +78,9 @@ from .engine_model import EngineCommand, EngineTiming, OutputStationaryEngineTim
 from .sparsity import check_mask, lane_bitmaps, nonzero_macs, zero_bitmap
 
 __all__ = ["MAX_DEPTH", "SCHEDULES", "SIDES", "SkipOption", "DENSE", "SparseGemm",
-           "window_cycles", "reorder_rows", "command_cycles", "tile_cycles", "tile_bound_cycles",
-           "ideal_cycles", "skip_area", "PE_CELLS", "OPERAND_BITS", "SCRATCHPAD_LOGIC_CELLS"]
+           "window_cycles", "reorder_rows", "compact", "command_cycles", "tile_cycles",
+           "tile_bound_cycles", "ideal_cycles", "skip_area", "PE_CELLS", "OPERAND_BITS",
+           "SCRATCHPAD_LOGIC_CELLS"]
 
 #: Deepest lookahead window modelled.
 MAX_DEPTH = 8
@@ -347,6 +350,54 @@ def reorder_rows(a_nonzero, *, lanes: int) -> np.ndarray:
     return np.array(sorted(range(len(keys)), key=keys.__getitem__), dtype=np.int64)
 
 
+def _kept_lanes(a, b, keep):
+    """Lane compaction's boolean masks: the rows of A that are not all zero and have a kept
+    output, the columns of B likewise."""
+    kept_rows, kept_cols = a.any(axis=1), b.any(axis=0)
+    if keep is not None:
+        kept_rows &= keep.any(axis=1)
+        kept_cols &= keep.any(axis=0)
+    return kept_rows, kept_cols
+
+
+def compact(gemm: SparseGemm) -> tuple[SparseGemm | None, np.ndarray, np.ndarray]:
+    """Lane compaction done by the host before it issues ``gemm`` (no hardware needed).
+
+    Drops the rows of A that are all zero or whose outputs are all masked (``out_keep`` row all
+    False), and the columns of B likewise; the engine computes the remaining sub-GEMM with no
+    output mask (``out_keep=None``, same ``accumulate``). The host's result scatter writes the
+    rest: dropped all-zero rows/columns keep ``C_in`` (accumulate) or get ``+0``, masked
+    outputs get ``+0`` (including masked outputs inside the kept rows and columns, which the
+    engine computes and the scatter overwrites). This is the compaction of
+    ``SkipOption(compact_lanes=True)``: on a GEMM without ``out_keep``,
+    ``tile_cycles(config, compact(gemm)[0], option)`` equals ``tile_cycles(config, gemm,
+    replace(option, compact_lanes=True))``.
+
+    Parameters
+    ----------
+    gemm : SparseGemm
+
+    Returns
+    -------
+    compacted : SparseGemm or None
+        The GEMM the engine runs; None when no row or no column is left (nothing is issued:
+        the command costs 0 engine cycles, the host writes every output).
+    rows, cols : int64 arrays
+        Indices of the kept rows of A (= rows of C) and columns of B (= columns of C), ascending;
+        the engine's result ``i, j`` is ``C[rows[i], cols[j]]``. Each is computed on its own
+        (a row with work is listed even when no column is left).
+    """
+    if not isinstance(gemm, SparseGemm):
+        raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
+    kept_rows, kept_cols = _kept_lanes(gemm.a_nonzero, gemm.b_nonzero, gemm.out_keep)
+    rows, cols = np.flatnonzero(kept_rows), np.flatnonzero(kept_cols)
+    if rows.size == 0 or cols.size == 0:
+        return None, rows, cols
+    compacted = SparseGemm(a_nonzero=gemm.a_nonzero[rows], b_nonzero=gemm.b_nonzero[:, cols],
+                           accumulate=gemm.accumulate)
+    return compacted, rows, cols
+
+
 def _keep_blocks(keep, m, n, rows, cols, bands, groups):
     """``(bands, groups, rows, cols)`` output keep mask per tile (padding never kept)."""
     padded = np.zeros((bands * rows, groups * cols), dtype=np.bool_)
@@ -376,11 +427,7 @@ def tile_cycles(config, gemm: SparseGemm, option: SkipOption = DENSE) -> np.ndar
         a = a[order]
         keep = None if keep is None else keep[order]
     if option.compact_lanes:
-        kept_rows = a.any(axis=1)
-        kept_cols = b.any(axis=0)
-        if keep is not None:
-            kept_rows &= keep.any(axis=1)
-            kept_cols &= keep.any(axis=0)
+        kept_rows, kept_cols = _kept_lanes(a, b, keep)
         a, b = a[kept_rows], b[:, kept_cols]
         keep = None if keep is None else keep[np.ix_(kept_rows, kept_cols)]
     m, k = a.shape
@@ -445,10 +492,8 @@ def tile_bound_cycles(config, gemm: SparseGemm) -> int:
     if not isinstance(gemm, SparseGemm):
         raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
     a, b, keep = gemm.a_nonzero, gemm.b_nonzero, gemm.out_keep
-    kept_rows, kept_cols = a.any(axis=1), b.any(axis=0)
+    kept_rows, kept_cols = _kept_lanes(a, b, keep)
     if keep is not None:
-        kept_rows &= keep.any(axis=1)
-        kept_cols &= keep.any(axis=0)
         keep = keep[np.ix_(kept_rows, kept_cols)]
     a, b = a[kept_rows], b[:, kept_cols]
     work = a.astype(np.float64) @ b.astype(np.float64)        # needed products of each PE

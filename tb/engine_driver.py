@@ -23,6 +23,8 @@ from hw.engine.commands import (GemmCommand, Status, host_write_layout, operand_
 from hw.fp.operand import Operand
 from sim.config import EngineConfig
 from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
+from sim.skip_model import SparseGemm
+from sim.skip_timing import engine_cycles
 from sim.formats import FP32, STORE_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
 from sim.numerics import convert
@@ -64,7 +66,8 @@ def config_to_case(config: EngineConfig) -> dict:
             "a_formats": list(a.a_formats), "b_formats": list(a.b_formats),
             "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
             "acc_width": config.acc_width, "acc_rows": config.acc_rows,
-            "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros}
+            "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros,
+            "skip_window": a.skip_window}
 
 
 def config_from_case(case: dict) -> EngineConfig:
@@ -74,7 +77,8 @@ def config_from_case(case: dict) -> EngineConfig:
         array=ArrayConfig(rows=case["rows"], cols=case["cols"], dataflow=case["dataflow"],
                           mul_stages=case["mul_stages"], a_formats=tuple(case["a_formats"]),
                           b_formats=tuple(case["b_formats"]),
-                          skip_zeros=case.get("skip_zeros", False)),
+                          skip_zeros=case.get("skip_zeros", False),
+                          skip_window=case.get("skip_window", 1)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
         out_formats=tuple(case["out_formats"]))
@@ -151,6 +155,8 @@ class EngineDriver:
         self.status_fields = fields(Status)
         self.read_lanes = read_data_layout(config).length
         self.commands = 0
+        #: good commands' cycles, and what the dense engine would take for them
+        self.cycle_totals = {"engine": 0, "dense": 0}
         #: what the skipping results covered (:class:`tb.skip_cases.SkipTally`), or None
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
@@ -239,11 +245,7 @@ class EngineDriver:
         if validate(self.config, command) is not EngineError.NONE:
             return None
         c = command
-        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
-        a_bits, a_tags = split_operands(self.a.contents[c.a_row:c.a_row + ah,
-                                                        c.a_col:c.a_col + aw].astype(np.uint64))
-        b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
-                                                        c.b_col:c.b_col + bw].astype(np.uint64))
+        a_bits, a_tags, b_bits, b_tags = self.operand_bits(command)
         c_old = None
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
@@ -259,6 +261,28 @@ class EngineDriver:
         self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
         return result
 
+    def operand_bits(self, command: EngineCommand):
+        """``(a_bits, a_tags, b_bits, b_tags)`` of a good command, from the shadow copies."""
+        c = command
+        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
+        a_bits, a_tags = split_operands(self.a.contents[c.a_row:c.a_row + ah,
+                                                        c.a_col:c.a_col + aw].astype(np.uint64))
+        b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
+                                                        c.b_col:c.b_col + bw].astype(np.uint64))
+        return a_bits, a_tags, b_bits, b_tags
+
+    def expected_cycles(self, command: EngineCommand, error: EngineError) -> int:
+        """Cycles from accept to ``done``: :func:`sim.engine_model.command_cycles`, or with a
+        lookahead window :func:`sim.skip_timing.engine_cycles` on the operands' zero maps."""
+        if error is not EngineError.NONE or self.config.array.skip_window == 1:
+            return command_cycles(self.config, command)
+        a_bits, a_tags, b_bits, b_tags = self.operand_bits(command)
+        gemm = SparseGemm.from_bits(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags,
+                                    transpose_a=command.a_transpose,
+                                    transpose_b=command.b_transpose,
+                                    accumulate=command.accumulate)
+        return engine_cycles(self.config, command, gemm)
+
     async def command(self, command: EngineCommand, *, hardware_alone=False,
                       p_idle=None) -> int:
         """Issue ``command``, wait for ``done`` and check status and cycle count against
@@ -269,8 +293,8 @@ class EngineDriver:
         ``cmd.ready`` low until ``done``).
         """
         word = self.pack_command(**command.fields())
-        want_cycles = command_cycles(self.config, command)
         want_error = validate(self.config, command)
+        want_cycles = self.expected_cycles(command, want_error)
         self.expected(command)
         (accept,) = await self._send("cmd", [word], p_idle=p_idle)
         if hardware_alone:
@@ -302,6 +326,9 @@ class EngineDriver:
             await FallingEdge(self.dut.clk)
         cycles = done - accept
         self.commands += 1
+        if want_error is EngineError.NONE:
+            self.cycle_totals["engine"] += cycles
+            self.cycle_totals["dense"] += command_cycles(self.config, command)
         await self.check_error(want_error, f"after {command}")
         if cycles != want_cycles:
             raise AssertionError(f"{command}: {cycles} cycles from accept to done, the cycle "

@@ -29,7 +29,7 @@ import time
 import cocotb
 import numpy as np
 
-from sim.engine_model import EngineCommand, EngineError, validate
+from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
 from sim.formats import OPERAND_FORMATS
 from sim.gemm import OPERAND_TAGS
 from tb.engine_driver import EngineDriver, config_from_case, operand_words, split_operands
@@ -256,6 +256,31 @@ async def skip_corners(driver, rng, cfg):
     await driver.read_matrix(0, 0, command.m, command.n)
 
 
+async def window_sweep(driver, rng, cfg):
+    """A lookahead-window engine runs one long-K command (``K`` the scratchpad width less one,
+    ``M = 2R + 1``, ``N = C + 1``) per zero pattern of A, B dense, then the same with B's
+    rows zero in the pattern: each takes the cycles of :func:`sim.skip_timing.engine_cycles`
+    (checked in :meth:`EngineDriver.command`) and the sparse ones must beat the dense engine."""
+    rows, cols = cfg.array.rows, cfg.array.cols
+    command = EngineCommand(m=2 * rows + 1, n=cols + 1, k=cfg.spad_width - 1)
+    for side in ("a", "b"):
+        for mode in ("dense", "half", "sparse", "empty", "lines", "blocks"):
+            a = operand_matrix(rng, command.a_shape, cfg.array.a_formats, "moderate")
+            b = operand_matrix(rng, command.b_shape, cfg.array.b_formats, "moderate")
+            if side == "a":
+                a = with_zeros(rng, cfg, a, "a", False, mode)
+            else:
+                b = with_zeros(rng, cfg, b, "b", False, mode)
+            await driver.load(a=(a, 0, 0), b=(b, 0, 0))
+            cycles = await driver.command(command)
+            dense = command_cycles(cfg, command)
+            driver.dut._log.info("window sweep, zeros %s in %s: %d cycles, dense engine %d",
+                                 mode, side.upper(), cycles, dense)
+            if mode in ("sparse", "empty"):
+                assert cycles < dense, (mode, side, cycles, dense)
+            await driver.read_matrix(0, 0, command.m, command.n)
+
+
 @cocotb.test()
 async def random_gemms(dut):
     cfg = config_from_case(case())
@@ -266,6 +291,8 @@ async def random_gemms(dut):
     await signed_zeros(driver, rng, cfg)
     if cfg.array.skip_zeros:
         await skip_corners(driver, rng, cfg)
+    if cfg.array.skip_window > 1:
+        await window_sweep(driver, rng, cfg)
     max_size = min(3 * max(cfg.array.rows, cfg.array.cols), cfg.a_rows, cfg.b_rows,
                    cfg.acc_rows, cfg.spad_width, cfg.acc_width)
     counts = {"good": 0, "bad": 0, "access": 0, "cycles": 0, "ideal": 0}
@@ -301,6 +328,10 @@ async def random_gemms(dut):
     dut._log.info("%d good commands (%d MACs in %d cycles), %d bad commands, %d bad accesses",
                   counts["good"], counts["ideal"], counts["cycles"], counts["bad"],
                   counts["access"])
+    totals = driver.cycle_totals
+    if cfg.array.skip_window > 1:
+        dut._log.info("lookahead window %d: good commands took %d cycles, the dense engine "
+                      "would take %d", cfg.array.skip_window, totals["engine"], totals["dense"])
 
 
 @cocotb.test()

@@ -157,6 +157,12 @@ def test_array_rejects_bad_configuration(factory, config, message):
     (dict(a_formats=("fp32",)), "a_formats must contain only"),
     (dict(skip_zeros=1), r"skip_zeros must be a bool \(True or False\), not 1"),
     (dict(skip_zeros="yes"), "skip_zeros must be a bool"),
+    (dict(skip_zeros=True, skip_window=0), "skip_window must be an integer in 1..4, not 0"),
+    (dict(skip_zeros=True, skip_window=5), "skip_window must be an integer in 1..4, not 5"),
+    (dict(skip_zeros=True, skip_window=2.0), "skip_window must be an integer in 1..4"),
+    (dict(skip_window=2), r"skip_window 2 needs skip_zeros=True and dataflow 'os' \(got "
+                          r"skip_zeros=False"),
+    (dict(skip_zeros=True, skip_window=2, dataflow="ws"), "dataflow 'ws'"),
 ])
 def test_array_config_is_validated(fields, message):
     with pytest.raises(ValueError, match=message):

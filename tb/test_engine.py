@@ -5,17 +5,21 @@ Python-side checks of the engine's configuration, commands and cycle model."""
 import dataclasses
 import os
 
+import numpy as np
 import pytest
 
 from hw.engine.commands import ErrorCode, GemmCommand
 from hw.engine.engine import GemmEngine
 from hw.engine.sequencer import OutputStationarySequencer
+from hw.engine.skip_sequencer import SkipSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
 from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
 from sim.config import PRESETS, ArrayConfig, EngineConfig
 from sim.engine_model import (EngineCommand, EngineError, EngineTiming, command_cycles,
                               ideal_cycles, tiles, utilization, validate)
 from sim.runner import run_bench
+from sim.skip_model import SparseGemm
+from sim.skip_timing import engine_cycles, lookahead_latency
 from tb.engine_driver import config_to_case
 from tb.packing import fields
 
@@ -40,6 +44,16 @@ CONFIGS = {
     # the zero gate (golden: sim.sparsity.gemm_skip)
     "4x4 skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True), spad_width=32,
                              a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
+    # the lookahead window (cycles: sim.skip_timing.engine_cycles)
+    "4x4 window2": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=2),
+                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
+    "3x5 window3": EngineConfig(array=ArrayConfig(rows=3, cols=5, mul_stages=2, skip_zeros=True,
+                                                  skip_window=3, a_formats=("e4m3", "fp16"),
+                                                  b_formats=("e5m2", "e4m3")),
+                                spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
+                                out_formats=("fp16", "fp32", "e5m2")),
+    "4x4 window4": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=4),
+                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
     "4x4 ws skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", skip_zeros=True),
                                 spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
@@ -87,6 +101,19 @@ def test_engine_skip_zeros(simulator):
     run_random(CONFIGS["4x4 skip"], simulator)
 
 
+@pytest.mark.parametrize("name", ["3x5 window3", "4x4 window4", "4x4 window2"])
+def test_engine_skip_window(simulator, name):
+    """The lookahead window: every row takes its own next non-zero step (sparsity 0..100 %,
+    whole zero lines and tiles, zeros next to infinities and NaNs, accumulate onto ``-0``);
+    bits of :func:`sim.sparsity.gemm_skip`, cycles of :func:`sim.skip_timing.engine_cycles`
+    for every command. Icarus runs every window; Verilator runs the default depth (3, on a
+    3 x 5 array with a deeper multiplier and restricted formats) and the others in
+    ``make regress`` (a Verilator build of a window engine takes minutes)."""
+    if simulator == "verilator" and name != "3x5 window3" and not REGRESS:
+        pytest.skip("make regress only ($SPARTA_VECTORS >= 100000)")
+    run_random(CONFIGS[name], simulator)
+
+
 @pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
 def test_engine_skip_zeros_ws(simulator):
     """The zero gate with weight-stationary K slices chained through the accumulator memory
@@ -116,6 +143,58 @@ def test_engine_rejects_bad_config():
 def test_sequencer_rejects_other_dataflow(sequencer, wrong, right):
     with pytest.raises(ValueError, match=f"config.array.dataflow must be '{right}'"):
         sequencer(EngineConfig(array=ArrayConfig(dataflow=wrong)))
+
+
+def test_skip_sequencer_needs_a_window():
+    with pytest.raises(ValueError, match="skip_window must be 2..4 for SkipSequencer, not 1"):
+        SkipSequencer(EngineConfig(array=ArrayConfig(skip_zeros=True)))
+
+
+def _random_sparse_gemm(rng, m, n, k, zeros):
+    a = rng.random((m, k)) >= zeros
+    b = rng.random((k, n)) >= zeros
+    return SparseGemm(a_nonzero=a, b_nonzero=b)
+
+
+@pytest.mark.parametrize("window", [2, 3, 4])
+def test_window_cycles_against_dense(window):
+    """Without zeros every row needs every step: each tile takes K window cycles and the
+    window engine is the dense engine plus its flag latency; with zeros it is never slower
+    than that, and with no non-zero operand at all a tile takes ceil(K / d) cycles (floored at
+    2R)."""
+    config = dataclasses.replace(CONFIGS["4x4 skip"], array=ArrayConfig(
+        rows=4, cols=4, skip_zeros=True, skip_window=window))
+    rng = np.random.default_rng(window)
+    for m, n, k, accumulate in ((9, 5, 31, False), (4, 4, 1, True), (5, 9, 17, True)):
+        command = EngineCommand(m=m, n=n, k=k, accumulate=accumulate)
+        dense = command_cycles(config, command)
+        latency = lookahead_latency(config, accumulate)
+        full = SparseGemm(a_nonzero=np.ones((m, k), bool), b_nonzero=np.ones((k, n), bool),
+                          accumulate=accumulate)
+        assert engine_cycles(config, command, full) == dense + latency
+        for zeros in (0.3, 0.7, 0.95):
+            gemm = dataclasses.replace(_random_sparse_gemm(rng, m, n, k, zeros),
+                                       accumulate=accumulate)
+            assert engine_cycles(config, command, gemm) <= dense + latency
+        empty = SparseGemm(a_nonzero=np.zeros((m, k), bool), b_nonzero=np.ones((k, n), bool),
+                           accumulate=accumulate)
+        timing = EngineTiming.of(config)
+        tiles = -(-m // 4) * -(-n // 4)
+        want = (tiles * max(-(-k // window), timing.min_tile_slots)
+                + timing.overhead(accumulate) + latency)
+        assert engine_cycles(config, command, empty) == want
+
+
+def test_engine_cycles_rejects_bad_arguments():
+    config = CONFIGS["4x4 window2"]
+    gemm = SparseGemm(a_nonzero=np.ones((2, 3), bool), b_nonzero=np.ones((3, 4), bool))
+    with pytest.raises(ValueError, match=r"gemm is \(2, 4, 3\) \(M, N, K\), the command"):
+        engine_cycles(config, EngineCommand(m=2, n=4, k=4), gemm)
+    with pytest.raises(ValueError, match="gemm must be a SparseGemm"):
+        engine_cycles(config, EngineCommand(m=2, n=4, k=3), None)
+    masked = dataclasses.replace(gemm, out_keep=np.ones((2, 4), bool))
+    with pytest.raises(ValueError, match="out_keep must be None"):
+        engine_cycles(config, EngineCommand(m=2, n=4, k=3), masked)
 
 
 def test_model_rejects_bad_arguments():

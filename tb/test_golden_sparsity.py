@@ -9,7 +9,8 @@
   32-bit polynomial's primitivity, jumps, dropout masks element by element, keep fractions.
 * ``sim.skip_model``: dense equals ``sim.engine_model.command_cycles``; the window model
   against a plain per-tile simulation of its docstring; depth 1 is dense; all-zero operands
-  give the minimum; no option beats the ideal.
+  give the minimum; no option beats the ideal; the host's lane compaction (``compact``)
+  against plain loops and equal to ``compact_lanes`` of the cycle models.
 * Bad input raises ValueError naming the field.
 
 Plain pytest, no simulator, no Amaranth.
@@ -17,6 +18,7 @@ Plain pytest, no simulator, no Amaranth.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 
@@ -29,8 +31,9 @@ from sim.engine_model import EngineCommand
 from sim.engine_model import command_cycles as engine_cycles
 from sim.formats import FP32, OPERAND_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
+from sim.numerics import canonicalize
 from sim.skip_model import (DENSE, MAX_DEPTH, SkipOption, SparseGemm, command_cycles,
-                            ideal_cycles, reorder_rows, skip_area, tile_bound_cycles,
+                            compact, ideal_cycles, reorder_rows, skip_area, tile_bound_cycles,
                             tile_cycles, window_cycles)
 from sim.sparsity import (check_mask, combine_masks, gemm_skip, lane_bitmaps, nonzero_macs,
                           tile_zero_counts, zero_bitmap)
@@ -621,6 +624,76 @@ def test_tile_bound_small_case():
     assert ideal_cycles(config, gemm_) == 1
 
 
+def reference_compact(gemm_):
+    """Kept rows and columns by plain loops over the bitmaps."""
+    a, b, keep = gemm_.a_nonzero.tolist(), gemm_.b_nonzero.T.tolist(), gemm_.out_keep
+    m, n, _ = gemm_.shape
+    rows = [r for r in range(m) if any(a[r]) and (keep is None or any(keep[r, :]))]
+    cols = [c for c in range(n) if any(b[c]) and (keep is None or any(keep[:, c]))]
+    return rows, cols
+
+
+@pytest.mark.parametrize("density,keep_density", [(0.02, None), (0.05, 0.3), (0.3, 0.05),
+                                                  (1.0, None)])
+def test_compact_against_reference(density, keep_density):
+    rng = np.random.default_rng([SEED, 53])
+    gemm_ = random_gemm(rng, 50, 30, 12, density, keep_density, accumulate=True)
+    compacted, rows, cols = compact(gemm_)
+    want_rows, want_cols = reference_compact(gemm_)
+    assert rows.tolist() == want_rows and cols.tolist() == want_cols
+    assert rows.dtype == cols.dtype == np.int64
+    assert compacted.shape == (len(want_rows), len(want_cols), 12)
+    assert compacted.out_keep is None and compacted.accumulate
+    assert np.array_equal(compacted.a_nonzero, gemm_.a_nonzero[want_rows])
+    assert np.array_equal(compacted.b_nonzero, gemm_.b_nonzero[:, want_cols])
+    if keep_density is None:       # nothing of the products is lost
+        assert compacted.nonzero_macs == gemm_.nonzero_macs
+    else:                          # the masked products inside the kept lanes are computed
+        assert compacted.nonzero_macs >= gemm_.nonzero_macs
+
+
+@pytest.mark.parametrize("option", [
+    SkipOption("dense"),
+    SkipOption("la1", schedule="lookahead"),
+    SkipOption("la4", schedule="lookahead", depth=4, fetch=4),
+    SkipOption("la3_b", schedule="lookahead", depth=3, side="b"),
+    SkipOption("steps_e", schedule="steps", skip_empty_tiles=True),
+], ids=lambda o: o.name)
+def test_compact_is_the_compaction_of_tile_cycles(option):
+    rng = np.random.default_rng([SEED, 59])
+    config = timing_config()
+    with_compaction = dataclasses.replace(option, compact_lanes=True)
+    for density in (0.03, 0.1, 0.4):
+        gemm_ = random_gemm(rng, 45, 37, 60, density)
+        gemm_.a_nonzero[rng.random(45) < 0.3] = False     # lanes to drop at every density
+        gemm_.b_nonzero[:, rng.random(37) < 0.3] = False
+        compacted, rows, cols = compact(gemm_)
+        assert len(rows) < 45 and len(cols) < 37
+        want = tile_cycles(config, gemm_, with_compaction)
+        assert np.array_equal(tile_cycles(config, compacted, option), want)
+        assert (command_cycles(config, compacted, option)
+                == command_cycles(config, gemm_, with_compaction))
+
+
+def test_compact_empty_result():
+    zero_rows = SparseGemm(a_nonzero=np.zeros((5, 4), bool), b_nonzero=np.ones((4, 3), bool))
+    compacted, rows, cols = compact(zero_rows)
+    assert compacted is None and rows.size == 0 and cols.tolist() == [0, 1, 2]
+    masked = SparseGemm(a_nonzero=np.ones((5, 4), bool), b_nonzero=np.ones((4, 3), bool),
+                        out_keep=np.zeros((5, 3), bool))
+    compacted, rows, cols = compact(masked)
+    assert compacted is None and rows.size == 0 and cols.size == 0
+    b = np.ones((4, 3), bool)
+    b[:, 1] = False
+    only = np.zeros((5, 3), bool)
+    only[2, 1] = True             # the only kept output is in the all-zero column
+    compacted, rows, cols = compact(SparseGemm(a_nonzero=np.ones((5, 4), bool), b_nonzero=b,
+                                               out_keep=only))
+    assert compacted is None and rows.tolist() == [2] and cols.size == 0
+    with pytest.raises(ValueError, match="gemm must be a SparseGemm"):
+        compact("gemm")
+
+
 def test_from_bits_reads_transposed_operands():
     a = np.array([[0x0000, 0x3C00, 0x8000]], dtype=np.uint16).T      # stored K x M (3 x 1)
     b = np.array([[0x3C00, 0x0000, 0x3C00]], dtype=np.uint16)        # stored N x K (1 x 3)
@@ -673,3 +746,30 @@ def test_skip_model_bad_input():
         command_cycles(config, "gemm")
     with pytest.raises(ValueError, match="lengths must be"):
         window_cycles(np.ones((2, 1, 3), bool), depth=1, lengths=[4, 1])
+
+
+def test_compaction_with_host_scatter_is_bit_exact():
+    """What the host does around the engine gives the bits of :func:`gemm_skip` with the mask:
+    the engine computes the compacted GEMM without a mask, the host's scatter puts its results
+    at ``rows x cols``, keeps ``C_in`` (NaNs canonical, as every result) or ``+0`` in the dropped
+    lanes and writes ``+0`` over the masked outputs."""
+    rng = np.random.default_rng([SEED, 61])
+    fp16, fp32 = OPERAND_FORMATS["fp16"], FP32
+    for trial in range(40):
+        m, n, k = (int(v) for v in rng.integers(1, 14, 3))
+        a = mixed_bits(rng, fp16, m * k).reshape(m, k)
+        b = mixed_bits(rng, fp16, k * n).reshape(k, n)
+        a[rng.random(m) < 0.3] = 0                          # all-zero rows of A
+        b[:, rng.random(n) < 0.3] = 0x8000                  # all -0 columns of B
+        keep = rng.random((m, n)) < 0.6
+        keep[rng.random(m) < 0.2] = False                   # fully masked rows
+        c_in = None if trial % 2 else mixed_bits(rng, fp32, m * n).reshape(m, n)
+        want = gemm_skip(a, b, c_bits=c_in, out_mask=keep)
+        compacted, rows, cols = compact(SparseGemm.from_bits(a, b, out_mask=keep))
+        got = (np.zeros((m, n), np.uint32) if c_in is None
+               else canonicalize(fp32, c_in).astype(np.uint32))
+        if compacted is not None:
+            sub_c = None if c_in is None else c_in[np.ix_(rows, cols)]
+            got[np.ix_(rows, cols)] = gemm_skip(a[rows], b[:, cols], c_bits=sub_c)
+        got[~keep] = 0
+        assert np.array_equal(got, want), (trial, a, b, keep, c_in)

@@ -10,7 +10,8 @@ from amaranth import Module, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.engine.pe import OutputStationaryPE, RowControl, WeightStationaryPE, check_array_config
+from hw.engine.pe import (OutputStationaryPE, RowControl, WeightStationaryPE, check_array_config,
+                          select_shape)
 from hw.fp.operand import Operand
 from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
 from sim.config import ArrayConfig
@@ -110,7 +111,12 @@ class OutputStationaryArray(SystolicArray):
     Ports
     -----
     a_in : R lanes of :class:`~hw.fp.operand.Operand`
-    b_in : C lanes of :class:`~hw.fp.operand.Operand`
+    b_in : C lanes of :class:`~hw.fp.operand.Operand`; with ``config.skip_window = d > 1``,
+        C lanes of ``d`` operands: the B rows of the ``d`` steps of the lookahead window
+    a_select : R lanes of :func:`~hw.engine.pe.select_shape` ``(d)``, only with ``d > 1``:
+        the window position of the step row ``r`` takes this cycle (its A operand is on
+        ``a_in[r]``; a row without a step gets ``+0``, which the zero gate skips). It is
+        skewed and travels with ``a_in``
     valid, first, shift : 1 bit each
     init_in : C lanes of 32-bit fp32
     result_out : C lanes of 32-bit fp32
@@ -120,15 +126,20 @@ class OutputStationaryArray(SystolicArray):
     TIMING = OutputStationaryTiming
 
     def _ports(self):
-        return {
+        window = self.config.skip_window
+        b_lane = Operand if window == 1 else data.ArrayLayout(Operand, window)
+        ports = {
             "a_in": In(data.ArrayLayout(Operand, self.rows)),
-            "b_in": In(data.ArrayLayout(Operand, self.cols)),
+            "b_in": In(data.ArrayLayout(b_lane, self.cols)),
             "valid": In(1),
             "first": In(1),
             "shift": In(1),
             "init_in": In(data.ArrayLayout(32, self.cols)),
             "result_out": Out(data.ArrayLayout(32, self.cols)),
         }
+        if window > 1:
+            ports["a_select"] = In(data.ArrayLayout(select_shape(window), self.rows))
+        return ports
 
     def elaborate(self, platform):
         m = Module()
@@ -142,14 +153,19 @@ class OutputStationaryArray(SystolicArray):
         control = Signal(RowControl, name="control")
         m.d.comb += [control.valid.eq(self.valid), control.first.eq(self.first)]
         control_taps = _delay_taps(m, control, rows - 1, RowControl, "control_skew")
+        window = self.config.skip_window
         for r in range(rows):
             a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
             m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].control_in.eq(control_taps[r])]
+            if window > 1:
+                select = _delay_taps(m, self.a_select[r], r, select_shape(window),
+                                     f"select_skew_{r}")[-1]
+                m.d.comb += pes[r][0].select_in.eq(select)
         # the shift and its init row are skewed per column like the B operands, so that each
         # column drains as soon as its own swaps are done (tiles 2R apart, not 2R + C - 1)
         shift_taps = _delay_taps(m, self.shift, cols - 1, 1, "shift_skew")
         for c in range(cols):
-            b_skewed = _delay_taps(m, self.b_in[c], c, Operand, f"b_skew_{c}")[-1]
+            b_skewed = _delay_taps(m, self.b_in[c], c, self.b_in[c].shape(), f"b_skew_{c}")[-1]
             init_skewed = _delay_taps(m, self.init_in[c], c, 32, f"init_skew_{c}")[-1]
             m.d.comb += [pes[0][c].b_in.eq(b_skewed), pes[0][c].shadow_in.eq(init_skewed)]
 
@@ -160,6 +176,8 @@ class OutputStationaryArray(SystolicArray):
                 if c > 0:
                     left = pes[r][c - 1]
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.control_in.eq(left.control_out)]
+                    if window > 1:
+                        m.d.comb += pe.select_in.eq(left.select_out)
                 if r > 0:
                     above = pes[r - 1][c]
                     m.d.comb += [pe.b_in.eq(above.b_out), pe.shadow_in.eq(above.shadow_out)]

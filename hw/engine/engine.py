@@ -25,9 +25,11 @@ from hw.engine.commands import (ErrorCode, GemmCommand, Status, host_write_layou
                                 operand_write_layout, read_data_layout, read_request_layout)
 from hw.engine.scratchpad import SkewedScratchpad
 from hw.engine.sequencer import OutputStationarySequencer
+from hw.engine.skip_sequencer import SkipSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
 from hw.fp.converter import FP32Converter
 from hw.fp.operand import Operand
+from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import EngineConfig
 from sim.engine_model import SPAD_READ_LATENCY, EngineTiming
 
@@ -111,20 +113,40 @@ class GemmEngine(wiring.Component):
         cfg = self.config
         rows, cols = cfg.array.rows, cfg.array.cols
 
-        sequencer = m.submodules.sequencer = self.SEQUENCERS[cfg.array.dataflow](cfg)
+        window = cfg.array.skip_window
+        sequencer_class = SkipSequencer if window > 1 else self.SEQUENCERS[cfg.array.dataflow]
+        sequencer = m.submodules.sequencer = sequencer_class(cfg)
         array = m.submodules.array = SystolicArray(cfg.array)
         spad_a = m.submodules.spad_a = SkewedScratchpad(
             lanes=rows, width=cfg.spad_width, rows=cfg.a_rows, element=Operand)
         spad_b = m.submodules.spad_b = SkewedScratchpad(
             lanes=cols, width=cfg.spad_width, rows=cfg.b_rows, element=Operand)
+        # zero skipping: copies of the operand scratchpads and flag planes (one per window
+        # step), written with every host write (hw/engine/skip_sequencer.py)
+        copies = {"a": [spad_a], "b": [spad_b]}
+        for prefix, lanes, height in (("a", rows, cfg.a_rows), ("b", cols, cfg.b_rows)):
+            for j in range(1, window):
+                copies[prefix].append(self._add(m, f"spad_{prefix}_{j}", SkewedScratchpad(
+                    lanes=lanes, width=cfg.spad_width, rows=height, element=Operand)))
+            copies[f"{prefix}_flag"] = [
+                self._add(m, f"flags_{prefix}_{j}", SkewedScratchpad(
+                    lanes=lanes, width=cfg.spad_width, rows=height, element=unsigned(1)))
+                for j in range(window if window > 1 else 0)]
         acc = m.submodules.acc_memory = SkewedScratchpad(
             lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32))
         self._check_timing(array, spad_a)
 
         # ---- sequencer <-> memories and array ----------------------------------------------
         # (fixed-latency, always-ready streams: valid and payload only)
-        for requests, memory, data_in in ((sequencer.a_read, spad_a, sequencer.a_data),
-                                          (sequencer.b_read, spad_b, sequencer.b_data)):
+        reads = [(sequencer.a_read, spad_a, sequencer.a_data),
+                 (sequencer.b_read, spad_b, sequencer.b_data)]
+        for prefix, memories in copies.items():
+            for j, memory in enumerate(memories):
+                if memory is spad_a or memory is spad_b:
+                    continue
+                reads.append((getattr(sequencer, f"{prefix}_read_{j}"), memory,
+                              getattr(sequencer, f"{prefix}_data_{j}")))
+        for requests, memory, data_in in reads:
             m.d.comb += [
                 memory.i_read.valid.eq(requests.valid),
                 memory.i_read.payload.eq(requests.payload),
@@ -169,6 +191,23 @@ class GemmEngine(wiring.Component):
                 memory.i_write.payload.mask.eq(port.payload.mask),
             ]
             outside.append(port.valid & ~inside)
+            prefix = name[-1]
+            flag_memories = copies[f"{prefix}_flag"]
+            flags = []
+            if flag_memories:              # zero detect on the write path
+                for lane in range(memory.lanes):
+                    nonzero, _ = operand_nonzero(m, port.payload.data[lane],
+                                                 name=f"{name}_lane_{lane}")
+                    flags.append(nonzero)
+            for copy in copies[prefix][1:] + flag_memories:
+                m.d.comb += [
+                    copy.i_write.valid.eq(port.valid & inside),
+                    copy.i_write.payload.row.eq(port.payload.row),
+                    copy.i_write.payload.col.eq(port.payload.col),
+                    copy.i_write.payload.mask.eq(port.payload.mask),
+                    copy.i_write.payload.data.eq(Cat(flags) if copy in flag_memories
+                                                 else port.payload.data),
+                ]
 
         # accumulator memory write port: the sequencer's results while busy, else the host
         wr_acc_inside = Signal(name="wr_acc_inside")
@@ -294,6 +333,11 @@ class GemmEngine(wiring.Component):
             buffer.r_en.eq(self.rd_data.ready),
         ]
         return outside, bad_format
+
+    @staticmethod
+    def _add(m, name, submodule):
+        m.submodules[name] = submodule
+        return submodule
 
     def _check_timing(self, array, spad):
         """The sequencer and the cycle model rely on these numbers: stop at once if a part

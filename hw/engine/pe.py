@@ -23,7 +23,7 @@ Latency, throughput and the schedule are those of the dense PE; with ``skip_zero
 of this logic is built.
 """
 
-from amaranth import Const, Module, Mux, Signal
+from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -35,7 +35,7 @@ from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import ArrayConfig
 from sim.formats import FP32
 
-__all__ = ["RowControl", "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
+__all__ = ["RowControl", "select_shape", "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
 
 
 class RowControl(data.Struct):
@@ -46,6 +46,11 @@ class RowControl(data.Struct):
     """
     valid: 1
     first: 1
+
+
+def select_shape(window):
+    """Shape of a lookahead-window position (``0 .. window - 1``)."""
+    return unsigned(max(1, (window - 1).bit_length()))
 
 
 def check_array_config(config, dataflow, who):
@@ -119,24 +124,34 @@ class OutputStationaryPE(wiring.Component):
     -----
     a_in, a_out : :class:`~hw.fp.operand.Operand`
     control_in, control_out : :class:`RowControl`
-    b_in, b_out : :class:`~hw.fp.operand.Operand`
+    b_in, b_out : :class:`~hw.fp.operand.Operand`; with ``config.skip_window = d > 1``,
+        ``d`` operands (the B operands of the lookahead window, moving down together)
+    select_in, select_out : :func:`select_shape` ``(d)``, only with ``d > 1``: the window
+        position of this row's step, travelling with ``a_in``; the PE multiplies ``a_in`` by
+        ``b_in[select_in]``
     shift : 1 bit
     shadow_in, shadow_out : 32-bit fp32
     """
 
-    a_in: In(Operand)
-    a_out: Out(Operand)
-    control_in: In(RowControl)
-    control_out: Out(RowControl)
-    b_in: In(Operand)
-    b_out: Out(Operand)
-    shift: In(1)
-    shadow_in: In(32)
-    shadow_out: Out(32)
-
     def __init__(self, config):
         self.config = check_array_config(config, "os", "OutputStationaryPE")
-        super().__init__()
+        window = config.skip_window
+        b_shape = Operand if window == 1 else data.ArrayLayout(Operand, window)
+        ports = {
+            "a_in": In(Operand),
+            "a_out": Out(Operand),
+            "control_in": In(RowControl),
+            "control_out": Out(RowControl),
+            "b_in": In(b_shape),
+            "b_out": Out(b_shape),
+            "shift": In(1),
+            "shadow_in": In(32),
+            "shadow_out": Out(32),
+        }
+        if window > 1:
+            ports["select_in"] = In(select_shape(window))
+            ports["select_out"] = Out(select_shape(window))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -145,10 +160,16 @@ class OutputStationaryPE(wiring.Component):
             self.b_out.eq(self.b_in),
             self.control_out.eq(self.control_in),
         ]
+        b_operand = self.b_in
+        if self.config.skip_window > 1:
+            # the window's B operand this row's step chose
+            m.d.sync += self.select_out.eq(self.select_in)
+            b_operand = Signal(Operand, name="b_selected")
+            m.d.comb += b_operand.eq(self.b_in[self.select_in])
         extra = {"valid": self.control_in.valid, "first": self.control_in.first}
         if self.config.skip_zeros:
-            extra["live"] = _live_flag(m, self.a_in, self.b_in)
-        product, control = _multiplier(m, self.config, self.a_in, self.b_in, extra=extra)
+            extra["live"] = _live_flag(m, self.a_in, b_operand)
+        product, control = _multiplier(m, self.config, self.a_in, b_operand, extra=extra)
         if self.config.skip_zeros:
             product = _gated_product(m, product, control["live"])
 

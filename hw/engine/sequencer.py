@@ -77,6 +77,32 @@ def _lane_mask(m, origin, size, lanes, *, name):
     return mask
 
 
+def _advance_tile(m, m0, n0, cmd, rows, cols, last):
+    """Move the tile origin ``(m0, n0)`` to the next tile in row-major order (bands of ``R``
+    rows, tiles of ``C`` columns within a band); after the command's last tile, do ``last``
+    (a list of statements) instead of starting another band."""
+    with m.If(n0 + cols >= cmd.n):
+        m.d.sync += [n0.eq(0), m0.eq(m0 + rows)]
+        with m.If(m0 + rows >= cmd.m):
+            m.d.sync += last
+    with m.Else():
+        m.d.sync += n0.eq(n0 + cols)
+
+
+def _step_read(port, cmd, operand, origin, k):
+    """The scratchpad read request of step ``k`` of operand ``operand`` (``"a"`` or ``"b"``)
+    for the tile at ``origin`` (``m0`` for A, ``n0`` for B)."""
+    if operand == "a":
+        # A stored M x K: column k from row m0 on; transposed (K x M): row k from column m0 on
+        return [port.payload.row.eq(cmd.a_row + Mux(cmd.a_transpose, k, origin)),
+                port.payload.col.eq(cmd.a_col + Mux(cmd.a_transpose, origin, k)),
+                port.payload.column_mode.eq(~cmd.a_transpose)]
+    # B stored K x N: row k from column n0 on; transposed (N x K): column k from row n0 on
+    return [port.payload.row.eq(cmd.b_row + Mux(cmd.b_transpose, origin, k)),
+            port.payload.col.eq(cmd.b_col + Mux(cmd.b_transpose, k, origin)),
+            port.payload.column_mode.eq(cmd.b_transpose)]
+
+
 def _plus_zero(formats):
     """``+0`` as an :class:`~hw.fp.operand.Operand` of a format the PEs accept (a tag they
     were not built for would multiply as NaN)."""
@@ -111,12 +137,6 @@ class _Sequencer(wiring.Component):
         self.timing = EngineTiming.of(config)
         self.a_geometry, self.b_geometry, self.acc_geometry = geometries(config)
 
-        def reads(geometry, element):
-            return {
-                "read": Out(stream.Signature(read_layout(geometry), always_ready=True)),
-                "data": In(stream.Signature(data_layout(geometry, element), always_ready=True)),
-            }
-
         ports = {
             "cmd": In(stream.Signature(GemmCommand)),
             "status": Out(Status),
@@ -129,12 +149,25 @@ class _Sequencer(wiring.Component):
         for prefix, geometry, element in (("a", self.a_geometry, Operand),
                                           ("b", self.b_geometry, Operand),
                                           ("acc", self.acc_geometry, unsigned(32))):
-            for name, port in reads(geometry, element).items():
+            for name, port in self._read_ports(geometry, element).items():
                 ports[f"{prefix}_{name}"] = port
+        ports.update(self._extra_ports())
         super().__init__(ports)
 
     def _array_ports(self):
         raise NotImplementedError
+
+    def _extra_ports(self):
+        """More ports of a subclass (none here)."""
+        return {}
+
+    @staticmethod
+    def _read_ports(geometry, element):
+        """``read`` (requests out) and ``data`` (fixed-latency data in) of one scratchpad."""
+        return {
+            "read": Out(stream.Signature(read_layout(geometry), always_ready=True)),
+            "data": In(stream.Signature(data_layout(geometry, element), always_ready=True)),
+        }
 
     def _front_end(self, m, tile_size):
         """Accept with check, and status. ``tile_size(cmd)`` is the command field a tile's
@@ -263,14 +296,23 @@ class OutputStationarySequencer(_Sequencer):
 
     def elaborate(self, platform):
         m = Module()
+        front = self._front_end(m, lambda cmd: cmd.k)
+
+        # ---- issue stream A: steps --------------------------------------------------------------
+        step_first = self._issue_steps(m, front)
+
+        # ---- issue stream B: shift groups ---------------------------------------------------
+        self._shift_groups(m, front, step_first)
+        return m
+
+    def _issue_steps(self, m, front):
+        """Issue stream A (the steps, module docstring): scratchpad reads and the array's
+        step inputs. Returns the signal that is high in the issue cycle of a tile's first
+        step and of the flush step (what the shift groups are timed from)."""
         cfg = self.config
         timing = self.timing
         rows, cols = cfg.array.rows, cfg.array.cols
-        front = self._front_end(m, lambda cmd: cmd.k)
-        cmd, slots, start = front["cmd"], front["slots"], front["start"]
-        finished = front["finished"]
-
-        # ---- issue stream A: steps --------------------------------------------------------------
+        cmd, slots = front["cmd"], front["slots"]
         armed = Signal(name="step_armed")               # tile slots or the flush still to issue
         step_wait = Signal(range(timing.first_tile_issue + 1), name="step_wait")
         stepping = Signal(name="stepping")              # a tile slot is issued this cycle
@@ -299,12 +341,7 @@ class OutputStationarySequencer(_Sequencer):
         with m.If(stepping):
             with m.If(slot == slots - 1):
                 m.d.sync += slot.eq(0)
-                with m.If(n0 + cols >= cmd.n):
-                    m.d.sync += [n0.eq(0), m0.eq(m0 + rows)]
-                    with m.If(m0 + rows >= cmd.m):
-                        m.d.sync += [armed.eq(0), flush.eq(1)]
-                with m.Else():
-                    m.d.sync += n0.eq(n0 + cols)
+                _advance_tile(m, m0, n0, cmd, rows, cols, [armed.eq(0), flush.eq(1)])
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
 
@@ -313,18 +350,8 @@ class OutputStationarySequencer(_Sequencer):
             self.a_read.valid.eq(step_valid),
             self.b_read.valid.eq(step_valid),
         ]
-        # A stored M x K: column k from row m0 on; transposed (K x M): row k from column m0 on
-        m.d.comb += [
-            self.a_read.payload.row.eq(cmd.a_row + Mux(cmd.a_transpose, slot, m0)),
-            self.a_read.payload.col.eq(cmd.a_col + Mux(cmd.a_transpose, m0, slot)),
-            self.a_read.payload.column_mode.eq(~cmd.a_transpose),
-        ]
-        # B stored K x N: row k from column n0 on; transposed (N x K): column k from row n0 on
-        m.d.comb += [
-            self.b_read.payload.row.eq(cmd.b_row + Mux(cmd.b_transpose, n0, slot)),
-            self.b_read.payload.col.eq(cmd.b_col + Mux(cmd.b_transpose, slot, n0)),
-            self.b_read.payload.column_mode.eq(cmd.b_transpose),
-        ]
+        m.d.comb += [*_step_read(self.a_read, cmd, "a", m0, slot),
+                     *_step_read(self.b_read, cmd, "b", n0, slot)]
         a_lanes = _lane_mask(m, m0, cmd.m, rows, name="step_a_lanes")
         b_lanes = _lane_mask(m, n0, cmd.n, cols, name="step_b_lanes")
 
@@ -341,9 +368,16 @@ class OutputStationarySequencer(_Sequencer):
         for c in range(cols):
             m.d.comb += self.array_b[c].eq(Mux(b_lanes_at_array[c], self.b_data.payload[c],
                                                _plus_zero(cfg.array.b_formats)))
+        return step_first
 
-        # ---- issue stream B: shift groups ---------------------------------------------------
-        boundary = step_first                           # a tile's first step or the flush
+    def _shift_groups(self, m, front, boundary):
+        """Issue stream B (the shift groups, module docstring), ``group_delay`` cycles after
+        each ``boundary`` (a tile's first step or the flush), and the result writes."""
+        cfg = self.config
+        timing = self.timing
+        rows, cols = cfg.array.rows, cfg.array.cols
+        cmd, start, finished = front["cmd"], front["start"], front["finished"]
+        incoming = front["incoming"]
         group_trigger = Signal(name="group_trigger")
         m.d.comb += group_trigger.eq((start & cmd.accumulate)
                                      | _delay(m, boundary, timing.group_delay, name="boundary"))
@@ -457,4 +491,3 @@ class OutputStationarySequencer(_Sequencer):
             write.data.eq(self.array_result),
             finished.eq(final_at_array),
         ]
-        return m

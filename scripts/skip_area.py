@@ -1,0 +1,182 @@
+"""Area of zero skipping with the lookahead window (``ArrayConfig.skip_window``) against the
+dense engine, by Yosys.
+
+Measured units (generic cells of ``synth -flatten``, memories excluded, and ``synth_ecp5``; see
+:mod:`scripts.yosys_area`):
+
+* the OS PE: dense, with the zero gate, with the zero gate and a window of 2 and of 4 (the
+  B-operand window registers and the operand mux);
+* the tile sequencer of the 8x8 and of the 4x4 engine: dense and with the windows (flag reads,
+  flag queue, the window's choosers, ``d`` operand reads);
+* whole 4x4 engines with 64 x 64 scratchpads and windows of 2 and 4 (with the copies of the
+  scratchpads, the flag planes and the zero detect on the write path); the dense 4x4 engine
+  and the dense arrays are taken from ``docs/results/gemm.json`` (``scripts.engine_report``).
+
+The skip logic's overhead is reported against the dense array of the same configuration:
+
+* 4x4, measured whole: ``(engine with window - dense engine) / dense 4x4 array``;
+* 8x8 (the configuration of the cycle measurements), composed from measured units, because
+  Yosys needs about an hour of CPU for one 8x8 array: ``64 x (window PE - dense PE) +
+  (window sequencer - dense sequencer) + the rest`` over the dense 8x8 array, where *the rest*
+  (array-edge skew registers of the window, scratchpad copies' and flag planes' logic, write
+  zero detect) is the 4x4 engine's remainder after its PEs and sequencer, doubled (it grows
+  with the lanes, 4 -> 8).
+
+Memory bits (copies of the scratchpads: ``d`` of each operand scratchpad and ``d`` 1-bit flag
+planes) are reported separately; they are not cells.
+
+Writes the ``skip_area`` section of ``docs/results/sparsity.json`` and fills
+``skip_area_overhead`` of its ``digits_cnn`` / ``resnet18`` entries with the 8x8 figure of the
+window those entries were measured with.
+
+Usage: python -m scripts.skip_area [--windows 2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+from scripts.engine_report import engine_config
+from scripts.results import RESULTS_DIR, update_results
+from sim.config import ArrayConfig, MAX_SKIP_WINDOW
+
+__all__ = ["units", "main"]
+
+FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
+MEMORY_FIELDS = ("memories", "memory_bits", "ecp5_bram")
+
+
+def _windowed(config, window):
+    array = dataclasses.replace(config.array, skip_zeros=window > 0, skip_window=max(1, window))
+    return dataclasses.replace(config, array=array)
+
+
+def _flat_top(inner):
+    """``inner`` behind plain ports: a sequencer's always-ready streams have constant
+    ``ready`` members, which cannot be top-level ports."""
+    from amaranth import Const, Module, Value
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    pairs = []
+    for path, member, value in inner.signature.flatten(inner):
+        if isinstance(value, Const):
+            continue
+        pairs.append(("__".join(str(part) for part in path), member.flow,
+                      Value.cast(value).shape(), value))
+
+    class FlatTop(wiring.Component):
+        def __init__(self):
+            super().__init__({name: (In if flow == In else Out)(shape)
+                              for name, flow, shape, _ in pairs})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.inner = inner
+            for name, flow, _, value in pairs:
+                ours = getattr(self, name)
+                m.d.comb += value.eq(ours) if flow == In else ours.eq(value)
+            return m
+
+    return FlatTop()
+
+
+def units(windows) -> dict:
+    """name -> factory of the component (the name is also the Verilog top)."""
+    from hw.engine.engine import GemmEngine
+    from hw.engine.pe import OutputStationaryPE
+    from hw.engine.sequencer import OutputStationarySequencer
+    from hw.engine.skip_sequencer import SkipSequencer
+
+    table = {
+        "pe_os": lambda: OutputStationaryPE(ArrayConfig()),
+        "pe_os_skip": lambda: OutputStationaryPE(ArrayConfig(skip_zeros=True)),
+    }
+    for d in windows:
+        table[f"pe_os_window{d}"] = (
+            lambda d=d: OutputStationaryPE(ArrayConfig(skip_zeros=True, skip_window=d)))
+    for preset in ("8x8", "4x4"):
+        table[f"sequencer_os_{preset}"] = (
+            lambda preset=preset: _flat_top(OutputStationarySequencer(engine_config(preset))))
+        for d in windows:
+            table[f"sequencer_os_{preset}_window{d}"] = (
+                lambda preset=preset, d=d: _flat_top(
+                    SkipSequencer(_windowed(engine_config(preset), d))))
+    for d in windows:
+        table[f"engine_os_4x4_window{d}"] = (
+            lambda d=d: GemmEngine(_windowed(engine_config("4x4"), d)))
+    return table
+
+
+def overheads(area, gemm_area, windows) -> dict:
+    """Skip-logic cells and their fraction of the dense array, 4x4 (measured whole) and 8x8
+    (composed; module docstring), per window."""
+    result = {}
+    pe = area["pe_os"]["cells"]
+    for d in windows:
+        d_pe = area[f"pe_os_window{d}"]["cells"] - pe
+        d_seq8 = area[f"sequencer_os_8x8_window{d}"]["cells"] - area["sequencer_os_8x8"]["cells"]
+        d_seq4 = area[f"sequencer_os_4x4_window{d}"]["cells"] - area["sequencer_os_4x4"]["cells"]
+        d_engine4 = area[f"engine_os_4x4_window{d}"]["cells"] - gemm_area["engine_os_4x4"]["cells"]
+        rest4 = d_engine4 - 16 * d_pe - d_seq4
+        total8 = 64 * d_pe + d_seq8 + 2 * rest4
+        result[f"window{d}"] = {
+            "pe_cells": d_pe, "sequencer_8x8_cells": d_seq8, "sequencer_4x4_cells": d_seq4,
+            "engine_4x4_cells": d_engine4, "rest_4x4_cells": rest4,
+            "fraction_4x4": d_engine4 / gemm_area["array_os_4x4"]["cells"],
+            "cells_8x8": total8,
+            "fraction_8x8": total8 / gemm_area["array_os_8x8"]["cells"],
+            "memory_bits_4x4": (area[f"engine_os_4x4_window{d}"].get("memory_bits", 0)
+                                - gemm_area["engine_os_4x4"].get("memory_bits", 0)),
+        }
+    return result
+
+
+def main(argv=None):
+    from scripts.cli import comma_subset
+    from scripts.yosys_area import area_of
+
+    choices = tuple(str(d) for d in range(2, MAX_SKIP_WINDOW + 1))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=comma_subset("windows", choices), default=("2", "4"),
+                        help=f"comma-separated subset of {','.join(choices)} (default 2,4)")
+    args = parser.parse_args(argv)
+    windows = tuple(int(d) for d in args.windows)
+    gemm_area = json.loads((RESULTS_DIR / "gemm.json").read_text())["area"]
+    area = {}
+    for name, factory in units(windows).items():
+        began = time.perf_counter()
+        print(f"area: {name} ...", flush=True)
+        result = area_of(factory(), name)
+        row = {key: result[key] for key in FIELDS}
+        if result.get("memory_bits") or result.get("ecp5_bram"):
+            row.update({key: result.get(key, 0) for key in MEMORY_FIELDS})
+        area[name] = row
+        print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
+    summary = overheads(area, gemm_area, windows)
+    for name, row in summary.items():
+        print(f"{name}: 4x4 engine +{row['engine_4x4_cells']} cells = "
+              f"{100 * row['fraction_4x4']:.1f}% of the dense 4x4 array; 8x8 composed "
+              f"+{row['cells_8x8']} = {100 * row['fraction_8x8']:.1f}% of the dense 8x8 array")
+    path = RESULTS_DIR / "sparsity.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    fills = {}
+    for net in ("digits_cnn", "resnet18"):
+        entry = results.get(net)
+        window = None if not isinstance(entry, dict) else entry.get("window")
+        if window is not None and f"window{window}" in summary:
+            fills[net] = {**entry,
+                          "skip_area_overhead": summary[f"window{window}"]["fraction_8x8"]}
+    update_results("sparsity", skip_area={"units": area, "overhead": summary,
+                                          "dense_from": "docs/results/gemm.json area",
+                                          "command": "python -m scripts.skip_area"}, **fills)
+    print(f"wrote the skip_area section of {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

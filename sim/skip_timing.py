@@ -1,0 +1,60 @@
+"""Cycle model of the zero-skipping GEMM engine as built (``ArrayConfig.skip_window``).
+
+The engine with a lookahead window of ``d >= 2`` steps (:mod:`hw.engine.skip_sequencer`) runs
+the window schedule of :mod:`sim.skip_model` (``SkipOption(schedule="lookahead", depth=d,
+fetch=d, side="a")``: each array row takes its own next needed step within the window, a step
+being needed by row ``r`` when ``A[m0 + r, k]`` is non-zero and some ``B[k, n0 + c]`` of the
+tile is non-zero), every tile occupying ``max(T, min_tile_slots)`` cycles, plus the dense
+engine's fixed overhead and :func:`lookahead_latency`. With ``d = 1`` it is the dense engine
+(:func:`sim.engine_model.command_cycles`). The benches assert these counts cycle for cycle.
+
+Pure Python and numpy; no Amaranth here.
+"""
+
+from __future__ import annotations
+
+from .config import EngineConfig
+from .engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
+                           command_cycles, validate)
+from .skip_model import SkipOption, SparseGemm
+from .skip_model import command_cycles as window_command_cycles
+
+__all__ = ["lookahead_latency", "window_option", "engine_cycles"]
+
+
+def lookahead_latency(config: EngineConfig, accumulate: bool) -> int:
+    """Cycles a command of the skipping engine (``skip_window >= 2``) takes beyond the window
+    model: the zero flags of the first steps are read from the flag planes and queued before
+    the first window cycle (``SPAD_READ_LATENCY + 1`` cycles after issue time 0), which the
+    dense schedule overlaps with the initial ``C_old`` shift only when it accumulates
+    (``first_tile_issue``)."""
+    wait = EngineTiming.of(config).first_tile_issue if accumulate else 0
+    return max(0, SPAD_READ_LATENCY + 1 - wait)
+
+
+def window_option(depth: int) -> SkipOption:
+    """The :class:`~sim.skip_model.SkipOption` the engine with ``skip_window = depth`` runs."""
+    if depth == 1:
+        return SkipOption(name="dense")
+    return SkipOption(name=f"window{depth}", schedule="lookahead", depth=depth, fetch=depth)
+
+
+def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
+    """Cycles from accepting ``command`` to ``status.done`` on the engine of
+    ``config``; ``gemm`` holds the non-zero maps of its operands as stored
+    (:meth:`SparseGemm.from_bits` with the command's transpose flags; ``out_keep`` must be
+    None: the engine has no output mask)."""
+    if not isinstance(config, EngineConfig):
+        raise ValueError(f"config must be an EngineConfig, not {config!r}")
+    if not isinstance(gemm, SparseGemm):
+        raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
+    if gemm.shape != (command.m, command.n, command.k):
+        raise ValueError(f"gemm is {gemm.shape} (M, N, K), the command "
+                         f"{(command.m, command.n, command.k)}")
+    if gemm.out_keep is not None:
+        raise ValueError("gemm.out_keep must be None: the engine computes every output")
+    depth = config.array.skip_window
+    if depth == 1 or validate(config, command) is not EngineError.NONE:
+        return command_cycles(config, command)        # dense, or rejected: 1 cycle
+    return (window_command_cycles(config, gemm, window_option(depth))
+            + lookahead_latency(config, command.accumulate))
