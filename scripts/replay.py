@@ -34,6 +34,7 @@ from sim.engine_model import ideal_cycles
 from sim.lowering import GEMM_KINDS
 from sim.replay import REPLAY_CONFIG, split_step, step_statistics, training_step_gemms
 from sim.runner import SIMULATORS, read_metrics
+from sim.skip_timing import with_window
 from tb.engine_driver import config_to_case
 from tb.test_replay import P_IDLE, P_STALL, REPLAY_ENGINE, run_replay
 
@@ -150,8 +151,7 @@ def replay_window(args, window: int) -> int:
     every command's cycles against :func:`sim.skip_timing.engine_cycles` and every result word
     against the golden model; writes ``replay`` (``window<D>``) in ``sparsity.json``."""
     dense_config = REPLAY_ENGINE
-    config = dataclasses.replace(dense_config, array=dataclasses.replace(
-        dense_config.array, skip_zeros=True, skip_window=window))
+    config = with_window(dense_config, window)
     gemms = training_step_gemms()
     commands = split_step(gemms, config)
     dense = step_statistics(commands, dense_config)

@@ -35,7 +35,6 @@ Usage: python -m scripts.skip_area [--windows 2,4]
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -43,16 +42,12 @@ import time
 from scripts.engine_report import engine_config
 from scripts.results import RESULTS_DIR, update_results
 from sim.config import ArrayConfig, MAX_SKIP_WINDOW
+from sim.skip_timing import with_window
 
 __all__ = ["units", "main"]
 
 FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
 MEMORY_FIELDS = ("memories", "memory_bits", "ecp5_bram")
-
-
-def _windowed(config, window):
-    array = dataclasses.replace(config.array, skip_zeros=window > 0, skip_window=max(1, window))
-    return dataclasses.replace(config, array=array)
 
 
 def _flat_top(inner):
@@ -105,10 +100,10 @@ def units(windows) -> dict:
         for d in windows:
             table[f"sequencer_os_{preset}_window{d}"] = (
                 lambda preset=preset, d=d: _flat_top(
-                    SkipSequencer(_windowed(engine_config(preset), d))))
+                    SkipSequencer(with_window(engine_config(preset), d))))
     for d in windows:
         table[f"engine_os_4x4_window{d}"] = (
-            lambda d=d: GemmEngine(_windowed(engine_config("4x4"), d)))
+            lambda d=d: GemmEngine(with_window(engine_config("4x4"), d)))
     return table
 
 

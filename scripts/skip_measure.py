@@ -48,7 +48,8 @@ from scripts.sparsity_study import (COLS, ROWS, WIDTH, add_capture_arguments,  #
                                     timing_config)
 from sim import engine_model  # noqa: E402
 from sim.nn import build_network  # noqa: E402
-from sim.skip_timing import engine_cycles, lookahead_latency  # noqa: E402
+from sim.skip_timing import (engine_cycles, lookahead_latency, window_option,  # noqa: E402
+                             with_window)
 from sim.skip_model import SkipOption, SparseGemm, compact  # noqa: E402
 
 BACKWARD_KINDS = ("weight_grad", "backward_data")
@@ -86,9 +87,8 @@ class Variant:
 
     @property
     def option(self) -> SkipOption:
-        """The engine's skip model (side a, window advancing up to ``depth`` steps a cycle)."""
-        return SkipOption(self.name, schedule="lookahead", depth=self.depth, fetch=self.depth,
-                          side="a")
+        """The engine's window schedule (:func:`sim.skip_timing.window_option`)."""
+        return window_option(self.depth)
 
     @property
     def summary(self) -> str:
@@ -131,12 +131,6 @@ def choose_default(networks, skip_area=None) -> str:
     return f"la{max(fits, key=mean_speedup)}_compact_swap"
 
 
-def windowed(config, depth: int):
-    """``config`` with the lookahead window ``depth`` (1: the dense engine)."""
-    array = dataclasses.replace(config.array, skip_zeros=depth > 1, skip_window=depth)
-    return dataclasses.replace(config, array=array)
-
-
 def stored(config, gemm: SparseGemm):
     """The engine command of ``gemm`` with its operands laid out (transposed or not) so that
     they fit the memories of ``config`` (the host chooses; the cycles do not depend on it)."""
@@ -171,6 +165,7 @@ def measure_gemm(config, gemm: SparseGemm, kind: str, *, a_transpose: bool = Fal
     """
     dense_engine = engine_model.command_cycles(
         config, gemm.command(a_transpose=a_transpose, b_transpose=b_transpose))
+    compacted, kept_rows, kept_cols = compact(gemm)
     hardware = {}           # (swapped, compacted) -> the GEMM the engine runs, or None
     cache = {}
     cycles = {}
@@ -181,16 +176,17 @@ def measure_gemm(config, gemm: SparseGemm, kind: str, *, a_transpose: bool = Fal
             place = (swapped, variant.compact)
             if place not in hardware:
                 host = issued(gemm, kind, swapped)
-                hardware[place] = compact(host)[0] if variant.compact else \
-                    dataclasses.replace(host, out_keep=None)
+                if not variant.compact:
+                    hardware[place] = dataclasses.replace(host, out_keep=None)
+                else:
+                    hardware[place] = compacted if host is gemm else compact(host)[0]
             run = hardware[place]
             cache[key] = 0 if run is None else engine_cycles(
-                windowed(config, variant.depth), stored(config, run), run)
+                with_window(config, variant.depth), stored(config, run), run)
         cycles[variant.name] = cache[key]
         if variant.depth == 1 and not variant.compact and cycles[variant.name] != dense_engine:
             raise AssertionError(f"{variant.name}: skip model {cycles[variant.name]} != "
                                  f"sim.engine_model.command_cycles {dense_engine}")
-    _, kept_rows, kept_cols = compact(gemm)
     return {**gemm_statistics(config, gemm),
             "kept_rows": int(kept_rows.size), "kept_cols": int(kept_cols.size),
             "cycles": cycles}
@@ -376,7 +372,7 @@ def _method(design: str) -> list[str]:
         "`sim.skip_timing.engine_cycles` (the window schedule "
         "`sim.skip_model.command_cycles(config, gemm, SkipOption(schedule=\"lookahead\", "
         "depth=d, fetch=d, side=\"a\"))` with `out_keep=None`, plus "
-        f"{lookahead_latency(windowed(timing_config(), 2), False)} cycles per command for "
+        f"{lookahead_latency(with_window(timing_config(), 2), False)} cycles per command for "
         "reading the first zero flags), which the RTL benches (`tb/test_engine.py`, "
         "`test_engine_skip_window`) assert equal for every command. A tile occupies at least `min_tile_slots = {slots}` issue slots; each command "
         f"adds {timing.overhead(False)} fixed cycles "

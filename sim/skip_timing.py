@@ -13,13 +13,25 @@ Pure Python and numpy; no Amaranth here.
 
 from __future__ import annotations
 
+import dataclasses
+
 from .config import EngineConfig
 from .engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
                            command_cycles, validate)
 from .skip_model import SkipOption, SparseGemm
 from .skip_model import command_cycles as window_command_cycles
 
-__all__ = ["lookahead_latency", "window_option", "engine_cycles"]
+__all__ = ["with_window", "lookahead_latency", "window_option", "engine_cycles"]
+
+
+def with_window(config: EngineConfig, depth: int) -> EngineConfig:
+    """``config`` with the lookahead window ``depth`` (the zero gate on when ``depth >= 2``;
+    ``depth = 1`` sets the dense schedule and leaves ``skip_zeros`` as it is)."""
+    if not isinstance(config, EngineConfig):
+        raise ValueError(f"config must be an EngineConfig, not {config!r}")
+    skip_zeros = config.array.skip_zeros or depth > 1
+    array = dataclasses.replace(config.array, skip_zeros=skip_zeros, skip_window=depth)
+    return dataclasses.replace(config, array=array)
 
 
 def lookahead_latency(config: EngineConfig, accumulate: bool) -> int:

@@ -155,8 +155,6 @@ class EngineDriver:
         self.status_fields = fields(Status)
         self.read_lanes = read_data_layout(config).length
         self.commands = 0
-        #: good commands' cycles, and what the dense engine would take for them
-        self.cycle_totals = {"engine": 0, "dense": 0}
         #: what the skipping results covered (:class:`tb.skip_cases.SkipTally`), or None
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
@@ -239,13 +237,25 @@ class EngineDriver:
 
     # -- commands ------------------------------------------------------------------------
 
-    def expected(self, command: EngineCommand) -> np.ndarray | None:
-        """Golden result of a good command from the shadow copies (None for a bad one); the
-        accumulator shadow is updated with it."""
+    def expected(self, command: EngineCommand) -> tuple[np.ndarray | None, int]:
+        """``(result, cycles)`` of ``command`` from the shadow copies: the golden result (None
+        for a bad command), with which the accumulator shadow is updated, and the cycles from
+        accept to ``done`` (:func:`sim.skip_timing.engine_cycles` on the operands' zero maps:
+        :func:`sim.engine_model.command_cycles` without a lookahead window)."""
         if validate(self.config, command) is not EngineError.NONE:
-            return None
+            return None, command_cycles(self.config, command)
         c = command
-        a_bits, a_tags, b_bits, b_tags = self.operand_bits(command)
+        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
+        a_bits, a_tags = split_operands(self.a.contents[c.a_row:c.a_row + ah,
+                                                        c.a_col:c.a_col + aw].astype(np.uint64))
+        b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
+                                                        c.b_col:c.b_col + bw].astype(np.uint64))
+        if self.config.array.skip_window == 1:           # no zero maps needed
+            cycles = command_cycles(self.config, command)
+        else:
+            cycles = engine_cycles(self.config, command, SparseGemm.from_bits(
+                a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, transpose_a=c.a_transpose,
+                transpose_b=c.b_transpose, accumulate=c.accumulate))
         c_old = None
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
@@ -259,29 +269,7 @@ class EngineDriver:
                           transpose_a=c.a_transpose, transpose_b=c.b_transpose)
         self.history.append((c, a_bits, a_tags, b_bits, b_tags, c_old))
         self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
-        return result
-
-    def operand_bits(self, command: EngineCommand):
-        """``(a_bits, a_tags, b_bits, b_tags)`` of a good command, from the shadow copies."""
-        c = command
-        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
-        a_bits, a_tags = split_operands(self.a.contents[c.a_row:c.a_row + ah,
-                                                        c.a_col:c.a_col + aw].astype(np.uint64))
-        b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
-                                                        c.b_col:c.b_col + bw].astype(np.uint64))
-        return a_bits, a_tags, b_bits, b_tags
-
-    def expected_cycles(self, command: EngineCommand, error: EngineError) -> int:
-        """Cycles from accept to ``done``: :func:`sim.engine_model.command_cycles`, or with a
-        lookahead window :func:`sim.skip_timing.engine_cycles` on the operands' zero maps."""
-        if error is not EngineError.NONE or self.config.array.skip_window == 1:
-            return command_cycles(self.config, command)
-        a_bits, a_tags, b_bits, b_tags = self.operand_bits(command)
-        gemm = SparseGemm.from_bits(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags,
-                                    transpose_a=command.a_transpose,
-                                    transpose_b=command.b_transpose,
-                                    accumulate=command.accumulate)
-        return engine_cycles(self.config, command, gemm)
+        return result, cycles
 
     async def command(self, command: EngineCommand, *, hardware_alone=False,
                       p_idle=None) -> int:
@@ -294,8 +282,7 @@ class EngineDriver:
         """
         word = self.pack_command(**command.fields())
         want_error = validate(self.config, command)
-        want_cycles = self.expected_cycles(command, want_error)
-        self.expected(command)
+        _, want_cycles = self.expected(command)
         (accept,) = await self._send("cmd", [word], p_idle=p_idle)
         if hardware_alone:
             while True:
@@ -326,9 +313,6 @@ class EngineDriver:
             await FallingEdge(self.dut.clk)
         cycles = done - accept
         self.commands += 1
-        if want_error is EngineError.NONE:
-            self.cycle_totals["engine"] += cycles
-            self.cycle_totals["dense"] += command_cycles(self.config, command)
         await self.check_error(want_error, f"after {command}")
         if cycles != want_cycles:
             raise AssertionError(f"{command}: {cycles} cycles from accept to done, the cycle "

@@ -19,7 +19,7 @@ from sim.engine_model import (EngineCommand, EngineError, EngineTiming, command_
                               ideal_cycles, tiles, utilization, validate)
 from sim.runner import run_bench
 from sim.skip_model import SparseGemm
-from sim.skip_timing import engine_cycles, lookahead_latency
+from sim.skip_timing import engine_cycles, lookahead_latency, with_window
 from tb.engine_driver import config_to_case
 from tb.packing import fields
 
@@ -162,8 +162,7 @@ def test_window_cycles_against_dense(window):
     window engine is the dense engine plus its flag latency; with zeros it is never slower
     than that, and with no non-zero operand at all a tile takes ceil(K / d) cycles (floored at
     2R)."""
-    config = dataclasses.replace(CONFIGS["4x4 skip"], array=ArrayConfig(
-        rows=4, cols=4, skip_zeros=True, skip_window=window))
+    config = with_window(CONFIGS["4x4 skip"], window)
     rng = np.random.default_rng(window)
     for m, n, k, accumulate in ((9, 5, 31, False), (4, 4, 1, True), (5, 9, 17, True)):
         command = EngineCommand(m=m, n=n, k=k, accumulate=accumulate)

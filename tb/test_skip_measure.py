@@ -17,13 +17,12 @@ import pytest
 
 from scripts import skip_measure
 from scripts.skip_measure import (DEFAULT, HEADLINE_FIELDS, VARIANT_NAMES, VARIANTS, Variant,
-                                  headline, measure_gemm, measurement_section, totals,
-                                  windowed)
+                                  headline, measure_gemm, measurement_section, totals)
 from scripts.sparsity_study import timing_config
 from sim.engine_model import EngineCommand
 from sim.engine_model import command_cycles as engine_cycles
 from sim.skip_model import SkipOption, SparseGemm, command_cycles, compact
-from sim.skip_timing import lookahead_latency
+from sim.skip_timing import lookahead_latency, with_window
 
 SEED = int(os.environ.get("SPARTA_SEED", "5"))
 KINDS = ("forward", "weight_grad", "backward_data")
@@ -81,7 +80,7 @@ def test_measure_gemm(index):
     swapped = SparseGemm(a_nonzero=gemm.b_nonzero.T, b_nonzero=gemm.a_nonzero.T,
                          accumulate=gemm.accumulate)
     # the window engine: the window model plus the flag-read latency of every command
-    latency = lookahead_latency(windowed(config, 2), gemm.accumulate)
+    latency = lookahead_latency(with_window(config, 2), gemm.accumulate)
     for d in (2, 3, 4):
         window = SkipOption("w", schedule="lookahead", depth=d)
         assert cycles[f"la{d}"] == latency + command_cycles(
@@ -140,7 +139,7 @@ def test_compacted_away_command_costs_nothing():
     for name in VARIANT_NAMES:
         # the window alone still runs every tile, for its floor of 2R slots
         want = (0 if "compact" in name else dense if name == "dense"
-                else tiles * 16 + overhead + lookahead_latency(windowed(config, 2), False))
+                else tiles * 16 + overhead + lookahead_latency(with_window(config, 2), False))
         assert row["cycles"][name] == want, name
     assert row["ideal"] == 0 and row["tile_bound"] == overhead
 

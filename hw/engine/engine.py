@@ -121,17 +121,20 @@ class GemmEngine(wiring.Component):
             lanes=rows, width=cfg.spad_width, rows=cfg.a_rows, element=Operand)
         spad_b = m.submodules.spad_b = SkewedScratchpad(
             lanes=cols, width=cfg.spad_width, rows=cfg.b_rows, element=Operand)
-        # zero skipping: copies of the operand scratchpads and flag planes (one per window
-        # step), written with every host write (hw/engine/skip_sequencer.py)
-        copies = {"a": [spad_a], "b": [spad_b]}
+        # zero skipping (hw/engine/skip_sequencer.py): copies 1 .. d-1 of each operand
+        # scratchpad and flag planes 0 .. d-1, written with every host write
+        copies, flag_planes = {}, {}
         for prefix, lanes, height in (("a", rows, cfg.a_rows), ("b", cols, cfg.b_rows)):
-            for j in range(1, window):
-                copies[prefix].append(self._add(m, f"spad_{prefix}_{j}", SkewedScratchpad(
-                    lanes=lanes, width=cfg.spad_width, rows=height, element=Operand)))
-            copies[f"{prefix}_flag"] = [
-                self._add(m, f"flags_{prefix}_{j}", SkewedScratchpad(
-                    lanes=lanes, width=cfg.spad_width, rows=height, element=unsigned(1)))
-                for j in range(window if window > 1 else 0)]
+            copies[prefix] = {j: SkewedScratchpad(lanes=lanes, width=cfg.spad_width,
+                                                  rows=height, element=Operand)
+                              for j in range(1, window)}
+            flag_planes[prefix] = {j: SkewedScratchpad(lanes=lanes, width=cfg.spad_width,
+                                                       rows=height, element=unsigned(1))
+                                   for j in range(window if window > 1 else 0)}
+            for j, memory in copies[prefix].items():
+                m.submodules[f"spad_{prefix}_{j}"] = memory
+            for j, memory in flag_planes[prefix].items():
+                m.submodules[f"flags_{prefix}_{j}"] = memory
         acc = m.submodules.acc_memory = SkewedScratchpad(
             lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32))
         self._check_timing(array, spad_a)
@@ -140,12 +143,11 @@ class GemmEngine(wiring.Component):
         # (fixed-latency, always-ready streams: valid and payload only)
         reads = [(sequencer.a_read, spad_a, sequencer.a_data),
                  (sequencer.b_read, spad_b, sequencer.b_data)]
-        for prefix, memories in copies.items():
-            for j, memory in enumerate(memories):
-                if memory is spad_a or memory is spad_b:
-                    continue
-                reads.append((getattr(sequencer, f"{prefix}_read_{j}"), memory,
-                              getattr(sequencer, f"{prefix}_data_{j}")))
+        for kind, memories in (("", copies), ("_flag", flag_planes)):
+            for prefix, by_index in memories.items():
+                reads += [(getattr(sequencer, f"{prefix}{kind}_read_{j}"), memory,
+                           getattr(sequencer, f"{prefix}{kind}_data_{j}"))
+                          for j, memory in by_index.items()]
         for requests, memory, data_in in reads:
             m.d.comb += [
                 memory.i_read.valid.eq(requests.valid),
@@ -192,21 +194,19 @@ class GemmEngine(wiring.Component):
             ]
             outside.append(port.valid & ~inside)
             prefix = name[-1]
-            flag_memories = copies[f"{prefix}_flag"]
-            flags = []
-            if flag_memories:              # zero detect on the write path
-                for lane in range(memory.lanes):
-                    nonzero, _ = operand_nonzero(m, port.payload.data[lane],
-                                                 name=f"{name}_lane_{lane}")
-                    flags.append(nonzero)
-            for copy in copies[prefix][1:] + flag_memories:
+            written = [(copy, port.payload.data) for copy in copies[prefix].values()]
+            if flag_planes[prefix]:        # zero detect on the write path
+                flags = Cat(operand_nonzero(m, port.payload.data[lane],
+                                            name=f"{name}_lane_{lane}")[0]
+                            for lane in range(memory.lanes))
+                written += [(plane, flags) for plane in flag_planes[prefix].values()]
+            for copy, data_bits in written:
                 m.d.comb += [
                     copy.i_write.valid.eq(port.valid & inside),
                     copy.i_write.payload.row.eq(port.payload.row),
                     copy.i_write.payload.col.eq(port.payload.col),
                     copy.i_write.payload.mask.eq(port.payload.mask),
-                    copy.i_write.payload.data.eq(Cat(flags) if copy in flag_memories
-                                                 else port.payload.data),
+                    copy.i_write.payload.data.eq(data_bits),
                 ]
 
         # accumulator memory write port: the sequencer's results while busy, else the host
@@ -333,11 +333,6 @@ class GemmEngine(wiring.Component):
             buffer.r_en.eq(self.rd_data.ready),
         ]
         return outside, bad_format
-
-    @staticmethod
-    def _add(m, name, submodule):
-        m.submodules[name] = submodule
-        return submodule
 
     def _check_timing(self, array, spad):
         """The sequencer and the cycle model rely on these numbers: stop at once if a part

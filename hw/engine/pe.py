@@ -35,7 +35,8 @@ from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import ArrayConfig
 from sim.formats import FP32
 
-__all__ = ["RowControl", "select_shape", "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
+__all__ = ["RowControl", "select_shape", "OutputStationaryPE", "WeightStationaryPE",
+           "check_array_config"]
 
 
 class RowControl(data.Struct):

@@ -48,7 +48,6 @@ from hw.engine.sequencer import (WIDE, OutputStationarySequencer, _advance_tile,
                                  _lane_mask, _plus_zero, _step_read)
 from hw.fp.operand import Operand
 from sim.config import MAX_SKIP_WINDOW, EngineConfig
-from sim.skip_timing import lookahead_latency
 
 __all__ = ["SkipSequencer"]
 
@@ -95,9 +94,6 @@ class SkipSequencer(OutputStationarySequencer):
                              f"SkipSequencer, not {config.array.skip_window} (1 is the dense "
                              f"OutputStationarySequencer)")
         super().__init__(config)
-        #: Cycles beyond the window model, per ``accumulate`` (:mod:`sim.skip_timing`).
-        self.lookahead_latency = {accumulate: lookahead_latency(config, accumulate)
-                                  for accumulate in (False, True)}
 
     def _array_ports(self):
         ports = super()._array_ports()
@@ -168,14 +164,16 @@ class SkipSequencer(OutputStationarySequencer):
                 port = self._copy(prefix, j, "read")
                 m.d.comb += [port.valid.eq(step_in),
                              *_step_read(port, cmd, prefix[0], origin, f_k + j)]
-            arrived = _delay(m, step_in, READ_LATENCY, name=f"flag_step_{j}")
+            # a step past the tile's K was not read: its flag planes' data are not valid
+            a_data = self._copy("a_flag", j, "data")
+            b_data = self._copy("b_flag", j, "data")
             a_bits = Signal(rows, name=f"group_a_{j}")
             b_any = Signal(name=f"group_b_any_{j}")
-            a_data = self._copy("a_flag", j, "data").payload
-            b_data = self._copy("b_flag", j, "data").payload
             m.d.comb += [
-                a_bits.eq(Mux(arrived, Cat(a_data[r] for r in range(rows)) & f_a_lanes, 0)),
-                b_any.eq(arrived & (Cat(b_data[c] for c in range(cols)) & f_b_lanes).any()),
+                a_bits.eq(Mux(a_data.valid,
+                              Cat(a_data.payload[r] for r in range(rows)) & f_a_lanes, 0)),
+                b_any.eq(b_data.valid
+                         & (Cat(b_data.payload[c] for c in range(cols)) & f_b_lanes).any()),
             ]
             group_a.append(a_bits)
             group_b.append(b_any)
@@ -297,13 +295,13 @@ class SkipSequencer(OutputStationarySequencer):
                 m.d.comb += [port.valid.eq(read_j),
                              *_step_read(port, cmd, prefix, origin, b + j)]
         latency = timing.spad_read_latency
-        a_lanes = _lane_mask(m, m0, cmd.m, rows, name="step_a_lanes")
         b_lanes = _lane_mask(m, n0, cmd.n, cols, name="step_b_lanes")
         m.d.comb += [
             self.array_valid.eq(_delay(m, running, latency, name="step_valid")),
             self.array_first.eq(_delay(m, step_first, latency, name="step_first")),
         ]
-        issue_at_array = _delay(m, issue & a_lanes, latency, name="row_issue")
+        # (a row outside M never issues: its flags were masked as they were queued)
+        issue_at_array = _delay(m, issue, latency, name="row_issue")
         b_lanes_at_array = _delay(m, b_lanes, latency, name="step_b_lanes")
         a_zero = _plus_zero(cfg.array.a_formats)
         b_zero = _plus_zero(cfg.array.b_formats)
