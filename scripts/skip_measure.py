@@ -341,7 +341,7 @@ def plot(networks, design: str, path: Path) -> None:
 
 
 def _pct1(value) -> str:
-    return f"{100 * value:.1f}%"
+    return f"{100 * value:.2f}%"
 
 
 def _pct(value) -> str:
