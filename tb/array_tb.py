@@ -19,9 +19,11 @@ K up to 3R is cut into slices of R rows, each slice starting from the previous o
 
 With ``skip_zeros`` the golden model is :func:`sim.sparsity.gemm_skip` and each tile's A and B
 get zeros in one of the patterns of :mod:`tb.skip_cases` (0 % to 100 % random, whole lines,
-blocks, zeros next to infinities and NaNs), accumulating tiles some ``-0`` inits; the bench
-checks that it hit both cases where skipping differs from the dense GEMM and that every other
-result is the dense one as well.
+blocks, zeros next to infinities and NaNs), accumulating tiles some ``-0`` and non-canonical
+NaN inits. A skipping array first runs corner tiles (A all zero against infinities and NaNs in
+B, mostly ``-0`` and NaN starts), so that every case where skipping differs from the dense
+GEMM is hit whatever the seed; the bench checks that it was, and that every other result is
+the dense one as well.
 """
 
 from __future__ import annotations
@@ -160,11 +162,26 @@ def step_count(rng, spacing):
     return int(rng.integers(spacing, spacing + 8))
 
 
-def skip_modes(rng, config):
+#: Zero patterns and start values of the corner tiles a skipping array meets first: A all
+#: zero (every product skipped) against B with infinities and NaNs, starts mostly ``-0`` and
+#: non-canonical NaNs, so that every case where skipping differs from the dense GEMM occurs
+#: (SkipTally.check_coverage) whatever the seed.
+CORNER_MODES = ("empty", "specials")
+CORNER_STARTS = {"share": 0.6, "nan_share": 0.3}
+
+
+def skip_modes(rng, config, corner=False):
     """Zero patterns of A and B for a skipping array (none for a dense one)."""
     if not config.skip_zeros:
         return None
+    if corner:
+        return CORNER_MODES
     return tuple(str(mode) for mode in rng.choice(list(MODES), 2))
+
+
+def skip_starts(rng, init, corner=False):
+    """Start values of an accumulating tile of a skipping array: some ``-0`` and NaN starts."""
+    return negative_zero_starts(rng, init, **(CORNER_STARTS if corner else {}))
 
 
 def expected_result(config, tally, a_bits, a_tags, b_bits, b_tags, c_bits):
@@ -178,19 +195,19 @@ def expected_result(config, tally, a_bits, a_tags, b_bits, b_tags, c_bits):
 class OSTile:
     """An R x C tile of C from K steps: A block R x K, B block K x C, init R x C."""
 
-    def __init__(self, rng, config, k, accumulate, profile, tally=None):
+    def __init__(self, rng, config, k, accumulate, profile, tally=None, corner=False):
         rows, cols = config.rows, config.cols
         self.k, self.accumulate, self.profile = k, accumulate, profile
         self.a_tags, self.a_bits = random_operands(rng, (rows, k), config.a_formats, profile, "a")
         self.b_tags, self.b_bits = random_operands(rng, (k, cols), config.b_formats, profile, "b")
         self.init = random_inits(rng, (rows, cols), accumulate, profile)
-        self.modes = skip_modes(rng, config)
+        self.modes = skip_modes(rng, config, corner)
         if self.modes:
             block = (max(1, rows // 2), max(1, k // 2))
             self.a_bits = sparsify(rng, self.a_tags, self.a_bits, self.modes[0], block)
             self.b_bits = sparsify(rng, self.b_tags, self.b_bits, self.modes[1], block[::-1])
             if accumulate:
-                self.init = negative_zero_starts(rng, self.init)
+                self.init = skip_starts(rng, self.init, corner)
         self.expected = expected_result(config, tally, self.a_bits, self.a_tags, self.b_bits,
                                         self.b_tags, self.init if accumulate else None)
         self.a_steps = lane_words(self.a_tags.T, self.a_bits.T)     # column k of A per step
@@ -254,18 +271,20 @@ def profile_cycle(rng):
     return itertools.islice(itertools.cycle(PROFILES), start, None)
 
 
-def os_tiles(rng, config, count, tally=None):
+def os_tiles(rng, config, count, tally=None, corner=False):
+    """``count`` output tiles (``corner``: accumulating corner tiles, :data:`CORNER_MODES`)."""
     spacing = array_timing(config).min_tile_cycles
     tiles = []
     profiles = profile_cycle(rng)
     for _ in range(count):
         profile = next(profiles)
-        tiles.append(OSTile(rng, config, step_count(rng, spacing), bool(rng.integers(0, 2)),
-                            profile, tally))
+        accumulate = corner or bool(rng.integers(0, 2))
+        tiles.append(OSTile(rng, config, step_count(rng, spacing), accumulate, profile, tally,
+                            corner))
     return tiles
 
 
-def ws_tiles(rng, config, count, tally=None):
+def ws_tiles(rng, config, count, tally=None, corner=False):
     """``count`` weight tiles, grouped into GEMMs whose K (up to 3R) is cut into slices."""
     rows, cols = config.rows, config.cols
     spacing = array_timing(config).min_tile_cycles
@@ -278,14 +297,14 @@ def ws_tiles(rng, config, count, tally=None):
         k_total = int(rng.integers(1, 3 * rows + 1))
         a_tags, a_bits = random_operands(rng, (m, k_total), config.a_formats, profile, "a")
         b_tags, b_bits = random_operands(rng, (k_total, cols), config.b_formats, profile, "b")
-        accumulate = bool(rng.integers(0, 2))
+        accumulate = corner or bool(rng.integers(0, 2))
         init = first_init = random_inits(rng, (m, cols), accumulate, profile)
-        modes = skip_modes(rng, config)
+        modes = skip_modes(rng, config, corner)
         if modes:
             a_bits = sparsify(rng, a_tags, a_bits, modes[0], (max(1, m // 2), rows))
             b_bits = sparsify(rng, b_tags, b_bits, modes[1], (rows, max(1, cols // 2)))
             if accumulate:
-                init = first_init = negative_zero_starts(rng, init)
+                init = first_init = skip_starts(rng, init, corner)
             profile += f", zeros: A {modes[0]}, B {modes[1]}"
         for k0 in range(0, k_total, rows):
             k1 = min(k_total, k0 + rows)
@@ -419,8 +438,9 @@ async def start(dut, config):
     await reset(dut)
 
 
-def make_tiles(rng, config, count, tally=None):
-    return (os_tiles if config.dataflow == "os" else ws_tiles)(rng, config, count, tally)
+def make_tiles(rng, config, count, tally=None, corner=False):
+    return (os_tiles if config.dataflow == "os" else ws_tiles)(rng, config, count, tally,
+                                                               corner)
 
 
 async def run(dut, rng, config, tiles, p_bubble):
@@ -441,6 +461,8 @@ async def tiles_match_golden(dut):
     rng = make_rng(dut)
     tally = SkipTally() if config.skip_zeros else None
     await start(dut, config)
+    if tally is not None:                # the corner cases of skipping first, every seed
+        await run(dut, rng, config, make_tiles(rng, config, 4, tally, corner=True), p_bubble=0.1)
     for _ in range(cfg["commands"]):     # back to back, no reset between them
         tiles = make_tiles(rng, config, cfg["tiles"], tally)
         await run(dut, rng, config, tiles, p_bubble=float(rng.choice([0.0, 0.1, 0.3])))
