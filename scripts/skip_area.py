@@ -10,7 +10,10 @@ Measured units (generic cells of ``synth -flatten``, memories excluded, and ``sy
   flag queue, the window's choosers, ``d`` operand reads);
 * whole 4x4 engines with 64 x 64 scratchpads and windows of 2 and 4 (with the copies of the
   scratchpads, the flag planes and the zero detect on the write path); the dense 4x4 engine
-  and the dense arrays are taken from ``docs/results/gemm.json`` (``scripts.engine_report``).
+  and the dense arrays are taken from ``docs/results/gemm.json`` (``scripts.engine_report``);
+* output masks (``EngineConfig(output_mask=True)``, windows of ``--mask-windows``): the 8x8
+  sequencer with masks against the one without, plus the dropout mask writer
+  (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory.
 
 The skip logic's overhead is reported against the dense array of the same configuration:
 
@@ -29,12 +32,13 @@ Writes the ``skip_area`` section of ``docs/results/sparsity.json`` and fills
 ``skip_area_overhead`` of its ``digits_cnn`` / ``resnet18`` entries with the 8x8 figure of the
 window those entries were measured with.
 
-Usage: python -m scripts.skip_area [--windows 2,4]
+Usage: python -m scripts.skip_area [--windows 2,4] [--mask-windows 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -80,9 +84,11 @@ def _flat_top(inner):
     return FlatTop()
 
 
-def units(windows) -> dict:
+def units(windows, mask_windows=()) -> dict:
     """name -> factory of the component (the name is also the Verilog top)."""
     from hw.engine.engine import GemmEngine
+    from hw.engine.mask import DropoutMaskWriter
+    from hw.engine.sequencer import geometries
     from hw.engine.pe import OutputStationaryPE
     from hw.engine.sequencer import OutputStationarySequencer
     from hw.engine.skip_sequencer import SkipSequencer
@@ -104,10 +110,20 @@ def units(windows) -> dict:
     for d in windows:
         table[f"engine_os_4x4_window{d}"] = (
             lambda d=d: GemmEngine(with_window(engine_config("4x4"), d)))
+    for d in mask_windows:
+        table[f"sequencer_os_8x8_window{d}_mask"] = (
+            lambda d=d: _flat_top(SkipSequencer(_masked(with_window(engine_config("8x8"), d)))))
+    if mask_windows:
+        table["mask_writer_8x8"] = lambda: _flat_top(DropoutMaskWriter(
+            geometries(engine_config("8x8"))[2], engine_config("8x8").array.rows))
     return table
 
 
-def overheads(area, gemm_area, windows) -> dict:
+def _masked(config):
+    return dataclasses.replace(config, output_mask=True)
+
+
+def overheads(area, gemm_area, windows, mask_windows=()) -> dict:
     """Skip-logic cells and their fraction of the dense array, 4x4 (measured whole) and 8x8
     (composed; module docstring), per window."""
     result = {}
@@ -128,6 +144,22 @@ def overheads(area, gemm_area, windows) -> dict:
             "memory_bits_4x4": (area[f"engine_os_4x4_window{d}"].get("memory_bits", 0)
                                 - gemm_area["engine_os_4x4"].get("memory_bits", 0)),
         }
+    for d in mask_windows:
+        # output masks on top of window d: the sequencer's summary reader, summary queue,
+        # wider flag queue and result-lane AND, plus the dropout mask writer (the keep planes
+        # are memories: 2 planes x 2 copies x the accumulator memory's elements, 1 bit each)
+        d_seq = (area[f"sequencer_os_8x8_window{d}_mask"]["cells"]
+                 - area[f"sequencer_os_8x8_window{d}"]["cells"])
+        writer = area["mask_writer_8x8"]["cells"]
+        cells = d_seq + writer
+        config = engine_config("8x8")
+        result[f"mask_window{d}"] = {
+            "sequencer_8x8_cells": d_seq, "writer_8x8_cells": writer, "cells_8x8": cells,
+            "fraction_8x8": cells / gemm_area["array_os_8x8"]["cells"],
+            "with_window_fraction_8x8": ((result.get(f"window{d}", {}).get("cells_8x8", 0)
+                                          + cells) / gemm_area["array_os_8x8"]["cells"]),
+            "memory_bits_8x8": 4 * config.acc_rows * config.acc_width,
+        }
     return result
 
 
@@ -139,11 +171,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=comma_subset("windows", choices), default=("2", "4"),
                         help=f"comma-separated subset of {','.join(choices)} (default 2,4)")
+    parser.add_argument("--mask-windows", type=comma_subset("mask windows", choices),
+                        default=("3",), help="windows whose output-mask logic is measured "
+                        "(8x8 sequencer and dropout mask writer; default 3)")
     args = parser.parse_args(argv)
     windows = tuple(int(d) for d in args.windows)
+    mask_windows = tuple(int(d) for d in args.mask_windows)
     gemm_area = json.loads((RESULTS_DIR / "gemm.json").read_text())["area"]
     area = {}
-    for name, factory in units(windows).items():
+    for name, factory in units(windows, mask_windows).items():
         began = time.perf_counter()
         print(f"area: {name} ...", flush=True)
         result = area_of(factory(), name)
@@ -152,8 +188,13 @@ def main(argv=None):
             row.update({key: result.get(key, 0) for key in MEMORY_FIELDS})
         area[name] = row
         print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
-    summary = overheads(area, gemm_area, windows)
+    summary = overheads(area, gemm_area, windows, mask_windows)
     for name, row in summary.items():
+        if name.startswith("mask"):
+            print(f"{name}: +{row['cells_8x8']} cells = {100 * row['fraction_8x8']:.2f}% of "
+                  f"the dense 8x8 array ({100 * row['with_window_fraction_8x8']:.2f}% with "
+                  f"the window)")
+            continue
         print(f"{name}: 4x4 engine +{row['engine_4x4_cells']} cells = "
               f"{100 * row['fraction_4x4']:.1f}% of the dense 4x4 array; 8x8 composed "
               f"+{row['cells_8x8']} = {100 * row['fraction_8x8']:.1f}% of the dense 8x8 array")

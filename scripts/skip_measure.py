@@ -4,10 +4,11 @@ steps.
 The hardware is one design family: the 8 x 8 output-stationary engine with a lookahead window of
 ``d`` steps on side a (each array row picks its own next non-zero step, the B rows of the whole
 window flow down the columns, the window advances up to ``d`` steps per cycle; ``d = 1`` is the
-dense engine) and no output-mask input: ``SkipOption(schedule="lookahead", depth=d, fetch=d,
-side="a")`` of :mod:`sim.skip_model`, applied with ``out_keep=None``. Its cycles are
-:func:`sim.skip_timing.engine_cycles` (that window schedule plus the flag-read latency), which
-the RTL benches assert equal. The host adds two
+dense engine): ``SkipOption(schedule="lookahead", depth=d, fetch=d, side="a")`` of
+:mod:`sim.skip_model`, applied with ``out_keep=None``, or, for the ``_mask`` variants (the
+engine's output masks, ``EngineConfig(output_mask=True)``), with the backward-data command's
+forward mask. Its cycles are :func:`sim.skip_timing.engine_cycles` (that window schedule plus
+the flag-read latency), which the RTL benches assert equal. The host adds two
 things that need no hardware: lane compaction (:func:`sim.skip_model.compact`; a command
 compacted away costs 0 engine cycles) and the operand swap of the weight gradient (``dW^T =
 dY^T . X_col``).
@@ -78,12 +79,17 @@ class Variant:
     swap_weight_grad : bool
         Weight gradients issued as ``dW^T = dY^T . X_col`` (the array rows choose by the zeros
         of ``dY``).
+    mask : bool
+        The engine's output masks (``EngineConfig(output_mask=True)``): a backward-data command
+        reads its forward mask (after compaction, the mask of the kept lanes), and the window
+        skips the rows and columns of a tile whose outputs are all masked.
     """
 
     name: str
     depth: int = 1
     compact: bool = False
     swap_weight_grad: bool = False
+    mask: bool = False
 
     @property
     def option(self) -> SkipOption:
@@ -97,14 +103,19 @@ class Variant:
             parts.append("lane compaction")
         if self.swap_weight_grad:
             parts.append("weight-gradient swap")
+        if self.mask:
+            parts.append("output masks")
         return " + ".join(parts)
 
 
 VARIANTS = (Variant("dense"), Variant("compact", compact=True),
             *(v for d in DEPTHS for v in (
                 Variant(f"la{d}", depth=d),
+                Variant(f"la{d}_mask", depth=d, mask=True),
                 Variant(f"la{d}_compact", depth=d, compact=True),
-                Variant(f"la{d}_compact_swap", depth=d, compact=True, swap_weight_grad=True))))
+                Variant(f"la{d}_compact_swap", depth=d, compact=True, swap_weight_grad=True),
+                Variant(f"la{d}_compact_swap_mask", depth=d, compact=True,
+                        swap_weight_grad=True, mask=True))))
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 #: The design whose numbers go to the top-level keys of ``sparsity.json`` when the area of the
 #: windows is not known yet (otherwise :func:`choose_default` picks it).
@@ -113,22 +124,38 @@ DEFAULT = "la4_compact_swap"
 AREA_BUDGET = 0.10
 
 
-def choose_default(networks, skip_area=None) -> str:
-    """The default design: ``la<d>_compact_swap`` with the largest mean backward speedup (last
-    captured step, over the networks) among the windows whose measured 8x8 skip-logic area
-    (``skip_area`` section, :mod:`scripts.skip_area`) is within :data:`AREA_BUDGET`;
-    :data:`DEFAULT` when no window's area is known."""
+def area_fraction(skip_area, design: str):
+    """The 8x8 skip-logic area of ``design`` as a fraction of the dense 8x8 array (window, plus
+    the output-mask logic for a ``_mask`` design), or None when it has not been
+    synthesised; 0 for the dense engine."""
+    variant = VARIANTS[VARIANT_NAMES.index(design)]
+    if variant.depth == 1:
+        return 0.0
     overhead = (skip_area or {}).get("overhead", {})
-    fits = [d for d in DEPTHS if f"window{d}" in overhead
-            and overhead[f"window{d}"]["fraction_8x8"] <= AREA_BUDGET]
+    if variant.mask:
+        entry = overhead.get(f"mask_window{variant.depth}")
+        return None if entry is None else entry["with_window_fraction_8x8"]
+    entry = overhead.get(f"window{variant.depth}")
+    return None if entry is None else entry["fraction_8x8"]
+
+
+def choose_default(networks, skip_area=None) -> str:
+    """The default design: of ``la<d>_compact_swap`` and ``la<d>_compact_swap_mask``, the one
+    with the largest mean backward speedup (last captured step, over the networks) among those
+    whose measured 8x8 skip-logic area (:func:`area_fraction`) is within
+    :data:`AREA_BUDGET`; :data:`DEFAULT` when none's area is known."""
+    candidates = [name for d in DEPTHS for name in (f"la{d}_compact_swap",
+                                                    f"la{d}_compact_swap_mask")]
+    fits = [name for name in candidates
+            if (area_fraction(skip_area, name) or AREA_BUDGET + 1) <= AREA_BUDGET]
     if not fits:
         return DEFAULT
 
-    def mean_speedup(d):
-        return sum(speedup(result["steps"][-1]["totals"]["backward"], f"la{d}_compact_swap")
+    def mean_speedup(name):
+        return sum(speedup(result["steps"][-1]["totals"]["backward"], name)
                    for result in networks.values()) / len(networks)
 
-    return f"la{max(fits, key=mean_speedup)}_compact_swap"
+    return max(fits, key=mean_speedup)
 
 
 def stored(config, gemm: SparseGemm):
@@ -158,10 +185,11 @@ def measure_gemm(config, gemm: SparseGemm, kind: str, *, a_transpose: bool = Fal
     """Cycles of one command under every variant, plus its shape, measured sparsity, ideal
     (``sim.skip_model.ideal_cycles`` with the real ``out_keep``) and tile bound.
 
-    The engine gets no output mask: a variant without compaction runs ``gemm`` with
-    ``out_keep=None``; with compaction, the host drops lanes using ``out_keep`` and the engine
-    runs the compacted GEMM (0 cycles when nothing is left). A depth-1 variant without
-    compaction is asserted equal to ``sim.engine_model.command_cycles``.
+    Without ``mask`` the engine gets no output mask: a variant without compaction runs
+    ``gemm`` with ``out_keep=None``; with compaction, the host drops lanes using ``out_keep``
+    and the engine runs the compacted GEMM (0 cycles when nothing is left). With ``mask`` the
+    engine reads the command's ``out_keep`` (of the kept lanes, after compaction). A depth-1
+    variant without compaction is asserted equal to ``sim.engine_model.command_cycles``.
     """
     dense_engine = engine_model.command_cycles(
         config, gemm.command(a_transpose=a_transpose, b_transpose=b_transpose))
@@ -171,18 +199,29 @@ def measure_gemm(config, gemm: SparseGemm, kind: str, *, a_transpose: bool = Fal
     cycles = {}
     for variant in variants:
         swapped = variant.swap_weight_grad and kind == "weight_grad"
-        key = (variant.depth, variant.compact, swapped)
+        masked = variant.mask and gemm.out_keep is not None
+        key = (variant.depth, variant.compact, swapped, masked)
         if key not in cache:
-            place = (swapped, variant.compact)
+            place = (swapped, variant.compact, masked)
             if place not in hardware:
                 host = issued(gemm, kind, swapped)
                 if not variant.compact:
-                    hardware[place] = dataclasses.replace(host, out_keep=None)
+                    run = host if masked else dataclasses.replace(host, out_keep=None)
                 else:
-                    hardware[place] = compacted if host is gemm else compact(host)[0]
+                    run, rows, cols = (compacted, kept_rows, kept_cols) if host is gemm \
+                        else compact(host)
+                    if run is not None and masked:     # the kept lanes' mask
+                        run = dataclasses.replace(run, out_keep=host.out_keep[np.ix_(rows,
+                                                                                     cols)])
+                hardware[place] = run
             run = hardware[place]
-            cache[key] = 0 if run is None else engine_cycles(
-                with_window(config, variant.depth), stored(config, run), run)
+            engine = with_window(config, variant.depth)
+            if masked:
+                engine = dataclasses.replace(engine, output_mask=True)
+            command = None if run is None else stored(config, run)
+            if masked and command is not None:
+                command = dataclasses.replace(command, mask_host=True)
+            cache[key] = 0 if run is None else engine_cycles(engine, command, run)
         cycles[variant.name] = cache[key]
         if variant.depth == 1 and not variant.compact and cycles[variant.name] != dense_engine:
             raise AssertionError(f"{variant.name}: skip model {cycles[variant.name]} != "
@@ -256,7 +295,6 @@ def headline(step, design: str, existing=None, skip_area=None) -> dict:
     has not been synthesised."""
     back, whole = step["totals"]["backward"], step["totals"]["step"]
     window = VARIANTS[VARIANT_NAMES.index(design)].depth
-    area = (skip_area or {}).get("overhead", {}).get(f"window{window}")
     entry = {"backward_cycles_dense": back["cycles"]["dense"],
              "backward_cycles_skip": back["cycles"][design],
              "backward_cycles_ideal": back["ideal"],
@@ -266,8 +304,7 @@ def headline(step, design: str, existing=None, skip_area=None) -> dict:
              "step_speedup": speedup(whole, design),
              "backward_of_ideal": of_ideal(back, design),
              "design": design, "window": window, "step": step["step"],
-             "skip_area_overhead": 0.0 if window == 1 else (
-                 None if area is None else area["fraction_8x8"]),
+             "skip_area_overhead": area_fraction(skip_area, design),
              "layers": layers(step)}
     return {**(existing or {}), **entry}
 
@@ -285,7 +322,7 @@ def measurement_section(results, design: str, previous=None) -> dict:
                       "overhead": timing.overhead(False),
                       "overhead_accumulate": timing.overhead(True)},
             "variants": {v.name: {"summary": v.summary, "depth": v.depth, "compact": v.compact,
-                                  "swap_weight_grad": v.swap_weight_grad,
+                                  "swap_weight_grad": v.swap_weight_grad, "mask": v.mask,
                                   "option": dataclasses.asdict(v.option)} for v in VARIANTS},
             "default": design, "networks": networks}
 
@@ -368,13 +405,24 @@ def _method(design: str) -> list[str]:
         "flow down the columns and each PE muxes the one its row chose; the window advances "
         "up to `d` steps per cycle (TensorDash-like; `d = 1` is the dense engine). Each PE "
         "gates its accumulator update with the operands' zero flags, so the bits never "
-        "depend on the schedule. The engine has no output-mask input. Model: "
+        "depend on the schedule. Without output masks the engine computes every output "
+        "(`out_keep=None`; the host's result scatter writes the masked ones). With them "
+        "(`EngineConfig(output_mask=True)`, the `_mask` variants) a backward-data command "
+        "reads its forward mask from the engine's keep planes (after compaction, the mask of "
+        "the kept lanes): masked outputs are written +0, and the window skips the rows and "
+        "columns of a tile whose outputs are all masked. Model: "
         "`sim.skip_timing.engine_cycles` (the window schedule "
         "`sim.skip_model.command_cycles(config, gemm, SkipOption(schedule=\"lookahead\", "
-        "depth=d, fetch=d, side=\"a\"))` with `out_keep=None`, plus "
+        "depth=d, fetch=d, side=\"a\"))` with the command's `out_keep`, plus "
         f"{lookahead_latency(with_window(timing_config(), 2), False)} cycles per command for "
-        "reading the first zero flags), which the RTL benches (`tb/test_engine.py`, "
-        "`test_engine_skip_window`) assert equal for every command. A tile occupies at least `min_tile_slots = {slots}` issue slots; each command "
+        "reading the first zero flags, "
+        f"{lookahead_latency(with_window(timing_config(), 2), False, True)} for a masked one, "
+        "which also reads its first tile's mask summary), which the RTL benches "
+        "(`tb/test_engine.py`, `test_engine_skip_window`) assert equal for every command. The "
+        "dropout plane is written by the engine's mask writer, which runs beside the engine "
+        "(the host starts it before the GEMMs that precede the backward-data command); its "
+        "cycles are not in these counts. A tile occupies at least "
+        f"`min_tile_slots = {slots}` issue slots; each command "
         f"adds {timing.overhead(False)} fixed cycles "
         f"(+{timing.overhead(True) - timing.overhead(False)} when accumulating).", "",
         "**Host (scheduler, no hardware).** (1) *Lane compaction* "
@@ -393,12 +441,12 @@ def _method(design: str) -> list[str]:
         f"busiest PE's non-zero products and at least {slots} slots (a lower bound for every "
         "compacted variant). x = dense cycles / cycles; % of ideal = ideal / cycles. "
         "Backward = weight-gradient and backward-data commands; step = all commands.", "",
-        "| variant | window d | host compaction | weight-gradient swap |",
-        "|---|---:|---|---|"]
+        "| variant | window d | host compaction | weight-gradient swap | output masks |",
+        "|---|---:|---|---|---|"]
     for v in VARIANTS:
         mark = " (default)" if v.name == design else ""
         lines.append(f"| `{v.name}`{mark} | {v.depth} | {'yes' if v.compact else 'no'} | "
-                     f"{'yes' if v.swap_weight_grad else 'no'} |")
+                     f"{'yes' if v.swap_weight_grad else 'no'} | {'yes' if v.mask else 'no'} |")
     lines += ["", f"The default design is `{design}` ({variant.summary}).", ""]
     return lines
 
@@ -522,6 +570,31 @@ def _choice_section(networks, design: str, skip_area=None, replay=None) -> list[
         copies = "none" if d == 1 else f"{d - 1} of A and of B, {d} flag planes each"
         lines.append(f"| {d} | " + " | ".join(speeds) + f" | {cells[0]} | {cells[1]} | "
                      f"{copies} |")
+    masks = [d for d in DEPTHS if f"mask_window{d}" in overhead]
+    if masks:
+        lines += ["", "With the engine's output masks (`_mask` variants: keep planes, mask "
+                  "summaries for the window, +0 on masked result lanes, the dropout mask "
+                  "writer; 8x8 sequencer with and without masks and the writer synthesised; "
+                  "the keep planes are memory, 2 planes x 2 copies of 1 bit per accumulator):",
+                  "", "| window d | " + " | ".join(f"{net} backward x, masks / without"
+                                                   for net in networks) +
+                  " | mask logic 8x8 | with the window 8x8 | keep-plane bits 8x8 |",
+                  "|---:|" + "---:|" * len(networks) + "---:|---:|---:|"]
+        for d in masks:
+            row = overhead[f"mask_window{d}"]
+            speeds = [f"{speedup(r['steps'][-1]['totals']['backward'], f'la{d}_compact_swap_mask'):.2f}"
+                      f" / {speedup(r['steps'][-1]['totals']['backward'], f'la{d}_compact_swap'):.2f}"
+                      for r in networks.values()]
+            lines.append(f"| {d} | " + " | ".join(speeds) + f" | {_pct1(row['fraction_8x8'])} "
+                         f"| {_pct1(row['with_window_fraction_8x8'])} | "
+                         f"{row['memory_bits_8x8']:,} |")
+        lines += ["", "Output masks act on whole tile rows and columns only (a PE of an "
+                  "output-stationary array cannot leave its shared operand streams), and the "
+                  "element-wise ReLU and dropout masks of these networks rarely mask a whole "
+                  "row or column of a tile that compaction kept: they add at most a percent "
+                  "of backward speed here. What they bring is the +0 writes in hardware (no "
+                  "scatter pass over masked outputs) and dropout masks regenerated from a "
+                  "seed instead of stored."]
     depth = VARIANTS[VARIANT_NAMES.index(design)].depth
     chosen = overhead.get(f"window{depth}")
     rule = choose_default(networks, skip_area)

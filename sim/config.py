@@ -119,6 +119,12 @@ class EngineConfig:
         Rows of the accumulator memory (1..65536).
     out_formats : tuple of str
         Formats results can be read back in: ``"fp32"`` and any of fp16, bf16, e4m3, e5m2.
+    output_mask : bool
+        Output masking (output stationary only): 1-bit keep planes beside the accumulator
+        memory, one written by the host (``wr_mask``: a ReLU mask) and one by a dropout mask
+        generator from a seed (``mask_cmd``); a command that selects them writes ``+0`` where
+        the mask is 0, and a lookahead window (``array.skip_window >= 2``) skips the steps of
+        rows and columns of a tile whose outputs are all masked (``hw/engine/mask.py``).
     """
 
     array: ArrayConfig = ArrayConfig()
@@ -128,6 +134,7 @@ class EngineConfig:
     acc_width: int = 256
     acc_rows: int = 256
     out_formats: tuple = ("fp32", "fp16", "e4m3", "e5m2")
+    output_mask: bool = False
 
     def __post_init__(self):
         if not isinstance(self.array, ArrayConfig):
@@ -141,6 +148,11 @@ class EngineConfig:
         for name in ("a_rows", "b_rows", "acc_rows"):
             _check_int(name, getattr(self, name), 1, 65536)
         _check_formats("out_formats", self.out_formats, {"fp32", *STORE_FORMATS})
+        if not isinstance(self.output_mask, bool):
+            raise ValueError(f"output_mask must be a bool (True or False), not "
+                             f"{self.output_mask!r}")
+        if self.output_mask and self.array.dataflow != "os":
+            raise ValueError(f"output_mask needs dataflow 'os', not {self.array.dataflow!r}")
 
     @property
     def a_banks(self) -> int:

@@ -121,6 +121,11 @@ class EngineCommand:
         The operand is stored transposed (read in the other order, no copy).
     accumulate : bool
         Start from the accumulator memory's ``C`` (``C_old``) instead of ``+0``.
+    mask_host, mask_dropout : bool
+        Output masking (engines with ``EngineConfig.output_mask`` only): the keep mask of
+        ``C`` is the host-written plane (``mask_host``) AND the generated dropout plane
+        (``mask_dropout``), each read at ``(c_row + i, c_col + j)``; masked outputs are
+        written ``+0``.
     """
 
     m: int
@@ -135,9 +140,13 @@ class EngineCommand:
     a_transpose: bool = False
     b_transpose: bool = False
     accumulate: bool = False
+    mask_host: bool = False
+    mask_dropout: bool = False
 
     NUMBERS = ("m", "n", "k", "a_row", "a_col", "b_row", "b_col", "c_row", "c_col")
     FLAGS = ("a_transpose", "b_transpose", "accumulate")
+    #: Fields of the command word of an engine with ``output_mask`` only.
+    MASK_FLAGS = ("mask_host", "mask_dropout")
 
     def __post_init__(self):
         top = (1 << FIELD_BITS) - 1
@@ -145,7 +154,7 @@ class EngineCommand:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
                 raise ValueError(f"{name} must be an integer in 0..{top}, not {value!r}")
-        for name in self.FLAGS:
+        for name in self.FLAGS + self.MASK_FLAGS:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
 
@@ -159,9 +168,16 @@ class EngineCommand:
         """(rows, columns) of B as stored."""
         return (self.n, self.k) if self.b_transpose else (self.k, self.n)
 
-    def fields(self) -> dict[str, int]:
-        """Field values as integers (for packing the hardware command word)."""
-        return {name: int(getattr(self, name)) for name in self.NUMBERS + self.FLAGS}
+    @property
+    def masked(self) -> bool:
+        """The command selects an output mask."""
+        return self.mask_host or self.mask_dropout
+
+    def fields(self, *, masks: bool = False) -> dict[str, int]:
+        """Field values as integers (for packing the hardware command word); ``masks``: with
+        the mask flags (the command word of an engine with ``output_mask``)."""
+        names = self.NUMBERS + self.FLAGS + (self.MASK_FLAGS if masks else ())
+        return {name: int(getattr(self, name)) for name in names}
 
 
 def _check_config(config):
@@ -176,9 +192,13 @@ def _check_command(command):
 
 def validate(config: EngineConfig, command: EngineCommand) -> EngineError:
     """The error code the engine raises for ``command`` (checked in this order), or
-    ``EngineError.NONE``."""
+    ``EngineError.NONE``. A command selecting an output mask for an engine without
+    ``output_mask`` cannot even be encoded: ValueError."""
     _check_config(config)
     _check_command(command)
+    if command.masked and not config.output_mask:
+        raise ValueError(f"mask_host / mask_dropout need an engine with output_mask=True "
+                         f"(this one has output_mask=False): {command}")
     c = command
     if min(c.m, c.n, c.k) == 0:
         return EngineError.ZERO_SIZE

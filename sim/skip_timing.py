@@ -34,14 +34,21 @@ def with_window(config: EngineConfig, depth: int) -> EngineConfig:
     return dataclasses.replace(config, array=array)
 
 
-def lookahead_latency(config: EngineConfig, accumulate: bool) -> int:
+def lookahead_latency(config: EngineConfig, accumulate: bool, masked: bool = False) -> int:
     """Cycles a command of the skipping engine (``skip_window >= 2``) takes beyond the window
     model: the zero flags of the first steps are read from the flag planes and queued before
     the first window cycle (``SPAD_READ_LATENCY + 1`` cycles after issue time 0), which the
     dense schedule overlaps with the initial ``C_old`` shift only when it accumulates
-    (``first_tile_issue``)."""
-    wait = EngineTiming.of(config).first_tile_issue if accumulate else 0
-    return max(0, SPAD_READ_LATENCY + 1 - wait)
+    (``first_tile_issue``). A ``masked`` command also waits for its first tile's mask summary:
+    ``R`` rows of the mask planes read from issue time 0 on, the last one in the summary queue
+    ``SPAD_READ_LATENCY + 1`` cycles after its read (later tiles' summaries are read while
+    earlier tiles run and never make the window wait)."""
+    timing = EngineTiming.of(config)
+    wait = timing.first_tile_issue if accumulate else 0
+    ready = SPAD_READ_LATENCY + 1
+    if masked:
+        ready = max(ready, timing.rows + SPAD_READ_LATENCY)
+    return max(0, ready - wait)
 
 
 def window_option(depth: int) -> SkipOption:
@@ -54,8 +61,8 @@ def window_option(depth: int) -> SkipOption:
 def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
     """Cycles from accepting ``command`` to ``status.done`` on the engine of
     ``config``; ``gemm`` holds the non-zero maps of its operands as stored
-    (:meth:`SparseGemm.from_bits` with the command's transpose flags; ``out_keep`` must be
-    None: the engine has no output mask)."""
+    (:meth:`SparseGemm.from_bits` with the command's transpose flags) and, exactly when the
+    command selects an output mask, ``out_keep``: the mask it reads (``M x N``)."""
     if not isinstance(config, EngineConfig):
         raise ValueError(f"config must be an EngineConfig, not {config!r}")
     if not isinstance(gemm, SparseGemm):
@@ -63,10 +70,14 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
     if gemm.shape != (command.m, command.n, command.k):
         raise ValueError(f"gemm is {gemm.shape} (M, N, K), the command "
                          f"{(command.m, command.n, command.k)}")
-    if gemm.out_keep is not None:
-        raise ValueError("gemm.out_keep must be None: the engine computes every output")
+    bad = validate(config, command) is not EngineError.NONE     # (ValueError: mask, no planes)
+    if (gemm.out_keep is not None) != command.masked:
+        raise ValueError(f"gemm.out_keep must be given exactly when the command selects an "
+                         f"output mask (mask_host={command.mask_host}, "
+                         f"mask_dropout={command.mask_dropout}, out_keep "
+                         f"{'given' if gemm.out_keep is not None else 'None'})")
     depth = config.array.skip_window
-    if depth == 1 or validate(config, command) is not EngineError.NONE:
+    if depth == 1 or bad:
         return command_cycles(config, command)        # dense, or rejected: 1 cycle
     return (window_command_cycles(config, gemm, window_option(depth))
-            + lookahead_latency(config, command.accumulate))
+            + lookahead_latency(config, command.accumulate, command.masked))

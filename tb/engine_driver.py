@@ -18,8 +18,9 @@ from amaranth.lib import data
 from cocotb.triggers import FallingEdge, ReadOnly, ValueChange
 from cocotb.utils import get_sim_time
 
-from hw.engine.commands import (GemmCommand, Status, host_write_layout, operand_write_layout,
+from hw.engine.commands import (Status, command_layout, host_write_layout, operand_write_layout,
                                 read_data_layout, read_request_layout)
+from hw.engine.mask import DROPOUT_BITS, MaskError, MaskStatus, mask_command_layout
 from hw.fp.operand import Operand
 from sim.config import EngineConfig
 from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
@@ -27,6 +28,8 @@ from sim.skip_model import SparseGemm
 from sim.skip_timing import engine_cycles
 from sim.formats import FP32, STORE_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
+from sim.lfsr import dropout_keep_mask
+from sim.sparsity import gemm_skip
 from sim.numerics import convert
 from sim.scratchpad_model import ScratchpadGeometry, ScratchpadModel
 from tb.harness import PERIOD_NS, reset, start_clock
@@ -67,7 +70,7 @@ def config_to_case(config: EngineConfig) -> dict:
             "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
             "acc_width": config.acc_width, "acc_rows": config.acc_rows,
             "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros,
-            "skip_window": a.skip_window}
+            "skip_window": a.skip_window, "output_mask": config.output_mask}
 
 
 def config_from_case(case: dict) -> EngineConfig:
@@ -81,7 +84,26 @@ def config_from_case(case: dict) -> EngineConfig:
                           skip_window=case.get("skip_window", 1)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
-        out_formats=tuple(case["out_formats"]))
+        out_formats=tuple(case["out_formats"]), output_mask=case.get("output_mask", False))
+
+
+def mask_command_error(config: EngineConfig, *, seed, threshold, m, n, row, col) -> MaskError:
+    """The error a dropout mask command raises in the engine (:mod:`hw.engine.mask`), checked
+    as the hardware does: the plane range first (such a command never reaches the
+    generator), then the generator's codes."""
+    from sim.lfsr import ROW_STRIDE
+
+    if row + m > config.acc_rows or col + n > config.acc_width:
+        return MaskError.RANGE
+    if seed == 0:
+        return MaskError.ZERO_SEED
+    if threshold > 1 << DROPOUT_BITS:
+        return MaskError.BAD_THRESHOLD
+    if m == 0 or n == 0:
+        return MaskError.ZERO_SIZE
+    if n > min(ROW_STRIDE // DROPOUT_BITS, (1 << 16) - 1):
+        return MaskError.ROW_TOO_LONG
+    return MaskError.NONE
 
 
 def _packer(layout):
@@ -143,14 +165,24 @@ class EngineDriver:
                                                     rows=config.b_rows))
         self.acc = ScratchpadModel(ScratchpadGeometry(lanes=cols, width=config.acc_width,
                                                       rows=config.acc_rows))
-        self.ports = {name: _Stream(dut, name)
-                      for name in ("cmd", "wr_a", "wr_b", "wr_acc", "rd_req", "rd_data")}
+        names = ["cmd", "wr_a", "wr_b", "wr_acc", "rd_req", "rd_data"]
+        if config.output_mask:
+            names += ["wr_mask", "mask_cmd"]
+        self.ports = {name: _Stream(dut, name) for name in names}
         self.pack_write = {
             "wr_a": (_packer(operand_write_layout(rows)), self.a, _OPERAND_WIDTH),
             "wr_b": (_packer(operand_write_layout(cols)), self.b, _OPERAND_WIDTH),
             "wr_acc": (_packer(host_write_layout(cols, unsigned(32))), self.acc, 32),
         }
-        self.pack_command = _packer(GemmCommand)
+        self.pack_command = _packer(command_layout(config))
+        if config.output_mask:       # the keep planes (hw/engine/mask.py)
+            plane = ScratchpadGeometry(lanes=cols, width=config.acc_width, rows=config.acc_rows)
+            self.mask_host = ScratchpadModel(plane)
+            self.mask_drop = ScratchpadModel(plane)
+            self.pack_write["wr_mask"] = (_packer(host_write_layout(cols, unsigned(1))),
+                                          self.mask_host, 1)
+            self.pack_mask_command = _packer(mask_command_layout())
+            self.mask_status_fields = fields(MaskStatus)
         self.pack_read = _packer(read_request_layout(config))
         self.status_fields = fields(Status)
         self.read_lanes = read_data_layout(config).length
@@ -158,6 +190,7 @@ class EngineDriver:
         #: what the skipping results covered (:class:`tb.skip_cases.SkipTally`), or None
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
+        self.masked_outputs = self.kept_outputs = 0     # of commands with an output mask
 
     # -- basics --------------------------------------------------------------------------
 
@@ -215,12 +248,13 @@ class EngineDriver:
         return [pack(row=r, col=c, data=_lanes_word(data, width), mask=mask)
                 for r, c, data, mask in model.load(matrix, row=row, col=col)]
 
-    async def load(self, *, a=None, b=None, acc=None, p_idle=None):
-        """Write matrices, each ``(elements, row, col)`` or None, over their streams at once."""
+    async def load(self, *, a=None, b=None, acc=None, mask=None, p_idle=None):
+        """Write matrices, each ``(elements, row, col)`` or None, over their streams at once
+        (``mask``: 0/1 keep bits of the host plane)."""
         import cocotb
 
         tasks = []
-        for name, item in (("wr_a", a), ("wr_b", b), ("wr_acc", acc)):
+        for name, item in (("wr_a", a), ("wr_b", b), ("wr_acc", acc), ("wr_mask", mask)):
             if item is not None:
                 words = self.write_words(name, *item)
                 tasks.append(cocotb.start_soon(self._send(name, words, p_idle=p_idle)))
@@ -250,12 +284,13 @@ class EngineDriver:
                                                         c.a_col:c.a_col + aw].astype(np.uint64))
         b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
                                                         c.b_col:c.b_col + bw].astype(np.uint64))
+        keep = self.keep_mask(command)
         if self.config.array.skip_window == 1:           # no zero maps needed
             cycles = command_cycles(self.config, command)
         else:
             cycles = engine_cycles(self.config, command, SparseGemm.from_bits(
                 a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, transpose_a=c.a_transpose,
-                transpose_b=c.b_transpose, accumulate=c.accumulate))
+                transpose_b=c.b_transpose, out_mask=keep, accumulate=c.accumulate))
         c_old = None
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
@@ -267,9 +302,65 @@ class EngineDriver:
         else:
             result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
                           transpose_a=c.a_transpose, transpose_b=c.b_transpose)
+        if keep is not None:      # output masking: gemm_skip's semantics, +0 where masked
+            skipping = self.config.array.skip_zeros
+            result = gemm_skip(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
+                               transpose_a=c.a_transpose, transpose_b=c.b_transpose,
+                               skip_a=skipping, skip_b=skipping, out_mask=keep)
+            self.masked_outputs += int((~keep).sum())
+            self.kept_outputs += int(keep.sum())
         self.history.append((c, a_bits, a_tags, b_bits, b_tags, c_old))
         self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
         return result, cycles
+
+    def keep_mask(self, command: EngineCommand) -> np.ndarray | None:
+        """The keep mask a good command reads from the plane shadows (None if it selects
+        none)."""
+        if not command.masked:
+            return None
+        c = command
+        keep = np.ones((c.m, c.n), dtype=bool)
+        for selected, plane in ((c.mask_host, "mask_host"), (c.mask_dropout, "mask_drop")):
+            if selected:
+                bits = getattr(self, plane).contents[c.c_row:c.c_row + c.m,
+                                                     c.c_col:c.c_col + c.n]
+                keep &= bits.astype(np.int64) != 0
+        return keep
+
+    def mask_status(self) -> dict[str, int]:
+        word = int(self.dut.mask_status.value)
+        return {name: (word >> offset) & ((1 << width) - 1)
+                for name, (offset, width) in self.mask_status_fields.items()}
+
+    async def dropout_mask(self, *, seed, threshold, m, n, row, col, p_idle=None) -> MaskError:
+        """Have the engine regenerate a dropout keep mask into its dropout plane; waits until
+        ``mask_status.busy`` falls and checks ``mask_status`` against what the command must
+        raise (the plane shadow gets :func:`sim.lfsr.dropout_keep_mask` for a good one).
+        Returns that error (``MaskError.NONE`` for a good command)."""
+        want = mask_command_error(self.config, seed=seed, threshold=threshold, m=m, n=n,
+                                  row=row, col=col)
+        word = self.pack_mask_command(seed=seed, threshold=threshold, m=m, n=n, row=row,
+                                      col=col)
+        await self._send("mask_cmd", [word], p_idle=p_idle)
+        if want is MaskError.NONE:
+            self.mask_drop.contents[row:row + m, col:col + n] = dropout_keep_mask(
+                (m, n), seed=seed, threshold=threshold, bits=DROPOUT_BITS).astype(object)
+        limit = 8 * (m + 2) * (n + self.config.array.cols) + 64
+        for _ in range(limit):
+            await ReadOnly()
+            status = self.mask_status()
+            if not status["busy"]:
+                break
+            await FallingEdge(self.dut.clk)
+        else:
+            raise AssertionError(f"mask writer still busy {limit} cycles after {word:#x}")
+        got = MaskError(status["error_code"]) if status["error"] else MaskError.NONE
+        if got is not want:
+            raise AssertionError(f"dropout mask seed={seed:#x} threshold={threshold} m={m} "
+                                 f"n={n} at ({row}, {col}): mask_status error {got.name}, "
+                                 f"expected {want.name}")
+        await FallingEdge(self.dut.clk)
+        return want
 
     async def command(self, command: EngineCommand, *, hardware_alone=False,
                       p_idle=None) -> int:
@@ -280,7 +371,7 @@ class EngineDriver:
         (no Python per cycle); otherwise every cycle is checked (``busy`` high and
         ``cmd.ready`` low until ``done``).
         """
-        word = self.pack_command(**command.fields())
+        word = self.pack_command(**command.fields(masks=self.config.output_mask))
         want_error = validate(self.config, command)
         _, want_cycles = self.expected(command)
         (accept,) = await self._send("cmd", [word], p_idle=p_idle)

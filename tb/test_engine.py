@@ -3,20 +3,23 @@
 Python-side checks of the engine's configuration, commands and cycle model."""
 
 import dataclasses
+import math
 import os
 
 import numpy as np
 import pytest
 
-from hw.engine.commands import ErrorCode, GemmCommand
+from hw.engine.commands import ErrorCode, GemmCommand, command_layout
+from hw.engine.mask import MaskError
 from hw.engine.engine import GemmEngine
 from hw.engine.sequencer import OutputStationarySequencer
 from hw.engine.skip_sequencer import SkipSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
 from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
 from sim.config import PRESETS, ArrayConfig, EngineConfig
-from sim.engine_model import (EngineCommand, EngineError, EngineTiming, command_cycles,
-                              ideal_cycles, tiles, utilization, validate)
+from hw.sparsity.dropout_mask import DropoutError
+from sim.engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
+                              command_cycles, ideal_cycles, tiles, utilization, validate)
 from sim.runner import run_bench
 from sim.skip_model import SparseGemm
 from sim.skip_timing import engine_cycles, lookahead_latency, with_window
@@ -51,9 +54,13 @@ CONFIGS = {
                                                   skip_window=3, a_formats=("e4m3", "fp16"),
                                                   b_formats=("e5m2", "e4m3")),
                                 spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
-                                out_formats=("fp16", "fp32", "e5m2")),
+                                out_formats=("fp16", "fp32", "e5m2"), output_mask=True),
     "4x4 window4": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=4),
-                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
+                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44,
+                                output_mask=True),
+    # output masks without a window: +0 where masked, dense cycles
+    "4x4 mask": EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=40,
+                             b_rows=36, acc_width=32, acc_rows=44, output_mask=True),
     "4x4 ws skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", skip_zeros=True),
                                 spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
@@ -86,6 +93,12 @@ def test_engine_odd_shape(name):
     """Arrays that are not square, deeper multiplier pipelines, restricted operand formats
     (Icarus: it builds in seconds)."""
     run_random(CONFIGS[name], "icarus")
+
+
+def test_engine_output_mask():
+    """Output masks without a window (Icarus): ``+0`` where the host or dropout plane says
+    so, dense cycles; bad dropout mask commands raise ``mask_status`` errors."""
+    run_random(CONFIGS["4x4 mask"], "icarus")
 
 
 @pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
@@ -192,8 +205,58 @@ def test_engine_cycles_rejects_bad_arguments():
     with pytest.raises(ValueError, match="gemm must be a SparseGemm"):
         engine_cycles(config, EngineCommand(m=2, n=4, k=3), None)
     masked = dataclasses.replace(gemm, out_keep=np.ones((2, 4), bool))
-    with pytest.raises(ValueError, match="out_keep must be None"):
+    with pytest.raises(ValueError, match="out_keep must be given exactly when the command"):
         engine_cycles(config, EngineCommand(m=2, n=4, k=3), masked)
+    with pytest.raises(ValueError, match="need an engine with output_mask=True"):
+        engine_cycles(config, EngineCommand(m=2, n=4, k=3, mask_host=True), masked)
+    with_planes = CONFIGS["4x4 window4"]
+    with pytest.raises(ValueError, match="out_keep must be given exactly when the command"):
+        engine_cycles(with_planes, EngineCommand(m=2, n=4, k=3, mask_dropout=True), gemm)
+
+
+def test_masked_window_cycles():
+    """Output masks in the window model: a command that selects a mask waits for its first
+    tile's summary (``R`` rows read); nothing kept runs every tile in ``ceil(K / d)`` window
+    cycles (the floor then decides); everything kept is the unmasked window."""
+    config = CONFIGS["4x4 window4"]
+    timing = EngineTiming.of(config)
+    m, n, k = 9, 6, 30
+    rng = np.random.default_rng(5)
+    gemm = SparseGemm(a_nonzero=rng.random((m, k)) < 0.4, b_nonzero=rng.random((k, n)) < 0.7)
+    command = EngineCommand(m=m, n=n, k=k)
+    masked = EngineCommand(m=m, n=n, k=k, mask_host=True)
+    assert validate(config, masked) is EngineError.NONE
+    plain = engine_cycles(config, command, gemm)
+    everything = engine_cycles(config, masked, dataclasses.replace(
+        gemm, out_keep=np.ones((m, n), bool)))
+    assert lookahead_latency(config, False, True) == timing.rows + SPAD_READ_LATENCY
+    assert everything - plain == (lookahead_latency(config, False, True)
+                                  - lookahead_latency(config, False))
+    nothing = engine_cycles(config, masked, dataclasses.replace(
+        gemm, out_keep=np.zeros((m, n), bool)))
+    tiles = math.ceil(m / 4) * math.ceil(n / 4)
+    floor = max(math.ceil(k / 4), timing.min_tile_slots)
+    assert nothing == tiles * floor + timing.overhead(False) + lookahead_latency(config, False,
+                                                                                 True)
+    # accumulating commands hide part of the summary read behind the C_old shift
+    assert lookahead_latency(config, True, True) == max(
+        0, timing.rows + SPAD_READ_LATENCY - timing.first_tile_issue)
+
+
+def test_output_mask_config():
+    with pytest.raises(ValueError, match="output_mask needs dataflow 'os', not 'ws'"):
+        EngineConfig(array=ArrayConfig(dataflow="ws"), output_mask=True)
+    with pytest.raises(ValueError, match="output_mask must be a bool"):
+        EngineConfig(output_mask=1)
+    with pytest.raises(ValueError, match="mask_host must be a bool"):
+        EngineCommand(m=1, n=1, k=1, mask_host=1)
+    with pytest.raises(ValueError, match="need an engine with output_mask=True"):
+        validate(CONFIGS["4x4"], EngineCommand(m=1, n=1, k=1, mask_dropout=True))
+
+
+def test_mask_errors_extend_dropout_errors():
+    assert {e.name: e.value for e in DropoutError}.items() <= \
+        {e.name: e.value for e in MaskError}.items()
 
 
 def test_model_rejects_bad_arguments():
@@ -209,6 +272,11 @@ def test_error_codes_agree():
 
 def test_command_layout_matches_model():
     assert set(fields(GemmCommand)) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS)
+    masked = fields(command_layout(CONFIGS["4x4 mask"]))
+    assert set(masked) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS
+                              + EngineCommand.MASK_FLAGS)
+    # the mask flags sit above the plain command's bits
+    assert all(masked[name] == offset for name, offset in fields(GemmCommand).items())
 
 
 @pytest.mark.parametrize("field, value", [("m", -1), ("k", 1 << 16), ("a_row", 1.0),

@@ -21,6 +21,7 @@ from scripts.skip_measure import (DEFAULT, HEADLINE_FIELDS, VARIANT_NAMES, VARIA
 from scripts.sparsity_study import timing_config
 from sim.engine_model import EngineCommand
 from sim.engine_model import command_cycles as engine_cycles
+from sim.skip_timing import engine_cycles as window_engine_cycles
 from sim.skip_model import SkipOption, SparseGemm, command_cycles, compact
 from sim.skip_timing import lookahead_latency, with_window
 
@@ -54,7 +55,7 @@ CASES = list(cases())
 
 def test_variants_and_default():
     assert DEFAULT in VARIANT_NAMES
-    assert len(set(VARIANT_NAMES)) == len(VARIANT_NAMES) == 11
+    assert len(set(VARIANT_NAMES)) == len(VARIANT_NAMES) == 17
     assert {v.name for v in VARIANTS if v.depth == 1} == {"dense", "compact"}
     option = Variant("x", depth=3).option
     assert (option.schedule, option.depth, option.advance, option.side) == \
@@ -81,6 +82,7 @@ def test_measure_gemm(index):
                          accumulate=gemm.accumulate)
     # the window engine: the window model plus the flag-read latency of every command
     latency = lookahead_latency(with_window(config, 2), gemm.accumulate)
+    wait = (lookahead_latency(with_window(config, 2), gemm.accumulate, True) - latency)
     for d in (2, 3, 4):
         window = SkipOption("w", schedule="lookahead", depth=d)
         assert cycles[f"la{d}"] == latency + command_cycles(
@@ -95,10 +97,22 @@ def test_measure_gemm(index):
                 config, compact(swapped)[0], window)
         else:
             assert cycles[f"la{d}_compact_swap"] == cycles[f"la{d}_compact"]
+        if gemm.out_keep is None or kind != "backward_data":    # nothing for masks to read
+            assert cycles[f"la{d}_mask"] == cycles[f"la{d}"]
+            assert cycles[f"la{d}_compact_swap_mask"] == cycles[f"la{d}_compact_swap"]
+        else:       # the engine reads the mask: its own latency, the window model with it
+            masked = with_window(dataclasses.replace(config, output_mask=True), d)
+            assert cycles[f"la{d}_mask"] == window_engine_cycles(masked, EngineCommand(
+                m=m, n=n, k=k, accumulate=gemm.accumulate, mask_host=True), gemm)
+            # a mask only removes work; the first tile waits for its summary
+            assert cycles[f"la{d}_mask"] <= cycles[f"la{d}"] + wait
     for name in VARIANT_NAMES:
         if "compact" in name:
             assert row["ideal"] <= row["tile_bound"] <= cycles[name], name
-        assert row["ideal"] <= cycles[name] <= dense, name
+        # a masked command may cost its summary wait more than the dense engine
+        slack = wait if name.endswith("_mask") and gemm.out_keep is not None \
+            and kind == "backward_data" else 0
+        assert row["ideal"] <= cycles[name] <= dense + slack, name
     assert [cycles[f"la{d}"] for d in (2, 3, 4)] == sorted(
         (cycles[f"la{d}"] for d in (2, 3, 4)), reverse=True)
     assert row["nonzero_macs"] == gemm.nonzero_macs
@@ -110,8 +124,9 @@ def test_measure_gemm(index):
 
 
 def test_window_without_output_mask_input():
-    """The engine has no output mask: a variant without compaction costs the same whatever the
-    mask, and compaction acts only on fully masked rows and columns."""
+    """Without output masks the engine ignores the mask: a variant without compaction costs
+    the same whatever the mask, and compaction acts only on fully masked rows and columns;
+    with them, a masked tile band costs nothing but the window's floor."""
     rng = np.random.default_rng([SEED, 67])
     config = timing_config()
     gemm = random_gemm(rng, 40, 32, 60, 0.3)
@@ -126,6 +141,9 @@ def test_window_without_output_mask_input():
                          "backward_data")["cycles"]
     assert fewer["la4"] == plain["la4"]
     assert fewer["la4_compact"] < plain["la4_compact"]
+    # output masks: the first 16 columns (two tile columns of 8) need nothing
+    assert fewer["la4_mask"] < fewer["la4"]
+    assert with_mask["la4_mask"] >= plain["la4"]          # no whole row or column masked
 
 
 def test_compacted_away_command_costs_nothing():
@@ -252,6 +270,15 @@ def test_choose_default(step):
     rest = {d: v for d, v in speeds.items() if d != best}
     want = max(rest, key=rest.get)
     assert skip_measure.choose_default(networks, {"overhead": over}) == f"la{want}_compact_swap"
+    # a mask design competes with its own area (window + masks)
+    masked = {**over, f"mask_window{want}": {"with_window_fraction_8x8": 0.05}}
+    mask_speed = back["cycles"]["dense"] / back["cycles"][f"la{want}_compact_swap_mask"]
+    chosen = skip_measure.choose_default(networks, {"overhead": masked})
+    assert chosen == (f"la{want}_compact_swap_mask" if mask_speed > speeds[want]
+                      else f"la{want}_compact_swap")
+    assert skip_measure.area_fraction({"overhead": masked}, f"la{want}_compact_swap_mask") == 0.05
+    assert skip_measure.area_fraction({"overhead": masked}, f"la{best}_compact_swap_mask") is None
+    assert skip_measure.area_fraction(None, "compact") == 0.0
 
 
 def test_skip_area_composition():
@@ -272,3 +299,8 @@ def test_skip_area_composition():
     assert row["cells_8x8"] == 64 * 10 + 500 + 2 * (1000 - 160 - 300)
     assert row["fraction_8x8"] == row["cells_8x8"] / 8000
     assert row["memory_bits_4x4"] == 300
+    area.update({"sequencer_os_8x8_window2_mask": {"cells": 1700},
+                 "mask_writer_8x8": {"cells": 400}})
+    masks = overheads(area, dense, (2,), (2,))["mask_window2"]
+    assert masks["cells_8x8"] == 200 + 400 and masks["fraction_8x8"] == 600 / 8000
+    assert masks["with_window_fraction_8x8"] == (row["cells_8x8"] + 600) / 8000

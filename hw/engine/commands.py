@@ -12,7 +12,7 @@ from amaranth.lib import data, enum
 from hw.fp.operand import Operand
 from sim.engine_model import FIELD_BITS, EngineError
 
-__all__ = ["GemmCommand", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
+__all__ = ["GemmCommand", "command_layout", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
            "read_request_layout", "read_data_layout"]
 
 
@@ -37,6 +37,16 @@ class GemmCommand(data.Struct):
     a_transpose: 1
     b_transpose: 1
     accumulate: 1
+
+
+def command_layout(config):
+    """The command word of an engine: :class:`GemmCommand`, followed (above its bits) by the
+    flags ``mask_host`` and ``mask_dropout`` on an engine with ``output_mask``
+    (:mod:`hw.engine.mask`; :class:`sim.engine_model.EngineCommand` has the same fields)."""
+    if not config.output_mask:
+        return GemmCommand
+    fields = {name: field.shape for name, field in data.Layout.cast(GemmCommand)}
+    return data.StructLayout({**fields, "mask_host": 1, "mask_dropout": 1})
 
 
 class ErrorCode(enum.Enum, shape=3):

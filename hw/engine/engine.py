@@ -21,10 +21,11 @@ from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.engine.array import SystolicArray
-from hw.engine.commands import (ErrorCode, GemmCommand, Status, host_write_layout,
+from hw.engine.commands import (ErrorCode, Status, command_layout, host_write_layout,
                                 operand_write_layout, read_data_layout, read_request_layout)
+from hw.engine.mask import DropoutMaskWriter, MaskStatus, mask_command_layout
 from hw.engine.scratchpad import SkewedScratchpad
-from hw.engine.sequencer import OutputStationarySequencer
+from hw.engine.sequencer import OutputStationarySequencer, geometries
 from hw.engine.skip_sequencer import SkipSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
 from hw.fp.converter import FP32Converter
@@ -97,8 +98,15 @@ class GemmEngine(wiring.Component):
         self.config = config
         self.timing = EngineTiming.of(config)
         rows, cols = config.array.rows, config.array.cols
+        masks = {}
+        if config.output_mask:
+            masks = {
+                "wr_mask": In(stream.Signature(host_write_layout(cols, unsigned(1)))),
+                "mask_cmd": In(stream.Signature(mask_command_layout())),
+                "mask_status": Out(MaskStatus),
+            }
         super().__init__({
-            "cmd": In(stream.Signature(GemmCommand)),
+            "cmd": In(stream.Signature(command_layout(config))),
             "status": Out(Status),
             "clear_error": In(1),
             "wr_a": In(stream.Signature(operand_write_layout(rows))),
@@ -106,6 +114,7 @@ class GemmEngine(wiring.Component):
             "wr_acc": In(stream.Signature(host_write_layout(cols, unsigned(32)))),
             "rd_req": In(stream.Signature(read_request_layout(config))),
             "rd_data": Out(stream.Signature(read_data_layout(config))),
+            **masks,
         })
 
     def elaborate(self, platform):
@@ -138,12 +147,22 @@ class GemmEngine(wiring.Component):
         acc = m.submodules.acc_memory = SkewedScratchpad(
             lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32))
         self._check_timing(array, spad_a)
+        # output masks (hw/engine/mask.py): a copy of each keep plane per sequencer reader
+        keep_planes = {}
+        if cfg.output_mask:
+            for plane in ("mask_host", "mask_drop"):
+                keep_planes[plane] = {}
+                for j in range(sequencer.MASK_READERS):
+                    memory = SkewedScratchpad(lanes=cols, width=cfg.acc_width,
+                                              rows=cfg.acc_rows, element=unsigned(1))
+                    m.submodules[f"{plane}_{j}"] = memory
+                    keep_planes[plane][j] = memory
 
         # ---- sequencer <-> memories and array ----------------------------------------------
         # (fixed-latency, always-ready streams: valid and payload only)
         reads = [(sequencer.a_read, spad_a, sequencer.a_data),
                  (sequencer.b_read, spad_b, sequencer.b_data)]
-        for kind, memories in (("", copies), ("_flag", flag_planes)):
+        for kind, memories in (("", copies), ("_flag", flag_planes), ("", keep_planes)):
             for prefix, by_index in memories.items():
                 reads += [(getattr(sequencer, f"{prefix}{kind}_read_{j}"), memory,
                            getattr(sequencer, f"{prefix}{kind}_data_{j}"))
@@ -209,6 +228,9 @@ class GemmEngine(wiring.Component):
                     copy.i_write.payload.data.eq(data_bits),
                 ]
 
+        if cfg.output_mask:
+            outside.append(self._mask_writes(m, keep_planes))
+
         # accumulator memory write port: the sequencer's results while busy, else the host
         wr_acc_inside = Signal(name="wr_acc_inside")
         m.d.comb += [
@@ -242,6 +264,34 @@ class GemmEngine(wiring.Component):
                                             ErrorCode.NONE))),
         ]
         return m
+
+    def _mask_writes(self, m, keep_planes):
+        """The keep planes' writers: ``wr_mask`` (host plane, always ready) and the dropout
+        mask writer (dropout plane). Returns the condition of a host write outside the plane
+        (``ACCESS_RANGE``)."""
+        cfg = self.config
+        port = self.wr_mask
+        inside = Signal(name="wr_mask_inside")
+        m.d.comb += [
+            inside.eq((port.payload.row < cfg.acc_rows) & (port.payload.col < cfg.acc_width)),
+            port.ready.eq(1),
+        ]
+        writer = m.submodules.dropout_writer = DropoutMaskWriter(
+            geometries(cfg)[2], cfg.array.rows)
+        wiring.connect(m, wiring.flipped(self.mask_cmd), writer.i)
+        m.d.comb += [self.mask_status.eq(writer.status),
+                     writer.clear_error.eq(self.clear_error)]
+        for plane, valid, request in (("mask_host", port.valid & inside, port.payload),
+                                      ("mask_drop", writer.write.valid, writer.write.payload)):
+            for memory in keep_planes[plane].values():
+                m.d.comb += [
+                    memory.i_write.valid.eq(valid),
+                    memory.i_write.payload.row.eq(request.row),
+                    memory.i_write.payload.col.eq(request.col),
+                    memory.i_write.payload.mask.eq(request.mask),
+                    memory.i_write.payload.data.eq(request.data),
+                ]
+        return port.valid & ~inside
 
     def _read_path(self, m, sequencer, acc, busy):
         """rd_req -> accumulator memory read (shared with the sequencer, which uses it only

@@ -31,13 +31,16 @@ Schedule (times in cycles; see :mod:`sim.engine_model` for the derived constants
   group of every command pushes zeros in), which is what group 0 would push. Group
   ``tiles + 1`` (after the flush) takes out the last tile; ``done`` rises the cycle after its
   last write.
+* **Output masks** (``EngineConfig.output_mask``, :mod:`hw.engine.mask`): with each result
+  row's shift the keep planes' row is read (port 0), and the write puts ``+0`` in the lanes the
+  command's selected planes mask. No cycles change.
 """
 
 from amaranth import Cat, Module, Mux, Signal, Value, unsigned
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.engine.commands import ErrorCode, GemmCommand, Status
+from hw.engine.commands import ErrorCode, Status, command_layout
 from hw.engine.scratchpad import data_layout, read_layout, write_layout
 from hw.fp.operand import Operand, OperandFormat
 from sim.config import EngineConfig
@@ -138,7 +141,7 @@ class _Sequencer(wiring.Component):
         self.a_geometry, self.b_geometry, self.acc_geometry = geometries(config)
 
         ports = {
-            "cmd": In(stream.Signature(GemmCommand)),
+            "cmd": In(stream.Signature(command_layout(config))),
             "status": Out(Status),
             "clear_error": In(1),
             "host_error": In(ErrorCode),
@@ -151,8 +154,16 @@ class _Sequencer(wiring.Component):
                                           ("acc", self.acc_geometry, unsigned(32))):
             for name, port in self._read_ports(geometry, element).items():
                 ports[f"{prefix}_{name}"] = port
+        if config.output_mask:
+            for plane in ("mask_host", "mask_drop"):
+                for j in range(self.MASK_READERS):
+                    for name, port in self._read_ports(self.acc_geometry, unsigned(1)).items():
+                        ports[f"{plane}_{name}_{j}"] = port
         ports.update(self._extra_ports())
         super().__init__(ports)
+
+    #: Read ports of each keep plane (``output_mask``).
+    MASK_READERS = 0
 
     def _array_ports(self):
         raise NotImplementedError
@@ -183,7 +194,7 @@ class _Sequencer(wiring.Component):
         """
         cfg = self.config
         state = Signal(_State, name="state")
-        cmd = Signal(GemmCommand, name="command")
+        cmd = Signal(command_layout(cfg), name="command")
         incoming = self.cmd.payload
         slots = Signal(WIDE, name="tile_slots")         # L = max(size, min_tile_slots)
         start = Signal(name="start")                    # first cycle of RUN (issue time 0)
@@ -243,6 +254,7 @@ class _Sequencer(wiring.Component):
             m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(self.host_error)]
         with m.Elif(accepted | self.clear_error):
             m.d.sync += [self.status.error.eq(0), self.status.error_code.eq(ErrorCode.NONE)]
+        self._command = cmd
         return {"cmd": cmd, "incoming": incoming, "slots": slots, "begin": begin,
                 "start": start, "finished": finished}
 
@@ -276,6 +288,8 @@ class OutputStationarySequencer(_Sequencer):
     """
 
     DATAFLOW = "os"
+    #: Read ports of each keep plane (``output_mask``): the result writes'.
+    MASK_READERS = 1
 
     def __init__(self, config):
         super().__init__(config)
@@ -491,3 +505,32 @@ class OutputStationarySequencer(_Sequencer):
             write.data.eq(self.array_result),
             finished.eq(final_at_array),
         ]
+        if cfg.output_mask:
+            # output masking: the row's keep bits, read with the shift, +0 where masked
+            keep = self._keep_row(m, 0, out_row_in, out_address.row, out_address.col)
+            keep_at_array = _delay(m, keep, latency - timing.spad_read_latency,
+                                   name="out_keep")
+            for c in range(cols):
+                m.d.comb += write.data[c].eq(Mux(keep_at_array[c], self.array_result[c], 0))
+
+    def _keep_row(self, m, reader, valid, row, col):
+        """Read ``C`` keep bits at ``(row, col)`` of the keep planes through read port
+        ``reader`` when ``valid``; returns their AND over the planes the command selects
+        (all ones when it selects none), ``spad_read_latency`` cycles later (0 where the read
+        was not made)."""
+        planes = []
+        for plane in ("mask_host", "mask_drop"):
+            request = getattr(self, f"{plane}_read_{reader}")
+            m.d.comb += [request.valid.eq(valid), request.payload.row.eq(row),
+                         request.payload.col.eq(col), request.payload.column_mode.eq(0)]
+            planes.append(getattr(self, f"{plane}_data_{reader}"))
+        host, drop = planes
+        cmd = self._command
+        cols = self.config.array.cols
+        keep = Signal(cols, name=f"keep_row_{reader}")
+        m.d.comb += keep.eq(Mux(host.valid,
+                                (Cat(host.payload[c] for c in range(cols))
+                                 | ~cmd.mask_host.replicate(cols))
+                                & (Cat(drop.payload[c] for c in range(cols))
+                                   | ~cmd.mask_dropout.replicate(cols)), 0))
+        return keep

@@ -26,6 +26,15 @@ from the queue's first two groups. Once decided, the window's ``d`` steps are re
 copies of each operand scratchpad (position ``b + j`` from copy ``j``) and meet the array
 ``spad_read_latency`` cycles later, as in the dense engine.
 
+Output masks
+------------
+With ``EngineConfig.output_mask`` a command that selects a mask (``mask_host`` /
+``mask_dropout``, :mod:`hw.engine.mask`) also needs, per tile, the rows and columns with a kept
+output: :meth:`SkipSequencer._mask_summaries` reads them from the keep planes ahead of the
+window, and the window ANDs them into the A flags and into the B flags before their OR (so the
+flag queue keeps all ``C`` B flags per step). The first window cycle then also waits for the
+first tile's summary (:func:`sim.skip_timing.lookahead_latency` with ``masked``).
+
 Schedule
 --------
 * Accept and check as in the dense sequencer; the flag reads start at issue time 0, and the
@@ -38,8 +47,8 @@ Schedule
   sequencer, timed from each tile's first cycle.
 """
 
-from amaranth import Array, Cat, Module, Mux, Signal, unsigned
-from amaranth.lib import data
+from amaranth import Array, Cat, Mux, Signal, unsigned
+from amaranth.lib import data, fifo
 from amaranth.lib.wiring import Out
 
 from hw.engine.pe import select_shape
@@ -86,6 +95,11 @@ class SkipSequencer(OutputStationarySequencer):
 
     #: Flag groups (``d`` steps each) the queue holds, reads in flight included.
     QUEUE_GROUPS = READ_LATENCY + 3
+    #: Tiles whose mask summaries are read ahead (output masks; enough that only the first
+    #: tile of a command ever waits for its summary, for any ``R``).
+    SUMMARY_TILES = 4
+    #: Read ports of each keep plane: the result writes' and the summary reader's.
+    MASK_READERS = 2
 
     def __init__(self, config):
         # (the base class rejects anything but an EngineConfig)
@@ -121,6 +135,80 @@ class SkipSequencer(OutputStationarySequencer):
             return getattr(self, f"{prefix}_{kind}_{j}")
         return getattr(self, f"{prefix}_{kind}")
 
+    def _mask_summaries(self, m, front):
+        """Output masks (``config.output_mask``): ``(row_keep, col_keep, ready)`` of the
+        window's tile, from a queue of tile summaries. A reader goes through the tiles in
+        order from issue time 0 (a command that selects a mask only), reading the keep planes'
+        ``R`` rows of each (one per cycle, read port 1) while fewer than
+        :attr:`SUMMARY_TILES` tiles are read or queued; ``row_keep`` bit ``r`` is set when row
+        ``r`` of the tile has a kept output, ``col_keep`` bit ``c`` when column ``c`` does
+        (lanes outside the command never). The window pops a summary at its tile's end. Without
+        ``output_mask``, constants (no hardware)."""
+        cfg = self.config
+        rows, cols = cfg.array.rows, cfg.array.cols
+        if not cfg.output_mask:
+            return None, None, None
+        cmd, incoming = front["cmd"], front["incoming"]
+        masked = Signal(name="masked")
+        m.d.comb += masked.eq(cmd.mask_host | cmd.mask_dropout)
+        self._masked = masked
+        queue = m.submodules.mask_summaries = fifo.SyncFIFO(width=rows + cols,
+                                                           depth=self.SUMMARY_TILES)
+        self._summary_pop = Signal(name="summary_pop")
+        s_armed = Signal(name="summary_armed")
+        s_m0 = Signal(WIDE, name="summary_m0")
+        s_n0 = Signal(WIDE, name="summary_n0")
+        s_r = Signal(range(rows), name="summary_row")
+        reserved = Signal(range(self.SUMMARY_TILES + 1), name="summary_reserved")
+        reading = Signal(name="summary_read")
+        starting = Signal(name="summary_tile_start")
+        m.d.comb += [
+            reading.eq(s_armed & ((s_r != 0) | (reserved < self.SUMMARY_TILES))),
+            starting.eq(reading & (s_r == 0)),
+        ]
+        with m.If(front["begin"]):
+            m.d.sync += [s_armed.eq(incoming.mask_host | incoming.mask_dropout),
+                         s_m0.eq(0), s_n0.eq(0), s_r.eq(0), reserved.eq(0)]
+        with m.Else():
+            m.d.sync += reserved.eq(reserved + starting - self._summary_pop)
+            with m.If(reading):
+                with m.If(s_r == rows - 1):
+                    m.d.sync += s_r.eq(0)
+                    _advance_tile(m, s_m0, s_n0, cmd, rows, cols, [s_armed.eq(0)])
+                with m.Else():
+                    m.d.sync += s_r.eq(s_r + 1)
+        row = s_m0 + s_r
+        kept = self._keep_row(m, 1, reading & (row < cmd.m), cmd.c_row + row,
+                              cmd.c_col + s_n0)
+        lanes = _delay(m, _lane_mask(m, s_n0, cmd.n, cols, name="summary_lanes"),
+                       READ_LATENCY, name="summary_lanes")
+        first = _delay(m, starting, READ_LATENCY, name="summary_first")
+        last = _delay(m, reading & (s_r == rows - 1), READ_LATENCY, name="summary_last")
+        index = _delay(m, s_r, READ_LATENCY, name="summary_row")
+        arrived = Signal(cols, name="summary_arrived")
+        m.d.comb += arrived.eq(kept & lanes)
+        row_bits = Signal(rows, name="summary_rows")
+        col_bits = Signal(cols, name="summary_cols")
+        row_next = Mux(first, 0, row_bits) | Cat((index == r) & arrived.any()
+                                                 for r in range(rows))
+        col_next = Mux(first, 0, col_bits) | arrived
+        m.d.sync += [row_bits.eq(row_next), col_bits.eq(col_next)]
+        m.d.comb += [
+            queue.w_en.eq(last),
+            queue.w_data.eq(Cat(row_next, col_next)),
+            queue.r_en.eq(self._summary_pop),
+        ]
+        # a command without a mask keeps everything and never waits
+        row_keep = Signal(rows, name="tile_row_keep")
+        col_keep = Signal(cols, name="tile_col_keep")
+        ready = Signal(name="summary_ready")
+        m.d.comb += [
+            row_keep.eq(Mux(masked, queue.r_data[:rows], (1 << rows) - 1)),
+            col_keep.eq(Mux(masked, queue.r_data[rows:], (1 << cols) - 1)),
+            ready.eq(queue.r_rdy | ~masked),
+        ]
+        return row_keep, col_keep, ready
+
     def _issue_steps(self, m, front):
         cfg = self.config
         timing = self.timing
@@ -128,6 +216,8 @@ class SkipSequencer(OutputStationarySequencer):
         d = cfg.array.skip_window
         cmd, incoming = front["cmd"], front["incoming"]
         queue_groups = self.QUEUE_GROUPS
+        masking = cfg.output_mask
+        b_width = cols if masking else 1          # queued B flags per step
 
         # ---- flag reads, d steps per cycle in tile order ----------------------------------------
         f_armed = Signal(name="flag_armed")
@@ -168,17 +258,20 @@ class SkipSequencer(OutputStationarySequencer):
             a_data = self._copy("a_flag", j, "data")
             b_data = self._copy("b_flag", j, "data")
             a_bits = Signal(rows, name=f"group_a_{j}")
-            b_any = Signal(name=f"group_b_any_{j}")
-            m.d.comb += [
-                a_bits.eq(Mux(a_data.valid,
-                              Cat(a_data.payload[r] for r in range(rows)) & f_a_lanes, 0)),
-                b_any.eq(b_data.valid
-                         & (Cat(b_data.payload[c] for c in range(cols)) & f_b_lanes).any()),
-            ]
+            b_lanes = Cat(b_data.payload[c] for c in range(cols)) & f_b_lanes
+            m.d.comb += a_bits.eq(Mux(a_data.valid,
+                                      Cat(a_data.payload[r] for r in range(rows)) & f_a_lanes,
+                                      0))
+            if masking:     # the B flags wait for the tile's column summary: all C queued
+                b_any = Signal(cols, name=f"group_b_{j}")
+                m.d.comb += b_any.eq(Mux(b_data.valid, b_lanes, 0))
+            else:
+                b_any = Signal(name=f"group_b_any_{j}")
+                m.d.comb += b_any.eq(b_data.valid & b_lanes.any())
             group_a.append(a_bits)
             group_b.append(b_any)
         push = issue_taps[READ_LATENCY]
-        group_layout = data.StructLayout({"a": rows * d, "b": d})
+        group_layout = data.StructLayout({"a": rows * d, "b": b_width * d})
         pushed = Signal(group_layout, name="group_in")
         m.d.comb += [pushed.a.eq(Cat(group_a)), pushed.b.eq(Cat(group_b))]
 
@@ -204,16 +297,20 @@ class SkipSequencer(OutputStationarySequencer):
         n0 = Signal(WIDE, name="step_n0")
         flush = Signal(name="flush")
 
-        positions_a = [entries[0].a[j * rows:(j + 1) * rows] for j in range(d)] + \
-                      [entries[1].a[j * rows:(j + 1) * rows] for j in range(d)]
-        positions_b = [entries[0].b[j] for j in range(d)] + [entries[1].b[j] for j in range(d)]
+        positions_a = [entry.a[j * rows:(j + 1) * rows] for entry in entries[:2]
+                       for j in range(d)]
+        positions_b = [entry.b[j * b_width:(j + 1) * b_width] for entry in entries[:2]
+                       for j in range(d)]
+        row_keep, col_keep, summary_ready = self._mask_summaries(m, front)
         window_a, window_b, inside = [], [], []
         for j in range(d):
             a_j = Signal(rows, name=f"window_a_{j}")
             b_j = Signal(name=f"window_b_any_{j}")
             in_j = Signal(name=f"window_in_{j}")
-            m.d.comb += [a_j.eq(Array(positions_a)[offset + j]),
-                         b_j.eq(Array(positions_b)[offset + j]),
+            b_flags = Array(positions_b)[offset + j]
+            a_flags = Array(positions_a)[offset + j]
+            m.d.comb += [a_j.eq(a_flags & row_keep if masking else a_flags),
+                         b_j.eq((b_flags & col_keep).any() if masking else b_flags),
                          in_j.eq(b + j < cmd.k)]
             window_a.append(a_j)
             window_b.append(b_j)
@@ -224,7 +321,8 @@ class SkipSequencer(OutputStationarySequencer):
         flags_ready = Signal(name="window_flags_ready")
         m.d.comb += flags_ready.eq((count >= 1) & ((offset == 0) | ~next_in_tile | (count >= 2)))
         running = Signal(name="window_running")      # a window cycle of the current tile
-        m.d.comb += running.eq(armed & (step_wait == 0) & in_window & flags_ready)
+        ready = flags_ready & summary_ready if masking else flags_ready
+        m.d.comb += running.eq(armed & (step_wait == 0) & in_window & ready)
 
         issue = Signal(rows, name="row_issue")
         selects = [Signal(select_shape(d), name=f"row_select_{r}") for r in range(rows)]
@@ -270,6 +368,8 @@ class SkipSequencer(OutputStationarySequencer):
             with m.If(tile_end):
                 m.d.sync += [b.eq(0), offset.eq(0), *[row.eq(0) for row in done],
                              in_window.eq(0)]
+                if masking:
+                    m.d.comb += self._summary_pop.eq(self._masked)
                 m.d.comb += pops.eq(1 + ((offset != 0) & next_in_tile))
             with m.Else():
                 m.d.sync += b.eq(b + advance)
