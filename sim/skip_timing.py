@@ -21,7 +21,8 @@ from .engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, Engine
 from .skip_model import SkipOption, SparseGemm
 from .skip_model import command_cycles as window_command_cycles
 
-__all__ = ["with_window", "lookahead_latency", "window_option", "engine_cycles"]
+__all__ = ["with_window", "lookahead_latency", "window_option", "engine_cycles",
+           "mask_write_cycles"]
 
 
 def with_window(config: EngineConfig, depth: int) -> EngineConfig:
@@ -81,3 +82,22 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
         return command_cycles(config, command)        # dense, or rejected: 1 cycle
     return (window_command_cycles(config, gemm, window_option(depth))
             + lookahead_latency(config, command.accumulate, command.masked))
+
+
+def mask_write_cycles(config: EngineConfig, m: int, n: int) -> int:
+    """Cycles from accepting a good dropout mask command (``hw.engine.mask.DropoutMaskWriter``,
+    ``EngineConfig(output_mask=True)``) for an ``m x n`` mask to ``mask_status.busy`` low.
+
+    The generator loads a band's ``R`` row LFSRs (``R`` cycles) and makes a tile in
+    ``T = C`` cycles (one element per row per cycle); the writer takes ``R`` cycles per tile,
+    so tiles of a band follow each other every ``max(T, R)`` cycles; busy falls ``R`` cycles
+    after the last tile is out: ``1 + bands (R + T) + (tiles - bands) max(T, R) + R``."""
+    if not isinstance(config, EngineConfig):
+        raise ValueError(f"config must be an EngineConfig, not {config!r}")
+    for field, value in (("m", m), ("n", n)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be an integer >= 1, not {value!r}")
+    rows, cols = config.array.rows, config.array.cols
+    bands, groups = -(-m // rows), -(-n // cols)
+    tile = cols
+    return 1 + bands * (rows + tile) + bands * (groups - 1) * max(tile, rows) + rows

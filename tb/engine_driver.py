@@ -25,7 +25,7 @@ from hw.fp.operand import Operand
 from sim.config import EngineConfig
 from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
 from sim.skip_model import SparseGemm
-from sim.skip_timing import engine_cycles
+from sim.skip_timing import engine_cycles, mask_write_cycles
 from sim.formats import FP32, STORE_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
 from sim.lfsr import dropout_keep_mask
@@ -191,6 +191,7 @@ class EngineDriver:
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
         self.masked_outputs = self.kept_outputs = 0     # of commands with an output mask
+        self.mask_writes = []         # good dropout mask commands: (m, n, cycles)
 
     # -- basics --------------------------------------------------------------------------
 
@@ -341,7 +342,7 @@ class EngineDriver:
                                   row=row, col=col)
         word = self.pack_mask_command(seed=seed, threshold=threshold, m=m, n=n, row=row,
                                       col=col)
-        await self._send("mask_cmd", [word], p_idle=p_idle)
+        (accept,) = await self._send("mask_cmd", [word], p_idle=p_idle)
         if want is MaskError.NONE:
             self.mask_drop.contents[row:row + m, col:col + n] = dropout_keep_mask(
                 (m, n), seed=seed, threshold=threshold, bits=DROPOUT_BITS).astype(object)
@@ -354,6 +355,12 @@ class EngineDriver:
             await FallingEdge(self.dut.clk)
         else:
             raise AssertionError(f"mask writer still busy {limit} cycles after {word:#x}")
+        if want is MaskError.NONE:           # (m, n, cycles from accept to busy low)
+            cycles = self.cycle() - accept
+            self.mask_writes.append((m, n, cycles))
+            if cycles != mask_write_cycles(self.config, m, n):
+                raise AssertionError(f"dropout mask {m} x {n}: busy for {cycles} cycles, the "
+                                     f"model says {mask_write_cycles(self.config, m, n)}")
         got = MaskError(status["error_code"]) if status["error"] else MaskError.NONE
         if got is not want:
             raise AssertionError(f"dropout mask seed={seed:#x} threshold={threshold} m={m} "

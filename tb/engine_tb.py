@@ -470,6 +470,8 @@ async def random_gemms(dut):
                       "commands", driver.masked_outputs, driver.kept_outputs,
                       counts["bad_mask"])
         assert driver.masked_outputs and driver.kept_outputs and counts["bad_mask"], counts
+        dut._log.info("dropout masks written (m, n, cycles from accept to mask_status.busy "
+                      "low): %s", driver.mask_writes)
     if driver.skip_tally is not None:
         dut._log.info("%r", driver.skip_tally)
         driver.skip_tally.check_coverage()

@@ -22,7 +22,7 @@ from sim.engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, Eng
                               command_cycles, ideal_cycles, tiles, utilization, validate)
 from sim.runner import run_bench
 from sim.skip_model import SparseGemm
-from sim.skip_timing import engine_cycles, lookahead_latency, with_window
+from sim.skip_timing import engine_cycles, lookahead_latency, mask_write_cycles, with_window
 from tb.engine_driver import config_to_case
 from tb.packing import fields
 
@@ -58,8 +58,9 @@ CONFIGS = {
     "4x4 window4": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=4),
                                 spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44,
                                 output_mask=True),
-    # output masks without a window: +0 where masked, dense cycles
-    "4x4 mask": EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=40,
+    # output masks without a window: +0 where masked, dense cycles; R > C, so the dropout
+    # mask writer (R cycles per tile) holds the generator back (C cycles per tile)
+    "5x3 mask": EngineConfig(array=ArrayConfig(rows=5, cols=3), spad_width=32, a_rows=40,
                              b_rows=36, acc_width=32, acc_rows=44, output_mask=True),
     "4x4 ws skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", skip_zeros=True),
                                 spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
@@ -98,7 +99,7 @@ def test_engine_odd_shape(name):
 def test_engine_output_mask():
     """Output masks without a window (Icarus): ``+0`` where the host or dropout plane says
     so, dense cycles; bad dropout mask commands raise ``mask_status`` errors."""
-    run_random(CONFIGS["4x4 mask"], "icarus")
+    run_random(CONFIGS["5x3 mask"], "icarus")
 
 
 @pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
@@ -119,7 +120,10 @@ def test_engine_skip_window(simulator, name):
     """The lookahead window: every row takes its own next non-zero step (sparsity 0..100 %,
     whole zero lines and tiles, zeros next to infinities and NaNs, accumulate onto ``-0``);
     bits of :func:`sim.sparsity.gemm_skip`, cycles of :func:`sim.skip_timing.engine_cycles`
-    for every command. Icarus runs every window; Verilator runs the default depth (3, on a
+    for every command; the 3 x 5 and the depth-4 engines also have output masks (random host
+    and dropout masks, nothing kept, bad dropout mask commands: ``gemm_skip`` with
+    ``out_mask``, ``engine_cycles`` with ``out_keep``). Icarus runs every window; Verilator runs
+    the default depth (3, on a
     3 x 5 array with a deeper multiplier and restricted formats) and the others in
     ``make regress`` (a Verilator build of a window engine takes minutes)."""
     if simulator == "verilator" and name != "3x5 window3" and not REGRESS:
@@ -252,6 +256,10 @@ def test_output_mask_config():
         EngineCommand(m=1, n=1, k=1, mask_host=1)
     with pytest.raises(ValueError, match="need an engine with output_mask=True"):
         validate(CONFIGS["4x4"], EngineCommand(m=1, n=1, k=1, mask_dropout=True))
+    with pytest.raises(ValueError, match="n must be an integer >= 1, not 0"):
+        mask_write_cycles(CONFIGS["5x3 mask"], 3, 0)
+    # one tile: setup R, tile C, drain R (+ the accept cycle)
+    assert mask_write_cycles(CONFIGS["5x3 mask"], 1, 1) == 1 + 5 + 3 + 5
 
 
 def test_mask_errors_extend_dropout_errors():
@@ -272,7 +280,7 @@ def test_error_codes_agree():
 
 def test_command_layout_matches_model():
     assert set(fields(GemmCommand)) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS)
-    masked = fields(command_layout(CONFIGS["4x4 mask"]))
+    masked = fields(command_layout(CONFIGS["5x3 mask"]))
     assert set(masked) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS
                               + EngineCommand.MASK_FLAGS)
     # the mask flags sit above the plain command's bits

@@ -84,8 +84,8 @@ class DropoutMaskWriter(wiring.Component):
     rows : int
         ``R``, the array's rows (tile height).
 
-    Throughput: a tile every ``max(R, C)`` cycles once a band's ``R`` row LFSRs are loaded
-    (``R`` cycles per band): about ``ceil(m / R) * (R + ceil(n / C) * max(R, C))`` cycles.
+    Latency: :func:`sim.skip_timing.mask_write_cycles` from the accept cycle to ``busy`` low
+    (a tile every ``max(R, C)`` cycles within a band; ``R`` cycles to load a band's row LFSRs).
 
     Ports
     -----
