@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth import unsigned
 from amaranth.lib import data
-from cocotb.triggers import FallingEdge, ReadOnly, ValueChange
+from cocotb.triggers import FallingEdge, ReadOnly, SimTimeoutError, ValueChange, with_timeout
 from cocotb.utils import get_sim_time
 
 from hw.engine.commands import (Status, command_layout, host_write_layout, operand_write_layout,
@@ -296,13 +296,6 @@ class EngineDriver:
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
             c_old = c_old.astype(np.uint64)
-        if self.skip_tally is not None:
-            result = self.skip_tally.observe(a_bits, a_tags, b_bits, b_tags, c_old,
-                                             transpose_a=c.a_transpose,
-                                             transpose_b=c.b_transpose)
-        else:
-            result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
-                          transpose_a=c.a_transpose, transpose_b=c.b_transpose)
         if keep is not None:      # output masking: gemm_skip's semantics, +0 where masked
             skipping = self.config.array.skip_zeros
             result = gemm_skip(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
@@ -310,6 +303,13 @@ class EngineDriver:
                                skip_a=skipping, skip_b=skipping, out_mask=keep)
             self.masked_outputs += int((~keep).sum())
             self.kept_outputs += int(keep.sum())
+        elif self.skip_tally is not None:
+            result = self.skip_tally.observe(a_bits, a_tags, b_bits, b_tags, c_old,
+                                             transpose_a=c.a_transpose,
+                                             transpose_b=c.b_transpose)
+        else:
+            result = gemm(a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, c_bits=c_old,
+                          transpose_a=c.a_transpose, transpose_b=c.b_transpose)
         self.history.append((c, a_bits, a_tags, b_bits, b_tags, c_old))
         self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n] = result.astype(object)
         return result, cycles
@@ -346,17 +346,21 @@ class EngineDriver:
         if want is MaskError.NONE:
             self.mask_drop.contents[row:row + m, col:col + n] = dropout_keep_mask(
                 (m, n), seed=seed, threshold=threshold, bits=DROPOUT_BITS).astype(object)
-        limit = 8 * (m + 2) * (n + self.config.array.cols) + 64
-        for _ in range(limit):
-            await ReadOnly()
-            status = self.mask_status()
-            if not status["busy"]:
-                break
-            await FallingEdge(self.dut.clk)
-        else:
-            raise AssertionError(f"mask writer still busy {limit} cycles after {word:#x}")
+        # the writer runs alone: one simulator callback per change of mask_status (busy
+        # rises at the accept edge, so at this falling edge it is high for a good command)
+        limit = 2 * mask_write_cycles(self.config, max(m, 1), max(n, 1)) + 64
+        status, low = self.mask_status(), self.cycle()
+        waited = bool(status["busy"])
+        while status["busy"]:
+            try:
+                await with_timeout(ValueChange(self.dut.mask_status), limit * PERIOD_NS, "ns")
+            except SimTimeoutError:
+                raise AssertionError(f"mask writer still busy {limit} cycles after "
+                                     f"{word:#x}") from None
+            # a change comes with a rising edge: the cycle it starts
+            status, low = self.mask_status(), int(get_sim_time(unit="ns")) // PERIOD_NS
         if want is MaskError.NONE:           # (m, n, cycles from accept to busy low)
-            cycles = self.cycle() - accept
+            cycles = low - accept
             self.mask_writes.append((m, n, cycles))
             if cycles != mask_write_cycles(self.config, m, n):
                 raise AssertionError(f"dropout mask {m} x {n}: busy for {cycles} cycles, the "
@@ -366,7 +370,8 @@ class EngineDriver:
             raise AssertionError(f"dropout mask seed={seed:#x} threshold={threshold} m={m} "
                                  f"n={n} at ({row}, {col}): mask_status error {got.name}, "
                                  f"expected {want.name}")
-        await FallingEdge(self.dut.clk)
+        if waited:                           # back to a falling edge
+            await FallingEdge(self.dut.clk)
         return want
 
     async def command(self, command: EngineCommand, *, hardware_alone=False,

@@ -23,7 +23,7 @@ from amaranth.lib.wiring import In, Out
 from hw.engine.array import SystolicArray
 from hw.engine.commands import (ErrorCode, Status, command_layout, host_write_layout,
                                 operand_write_layout, read_data_layout, read_request_layout)
-from hw.engine.mask import DropoutMaskWriter, MaskStatus, mask_command_layout
+from hw.engine.mask import KEEP_PLANES, DropoutMaskWriter, MaskStatus, mask_command_layout
 from hw.engine.scratchpad import SkewedScratchpad
 from hw.engine.sequencer import OutputStationarySequencer, geometries
 from hw.engine.skip_sequencer import SkipSequencer
@@ -35,6 +35,18 @@ from sim.config import EngineConfig
 from sim.engine_model import SPAD_READ_LATENCY, EngineTiming
 
 __all__ = ["GemmEngine"]
+
+
+def _write(m, memory, valid, request, data_bits):
+    """Write ``data_bits`` at the row, column and lane mask of ``request`` into ``memory``
+    when ``valid``."""
+    m.d.comb += [
+        memory.i_write.valid.eq(valid),
+        memory.i_write.payload.row.eq(request.row),
+        memory.i_write.payload.col.eq(request.col),
+        memory.i_write.payload.data.eq(data_bits),
+        memory.i_write.payload.mask.eq(request.mask),
+    ]
 
 
 class GemmEngine(wiring.Component):
@@ -150,7 +162,7 @@ class GemmEngine(wiring.Component):
         # output masks (hw/engine/mask.py): a copy of each keep plane per sequencer reader
         keep_planes = {}
         if cfg.output_mask:
-            for plane in ("mask_host", "mask_drop"):
+            for plane in KEEP_PLANES:
                 keep_planes[plane] = {}
                 for j in range(sequencer.MASK_READERS):
                     memory = SkewedScratchpad(lanes=cols, width=cfg.acc_width,
@@ -205,28 +217,19 @@ class GemmEngine(wiring.Component):
             m.d.comb += [
                 inside.eq((port.payload.row < height) & (port.payload.col < width)),
                 port.ready.eq(1),
-                memory.i_write.valid.eq(port.valid & inside),
-                memory.i_write.payload.row.eq(port.payload.row),
-                memory.i_write.payload.col.eq(port.payload.col),
-                memory.i_write.payload.data.eq(port.payload.data),
-                memory.i_write.payload.mask.eq(port.payload.mask),
             ]
             outside.append(port.valid & ~inside)
+            # the memory, its copies and (zero detect on the write path) its flag planes
             prefix = name[-1]
-            written = [(copy, port.payload.data) for copy in copies[prefix].values()]
-            if flag_planes[prefix]:        # zero detect on the write path
+            written = [(copy, port.payload.data)
+                       for copy in (memory, *copies[prefix].values())]
+            if flag_planes[prefix]:
                 flags = Cat(operand_nonzero(m, port.payload.data[lane],
                                             name=f"{name}_lane_{lane}")[0]
                             for lane in range(memory.lanes))
                 written += [(plane, flags) for plane in flag_planes[prefix].values()]
-            for copy, data_bits in written:
-                m.d.comb += [
-                    copy.i_write.valid.eq(port.valid & inside),
-                    copy.i_write.payload.row.eq(port.payload.row),
-                    copy.i_write.payload.col.eq(port.payload.col),
-                    copy.i_write.payload.mask.eq(port.payload.mask),
-                    copy.i_write.payload.data.eq(data_bits),
-                ]
+            for target, data_bits in written:
+                _write(m, target, port.valid & inside, port.payload, data_bits)
 
         if cfg.output_mask:
             outside.append(self._mask_writes(m, keep_planes))
@@ -281,16 +284,11 @@ class GemmEngine(wiring.Component):
         wiring.connect(m, wiring.flipped(self.mask_cmd), writer.i)
         m.d.comb += [self.mask_status.eq(writer.status),
                      writer.clear_error.eq(self.clear_error)]
-        for plane, valid, request in (("mask_host", port.valid & inside, port.payload),
-                                      ("mask_drop", writer.write.valid, writer.write.payload)):
+        host, drop = KEEP_PLANES
+        for plane, valid, request in ((host, port.valid & inside, port.payload),
+                                      (drop, writer.write.valid, writer.write.payload)):
             for memory in keep_planes[plane].values():
-                m.d.comb += [
-                    memory.i_write.valid.eq(valid),
-                    memory.i_write.payload.row.eq(request.row),
-                    memory.i_write.payload.col.eq(request.col),
-                    memory.i_write.payload.mask.eq(request.mask),
-                    memory.i_write.payload.data.eq(request.data),
-                ]
+                _write(m, memory, valid, request, request.data)
         return port.valid & ~inside
 
     def _read_path(self, m, sequencer, acc, busy):

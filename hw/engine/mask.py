@@ -31,8 +31,11 @@ from hw.engine.scratchpad import write_layout
 from hw.sparsity.dropout_mask import DropoutError, DropoutMaskGenerator
 from sim.engine_model import FIELD_BITS
 
-__all__ = ["DROPOUT_BITS", "MaskError", "MaskStatus", "mask_command_layout",
+__all__ = ["DROPOUT_BITS", "KEEP_PLANES", "MaskError", "MaskStatus", "mask_command_layout",
            "DropoutMaskWriter"]
+
+#: The keep planes, by their port and memory names: the host's and the dropout writer's.
+KEEP_PLANES = ("mask_host", "mask_drop")
 
 #: Random bits per element of the engine's dropout masks (``bits`` of
 #: :func:`sim.lfsr.dropout_keep_mask`; a drop probability ``p`` is ``threshold / 2^8``).

@@ -41,6 +41,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.engine.commands import ErrorCode, Status, command_layout
+from hw.engine.mask import KEEP_PLANES
 from hw.engine.scratchpad import data_layout, read_layout, write_layout
 from hw.fp.operand import Operand, OperandFormat
 from sim.config import EngineConfig
@@ -155,7 +156,7 @@ class _Sequencer(wiring.Component):
             for name, port in self._read_ports(geometry, element).items():
                 ports[f"{prefix}_{name}"] = port
         if config.output_mask:
-            for plane in ("mask_host", "mask_drop"):
+            for plane in KEEP_PLANES:
                 for j in range(self.MASK_READERS):
                     for name, port in self._read_ports(self.acc_geometry, unsigned(1)).items():
                         ports[f"{plane}_{name}_{j}"] = port
@@ -254,7 +255,6 @@ class _Sequencer(wiring.Component):
             m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(self.host_error)]
         with m.Elif(accepted | self.clear_error):
             m.d.sync += [self.status.error.eq(0), self.status.error_code.eq(ErrorCode.NONE)]
-        self._command = cmd
         return {"cmd": cmd, "incoming": incoming, "slots": slots, "begin": begin,
                 "start": start, "finished": finished}
 
@@ -496,36 +496,35 @@ class OutputStationarySequencer(_Sequencer):
                                                   self.acc_data.payload[c], 0))
 
         # result write, straight from the array's (registered) output
+        result = self.array_result
+        if cfg.output_mask:
+            # output masking: the row's keep bits, read with the shift, +0 where masked
+            keep = self._keep_row(m, cmd, 0, out_row_in, out_address.row, out_address.col)
+            keep_at_array = _delay(m, keep, latency - timing.spad_read_latency,
+                                   name="out_keep")
+            result = Cat(Mux(keep_at_array[c], self.array_result[c], 0) for c in range(cols))
         write = self.acc_write.payload
         m.d.comb += [
             self.acc_write.valid.eq(write_at_array),
             write.row.eq(address_at_array.row),
             write.col.eq(address_at_array.col),
             write.mask.eq(address_at_array.mask),
-            write.data.eq(self.array_result),
+            write.data.eq(result),
             finished.eq(final_at_array),
         ]
-        if cfg.output_mask:
-            # output masking: the row's keep bits, read with the shift, +0 where masked
-            keep = self._keep_row(m, 0, out_row_in, out_address.row, out_address.col)
-            keep_at_array = _delay(m, keep, latency - timing.spad_read_latency,
-                                   name="out_keep")
-            for c in range(cols):
-                m.d.comb += write.data[c].eq(Mux(keep_at_array[c], self.array_result[c], 0))
 
-    def _keep_row(self, m, reader, valid, row, col):
+    def _keep_row(self, m, cmd, reader, valid, row, col):
         """Read ``C`` keep bits at ``(row, col)`` of the keep planes through read port
         ``reader`` when ``valid``; returns their AND over the planes the command selects
         (all ones when it selects none), ``spad_read_latency`` cycles later (0 where the read
         was not made)."""
         planes = []
-        for plane in ("mask_host", "mask_drop"):
+        for plane in KEEP_PLANES:
             request = getattr(self, f"{plane}_read_{reader}")
             m.d.comb += [request.valid.eq(valid), request.payload.row.eq(row),
                          request.payload.col.eq(col), request.payload.column_mode.eq(0)]
             planes.append(getattr(self, f"{plane}_data_{reader}"))
         host, drop = planes
-        cmd = self._command
         cols = self.config.array.cols
         keep = Signal(cols, name=f"keep_row_{reader}")
         m.d.comb += keep.eq(Mux(host.valid,

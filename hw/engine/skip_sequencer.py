@@ -136,25 +136,27 @@ class SkipSequencer(OutputStationarySequencer):
         return getattr(self, f"{prefix}_{kind}")
 
     def _mask_summaries(self, m, front):
-        """Output masks (``config.output_mask``): ``(row_keep, col_keep, ready)`` of the
-        window's tile, from a queue of tile summaries. A reader goes through the tiles in
+        """Output masks (``config.output_mask``): ``(row_keep, col_keep, ready, pop)`` of the
+        window's tile, from a queue of tile summaries; the window drives ``pop`` high in its
+        tile's last cycle. A reader goes through the tiles in
         order from issue time 0 (a command that selects a mask only), reading the keep planes'
         ``R`` rows of each (one per cycle, read port 1) while fewer than
         :attr:`SUMMARY_TILES` tiles are read or queued; ``row_keep`` bit ``r`` is set when row
         ``r`` of the tile has a kept output, ``col_keep`` bit ``c`` when column ``c`` does
         (lanes outside the command never). The window pops a summary at its tile's end. Without
-        ``output_mask``, constants (no hardware)."""
+        ``output_mask``, no hardware (None)."""
         cfg = self.config
         rows, cols = cfg.array.rows, cfg.array.cols
         if not cfg.output_mask:
-            return None, None, None
+            return None
         cmd, incoming = front["cmd"], front["incoming"]
         masked = Signal(name="masked")
         m.d.comb += masked.eq(cmd.mask_host | cmd.mask_dropout)
-        self._masked = masked
         queue = m.submodules.mask_summaries = fifo.SyncFIFO(width=rows + cols,
                                                            depth=self.SUMMARY_TILES)
-        self._summary_pop = Signal(name="summary_pop")
+        pop = Signal(name="summary_pop")             # the window's tile ends
+        popped = Signal(name="summary_popped")       # ... and it had a summary
+        m.d.comb += popped.eq(pop & masked)
         s_armed = Signal(name="summary_armed")
         s_m0 = Signal(WIDE, name="summary_m0")
         s_n0 = Signal(WIDE, name="summary_n0")
@@ -170,7 +172,7 @@ class SkipSequencer(OutputStationarySequencer):
             m.d.sync += [s_armed.eq(incoming.mask_host | incoming.mask_dropout),
                          s_m0.eq(0), s_n0.eq(0), s_r.eq(0), reserved.eq(0)]
         with m.Else():
-            m.d.sync += reserved.eq(reserved + starting - self._summary_pop)
+            m.d.sync += reserved.eq(reserved + starting - popped)
             with m.If(reading):
                 with m.If(s_r == rows - 1):
                     m.d.sync += s_r.eq(0)
@@ -178,7 +180,7 @@ class SkipSequencer(OutputStationarySequencer):
                 with m.Else():
                     m.d.sync += s_r.eq(s_r + 1)
         row = s_m0 + s_r
-        kept = self._keep_row(m, 1, reading & (row < cmd.m), cmd.c_row + row,
+        kept = self._keep_row(m, cmd, 1, reading & (row < cmd.m), cmd.c_row + row,
                               cmd.c_col + s_n0)
         lanes = _delay(m, _lane_mask(m, s_n0, cmd.n, cols, name="summary_lanes"),
                        READ_LATENCY, name="summary_lanes")
@@ -196,7 +198,7 @@ class SkipSequencer(OutputStationarySequencer):
         m.d.comb += [
             queue.w_en.eq(last),
             queue.w_data.eq(Cat(row_next, col_next)),
-            queue.r_en.eq(self._summary_pop),
+            queue.r_en.eq(popped),
         ]
         # a command without a mask keeps everything and never waits
         row_keep = Signal(rows, name="tile_row_keep")
@@ -207,7 +209,7 @@ class SkipSequencer(OutputStationarySequencer):
             col_keep.eq(Mux(masked, queue.r_data[rows:], (1 << cols) - 1)),
             ready.eq(queue.r_rdy | ~masked),
         ]
-        return row_keep, col_keep, ready
+        return row_keep, col_keep, ready, pop
 
     def _issue_steps(self, m, front):
         cfg = self.config
@@ -301,7 +303,9 @@ class SkipSequencer(OutputStationarySequencer):
                        for j in range(d)]
         positions_b = [entry.b[j * b_width:(j + 1) * b_width] for entry in entries[:2]
                        for j in range(d)]
-        row_keep, col_keep, summary_ready = self._mask_summaries(m, front)
+        summaries = self._mask_summaries(m, front)
+        if masking:
+            row_keep, col_keep, summary_ready, summary_pop = summaries
         window_a, window_b, inside = [], [], []
         for j in range(d):
             a_j = Signal(rows, name=f"window_a_{j}")
@@ -369,7 +373,7 @@ class SkipSequencer(OutputStationarySequencer):
                 m.d.sync += [b.eq(0), offset.eq(0), *[row.eq(0) for row in done],
                              in_window.eq(0)]
                 if masking:
-                    m.d.comb += self._summary_pop.eq(self._masked)
+                    m.d.comb += summary_pop.eq(1)
                 m.d.comb += pops.eq(1 + ((offset != 0) & next_in_tile))
             with m.Else():
                 m.d.sync += b.eq(b + advance)
