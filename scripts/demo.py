@@ -30,10 +30,11 @@ from scripts.yosys_area import area_of
 from sim.engine_model import (EngineCommand, EngineError, command_cycles, ideal_cycles,
                               validate)
 from sim.formats import OPERAND_FORMATS
-from sim.runner import SIMULATORS, build_root, generate_verilog, read_metrics, run_bench
+from sim.runner import SIMULATORS, Design, build_root, generate_verilog, read_metrics, run_bench
 
 
 FORMATS = list(OPERAND_FORMATS)
+MAC_STAGES = FPMac().mul_stages
 STEPS = 5
 
 
@@ -73,29 +74,29 @@ def _area(recorded: dict, name: str) -> tuple[dict, str]:
 
     if not name.startswith("pe_"):
         raise KeyError(f"{name} is not in docs/results/gemm.json "
-                       f"(python -m scripts.engine_report --skip-fmax --skip-sim --units {name})")
+                       f"(python -m scripts.engine_report --skip-fmax --units {name})")
     _, factory = AREA_UNITS[name]
     print(f"      {name} is not in docs/results/gemm.json: synthesising it now (cached)",
           flush=True)
-    return area_of(factory(), name), "Yosys now"
+    return area_of(factory, name), "Yosys now"
 
 
 def run_mac(args):
-    mac = FPMac(a_formats=FORMATS, b_formats=FORMATS)
+    mac = Design(FPMac, a_formats=FORMATS, b_formats=FORMATS)
     verilog = generate_verilog(mac, "fp_mac")
     out = build_root() / "demo" / "fp_mac.v"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(verilog)
     print(f"[1/{STEPS}] Verilog for FPMac (fp16/e4m3/e5m2 operands, FP32 accumulation, "
-          f"multiplier stages {mac.mul_stages}): {out} ({len(verilog.splitlines())} lines)")
+          f"multiplier stages {MAC_STAGES}): {out} ({len(verilog.splitlines())} lines)")
 
     print(f"[2/{STEPS}] cocotb on {args.simulator}: dot products against the golden model ...",
           flush=True)
     began = time.perf_counter()
     run_dir = run_bench(mac, toplevel="fp_mac", bench_module="tb.fp_mac_tb",
-                        simulator=args.simulator, verilog=verilog, quiet=True,
+                        simulator=args.simulator, quiet=True,
                         case={"config": "demo", "a_formats": FORMATS, "b_formats": FORMATS,
-                              "mul_stages": mac.mul_stages, "vectors": args.vectors})
+                              "mul_stages": MAC_STAGES, "vectors": args.vectors})
     metrics = read_metrics(run_dir)
     terms = sum(m["vectors"] for m in metrics)
     cycles = sum(m["cycles"] for m in metrics)
@@ -105,7 +106,7 @@ def run_mac(args):
     print(f"      log and results: {run_dir}")
 
     print(f"[3/{STEPS}] area (Yosys) ...", flush=True)
-    area = area_of(FPMac(a_formats=FORMATS, b_formats=FORMATS), "fp_mac")
+    area = area_of(mac, "fp_mac")
     print(f"      generic cells {area['cells']}, ECP5 LUT {area['ecp5_lut']}, "
           f"FF {area['ecp5_ff']}, DSP {area['ecp5_dsp']}")
 

@@ -32,7 +32,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from scripts.yosys_area import synth_ecp5_commands
-from sim.runner import build_root, generate_verilog
+from sim.runner import Design, build_root, generate_verilog
 
 __all__ = ["FLOW_VERSION", "DEVICE", "PinShell", "fmax_of", "place_and_route"]
 
@@ -165,4 +165,4 @@ def _critical_path(log: str) -> dict:
 def fmax_of(component, top: str, **kwargs) -> dict:
     """ECP5 maximum frequency of ``component`` inside a :class:`PinShell` (see
     :func:`place_and_route` for the keyword arguments and the result)."""
-    return place_and_route(generate_verilog(PinShell(inner=component), top), top, **kwargs)
+    return place_and_route(generate_verilog(Design(PinShell, inner=component), top), top, **kwargs)

@@ -1,20 +1,20 @@
-"""Area and speed of the GEMM engine -> docs/results/gemm.json (``area``,
-``fmax_mhz_ecp5_4x4``, ``sim_cycles_per_s`` and notes saying how each was obtained).
+"""Area and clock of the GEMM engine -> docs/results/gemm.json (``area``,
+``fmax_mhz_ecp5_4x4`` and notes saying how each was obtained).
 
 * area: Yosys generic cells and ECP5 LUT/FF/DSP/BRAM (:mod:`scripts.yosys_area`) of the PEs,
   the arrays and whole engines (scratchpads of :data:`ENGINE_MEMORIES`);
 * fmax: the 4x4 output-stationary array (multiplier stages :data:`FMAX_MUL_STAGES`) placed
   and routed on an ECP5 (:mod:`scripts.ecp5_fmax`);
-* simulation speed: the ``hardware_alone`` bench of ``tb/engine_tb.py`` (operands preloaded,
-  one command, the bench sleeps until ``status`` changes, results checked bit for bit) on the
-  8x8 engine :data:`SPEED_CONFIG`, simulated cycles per second of the simulator's CPU time
-  (and per wall-clock second).
+* :func:`run_hardware_alone`: the ``hardware_alone`` bench of ``tb/engine_tb.py`` (operands
+  preloaded, one command, results checked bit for bit) on an engine; the simulation speed of
+  the 8x8 engine :data:`SPEED_CONFIG` is measured with it by :mod:`scripts.flow_bench`
+  (``docs/results/flow.json``).
 
 Every result is cached (synthesis and place and route by the hash of the Verilog, Verilator
 builds by the runner), so a rerun only redoes what changed. Prints the tables of
-docs/engine.md ("Area and speed").
+docs/engine.md ("Area").
 
-Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax] [--skip-sim]
+Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax]
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import time
 
 from scripts.cli import comma_subset
 from sim.config import PRESETS, ArrayConfig, EngineConfig
+from sim.elaborate import Design
 
-__all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "SPEED_GEMMS", "AREA_UNITS",
+__all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "AREA_UNITS",
            "DEFAULT_UNITS", "FMAX_MUL_STAGES",
-           "measure_area", "measure_fmax", "measure_speed", "run_hardware_alone"]
+           "measure_area", "measure_fmax", "run_hardware_alone"]
 
 #: Scratchpads of the measured engines: 64 x 64 elements each (A and B: 64 x 64 operands of
 #: 18 bits; accumulators: 64 x 64 FP32). The presets' 256 x 256 would make ~6.5 MB of Verilog
@@ -45,8 +46,6 @@ def engine_config(preset: str) -> EngineConfig:
 
 #: Engine of the simulation-speed measurement and of ``make demo``: the default 8x8 OS array.
 SPEED_CONFIG = engine_config("8x8")
-#: GEMM (M, N, K) per simulator: Icarus runs ~50 cycles/s on 8x8, so it gets a small one.
-SPEED_GEMMS = {"verilator": (64, 64, 64), "icarus": (32, 32, 32)}
 
 _FP8 = ("e4m3", "e5m2")
 
@@ -57,31 +56,30 @@ def _units():
     from hw.engine.pe import OutputStationaryPE, WeightStationaryPE
 
     return {
-        "pe_os": ("OS PE, fp16/e4m3/e5m2 operands",
-                  lambda: OutputStationaryPE(ArrayConfig())),
+        "pe_os": ("OS PE, fp16/e4m3/e5m2 operands", Design(OutputStationaryPE, ArrayConfig())),
         "pe_os_fp8": ("OS PE, e4m3/e5m2 operands only",
-                      lambda: OutputStationaryPE(ArrayConfig(a_formats=_FP8, b_formats=_FP8))),
+                      Design(OutputStationaryPE, ArrayConfig(a_formats=_FP8, b_formats=_FP8))),
         "pe_os_s3": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3",
-                     lambda: OutputStationaryPE(ArrayConfig(mul_stages=3))),
+                     Design(OutputStationaryPE, ArrayConfig(mul_stages=3))),
         "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",
-                  lambda: WeightStationaryPE(ArrayConfig(dataflow="ws"))),
+                  Design(WeightStationaryPE, ArrayConfig(dataflow="ws"))),
         "pe_os_skip": ("OS PE with the zero gate (skip_zeros=True)",
-                       lambda: OutputStationaryPE(ArrayConfig(skip_zeros=True))),
+                       Design(OutputStationaryPE, ArrayConfig(skip_zeros=True))),
         "pe_ws_skip": ("WS PE with the zero gate (skip_zeros=True)",
-                       lambda: WeightStationaryPE(ArrayConfig(dataflow="ws", skip_zeros=True))),
+                       Design(WeightStationaryPE, ArrayConfig(dataflow="ws", skip_zeros=True))),
         "array_os_4x4": ("OS array 4x4 (skew/deskew registers included)",
-                         lambda: SystolicArray(ArrayConfig(rows=4, cols=4))),
-        "array_os_8x8": ("OS array 8x8", lambda: SystolicArray(ArrayConfig())),
+                         Design(SystolicArray, ArrayConfig(rows=4, cols=4))),
+        "array_os_8x8": ("OS array 8x8", Design(SystolicArray, ArrayConfig())),
         "array_ws_4x4": ("WS array 4x4",
-                         lambda: SystolicArray(ArrayConfig(rows=4, cols=4, dataflow="ws"))),
+                         Design(SystolicArray, ArrayConfig(rows=4, cols=4, dataflow="ws"))),
         "engine_os_4x4": ("GemmEngine, preset 4x4 with 64x64 scratchpads",
-                          lambda: GemmEngine(engine_config("4x4"))),
+                          Design(GemmEngine, engine_config("4x4"))),
         "engine_os_8x8": ("GemmEngine, preset 8x8 with 64x64 scratchpads",
-                          lambda: GemmEngine(engine_config("8x8"))),
+                          Design(GemmEngine, engine_config("8x8"))),
     }
 
 
-#: name -> (description, factory of the component); the name is also the Verilog top.
+#: name -> (description, design); the name is also the Verilog top.
 AREA_UNITS = _units()
 #: Units measured by default. ``engine_os_8x8`` (the 8x8 array takes Yosys about an hour of
 #: CPU on its own, mostly in ``share``) is measured only when asked for with ``--units``.
@@ -105,10 +103,10 @@ def measure_area(names=None) -> dict:
 
     area = {}
     for name in names or DEFAULT_UNITS:
-        description, factory = AREA_UNITS[name]
+        description, design = AREA_UNITS[name]
         began = time.perf_counter()
         print(f"area: {name} ({description}) ...", flush=True)
-        result = area_of(factory(), name)
+        result = area_of(design, name)
         row = {key: result[key] for key in _AREA_FIELDS}
         if result.get("memory_bits") or result.get("ecp5_bram"):
             row.update({key: result[key] for key in _MEMORY_FIELDS})
@@ -133,7 +131,7 @@ def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
         print(f"fmax: 4x4 OS array, mul_stages={stages}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...",
               flush=True)
         top = "fmax_array_os_4x4" if stages == 0 else f"fmax_array_os_4x4_s{stages}"
-        result = fmax_of(SystolicArray(ArrayConfig(rows=4, cols=4, mul_stages=stages)), top)
+        result = fmax_of(Design(SystolicArray, ArrayConfig(rows=4, cols=4, mul_stages=stages)), top)
         fmax[stages] = result["fmax_mhz"]
         path = result.get("critical_path", {})
         paths.append(f"mul_stages={stages}: {result['fmax_mhz']} MHz, {path.get('from')} -> "
@@ -152,62 +150,27 @@ def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
     return fmax, note
 
 
-def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True) -> dict:
+def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True,
+                       per_cycle=False) -> dict:
     """Run the ``hardware_alone`` bench (results checked bit for bit against sim.gemm and the
     cycle count against sim.engine_model); returns its metrics (``cycles``, ``seconds``,
-    ``cycles_per_second``, ``gemm``) plus ``run_dir`` and ``wall_s`` (with build)."""
+    ``cycles_per_second``, ``gemm``) plus ``run_dir`` and ``wall_s`` (with build). With
+    ``per_cycle`` the bench checks the engine's status from Python every cycle instead."""
     from hw.engine.engine import GemmEngine
     from sim.runner import read_metrics, run_bench
     from tb.engine_driver import config_to_case
 
     began = time.perf_counter()
-    run_dir = run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.engine_tb",
+    run_dir = run_bench(Design(GemmEngine, config), toplevel="gemm_engine", bench_module="tb.engine_tb",
                         simulator=simulator, testcase="hardware_alone", quiet=quiet,
-                        case={**config_to_case(config), "gemm": list(gemm)})
+                        case={**config_to_case(config), "gemm": list(gemm),
+                              **({"per_cycle": True} if per_cycle else {})})
     (metrics,) = [m for m in read_metrics(run_dir) if "cycles_per_second" in m]
     return {**metrics, "run_dir": str(run_dir), "wall_s": time.perf_counter() - began}
 
 
-def measure_speed(simulators=("verilator", "icarus")) -> tuple[dict, dict, dict]:
-    """Simulated cycles per second of CPU time of the simulator process (what an unloaded
-    machine gives as wall time) and per wall-clock second, and the details of each run."""
-    import os
-
-    per_cpu, per_wall, details = {}, {}, {}
-    for simulator in simulators:
-        gemm = SPEED_GEMMS[simulator]
-        print(f"simulation speed: {simulator}, 8x8 OS engine, {'x'.join(map(str, gemm))} GEMM, "
-              "hardware alone ...", flush=True)
-        metrics = run_hardware_alone(SPEED_CONFIG, simulator, gemm)
-        per_cpu[simulator] = round(metrics["cycles_per_cpu_second"], 1)
-        per_wall[simulator] = round(metrics["cycles_per_second"], 1)
-        details[simulator] = {"gemm": list(gemm), "cycles": metrics["cycles"],
-                              "cpu_seconds": round(metrics["cpu_seconds"], 3),
-                              "wall_seconds": round(metrics["seconds"], 3),
-                              "load_average": round(os.getloadavg()[0], 1)}
-        print(f"      {metrics['cycles']} cycles in {metrics['cpu_seconds']:.2f} s of CPU time "
-              f"({metrics['seconds']:.2f} s wall): {metrics['cycles_per_cpu_second']:,.0f} "
-              f"cycles per CPU second, {metrics['cycles_per_second']:,.0f} per wall second "
-              f"(load average {os.getloadavg()[0]:.1f}; wall {metrics['wall_s']:.0f} s incl. "
-              "build, load and read-back)", flush=True)
-    return per_cpu, per_wall, details
-
-
-def _speed_note(details) -> str:
-    runs = "; ".join(f"{sim}: {'x'.join(map(str, d['gemm']))} GEMM, {d['cycles']} cycles in "
-                     f"{d['cpu_seconds']} s CPU / {d['wall_seconds']} s wall (load average "
-                     f"{d['load_average']})" for sim, d in details.items())
-    return ("tb/engine_tb.py hardware_alone on the 8x8 OS engine (default array, mul_stages=0, "
-            "64x64 scratchpads): operands written first, then one command; the bench sleeps "
-            "until status changes (no Python per cycle). sim_cycles_per_s = cycles from accept "
-            "to done / CPU time of the simulator process (which hosts cocotb) during that wait, "
-            "i.e. the wall-clock speed of an unloaded core; sim_cycles_per_wall_s = the same "
-            f"over wall time on the shared machine. {runs}. Results checked bit for bit "
-            "afterwards. Command: python -m scripts.engine_report")
-
-
-def markdown_tables(area: dict, fmax=None, speed=None) -> str:
-    """The tables of docs/engine.md "Area and speed" (rows per PE are in the docs only)."""
+def markdown_tables(area: dict, fmax=None) -> str:
+    """The tables of docs/engine.md "Area" (rows per PE are in the docs only)."""
     lines = []
     if area:
         lines += ["| block | generic cells | memory bits | ECP5 LUT | ECP5 FF | ECP5 DSP "
@@ -219,9 +182,6 @@ def markdown_tables(area: dict, fmax=None, speed=None) -> str:
                      f"| {row.get('ecp5_bram', 0)} |")
     if fmax is not None:
         lines += ["", f"ECP5 fmax, 4x4 OS array: {fmax} MHz"]
-    if speed:
-        lines += ["", "| simulator | cycles per CPU second |", "|---|---:|"]
-        lines += [f"| {sim} | {value:,.0f} |" for sim, value in speed.items()]
     return "\n".join(lines)
 
 
@@ -229,7 +189,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-area", action="store_true", help="no Yosys area")
     parser.add_argument("--skip-fmax", action="store_true", help="no ECP5 place and route")
-    parser.add_argument("--skip-sim", action="store_true", help="no simulation-speed runs")
     parser.add_argument("--units", type=comma_subset("units", AREA_UNITS), default=None,
                         help=f"comma-separated area units (default: {','.join(DEFAULT_UNITS)}; "
                              f"also {','.join(sorted(set(AREA_UNITS) - set(DEFAULT_UNITS)))})")
@@ -238,7 +197,7 @@ def main(argv=None):
 
     began = time.perf_counter()
     entries = {}
-    area = fmax = speed = None
+    area = fmax = None
     if not args.skip_area:
         area = measure_area(args.units)
         if args.units:  # a subset: keep the other units' rows
@@ -253,16 +212,12 @@ def main(argv=None):
         fmax = by_stages[FMAX_MUL_STAGES[0]]
         entries.update(fmax_mhz_ecp5_4x4=fmax, fmax_note=note,
                        fmax_mhz_ecp5_4x4_by_mul_stages={str(k): v for k, v in by_stages.items()})
-    if not args.skip_sim:
-        speed, per_wall, details = measure_speed()
-        entries.update(sim_cycles_per_s=speed, sim_cycles_per_wall_s=per_wall,
-                       sim_speed_note=_speed_note(details))
     if entries:
         path = update_results("gemm", **entries)
         print(f"wrote {', '.join(sorted(entries))} into {path}")
-    if area or fmax or speed:
+    if area or fmax:
         print()
-        print(markdown_tables(area or {}, fmax, speed))
+        print(markdown_tables(area or {}, fmax))
     print(f"total wall time {time.perf_counter() - began:.0f} s")
     return 0
 

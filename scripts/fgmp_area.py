@@ -11,7 +11,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw.engine.pe import OutputStationaryPE
+from hw.fgmp.encoder import FgmpEncoder
+from hw.fgmp.packer import FgmpPacker
+from hw.fgmp.unpacker import FgmpUnpacker
 from scripts.results import update_results
+from sim.config import ArrayConfig
+from sim.elaborate import Design
 from scripts.yosys_area import area_of
 
 __all__ = ["UNITS", "PE_FORMATS", "main"]
@@ -27,34 +33,12 @@ PE_FORMATS = {
 }
 
 
-def _packer():
-    from hw.fgmp.packer import FgmpPacker
-    return FgmpPacker(block=BLOCK, bus_bytes=BUS_BYTES)
-
-
-def _unpacker():
-    from hw.fgmp.unpacker import FgmpUnpacker
-    return FgmpUnpacker(block=BLOCK, bus_bytes=BUS_BYTES)
-
-
-def _encoder():
-    from hw.fgmp.encoder import FgmpEncoder
-    return FgmpEncoder(stages=1)
-
-
-def _pe(formats):
-    def make():
-        from hw.engine.pe import OutputStationaryPE
-        from sim.config import ArrayConfig
-        return OutputStationaryPE(ArrayConfig(a_formats=formats, b_formats=formats))
-    return make
-
-
 UNITS = {
-    "fgmp_packer": _packer,
-    "fgmp_unpacker": _unpacker,
-    "fgmp_encoder": _encoder,
-    **{name: _pe(formats) for name, formats in PE_FORMATS.items()},
+    "fgmp_packer": Design(FgmpPacker, block=BLOCK, bus_bytes=BUS_BYTES),
+    "fgmp_unpacker": Design(FgmpUnpacker, block=BLOCK, bus_bytes=BUS_BYTES),
+    "fgmp_encoder": Design(FgmpEncoder, stages=1),
+    **{name: Design(OutputStationaryPE, ArrayConfig(a_formats=formats, b_formats=formats))
+       for name, formats in PE_FORMATS.items()},
 }
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
@@ -64,9 +48,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
     area = {}
-    for name, factory in UNITS.items():
+    for name, design in UNITS.items():
         print(f"synthesising {name} ...", flush=True)
-        result = area_of(factory(), name)
+        result = area_of(design, name)
         area[name] = {key: result[key] for key in FIELDS}
         area[name]["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
     fgmp, plain = area["pe_fgmp"], area["pe_fp16"]

@@ -1,66 +1,37 @@
 """The FP units of the foundation, each in its reference configuration (for area and reports).
 
-Each entry: ``name -> (factory, toplevel)``; the factory returns a fresh component. The benches
+Each entry: ``name -> (design, toplevel)`` (a :class:`sim.elaborate.Design`). The benches
 in ``tb/`` check more configurations than these; the table here is what ``make synth`` and the
 docs report.
 """
 
 from __future__ import annotations
 
+from hw.fp.adder import FP32Accumulator, FP32Adder
+from hw.fp.converter import FP32Converter
+from hw.fp.mac import FPMac
+from hw.fp.multiplier import FPMultiplier
+from hw.fp.operand import OperandDecoder
+from sim.elaborate import Design
+
 __all__ = ["UNITS", "unit_of_record"]
 
-
-def _decoder():
-    from hw.fp.operand import OperandDecoder
-    return OperandDecoder(stages=1)
-
-
-def _mul_full(narrow_path=True):
-    """fp16 / e4m3 / e5m2 on both sides, with (the default) or without the tag-selected narrow
-    FP8 x FP8 significand multiplier."""
-    def make():
-        from hw.fp.multiplier import FPMultiplier
-        return FPMultiplier(stages=FPMultiplier.CUT_POINTS, narrow_path=narrow_path)
-    return make
-
-
-def _mul_narrow():
-    from hw.fp.multiplier import FPMultiplier
-    return FPMultiplier(a_formats=("e4m3", "e5m2"), b_formats=("e4m3", "e5m2"),
-                        stages=FPMultiplier.CUT_POINTS)
-
-
-def _adder():
-    from hw.fp.adder import FP32Adder
-    return FP32Adder(stages=FP32Adder.CUT_POINTS)
-
-
-def _accumulator():
-    from hw.fp.adder import FP32Accumulator
-    return FP32Accumulator(stages=1)
-
-
-def _converter(fmt):
-    def make():
-        from hw.fp.converter import FP32Converter
-        return FP32Converter(fmt=fmt, stages=FP32Converter.CUT_POINTS)
-    return make
-
-
-def _mac():
-    from hw.fp.mac import FPMac
-    return FPMac()
-
+_FP8 = ("e4m3", "e5m2")
 
 UNITS = {
-    "operand_decoder": (_decoder, "operand_decoder"),
-    "fp_mul": (_mul_full(narrow_path=True), "fp_mul"),
-    "fp_mul_wide_only": (_mul_full(narrow_path=False), "fp_mul_wide_only"),
-    "fp_mul_narrow": (_mul_narrow, "fp_mul_narrow"),
-    "fp32_adder": (_adder, "fp32_adder"),
-    "fp32_accumulator": (_accumulator, "fp32_accumulator"),
-    "fp_mac": (_mac, "fp_mac"),
-    **{f"fp32_to_{fmt}": (_converter(fmt), f"fp32_to_{fmt}") for fmt in ("fp16", "bf16", "e4m3", "e5m2")},
+    "operand_decoder": (Design(OperandDecoder, stages=1), "operand_decoder"),
+    # fp16 / e4m3 / e5m2 on both sides, with (the default) or without the tag-selected narrow
+    # FP8 x FP8 significand multiplier
+    "fp_mul": (Design(FPMultiplier, stages=FPMultiplier.CUT_POINTS, narrow_path=True), "fp_mul"),
+    "fp_mul_wide_only": (Design(FPMultiplier, stages=FPMultiplier.CUT_POINTS, narrow_path=False),
+                         "fp_mul_wide_only"),
+    "fp_mul_narrow": (Design(FPMultiplier, a_formats=_FP8, b_formats=_FP8,
+                             stages=FPMultiplier.CUT_POINTS), "fp_mul_narrow"),
+    "fp32_adder": (Design(FP32Adder, stages=FP32Adder.CUT_POINTS), "fp32_adder"),
+    "fp32_accumulator": (Design(FP32Accumulator, stages=1), "fp32_accumulator"),
+    "fp_mac": (Design(FPMac), "fp_mac"),
+    **{f"fp32_to_{fmt}": (Design(FP32Converter, fmt=fmt, stages=FP32Converter.CUT_POINTS),
+                          f"fp32_to_{fmt}") for fmt in ("fp16", "bf16", "e4m3", "e5m2")},
 }
 
 

@@ -46,6 +46,7 @@ import time
 from scripts.engine_report import engine_config
 from scripts.results import RESULTS_DIR, update_results
 from sim.config import ArrayConfig, MAX_SKIP_WINDOW
+from sim.elaborate import Design
 from sim.skip_timing import with_window
 
 __all__ = ["units", "main"]
@@ -85,7 +86,7 @@ def _flat_top(inner):
 
 
 def units(windows, mask_windows=()) -> dict:
-    """name -> factory of the component (the name is also the Verilog top)."""
+    """name -> :class:`sim.elaborate.Design` (the name is also the Verilog top)."""
     from hw.engine.engine import GemmEngine
     from hw.engine.mask import DropoutMaskWriter
     from hw.engine.sequencer import geometries
@@ -94,28 +95,28 @@ def units(windows, mask_windows=()) -> dict:
     from hw.engine.skip_sequencer import SkipSequencer
 
     table = {
-        "pe_os": lambda: OutputStationaryPE(ArrayConfig()),
-        "pe_os_skip": lambda: OutputStationaryPE(ArrayConfig(skip_zeros=True)),
+        "pe_os": Design(OutputStationaryPE, ArrayConfig()),
+        "pe_os_skip": Design(OutputStationaryPE, ArrayConfig(skip_zeros=True)),
     }
     for d in windows:
-        table[f"pe_os_window{d}"] = (
-            lambda d=d: OutputStationaryPE(ArrayConfig(skip_zeros=True, skip_window=d)))
+        table[f"pe_os_window{d}"] = Design(OutputStationaryPE,
+                                           ArrayConfig(skip_zeros=True, skip_window=d))
     for preset in ("8x8", "4x4"):
-        table[f"sequencer_os_{preset}"] = (
-            lambda preset=preset: _flat_top(OutputStationarySequencer(engine_config(preset))))
+        table[f"sequencer_os_{preset}"] = Design(
+            _flat_top, Design(OutputStationarySequencer, engine_config(preset)))
         for d in windows:
-            table[f"sequencer_os_{preset}_window{d}"] = (
-                lambda preset=preset, d=d: _flat_top(
-                    SkipSequencer(with_window(engine_config(preset), d))))
+            table[f"sequencer_os_{preset}_window{d}"] = Design(
+                _flat_top, Design(SkipSequencer, with_window(engine_config(preset), d)))
     for d in windows:
-        table[f"engine_os_4x4_window{d}"] = (
-            lambda d=d: GemmEngine(with_window(engine_config("4x4"), d)))
+        table[f"engine_os_4x4_window{d}"] = Design(GemmEngine,
+                                                   with_window(engine_config("4x4"), d))
     for d in mask_windows:
-        table[f"sequencer_os_8x8_window{d}_mask"] = (
-            lambda d=d: _flat_top(SkipSequencer(_masked(with_window(engine_config("8x8"), d)))))
+        table[f"sequencer_os_8x8_window{d}_mask"] = Design(
+            _flat_top, Design(SkipSequencer, _masked(with_window(engine_config("8x8"), d))))
     if mask_windows:
-        table["mask_writer_8x8"] = lambda: _flat_top(DropoutMaskWriter(
-            geometries(engine_config("8x8"))[2], engine_config("8x8").array.rows))
+        table["mask_writer_8x8"] = Design(_flat_top, Design(
+            DropoutMaskWriter, geometries(engine_config("8x8"))[2],
+            engine_config("8x8").array.rows))
     return table
 
 
@@ -179,10 +180,10 @@ def main(argv=None):
     mask_windows = tuple(int(d) for d in args.mask_windows)
     gemm_area = json.loads((RESULTS_DIR / "gemm.json").read_text())["area"]
     area = {}
-    for name, factory in units(windows, mask_windows).items():
+    for name, design in units(windows, mask_windows).items():
         began = time.perf_counter()
         print(f"area: {name} ...", flush=True)
-        result = area_of(factory(), name)
+        result = area_of(design, name)
         row = {key: result[key] for key in FIELDS}
         if result.get("memory_bits") or result.get("ecp5_bram"):
             row.update({key: result.get(key, 0) for key in MEMORY_FIELDS})

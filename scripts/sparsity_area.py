@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """Area of the sparsity units: zero detect and the dropout mask generator.
 
 Writes the ``units_area`` section of ``docs/results/sparsity.json`` (other sections of that file
@@ -11,8 +12,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.sparsity.dropout_mask import DropoutMaskGenerator, jump_network
+from hw.sparsity.zero_detect import ZeroDetector
 from scripts.results import update_results
 from scripts.yosys_area import area_of
+from sim.elaborate import Design
+from sim.lfsr import ROW_STRIDE, WIDTH
 
 __all__ = ["UNITS", "main"]
 
@@ -32,34 +41,24 @@ UNITS = {
 FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 
 
-def _jump_network():
-    from amaranth import Module
-    from amaranth.lib import wiring
-    from amaranth.lib.wiring import In, Out
+class JumpNetwork(wiring.Component):
+    """The row-stride jump of the dropout mask LFSRs alone (combinational)."""
 
-    from hw.sparsity.dropout_mask import jump_network
-    from sim.lfsr import ROW_STRIDE, WIDTH
+    def __init__(self):
+        super().__init__({"state": In(WIDTH), "jumped": Out(WIDTH)})
 
-    class JumpNetwork(wiring.Component):
-        def __init__(self):
-            super().__init__({"state": In(WIDTH), "jumped": Out(WIDTH)})
-
-        def elaborate(self, platform):
-            m = Module()
-            m.d.comb += self.jumped.eq(jump_network(self.state, ROW_STRIDE))
-            return m
-
-    return JumpNetwork()
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.jumped.eq(jump_network(self.state, ROW_STRIDE))
+        return m
 
 
-def _unit(name, options):
+def _design(name, options) -> Design:
     if name.startswith("zero_detect"):
-        from hw.sparsity.zero_detect import ZeroDetector
-        return ZeroDetector(**options)
+        return Design(ZeroDetector, **options)
     if name == "jump_network":
-        return _jump_network()
-    from hw.sparsity.dropout_mask import DropoutMaskGenerator
-    return DropoutMaskGenerator(**options)
+        return Design(JumpNetwork)
+    return Design(DropoutMaskGenerator, **options)
 
 
 def main(argv=None):
@@ -68,11 +67,12 @@ def main(argv=None):
     area = {}
     for name, options in UNITS.items():
         print(f"synthesising {name} {options} ...", flush=True)
-        unit = _unit(name, options)
-        result = area_of(unit, name)
+        design = _design(name, options)
+        result = area_of(design, name)
         row = {key: result[key] for key in FIELDS}
         row["options"] = options
         if name.startswith("dropout_mask"):
+            unit = design.build()
             row["tile_cycles"] = unit.tile_cycles
             row["setup_cycles_per_band"] = unit.setup_cycles
         area[name] = row

@@ -25,9 +25,9 @@ def main(argv=None):
     names = args.units or list(UNITS)
     area = {}
     for name in names:
-        factory, top = UNITS[name]
+        design, top = UNITS[name]
         print(f"synthesising {name} ...", flush=True)
-        result = area_of(factory(), top)
+        result = area_of(design, top)
         area[name] = {key: result[key] for key in FIELDS}
     lines = [
         "# Area of the FP units",

@@ -102,6 +102,7 @@ def synthesize(verilog: str, top: str) -> dict:
     return result
 
 
-def area_of(component, top: str) -> dict:
-    """Area of an Amaranth component (see :func:`synthesize`)."""
-    return synthesize(generate_verilog(component, top), top)
+def area_of(design, top: str) -> dict:
+    """Area of a design (:class:`sim.elaborate.Design`, Verilog from the elaboration cache; see
+    :func:`synthesize`)."""
+    return synthesize(generate_verilog(design, top), top)

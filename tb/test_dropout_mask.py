@@ -8,7 +8,7 @@ import pytest
 from hw.sparsity.dropout_mask import DropoutMaskGenerator
 from sim.config import MAX_DIM
 from sim.lfsr import MAX_BITS
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 # (rows, cols, bits, steps_per_cycle): the area configuration (one element per row per
@@ -17,7 +17,8 @@ CONFIGS = [(8, 8, 8, 8), (3, 5, 6, 2)]
 
 
 def _bench(simulator, rows, cols, bits, steps_per_cycle):
-    unit = DropoutMaskGenerator(rows=rows, cols=cols, bits=bits, steps_per_cycle=steps_per_cycle)
+    unit = Design(DropoutMaskGenerator, rows=rows, cols=cols, bits=bits,
+                  steps_per_cycle=steps_per_cycle)
     run_bench(unit, toplevel="dropout_mask", bench_module="tb.dropout_mask_tb",
               simulator=simulator, case={"rows": rows, "cols": cols, "bits": bits,
                                          "steps_per_cycle": steps_per_cycle,

@@ -8,7 +8,7 @@ from hw.fgmp.block_writer import FgmpBlockWriter
 from hw.fgmp.encoder import FgmpEncoder
 from hw.fgmp.packer import FgmpPacker
 from hw.fgmp.unpacker import FgmpUnpacker
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 from tb.fgmp_tops import PackerTop, RoundTripTop, UnpackerTop
 
@@ -26,8 +26,8 @@ UNPACKERS = [(16, 8, BOTH), (16, 4, BOTH), (8, 16, ("e5m2",)), (64, 1, BOTH)]
 
 
 def _packer(block, bus_bytes, formats, convert_stages, encode_stages):
-    return FgmpPacker(formats=formats, block=block, bus_bytes=bus_bytes,
-                      convert_stages=convert_stages, encode_stages=encode_stages)
+    return Design(FgmpPacker, formats=formats, block=block, bus_bytes=bus_bytes,
+                  convert_stages=convert_stages, encode_stages=encode_stages)
 
 
 def _bench(top, toplevel, simulator, testcase, **case):
@@ -37,37 +37,37 @@ def _bench(top, toplevel, simulator, testcase, **case):
 
 @pytest.mark.parametrize("stages,formats", [(1, BOTH), (0, ("e5m2",))])
 def test_fgmp_encoder(simulator, stages, formats):
-    _bench(FgmpEncoder(formats=formats, stages=stages), "fgmp_encoder", simulator,
+    _bench(Design(FgmpEncoder, formats=formats, stages=stages), "fgmp_encoder", simulator,
            "encoder_matches_golden", stages=stages, formats=formats, vectors=vectors())
 
 
 # every fp16 code, both formats, flush off and on (262,144 elements): the built configuration
 # of the encoder bench above (Verilator build shared)
 def test_fgmp_encoder_exhaustive(simulator):
-    _bench(FgmpEncoder(formats=BOTH, stages=1), "fgmp_encoder", simulator, "encoder_exhaustive",
+    _bench(Design(FgmpEncoder, formats=BOTH, stages=1), "fgmp_encoder", simulator, "encoder_exhaustive",
            stages=1, formats=BOTH)
 
 
 @pytest.mark.parametrize("block,bus_bytes,formats,convert_stages,encode_stages", PACKERS)
 def test_fgmp_packer(simulator, block, bus_bytes, formats, convert_stages, encode_stages):
     packer = _packer(block, bus_bytes, formats, convert_stages, encode_stages)
-    _bench(PackerTop(packer), "fgmp_packer", simulator, "packer_bytes_match_golden",
+    _bench(Design(PackerTop, packer), "fgmp_packer", simulator, "packer_bytes_match_golden",
            block=block, bus_bytes=bus_bytes, formats=formats, convert_stages=convert_stages,
            encode_stages=encode_stages, vectors=vectors())
 
 
 @pytest.mark.parametrize("block,bus_bytes,formats", UNPACKERS)
 def test_fgmp_unpacker(simulator, block, bus_bytes, formats):
-    unpacker = FgmpUnpacker(formats=formats, block=block, bus_bytes=bus_bytes)
-    _bench(UnpackerTop(unpacker), "fgmp_unpacker", simulator, "unpacker_operands_match_golden",
+    unpacker = Design(FgmpUnpacker, formats=formats, block=block, bus_bytes=bus_bytes)
+    _bench(Design(UnpackerTop, unpacker), "fgmp_unpacker", simulator, "unpacker_operands_match_golden",
            block=block, bus_bytes=bus_bytes, formats=formats, vectors=vectors())
 
 
 # tensors longer than a block and not a multiple of it; tensors shorter than a block and a word
 @pytest.mark.parametrize("block,bus_bytes,fmt8,length", [(16, 8, "e4m3", 37), (32, 2, "e5m2", 3)])
 def test_fgmp_round_trip(simulator, block, bus_bytes, fmt8, length):
-    top = RoundTripTop(FgmpPacker(block=block, bus_bytes=bus_bytes),
-                       FgmpUnpacker(block=block, bus_bytes=bus_bytes))
+    top = Design(RoundTripTop, Design(FgmpPacker, block=block, bus_bytes=bus_bytes),
+                 Design(FgmpUnpacker, block=block, bus_bytes=bus_bytes))
     _bench(top, "fgmp_round_trip", simulator, "round_trip", block=block, bus_bytes=bus_bytes,
            fmt8=fmt8, length=length, vectors=vectors() // 2)
 
@@ -75,8 +75,8 @@ def test_fgmp_round_trip(simulator, block, bus_bytes, fmt8, length):
 # the configurations of the data benches (Verilator builds are shared)
 @pytest.mark.parametrize("block,bus_bytes,formats", [UNPACKERS[0], UNPACKERS[2], UNPACKERS[3]])
 def test_fgmp_unpacker_errors(simulator, block, bus_bytes, formats):
-    unpacker = FgmpUnpacker(formats=formats, block=block, bus_bytes=bus_bytes)
-    _bench(UnpackerTop(unpacker), "fgmp_unpacker", simulator, "unpacker_corrupt_streams",
+    unpacker = Design(FgmpUnpacker, formats=formats, block=block, bus_bytes=bus_bytes)
+    _bench(Design(UnpackerTop, unpacker), "fgmp_unpacker", simulator, "unpacker_corrupt_streams",
            block=block, bus_bytes=bus_bytes, formats=formats)
 
 
@@ -84,7 +84,7 @@ def test_fgmp_unpacker_errors(simulator, block, bus_bytes, formats):
                          [PACKERS[1], PACKERS[2]])
 def test_fgmp_packer_errors(simulator, block, bus_bytes, formats, convert_stages, encode_stages):
     packer = _packer(block, bus_bytes, formats, convert_stages, encode_stages)
-    _bench(PackerTop(packer), "fgmp_packer", simulator, "packer_bad_format",
+    _bench(Design(PackerTop, packer), "fgmp_packer", simulator, "packer_bad_format",
            block=block, bus_bytes=bus_bytes, formats=formats)
 
 

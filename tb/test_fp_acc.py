@@ -4,13 +4,13 @@
 import pytest
 
 from hw.fp.adder import FP32Accumulator
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 
 @pytest.mark.parametrize("stages", [0, 1])
 def test_fp_acc(simulator, stages):
-    run_bench(FP32Accumulator(stages=stages), toplevel="fp32_accumulator",
+    run_bench(Design(FP32Accumulator, stages=stages), toplevel="fp32_accumulator",
               bench_module="tb.fp_acc_tb", simulator=simulator,
               case={"stages": stages, "vectors": vectors()})
 

@@ -4,13 +4,13 @@
 import pytest
 
 from hw.fp.adder import FP32Adder
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 
 @pytest.mark.parametrize("stages", [0, FP32Adder.CUT_POINTS])
 def test_fp_add(simulator, stages):
-    run_bench(FP32Adder(stages=stages), toplevel="fp32_adder", bench_module="tb.fp_add_tb",
+    run_bench(Design(FP32Adder, stages=stages), toplevel="fp32_adder", bench_module="tb.fp_add_tb",
               simulator=simulator, case={"stages": stages, "vectors": vectors()})
 
 

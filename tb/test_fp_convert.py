@@ -5,7 +5,7 @@ import pytest
 
 from hw.fp.converter import FP32Converter
 from sim.formats import E4M3, FP32
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 # the deepest pipeline on two formats, the combinational one on the other two (keeps time modest)
@@ -15,7 +15,7 @@ STAGES = {"fp16": FP32Converter.CUT_POINTS, "e4m3": FP32Converter.CUT_POINTS, "b
 @pytest.mark.parametrize("fmt", sorted(STAGES))
 def test_fp_convert(simulator, fmt):
     stages = STAGES[fmt]
-    run_bench(FP32Converter(fmt=fmt, stages=stages), toplevel="fp32_converter",
+    run_bench(Design(FP32Converter, fmt=fmt, stages=stages), toplevel="fp32_converter",
               bench_module="tb.fp_convert_tb", simulator=simulator,
               case={"fmt": fmt, "stages": stages, "vectors": vectors()})
 

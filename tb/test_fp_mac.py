@@ -4,7 +4,7 @@
 import pytest
 
 from hw.fp.mac import FPMac
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 FULL = ["fp16", "e4m3", "e5m2"]
@@ -17,7 +17,7 @@ CONFIGURATIONS = {
 @pytest.mark.parametrize("config", CONFIGURATIONS)
 def test_fp_mac(simulator, config):
     params = CONFIGURATIONS[config]
-    run_bench(FPMac(**params), toplevel="fp_mac", bench_module="tb.fp_mac_tb",
+    run_bench(Design(FPMac, **params), toplevel="fp_mac", bench_module="tb.fp_mac_tb",
               simulator=simulator, case={"config": config, **params, "vectors": vectors()})
 
 

@@ -7,7 +7,7 @@ import pytest
 from amaranth.back import rtlil
 
 from hw.fp.multiplier import FPMultiplier, ProductDatapath
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 FULL = ("fp16", "e4m3", "e5m2")
@@ -29,7 +29,7 @@ CONFIGURATIONS = {
 @pytest.mark.parametrize("config", CONFIGURATIONS)
 def test_fp_mul(simulator, config):
     params = CONFIGURATIONS[config]
-    run_bench(FPMultiplier(**params), toplevel="fp_mul", bench_module="tb.fp_mul_tb",
+    run_bench(Design(FPMultiplier, **params), toplevel="fp_mul", bench_module="tb.fp_mul_tb",
               simulator=simulator,
               case={"config": config, "a_formats": list(params["a_formats"]),
                     "b_formats": list(params["b_formats"]), "stages": params["stages"],

@@ -4,13 +4,13 @@
 import pytest
 
 from hw.fp.operand import OperandDecoder
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 
 @pytest.mark.parametrize("stages", [0, 1])
 def test_operand_decoder(simulator, stages):
-    run_bench(OperandDecoder(stages=stages), toplevel="operand_decoder",
+    run_bench(Design(OperandDecoder, stages=stages), toplevel="operand_decoder",
               bench_module="tb.operand_decoder_tb", simulator=simulator,
               case={"stages": stages, "vectors": vectors()})
 

@@ -24,7 +24,7 @@ from sim.nn import AccelBackend, build_network, load_digits_split, train
 from sim.replay import (REPLAY_CONFIG, WorkloadGemm, chunk_limits, fold_bias_grad,
                         fold_bias_grads, golden_replay, split_gemm, split_step, step_statistics,
                         training_step_gemms)
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 from tb.engine_driver import config_to_case
 from tb.test_engine import CONFIGS
@@ -48,7 +48,7 @@ def replay_case(config=REPLAY_ENGINE) -> dict:
 
 def run_replay(simulator, config=REPLAY_ENGINE, **kwargs):
     """Run the replay bench; returns the run directory (its metrics: ``sim.runner``)."""
-    return run_bench(GemmEngine(config), toplevel="gemm_engine", bench_module="tb.replay_tb",
+    return run_bench(Design(GemmEngine, config), toplevel="gemm_engine", bench_module="tb.replay_tb",
                      simulator=simulator, testcase="training_step", case=replay_case(config),
                      **kwargs)
 

@@ -9,7 +9,7 @@ from amaranth import unsigned
 
 from hw.engine.scratchpad import SkewedScratchpad
 from hw.fp.operand import Operand
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from sim.scratchpad_model import ScratchpadGeometry, ScratchpadModel
 from tb.conftest import vectors
 
@@ -29,7 +29,7 @@ CONFIGS = [
 @pytest.mark.parametrize("lanes, width, rows, element", CONFIGS,
                          ids=[f"l{l}-w{w}-r{r}-{e}" for l, w, r, e in CONFIGS])
 def test_scratchpad(simulator, lanes, width, rows, element):
-    dut = SkewedScratchpad(lanes=lanes, width=width, rows=rows, element=ELEMENTS[element])
+    dut = Design(SkewedScratchpad, lanes=lanes, width=width, rows=rows, element=ELEMENTS[element])
     run_bench(dut, toplevel="skewed_scratchpad", bench_module="tb.scratchpad_tb",
               simulator=simulator,
               case={"lanes": lanes, "width": width, "rows": rows, "element": element,

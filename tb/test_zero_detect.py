@@ -4,7 +4,7 @@
 import pytest
 
 from hw.sparsity.zero_detect import MAX_LANES, ZeroDetector
-from sim.runner import run_bench
+from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
 # (lanes, stages, index_list): the area configuration; an odd lane count, combinational, with
@@ -14,7 +14,7 @@ CONFIGS = [(8, 1, False), (5, 0, True)]
 
 @pytest.mark.parametrize("lanes,stages,index_list", CONFIGS)
 def test_zero_detect(simulator, lanes, stages, index_list):
-    run_bench(ZeroDetector(lanes=lanes, stages=stages, index_list=index_list),
+    run_bench(Design(ZeroDetector, lanes=lanes, stages=stages, index_list=index_list),
               toplevel="zero_detect", bench_module="tb.zero_detect_tb", simulator=simulator,
               case={"lanes": lanes, "stages": stages, "index_list": index_list,
                     "vectors": max(64, vectors() // lanes)})
@@ -41,6 +41,6 @@ def test_zero_detect_rejects_bad_index_list(index_list):
 def test_zero_detect_single_lane():
     """The degenerate one-lane word (1-bit ``first`` and index entries), on Icarus only: its
     build costs a second, a Verilator build half a minute."""
-    run_bench(ZeroDetector(lanes=1, stages=1, index_list=True), toplevel="zero_detect",
+    run_bench(Design(ZeroDetector, lanes=1, stages=1, index_list=True), toplevel="zero_detect",
               bench_module="tb.zero_detect_tb", simulator="icarus",
               case={"lanes": 1, "stages": 1, "index_list": True, "vectors": 512})
