@@ -236,13 +236,17 @@ def build_model(verilog: str, *, toplevel: str, simulator: str, waves: bool = Fa
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {list(SIMULATORS)}, not {simulator!r}")
     public = tuple((str(module), str(var)) for module, var in public)
+    env = verilator_env() if simulator == "verilator" else {}
     if simulator == "icarus":
         verilog = icarus_time_zero(verilog)
         options = []
     else:
+        import cocotb_tools.config
+
         control = _control_file(toplevel, public)
-        options = [*VERILATOR_ARGS, f"OPT_FAST={opt_fast()}", control]
-    env = verilator_env() if simulator == "verilator" else {}
+        # the model links cocotb's VPI library and Verilator's headers of one installation
+        options = [*VERILATOR_ARGS, f"OPT_FAST={opt_fast()}", control, env["VERILATOR_ROOT"],
+                   str(cocotb_tools.config.libs_dir)]
     key_text = "\n".join([verilog, simulator, repr(options), repr(TIMESCALE), str(waves)])
     digest = hashlib.sha256(key_text.encode()).hexdigest()[:16]
     build_dir = build_root() / simulator / f"{toplevel}-{digest}"

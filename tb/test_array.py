@@ -3,7 +3,6 @@
 timing contract of :mod:`sim.array_timing`."""
 
 import dataclasses
-import os
 
 import pytest
 
@@ -41,17 +40,10 @@ CONFIGURATIONS = {
                     dict(tiles=8)),
 }
 VERILATOR_TILES = 4         # times more tiles per command on Verilator
-# A Verilator build of an 8x8 array takes 8-10 CPU minutes; make test runs the 8x8 arrays on
-# Icarus (and the 8x8 OS array inside the 8x8 engine on both simulators), make regress also
-# builds them on Verilator.
-REGRESS = int(os.environ.get("SPARTA_VECTORS", 10_000)) >= 100_000
-REGRESS_ONLY_ON_VERILATOR = ("os-8x8-s2", "ws-8x8-s2")
 
 
 @pytest.mark.parametrize("name", CONFIGURATIONS)
 def test_array(simulator, name):
-    if simulator == "verilator" and name in REGRESS_ONLY_ON_VERILATOR and not REGRESS:
-        pytest.skip("8x8 array on Verilator: make regress only ($SPARTA_VECTORS >= 100000)")
     fields, sizes = CONFIGURATIONS[name]
     config = ArrayConfig(**fields)
     case = {**dataclasses.asdict(config), "commands": 2, **sizes, "config": name}

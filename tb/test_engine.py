@@ -122,16 +122,10 @@ def test_engine_skip_window(simulator, name):
     bits of :func:`sim.sparsity.gemm_skip`, cycles of :func:`sim.skip_timing.engine_cycles`
     for every command; the 3 x 5 and the depth-4 engines also have output masks (random host
     and dropout masks, nothing kept, bad dropout mask commands: ``gemm_skip`` with
-    ``out_mask``, ``engine_cycles`` with ``out_keep``). Icarus runs every window; Verilator runs
-    the default depth (3, on a
-    3 x 5 array with a deeper multiplier and restricted formats) and the others in
-    ``make regress`` (a Verilator build of a window engine takes minutes)."""
-    if simulator == "verilator" and name != "3x5 window3" and not REGRESS:
-        pytest.skip("make regress only ($SPARTA_VECTORS >= 100000)")
+    ``out_mask``, ``engine_cycles`` with ``out_keep``). Both simulators run every window."""
     run_random(CONFIGS[name], simulator)
 
 
-@pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
 def test_engine_skip_zeros_ws(simulator):
     """The zero gate with weight-stationary K slices chained through the accumulator memory
     (and padded with skipped rows)."""
