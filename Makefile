@@ -46,8 +46,10 @@ iverilog:
 	  fi; \
 	fi
 
+SPARTA := $(VENV)/bin/sparta
+
 demo: venv
-	$(PY) -m scripts.demo
+	$(SPARTA) demo
 
 test: venv-full iverilog
 	$(PYTEST) -n $(JOBS) -q --durations=25 tb
@@ -56,19 +58,19 @@ regress: venv-full iverilog
 	SPARTA_VECTORS=1000000 SPARTA_SEED=$${SPARTA_SEED:-$$RANDOM$$RANDOM} $(PYTEST) -n $(JOBS) -q tb
 
 synth: venv
-	$(PY) -m scripts.synth
+	$(SPARTA) synth
 
 bench: venv-full iverilog
-	$(PY) -m scripts.fp_report
+	$(SPARTA) measure fp
 
 # fresh-clone times of make demo / make test and simulation speed -> docs/results/flow.json
 flow: venv-full iverilog
-	$(PY) -m scripts.flow_bench
+	$(SPARTA) flow
 
 workloads: venv-full
-	$(PY) -m scripts.train --net digits_cnn
-	$(PY) -m scripts.train --net digits_mlp
-	$(PY) -m scripts.train --net resnet18
+	$(SPARTA) train --net digits_cnn
+	$(SPARTA) train --net digits_mlp
+	$(SPARTA) train --net resnet18
 
 clean:
 	rm -rf $(VENV) $${SPARTA_BUILD_DIR:-$$HOME/.cache/sparta}

@@ -36,7 +36,7 @@ from sim.replay import REPLAY_CONFIG, split_step, step_statistics, training_step
 from sim.runner import SIMULATORS, read_metrics
 from sim.skip_timing import with_window
 from tb.engine_driver import config_to_case
-from tb.test_replay import P_IDLE, P_STALL, REPLAY_ENGINE, run_replay
+from tb.replay_runner import P_IDLE, P_STALL, REPLAY_ENGINE, run_replay
 
 COMMAND = "python -m scripts.replay"
 

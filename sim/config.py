@@ -11,7 +11,8 @@ import dataclasses
 
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
-__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "PRESETS"]
+__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "PRESETS",
+           "engine_config_from", "load_engine_config", "config_to_dict"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 32
@@ -174,3 +175,87 @@ PRESETS = {
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16), a_rows=512, b_rows=512,
                           acc_rows=512),
 }
+
+
+# -- configurations from files and flags -----------------------------------------------------------
+
+def _from_fields(cls, data, path: str, **fixed):
+    """``cls(**data)`` with unknown keys and field errors named by their path (``array.rows``)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{path or 'the configuration'} must be a table of "
+                         f"{sorted(f.name for f in dataclasses.fields(cls))}, not {data!r}")
+    names = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names - set(fixed))
+    if unknown:
+        raise ValueError(f"unknown configuration key{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(repr(path + key) for key in unknown)}; allowed: "
+                         f"{', '.join(path + name for name in sorted(names))}")
+    values = {key: tuple(value) if isinstance(value, list) else value
+              for key, value in data.items()}
+    try:
+        return cls(**{**values, **fixed})
+    except ValueError as exc:
+        raise ValueError(f"{path}{exc}") from None
+
+
+def engine_config_from(data: dict, base: EngineConfig | None = None) -> EngineConfig:
+    """An :class:`EngineConfig` from plain data (a parsed TOML or JSON file, or flags).
+
+    Top-level keys are :class:`EngineConfig` fields; ``array`` is a table of
+    :class:`ArrayConfig` fields; ``preset`` names the configuration the others change (one of
+    :data:`PRESETS`, default ``base`` or ``"8x8"``). Lists become tuples. Unknown keys and bad
+    values raise ValueError naming the key (``array.rows must be an integer in 1..32, not
+    0``) and the allowed keys or values.
+    """
+    data = dict(data)
+    preset = data.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, not {preset!r}")
+        base = PRESETS[preset]
+    base = PRESETS["8x8"] if base is None else base
+    array_data = data.pop("array", {})
+    array = _from_fields(ArrayConfig, {**_plain(base.array), **_array_table(array_data)},
+                         "array.")
+    return _from_fields(EngineConfig, {**{k: v for k, v in _plain(base).items() if k != "array"},
+                                       **data}, "", array=array)
+
+
+def _array_table(data):
+    if not isinstance(data, dict):
+        raise ValueError(f"array must be a table of "
+                         f"{sorted(f.name for f in dataclasses.fields(ArrayConfig))}, not {data!r}")
+    return data
+
+
+def _plain(config) -> dict:
+    return {field.name: getattr(config, field.name) for field in dataclasses.fields(config)}
+
+
+def config_to_dict(config: EngineConfig) -> dict:
+    """Plain data of ``config`` (tuples as lists), the inverse of :func:`engine_config_from`."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value):
+    if isinstance(value, dict):
+        return {key: json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    return value
+
+
+def load_engine_config(path) -> EngineConfig:
+    """An :class:`EngineConfig` from a TOML file (see :func:`engine_config_from`)."""
+    import tomllib
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return engine_config_from(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None

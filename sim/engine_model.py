@@ -46,13 +46,16 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import numbers
+
+import numpy as np
 
 from .array_timing import OutputStationaryTiming, WeightStationaryTiming
 from .config import EngineConfig
 
 __all__ = ["FIELD_BITS", "EngineError", "EngineCommand", "EngineTiming",
            "OutputStationaryEngineTiming", "WeightStationaryEngineTiming", "validate", "tiles",
-           "command_cycles", "ideal_cycles", "utilization"]
+           "command_cycles", "done_cycles", "ideal_cycles", "utilization"]
 
 #: Width of every size and position field of a command (``hw.engine.commands.GemmCommand``).
 FIELD_BITS = 16
@@ -152,11 +155,15 @@ class EngineCommand:
         top = (1 << FIELD_BITS) - 1
         for name in self.NUMBERS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= top:
+            if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
+                    or not 0 <= value <= top):
                 raise ValueError(f"{name} must be an integer in 0..{top}, not {value!r}")
+            object.__setattr__(self, name, int(value))      # numpy integers become ints
         for name in self.FLAGS + self.MASK_FLAGS:
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, not {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{name} must be a bool, not {value!r}")
+            object.__setattr__(self, name, bool(value))
 
     @property
     def a_shape(self) -> tuple[int, int]:
@@ -385,8 +392,20 @@ def tiles(config: EngineConfig, command: EngineCommand) -> int:
 
 
 def command_cycles(config: EngineConfig, command: EngineCommand) -> int:
-    """Cycles from the command's accept cycle to the cycle ``done`` is high, exactly as the RTL
-    (a rejected command included)."""
+    """Cycles from the command's accept cycle to the cycle ``done`` is high, exactly as the RTL,
+    of a command the engine accepts. A command it would reject (sizes of zero, regions outside
+    its memories) raises ValueError naming the error code; :func:`done_cycles` gives the timing
+    of any command, the rejected ones included."""
+    error = validate(config, command)
+    if error is not EngineError.NONE:
+        raise ValueError(f"{command} does not fit this engine: the engine rejects it with "
+                         f"{error.name}")
+    return EngineTiming.of(config).cycles(command)
+
+
+def done_cycles(config: EngineConfig, command: EngineCommand) -> int:
+    """Cycles from accept to ``done`` of any command, as the RTL: ``REJECT_CYCLES`` for one the
+    engine rejects (its ``status.error`` is then :func:`validate`'s code)."""
     if validate(config, command) is not EngineError.NONE:
         return REJECT_CYCLES
     return EngineTiming.of(config).cycles(command)

@@ -69,6 +69,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Iterable, Sequence
 
@@ -87,7 +88,7 @@ from .nn.train import TrainConfig, dropout_rng, epoch_batches, train_step
 
 __all__ = ["REPLAY_CONFIG", "WorkloadGemm", "ReplayCommand", "training_step_gemms",
            "fold_bias_grad", "fold_bias_grads", "chunk_limits", "split_gemm", "split_step",
-           "golden_replay", "step_statistics"]
+           "golden_replay", "step_statistics", "save_gemms", "load_gemms"]
 
 #: The training run whose step 0 is replayed: the digits CNN as trained for
 #: ``docs/results/workloads.json`` (``python -m scripts.train --net digits_cnn``: batch 32,
@@ -136,8 +137,9 @@ class WorkloadGemm:
     b_bits, b_tags : uint arrays, B as stored
     c_bits : uint32 array (M, N) or None
         FP32 patterns the accumulators start from (``None``: ``+0``, no accumulate).
-    out_bits : uint32 array (M, N)
-        The golden result (FP32 patterns).
+    out_bits : uint32 array (M, N) or None
+        The golden result (FP32 patterns); None where it is not known (a GEMM handed to the
+        engine to compute, :mod:`tb.engine_api`).
     bias_row : bool
         The layer's bias gradient is folded in (:func:`fold_bias_grad`): the last row of A
         is the ones, the last row of the result the bias gradient.
@@ -152,7 +154,7 @@ class WorkloadGemm:
     b_bits: np.ndarray
     b_tags: np.ndarray
     c_bits: np.ndarray | None
-    out_bits: np.ndarray
+    out_bits: np.ndarray | None
     bias_row: bool = False
 
     def __post_init__(self):
@@ -164,8 +166,10 @@ class WorkloadGemm:
         _check_bool(self.transpose_a, f"{self.name}: transpose_a")
         _check_bool(self.transpose_b, f"{self.name}: transpose_b")
         _check_bool(self.bias_row, f"{self.name}: bias_row")
-        for field in ("a_bits", "a_tags", "b_bits", "b_tags", "out_bits"):
+        for field in ("a_bits", "a_tags", "b_bits", "b_tags"):
             _check_matrix(getattr(self, field), f"{self.name}: {field}", "u")
+        if self.out_bits is not None:
+            _check_matrix(self.out_bits, f"{self.name}: out_bits", "u")
         for operand in ("a", "b"):
             bits, tags = getattr(self, f"{operand}_bits"), getattr(self, f"{operand}_tags")
             if tags.shape != bits.shape:
@@ -181,7 +185,7 @@ class WorkloadGemm:
             if self.c_bits.shape != (m, n):
                 raise ValueError(f"{self.name}: c_bits must have shape {(m, n)}, "
                                  f"not {self.c_bits.shape}")
-        if self.out_bits.shape != (m, n):
+        if self.out_bits is not None and self.out_bits.shape != (m, n):
             raise ValueError(f"{self.name}: out_bits must have shape {(m, n)}, "
                              f"not {self.out_bits.shape}")
         if self.bias_row and (self.kind != "weight_grad" or m < 2):
@@ -190,16 +194,19 @@ class WorkloadGemm:
 
     @classmethod
     def from_call(cls, call: GemmCall, fmt_name: str) -> WorkloadGemm:
-        """The GEMM a backend reported (:class:`sim.nn.GemmCall`), its operands all of the
-        operand format ``fmt_name`` (copied: the backend's arrays may change later)."""
+        """The GEMM a backend reported (:class:`sim.nn.GemmCall`), with its per-element
+        operand tags, or all of the operand format ``fmt_name`` where the call has none
+        (copied: the backend's arrays may change later)."""
         tag = _TAG_OF[fmt_name]
 
-        def operand(array):
+        def operand(array, tags):
             bits = np.array(array, dtype=np.uint16, copy=True)
-            return bits, np.full(bits.shape, tag, dtype=np.uint8)
+            if tags is None:
+                return bits, np.full(bits.shape, tag, dtype=np.uint8)
+            return bits, np.array(tags, dtype=np.uint8, copy=True)
 
-        a_bits, a_tags = operand(call.a)
-        b_bits, b_tags = operand(call.b)
+        a_bits, a_tags = operand(call.a, call.a_tags)
+        b_bits, b_tags = operand(call.b, call.b_tags)
         c_bits = None
         if call.c is not None:
             c_bits = np.ascontiguousarray(np.broadcast_to(call.c, (call.M, call.N))
@@ -338,7 +345,8 @@ def fold_bias_grad(weight_grad: WorkloadGemm, bias_grad: WorkloadGemm) -> Worklo
         a_bits=appended(weight_grad.a_bits, a_row(bias_grad.a_bits)),
         a_tags=appended(weight_grad.a_tags, a_row(bias_grad.a_tags)),
         b_bits=weight_grad.b_bits, b_tags=weight_grad.b_tags, c_bits=None,
-        out_bits=np.concatenate([weight_grad.out_bits, bias_grad.out_bits], axis=0),
+        out_bits=(None if weight_grad.out_bits is None or bias_grad.out_bits is None else
+                  np.concatenate([weight_grad.out_bits, bias_grad.out_bits], axis=0)),
         bias_row=True)
 
 
@@ -584,3 +592,30 @@ def step_statistics(commands: Iterable[ReplayCommand], config: EngineConfig) -> 
     for entry in stats.values():
         entry["utilization"] = entry["macs"] / (config.array.pes * entry["cycles"])
     return {key: stats[key] for key in (*GEMM_KINDS, "total") if key in stats}
+
+
+def save_gemms(path, gemms: Sequence[WorkloadGemm]) -> None:
+    """Write GEMMs to an ``.npz`` file (arrays ``<i>/<field>`` and a JSON list of the flags),
+    the form in which :mod:`tb.engine_api` hands them to the replay bench."""
+    arrays, meta = {}, []
+    for index, g in enumerate(gemms):
+        if not isinstance(g, WorkloadGemm):
+            raise ValueError(f"gemms[{index}] must be a WorkloadGemm, not {g!r}")
+        meta.append({"name": g.name, "kind": g.kind, "transpose_a": g.transpose_a,
+                     "transpose_b": g.transpose_b, "bias_row": g.bias_row})
+        for field in ("a_bits", "a_tags", "b_bits", "b_tags", "c_bits", "out_bits"):
+            value = getattr(g, field)
+            if value is not None:
+                arrays[f"{index}/{field}"] = value
+    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def load_gemms(path) -> list[WorkloadGemm]:
+    """The GEMMs :func:`save_gemms` wrote."""
+    with np.load(path) as data:
+        meta = json.loads(str(data["meta"]))
+        return [WorkloadGemm(**entry, **{field: data[f"{index}/{field}"]
+                                         if f"{index}/{field}" in data.files else None
+                                         for field in ("a_bits", "a_tags", "b_bits", "b_tags",
+                                                       "c_bits", "out_bits")})
+                for index, entry in enumerate(meta)]

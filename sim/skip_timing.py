@@ -17,7 +17,7 @@ import dataclasses
 
 from .config import EngineConfig
 from .engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
-                           command_cycles, validate)
+                           done_cycles, validate)
 from .skip_model import SkipOption, SparseGemm
 from .skip_model import command_cycles as window_command_cycles
 
@@ -79,7 +79,7 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
                          f"{'given' if gemm.out_keep is not None else 'None'})")
     depth = config.array.skip_window
     if depth == 1 or bad:
-        return command_cycles(config, command)        # dense, or rejected: 1 cycle
+        return done_cycles(config, command)           # dense, or rejected: 1 cycle
     return (window_command_cycles(config, gemm, window_option(depth))
             + lookahead_latency(config, command.accumulate, command.masked))
 

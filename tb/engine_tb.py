@@ -437,20 +437,25 @@ async def random_gemms(dut):
     counts = {"good": 0, "bad": 0, "access": 0, "cycles": 0, "dense_cycles": 0, "ideal": 0,
               "bad_mask": 0}
     start = time.perf_counter()
+    # commands 1, 2 and 3 are a bad command, a bad access and (with masks) a bad mask command,
+    # whatever the seed, so that every run covers each; the others are drawn
+    forced = {1: "bad", 2: "access", 3: "bad_mask" if cfg.output_mask else None}
     for index in range(case()["commands"]):
         choice = rng.random()
         profile = str(rng.choice(list(PROFILES), p=list(PROFILES.values())))
-        if choice < 0.15 or index == 1:
+        kind = forced.get(index) or ("bad" if choice < 0.15 else "access" if choice < 0.22 else
+                                     "bad_mask" if cfg.output_mask and choice < 0.27 else "good")
+        if kind == "bad":
             command = bad_command(rng, cfg, random_command(rng, cfg, max_size))
             want = validate(cfg, command)
             assert want is not EngineError.NONE, command
             await driver.command(command)
             counts["bad"] += 1
-        elif choice < 0.22 or index == 2:
+        elif kind == "access":
             want = await bad_access(driver, rng, cfg)
             await driver.check_error(want, "after a bad host access")
             counts["access"] += 1
-        elif cfg.output_mask and (choice < 0.27 or index == 3):
+        elif kind == "bad_mask":
             await bad_mask(driver, rng, cfg)
             counts["bad_mask"] += 1
             continue

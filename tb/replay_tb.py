@@ -19,6 +19,10 @@ The write streams run with few idle cycles and ``rd_data`` with little backpress
 (``p_idle``/``p_stall`` from the case): bit-exactness on real data is the point here; random
 stalls are the engine bench's job (``tb/engine_tb.py``). Records the step's commands, MACs and
 cycles per GEMM kind (``tb.harness.record_metrics``).
+
+``gemms``: the same loop over GEMMs a caller saved to a file, with the driver's checks off; it
+writes what the engine answered and its cycles back to a file (the RTL backend of
+:mod:`tb.engine_api`).
 """
 
 import time
@@ -26,7 +30,7 @@ import time
 import cocotb
 import numpy as np
 
-from sim.replay import split_step, training_step_gemms
+from sim.replay import load_gemms, split_step, training_step_gemms
 from tb.engine_driver import EngineDriver, config_from_case, operand_words
 from tb.harness import case, make_rng, record_metrics
 
@@ -54,21 +58,20 @@ def write_words(shape, lanes):
     return rows * -(-cols // lanes)
 
 
-@cocotb.test()
-async def training_step(dut):
-    settings = case()
-    cfg = config_from_case(settings)
-    rng = make_rng(dut)
-    driver = EngineDriver(dut, cfg, rng, p_idle=settings["p_idle"], p_stall=settings["p_stall"])
-    gemms = training_step_gemms()
-    commands = split_step(gemms, cfg)
-    dut._log.info("%d GEMMs, %d engine commands", len(gemms), len(commands))
-    await driver.start()
+async def run_commands(driver, gemms, commands):
+    """Run ``commands`` (split GEMMs) on the engine: operand blocks written when not already
+    resident, ``C_in`` blocks for the first slice of an accumulating GEMM, each block read back
+    after its last ``k`` slice. Returns ``(results, totals, words, cycles)``: per GEMM its
+    ``M x N`` FP32 patterns as read, per kind the commands, MACs and cycles, the words written
+    and read, and per GEMM its cycles. Each block read is checked against the workload GEMM's
+    golden result when the GEMM has one and the driver checks (``driver.check``)."""
+    cfg = driver.config
     resident = {"a": None, "b": None}       # which operand block each scratchpad holds
     lanes = {"a": cfg.array.rows, "b": cfg.array.cols, "acc": cfg.array.cols}
     totals = {}
     words = {"written": 0, "read": 0}
-    start = time.perf_counter()
+    results = [np.zeros((g.M, g.N), dtype=np.uint32) for g in gemms]
+    gemm_cycles = [0] * len(gemms)
     for command in commands:
         gemm = gemms[command.index]
         loads = {}
@@ -85,6 +88,7 @@ async def training_step(dut):
                                 for name, (block, _, _) in loads.items())
         await driver.load(**loads)
         cycles = await driver.command(command.command, hardware_alone=True)
+        gemm_cycles[command.index] += cycles
         entry = totals.setdefault(command.kind, {"commands": 0, "macs": 0, "cycles": 0})
         entry["commands"] += 1
         entry["macs"] += command.macs
@@ -97,7 +101,25 @@ async def training_step(dut):
                 raise AssertionError(f"{gemm.name}, block rows {command.rows} cols "
                                      f"{command.cols}: {error}") from None
             words["read"] += len(answers)
-            check_block(gemm, command, answers)
+            results[command.index][command.c_slices] = \
+                np.array(answers, dtype=np.uint32).reshape(m, -1)[:, :n]
+            if driver.check and gemm.out_bits is not None:
+                check_block(gemm, command, answers)
+    return results, totals, words, gemm_cycles
+
+
+@cocotb.test()
+async def training_step(dut):
+    settings = case()
+    cfg = config_from_case(settings)
+    rng = make_rng(dut)
+    driver = EngineDriver(dut, cfg, rng, p_idle=settings["p_idle"], p_stall=settings["p_stall"])
+    gemms = training_step_gemms()
+    commands = split_step(gemms, cfg)
+    dut._log.info("%d GEMMs, %d engine commands", len(gemms), len(commands))
+    await driver.start()
+    start = time.perf_counter()
+    _, totals, words, _ = await run_commands(driver, gemms, commands)
     seconds = time.perf_counter() - start
     total = {key: sum(entry[key] for entry in totals.values())
              for key in ("commands", "macs", "cycles")}
@@ -108,3 +130,24 @@ async def training_step(dut):
                   len(gemms), total["commands"], total["macs"], total["cycles"],
                   100 * total["macs"] / (cfg.array.pes * total["cycles"]), cfg.array.pes,
                   words["written"], words["read"], seconds)
+
+
+@cocotb.test()
+async def gemms(dut):
+    """The GEMMs of the file ``case["gemms"]`` (:func:`sim.replay.save_gemms`), run without
+    any check (``EngineDriver(check=False)``); writes what the engine answered to
+    ``case["results"]``: ``out_<i>`` (FP32 patterns) and ``cycles`` per GEMM."""
+    settings = case()
+    cfg = config_from_case(settings)
+    driver = EngineDriver(dut, cfg, make_rng(dut), p_idle=settings["p_idle"],
+                          p_stall=settings["p_stall"], check=False)
+    workload = load_gemms(settings["gemms"])
+    commands = split_step(workload, cfg)
+    await driver.start()
+    results, totals, words, cycles = await run_commands(driver, workload, commands)
+    np.savez(settings["results"], cycles=np.array(cycles, dtype=np.int64),
+             commands=np.array([sum(1 for c in commands if c.index == i)
+                                for i in range(len(workload))], dtype=np.int64),
+             words_written=words["written"], words_read=words["read"],
+             **{f"out_{index}": result for index, result in enumerate(results)})
+    dut._log.info("%d GEMMs, %d commands, %d cycles", len(workload), len(commands), sum(cycles))

@@ -19,56 +19,14 @@ from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
 from sim.config import PRESETS, ArrayConfig, EngineConfig
 from hw.sparsity.dropout_mask import DropoutError
 from sim.engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
-                              command_cycles, ideal_cycles, tiles, utilization, validate)
+                              command_cycles, done_cycles, ideal_cycles, tiles, utilization,
+                              validate)
 from sim.runner import Design, run_bench
 from sim.skip_model import SparseGemm
 from sim.skip_timing import engine_cycles, lookahead_latency, mask_write_cycles, with_window
 from tb.engine_driver import config_to_case
+from tb.engines import CONFIGS
 from tb.packing import fields
-
-# small memories keep the Verilog (and the build) small; sizes not powers of two on purpose
-CONFIGS = {
-    "4x4": EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=40,
-                        b_rows=36, acc_width=32, acc_rows=44),
-    # also the speed measurement's engine (64 x 64 operands)
-    "8x8": EngineConfig(array=ArrayConfig(rows=8, cols=8, mul_stages=1), spad_width=64,
-                        a_rows=72, b_rows=64, acc_width=64, acc_rows=68,
-                        out_formats=("fp32", "bf16", "e4m3")),
-    "4x4 ws": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws"), spad_width=32,
-                           a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
-    "5x3 ws": EngineConfig(array=ArrayConfig(rows=5, cols=3, dataflow="ws", mul_stages=3,
-                                             a_formats=("fp16", "e5m2"), b_formats=("e4m3",)),
-                           spad_width=16, a_rows=19, b_rows=21, acc_width=16, acc_rows=23,
-                           out_formats=("e4m3", "fp32")),
-    "3x5": EngineConfig(array=ArrayConfig(rows=3, cols=5, mul_stages=2,
-                                          a_formats=("e4m3", "fp16"), b_formats=("e5m2", "e4m3")),
-                        spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
-                        out_formats=("fp16", "fp32", "e5m2")),
-    # the zero gate (golden: sim.sparsity.gemm_skip)
-    "4x4 skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True), spad_width=32,
-                             a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
-    # the lookahead window (cycles: sim.skip_timing.engine_cycles)
-    "4x4 window2": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=2),
-                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
-    "3x5 window3": EngineConfig(array=ArrayConfig(rows=3, cols=5, mul_stages=2, skip_zeros=True,
-                                                  skip_window=3, a_formats=("e4m3", "fp16"),
-                                                  b_formats=("e5m2", "e4m3")),
-                                spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
-                                out_formats=("fp16", "fp32", "e5m2"), output_mask=True),
-    "4x4 window4": EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=4),
-                                spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44,
-                                output_mask=True),
-    # output masks without a window: +0 where masked, dense cycles; R > C, so the dropout
-    # mask writer (R cycles per tile) holds the generator back (C cycles per tile)
-    "5x3 mask": EngineConfig(array=ArrayConfig(rows=5, cols=3), spad_width=32, a_rows=40,
-                             b_rows=36, acc_width=32, acc_rows=44, output_mask=True),
-    "4x4 ws skip": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", skip_zeros=True),
-                                spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
-    "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
-                          a_rows=80, b_rows=72, acc_width=64, acc_rows=76),
-    "16x16 ws": EngineConfig(array=ArrayConfig(rows=16, cols=16, dataflow="ws"), spad_width=64,
-                             a_rows=72, b_rows=80, acc_width=64, acc_rows=68),
-}
 
 REGRESS = int(os.environ.get("SPARTA_VECTORS", 10_000)) >= 100_000
 
@@ -323,7 +281,21 @@ CONFIG = CONFIGS["4x4"]
 def test_validate(command, error):
     assert validate(CONFIG, command) is error
     if error is not EngineError.NONE:
-        assert command_cycles(CONFIG, command) == 1
+        assert done_cycles(CONFIG, command) == 1        # the RTL's reject
+        with pytest.raises(ValueError, match=f"does not fit this engine.*{error.name}"):
+            command_cycles(CONFIG, command)
+    else:
+        assert done_cycles(CONFIG, command) == command_cycles(CONFIG, command) > 1
+
+
+def test_command_takes_numpy_integers_and_bools():
+    command = EngineCommand(m=np.int64(4), n=np.uint8(3), k=np.int32(2), a_transpose=np.bool_(True))
+    assert command == EngineCommand(m=4, n=3, k=2, a_transpose=True)
+    assert type(command.m) is int and type(command.a_transpose) is bool
+    with pytest.raises(ValueError, match="m must be an integer"):
+        EngineCommand(m=np.float32(4), n=1, k=1)
+    with pytest.raises(ValueError, match="n must be an integer"):
+        EngineCommand(m=1, n=np.bool_(True), k=1)
 
 
 @pytest.mark.parametrize("name", ["4x4", "8x8", "3x5"])

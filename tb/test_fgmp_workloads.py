@@ -3,6 +3,7 @@ energy estimate and the benchmark script (plain pytest, a few seconds each)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -114,6 +115,32 @@ def test_backend_at_t_max_is_the_fp16_accelerator():
     assert accel.keys() == fgmp.keys()
     for key in accel:
         assert np.array_equal(np.asarray(accel[key]), np.asarray(fgmp[key])), key
+
+
+@pytest.mark.parametrize("store_weight_grad", [True, False])
+def test_backend_reports_the_operands_it_multiplied(store_weight_grad):
+    """A listener (captures, replays) gets the FGMP words and per-element tags that the GEMM
+    multiplied and the GEMM's own result: the golden GEMM of what it reports gives what it
+    reports, for every GEMM of a training step (the fp16 operands before FGMP storage did not)."""
+    data = _tiny_digits()
+    net = build_network("digits_cnn", width=2)
+    backend = FgmpBackend(policy=FgmpPolicy(store_weight_grad=store_weight_grad))
+    calls = []
+    # copies: c is a view of the bias, which the optimizer updates after the step
+    backend.listener = lambda call: calls.append(dataclasses.replace(
+        call, c=None if call.c is None else np.array(call.c)))
+    train_step(net, SGD(net.parameters(), lr=0.01), backend, data.x_train, data.y_train,
+               rng=np.random.default_rng(1), loss_scale=1024.0)
+    assert {call.kind for call in calls} == {"forward", "weight_grad", "backward_data"}
+    fp8_elements = 0
+    for call in calls:
+        assert call.a_tags.shape == call.a.shape and call.b_tags.shape == call.b.shape
+        fp8_elements += int(np.count_nonzero(call.a_tags)) + int(np.count_nonzero(call.b_tags))
+        c_bits = None if call.c is None else np.ascontiguousarray(call.c).view(np.uint32)
+        want = gemm(call.a, call.b, a_fmt=call.a_tags, b_fmt=call.b_tags, c_bits=c_bits,
+                    transpose_a=call.transpose_a, transpose_b=call.transpose_b)
+        assert np.array_equal(call.out.view(np.uint32), want), call.name
+    assert fp8_elements > 0
 
 
 def test_backend_reports_and_rejects_bad_use():

@@ -12,7 +12,6 @@ import types
 import numpy as np
 import pytest
 
-from hw.engine.engine import GemmEngine
 from scripts.results import RESULTS_DIR
 from sim.config import ArrayConfig, EngineConfig
 from sim.engine_model import FIELD_BITS, EngineError, validate
@@ -24,34 +23,9 @@ from sim.nn import AccelBackend, build_network, load_digits_split, train
 from sim.replay import (REPLAY_CONFIG, WorkloadGemm, chunk_limits, fold_bias_grad,
                         fold_bias_grads, golden_replay, split_gemm, split_step, step_statistics,
                         training_step_gemms)
-from sim.runner import Design, run_bench
 from tb.conftest import vectors
-from tb.engine_driver import config_to_case
-from tb.test_engine import CONFIGS
+from tb.replay_runner import REPLAY_ENGINE, run_replay
 from tb.vectors import mixed_bits, moderate_bits
-
-#: The replay's engine: the engine bench's 8x8 output-stationary configuration (multiplier
-#: stages 1, scratchpads of 64 columns by 72 / 64 rows, accumulator memory 64 x 68). Being the
-#: same Verilog, it shares that bench's Verilator build (the build, not the replay, is what a
-#: cold run of ``make test`` waits for); larger memories would cut the step into fewer
-#: commands (68 instead of 309 with 128 x 256) but save only 3% of the cycles (and 14% of the
-#: words written).
-REPLAY_ENGINE = CONFIGS["8x8"]
-
-#: Few idle cycles and little backpressure: the replay is about bit-exactness on real data.
-P_IDLE = P_STALL = 0.02
-
-
-def replay_case(config=REPLAY_ENGINE) -> dict:
-    return {**config_to_case(config), "p_idle": P_IDLE, "p_stall": P_STALL}
-
-
-def run_replay(simulator, config=REPLAY_ENGINE, **kwargs):
-    """Run the replay bench; returns the run directory (its metrics: ``sim.runner``)."""
-    return run_bench(Design(GemmEngine, config), toplevel="gemm_engine", bench_module="tb.replay_tb",
-                     simulator=simulator, testcase="training_step", case=replay_case(config),
-                     **kwargs)
-
 
 def test_replay_training_step(simulator):
     """Every GEMM of step 0 through the RTL engine, every result word bit for bit."""

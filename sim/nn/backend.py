@@ -43,9 +43,14 @@ __all__ = ["GemmCall", "GemmBackend", "Fp32Backend", "AccelBackend", "FgmpBacken
 class GemmCall:
     """One GEMM a backend executed, as reported to its listener.
 
-    ``a``, ``b`` are the encoded operands as stored (transposed ones as stored, not as read),
-    ``c`` the fp32 accumulator start (float32, broadcast over rows) or None, ``out`` the fp32
-    result.
+    ``a``, ``b`` are the operands as the engine stores them (transposed ones as stored, not as
+    read): the backend's encoding, or for FGMP the stored words (an FP8 code in the low byte
+    where the element is FP8, fp16 bits elsewhere); ``a_tags``, ``b_tags`` their per-element
+    operand format tags (:data:`sim.gemm.OPERAND_TAGS`), or None where every element has the
+    backend's one operand format. ``c`` is the fp32 accumulator start (float32, broadcast over
+    rows) or None, ``out`` the fp32 result of the GEMM (before any store rounding of the result
+    itself), so that ``sim.gemm.gemm(a, b, a_fmt=a_tags, b_fmt=b_tags, ...)`` gives ``out`` bit
+    for bit.
     """
 
     name: str
@@ -59,6 +64,8 @@ class GemmCall:
     b: np.ndarray
     c: np.ndarray | None
     out: np.ndarray
+    a_tags: np.ndarray | None = None
+    b_tags: np.ndarray | None = None
 
     @property
     def accumulate(self) -> bool:
@@ -78,6 +85,7 @@ class GemmBackend:
 
     def __init__(self):
         self.listener: Callable[[GemmCall], None] | None = None
+        self._reported = None
 
     def encode(self, values: np.ndarray) -> np.ndarray:
         """The tensor as the engine stores it (float32 values in, backend-specific array out)."""
@@ -88,6 +96,8 @@ class GemmBackend:
         raise NotImplementedError
 
     def _product(self, a, b, c, transpose_a, transpose_b) -> np.ndarray:
+        """The GEMM's fp32 result; a backend that stores operands differently from their
+        encoding (FGMP) sets ``self._reported`` to ``(a, b, a_tags, b_tags, out)`` as stored."""
         raise NotImplementedError
 
     def gemm(self, a, b, *, name: str, kind: str, transpose_a: bool = False,
@@ -118,9 +128,12 @@ class GemmBackend:
             if c.dtype != np.float32:
                 raise ValueError(f"{name}: c must be float32, not {c.dtype}")
             c = np.broadcast_to(c, (m, n))
+        self._reported = None
         out = self._product(a, b, c, transpose_a, transpose_b)
         if self.listener is not None:
-            self.listener(GemmCall(name, kind, m, n, k, transpose_a, transpose_b, a, b, c, out))
+            a_op, b_op, a_tags, b_tags, gemm_out = self._reported or (a, b, None, None, out)
+            self.listener(GemmCall(name, kind, m, n, k, transpose_a, transpose_b, a_op, b_op, c,
+                                   gemm_out, a_tags, b_tags))
         return out
 
 
@@ -294,6 +307,7 @@ class FgmpBackend(GemmBackend):
         out = golden_gemm(a_stored.words, b_stored.words, a_fmt=a_stored.tags,
                           b_fmt=b_stored.tags, c_bits=c_bits, transpose_a=transpose_a,
                           transpose_b=transpose_b).view(np.float32)
+        self._reported = (a_stored.words, b_stored.words, a_stored.tags, b_stored.tags, out)
         errors = (None, None)
         if self.measure:
             errors = self._operand_errors(a, b, layer, (a_cls, b_cls), transpose_a, transpose_b)

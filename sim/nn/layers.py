@@ -182,8 +182,12 @@ class Conv2d(_GemmLayer):
     name : str
     in_shape : (H, W, C_in)
     out_channels : int
-    kernel, stride, padding : int
-        Square kernel, stride, symmetric zero padding.
+    kernel, stride : int
+        Square kernel and stride.
+    padding : int or "same"
+        Symmetric zero padding. The default, ``"same"``, is ``(kernel - 1) // 2`` (the output
+        keeps the input's size at stride 1), defined for odd kernels only: an even kernel needs
+        its padding given.
     bias : bool
     input_grad : bool
         Compute the gradient with respect to the input (false for the first layer).
@@ -197,8 +201,16 @@ class Conv2d(_GemmLayer):
 
     kind = "conv2d"
 
-    def __init__(self, *, name, in_shape, out_channels, kernel=3, stride=1, padding=1,
+    def __init__(self, *, name, in_shape, out_channels, kernel=3, stride=1, padding="same",
                  bias=True, input_grad=True, rng, init_gain=1.0):
+        if isinstance(padding, str):
+            if padding != "same":
+                raise ValueError(f"{name}: padding must be an int >= 0 or 'same', not "
+                                 f"{padding!r}")
+            if isinstance(kernel, int) and not isinstance(kernel, bool) and kernel % 2 == 0:
+                raise ValueError(f"{name}: padding='same' needs an odd kernel, not {kernel}: "
+                                 f"give the padding")
+            padding = (kernel - 1) // 2 if isinstance(kernel, int) else padding
         super().__init__(LayerSpec(name=name, kind="conv2d", in_shape=tuple(in_shape),
                                    features=out_channels, kernel=kernel, stride=stride,
                                    padding=padding, bias=bias, input_grad=input_grad),

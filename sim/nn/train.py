@@ -158,6 +158,9 @@ def _gemm_recorder(store: dict) -> Callable[[GemmCall], None]:
         prefix = f"gemm/{call.name}"
         store[f"{prefix}/a"] = np.array(call.a, copy=True)
         store[f"{prefix}/b"] = np.array(call.b, copy=True)
+        for side, tags in (("a", call.a_tags), ("b", call.b_tags)):
+            if tags is not None:            # FGMP: per-element operand formats
+                store[f"{prefix}/{side}_tags"] = np.array(tags, copy=True)
         if call.c is not None:
             store[f"{prefix}/c"] = np.array(call.c[:1], copy=True)   # one row, broadcast
         store[f"{prefix}/out"] = np.array(call.out, copy=True)
@@ -196,7 +199,9 @@ def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
         grad_bias|mask>"``).
     gemm_capture_steps : collection of int
         Steps whose GEMM operands and results are saved too, as stored by the engine (keys
-        ``"gemm/<command>/<a|b|c|out>"``, command list in ``meta``): the input of an RTL replay.
+        ``"gemm/<command>/<a|b|c|out>"``, plus ``<a|b>_tags`` with per-element operand
+        formats where the backend stores mixed formats (FGMP); command list in ``meta``): the
+        input of an RTL replay.
     log : callable, optional
         Progress lines.
     """

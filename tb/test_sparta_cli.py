@@ -1,0 +1,125 @@
+"""The ``sparta`` command: configurations from TOML, presets and --set with errors that name
+the key; ``generate`` writes Verilog and a datasheet that agrees with it; dispatch."""
+
+import json
+import re
+
+import pytest
+
+from scripts.sparta import main
+from sim.config import PRESETS, ArrayConfig, EngineConfig, config_to_dict, engine_config_from
+from tb.engines import CONFIGS
+
+SMALL = CONFIGS["4x4"]          # its Verilog is in the elaboration cache after tb/test_engine.py
+
+
+def _set_flags(config: EngineConfig) -> list[str]:
+    flags = []
+    for key, value in config_to_dict(config).items():
+        if key == "array":
+            flags += [f"--set=array.{k}={json.dumps(v)}" for k, v in value.items()]
+        else:
+            flags.append(f"--set={key}={json.dumps(value)}")
+    return flags
+
+
+def test_config_round_trip_and_presets():
+    assert engine_config_from({}) == PRESETS["8x8"]
+    assert engine_config_from({"preset": "4x4"}) == PRESETS["4x4"]
+    assert engine_config_from(config_to_dict(SMALL)) == SMALL
+    changed = engine_config_from({"preset": "4x4", "array": {"dataflow": "ws"}, "a_rows": 40})
+    assert changed.array == ArrayConfig(rows=4, cols=4, dataflow="ws") and changed.a_rows == 40
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"array": {"rows": 0}}, r"array\.rows must be an integer in 1\.\.32, not 0"),
+    ({"array": {"colums": 4}}, r"unknown configuration key 'array\.colums'; allowed: .*array\.cols"),
+    ({"spad": 4}, r"unknown configuration key 'spad'; allowed: a_rows, .*spad_width"),
+    ({"preset": "3x3"}, r"preset must be one of \['16x16', '4x4', '8x8'\], not '3x3'"),
+    ({"array": {"dataflow": "rs"}}, r"array\.dataflow must be one of \['os', 'ws'\]"),
+    ({"out_formats": ["fp32", "fp8"]}, r"out_formats must contain only .* not 'fp8'"),
+    ({"array": [4, 4]}, r"array must be a table of"),
+])
+def test_bad_configuration_names_the_key(data, message):
+    with pytest.raises(ValueError, match=message):
+        engine_config_from(data)
+
+
+def test_cli_reads_toml_preset_and_overrides(tmp_path, capsys):
+    from scripts.sparta import _parser, config_from_args
+
+    toml = tmp_path / "engine.toml"
+    toml.write_text('preset = "4x4"\nspad_width = 32\n[array]\nmul_stages = 2\n')
+    args = _parser().parse_args(["generate", "--config", str(toml), "--set", "array.rows=8",
+                                 "--set", 'array.b_formats=["e4m3"]', "--set", "a_rows=40"])
+    config = config_from_args(args)
+    assert config.array == ArrayConfig(rows=8, cols=4, mul_stages=2, b_formats=("e4m3",))
+    assert (config.spad_width, config.a_rows) == (32, 40)
+    toml.write_text("[array]\nrows = 'many'\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--config", str(toml), "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "array.rows must be an integer in 1..32, not 'many'" in capsys.readouterr().err
+
+
+def test_cli_errors_exit_2_with_the_key(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["generate", "--set", "array.rows=0", "--out", str(tmp_path)])
+    assert exit_.value.code == 2
+    assert "array.rows must be an integer in 1..32, not 0" in capsys.readouterr().err
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[array\n")
+    with pytest.raises(SystemExit):
+        main(["generate", "--config", str(toml)])
+    assert f"--config {toml}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["gemm", "-m", "0", "--preset", "4x4"])
+    assert "-m must be >= 1, not 0" in capsys.readouterr().err
+
+
+def test_gemm_of_any_size_on_the_model(capsys):
+    """Larger than the 4x4 preset's memories in every dimension: tiled, equal to the golden."""
+    assert main(["gemm", "--simulator", "model", "-m", "300", "-n", "20", "-k", "270",
+                 "--a-format", "e4m3", "--zeros", "0.5", *_set_flags(SMALL)]) == 0
+    out = capsys.readouterr().out
+    assert "equal bit for bit" in out and "command(s)" in out and "DIFFER" not in out
+
+
+def _verilog_ports(verilog: str, top: str) -> dict[str, tuple[str, int]]:
+    module = verilog[verilog.index(f"module {top}("):]
+    module = module[:module.index("endmodule")]
+    ports = {}
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);",
+                                           module, flags=re.M):
+        ports[name] = ("in" if direction == "input" else "out", int(msb or 0) + 1)
+    return ports
+
+
+def test_generate_writes_verilog_and_a_datasheet_that_agrees(tmp_path, capsys):
+    assert main(["generate", "--out", str(tmp_path), *_set_flags(SMALL)]) == 0
+    verilog = (tmp_path / "gemm_engine.v").read_text()
+    sheet = json.loads((tmp_path / "gemm_engine.datasheet.json").read_text())
+    assert engine_config_from(sheet["config"]) == SMALL
+    assert {p["name"]: (p["direction"], p["width"]) for p in sheet["ports"]} == \
+        _verilog_ports(verilog, "gemm_engine")
+    command = {f["name"]: f for f in sheet["command_word"]}
+    assert command["m"] == {"name": "m", "offset": 0, "width": 16}
+    assert sum(f["width"] for f in sheet["command_word"]) == \
+        dict(_verilog_ports(verilog, "gemm_engine"))["cmd__payload"][1]
+    assert sheet["error_codes"]["ZERO_SIZE"] == 1
+    timing = sheet["timing"][0]
+    assert timing["m"] == timing["n"] == timing["k"] == 1 and timing["cycles"] > 1
+    page = (tmp_path / "gemm_engine.datasheet.md").read_text()
+    assert "| `cmd__payload` | in | 147 |" in page and "## Timing" in page
+    out = capsys.readouterr().out
+    assert "gemm_engine.v" in out and "4x4 OS engine" in out
+
+
+def test_dispatch_passes_options_through(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["measure", "gemm", "--help"])
+    assert exit_.value.code == 0
+    assert "--arrays" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["measure", "nothing"])
+    assert "invalid choice: 'nothing'" in capsys.readouterr().err
