@@ -68,6 +68,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -81,7 +82,8 @@ from .engine_model import (FIELD_BITS, EngineCommand, EngineError, command_cycle
 from .gemm import OPERAND_TAGS, gemm
 from .lowering import GEMM_KINDS
 from .nn.backend import AccelBackend, GemmCall
-from .nn.data import load_digits_split
+from .nn.data import Dataset, load_digits_split
+from .nn.network import Network
 from .nn.networks import INPUT_SHAPES
 from .nn.optim import SGD
 from .nn.train import TrainConfig, dropout_rng, epoch_batches, train_step
@@ -246,7 +248,8 @@ class WorkloadGemm:
 
 
 def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *, operand_format: str = "fp16",
-                        fold_bias: bool = True) -> list[WorkloadGemm]:
+                        fold_bias: bool = True, network: Network | None = None,
+                        data: Dataset | None = None) -> list[WorkloadGemm]:
     """Every GEMM of step 0 of ``config``'s training run, in execution order.
 
     The step is the one :func:`sim.nn.train` runs first (and captures with
@@ -264,13 +267,31 @@ def training_step_gemms(config: TrainConfig = REPLAY_CONFIG, *, operand_format: 
         Fold each bias gradient into its layer's weight gradient (:func:`fold_bias_grads`),
         as the engine runs them (default); ``False``: the GEMMs as the network computed them,
         bias gradients separate (what training captures).
+    network : Network, optional
+        A network of your own instead of ``config.build()`` (a copy takes the step: yours is
+        left as it was).
+    data : Dataset, optional
+        Your data instead of the digits (required with a network of your own).
     """
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, not {config!r}")
     _check_bool(fold_bias, "fold_bias")
     backend = AccelBackend(operand_format=operand_format)
-    net = config.build()
-    data = load_digits_split(upsample=INPUT_SHAPES[config.net][0] // _DIGITS_SIZE)
+    if network is None:
+        net = config.build()
+    elif isinstance(network, Network):
+        net = copy.deepcopy(network)
+    else:
+        raise ValueError(f"network must be a sim.nn.Network, not {network!r}")
+    if data is None:
+        if network is not None:
+            raise ValueError("data must be given with a network of your own")
+        data = load_digits_split(upsample=INPUT_SHAPES[config.net][0] // _DIGITS_SIZE)
+    elif not isinstance(data, Dataset):
+        raise ValueError(f"data must be a sim.nn.Dataset, not {data!r}")
+    if data.input_shape != net.input_shape:
+        raise ValueError(f"data input shape {data.input_shape} does not match {net.name} "
+                         f"input_shape {net.input_shape}")
     optimizer = SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
                     weight_decay=config.weight_decay, grad_scale=config.loss_scale)
     epoch, step = 1, 0

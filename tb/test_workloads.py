@@ -465,12 +465,21 @@ def test_train_rejects_mismatched_data(digits):
     ({"batch_size": 0}, "batch_size must be an integer >= 1, not 0"),
     ({"width": 0}, "width must be an integer >= 1, not 0"),
     ({"epochs": 0}, "epochs must be an integer >= 1"),
-    ({"net": "vgg16"}, r"net must be one of \['digits_cnn', 'digits_mlp', 'resnet18'\]"),
+    ({"net": ""}, "net must be a network name, not ''"),
+    ({"net": None}, "net must be a network name, not None"),
     ({"lr_schedule": "step"}, r"lr_schedule must be one of \['constant', 'cosine'\]"),
 ])
 def test_train_config_rejects(change, match):
     with pytest.raises(ValueError, match=match):
         TrainConfig(**change)
+
+
+def test_train_config_builds_only_built_in_networks():
+    """Any name labels a user's network (train(..., network=)); only the built-in ones build."""
+    config = TrainConfig(net="vgg16")
+    with pytest.raises(ValueError, match=r"net must be one of \['digits_cnn', 'digits_mlp', "
+                                         r"'resnet18'\] to be built, not 'vgg16'"):
+        config.build()
 
 
 def test_builders_and_backends_reject_bad_parameters():

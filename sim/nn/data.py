@@ -1,4 +1,5 @@
-"""The digits data set (``sklearn.datasets.load_digits``, ships with scikit-learn)."""
+"""Data sets: :class:`Dataset` (any fixed train/test split a user brings) and the digits
+(``sklearn.datasets.load_digits``, ships with scikit-learn)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,44 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Digits", "load_digits_split"]
+__all__ = ["Dataset", "Digits", "load_digits_split"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Digits:
-    """A fixed train/test split: images NHWC float32 in [0, 1], labels int64."""
+class Dataset:
+    """A fixed train/test split: samples float32 of any per-sample shape (images NHWC, feature
+    vectors 1-D), labels integer class indices ``0 .. classes - 1``."""
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
 
+    def __post_init__(self):
+        for part in ("train", "test"):
+            x, y = getattr(self, f"x_{part}"), getattr(self, f"y_{part}")
+            if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim < 2:
+                raise ValueError(f"x_{part} must be a float32 array of samples (batch first), "
+                                 f"not {getattr(x, 'dtype', type(x).__name__)} of shape "
+                                 f"{getattr(x, 'shape', None)}")
+            if not isinstance(y, np.ndarray) or y.dtype.kind not in "iu" or y.shape != x.shape[:1]:
+                raise ValueError(f"y_{part} must be integer labels, one per sample of x_{part} "
+                                 f"({x.shape[0]}), not {getattr(y, 'dtype', type(y).__name__)} "
+                                 f"of shape {getattr(y, 'shape', None)}")
+        if self.x_test.shape[1:] != self.x_train.shape[1:]:
+            raise ValueError(f"x_test samples {self.x_test.shape[1:]} differ from x_train "
+                             f"samples {self.x_train.shape[1:]}")
+
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.x_train.shape[1:]
 
 
-def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0, upsample: int = 1) -> Digits:
+#: The name the digits split had first (the same class).
+Digits = Dataset
+
+
+def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0, upsample: int = 1) -> Dataset:
     """1797 8x8 grey images of digits, split stratified by class.
 
     Parameters
@@ -53,4 +74,4 @@ def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0, upsample: in
     labels = digits.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels)
-    return Digits(np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test)
+    return Dataset(np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..lowering import check_batch_size
 from .backend import GemmBackend, GemmCall
-from .data import Digits
+from .data import Dataset
 from .layers import StepContext
 from .loss import softmax_cross_entropy
 from .network import Network
@@ -59,8 +59,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.net not in NETWORKS:
-            raise ValueError(f"net must be one of {sorted(NETWORKS)}, not {self.net!r}")
+        if not isinstance(self.net, str) or not self.net:
+            raise ValueError(f"net must be a network name, not {self.net!r}")
         for field, minimum in (("width", 1), ("epochs", 1), ("seed", 0)):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -76,6 +76,11 @@ class TrainConfig:
             raise ValueError(f"dropout p must be a number in [0, 1), not {self.dropout!r}")
 
     def build(self) -> Network:
+        """The built-in network ``net`` (``width``, ``dropout``, ``seed``); a network of your
+        own is handed to :func:`train` as ``network=`` instead."""
+        if self.net not in NETWORKS:
+            raise ValueError(f"net must be one of {sorted(NETWORKS)} to be built, not "
+                             f"{self.net!r} (pass your own Network to train(..., network=))")
         return build_network(self.net, width=self.width, dropout=self.dropout, seed=self.seed)
 
 
@@ -179,18 +184,23 @@ def _save_capture(path: Path, tensors: dict, meta: dict) -> None:
     np.savez_compressed(path, meta=np.array(json.dumps(meta)), **tensors)
 
 
-def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
+def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
+          network: Network | None = None,
           capture_dir: str | Path | None = None, capture_steps: Collection[int] = (),
           gemm_capture_steps: Collection[int] = (), log: Callable[[str], None] | None = None
           ) -> TrainResult:
-    """Train ``config.net`` with ``backend`` for ``config.epochs`` epochs.
+    """Train a network with ``backend`` for ``config.epochs`` epochs.
 
     Parameters
     ----------
     config : TrainConfig
+        Hyperparameters; ``config.net`` names the built-in network trained when ``network``
+        is not given (and labels the captures).
     backend : GemmBackend
-    data : Digits
-        Its ``input_shape`` must be the network's.
+    data : Dataset
+        Any train/test split; its ``input_shape`` must be the network's.
+    network : Network, optional
+        A network of your own (trained in place: its weights are updated).
     capture_dir : path, optional
         Where captures go (``<capture_dir>/<net>/<backend>/step_XXXXXX.npz``).
     capture_steps : collection of int
@@ -205,7 +215,11 @@ def train(config: TrainConfig, backend: GemmBackend, data: Digits, *,
     log : callable, optional
         Progress lines.
     """
-    net = config.build()
+    if network is not None and not isinstance(network, Network):
+        raise ValueError(f"network must be a sim.nn.Network, not {network!r}")
+    net = config.build() if network is None else network
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a sim.nn.Dataset, not {data!r}")
     if data.input_shape != net.input_shape:
         raise ValueError(f"data input shape {data.input_shape} does not match {net.name} "
                          f"input_shape {net.input_shape}")
