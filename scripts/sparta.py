@@ -41,8 +41,10 @@ REPO = Path(__file__).resolve().parent.parent
 #: name -> (module with main(argv), help); subcommands of ``area`` and ``measure`` likewise
 ENTRY_POINTS = {
     "demo": ("scripts.demo", "the main job on the default configuration (make demo)"),
-    "train": ("scripts.train", "train a workload network with accelerator numerics and FP32"),
-    "replay": ("scripts.replay", "one training step's GEMMs on the RTL engine, bit for bit"),
+    "train": ("scripts.train", "train a workload network (or yours: --network-file) with "
+                               "accelerator numerics and FP32"),
+    "replay": ("scripts.replay", "one training step's GEMMs (or your network's: --network-file) "
+                                 "on the RTL engine, bit for bit"),
     "synth": ("scripts.synth", "Yosys area of the FP units -> docs/area.md"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
 }
@@ -184,7 +186,15 @@ def cmd_test(args) -> int:
     return subprocess.call(command, cwd=REPO)
 
 
+#: commands that take a user's network file instead (scripts/user_network.py)
+USER_NETWORK = {"train": "train_main", "replay": "replay_main"}
+
+
 def _dispatch(table: dict, name: str, argv: list[str]) -> int:
+    if name in USER_NETWORK and any(arg.split("=")[0] == "--network-file" for arg in argv):
+        from scripts import user_network
+
+        return getattr(user_network, USER_NETWORK[name])(argv) or 0
     module = importlib.import_module(table[name][0])
     return module.main(argv) or 0
 

@@ -3,6 +3,7 @@ the key; ``generate`` writes Verilog and a datasheet that agrees with it; dispat
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -123,3 +124,39 @@ def test_dispatch_passes_options_through(capsys):
     with pytest.raises(SystemExit):
         main(["measure", "nothing"])
     assert "invalid choice: 'nothing'" in capsys.readouterr().err
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def test_train_a_network_file(tmp_path, capsys):
+    out = tmp_path / "wine.json"
+    assert main(["train", "--network-file", str(EXAMPLES / "wine_mlp.py"), "--epochs", "3",
+                 "--backends", "accel,fgmp", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["backends"]) == {"accel", "fgmp"} and result["network"] == "wine_mlp"
+    assert result["backends"]["accel"]["test_accuracy"] > 0.5
+    assert result["provenance"]["commit"]
+
+
+def test_replay_a_network_file_on_the_rtl(tmp_path, capsys):
+    out = tmp_path / "replay.json"
+    assert main(["replay", "--network-file", str(EXAMPLES / "strided_cnn.py"),
+                 "--batch-size", "8", "--simulator", "verilator", "--out", str(out),
+                 *_set_flags(SMALL)]) == 0
+    result = json.loads(out.read_text())
+    assert result["bit_exact"] and all(g["cycles"] == g["model_cycles"] for g in result["gemms"])
+    assert "bit-exact, cycles equal to the model" in capsys.readouterr().out
+
+
+def test_network_file_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def build():\n    return None\n")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--network-file", str(bad)])
+    assert exit_.value.code == 2
+    assert "missing: load" in capsys.readouterr().err
+    bad.write_text("def build():\n    return 3\n\ndef load():\n    return None\n")
+    with pytest.raises(SystemExit):
+        main(["train", "--network-file", str(bad)])
+    assert "build() must return a sim.nn.Network, not 3" in capsys.readouterr().err

@@ -1,14 +1,16 @@
-"""Networks and data a user brings (not the built-in workloads): an MLP with dropout on
-scikit-learn's wine data, one on breast-cancer, a digits CNN with 5x5 stride-2 convolutions.
+"""Networks and data a user brings (not the built-in workloads; ``examples/``): an MLP with
+dropout on scikit-learn's wine data, one on breast-cancer, a digits CNN with 5x5 stride-2
+convolutions.
 They train with accelerator and FGMP numerics, and their training steps replay bit for bit on the
 golden model and on the RTL engine through tb.engine_api."""
 
 import numpy as np
 import pytest
 
+from examples import breast_cancer_mlp, wine_mlp
+from examples import strided_cnn as examples_strided_cnn
 from sim.fgmp_control import FgmpPolicy
-from sim.nn import (AccelBackend, Conv2d, Dataset, Dropout, Flatten, Linear, Network, ReLU,
-                    load_digits_split, train)
+from sim.nn import AccelBackend, Conv2d, Dataset, Network, load_digits_split, split_table, train
 from sim.nn.backend import FgmpBackend
 from sim.nn.train import TrainConfig
 from sim.replay import golden_replay, split_gemm, training_step_gemms
@@ -16,45 +18,23 @@ from tb.engine_api import run_gemms
 from tb.engines import CONFIGS
 
 
-def _tabular(loader, seed=0, test_fraction=0.25) -> Dataset:
-    """A scikit-learn table, standardised (float32), split at random."""
-    x, y = loader(return_X_y=True)
-    x = ((x - x.mean(axis=0)) / x.std(axis=0)).astype(np.float32)
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = int(len(x) * (1 - test_fraction))
-    train_rows, test_rows = order[:cut], order[cut:]
-    return Dataset(x[train_rows], y[train_rows].astype(np.int64), x[test_rows],
-                   y[test_rows].astype(np.int64))
-
-
 def wine():
-    from sklearn.datasets import load_wine
-    return _tabular(load_wine)
+    return wine_mlp.load()
 
 
 def breast_cancer():
-    from sklearn.datasets import load_breast_cancer
-    return _tabular(load_breast_cancer)
+    return breast_cancer_mlp.load()
 
 
-def mlp(name, features, classes, hidden=16, seed=0) -> Network:
-    rng = np.random.default_rng(seed)
-    fc1 = Linear(name="fc1", in_features=features, out_features=hidden, input_grad=False, rng=rng)
-    return Network(name=name, input_shape=(features,), layers=[
-        fc1, ReLU(name="relu1", in_shape=fc1.out_shape),
-        Dropout(name="drop1", in_shape=fc1.out_shape, p=0.25),
-        Linear(name="fc2", in_features=hidden, out_features=classes, rng=rng)])
+def mlp(name, features, classes, seed=0) -> Network:
+    module = {"wine_mlp": wine_mlp, "breast_cancer_mlp": breast_cancer_mlp}[name]
+    net = module.build(seed=seed)
+    assert net.input_shape == (features,) and net.layers[-1].out_shape == (classes,)
+    return net
 
 
 def strided_cnn(seed=0) -> Network:
-    rng = np.random.default_rng(seed)
-    conv = Conv2d(name="conv1", in_shape=(8, 8, 1), out_channels=4, kernel=5, stride=2,
-                  input_grad=False, rng=rng)
-    relu = ReLU(name="relu1", in_shape=conv.out_shape)
-    flat = Flatten(name="flatten", in_shape=conv.out_shape)
-    return Network(name="strided_cnn", input_shape=(8, 8, 1), layers=[
-        conv, relu, flat, Linear(name="fc", in_features=flat.out_shape[0], out_features=10,
-                                 rng=rng)])
+    return examples_strided_cnn.build(seed=seed)
 
 
 def test_same_padding_is_the_default_for_odd_kernels():
@@ -126,3 +106,15 @@ def test_user_step_replays_on_the_rtl(simulator):
     runs = run_gemms(CONFIGS["4x4"], gemms, backend=simulator, seed=1)
     for g, run in zip(gemms, runs):
         assert np.array_equal(run.out_bits, g.out_bits), g.name
+
+
+def test_split_table_standardises_with_the_training_rows():
+    x = np.arange(40, dtype=np.float64).reshape(20, 2) * [1.0, 100.0]
+    data = split_table(x, np.arange(20) % 2, test_fraction=0.25, seed=3)
+    assert data.x_train.dtype == np.float32 and len(data.x_train) == 15 and len(data.x_test) == 5
+    assert np.allclose(data.x_train.mean(axis=0), 0, atol=1e-6)
+    assert np.allclose(data.x_train.std(axis=0), 1, atol=1e-6)
+    with pytest.raises(ValueError, match="test_fraction must be in"):
+        split_table(x, np.arange(20), test_fraction=1.0)
+    with pytest.raises(ValueError, match="x must be samples x features"):
+        split_table(x[:, 0], np.arange(20))

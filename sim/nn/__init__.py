@@ -9,7 +9,7 @@
 """
 
 from .backend import BACKENDS, AccelBackend, Fp32Backend, GemmBackend, GemmCall, make_backend
-from .data import Dataset, Digits, load_digits_split
+from .data import Dataset, Digits, load_digits_split, split_table
 from .layers import (BasicBlock, Conv2d, Dropout, Flatten, GlobalAvgPool, Layer, Linear, ReLU,
                      StepContext)
 from .loss import softmax_cross_entropy
@@ -19,7 +19,7 @@ from .optim import SGD
 from .train import TrainConfig, TrainResult, evaluate, train, train_step
 
 __all__ = ["BACKENDS", "AccelBackend", "Fp32Backend", "GemmBackend", "GemmCall", "make_backend",
-           "Dataset", "Digits", "load_digits_split", "BasicBlock", "Conv2d", "Dropout", "Flatten",
+           "Dataset", "Digits", "load_digits_split", "split_table", "BasicBlock", "Conv2d", "Dropout", "Flatten",
            "GlobalAvgPool", "Layer", "Linear", "ReLU", "StepContext", "softmax_cross_entropy",
            "Network", "INPUT_SHAPES", "NETWORKS", "build_network", "digits_cnn", "digits_mlp",
            "resnet18", "SGD", "TrainConfig", "TrainResult", "evaluate", "train", "train_step"]

@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Dataset", "Digits", "load_digits_split"]
+__all__ = ["Dataset", "Digits", "split_table", "load_digits_split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,30 @@ class Dataset:
 
 #: The name the digits split had first (the same class).
 Digits = Dataset
+
+
+def split_table(x, y, *, test_fraction: float = 0.25, seed: int = 0,
+                standardize: bool = True) -> Dataset:
+    """A :class:`Dataset` from a table of features ``x`` (samples x features) and class
+    labels ``y``: features standardised with the training rows' mean and deviation (when
+    ``standardize``), rows split at random (``seed``), float32 samples, int64 labels."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y)
+    if x.ndim != 2 or y.shape != x.shape[:1] or len(x) < 2:
+        raise ValueError(f"x must be samples x features and y one label per sample, not "
+                         f"shapes {x.shape} and {y.shape}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), not {test_fraction!r}")
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = min(len(x) - 1, max(1, round(len(x) * (1 - test_fraction))))
+    train_rows, test_rows = order[:cut], order[cut:]
+    if standardize:
+        mean, deviation = x[train_rows].mean(axis=0), x[train_rows].std(axis=0)
+        x = (x - mean) / np.where(deviation > 0, deviation, 1.0)
+    # one rounding, float64 -> float32; the backends round float32 once more to the operand format
+    x = x.astype(np.float32)
+    labels = y.astype(np.int64)
+    return Dataset(x[train_rows], labels[train_rows], x[test_rows], labels[test_rows])
 
 
 def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0, upsample: int = 1) -> Dataset:

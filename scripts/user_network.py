@@ -1,0 +1,169 @@
+"""A user's own network and data from a Python file: train it, replay its training step on the
+RTL engine.
+
+The file defines ``build()`` returning a :class:`sim.nn.Network` and ``load()`` returning a
+:class:`sim.nn.Dataset` (see ``examples/``). Results go to the file ``--out`` names (never into
+the project's ``docs/results``), with the provenance of the run.
+
+    sparta train --network-file examples/wine_mlp.py --epochs 15 --backends accel,fgmp,fp32
+    sparta replay --network-file examples/wine_mlp.py --preset 4x4 --simulator verilator
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_network_file", "train_main", "replay_main"]
+
+BACKENDS = ("accel", "fgmp", "fp32")
+
+
+def load_network_file(path) -> tuple:
+    """``(build, load)`` of a network file (ValueError naming what is missing)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--network-file {path}: no such file")
+    spec = importlib.util.spec_from_file_location(f"sparta_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    missing = [name for name in ("build", "load") if not callable(getattr(module, name, None))]
+    if missing:
+        raise ValueError(f"--network-file {path} must define build() -> Network and load() -> "
+                         f"Dataset; missing: {', '.join(missing)}")
+    return module.build, module.load
+
+
+def _network_and_data(path):
+    from sim.nn import Dataset, Network
+
+    build, load = load_network_file(path)
+    network, data = build(), load()
+    if not isinstance(network, Network):
+        raise ValueError(f"{path}: build() must return a sim.nn.Network, not {network!r}")
+    if not isinstance(data, Dataset):
+        raise ValueError(f"{path}: load() must return a sim.nn.Dataset, not {data!r}")
+    return build, network, data
+
+
+def _backend(name):
+    from sim.nn import AccelBackend, Fp32Backend
+    from sim.nn.backend import FgmpBackend
+
+    return {"accel": AccelBackend, "fgmp": FgmpBackend, "fp32": Fp32Backend}[name]()
+
+
+def _write(path: Path, data: dict):
+    from scripts.results import provenance
+
+    path.write_text(json.dumps({"provenance": provenance(), **data}, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+def _common(parser):
+    parser.add_argument("--network-file", type=Path, required=True,
+                        help="Python file defining build() -> Network and load() -> Dataset")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--loss-scale", type=float, default=1024.0)
+    parser.add_argument("--seed", type=int, default=0, help="sample order and dropout masks")
+
+
+def _config(args, name):
+    from sim.nn.train import TrainConfig
+
+    return TrainConfig(net=name, epochs=getattr(args, "epochs", 1), batch_size=args.batch_size,
+                       lr=args.lr, loss_scale=args.loss_scale, seed=args.seed)
+
+
+def train_main(argv=None) -> int:
+    from scripts.cli import comma_subset
+    from sim.nn import train
+
+    parser = argparse.ArgumentParser(prog="sparta train --network-file",
+                                     description="Train your network with accelerator, FGMP "
+                                                 "and FP32 numerics.")
+    _common(parser)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--backends", type=comma_subset("backends", BACKENDS),
+                        default=list(BACKENDS), help=f"comma-separated subset of {BACKENDS}")
+    parser.add_argument("--out", type=Path, help="results JSON (default <network>-train.json)")
+    args = parser.parse_args(argv)
+    try:
+        build, network, data = _network_and_data(args.network_file)
+        config = _config(args, network.name)
+    except ValueError as exc:
+        parser.error(str(exc))
+    results = {}
+    for name in args.backends:
+        net = network if name == args.backends[0] else build()     # same initial weights
+        result = train(config, _backend(name), data, network=net,
+                       log=lambda line: print(line, flush=True))
+        results[name] = {"test_accuracy": result.test_accuracy, "curve": result.curve,
+                         "wall_time_s": round(result.wall_time_s, 2), "source": "golden model"}
+        print(f"{network.name} {name}: test accuracy {result.test_accuracy:.4f}")
+    _write(args.out or Path(f"{network.name}-train.json"),
+           {"network": network.name, "network_file": str(args.network_file),
+            "config": {"epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+                       "loss_scale": config.loss_scale, "seed": config.seed},
+            "backends": results})
+    return 0
+
+
+def replay_main(argv=None) -> int:
+    from scripts.sparta import add_config_arguments, config_from_args
+    from sim.config import config_to_dict
+    from sim.replay import training_step_gemms
+    from tb.engine_api import run_gemms
+
+    parser = argparse.ArgumentParser(prog="sparta replay --network-file",
+                                     description="Your network's first training step, every "
+                                                 "GEMM on the generated engine, bit for bit.")
+    _common(parser)
+    add_config_arguments(parser)
+    parser.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    parser.add_argument("--operand-format", default="fp16", help="fp16, e4m3 or e5m2")
+    parser.add_argument("--out", type=Path, help="results JSON (default <network>-replay.json)")
+    args = parser.parse_args(argv)
+    try:
+        _, network, data = _network_and_data(args.network_file)
+        engine = config_from_args(args)
+        gemms = training_step_gemms(_config(args, network.name), network=network, data=data,
+                                    operand_format=args.operand_format)
+    except ValueError as exc:
+        parser.error(str(exc))
+    began = time.perf_counter()
+    runs = run_gemms(engine, gemms, backend=args.simulator, seed=args.seed)
+    model = run_gemms(engine, gemms, backend="model")
+    rows, wrong_total = [], 0
+    for g, run, predicted in zip(gemms, runs, model):
+        wrong = int(np.count_nonzero(run.out_bits != g.out_bits))
+        wrong_total += wrong
+        rows.append({"gemm": g.name, "M": g.M, "N": g.N, "K": g.K, "commands": run.commands,
+                     "cycles": run.cycles, "model_cycles": predicted.cycles,
+                     "words_differing": wrong})
+        print(f"  {g.name:24s} {g.M}x{g.N}x{g.K}: {run.commands} commands, {run.cycles} cycles "
+              f"(model {predicted.cycles}), "
+              f"{'bit-exact' if not wrong else f'{wrong} words DIFFER'}")
+    cycles = sum(row["cycles"] for row in rows)
+    exact = wrong_total == 0 and all(r["cycles"] == r["model_cycles"] for r in rows)
+    print(f"{network.name}: {len(gemms)} GEMMs of a training step on the "
+          f"{engine.array.rows}x{engine.array.cols} engine ({args.simulator}): "
+          f"{'bit-exact, cycles equal to the model' if exact else 'MISMATCH'}; {cycles} cycles; "
+          f"{time.perf_counter() - began:.0f} s")
+    _write(args.out or Path(f"{network.name}-replay.json"),
+           {"network": network.name, "network_file": str(args.network_file),
+            "simulator": args.simulator, "engine": config_to_dict(engine),
+            "bit_exact": wrong_total == 0, "cycles": cycles, "source": f"rtl:{args.simulator}",
+            "gemms": rows})
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(train_main())
