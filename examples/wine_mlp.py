@@ -13,8 +13,7 @@ def load() -> Dataset:
 
 def build(seed: int = 0, hidden: int = 16) -> Network:
     rng = np.random.default_rng(seed)
-    fc1 = Linear(name="fc1", in_features=13, out_features=hidden, input_grad=False, rng=rng)
     return Network(name="wine_mlp", input_shape=(13,), layers=[
-        fc1, ReLU(name="relu1", in_shape=fc1.out_shape),
-        Dropout(name="drop1", in_shape=fc1.out_shape, p=0.25),
-        Linear(name="fc2", in_features=hidden, out_features=3, rng=rng)])
+        Linear(name="fc1", out_features=hidden, input_grad=False, rng=rng),
+        ReLU(name="relu1"), Dropout(name="drop1", p=0.25),
+        Linear(name="fc2", out_features=3, rng=rng)])

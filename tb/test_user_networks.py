@@ -10,7 +10,8 @@ import pytest
 from examples import breast_cancer_mlp, wine_mlp
 from examples import strided_cnn as examples_strided_cnn
 from sim.fgmp_control import FgmpPolicy
-from sim.nn import AccelBackend, Conv2d, Dataset, Network, load_digits_split, split_table, train
+from sim.nn import (AccelBackend, Conv2d, Dataset, Dropout, Flatten, Linear, Network, ReLU,
+                    load_digits_split, split_table, train)
 from sim.nn.backend import FgmpBackend
 from sim.nn.train import TrainConfig
 from sim.replay import golden_replay, split_gemm, training_step_gemms
@@ -118,3 +119,33 @@ def test_split_table_standardises_with_the_training_rows():
         split_table(x, np.arange(20), test_fraction=1.0)
     with pytest.raises(ValueError, match="x must be samples x features"):
         split_table(x[:, 0], np.arange(20))
+
+
+def test_shapes_are_inferred_layer_to_layer():
+    """Layers made without their input shape take it from the network; the weights are the
+    same as with the shapes given (drawn in the same order from the same generator)."""
+    def network(inferred: bool) -> Network:
+        rng = np.random.default_rng(7)
+        if inferred:
+            layers = [Conv2d(name="conv", out_channels=3, kernel=3, rng=rng),
+                      ReLU(name="relu"), Flatten(name="flat"),
+                      Linear(name="fc1", out_features=5, rng=rng),
+                      Dropout(name="drop", p=0.5), Linear(name="fc2", out_features=2, rng=rng)]
+        else:
+            conv = Conv2d(name="conv", in_shape=(6, 6, 2), out_channels=3, kernel=3, rng=rng)
+            flat = Flatten(name="flat", in_shape=conv.out_shape)
+            fc1 = Linear(name="fc1", in_features=flat.out_shape[0], out_features=5, rng=rng)
+            layers = [conv, ReLU(name="relu", in_shape=conv.out_shape), flat, fc1,
+                      Dropout(name="drop", in_shape=fc1.out_shape, p=0.5),
+                      Linear(name="fc2", in_features=5, out_features=2, rng=rng)]
+        return Network(name="n", input_shape=(6, 6, 2), layers=layers)
+
+    inferred, given = network(True), network(False)
+    assert [l.in_shape for l in inferred.layers] == [l.in_shape for l in given.layers]
+    for (_, a, key), (_, b, _) in zip(inferred.parameters(), given.parameters()):
+        assert np.array_equal(a.params[key], b.params[key])
+    with pytest.raises(ValueError, match="relu: the input shape is not known yet"):
+        ReLU(name="relu").out_shape
+    with pytest.raises(ValueError, match="fc: a Linear layer takes 1-D inputs, not \\(6, 6, 2\\)"):
+        Network(name="n", input_shape=(6, 6, 2),
+                layers=[Linear(name="fc", out_features=2, rng=np.random.default_rng(0))])

@@ -63,7 +63,13 @@ class StepContext:
 
 
 class Layer:
-    """Base class: a named layer with a per-sample input shape and a spec."""
+    """Base class: a named layer with a per-sample input shape and a spec.
+
+    A layer made without its input shape (``in_shape=None``, or ``in_features=None`` for
+    :class:`Linear`) is *unbound*: the :class:`sim.nn.Network` it is put in gives it the
+    previous layer's output shape (:meth:`bind`), and only then makes its weights (so the
+    weights still come from its ``rng`` in layer order).
+    """
 
     kind = ""
 
@@ -72,14 +78,47 @@ class Layer:
         self.name = spec.name
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self._pending = None
+
+    def _defer(self, arguments: dict) -> None:
+        """Keep the constructor's ``arguments`` until :meth:`bind` knows the input shape."""
+        name = arguments.get("name")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty string, not {name!r}")
+        self.spec = None
+        self.name = name
+        self.params, self.grads = {}, {}
+        self._pending = arguments
+
+    @property
+    def bound(self) -> bool:
+        """The input shape is known (always, for a layer made with it)."""
+        return getattr(self, "_pending", None) is None
+
+    def _shape_arguments(self, in_shape: tuple[int, ...]) -> dict:
+        return {"in_shape": in_shape}
+
+    def bind(self, in_shape) -> None:
+        """Give an unbound layer its per-sample input shape (a bound one must already have
+        it: ValueError otherwise)."""
+        in_shape = tuple(in_shape)
+        if self.bound:
+            if self.in_shape != in_shape:
+                raise ValueError(f"{self.name}: in_shape {self.in_shape} does not match the "
+                                 f"previous output {in_shape}")
+            return
+        type(self).__init__(self, **{**self._pending, **self._shape_arguments(in_shape)})
 
     @property
     def in_shape(self) -> tuple[int, ...]:
+        if not self.bound:
+            raise ValueError(f"{self.name}: the input shape is not known yet (give in_shape, "
+                             f"or put the layer in a Network, which infers it)")
         return self.spec.in_shape
 
     @property
     def out_shape(self) -> tuple[int, ...]:
-        return self.spec.out_shape
+        return self.spec.out_shape if self.bound else self.in_shape    # (the latter raises)
 
     def sublayers(self) -> list[Layer]:
         """The layers holding weights or masks inside this one (itself for a plain layer)."""
@@ -201,8 +240,12 @@ class Conv2d(_GemmLayer):
 
     kind = "conv2d"
 
-    def __init__(self, *, name, in_shape, out_channels, kernel=3, stride=1, padding="same",
-                 bias=True, input_grad=True, rng, init_gain=1.0):
+    def __init__(self, *, name, in_shape=None, out_channels, kernel=3, stride=1,
+                 padding="same", bias=True, input_grad=True, rng, init_gain=1.0):
+        if in_shape is None:
+            return self._defer(dict(name=name, out_channels=out_channels, kernel=kernel,
+                                    stride=stride, padding=padding, bias=bias,
+                                    input_grad=input_grad, rng=rng, init_gain=init_gain))
         if isinstance(padding, str):
             if padding != "same":
                 raise ValueError(f"{name}: padding must be an int >= 0 or 'same', not "
@@ -242,14 +285,23 @@ class Linear(_GemmLayer):
 
     kind = "linear"
 
-    def __init__(self, *, name, in_features, out_features, bias=True, input_grad=True, rng,
+    def __init__(self, *, name, in_features=None, out_features, bias=True, input_grad=True, rng,
                  init_gain=1.0):
+        if in_features is None:
+            return self._defer(dict(name=name, out_features=out_features, bias=bias,
+                                    input_grad=input_grad, rng=rng, init_gain=init_gain))
         super().__init__(LayerSpec(name=name, kind="linear", in_shape=(in_features,),
                                    features=out_features, bias=bias, input_grad=input_grad),
                          rng=rng, init_gain=init_gain)
 
     def _depth(self):
         return self.spec.in_shape[0]
+
+    def _shape_arguments(self, in_shape):
+        if len(in_shape) != 1:
+            raise ValueError(f"{self.name}: a Linear layer takes 1-D inputs, not {in_shape} "
+                             f"(put a Flatten before it)")
+        return {"in_features": in_shape[0]}
 
     def _columns(self, encoded_x):
         return encoded_x
@@ -263,7 +315,9 @@ class ReLU(Layer):
 
     kind = "relu"
 
-    def __init__(self, *, name, in_shape):
+    def __init__(self, *, name, in_shape=None):
+        if in_shape is None:
+            return self._defer(dict(name=name))
         super().__init__(LayerSpec(name=name, kind="relu", in_shape=tuple(in_shape)))
         self._mask = None
 
@@ -286,7 +340,9 @@ class Dropout(Layer):
 
     kind = "dropout"
 
-    def __init__(self, *, name, in_shape, p):
+    def __init__(self, *, name, in_shape=None, p):
+        if in_shape is None:
+            return self._defer(dict(name=name, p=p))
         super().__init__(LayerSpec(name=name, kind="dropout", in_shape=tuple(in_shape), p=p))
         self.p = p
         self.scale = np.float32(1.0 / (1.0 - p))
@@ -315,7 +371,9 @@ class Flatten(Layer):
 
     kind = "flatten"
 
-    def __init__(self, *, name, in_shape):
+    def __init__(self, *, name, in_shape=None):
+        if in_shape is None:
+            return self._defer(dict(name=name))
         super().__init__(LayerSpec(name=name, kind="flatten", in_shape=tuple(in_shape)))
 
     def forward(self, x, ctx):
@@ -331,7 +389,9 @@ class GlobalAvgPool(Layer):
 
     kind = "global_avg_pool"
 
-    def __init__(self, *, name, in_shape):
+    def __init__(self, *, name, in_shape=None):
+        if in_shape is None:
+            return self._defer(dict(name=name))
         super().__init__(LayerSpec(name=name, kind="global_avg_pool", in_shape=tuple(in_shape)))
         height, width, _ = self.in_shape
         self.scale = np.float32(1.0 / (height * width))

@@ -20,7 +20,8 @@ class Network:
     name : str
     layers : list of Layer
         Each layer's ``in_shape`` must be the previous layer's ``out_shape`` (the first one's,
-        ``input_shape``); layer names (including those inside blocks) must be unique.
+        ``input_shape``); a layer made without it takes it from there (:meth:`Layer.bind`).
+        Layer names (including those inside blocks) must be unique.
     input_shape : tuple of int
         Per-sample input shape.
     """
@@ -28,6 +29,11 @@ class Network:
     def __init__(self, *, name: str, layers: list[Layer], input_shape: tuple[int, ...]):
         if not layers or not all(isinstance(layer, Layer) for layer in layers):
             raise ValueError(f"layers must be a non-empty list of Layer, not {layers!r}")
+        shape = tuple(input_shape)
+        for layer in layers:             # unbound layers take the previous output shape
+            if not layer.bound:
+                layer.bind(shape)
+            shape = layer.out_shape
         check_chain(layers, input_shape=tuple(input_shape))
         names = [sub.name for layer in layers for sub in layer.sublayers()]
         repeated = sorted({n for n in names if names.count(n) > 1})
