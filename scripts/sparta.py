@@ -56,11 +56,14 @@ AREA = {
 }
 MEASURE = {
     "gemm": ("scripts.gemm_bench", "engine cycles vs ideal vs SCALE-Sim v3"),
-    "fgmp": ("scripts.fgmp_bench", "FGMP training: DRAM bytes, FP8 share, accuracy, energy"),
+    "fgmp": ("scripts.fgmp_bench", "FGMP training: DRAM bytes, FP8 share, accuracy, energy "
+                                   "(yours: --network-file)"),
     "fgmp-gap": ("scripts.fgmp_gap", "why FGMP elements stay fp16"),
-    "skip": ("scripts.skip_measure", "zero-skipping engine cycles on captured steps"),
+    "skip": ("scripts.skip_measure", "zero-skipping engine cycles on captured steps "
+                                     "(yours: --network-file)"),
     "sparsity": ("scripts.sparsity_study", "cycle models of the zero-skip designs"),
     "fp": ("scripts.fp_report", "FP unit benches: vectors checked and speed"),
+    "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),
 }
 
 
@@ -191,10 +194,13 @@ USER_NETWORK = {"train": "train_main", "replay": "replay_main"}
 
 
 def _dispatch(table: dict, name: str, argv: list[str]) -> int:
-    if name in USER_NETWORK and any(arg.split("=")[0] == "--network-file" for arg in argv):
+    if any(arg.split("=")[0] == "--network-file" for arg in argv):
         from scripts import user_network
 
-        return getattr(user_network, USER_NETWORK[name])(argv) or 0
+        if table is ENTRY_POINTS and name in USER_NETWORK:
+            return getattr(user_network, USER_NETWORK[name])(argv) or 0
+        if table is MEASURE and name in user_network.MEASURES:
+            return user_network.measure_main(name, argv) or 0
     module = importlib.import_module(table[name][0])
     return module.main(argv) or 0
 

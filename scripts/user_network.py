@@ -165,5 +165,114 @@ def replay_main(argv=None) -> int:
     return 0 if exact else 1
 
 
+def _measure_fgmp(args, build, network, data) -> dict:
+    import tempfile
+
+    from scripts.fgmp_bench import _load_capture, _thresholds_by_step, price_step
+    from sim.fgmp import FgmpBlockFormat
+    from sim.fgmp_control import FgmpPolicy
+    from sim.fgmp_traffic import shared_tensor_groups
+    from sim.nn import Fp32Backend, train
+    from sim.nn.backend import FgmpBackend
+
+    config = _config(args, network.name)
+    policy = FgmpPolicy()
+    steps = config.epochs * -(-len(data.x_train) // config.batch_size)
+    backend = FgmpBackend(policy=policy, groups=shared_tensor_groups(network))
+    with tempfile.TemporaryDirectory(prefix="sparta-fgmp-") as captures:
+        fgmp = train(config, backend, data, network=network, capture_dir=captures,
+                     capture_steps=[steps - 1], log=lambda line: print(line, flush=True))
+        backend.controller.flush()
+        meta, tensors = _load_capture(fgmp.captures[-1])
+    fp32 = train(config, Fp32Backend(), data, network=build())
+    figures = price_step(network, tensors, meta["step"], policy=policy,
+                         thresholds=_thresholds_by_step(backend.controller.history),
+                         block_format=FgmpBlockFormat())
+    traffic = figures["traffic"]
+    e16, e8 = figures["energy_fp16"]["total_pj"], figures["energy_fgmp"]["total_pj"]
+    print(f"{network.name}: FGMP last step {traffic['bytes_fgmp']} B on the bus against "
+          f"{traffic['bytes_fp16']} B in fp16 ({100 * traffic['reduction']:.2f} % less), FP8 "
+          f"share {traffic['fp8_share']:.3f}; test accuracy FGMP {fgmp.test_accuracy:.4f}, "
+          f"FP32 {fp32.test_accuracy:.4f}; energy fp16 / FGMP {e16 / e8:.3f} (model)")
+    return {"step": meta["step"], "bytes_fp16": traffic["bytes_fp16"],
+            "bytes_fgmp": traffic["bytes_fgmp"],
+            "traffic_reduction_percent": round(100 * traffic["reduction"], 3),
+            "fp8_share": round(traffic["fp8_share"], 6),
+            "test_accuracy_fgmp": fgmp.test_accuracy, "test_accuracy_fp32": fp32.test_accuracy,
+            "energy_efficiency_ratio": round(e16 / e8, 4),
+            "source": "golden model (traffic and energy: sim.fgmp_traffic, sim.fgmp_energy "
+                      "models of the captured last step)"}
+
+
+def _measure_skip(args, build, network, data) -> dict:
+    from scripts.sparta import config_from_args
+    from sim.engine_model import command_cycles
+    from sim.nn import AccelBackend, train
+    from sim.replay import split_gemm, training_step_gemms
+    from sim.skip_model import SparseGemm
+    from sim.skip_timing import engine_cycles, with_window
+
+    config = _config(args, network.name)
+    if config.epochs:
+        train(config, AccelBackend(), data, network=network,
+              log=lambda line: print(line, flush=True))
+    engine = config_from_args(args)
+    window = with_window(engine, args.window)
+    gemms = training_step_gemms(config, network=network, data=data)
+    rows = []
+    for g in gemms:
+        dense = skip = ideal = 0
+        for command in split_gemm(g, engine):
+            c = command.command
+            sparse = SparseGemm.from_bits(g.a_bits[command.a_slices], g.b_bits[command.b_slices],
+                                          a_fmt=g.a_tags[command.a_slices],
+                                          b_fmt=g.b_tags[command.b_slices],
+                                          transpose_a=c.a_transpose, transpose_b=c.b_transpose,
+                                          accumulate=c.accumulate)
+            dense += command_cycles(engine, c)
+            skip += engine_cycles(window, c, sparse)
+            ideal += -(-sparse.nonzero_macs // engine.array.pes)
+        rows.append({"gemm": g.name, "kind": g.kind, "dense_cycles": dense,
+                     "skip_cycles": skip, "ideal_cycles": ideal})
+    backward = [r for r in rows if r["kind"] != "forward"]
+    total = {key: sum(r[key] for r in backward) for key in ("dense_cycles", "skip_cycles",
+                                                            "ideal_cycles")}
+    print(f"{network.name}: backward pass of a training step after {config.epochs} epochs on "
+          f"the {engine.array.rows}x{engine.array.cols} engine with a lookahead window of "
+          f"{args.window}: {total['skip_cycles']} cycles, dense {total['dense_cycles']} "
+          f"({total['dense_cycles'] / total['skip_cycles']:.2f}x), ideal "
+          f"{total['ideal_cycles']} (cycle model)")
+    return {"window": args.window, "engine": engine.array.rows, "backward": total,
+            "backward_speedup": round(total["dense_cycles"] / total["skip_cycles"], 4),
+            "gemms": rows, "source": "cycle model (sim.skip_timing.engine_cycles, asserted "
+                                     "against the RTL by tb/test_engine.py)"}
+
+
+MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip}
+
+
+def measure_main(what: str, argv=None) -> int:
+    from scripts.sparta import add_config_arguments
+
+    parser = argparse.ArgumentParser(prog=f"sparta measure {what} --network-file",
+                                     description=f"{what} measurement of your network.")
+    _common(parser)
+    parser.add_argument("--epochs", type=int, default=5)
+    if what == "skip":
+        add_config_arguments(parser)
+        parser.add_argument("--window", type=int, default=3, help="lookahead window depth")
+    parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
+    args = parser.parse_args(argv)
+    try:
+        build, network, data = _network_and_data(args.network_file)
+        _config(args, network.name)
+    except ValueError as exc:
+        parser.error(str(exc))
+    result = MEASURES[what](args, build, network, data)
+    _write(args.out or Path(f"{network.name}-{what}.json"),
+           {"network": network.name, "network_file": str(args.network_file), what: result})
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(train_main())

@@ -160,3 +160,20 @@ def test_network_file_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--network-file", str(bad)])
     assert "build() must return a sim.nn.Network, not 3" in capsys.readouterr().err
+
+
+def test_measure_a_network_file(tmp_path, capsys):
+    fgmp, skip = tmp_path / "fgmp.json", tmp_path / "skip.json"
+    assert main(["measure", "fgmp", "--network-file", str(EXAMPLES / "wine_mlp.py"),
+                 "--epochs", "2", "--out", str(fgmp)]) == 0
+    result = json.loads(fgmp.read_text())["fgmp"]
+    assert 0 < result["bytes_fgmp"] < result["bytes_fp16"]
+    assert 0 <= result["fp8_share"] <= 1 and result["source"].startswith("golden model")
+    assert main(["measure", "skip", "--network-file", str(EXAMPLES / "strided_cnn.py"),
+                 "--epochs", "1", "--preset", "4x4", "--out", str(skip)]) == 0
+    result = json.loads(skip.read_text())["skip"]
+    backward = result["backward"]
+    assert backward["ideal_cycles"] <= backward["skip_cycles"]
+    assert {row["kind"] for row in result["gemms"]} == {"forward", "weight_grad",
+                                                        "backward_data"}
+    assert "backward pass of a training step" in capsys.readouterr().out
