@@ -194,27 +194,24 @@ def _publish_runtime(build_dir: Path, runtime: Path):
         os.replace(temporary, runtime / name)
 
 
-class _LeanVerilator:
+def _lean_verilator(runtime: Path):
     """cocotb's Verilator runner without ``--public-flat-rw``, with ``OPT_FAST`` on make, and
     with Verilator's run-time library copied in from earlier builds instead of recompiled
     (~8 CPU seconds of every build; the copies are newer than the generated makefile, so make
     takes them as up to date)."""
+    from cocotb_tools.runner import Verilator
 
-    @staticmethod
-    def make(runtime: Path):
-        from cocotb_tools.runner import Verilator
+    class LeanVerilator(Verilator):
+        def _build_command(self):
+            verilate, make = super()._build_command()
+            verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
+            commands = [verilate]
+            objects = [runtime / name for name in RUNTIME_OBJECTS]
+            if all(path.exists() for path in objects):
+                commands.append(["cp", *map(str, objects), str(self.build_dir)])
+            return [*commands, [*make, f"OPT_FAST={opt_fast()}"]]
 
-        class LeanVerilator(Verilator):
-            def _build_command(self):
-                verilate, make = super()._build_command()
-                verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
-                commands = [verilate]
-                objects = [runtime / name for name in RUNTIME_OBJECTS]
-                if all(path.exists() for path in objects):
-                    commands.append(["cp", *map(str, objects), str(self.build_dir)])
-                return [*commands, [*make, f"OPT_FAST={opt_fast()}"]]
-
-        return LeanVerilator()
+    return LeanVerilator()
 
 
 def _control_file(toplevel: str, public: Sequence[tuple[str, str]]) -> str:
@@ -254,7 +251,7 @@ def build_model(verilog: str, *, toplevel: str, simulator: str, waves: bool = Fa
     with _patched_environ(env):
         if simulator == "verilator":
             runtime = _runtime_dir(waves)
-            runner = _LeanVerilator.make(runtime)
+            runner = _lean_verilator(runtime)
         else:
             runner = get_runner(simulator)
         with _locked(build_dir):
