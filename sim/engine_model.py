@@ -44,61 +44,23 @@ Pure Python: no Amaranth here.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import math
 import numbers
 
 import numpy as np
 
-from .array_timing import OutputStationaryTiming, WeightStationaryTiming
 from .config import EngineConfig
+# the specification the gateware is built from (re-exported: the model's users import it here)
+from .engine_spec import (ACCEPT_TO_ISSUE, FIELD_BITS, REJECT_CYCLES, RESULT_WRITE_DELAY,
+                          SPAD_READ_LATENCY, EngineError, EngineTiming,
+                          OutputStationaryEngineTiming, WeightStationaryEngineTiming, _check_config)
 
-__all__ = ["FIELD_BITS", "EngineError", "EngineCommand", "EngineTiming",
-           "OutputStationaryEngineTiming", "WeightStationaryEngineTiming", "validate", "tiles",
-           "command_cycles", "done_cycles", "ideal_cycles", "utilization"]
-
-#: Width of every size and position field of a command (``hw.engine.commands.GemmCommand``).
-FIELD_BITS = 16
-
-#: Scratchpad read latency (``hw.engine.scratchpad.SkewedScratchpad.READ_LATENCY``); the
-#: engine checks at construction that the hardware agrees.
-SPAD_READ_LATENCY = 2
-
-#: Cycles from the accept cycle to the first issue cycle: the command is checked as it is
-#: accepted.
-ACCEPT_TO_ISSUE = 1
-#: Cycles from the accept cycle to ``done`` for a rejected command.
-REJECT_CYCLES = 1
-#: Register between the weight-stationary array's result output and the accumulator memory's
-#: write port (the output-stationary array's result output is a register already: written
-#: directly).
-RESULT_WRITE_DELAY = 1
-
-
-class EngineError(enum.IntEnum):
-    """Error codes of the engine's status (``hw.engine.commands.ErrorCode`` has the same
-    values)."""
-
-    #: No error.
-    NONE = 0
-    #: ``m``, ``n`` or ``k`` is zero.
-    ZERO_SIZE = 1
-    #: The A operand region (``m x k`` at ``(a_row, a_col)``, ``k x m`` when ``a_transpose``)
-    #: does not fit in the A scratchpad.
-    A_RANGE = 2
-    #: The B operand region (``k x n``, ``n x k`` when ``b_transpose``) does not fit in the B
-    #: scratchpad.
-    B_RANGE = 3
-    #: The result region (``m x n`` at ``(c_row, c_col)``) does not fit in the accumulator
-    #: memory.
-    C_RANGE = 4
-    #: A host write or read whose first element (``row``, ``col``) lies outside its memory:
-    #: nothing is written, zeros are read.
-    ACCESS_RANGE = 5
-    #: A host read whose ``fmt`` index is not one of the configured output formats: zeros
-    #: are read.
-    READ_FORMAT = 6
-
+__all__ = ["EngineCommand", "validate", "tiles", "command_cycles", "done_cycles",
+           "ideal_cycles", "utilization",
+           # from sim.engine_spec
+           "FIELD_BITS", "SPAD_READ_LATENCY", "ACCEPT_TO_ISSUE", "REJECT_CYCLES",
+           "RESULT_WRITE_DELAY", "EngineError", "EngineTiming", "OutputStationaryEngineTiming",
+           "WeightStationaryEngineTiming"]
 
 @dataclasses.dataclass(frozen=True)
 class EngineCommand:
@@ -187,11 +149,6 @@ class EngineCommand:
         return {name: int(getattr(self, name)) for name in names}
 
 
-def _check_config(config):
-    if not isinstance(config, EngineConfig):
-        raise ValueError(f"config must be an EngineConfig, not {config!r}")
-
-
 def _check_command(command):
     if not isinstance(command, EngineCommand):
         raise ValueError(f"command must be an EngineCommand, not {command!r}")
@@ -218,170 +175,6 @@ def validate(config: EngineConfig, command: EngineCommand) -> EngineError:
     if c.c_row + c.m > config.acc_rows or c.c_col + c.n > config.acc_width:
         return EngineError.C_RANGE
     return EngineError.NONE
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineTiming:
-    """Latencies a tile sequencer is built on, all in cycles: one source of truth for the RTL
-    and the cycle model. :meth:`of` gives the subclass of the configured dataflow, built from
-    the array's timing contract (:mod:`sim.array_timing`); ``hw.engine.engine.GemmEngine``
-    checks the numbers against its parts.
-
-    Parameters
-    ----------
-    rows, cols : int
-        Array size R x C.
-    spad_read_latency : int
-        Read request to data, A and B scratchpads.
-    acc_read_latency : int
-        Read request to data, accumulator memory.
-    """
-
-    rows: int
-    cols: int
-    spad_read_latency: int
-    acc_read_latency: int
-
-    @staticmethod
-    def of(config: EngineConfig) -> EngineTiming:
-        """Timing of the engine built for ``config``."""
-        _check_config(config)
-        common = {"spad_read_latency": SPAD_READ_LATENCY, "acc_read_latency": SPAD_READ_LATENCY}
-        if config.array.dataflow == "os":
-            array = OutputStationaryTiming(config.array)
-            return OutputStationaryEngineTiming(
-                rows=array.rows, cols=array.cols, first_swap=array.first_swap_offset,
-                last_swap=array.column_swap_done_offset,
-                result_latency=array.shift_result_latency, **common)
-        array = WeightStationaryTiming(config.array)
-        return WeightStationaryEngineTiming(
-            rows=array.rows, cols=array.cols, result_latency=array.result_latency,
-            last_swap=array.last_swap_offset, **common)
-
-    def tiles(self, command: EngineCommand) -> int:
-        raise NotImplementedError
-
-    def cycles(self, command: EngineCommand) -> int:
-        """Cycles from accept to ``done`` of a good command."""
-        raise NotImplementedError
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputStationaryEngineTiming(EngineTiming):
-    """Schedule constants of the output-stationary engine (``hw.engine.sequencer``).
-
-    Parameters
-    ----------
-    first_swap : int
-        From a tile's first step entering the array to the first accumulator swap (PE (0, 0)).
-    last_swap : int
-        From a tile's first step entering the array to the last accumulator swap of column 0
-        (PE (R-1, 0)); column ``c`` swaps, and sees the shifts, ``c`` cycles later.
-    result_latency : int
-        From a shift at the array's ports to its result row at the array's output.
-    """
-
-    first_swap: int = 0
-    last_swap: int = 0
-    result_latency: int = 0
-
-    @property
-    def shift_start(self) -> int:
-        """From a tile's first step entering the array to its group of shift cycles (the
-        cycle after the last swap of column 0)."""
-        return self.last_swap + 1
-
-    @property
-    def min_tile_slots(self) -> int:
-        """Fewest issue slots per tile: the ``R`` shifts after one tile boundary must end
-        before the first swap of the next (``2R`` for the output-stationary array)."""
-        return self.shift_start + self.rows - self.first_swap
-
-    @property
-    def first_tile_issue(self) -> int:
-        """Issue time of the first step of an ``accumulate`` command: the ``R`` initial shifts
-        (issued from time 0) end before the first swap. An overwrite starts at 0."""
-        return max(0, self.acc_read_latency + self.rows - self.spad_read_latency
-                   - self.first_swap)
-
-    @property
-    def group_delay(self) -> int:
-        """Issue time from a tile-boundary step to the first acc read of its shift group."""
-        return self.shift_start + self.spad_read_latency - self.acc_read_latency
-
-    def overhead(self, accumulate: bool) -> int:
-        """Cycles of a good command besides ``tiles * L``: accept and check, the initial
-        shifts (``accumulate`` only), the flush step's shift group, the result latency, the
-        write and ``done``."""
-        return (ACCEPT_TO_ISSUE + (self.first_tile_issue if accumulate else 0)
-                + self.group_delay + self.rows - 1 + self.acc_read_latency
-                + self.result_latency + 1)
-
-    def tile_slots(self, k: int) -> int:
-        """Issue slots per tile, ``L = max(K, min_tile_slots)``."""
-        return max(k, self.min_tile_slots)
-
-    def tiles(self, command: EngineCommand) -> int:
-        """Output tiles: ``ceil(M/R) * ceil(N/C)``."""
-        return math.ceil(command.m / self.rows) * math.ceil(command.n / self.cols)
-
-    def cycles(self, command: EngineCommand) -> int:
-        return self.tiles(command) * self.tile_slots(command.k) + self.overhead(command.accumulate)
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightStationaryEngineTiming(EngineTiming):
-    """Schedule constants of the weight-stationary engine (``hw.engine.ws_sequencer``).
-
-    Parameters
-    ----------
-    result_latency : int
-        From a step entering the array to its aligned result row at the array's output.
-    last_swap : int
-        From a tile's first step entering the array to the last PE's weight swap: the next
-        tile's ``R`` weight loads may start then.
-    """
-
-    result_latency: int = 0
-    last_swap: int = 0
-
-    @property
-    def load_slot(self) -> int:
-        """Slot of a tile in which the next tile's weight loads start."""
-        return self.last_swap
-
-    @property
-    def min_tile_slots(self) -> int:
-        """Fewest issue slots per tile: the next tile's ``R`` weight loads must fit after the
-        last swap (``2R + C - 2``), and a partial sum written back must be in the
-        accumulator memory before the next K slice reads it for the same row."""
-        loads = self.last_swap + self.rows
-        write_back = self.result_latency + RESULT_WRITE_DELAY + 1 + self.acc_read_latency
-        return max(loads, write_back)
-
-    @property
-    def first_tile_issue(self) -> int:
-        """Issue time of the first step, after the ``R`` weight loads of tile 0."""
-        return self.rows
-
-    @property
-    def overhead(self) -> int:
-        """Cycles of a good command besides ``(tiles - 1) * L + M``: accept and check, the
-        first loads, the array's latency, the result write and ``done``."""
-        return (ACCEPT_TO_ISSUE + self.first_tile_issue + self.spad_read_latency
-                + self.result_latency + RESULT_WRITE_DELAY + 1 - 1)
-
-    def tile_slots(self, m: int) -> int:
-        """Issue slots per tile (but the last), ``L = max(M, min_tile_slots)``."""
-        return max(m, self.min_tile_slots)
-
-    def tiles(self, command: EngineCommand) -> int:
-        """Weight tiles: ``ceil(N/C) * ceil(K/R)``."""
-        return math.ceil(command.n / self.cols) * math.ceil(command.k / self.rows)
-
-    def cycles(self, command: EngineCommand) -> int:
-        return ((self.tiles(command) - 1) * self.tile_slots(command.m) + command.m
-                + self.overhead)
 
 
 def tiles(config: EngineConfig, command: EngineCommand) -> int:

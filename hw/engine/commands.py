@@ -2,7 +2,7 @@
 
 The command and status words do not depend on the configuration (a controller or CSR block can
 be written against them once); the write and read words carry ``lanes`` elements and so depend
-on the array size. Sizes and positions are :data:`sim.engine_model.FIELD_BITS` (16) bits wide;
+on the array size. Sizes and positions are :data:`sim.engine_spec.FIELD_BITS` (16) bits wide;
 whether a command fits the engine is checked by the hardware (:class:`ErrorCode`), exactly as
 :func:`sim.engine_model.validate` predicts.
 """
@@ -10,7 +10,7 @@ whether a command fits the engine is checked by the hardware (:class:`ErrorCode`
 from amaranth.lib import data, enum
 
 from hw.fp.operand import Operand
-from sim.engine_model import FIELD_BITS, EngineError
+from sim.engine_spec import FIELD_BITS, EngineError
 
 __all__ = ["GemmCommand", "command_layout", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
            "read_request_layout", "read_data_layout"]
@@ -50,7 +50,7 @@ def command_layout(config):
 
 
 class ErrorCode(enum.Enum, shape=3):
-    """Why the engine raised ``status.error`` (values of :class:`sim.engine_model.EngineError`,
+    """Why the engine raised ``status.error`` (values of :class:`sim.engine_spec.EngineError`,
     which documents each)."""
     NONE = EngineError.NONE.value
     ZERO_SIZE = EngineError.ZERO_SIZE.value

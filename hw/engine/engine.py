@@ -32,7 +32,7 @@ from hw.fp.converter import FP32Converter
 from hw.fp.operand import Operand
 from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import EngineConfig
-from sim.engine_model import SPAD_READ_LATENCY, EngineTiming
+from sim.engine_spec import SPAD_READ_LATENCY, EngineTiming
 
 __all__ = ["GemmEngine"]
 

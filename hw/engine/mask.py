@@ -29,7 +29,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.engine.scratchpad import write_layout
 from hw.sparsity.dropout_mask import DropoutError, DropoutMaskGenerator
-from sim.engine_model import FIELD_BITS
+from sim.engine_spec import FIELD_BITS
 
 __all__ = ["DROPOUT_BITS", "KEEP_PLANES", "MaskError", "MaskStatus", "mask_command_layout",
            "DropoutMaskWriter"]

@@ -45,7 +45,7 @@ from hw.engine.mask import KEEP_PLANES
 from hw.engine.scratchpad import data_layout, read_layout, write_layout
 from hw.fp.operand import Operand, OperandFormat
 from sim.config import EngineConfig
-from sim.engine_model import FIELD_BITS, EngineTiming
+from sim.engine_spec import FIELD_BITS, EngineTiming
 from sim.scratchpad_model import ScratchpadGeometry
 
 __all__ = ["OutputStationarySequencer", "geometries"]

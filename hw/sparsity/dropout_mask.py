@@ -64,7 +64,7 @@ from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim.config import MAX_DIM
-from sim.engine_model import FIELD_BITS
+from sim.engine_spec import FIELD_BITS
 from sim.lfsr import FEEDBACK_MASK, MAX_BITS, MAX_ROWS, ROW_STRIDE, WIDTH, lfsr_jump
 
 __all__ = ["DropoutError", "DropoutStatus", "dropout_command_layout", "dropout_tile_layout",
