@@ -23,10 +23,12 @@ import numpy as np
 from .formats import FP32, OPERAND_FORMATS, FPFormat, format_by_name
 from .numerics import to_float32
 
-__all__ = ["OPERAND_TAGS", "gemm", "decode_operands"]
+__all__ = ["OPERAND_TAGS", "TAG_OF", "gemm", "decode_operands"]
 
 #: Format tags of per-element operand formats (as :class:`hw.fp.operand.OperandFormat`).
 OPERAND_TAGS: dict[int, str] = {0: "fp16", 1: "e4m3", 2: "e5m2"}
+#: Format name -> operand tag (the inverse of :data:`OPERAND_TAGS`).
+TAG_OF: dict[str, int] = {name: tag for tag, name in OPERAND_TAGS.items()}
 
 # Products held at once by the chunked accumulation (bounds memory, not results).
 _CHUNK_ELEMENTS = 1 << 20

@@ -79,7 +79,7 @@ import numpy as np
 from .config import EngineConfig
 from .engine_model import (FIELD_BITS, EngineCommand, EngineError, command_cycles,
                            ideal_cycles, validate)
-from .gemm import OPERAND_TAGS, gemm
+from .gemm import TAG_OF, gemm
 from .lowering import GEMM_KINDS
 from .nn.backend import AccelBackend, GemmCall
 from .nn.data import Dataset, load_digits_split
@@ -100,7 +100,6 @@ REPLAY_CONFIG = TrainConfig(net="digits_cnn", epochs=20, lr=0.02, loss_scale=102
 #: Largest value of a command's size and position fields.
 FIELD_MAX = (1 << FIELD_BITS) - 1
 
-_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 _DIGITS_SIZE = 8            # the digits are 8x8 images; larger inputs are upsampled copies
 
 
@@ -199,7 +198,7 @@ class WorkloadGemm:
         """The GEMM a backend reported (:class:`sim.nn.GemmCall`), with its per-element
         operand tags, or all of the operand format ``fmt_name`` where the call has none
         (copied: the backend's arrays may change later)."""
-        tag = _TAG_OF[fmt_name]
+        tag = TAG_OF[fmt_name]
 
         def operand(array, tags):
             bits = np.array(array, dtype=np.uint16, copy=True)

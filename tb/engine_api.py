@@ -37,14 +37,13 @@ import numpy as np
 from sim.config import EngineConfig
 from sim.engine_model import command_cycles
 from sim.formats import OPERAND_FORMATS, format_by_name
-from sim.gemm import OPERAND_TAGS
+from sim.gemm import TAG_OF
 from sim.numerics import from_float32
 from sim.replay import WorkloadGemm, golden_replay, save_gemms, split_gemm, split_step
 
 __all__ = ["BACKENDS", "GemmRun", "run_gemm", "run_gemms", "workload_gemm"]
 
 BACKENDS = ("model", "verilator", "icarus")
-_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,7 +82,7 @@ def _operand(values, fmt_name: str, field: str) -> tuple[np.ndarray, np.ndarray]
         raise ValueError(f"{field} must be float16, float32 or unsigned bit patterns, not "
                          f"{array.dtype} (round float64 to float32 first: one rounding to "
                          f"{fmt.name} then follows)")
-    return bits, np.full(bits.shape, _TAG_OF[fmt.name], dtype=np.uint8)
+    return bits, np.full(bits.shape, TAG_OF[fmt.name], dtype=np.uint8)
 
 
 def workload_gemm(a, b, c=None, *, a_format: str = "fp16", b_format: str = "fp16",

@@ -7,12 +7,11 @@ import pytest
 
 from sim import gemm as gemm_module
 from sim.formats import FP32, OPERAND_FORMATS
-from sim.gemm import OPERAND_TAGS, gemm
+from sim.gemm import OPERAND_TAGS, TAG_OF, gemm
 from sim.numerics import fp32_mac
 from tb.vectors import edge_bits, fp32_vectors, mixed_bits, operand_vectors
 
 SEED = int(os.environ.get("SPARTA_SEED", "1"))
-TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 
 
 def reference(a, b, a_fmt, b_fmt, c=None):

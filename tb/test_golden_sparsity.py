@@ -41,7 +41,6 @@ from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
 SEED = int(os.environ.get("SPARTA_SEED", "5"))
 FORMATS = ["fp16", "e4m3", "e5m2"]
-TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 CANONICAL_NAN = 0x7FC00000
 
 

@@ -16,7 +16,7 @@ from scripts.results import RESULTS_DIR
 from sim.config import ArrayConfig, EngineConfig
 from sim.engine_model import FIELD_BITS, EngineError, validate
 from sim.formats import OPERAND_FORMATS
-from sim.gemm import OPERAND_TAGS, gemm
+from sim.gemm import TAG_OF, gemm
 from sim.numerics import to_float32
 from sim.lowering import GemmCommand
 from sim.nn import AccelBackend, build_network, load_digits_split, train
@@ -130,7 +130,7 @@ def test_fold_is_bit_exact_on_the_step(operand_format, network_step):
     folded = fold_bias_grads(gemms)
     assert [g.name for g in folded] == [g.name for g in gemms
                                         if not g.name.endswith(".bias_grad")]
-    tag = _TAG_OF[operand_format]
+    tag = TAG_OF[operand_format]
     checked = 0
     for g in folded:
         if not g.bias_row:
@@ -154,7 +154,6 @@ def test_fold_is_bit_exact_on_the_step(operand_format, network_step):
     assert checked == 4
 
 
-_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 
 
 def _finite_operand(rng, shape, formats):
@@ -170,7 +169,7 @@ def _finite_operand(rng, shape, formats):
         drawn = mixed_bits(rng, fmt, int(chosen.sum()))
         finite = np.isfinite(to_float32(fmt, drawn))
         bits[chosen] = np.where(finite, drawn, moderate_bits(rng, fmt, drawn.size))
-    tags = np.array([_TAG_OF[formats[c]] for c in choice], dtype=np.uint8)
+    tags = np.array([TAG_OF[formats[c]] for c in choice], dtype=np.uint8)
     return bits.astype(np.uint16).reshape(shape), tags.reshape(shape)
 
 
@@ -192,16 +191,16 @@ def test_fold_is_bit_exact_on_random_data(operands, transposes):
     # has none), an infinite X in weight row 4
     special = "fp16" if operands == "e4m3" else formats[-1]
     fmt = OPERAND_FORMATS[special]
-    dy_bits[:, 0], dy_tags[:, 0] = 0x8000, _TAG_OF["fp16"]
+    dy_bits[:, 0], dy_tags[:, 0] = 0x8000, TAG_OF["fp16"]
     for (row, col), value in {(5, 1): fmt.nan_bits, (7, 2): fmt.inf_bits,
                               (3, 3): fmt.inf_bits, (9, 3): fmt.inf_bits | fmt.sign_mask}.items():
-        dy_bits[row, col], dy_tags[row, col] = value, _TAG_OF[special]
+        dy_bits[row, col], dy_tags[row, col] = value, TAG_OF[special]
     x_at = (8, 4) if weight_transposed else (4, 8)
-    x_bits[x_at], x_tags[x_at] = fmt.inf_bits | fmt.sign_mask, _TAG_OF[special]
+    x_bits[x_at], x_tags[x_at] = fmt.inf_bits | fmt.sign_mask, TAG_OF[special]
     ones_format = "e5m2" if operands == "mixed" else operands
     ones_shape = (k, 1) if ones_transposed else (1, k)
     ones_bits = np.full(ones_shape, _one_bits(ones_format), dtype=np.uint16)
-    ones_tags = np.full(ones_shape, _TAG_OF[ones_format], dtype=np.uint8)
+    ones_tags = np.full(ones_shape, TAG_OF[ones_format], dtype=np.uint8)
 
     def workload(name, a_bits, a_tags, transpose_a):
         out = gemm(a_bits, dy_bits, a_fmt=a_tags, b_fmt=dy_tags, transpose_a=transpose_a)

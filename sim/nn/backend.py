@@ -30,7 +30,7 @@ import numpy as np
 from ..fgmp import code_table
 from ..fgmp_control import OPERAND_CLASSES, FgmpController, FgmpPolicy
 from ..formats import FP16, OPERAND_FORMATS, format_by_name
-from ..gemm import OPERAND_TAGS
+from ..gemm import TAG_OF
 from ..gemm import gemm as golden_gemm
 from ..lowering import GEMM_KINDS
 from ..numerics import from_float32, to_float32
@@ -189,7 +189,6 @@ class AccelBackend(GemmBackend):
         return bits.view(np.float32)
 
 
-_OPERAND_TAG_OF = {name: tag for tag, name in OPERAND_TAGS.items()}
 _FP16_VALUES = to_float32(FP16, FP16.all_codes())
 _FP16_VALUES.setflags(write=False)
 
@@ -283,7 +282,7 @@ class FgmpBackend(GemmBackend):
         t = self.controller.t(layer, cls)
         tags, payload, decoded = code_table(fmt8, t, flush_underflow=self.policy.flushes(cls))
         is_fp8 = tags[fp16_bits]
-        operand_tags = np.where(is_fp8, _OPERAND_TAG_OF[fmt8.name], 0).astype(np.uint8)
+        operand_tags = np.where(is_fp8, TAG_OF[fmt8.name], 0).astype(np.uint8)
         return _Stored(payload[fp16_bits], operand_tags, decoded[fp16_bits],
                        int(np.count_nonzero(is_fp8)), t)
 
