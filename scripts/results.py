@@ -1,5 +1,6 @@
 """Machine-readable results under docs/results/ (merged key by key, so that the area flow and
-the simulation measurements can write the same file independently)."""
+the simulation measurements can write the same file independently; each key records the
+commit it was measured at)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ RESULTS_DIR = DOCS_DIR / "results"
 
 
 def update_results(name: str, **entries) -> Path:
-    """Set top-level ``entries`` in ``docs/results/<name>.json``; other keys are kept."""
+    """Set top-level ``entries`` in ``docs/results/<name>.json``; other keys are kept. Each
+    entry's provenance (:func:`provenance`: commit, uncommitted changes, date) is recorded
+    under ``provenance[<key>]``."""
+    if "provenance" in entries:
+        raise ValueError("'provenance' is recorded by update_results itself")
     path = RESULTS_DIR / f"{name}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update(entries)
+    where = provenance()
+    data.setdefault("provenance", {}).update({key: where for key in entries})
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path

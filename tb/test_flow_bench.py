@@ -38,3 +38,20 @@ def test_doc_is_generated_from_the_results(tmp_path):
     assert (tmp_path / "flow.md").read_text() == (DOCS_DIR / "flow.md").read_text(), \
         "docs/flow.md differs from docs/results/flow.json: python -m scripts.flow_bench " \
         "--skip-cold --skip-speed regenerates it"
+
+
+def test_every_result_key_records_its_provenance(tmp_path, monkeypatch):
+    import pytest
+
+    import scripts.results as results_module
+
+    monkeypatch.setattr(results_module, "RESULTS_DIR", tmp_path)
+    results_module.update_results("x", a=1)
+    results_module.update_results("x", b=2)
+    data = json.loads((tmp_path / "x.json").read_text())
+    assert (data["a"], data["b"]) == (1, 2)
+    assert set(data["provenance"]) == {"a", "b"}
+    assert all(len(p["commit"]) == 40 and isinstance(p["dirty"], bool)
+               for p in data["provenance"].values())
+    with pytest.raises(ValueError, match="recorded by update_results itself"):
+        results_module.update_results("x", provenance={})
