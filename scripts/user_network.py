@@ -205,62 +205,54 @@ def _measure_fgmp(args, build, network, data) -> dict:
 
 
 def _measure_skip(args, build, network, data) -> dict:
-    from scripts.sparta import config_from_args
-    from sim.engine_model import command_cycles
+    from scripts.skip_measure import measure_gemm, totals
+    from scripts.sparsity_study import timing_config
     from sim.nn import AccelBackend, train
-    from sim.replay import split_gemm, training_step_gemms
+    from sim.replay import training_step_gemms
     from sim.skip_model import SparseGemm
-    from sim.skip_timing import engine_cycles, with_window
 
     config = _config(args, network.name)
-    if config.epochs:
-        train(config, AccelBackend(), data, network=network,
-              log=lambda line: print(line, flush=True))
-    engine = config_from_args(args)
-    window = with_window(engine, args.window)
-    gemms = training_step_gemms(config, network=network, data=data)
+    train(config, AccelBackend(), data, network=network,
+          log=lambda line: print(line, flush=True))
+    engine = timing_config()           # the measurement engine of docs/skip_measure.md
     rows = []
-    for g in gemms:
-        dense = skip = ideal = 0
-        for command in split_gemm(g, engine):
-            c = command.command
-            sparse = SparseGemm.from_bits(g.a_bits[command.a_slices], g.b_bits[command.b_slices],
-                                          a_fmt=g.a_tags[command.a_slices],
-                                          b_fmt=g.b_tags[command.b_slices],
-                                          transpose_a=c.a_transpose, transpose_b=c.b_transpose,
-                                          accumulate=c.accumulate)
-            dense += command_cycles(engine, c)
-            skip += engine_cycles(window, c, sparse)
-            ideal += -(-sparse.nonzero_macs // engine.array.pes)
-        rows.append({"gemm": g.name, "kind": g.kind, "dense_cycles": dense,
-                     "skip_cycles": skip, "ideal_cycles": ideal})
-    backward = [r for r in rows if r["kind"] != "forward"]
-    total = {key: sum(r[key] for r in backward) for key in ("dense_cycles", "skip_cycles",
-                                                            "ideal_cycles")}
-    print(f"{network.name}: backward pass of a training step after {config.epochs} epochs on "
-          f"the {engine.array.rows}x{engine.array.cols} engine with a lookahead window of "
-          f"{args.window}: {total['skip_cycles']} cycles, dense {total['dense_cycles']} "
-          f"({total['dense_cycles'] / total['skip_cycles']:.2f}x), ideal "
-          f"{total['ideal_cycles']} (cycle model)")
-    return {"window": args.window, "engine": engine.array.rows, "backward": total,
-            "backward_speedup": round(total["dense_cycles"] / total["skip_cycles"], 4),
-            "gemms": rows, "source": "cycle model (sim.skip_timing.engine_cycles, asserted "
-                                     "against the RTL by tb/test_engine.py)"}
+    for g in training_step_gemms(config, network=network, data=data):
+        sparse = SparseGemm.from_bits(g.a_bits, g.b_bits, a_fmt=g.a_tags, b_fmt=g.b_tags,
+                                      transpose_a=g.transpose_a, transpose_b=g.transpose_b,
+                                      accumulate=g.accumulate)
+        rows.append({"name": g.name, "kind": g.kind,
+                     **measure_gemm(engine, sparse, g.kind, a_transpose=g.transpose_a,
+                                    b_transpose=g.transpose_b)})
+    backward = totals(rows)["backward"]
+    cycles = backward["cycles"]
+    print(f"{network.name}: backward pass of a training step after {config.epochs} epochs, "
+          f"{engine.array.rows}x{engine.array.cols} engine, design {args.design}: "
+          f"{cycles[args.design]} cycles, dense {cycles['dense']} "
+          f"({cycles['dense'] / cycles[args.design]:.2f}x), ideal {backward['ideal']} "
+          f"(cycle model; no output masks: the step's GEMMs carry none)")
+    return {"design": args.design, "backward": backward,
+            "backward_speedup": round(cycles["dense"] / cycles[args.design], 4),
+            "gemms": rows,
+            "source": "cycle model (scripts.skip_measure.measure_gemm, the measurement of "
+                      "docs/skip_measure.md; sim.skip_timing.engine_cycles is asserted against "
+                      "the RTL by tb/test_engine.py); host compaction and the weight-gradient "
+                      "swap of the _compact / _swap designs are host work, not priced here"}
 
 
 MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip}
 
 
 def measure_main(what: str, argv=None) -> int:
-    from scripts.sparta import add_config_arguments
-
     parser = argparse.ArgumentParser(prog=f"sparta measure {what} --network-file",
                                      description=f"{what} measurement of your network.")
     _common(parser)
     parser.add_argument("--epochs", type=int, default=5)
     if what == "skip":
-        add_config_arguments(parser)
-        parser.add_argument("--window", type=int, default=3, help="lookahead window depth")
+        from scripts.skip_measure import VARIANT_NAMES
+
+        # the design the RTL builds by default (d = 3, docs/skip_measure.md)
+        parser.add_argument("--design", default="la3_compact_swap", choices=VARIANT_NAMES,
+                            help="design whose cycles are reported (all are recorded)")
     parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
     args = parser.parse_args(argv)
     try:
