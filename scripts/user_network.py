@@ -120,7 +120,7 @@ def replay_main(argv=None) -> int:
     from scripts.sparta import add_config_arguments, config_from_args
     from sim.config import config_to_dict
     from sim.replay import training_step_gemms
-    from tb.engine_api import run_gemms
+    from tb.engine_api import model_cycles, run_gemms
 
     parser = argparse.ArgumentParser(prog="sparta replay --network-file",
                                      description="Your network's first training step, every "
@@ -140,16 +140,16 @@ def replay_main(argv=None) -> int:
         parser.error(str(exc))
     began = time.perf_counter()
     runs = run_gemms(engine, gemms, backend=args.simulator, seed=args.seed)
-    model = run_gemms(engine, gemms, backend="model")
     rows, wrong_total = [], 0
-    for g, run, predicted in zip(gemms, runs, model):
+    for g, run in zip(gemms, runs):
+        predicted = model_cycles(engine, g)
         wrong = int(np.count_nonzero(run.out_bits != g.out_bits))
         wrong_total += wrong
         rows.append({"gemm": g.name, "M": g.M, "N": g.N, "K": g.K, "commands": run.commands,
-                     "cycles": run.cycles, "model_cycles": predicted.cycles,
+                     "cycles": run.cycles, "model_cycles": predicted,
                      "words_differing": wrong})
         print(f"  {g.name:24s} {g.M}x{g.N}x{g.K}: {run.commands} commands, {run.cycles} cycles "
-              f"(model {predicted.cycles}), "
+              f"(model {predicted}), "
               f"{'bit-exact' if not wrong else f'{wrong} words DIFFER'}")
     cycles = sum(row["cycles"] for row in rows)
     exact = wrong_total == 0 and all(r["cycles"] == r["model_cycles"] for r in rows)

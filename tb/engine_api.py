@@ -41,7 +41,7 @@ from sim.gemm import TAG_OF
 from sim.numerics import from_float32
 from sim.replay import WorkloadGemm, golden_replay, save_gemms, split_gemm, split_step
 
-__all__ = ["BACKENDS", "GemmRun", "run_gemm", "run_gemms", "workload_gemm"]
+__all__ = ["BACKENDS", "GemmRun", "run_gemm", "run_gemms", "model_cycles", "workload_gemm"]
 
 BACKENDS = ("model", "verilator", "icarus")
 
@@ -104,6 +104,13 @@ def workload_gemm(a, b, c=None, *, a_format: str = "fp16", b_format: str = "fp16
                         b_bits=b_bits, b_tags=b_tags, c_bits=c_bits, out_bits=None)
 
 
+def model_cycles(config: EngineConfig, gemm: WorkloadGemm, commands=None) -> int:
+    """The engine cycles of ``gemm`` from the cycle model alone (no golden GEMM), summed over
+    its commands (``split_gemm``'s, unless given)."""
+    commands = split_gemm(gemm, config) if commands is None else commands
+    return sum(command_cycles(config, c.command) for c in commands)
+
+
 def run_gemm(config: EngineConfig, a, b, c=None, *, backend: str = "model",
              a_format: str = "fp16", b_format: str = "fp16", transpose_a: bool = False,
              transpose_b: bool = False, **kwargs) -> GemmRun:
@@ -136,7 +143,7 @@ def run_gemms(config: EngineConfig, gemms: Sequence[WorkloadGemm], *, backend: s
         for g in gemms:
             commands = split_gemm(g, config)
             runs.append(GemmRun(out_bits=golden_replay(g, commands),
-                                cycles=sum(command_cycles(config, c.command) for c in commands),
+                                cycles=model_cycles(config, g, commands),
                                 commands=len(commands), source="model"))
         return runs
     return _run_rtl(config, gemms, backend, p_idle, p_stall, seed, waves)

@@ -392,7 +392,10 @@ class EngineDriver:
         """
         word = self.pack_command(**command.fields(masks=self.config.output_mask))
         want_error = validate(self.config, command)
-        _, want_cycles = self.expected(command)
+        if self.check:
+            _, want_cycles = self.expected(command)
+        else:   # no golden GEMM: the dense model only bounds the wait (2x + 1000 below)
+            want_cycles = done_cycles(self.config, command)
         (accept,) = await self._send("cmd", [word], p_idle=p_idle)
         if hardware_alone:
             # the model's cycles bound the wait (generously: a check of them comes after)
@@ -474,7 +477,8 @@ class EngineDriver:
         import cocotb
 
         words = [self.pack_read(row=r, col=c, fmt=f, saturate=s) for r, c, f, s in requests]
-        expected = [self.expected_read(*request) for request in requests]
+        expected = ([self.expected_read(*request) for request in requests] if self.check
+                    else [None] * len(requests))
         sender = cocotb.start_soon(self._send("rd_req", words, p_idle=p_idle))
         port = self.ports["rd_data"]
         answers = []
