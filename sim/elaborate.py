@@ -27,6 +27,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import enum
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -161,8 +162,15 @@ def _package_of(path: Path, root: Path) -> list[str]:
     return parts[:-1] if parts[-1] != "__init__" else parts[:-1]
 
 
-def _imports(path: Path, root: Path) -> set[str]:
-    """Names of the modules (and possible submodules) that ``path`` imports."""
+def _imports(path: Path, root: Path) -> frozenset[str]:
+    """Names of the modules (and possible submodules) that ``path`` imports (parsed once per
+    version of the file: a process asks for many keys)."""
+    stat = path.stat()
+    return _parsed_imports(path, root, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _parsed_imports(path: Path, root: Path, mtime_ns: int, size: int) -> frozenset[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -176,7 +184,7 @@ def _imports(path: Path, root: Path) -> set[str]:
                 module = node.module or ""
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
-    return names
+    return frozenset(names)
 
 
 def gateware_sources(extra: Iterable[Path] = (), root: Path = REPO_ROOT) -> list[Path]:
