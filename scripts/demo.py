@@ -24,6 +24,7 @@ import sys
 import time
 
 from hw.fp.mac import FPMac
+from hw.fp.multiplier import ProductDatapath
 from scripts.engine_report import SPEED_CONFIG, run_hardware_alone
 from scripts.results import RESULTS_DIR
 from scripts.yosys_area import area_of
@@ -34,7 +35,8 @@ from sim.runner import SIMULATORS, Design, build_root, generate_verilog, read_me
 
 
 FORMATS = list(OPERAND_FORMATS)
-MAC_STAGES = FPMac().mul_stages
+#: FPMac's default multiplier pipeline (the demo's MAC)
+MAC_STAGES = ProductDatapath.CUT_POINTS
 STEPS = 5
 
 

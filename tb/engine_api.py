@@ -152,7 +152,7 @@ def run_gemms(config: EngineConfig, gemms: Sequence[WorkloadGemm], *, backend: s
 def _run_rtl(config, gemms, simulator, p_idle, p_stall, seed, waves) -> list[GemmRun]:
     from hw.engine.engine import GemmEngine
     from sim.runner import Design, run_bench
-    from tb.engine_driver import config_to_case
+    from tb.replay_runner import replay_case
 
     split_step(gemms, config)       # every GEMM fits (ValueError naming it otherwise)
     with tempfile.TemporaryDirectory(prefix="sparta-gemms-") as work:
@@ -161,8 +161,8 @@ def _run_rtl(config, gemms, simulator, p_idle, p_stall, seed, waves) -> list[Gem
         run_bench(Design(GemmEngine, config), toplevel="gemm_engine",
                   bench_module="tb.replay_tb", simulator=simulator, testcase="gemms",
                   seed=seed, waves=waves, quiet=True,
-                  case={**config_to_case(config), "p_idle": p_idle, "p_stall": p_stall,
-                        "gemms": str(source), "results": str(answers)})
+                  case=replay_case(config, p_idle=p_idle, p_stall=p_stall,
+                                   gemms=str(source), results=str(answers)))
         with np.load(answers) as data:
             written, read = int(data["words_written"]), int(data["words_read"])
             return [GemmRun(out_bits=data[f"out_{index}"].copy(),

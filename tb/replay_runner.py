@@ -21,8 +21,10 @@ REPLAY_ENGINE = CONFIGS["8x8"]
 P_IDLE = P_STALL = 0.02
 
 
-def replay_case(config=REPLAY_ENGINE) -> dict:
-    return {**config_to_case(config), "p_idle": P_IDLE, "p_stall": P_STALL}
+def replay_case(config=REPLAY_ENGINE, *, p_idle=P_IDLE, p_stall=P_STALL, **extra) -> dict:
+    """The replay bench's case: the engine, the idle and stall probabilities, and ``extra``
+    (the ``gemms`` test's file names)."""
+    return {**config_to_case(config), "p_idle": p_idle, "p_stall": p_stall, **extra}
 
 
 def run_replay(simulator, config=REPLAY_ENGINE, **kwargs):
