@@ -35,6 +35,8 @@ from pathlib import Path
 
 from scripts.engine_report import SPEED_CONFIG, run_hardware_alone
 from scripts.results import DOCS_DIR, RESULTS_DIR, provenance
+from sim.config import config_to_dict
+from sim.runner import opt_fast
 
 __all__ = ["measure_speed", "measure_cold", "main"]
 
@@ -62,7 +64,9 @@ def measure_speed(repeat: int = 3) -> dict:
                 print(f"{label}: {metrics['cycles']} cycles, {runs[-1]:,} cycles per CPU second",
                       flush=True)
             out[label] = {"cycles_per_cpu_s": max(runs), "runs": runs,
-                          "cycles": metrics["cycles"], "gemm": list(gemm), "source": "rtl"}
+                          "cycles": metrics["cycles"], "gemm": list(gemm), "source": "rtl",
+                          "engine": config_to_dict(SPEED_CONFIG),
+                          "opt_fast": opt_fast() if simulator == "verilator" else None}
     return out
 
 
