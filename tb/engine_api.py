@@ -164,11 +164,10 @@ def _run_rtl(config, gemms, simulator, p_idle, p_stall, seed, waves) -> list[Gem
                   case=replay_case(config, p_idle=p_idle, p_stall=p_stall,
                                    gemms=str(source), results=str(answers)))
         with np.load(answers) as data:
-            written, read = int(data["words_written"]), int(data["words_read"])
             return [GemmRun(out_bits=data[f"out_{index}"].copy(),
                             cycles=int(data["cycles"][index]),
                             commands=int(data["commands"][index]),
                             source=f"rtl:{simulator}",
-                            words_written=written if len(gemms) == 1 else None,
-                            words_read=read if len(gemms) == 1 else None)
+                            words_written=int(data["words_written"][index]),
+                            words_read=int(data["words_read"][index]))
                     for index in range(len(gemms))]

@@ -62,14 +62,15 @@ async def run_commands(driver, gemms, commands):
     """Run ``commands`` (split GEMMs) on the engine: operand blocks written when not already
     resident, ``C_in`` blocks for the first slice of an accumulating GEMM, each block read back
     after its last ``k`` slice. Returns ``(results, totals, words, cycles)``: per GEMM its
-    ``M x N`` FP32 patterns as read, per kind the commands, MACs and cycles, the words written
+    ``M x N`` FP32 patterns as read, per kind the commands, MACs and cycles, per GEMM the host
+    words written
     and read, and per GEMM its cycles. Each block read is checked against the workload GEMM's
     golden result when the GEMM has one and the driver checks (``driver.check``)."""
     cfg = driver.config
     resident = {"a": None, "b": None}       # which operand block each scratchpad holds
     lanes = {"a": cfg.array.rows, "b": cfg.array.cols, "acc": cfg.array.cols}
     totals = {}
-    words = {"written": 0, "read": 0}
+    words = {"written": [0] * len(gemms), "read": [0] * len(gemms)}
     results = [np.zeros((g.M, g.N), dtype=np.uint32) for g in gemms]
     gemm_cycles = [0] * len(gemms)
     for command in commands:
@@ -84,7 +85,7 @@ async def run_commands(driver, gemms, commands):
                 resident[operand] = key
         if command.first and gemm.accumulate:
             loads["acc"] = (gemm.c_bits[command.c_slices].astype(np.uint64), 0, 0)
-        words["written"] += sum(write_words(block.shape, lanes[name])
+        words["written"][command.index] += sum(write_words(block.shape, lanes[name])
                                 for name, (block, _, _) in loads.items())
         await driver.load(**loads)
         cycles = await driver.command(command.command, hardware_alone=True)
@@ -100,7 +101,7 @@ async def run_commands(driver, gemms, commands):
             except AssertionError as error:
                 raise AssertionError(f"{gemm.name}, block rows {command.rows} cols "
                                      f"{command.cols}: {error}") from None
-            words["read"] += len(answers)
+            words["read"][command.index] += len(answers)
             results[command.index][command.c_slices] = \
                 np.array(answers, dtype=np.uint32).reshape(m, -1)[:, :n]
             if driver.check and gemm.out_bits is not None:
@@ -123,13 +124,14 @@ async def training_step(dut):
     seconds = time.perf_counter() - start
     total = {key: sum(entry[key] for entry in totals.values())
              for key in ("commands", "macs", "cycles")}
-    record_metrics(**total, per_kind=totals, gemms=len(gemms), words_written=words["written"],
-                   words_read=words["read"], seconds=seconds)
+    record_metrics(**total, per_kind=totals, gemms=len(gemms),
+                   words_written=sum(words["written"]), words_read=sum(words["read"]),
+                   seconds=seconds)
     dut._log.info("training step replayed bit-exact: %d GEMMs, %d commands, %d MACs in %d "
                   "engine cycles (%.1f%% of %d PEs), %d words written, %d read, %.1f s",
                   len(gemms), total["commands"], total["macs"], total["cycles"],
                   100 * total["macs"] / (cfg.array.pes * total["cycles"]), cfg.array.pes,
-                  words["written"], words["read"], seconds)
+                  sum(words["written"]), sum(words["read"]), seconds)
 
 
 @cocotb.test()
@@ -148,6 +150,7 @@ async def gemms(dut):
     np.savez(settings["results"], cycles=np.array(cycles, dtype=np.int64),
              commands=np.array([sum(1 for c in commands if c.index == i)
                                 for i in range(len(workload))], dtype=np.int64),
-             words_written=words["written"], words_read=words["read"],
+             words_written=np.array(words["written"], dtype=np.int64),
+             words_read=np.array(words["read"], dtype=np.int64),
              **{f"out_{index}": result for index, result in enumerate(results)})
     dut._log.info("%d GEMMs, %d commands, %d cycles", len(workload), len(commands), sum(cycles))

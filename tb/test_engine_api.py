@@ -70,6 +70,9 @@ def test_rtl_backend_returns_what_the_engine_computed(simulator):
     assert [r.cycles for r in runs] == [r.cycles for r in model]
     assert [r.commands for r in runs] == [r.commands for r in model]
     assert runs[0].commands > 1 and runs[0].source == f"rtl:{simulator}"
+    # host words: A, B and C_in written (an operand block already resident is not), C read
+    for run, rows in zip(runs, (m, 5)):
+        assert run.words_written > 0 and run.words_read >= rows
 
 
 @pytest.mark.parametrize("kwargs, message", [
