@@ -9,9 +9,10 @@
    hardware alone: random mixed fp16/e4m3/e5m2 operands written to the scratchpads, one
    command, the bench sleeps until ``done``, then the result is read back and checked bit for
    bit against ``sim.gemm`` and the cycle count against ``sim.engine_model``; prints cycles,
-   ideal cycles, utilization and the SCALE-Sim figure recorded in docs/results/gemm.json;
-5. print the area of the PE, the 8x8 array and the 4x4 engine from docs/results/gemm.json
-   (``python -m scripts.engine_report`` measures them; the demo synthesises only the PE itself).
+   ideal cycles, utilization and the SCALE-Sim figure recorded in docs/results/gemm_bench.json;
+5. print the area of the PE, the 8x8 array and the 4x4 engine from
+   docs/results/engine_area.json (``python -m scripts.engine_report`` measures them; the demo
+   synthesises only the PE itself).
 
 Usage: python -m scripts.demo [--simulator icarus|verilator] [--vectors N] [--gemm M,N,K]
 """
@@ -19,14 +20,13 @@ Usage: python -m scripts.demo [--simulator icarus|verilator] [--vectors N] [--ge
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 
 from hw.fp.mac import FPMac
 from hw.fp.multiplier import ProductDatapath
 from scripts.engine_report import SPEED_CONFIG, run_hardware_alone
-from scripts.results import RESULTS_DIR
+from scripts.results import load
 from scripts.yosys_area import area_of
 from sim.engine_model import (EngineCommand, EngineError, command_cycles, ideal_cycles,
                               validate)
@@ -48,15 +48,10 @@ def _gemm_shape(text: str) -> tuple[int, int, int]:
     return m, n, k
 
 
-def _recorded_results() -> dict:
-    path = RESULTS_DIR / "gemm.json"
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def _scalesim(recorded: dict, config, m, n, k):
+def _scalesim(config, m, n, k):
     """SCALE-Sim cycles of the same array, dataflow and shape from gemm_bench's results."""
     array = config.array
-    for row in recorded.get("shapes", []):
+    for row in load("gemm_bench", reader=__name__, missing_ok=True).get("shapes", []):
         if ((row.get("M"), row.get("N"), row.get("K")) == (m, n, k)
                 and (row.get("rows"), row.get("cols")) == (array.rows, array.cols)
                 and row.get("dataflow") == array.dataflow and row.get("scalesim_cycles")):
@@ -71,14 +66,14 @@ def _area(recorded: dict, name: str) -> tuple[dict, str]:
     Yosys a quarter of an hour to more than an hour, so for them the recorded figures are used
     and a missing one is reported with the command that measures it."""
     if name in recorded.get("area", {}):
-        return recorded["area"][name], "docs/results/gemm.json"
+        return recorded["area"][name], "docs/results/engine_area.json"
     from scripts.engine_report import AREA_UNITS
 
     if not name.startswith("pe_"):
-        raise KeyError(f"{name} is not in docs/results/gemm.json "
+        raise KeyError(f"{name} is not in docs/results/engine_area.json "
                        f"(python -m scripts.engine_report --skip-fmax --units {name})")
     _, factory = AREA_UNITS[name]
-    print(f"      {name} is not in docs/results/gemm.json: synthesising it now (cached)",
+    print(f"      {name} is not in docs/results/engine_area.json: synthesising it now (cached)",
           flush=True)
     return area_of(factory, name), "Yosys now"
 
@@ -134,25 +129,24 @@ def run_gemm(args):
     print(f"      cycles (accept to done) {cycles}; cycle model {model} "
           f"({'equal' if model == cycles else 'DIFFERENT'}); ideal (MACs / PEs) {ideal}; "
           f"utilization {utilization:.1%}")
-    recorded = _recorded_results()
-    scalesim = _scalesim(recorded, config, m, n, k)
+    scalesim = _scalesim(config, m, n, k)
     if scalesim:
         print(f"      SCALE-Sim v3 ({array.rows}x{array.cols} {array.dataflow.upper()}, "
-              f"docs/results/gemm.json): {scalesim} cycles; ours / SCALE-Sim "
+              f"docs/results/gemm_bench.json): {scalesim} cycles; ours / SCALE-Sim "
               f"{cycles / scalesim:.3f}")
     else:
-        print("      SCALE-Sim: this shape is not in docs/results/gemm.json "
+        print("      SCALE-Sim: this shape is not in docs/results/gemm_bench.json "
               "(python -m scripts.gemm_bench)")
     print(f"      log and results: {metrics['run_dir']}")
-    return recorded
 
 
-def print_area(recorded):
+def print_area():
     rows, cols = SPEED_CONFIG.array.rows, SPEED_CONFIG.array.cols
     print(f"[5/{STEPS}] area of the {rows}x{cols} OS PE and array, and of a whole engine ...",
           flush=True)
     blocks = (("pe_os", "PE"), (f"array_os_{rows}x{cols}", f"{rows}x{cols} array"),
               ("engine_os_4x4", "4x4 engine, 64x64 scratchpads"))
+    recorded = load("engine_area", reader=__name__, missing_ok=True)
     for name, label in blocks:
         try:
             area, source = _area(recorded, name)
@@ -165,7 +159,7 @@ def print_area(recorded):
               f"FF {area['ecp5_ff']}, DSP {area['ecp5_dsp']}{memory}  [{source}]")
     fmax = recorded.get("fmax_mhz_ecp5_4x4")
     if fmax:
-        print(f"      ECP5 fmax of the 4x4 OS array: {fmax} MHz (docs/results/gemm.json)")
+        print(f"      ECP5 fmax of the 4x4 OS array: {fmax} MHz (docs/results/engine_area.json)")
 
 
 def main(argv=None):
@@ -188,8 +182,8 @@ def main(argv=None):
 
     began = time.perf_counter()
     run_mac(args)
-    recorded = run_gemm(args)
-    print_area(recorded)
+    run_gemm(args)
+    print_area()
     print(f"demo done in {time.perf_counter() - began:.0f} s")
     return 0
 

@@ -1,5 +1,6 @@
-"""Area and clock of the GEMM engine -> docs/results/gemm.json (``area``,
-``fmax_mhz_ecp5_4x4`` and notes saying how each was obtained).
+"""Area and clock of the GEMM engine -> docs/results/engine_area.json (``area``,
+``fmax_mhz_ecp5_4x4``, ``fmax_mhz_ecp5_4x4_by_mul_stages`` and notes saying how each was
+obtained).
 
 * area: Yosys generic cells and ECP5 LUT/FF/DSP/BRAM (:mod:`scripts.yosys_area`) of the PEs,
   the arrays and whole engines (scratchpads of :data:`ENGINE_MEMORIES`);
@@ -10,9 +11,14 @@
   the 8x8 engine :data:`SPEED_CONFIG` is measured with it by :mod:`scripts.flow_bench`
   (``docs/results/flow.json``).
 
+A full run (no ``--skip-*``, no ``--units``) replaces the file, so no figure of an earlier run
+survives it; a partial run merges: ``--units`` updates those units' rows of ``area`` and keeps
+the other rows, ``--skip-area`` / ``--skip-fmax`` keep the recorded area / fmax keys.
+The area table of docs/engine.md is generated from the file (``sparta report``,
+:mod:`scripts.report.gemm`) and rewritten at the end of a run that measured area.
+
 Every result is cached (synthesis and place and route by the hash of the Verilog, Verilator
-builds by the runner), so a rerun only redoes what changed. Prints the tables of
-docs/engine.md ("Area").
+builds by the runner), so a rerun only redoes what changed.
 
 Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax]
 """
@@ -21,11 +27,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
 from scripts.cli import comma_subset
+from scripts.progress import spinner
 from sim.config import PRESETS, ArrayConfig, EngineConfig
 from sim.elaborate import Design
 
@@ -106,7 +112,8 @@ def measure_area(names=None) -> dict:
         description, design = AREA_UNITS[name]
         began = time.perf_counter()
         print(f"area: {name} ({description}) ...", flush=True)
-        result = area_of(design, name)
+        with spinner(f"Yosys: {name}"):
+            result = area_of(design, name)
         row = {key: result[key] for key in _AREA_FIELDS}
         if result.get("memory_bits") or result.get("ecp5_bram"):
             row.update({key: result[key] for key in _MEMORY_FIELDS})
@@ -131,7 +138,9 @@ def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
         print(f"fmax: 4x4 OS array, mul_stages={stages}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...",
               flush=True)
         top = "fmax_array_os_4x4" if stages == 0 else f"fmax_array_os_4x4_s{stages}"
-        result = fmax_of(Design(SystolicArray, ArrayConfig(rows=4, cols=4, mul_stages=stages)), top)
+        with spinner(f"nextpnr-ecp5: {top}"):
+            result = fmax_of(Design(SystolicArray, ArrayConfig(rows=4, cols=4,
+                                                               mul_stages=stages)), top)
         fmax[stages] = result["fmax_mhz"]
         path = result.get("critical_path", {})
         paths.append(f"mul_stages={stages}: {result['fmax_mhz']} MHz, {path.get('from')} -> "
@@ -169,22 +178,6 @@ def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True
     return {**metrics, "run_dir": str(run_dir), "wall_s": time.perf_counter() - began}
 
 
-def markdown_tables(area: dict, fmax=None) -> str:
-    """The tables of docs/engine.md "Area" (rows per PE are in the docs only)."""
-    lines = []
-    if area:
-        lines += ["| block | generic cells | memory bits | ECP5 LUT | ECP5 FF | ECP5 DSP "
-                  "| ECP5 BRAM |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, row in area.items():
-        description = AREA_UNITS[name][0] if name in AREA_UNITS else name
-        lines.append(f"| {description} (`{name}`) | {row['cells']} | {row.get('memory_bits', 0)} "
-                     f"| {row['ecp5_lut']} | {row['ecp5_ff']} | {row['ecp5_dsp']} "
-                     f"| {row.get('ecp5_bram', 0)} |")
-    if fmax is not None:
-        lines += ["", f"ECP5 fmax, 4x4 OS array: {fmax} MHz"]
-    return "\n".join(lines)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-area", action="store_true", help="no Yosys area")
@@ -193,31 +186,41 @@ def main(argv=None):
                         help=f"comma-separated area units (default: {','.join(DEFAULT_UNITS)}; "
                              f"also {','.join(sorted(set(AREA_UNITS) - set(DEFAULT_UNITS)))})")
     args = parser.parse_args(argv)
-    from scripts.results import update_results
+    from scripts.results import DOCS_DIR, load, record
+    from scripts.yosys_area import FLOW_VERSION
 
     began = time.perf_counter()
     entries = {}
-    area = fmax = None
+    units = args.units or DEFAULT_UNITS
     if not args.skip_area:
-        area = measure_area(args.units)
+        area = measure_area(units)
         if args.units:  # a subset: keep the other units' rows
-            from scripts.results import RESULTS_DIR
-            path = RESULTS_DIR / "gemm.json"
-            kept = json.loads(path.read_text()).get("area", {}) if path.exists() else {}
-            area = {name: area.get(name, kept.get(name)) for name in AREA_UNITS
-                    if name in area or name in kept}
+            kept = load("engine_area", reader=__name__, missing_ok=True).get("area", {})
+            area = {**kept, **area}
         entries.update(area=area, area_note=_AREA_NOTE)
     if not args.skip_fmax:
         by_stages, note = measure_fmax()
-        fmax = by_stages[FMAX_MUL_STAGES[0]]
-        entries.update(fmax_mhz_ecp5_4x4=fmax, fmax_note=note,
+        entries.update(fmax_mhz_ecp5_4x4=by_stages[FMAX_MUL_STAGES[0]], fmax_note=note,
                        fmax_mhz_ecp5_4x4_by_mul_stages={str(k): v for k, v in by_stages.items()})
     if entries:
-        path = update_results("gemm", **entries)
-        print(f"wrote {', '.join(sorted(entries))} into {path}")
-    if area or fmax:
+        full = not (args.skip_area or args.skip_fmax or args.units)
+        measured_with = {"flow_version": FLOW_VERSION,
+                         **({"units": {name: AREA_UNITS[name][1].spec() for name in units}}
+                            if not args.skip_area else {}),
+                         **({"fmax_mul_stages": FMAX_MUL_STAGES} if not args.skip_fmax else {})}
+        path = record("engine_area", entries, writer=__name__, config=measured_with,
+                      replace=full)
+        print(f"wrote {', '.join(sorted(entries))} into {path}"
+              + (" (replacing it)" if full else ""))
+    if not args.skip_area:
+        from scripts.report import write
+        from scripts.report.gemm import engine_area
+
+        write([DOCS_DIR / "engine.md"])
         print()
-        print(markdown_tables(area or {}, fmax))
+        print(engine_area())
+    if not args.skip_fmax:
+        print(f"\nECP5 fmax, 4x4 OS array: {entries['fmax_mhz_ecp5_4x4']} MHz")
     print(f"total wall time {time.perf_counter() - began:.0f} s")
     return 0
 

@@ -1,7 +1,7 @@
 """Area of the FGMP hardware: packer, unpacker, encoder, and the FGMP PE against a plain fp16 PE.
 
-Writes the ``area`` section of ``docs/results/fgmp.json`` (other sections of that file are kept)
-and prints the table that ``docs/fgmp_hw.md`` shows.
+Records the ``area`` section of ``docs/results/fgmp_area.json`` and prints the figures;
+``sparta report`` makes the table of ``docs/fgmp_hw.md`` from it.
 
 Usage: python -m scripts.fgmp_area
 """
@@ -15,7 +15,7 @@ from hw.engine.pe import OutputStationaryPE
 from hw.fgmp.encoder import FgmpEncoder
 from hw.fgmp.packer import FgmpPacker
 from hw.fgmp.unpacker import FgmpUnpacker
-from scripts.results import update_results
+from scripts.results import record
 from sim.config import ArrayConfig
 from sim.elaborate import Design
 from scripts.yosys_area import area_of
@@ -69,7 +69,7 @@ def main(argv=None):
               f"{row['ecp5_ff']:5d} {row['ecp5_dsp']:4d} {row['ecp5_lutram']:6d}")
     print("FGMP PE / fp16 PE: " + ", ".join(f"{k} x{v}" for k, v in
                                              section["fgmp_pe_over_fp16_pe"].items()))
-    path = update_results("fgmp", area=section)
+    path = record("fgmp_area", {"area": section}, writer=__name__, config=section["config"])
     print(f"wrote the area section of {path}")
     return 0
 

@@ -4,15 +4,16 @@
     python -m scripts.fgmp_bench --nets digits_cnn     # one network (a few minutes)
 
 For each network, with the configuration of ``scripts.train`` (the one recorded in
-``docs/results/workloads.json``):
+``docs/results/workloads.json``, which this script reads for its FP32 accuracy):
 
 1. trains with FGMP numerics (:class:`sim.nn.backend.FgmpBackend`, adaptive per-layer
    thresholds) and with the FP32 reference, same seed, samples and dropout masks;
 2. captures the tensors of training steps (first step of every epoch and the last step) and
    prices one whole training step of each with the traffic model of :mod:`sim.fgmp_traffic`
    (fp16 against FGMP, exact stream bytes) and the energy table of :mod:`sim.fgmp_energy`;
-3. writes ``docs/results/fgmp.json`` (one top-level entry per network) and
-   ``docs/fgmp_share_<net>.png`` (FP8 share and threshold per layer over training).
+3. records ``docs/results/fgmp_bench.json`` (one top-level entry per network and variant,
+   and ``model``: what the figures mean) and plots ``docs/fgmp_share_<net>.png`` (FP8 share
+   and threshold per layer over training); ``sparta report`` makes docs/fgmp.md's tables.
 
 The figures of the last training step with a whole batch are the headline (the tensors of
 the trained network).
@@ -35,7 +36,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from scripts import results as results_module  # noqa: E402
+from scripts.progress import bar  # noqa: E402
+from scripts.results import DOCS_DIR, load, record  # noqa: E402
 from scripts.cli import comma_subset  # noqa: E402
 from scripts.train import DEFAULTS, UPSAMPLE  # noqa: E402
 from sim.fgmp import BLOCK_SIZES, BUS_BYTES, FgmpBlockFormat  # noqa: E402
@@ -46,6 +48,8 @@ from sim.nn import Fp32Backend, TrainConfig, load_digits_split, train  # noqa: E
 from sim.nn.backend import FgmpBackend  # noqa: E402
 
 NETS = ("digits_cnn", "resnet18")
+#: the fields of an entry its figures depend on (hashed into the entry's provenance)
+MEASURED_WITH = ("config", "policy", "block_format", "train_samples")
 PLOT_CLASSES = {"activation": "activations (X)", "weight": "weights (W)",
                 "gradient": "gradients (dY, dW)"}
 
@@ -91,11 +95,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="tensor classes (comma-separated among weight,activation,gradient) "
                              "whose FP8 underflow is stored as an FP8 zero (default gradient; "
                              "'' for none)")
-    parser.add_argument("--label", default="", help="suffix of the fgmp.json entry and plot "
-                        "names (<net>_<label>), for variants of the policy")
+    parser.add_argument("--label", default="", help="suffix of the fgmp_bench.json entry and "
+                        "plot names (<net>_<label>), for variants of the policy")
     parser.add_argument("--capture-dir", default=None,
                         help="where the step captures go (default: a temporary directory)")
-    parser.add_argument("--plot-dir", default=str(results_module.DOCS_DIR))
+    parser.add_argument("--plot-dir", default=str(DOCS_DIR))
     args = parser.parse_args(argv)
     try:
         args.block_format = FgmpBlockFormat(block=args.block, bus_bytes=args.bus_bytes)
@@ -239,16 +243,13 @@ def plot_shares(path: Path, net: str, shares: dict, thresholds: dict, epochs: in
 
 
 def _workloads_fp32(net: str) -> float | None:
-    path = results_module.RESULTS_DIR / "workloads.json"
-    if not path.exists():
-        return None
-    entry = json.loads(path.read_text()).get("networks", {}).get(net, {})
+    entry = load("workloads", reader=__name__, missing_ok=True).get("networks", {}).get(net, {})
     return entry.get("test_accuracy_fp32")
 
 
 def result_key(net: str, args) -> str:
-    """Entry name in fgmp.json: the network, with ``_fixed_t`` for the ablation without control
-    and ``_<label>`` for a labelled variant."""
+    """Entry name in fgmp_bench.json: the network, with ``_fixed_t`` for the ablation without
+    control and ``_<label>`` for a labelled variant."""
     return net + ("_fixed_t" if args.fixed else "") + (f"_{args.label}" if args.label else "")
 
 
@@ -263,9 +264,12 @@ def run_network(net: str, args, capture_root: Path, log) -> dict:
     steps = capture_steps(epochs, len(data.x_train), config.batch_size)
     network = config.build()
     backend = FgmpBackend(policy=args.policy, groups=shared_tensor_groups(network))
-    fgmp = train(config, backend, data, capture_dir=capture_root, capture_steps=steps, log=log)
+    with bar(f"{net}, FGMP numerics: training steps") as progress:
+        fgmp = train(config, backend, data, capture_dir=capture_root, capture_steps=steps,
+                     log=log, progress=progress)
     backend.controller.flush()
-    fp32 = train(config, Fp32Backend(), data, log=log)
+    with bar(f"{net}, FP32: training steps") as progress:
+        fp32 = train(config, Fp32Backend(), data, log=log, progress=progress)
     thresholds = _thresholds_by_step(backend.controller.history)
     priced = []
     for path in fgmp.captures:
@@ -340,14 +344,14 @@ def run_network(net: str, args, capture_root: Path, log) -> dict:
         "policy": dataclasses.asdict(args.policy),
         "block_format": dataclasses.asdict(args.block_format),
         "wall_time_s": {"fgmp": round(fgmp.wall_time_s, 1), "fp32": round(fp32.wall_time_s, 1)},
-        "plot": str(plot_path.relative_to(results_module.DOCS_DIR.parent))
-        if plot_path.is_relative_to(results_module.DOCS_DIR.parent) else str(plot_path),
+        "plot": str(plot_path.relative_to(DOCS_DIR.parent))
+        if plot_path.is_relative_to(DOCS_DIR.parent) else str(plot_path),
         "reproduce": command,
     }
 
 
 def model_entry() -> dict:
-    """What the figures of fgmp.json mean (the ``model`` entry)."""
+    """What the figures of fgmp_bench.json mean (the ``model`` entry)."""
     return {
         "energy_table_pj": dataclasses.asdict(HOROWITZ_45NM),
         "tensor_classes": list(TENSOR_CLASSES),
@@ -368,7 +372,8 @@ def main(argv=None) -> int:
         for net in args.nets:
             start = time.perf_counter()
             entry = run_network(net, args, capture_root, log)
-            path = results_module.update_results("fgmp", **{result_key(net, args): entry})
+            path = record("fgmp_bench", {result_key(net, args): entry}, writer=__name__,
+                          config={key: entry[key] for key in MEASURED_WITH})
             print(f"{net}: traffic fp16 {entry['bytes_fp16']} B -> FGMP {entry['bytes_fgmp']} B "
                   f"({entry['traffic_reduction_percent']:.2f} % less; target >= 38.9 %, "
                   f"ceiling 43.75 % with B={args.block}), FP8 share {entry['fp8_share']:.4f}; "
@@ -378,7 +383,8 @@ def main(argv=None) -> int:
                   f"{entry['energy_pj_fgmp'] / 1e6:.2f} uJ per step "
                   f"({entry['energy_efficiency_ratio']:.3f}x); "
                   f"{time.perf_counter() - start:.0f} s; wrote {path}", flush=True)
-    results_module.update_results("fgmp", model=model_entry())
+    record("fgmp_bench", {"model": model_entry()}, writer=__name__, config=HOROWITZ_45NM)
+    print("`sparta report` updates docs/fgmp.md")
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python -m scripts.fgmp_gap capture --net resnet18         # train once, keep the tensors
     python -m scripts.fgmp_gap analyse --net resnet18         # offline, seconds
+    python -m scripts.fgmp_gap analyse --net resnet18 --record    # -> docs/results/fgmp_gap.json
 
 ``capture`` trains a network with FGMP numerics exactly as ``scripts.fgmp_bench
 --flush-underflow ''`` does (same configuration and seed, the policy ``FgmpPolicy()`` without
@@ -42,7 +43,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scripts.fgmp_bench import NETS, capture_steps, config_for  # noqa: E402
-from scripts.results import update_results  # noqa: E402
+from scripts.progress import bar  # noqa: E402
+from scripts.results import record  # noqa: E402
 from scripts.train import DEFAULTS, UPSAMPLE  # noqa: E402
 from sim.fgmp import FgmpBlockFormat, code_table, encode_tags, stream_bytes  # noqa: E402
 from sim.fgmp_control import FgmpPolicy  # noqa: E402
@@ -78,7 +80,9 @@ def capture(net: str, root: Path, log, *, epochs: int | None = None,
     policy = FgmpPolicy()
     backend = FgmpBackend(policy=policy, groups=shared_tensor_groups(network))
     start = time.perf_counter()
-    result = train(config, backend, data, capture_dir=root, capture_steps=steps, log=log)
+    with bar(f"{config.net}: training steps") as progress:
+        result = train(config, backend, data, capture_dir=root, capture_steps=steps, log=log,
+                       progress=progress)
     backend.controller.flush()
     path = _history_path(root, net)
     path.write_text(json.dumps({
@@ -470,8 +474,9 @@ def main(argv=None) -> int:
     parser.add_argument("--capture-dir", default=str(DEFAULT_CAPTURE_DIR))
     parser.add_argument("--step", type=int, default=None,
                         help="captured step to analyse (default: the headline, last step)")
-    parser.add_argument("--write", action="store_true",
-                        help="store the report as gap_<net> in docs/results/fgmp.json")
+    parser.add_argument("--record", action="store_true",
+                        help="analyse: record the report as gap_<net> in "
+                             "docs/results/fgmp_gap.json")
     parser.add_argument("--epochs", type=int, default=None,
                         help="capture: training epochs (default: as workloads.json)")
     parser.add_argument("--train-samples", type=int, default=None,
@@ -489,9 +494,11 @@ def main(argv=None) -> int:
         block = FgmpBlockFormat()
         report = analyse(args.net, root, args.step, block)
         print_report(args.net, report)
-        if args.write:
-            path = update_results("fgmp", **{f"gap_{args.net}": report})
-            print(f"wrote gap_{args.net} in {path}")
+        if args.record:
+            path = record("fgmp_gap", {f"gap_{args.net}": report}, writer=__name__,
+                          config={"policy": FgmpPolicy(), "block_format": block,
+                                  "step": report["step"]})
+            print(f"wrote gap_{args.net} in {path}; `sparta report` updates docs/fgmp.md")
     return 0
 
 

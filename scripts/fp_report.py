@@ -1,6 +1,6 @@
 """make bench: run the FP unit benches exactly as `make test` does and measure them.
 
-Writes to docs/results/fp_units.json:
+Writes to docs/results/fp_units.json (each key replaced by a run, the file's other keys kept):
 * ``vectors_checked``: {unit: {simulator: vectors compared bit for bit against the golden model}}
   summed over every configuration the runners check;
 * ``sim_cycles_per_s``: {simulator: clock cycles simulated per wall-clock second}, over the same
@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 from scripts.fp_units import unit_of_record
-from scripts.results import DOCS_DIR, update_results
+from scripts.results import record
 
 RUNNERS = ["tb/test_operand_decoder.py", "tb/test_fp_mul.py", "tb/test_fp_add.py",
            "tb/test_fp_acc.py", "tb/test_fp_convert.py", "tb/test_fp_mac.py"]
@@ -58,7 +58,8 @@ def main(argv=None):
         seconds[r["simulator"]] += r["seconds"]
     speed = {sim: round(cycles[sim] / seconds[sim]) for sim in cycles}
     vectors = {unit: dict(sims) for unit, sims in sorted(vectors.items())}
-    path = update_results("fp_units", vectors_checked=vectors, sim_cycles_per_s=speed)
+    path = record("fp_units", {"vectors_checked": vectors, "sim_cycles_per_s": speed},
+                  writer=__name__, config={"vectors": args.vectors, "runners": RUNNERS})
     for unit, sims in vectors.items():
         print(f"{unit:18s} " + "  ".join(f"{sim} {n:>9,d}" for sim, n in sorted(sims.items())))
     for sim, rate in sorted(speed.items()):

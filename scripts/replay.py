@@ -13,10 +13,12 @@ with its cycles checked against the cycle model and every result word (weight an
 gradients included) checked against the golden model. Prints commands, MACs, cycles and
 utilization per GEMM kind, and the wall time.
 
-On success it sets ``replay_bit_exact: true`` and ``replay`` (simulator, engine configuration,
-counts, cycles, wall time) in ``docs/results/workloads.json`` (other keys kept); on a failure
-``replay_bit_exact: false`` with the reason, and the exit status is 1. Verilator takes one to
-a few minutes (plus its build on a cold cache); Icarus takes hours.
+On success it records ``replay_bit_exact: true``, ``replay_note`` and ``replay_step``
+(simulator, engine configuration, counts, cycles, wall time) in ``docs/results/replay.json``
+(other keys kept); on a failure ``replay_bit_exact: false`` with the reason, and the exit
+status is 1. With a lookahead window ``D >= 2`` it records the window's replay under
+``replay.window<D>`` of the same file (other windows kept). Verilator takes one to a few
+minutes (plus its build on a cold cache); Icarus takes hours.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ import platform
 import sys
 import time
 
-from scripts.results import update_results
+from scripts.progress import spinner
+from scripts.results import load, record
 from sim.config import MAX_SKIP_WINDOW
 from sim.engine_model import ideal_cycles
 from sim.lowering import GEMM_KINDS
@@ -65,16 +68,23 @@ def measured_per_kind(metrics: dict, commands, config) -> dict:
     return rows
 
 
+def _measured_with(simulator: str, config) -> dict:
+    """The configuration a replay's figures depend on: simulator, engine, trained step, and
+    the stream's idle and stall rates."""
+    return {"simulator": simulator, "engine": config_to_case(config),
+            "train": dataclasses.asdict(REPLAY_CONFIG), "p_idle": P_IDLE, "p_stall": P_STALL}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("--simulator", choices=SIMULATORS, default="verilator")
     parser.add_argument("--no-results", action="store_true",
-                        help="do not write docs/results/workloads.json")
+                        help="do not write docs/results/replay.json")
     parser.add_argument("--skip-window", type=int, default=1,
                         choices=range(1, MAX_SKIP_WINDOW + 1), metavar="D",
                         help=f"the engine's zero-skip lookahead window, 1..{MAX_SKIP_WINDOW} "
                              "(default 1: the dense engine); with D >= 2 the results go to "
-                             "docs/results/sparsity.json (replay)")
+                             "replay.window<D> of docs/results/replay.json")
     args = parser.parse_args(argv)
     config = REPLAY_ENGINE
     window = args.skip_window
@@ -88,13 +98,15 @@ def main(argv=None) -> int:
           f"{config.array.dataflow.upper()}; running on {args.simulator}...", flush=True)
     began = time.perf_counter()
     try:
-        run_dir = run_replay(args.simulator, quiet=True)
+        with spinner(f"training step on the RTL engine ({args.simulator})"):
+            run_dir = run_replay(args.simulator, quiet=True)
     except AssertionError as error:
         print(f"replay FAILED: {error}", file=sys.stderr)
         if not args.no_results:
-            update_results("workloads", replay_bit_exact=False,
-                           replay_note=f"The last RTL replay ({COMMAND} --simulator "
-                                       f"{args.simulator}) failed: {error}")
+            record("replay", {"replay_bit_exact": False,
+                              "replay_note": f"The last RTL replay ({COMMAND} --simulator "
+                                            f"{args.simulator}) failed: {error}"},
+                   writer=__name__, config=_measured_with(args.simulator, config))
         return 1
     wall = time.perf_counter() - began
     (metrics,) = read_metrics(run_dir)
@@ -140,16 +152,18 @@ def main(argv=None) -> int:
             f"{total['commands']} commands on the generated "
             f"{config.array.rows}x{config.array.cols} GemmEngine under {args.simulator}; every "
             f"result word matched the golden model bit for bit and every command took the "
-            f"cycles of the cycle model ({COMMAND}; details under 'replay').")
-    path = update_results("workloads", replay_bit_exact=True, replay_note=note, replay=details)
-    print(f"wrote {path}")
+            f"cycles of the cycle model ({COMMAND}; details under 'replay_step').")
+    path = record("replay", {"replay_bit_exact": True, "replay_note": note,
+                             "replay_step": details},
+                  writer=__name__, config=_measured_with(args.simulator, config))
+    print(f"wrote {path}; `sparta report` updates docs/workloads.md")
     return 0
 
 
 def replay_window(args, window: int) -> int:
     """The replay on the engine with a lookahead window of ``window`` steps: the bench checks
     every command's cycles against :func:`sim.skip_timing.engine_cycles` and every result word
-    against the golden model; writes ``replay`` (``window<D>``) in ``sparsity.json``."""
+    against the golden model; records ``replay.window<D>`` in ``replay.json``."""
     dense_config = REPLAY_ENGINE
     config = with_window(dense_config, window)
     gemms = training_step_gemms()
@@ -158,7 +172,8 @@ def replay_window(args, window: int) -> int:
     print(f"digits CNN step 0: {len(commands)} engine commands on the 8x8 engine with a "
           f"lookahead window of {window}; running on {args.simulator}...", flush=True)
     began = time.perf_counter()
-    run_dir = run_replay(args.simulator, config=config, quiet=True)
+    with spinner(f"training step on the RTL engine ({args.simulator})"):
+        run_dir = run_replay(args.simulator, config=config, quiet=True)
     wall = time.perf_counter() - began
     (metrics,) = read_metrics(run_dir)
     per_kind = measured_per_kind(metrics, commands, config)
@@ -176,10 +191,8 @@ def replay_window(args, window: int) -> int:
           f"({wall:.0f} s wall with Verilog generation and build)")
     if args.no_results:
         return 0
-    from scripts.results import RESULTS_DIR
-    import json
-    path = RESULTS_DIR / "sparsity.json"
-    replays = json.loads(path.read_text()).get("replay", {}) if path.exists() else {}
+    # one key holds every window: this run replaces its window's entry, keeps the others
+    replays = load("replay", reader=__name__, missing_ok=True).get("replay", {})
     replays[f"window{window}"] = {
         "simulator": args.simulator, "net": REPLAY_CONFIG.net, "step": 0,
         "engine": config_to_case(config), "commands": per_kind["total"]["commands"],
@@ -188,7 +201,10 @@ def replay_window(args, window: int) -> int:
         "note": "no host compaction, no operand swap: the lowering's commands as they are",
         "wall_time_s": round(wall, 1),
         "reproduce": f"{COMMAND} --simulator {args.simulator} --skip-window {window}"}
-    print(f"wrote {update_results('sparsity', replay=replays)}")
+    path = record("replay", {"replay": replays}, writer=__name__,
+                  config={key: {"simulator": entry["simulator"], "engine": entry["engine"]}
+                          for key, entry in replays.items()})
+    print(f"wrote replay.window{window} of {path}")
     return 0
 
 

@@ -10,7 +10,8 @@ Measured units (generic cells of ``synth -flatten``, memories excluded, and ``sy
   flag queue, the window's choosers, ``d`` operand reads);
 * whole 4x4 engines with 64 x 64 scratchpads and windows of 2 and 4 (with the copies of the
   scratchpads, the flag planes and the zero detect on the write path); the dense 4x4 engine
-  and the dense arrays are taken from ``docs/results/gemm.json`` (``scripts.engine_report``);
+  and the dense arrays are taken from ``docs/results/engine_area.json``
+  (``scripts.engine_report``);
 * output masks (``EngineConfig(output_mask=True)``, windows of ``--mask-windows``): the 8x8
   sequencer with masks against the one without, plus the dropout mask writer
   (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory.
@@ -28,9 +29,10 @@ The skip logic's overhead is reported against the dense array of the same config
 Memory bits (copies of the scratchpads: ``d`` of each operand scratchpad and ``d`` 1-bit flag
 planes) are reported separately; they are not cells.
 
-Writes the ``skip_area`` section of ``docs/results/sparsity.json`` and fills
-``skip_area_overhead`` of its ``digits_cnn`` / ``resnet18`` entries with the 8x8 figure of the
-window those entries were measured with.
+Records ``skip_area`` in ``docs/results/skip_area.json`` and has ``sparta report`` rewrite the
+area tables of ``docs/sparsity_hw.md``. The headline keys of ``docs/results/skip_measure.json``
+take their ``skip_area_overhead`` (and the default design its area rule) from it when
+``python -m scripts.skip_measure --report-only`` runs next.
 
 Usage: python -m scripts.skip_area [--windows 2,4] [--mask-windows 3]
 """
@@ -39,12 +41,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 
 from scripts.engine_report import engine_config
-from scripts.results import RESULTS_DIR, update_results
+from scripts.results import DOCS_DIR, load, record
 from sim.config import ArrayConfig, MAX_SKIP_WINDOW
 from sim.elaborate import Design
 from sim.skip_timing import with_window
@@ -178,7 +179,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     windows = tuple(int(d) for d in args.windows)
     mask_windows = tuple(int(d) for d in args.mask_windows)
-    gemm_area = json.loads((RESULTS_DIR / "gemm.json").read_text())["area"]
+    gemm_area = load("engine_area", reader=__name__)["area"]
     area = {}
     for name, design in units(windows, mask_windows).items():
         began = time.perf_counter()
@@ -199,19 +200,16 @@ def main(argv=None):
         print(f"{name}: 4x4 engine +{row['engine_4x4_cells']} cells = "
               f"{100 * row['fraction_4x4']:.1f}% of the dense 4x4 array; 8x8 composed "
               f"+{row['cells_8x8']} = {100 * row['fraction_8x8']:.1f}% of the dense 8x8 array")
-    path = RESULTS_DIR / "sparsity.json"
-    results = json.loads(path.read_text()) if path.exists() else {}
-    fills = {}
-    for net in ("digits_cnn", "resnet18"):
-        entry = results.get(net)
-        window = None if not isinstance(entry, dict) else entry.get("window")
-        if window is not None and f"window{window}" in summary:
-            fills[net] = {**entry,
-                          "skip_area_overhead": summary[f"window{window}"]["fraction_8x8"]}
-    update_results("sparsity", skip_area={"units": area, "overhead": summary,
-                                          "dense_from": "docs/results/gemm.json area",
-                                          "command": "python -m scripts.skip_area"}, **fills)
-    print(f"wrote the skip_area section of {path}")
+    from scripts import report
+
+    path = record("skip_area", {"skip_area": {
+        "units": area, "overhead": summary, "dense_from": "docs/results/engine_area.json area",
+        "command": "python -m scripts.skip_area"}}, writer=__name__,
+        config={"windows": windows, "mask_windows": mask_windows})
+    print(f"wrote skip_area of {path}; run `python -m scripts.skip_measure --report-only` for "
+          "the headline keys' area and the default design")
+    for written in report.write([DOCS_DIR / "sparsity_hw.md"]):
+        print(f"wrote {written}")
     return 0
 
 

@@ -18,13 +18,18 @@ The GEMM commands are rebuilt from the captures exactly as in ``scripts/sparsity
 captured step of each network is the headline. The dense variant is asserted equal to
 ``sim.engine_model.command_cycles`` for every command.
 
-Writes the ``measurement`` section and the per-network headline keys (``digits_cnn``,
-``resnet18``) of ``docs/results/sparsity.json`` (other keys kept; an existing non-None
-``skip_area_overhead`` is never overwritten), ``docs/skip_measure.md`` and
-``docs/skip_measure.png``.
+Records into ``docs/results/skip_measure.json`` the ``measurement`` section, the per-network
+headline keys (``digits_cnn``, ``resnet18``; their ``skip_area_overhead`` from
+``docs/results/skip_area.json``, :mod:`scripts.skip_area`) and ``setup`` (the variants, timing
+constants, targets and default the page states); other keys are kept. Then writes
+``docs/skip_measure.png`` and has ``sparta report`` write ``docs/skip_measure.md``
+(:mod:`scripts.report.sparsity`). ``--report-only`` measures nothing: it rewrites the headline
+keys and ``setup`` from the recorded measurement (after a new ``scripts.skip_area``), the plot
+and the page.
 
 Usage: python -m scripts.skip_measure [--nets digits_cnn,resnet18] [--steps 405,899]
        [--capture-dir ~/.cache/sparta/captures] [--default la4_compact_swap] [--no-write]
+       [--report-only]
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from scripts.results import DOCS_DIR, RESULTS_DIR, update_results  # noqa: E402
+from scripts.progress import track  # noqa: E402
+from scripts.results import DOCS_DIR, load, record  # noqa: E402
 from scripts.sparsity_study import (COLS, ROWS, WIDTH, add_capture_arguments,  # noqa: E402
                                     find_captures, gemm_statistics, sparse_commands,
                                     timing_config)
@@ -55,11 +61,10 @@ from sim.skip_model import SkipOption, SparseGemm, compact  # noqa: E402
 
 BACKWARD_KINDS = ("weight_grad", "backward_data")
 DEPTHS = (2, 3, 4)
-STUDY_ANCHOR = "sparsity_study.md#why-the-ideal-is-out-of-reach-and-what-would-be-needed"
 #: Target of the backward speedup on the digits CNN, and of the fraction of the ideal.
 TARGET_SPEEDUP = 1.5
 TARGET_OF_IDEAL = 0.8
-#: Fields of a network's headline entry in ``sparsity.json`` (besides ``layers``).
+#: Fields of a network's headline entry in ``skip_measure.json`` (besides ``layers``).
 HEADLINE_FIELDS = ("backward_cycles_dense", "backward_cycles_skip", "backward_cycles_ideal",
                    "step_cycles_dense", "step_cycles_skip", "backward_speedup", "step_speedup",
                    "backward_of_ideal", "design", "window", "step", "skip_area_overhead")
@@ -117,7 +122,7 @@ VARIANTS = (Variant("dense"), Variant("compact", compact=True),
                 Variant(f"la{d}_compact_swap_mask", depth=d, compact=True,
                         swap_weight_grad=True, mask=True))))
 VARIANT_NAMES = tuple(v.name for v in VARIANTS)
-#: The design whose numbers go to the top-level keys of ``sparsity.json`` when the area of the
+#: The design whose numbers go to the headline keys of ``skip_measure.json`` when the area of the
 #: windows is not known yet (otherwise :func:`choose_default` picks it).
 DEFAULT = "la4_compact_swap"
 #: Skip-logic area budget, a fraction of the dense 8x8 array's cells (issue 5).
@@ -290,8 +295,8 @@ def layers(step) -> list[dict]:
 def headline(step, design: str, existing=None, skip_area=None) -> dict:
     """A network's top-level entry: ``design``'s totals at ``step`` (:data:`HEADLINE_FIELDS`
     and ``layers``), merged into ``existing`` (its other keys kept). ``skip_area_overhead`` is
-    the design window's 8x8 figure from ``skip_area`` (the ``skip_area`` section of
-    ``sparsity.json``, :mod:`scripts.skip_area`), 0 for the dense engine, None when that window
+    the design window's 8x8 figure from ``skip_area`` (the ``skip_area`` key of
+    ``skip_area.json``, :mod:`scripts.skip_area`), 0 for the dense engine, None when that window
     has not been synthesised."""
     back, whole = step["totals"]["backward"], step["totals"]["step"]
     window = VARIANTS[VARIANT_NAMES.index(design)].depth
@@ -377,323 +382,44 @@ def plot(networks, design: str, path: Path) -> None:
     plt.close(figure)
 
 
-def _pct1(value) -> str:
-    return f"{100 * value:.2f}%"
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
-def _method(design: str) -> list[str]:
+def setup(design: str, rule: str) -> dict:
+    """The ``setup`` key: what the page needs besides the figures (the variants in order, the
+    engine's timing constants, the targets and the area budget), ``design`` (the design of the
+    headline keys) and ``rule`` (the one :func:`choose_default` picks)."""
     timing = engine_model.EngineTiming.of(timing_config())
-    slots = timing.min_tile_slots
-    variant = next(v for v in VARIANTS if v.name == design)
-    lines = [
-        "## Method", "",
-        "**Workload.** The GEMM commands (forward, weight gradient with the bias gradient "
-        "folded in as its last row, backward data) of captured training steps of the digits "
-        "CNN and of the ResNet-18 topology (width 8), rebuilt from the captured layer tensors "
-        "exactly as the engine stores them, with the output mask of backward data "
-        "(`scripts.sparsity_study.capture_gemms`, checked bit for bit against step 0's "
-        "captured operands by the study). Every capture but step 0 is measured; the last "
-        "captured step of each network is the headline.", "",
-        "**Hardware (what the RTL does).** The "
-        f"{ROWS}x{COLS} output-stationary engine with a lookahead window of `d` steps: in each "
-        "tile, every array row issues its own next step whose A value is non-zero (and whose "
-        "B band is not all zero) within a window of `d` steps; the B rows of the whole window "
-        "flow down the columns and each PE muxes the one its row chose; the window advances "
-        "up to `d` steps per cycle (TensorDash-like; `d = 1` is the dense engine). Each PE "
-        "gates its accumulator update with the operands' zero flags, so the bits never "
-        "depend on the schedule. Without output masks the engine computes every output "
-        "(`out_keep=None`; the host's result scatter writes the masked ones). With them "
-        "(`EngineConfig(output_mask=True)`, the `_mask` variants) a backward-data command "
-        "reads its forward mask from the engine's keep planes (after compaction, the mask of "
-        "the kept lanes): masked outputs are written +0, and the window skips the rows and "
-        "columns of a tile whose outputs are all masked. Model: "
-        "`sim.skip_timing.engine_cycles` (the window schedule "
-        "`sim.skip_model.command_cycles(config, gemm, SkipOption(schedule=\"lookahead\", "
-        "depth=d, fetch=d, side=\"a\"))` with the command's `out_keep`, plus "
-        f"{lookahead_latency(with_window(timing_config(), 2), False)} cycles per command for "
-        "reading the first zero flags, "
-        f"{lookahead_latency(with_window(timing_config(), 2), False, True)} for a masked one, "
-        "which also reads its first tile's mask summary), which the RTL benches "
-        "(`tb/test_engine.py`, `test_engine_skip_window`) assert equal for every command. The "
-        "dropout plane is written by the engine's mask writer, which runs beside the engine "
-        "(the host starts it before the GEMMs that precede the backward-data command); its "
-        "cycles are not in these counts. A tile occupies at least "
-        f"`min_tile_slots = {slots}` issue slots; each command "
-        f"adds {timing.overhead(False)} fixed cycles "
-        f"(+{timing.overhead(True) - timing.overhead(False)} when accumulating).", "",
-        "**Host (scheduler, no hardware).** (1) *Lane compaction* "
-        "(`sim.skip_model.compact`): before issuing a command the host drops the rows of A "
-        "that are all zero or whose outputs are all masked, and the columns of B likewise; "
-        "the engine runs the smaller GEMM and the host's result scatter writes the dropped "
-        "outputs (`C_in` or +0 for all-zero lanes, +0 for masked ones) and +0 over the masked "
-        "outputs the engine computed in the kept lanes. A command with nothing left is not "
-        "issued: 0 engine cycles. (2) *Weight-gradient swap*: weight gradients are issued as "
-        "`dW^T = dY^T . X_col`, so the array rows choose by the zeros of `dY`.", "",
-        "**Reference points.** `dense` is asserted equal to "
-        "`sim.engine_model.command_cycles` for every command. Ideal = "
-        "`sim.skip_model.ideal_cycles` = `ceil(non-zero MACs / 64)` per command, a non-zero "
-        "MAC having both operands non-zero and its output kept (the real mask). Tile bound = "
-        "`sim.skip_model.tile_bound_cycles`: after compaction, each tile takes at least its "
-        f"busiest PE's non-zero products and at least {slots} slots (a lower bound for every "
-        "compacted variant). x = dense cycles / cycles; % of ideal = ideal / cycles. "
-        "Backward = weight-gradient and backward-data commands; step = all commands.", "",
-        "| variant | window d | host compaction | weight-gradient swap | output masks |",
-        "|---|---:|---|---|---|"]
-    for v in VARIANTS:
-        mark = " (default)" if v.name == design else ""
-        lines.append(f"| `{v.name}`{mark} | {v.depth} | {'yes' if v.compact else 'no'} | "
-                     f"{'yes' if v.swap_weight_grad else 'no'} | {'yes' if v.mask else 'no'} |")
-    lines += ["", f"The default design is `{design}` ({variant.summary}).", ""]
-    return lines
-
-
-def _headline_section(networks, design, existing, skip_area=None) -> list[str]:
-    lines = [f"## Headline (`{design}`, last captured step)", "",
-             "| network, step | backward dense | backward skip | backward ideal | backward x | "
-             "% of ideal | step dense | step skip | step x | area overhead |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for net, result in networks.items():
-        step = result["steps"][-1]
-        h = headline(step, design, existing.get(net), skip_area)
-        area = h["skip_area_overhead"]
-        area = "not synthesised" if area is None else \
-            (f"{100 * area:.1f}%" if isinstance(area, float) else str(area))
-        lines.append(f"| {net}, {h['step']} | {h['backward_cycles_dense']} | "
-                     f"{h['backward_cycles_skip']} | {h['backward_cycles_ideal']} | "
-                     f"{h['backward_speedup']:.2f} | {100 * h['backward_of_ideal']:.0f}% | "
-                     f"{h['step_cycles_dense']} | {h['step_cycles_skip']} | "
-                     f"{h['step_speedup']:.2f} | {area} |")
-    return lines + [""]
-
-
-def _targets_section(networks, design) -> list[str]:
-    lines = ["## Targets", ""]
-    if "digits_cnn" in networks:
-        steps = networks["digits_cnn"]["steps"]
-        last = steps[-1]["totals"]["backward"]
-        x = speedup(last, design)
-        met = "met" if x >= TARGET_SPEEDUP else f"missed by {TARGET_SPEEDUP - x:.2f}x"
-        every = ", ".join(f"{speedup(s['totals']['backward'], design):.2f}x at step "
-                          f"{s['step']}" for s in steps)
-        lines += [f"* **Backward speedup >= {TARGET_SPEEDUP}x on the digits CNN: {met}.** "
-                  f"`{design}` takes {last['cycles'][design]} backward cycles against "
-                  f"{last['cycles']['dense']} dense at step {steps[-1]['step']}: {x:.2f}x "
-                  f"(every captured step: {every})."]
-    else:
-        lines += [f"* Backward speedup >= {TARGET_SPEEDUP}x on the digits CNN: not measured "
-                  "in this run."]
-    parts = []
-    for net, result in networks.items():
-        back = result["steps"][-1]["totals"]["backward"]
-        parts.append(f"{100 * of_ideal(back, design):.0f}% on {net} (ideal "
-                     f"{back['ideal']} cycles, `{design}` {back['cycles'][design]}; the tile "
-                     f"bound itself is {100 * back['ideal'] / back['tile_bound']:.0f}% of the "
-                     f"ideal, and `{design}` reaches "
-                     f"{100 * back['tile_bound'] / back['cycles'][design]:.0f}% of the tile "
-                     "bound)")
-    lasts = [r["steps"][-1]["totals"]["backward"] for r in networks.values()]
-    met = "met" if all(of_ideal(b, design) >= TARGET_OF_IDEAL for b in lasts) else "missed"
-    lines += [f"* **Backward cycles >= {100 * TARGET_OF_IDEAL:.0f}% of the ideal (ideal / "
-              f"cycles): {met}.** Measured at the last step: " + "; ".join(parts) + "."]
-    bounded = [net for net, b in zip(networks, lasts)
-               if b["ideal"] / b["tile_bound"] < TARGET_OF_IDEAL]
-    if bounded:
-        slots = engine_model.EngineTiming.of(timing_config()).min_tile_slots
-        lines[-1] += (" On " + " and ".join(bounded) + " no compacted design of this tiling can "
-                      "reach it: even with every PE of a tile busy with its own non-zero "
-                      "products (the tile bound) the backward pass stays below "
-                      f"{100 * TARGET_OF_IDEAL:.0f}% of the ideal, bounded by the {ROWS}x{COLS} "
-                      f"tiling with shared operand streams, the {slots}-slot tile floor and the "
-                      "PEs of a tile with unequal work, as the design study explains ([why the "
-                      f"ideal is out of reach]({STUDY_ANCHOR})).")
-    else:
-        lines[-1] += (" The tile bound is within the target on every network; see the design "
-                      f"study for what bounds the rest ([why the ideal is out of reach]"
-                      f"({STUDY_ANCHOR})).")
-    return lines + [""]
-
-
-def _summary_section(networks) -> list[str]:
-    lines = ["## Every variant, per network and step", ""]
-    for net, result in networks.items():
-        for step in result["steps"]:
-            t = step["totals"]
-            back, whole = t["backward"], t["step"]
-            lines += [f"### {net}, step {step['step']} (epoch {step['epoch']}, batch "
-                      f"{step['batch']})", "",
-                      "| variant | backward cycles | backward x | backward % of ideal | "
-                      "step cycles | step x | step % of ideal |",
-                      "|---|---:|---:|---:|---:|---:|---:|"]
-            for name in VARIANT_NAMES:
-                lines.append(f"| `{name}` | {back['cycles'][name]} | {speedup(back, name):.2f} "
-                             f"| {100 * of_ideal(back, name):.0f}% | {whole['cycles'][name]} | "
-                             f"{speedup(whole, name):.2f} | {100 * of_ideal(whole, name):.0f}% |")
-            for label, key in (("tile bound", "tile_bound"), ("ideal", "ideal")):
-                lines.append(f"| {label} | {back[key]} | "
-                             f"{back['cycles']['dense'] / back[key]:.2f} | "
-                             f"{100 * back['ideal'] / back[key]:.0f}% | {whole[key]} | "
-                             f"{whole['cycles']['dense'] / whole[key]:.2f} | "
-                             f"{100 * whole['ideal'] / whole[key]:.0f}% |")
-            lines += ["", f"Non-zero MACs: {_pct(back['nonzero_macs'] / back['dense_macs'])} "
-                      f"of the backward MACs, {_pct(whole['nonzero_macs'] / whole['dense_macs'])}"
-                      " of the step's.", ""]
-    return lines
-
-
-def _choice_section(networks, design: str, skip_area=None, replay=None) -> list[str]:
-    """Window depth against speedup and measured area (``skip_area`` section of
-    ``sparsity.json``, from ``scripts.skip_area``), the RTL replay, and the default."""
-    overhead = (skip_area or {}).get("overhead", {})
-    lines = ["## Choosing the default", "",
-             "Backward speedup at the last captured step (with host compaction and the "
-             "weight-gradient swap) against the Yosys area of the window (`python -m "
-             "scripts.skip_area`: `4x4` = whole 4x4 engine with the window minus the dense "
-             "4x4 engine, over the dense 4x4 array; `8x8` = 64 x the PE's increase + the 8x8 "
-             "sequencer's increase + twice the rest of the 4x4 engine's increase (array-edge "
-             "registers, scratchpad copies' and flag planes' logic, write zero detect), over "
-             "the dense 8x8 array, every term synthesised except that doubling; not "
-             "measured: -):", "",
-             "| window d | " + " | ".join(f"{net} backward x" for net in networks) +
-             " | area 4x4 | area 8x8 | extra scratchpad copies |",
-             "|---:|" + "---:|" * len(networks) + "---:|---:|---:|"]
-    for d in (1, *DEPTHS):
-        name = "compact" if d == 1 else f"la{d}_compact_swap"
-        speeds = [f"{speedup(result['steps'][-1]['totals']['backward'], name):.2f}"
-                  for result in networks.values()]
-        area = overhead.get(f"window{d}")
-        cells = ("0", "0") if d == 1 else ("-", "-") if area is None else (
-            _pct1(area["fraction_4x4"]), _pct1(area["fraction_8x8"]))
-        copies = "none" if d == 1 else f"{d - 1} of A and of B, {d} flag planes each"
-        lines.append(f"| {d} | " + " | ".join(speeds) + f" | {cells[0]} | {cells[1]} | "
-                     f"{copies} |")
-    masks = [d for d in DEPTHS if f"mask_window{d}" in overhead]
-    if masks:
-        lines += ["", "With the engine's output masks (`_mask` variants: keep planes, mask "
-                  "summaries for the window, +0 on masked result lanes, the dropout mask "
-                  "writer; 8x8 sequencer with and without masks and the writer synthesised; "
-                  "the keep planes are memory, 2 planes x 2 copies of 1 bit per accumulator):",
-                  "", "| window d | " + " | ".join(f"{net} backward x, masks / without"
-                                                   for net in networks) +
-                  " | mask logic 8x8 | with the window 8x8 | keep-plane bits 8x8 |",
-                  "|---:|" + "---:|" * len(networks) + "---:|---:|---:|"]
-        for d in masks:
-            row = overhead[f"mask_window{d}"]
-            speeds = [f"{speedup(r['steps'][-1]['totals']['backward'], f'la{d}_compact_swap_mask'):.2f}"
-                      f" / {speedup(r['steps'][-1]['totals']['backward'], f'la{d}_compact_swap'):.2f}"
-                      for r in networks.values()]
-            lines.append(f"| {d} | " + " | ".join(speeds) + f" | {_pct1(row['fraction_8x8'])} "
-                         f"| {_pct1(row['with_window_fraction_8x8'])} | "
-                         f"{row['memory_bits_8x8']:,} |")
-        lines += ["", "Output masks act on whole tile rows and columns only (a PE of an "
-                  "output-stationary array cannot leave its shared operand streams), and the "
-                  "element-wise ReLU and dropout masks of these networks rarely mask a whole "
-                  "row or column of a tile that compaction kept: they add at most a percent "
-                  "of backward speed here. What they bring is the +0 writes in hardware (no "
-                  "scatter pass over masked outputs) and dropout masks regenerated from a "
-                  "seed instead of stored."]
-    depth = VARIANTS[VARIANT_NAMES.index(design)].depth
-    chosen = overhead.get(f"window{depth}")
-    rule = choose_default(networks, skip_area)
-    lines += ["", f"**Default: `{design}`.** "]
-    if rule == design:
-        reasons = [f"The rule: the window with the largest mean backward speedup whose skip "
-                   f"logic fits the budget ({_pct(AREA_BUDGET)} of the dense 8x8 array, "
-                   f"measured), with compaction and the swap; d = {depth} is that window"]
-    else:
-        reasons = [f"Chosen with --default (the rule, the fastest window inside the "
-                   f"{_pct(AREA_BUDGET)} area budget, picks `{rule}`)"]
-    if chosen is not None:
-        reasons.append(f"its skip logic measures {_pct1(chosen['fraction_8x8'])} of the dense "
-                       f"8x8 array ({_pct1(chosen['fraction_4x4'])} on the 4x4 engine measured "
-                       f"whole, where the sequencer weighs more against 16 PEs)")
-    over = [d for d in DEPTHS if overhead.get(f"window{d}", {}).get("fraction_8x8", 0)
-            > AREA_BUDGET]
-    if over:
-        reasons.append(f"d = {', '.join(str(d) for d in over)} is faster but over the budget")
-    if "digits_cnn" in networks:
-        back = networks["digits_cnn"]["steps"][-1]["totals"]["backward"]
-        small = [d for d in DEPTHS if speedup(back, f"la{d}_compact_swap") < 1.5]
-        if small:
-            reasons.append("smaller windows miss the 1.5x backward target on the digits CNN "
-                           f"(d = {', '.join(str(d) for d in small)})")
-    lines[-1] += "; ".join(reasons) + ". The window depth stays a parameter " \
-        "(`ArrayConfig(skip_window=d)`); compaction and the swap are the host's and cost no " \
-        "hardware. The memory cost is not in the cell counts: the window needs its " \
-        "scratchpad copies and flag planes (above)."
-    if replay:
-        lines += ["", "**On the RTL.** The digits CNN's training step 0 (the lowering's "
-                  "commands as they are: no compaction, no swap) on the generated 8x8 engine "
-                  "under Verilator (`python -m scripts.replay --skip-window D`), every result "
-                  "word bit-exact and every command's cycles equal to the model:", "",
-                  "| window | commands | backward cycles | dense | backward x | step cycles | "
-                  "dense | step x |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        for name, run in sorted(replay.items()):
-            total = run["per_kind"]["total"]
-            lines.append(f"| {name} | {run['commands']} | {run['backward_cycles']} | "
-                         f"{run['backward_cycles_dense']} | "
-                         f"{run['backward_cycles_dense'] / run['backward_cycles']:.2f} | "
-                         f"{total['cycles']} | {total['dense_cycles']} | "
-                         f"{total['dense_cycles'] / total['cycles']:.2f} |")
-    return lines + [""]
-
-
-def _layers_section(networks, design) -> list[str]:
-    lines = ["## Per command, last captured step", "",
-             "zeros A / B: fraction of the operand elements that are zero; masked: fraction of "
-             "the outputs masked; sparsity: 1 - non-zero MACs / MACs; kept: rows x columns "
-             "left after lane compaction (natural orientation).", ""]
-    for net, result in networks.items():
-        step = result["steps"][-1]
-        lines += [f"### {net}, step {step['step']}", "",
-                  f"| command | M x N x K | zeros A | zeros B | masked | sparsity | kept | dense | "
-                  f"`{design}` | ideal | x | ideal x | % of ideal |",
-                  "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-        for r in step["commands"]:
-            cycles, dense, ideal = r["cycles"][design], r["cycles"]["dense"], r["ideal"]
-            x = f"{dense / cycles:.2f}" if cycles else "not issued"
-            of = f"{100 * ideal / cycles:.0f}%" if cycles else "-"
-            lines.append(f"| {r['name']} | {r['M']}x{r['N']}x{r['K']} | {_pct(r['zero_a'])} | "
-                         f"{_pct(r['zero_b'])} | {_pct(r['masked_out'])} | "
-                         f"{_pct(r['mac_sparsity'])} | {r['kept_rows']}x{r['kept_cols']} | "
-                         f"{dense} | {cycles} | {ideal} | {x} | {dense / max(1, ideal):.2f} | "
-                         f"{of} |")
-        lines.append("")
-    return lines
+    window = with_window(timing_config(), 2)
+    return {"variants": [{"name": v.name, "summary": v.summary, "depth": v.depth,
+                          "compact": v.compact, "swap_weight_grad": v.swap_weight_grad,
+                          "mask": v.mask} for v in VARIANTS],
+            "depths": list(DEPTHS),
+            "engine": {"rows": ROWS, "cols": COLS, "min_tile_slots": timing.min_tile_slots,
+                       "overhead": timing.overhead(False),
+                       "overhead_accumulate": timing.overhead(True),
+                       "flag_read_latency": lookahead_latency(window, False),
+                       "flag_read_latency_masked": lookahead_latency(window, False, True)},
+            "targets": {"backward_speedup": TARGET_SPEEDUP, "of_ideal": TARGET_OF_IDEAL},
+            "area_budget": AREA_BUDGET, "default": design, "rule_default": rule}
 
 
 def markdown(networks, design: str, existing=None, skip_area=None, replay=None) -> str:
-    """The whole of ``docs/skip_measure.md`` from the measurement (and, when given, the
-    ``skip_area`` and ``replay`` sections of ``sparsity.json``)."""
+    """``docs/skip_measure.md`` as ``sparta report`` renders it
+    (:func:`scripts.report.sparsity.skip_measure_markdown`) from a measurement held in memory
+    (``skip_area``: the ``skip_area`` key of ``skip_area.json``; ``replay``: the ``replay``
+    key of ``replay.json``)."""
+    from scripts.report.sparsity import skip_measure_markdown
+
     existing = existing or {}
-    lines = ["# Zero skipping: measurement of the RTL design (issue 5, item 8)", "",
-             "Generated by `python -m scripts.skip_measure` (do not edit by hand). Numbers: "
-             "`docs/results/sparsity.json` (headline keys `digits_cnn`, `resnet18`; every "
-             "variant, step and command under `measurement`). Plot: "
-             "[skip_measure.png](skip_measure.png) (left: backward GEMMs of the digits CNN, "
-             "cycles; right: speedup of each backward GEMM against its measured sparsity). The "
-             "design study that chose this family: [sparsity_study.md](sparsity_study.md).", ""]
-    lines += _headline_section(networks, design, existing, skip_area)
-    lines += _targets_section(networks, design)
-    lines += _method(design)
-    lines += _choice_section(networks, design, skip_area, replay)
-    lines += _summary_section(networks)
-    lines += _layers_section(networks, design)
-    lines += ["## Reproduce", "", "```",
-              "python -m scripts.train --net digits_cnn --backends accel   # captures",
-              "python -m scripts.train --net resnet18 --backends accel     # captures",
-              "nice python -m scripts.skip_measure                         # this document",
-              "python -m pytest tb/test_skip_measure.py tb/test_golden_sparsity.py -q",
-              "```", ""]
-    return "\n".join(lines)
+    data = {"measurement": {"networks": networks},
+            "setup": setup(design, choose_default(networks, skip_area)),
+            **{net: headline(result["steps"][-1], design, existing.get(net), skip_area)
+               for net, result in networks.items()}}
+    return skip_measure_markdown(data, skip_area, replay)
 
 
 def write_report(networks, design: str, docs_dir: Path, existing=None, skip_area=None,
                  replay=None) -> tuple[Path, Path]:
-    """Write ``skip_measure.md`` and ``skip_measure.png`` into ``docs_dir``."""
+    """Write ``skip_measure.md`` and ``skip_measure.png`` of a measurement held in memory into
+    ``docs_dir`` (the published page is written by ``sparta report``)."""
     md, png = docs_dir / "skip_measure.md", docs_dir / "skip_measure.png"
     plot(networks, design, png)
     md.write_text(markdown(networks, design, existing, skip_area, replay))
@@ -702,18 +428,32 @@ def write_report(networks, design: str, docs_dir: Path, existing=None, skip_area
 
 # ----------------------------------------------------------------------------- main
 
-def publish(networks, design, data) -> None:
-    """Write the headline keys (``design`` at each network's last step), the ``measurement``
-    section, ``skip_measure.md`` and the plot; ``data`` is ``sparsity.json`` as read."""
-    section = measurement_section(networks, design, data.get("measurement"))
-    entries = {net: headline(networks[net]["steps"][-1], design, data.get(net),
-                             data.get("skip_area"))
-               for net in section["networks"] if net in networks}
-    path = update_results("sparsity", measurement=section, **entries)
-    print(f"wrote {path} (default {design})")
-    existing = {**{net: data[net] for net in section["networks"] if net in data}, **entries}
-    for written in write_report(section["networks"], design, DOCS_DIR, existing,
-                                data.get("skip_area"), data.get("replay")):
+def publish(design, skip_area, measured=None) -> None:
+    """Record the headline keys (``design`` at each network's last step), ``setup`` and, after a
+    measurement (``measured``: network -> steps), the ``measurement`` section into
+    ``docs/results/skip_measure.json`` (without a measurement, only the keys that change); then
+    the plot and ``docs/skip_measure.md``."""
+    from scripts import report
+
+    data = load("skip_measure", reader=__name__, missing_ok=True)
+    entries = {}
+    if measured is not None:
+        entries["measurement"] = measurement_section(measured, design, data.get("measurement"))
+        networks = entries["measurement"]["networks"]
+    else:
+        networks = data["measurement"]["networks"]
+    entries.update({net: headline(networks[net]["steps"][-1], design, data.get(net), skip_area)
+                    for net in (networks if measured is None else measured)})
+    entries["setup"] = setup(design, choose_default(networks, skip_area))
+    if measured is None:    # unchanged keys keep the provenance of the run that measured them
+        entries = {key: value for key, value in entries.items()
+                   if json.loads(json.dumps(value)) != data.get(key)}
+    if entries:
+        path = record("skip_measure", entries, writer=__name__, config=timing_config())
+        print(f"wrote {', '.join(sorted(entries))} of {path} (default {design})")
+    plot(networks, design, DOCS_DIR / "skip_measure.png")
+    print(f"wrote {DOCS_DIR / 'skip_measure.png'}")
+    for written in report.write([DOCS_DIR / "skip_measure.md"]):
         print(f"wrote {written}")
 
 
@@ -724,15 +464,15 @@ def main(argv=None) -> int:
                         help="the design of the headline keys (default: the fastest window "
                              "whose measured area fits the budget, see choose_default)")
     parser.add_argument("--report-only", action="store_true",
-                        help="rewrite the headline keys, document and plot from "
-                             "docs/results/sparsity.json (after scripts.skip_area or a replay)")
+                        help="measure nothing: rewrite the headline keys and setup of "
+                             "docs/results/skip_measure.json from its measurement and "
+                             "skip_area.json (after scripts.skip_area), the plot and the page")
     args = parser.parse_args(argv)
     started = time.perf_counter()
-    path = RESULTS_DIR / "sparsity.json"
-    data = json.loads(path.read_text()) if path.exists() else {}
+    skip_area = load("skip_area", reader=__name__, missing_ok=True).get("skip_area")
     if args.report_only:
-        networks = data["measurement"]["networks"]
-        publish(networks, args.default or choose_default(networks, data.get("skip_area")), data)
+        networks = load("skip_measure", reader=__name__)["measurement"]["networks"]
+        publish(args.default or choose_default(networks, skip_area), skip_area)
         return 0
     config = timing_config()
     steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
@@ -741,7 +481,8 @@ def main(argv=None) -> int:
     for net_name in args.nets:
         net = build_network(net_name, width=WIDTH)
         results[net_name] = {"steps": []}
-        for path in find_captures(capture_dir, net_name, steps):
+        for path in track(find_captures(capture_dir, net_name, steps),
+                          f"{net_name}: captured steps"):
             print(f"{net_name}: {path}")
             results[net_name]["steps"].append(
                 measure_step(config, net, path, design=args.default or DEFAULT))
@@ -751,8 +492,9 @@ def main(argv=None) -> int:
                   ", ".join(f"{name} {speedup(back, name):.2f} "
                             f"({100 * of_ideal(back, name):.0f}%)" for name in VARIANT_NAMES))
     if not args.no_write:
-        networks = {**data.get("measurement", {}).get("networks", {}), **results}
-        publish(results, args.default or choose_default(networks, data.get("skip_area")), data)
+        previous = load("skip_measure", reader=__name__, missing_ok=True).get("measurement", {})
+        networks = {**previous.get("networks", {}), **results}
+        publish(args.default or choose_default(networks, skip_area), skip_area, results)
     print(f"wall time {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -1,8 +1,8 @@
 # amaranth: UnusedElaboratable=no
 """Area of the sparsity units: zero detect and the dropout mask generator.
 
-Writes the ``units_area`` section of ``docs/results/sparsity.json`` (other sections of that file
-are kept) and prints the table that ``docs/sparsity_hw.md`` shows.
+Records ``units_area`` in ``docs/results/sparsity_area.json`` and has ``sparta report`` rewrite
+the table of ``docs/sparsity_hw.md`` that shows it (:mod:`scripts.report.sparsity`).
 
 Usage: python -m scripts.sparsity_area
 """
@@ -18,7 +18,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.sparsity.dropout_mask import DropoutMaskGenerator, jump_network
 from hw.sparsity.zero_detect import ZeroDetector
-from scripts.results import update_results
+from scripts.results import DOCS_DIR, record
 from scripts.yosys_area import area_of
 from sim.elaborate import Design
 from sim.lfsr import ROW_STRIDE, WIDTH
@@ -80,8 +80,12 @@ def main(argv=None):
     for name, row in area.items():
         print(f"{name:24s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
               f"{row['ecp5_dsp']:4d}")
-    path = update_results("sparsity", units_area=area)
-    print(f"wrote the units_area section of {path}")
+    from scripts import report
+
+    path = record("sparsity_area", {"units_area": area}, writer=__name__, config=UNITS)
+    print(f"wrote units_area of {path}")
+    for written in report.write([DOCS_DIR / "sparsity_hw.md"]):
+        print(f"wrote {written}")
     return 0
 
 

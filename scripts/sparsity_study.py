@@ -17,11 +17,14 @@ Also measured: backward data of stride-1 convolutions lowered as a transposed co
 (``dX = im2col(dY) . rot180(W)``, K = k*k*C_out instead of C_out), a lowering proposed for
 ``sim/lowering.py``.
 
-Writes ``docs/sparsity_study.md``, ``docs/sparsity_study.png`` (speedup against measured
-sparsity) and the ``study`` section of ``docs/results/sparsity.json``.
+Records ``study`` and ``setup`` (the designs in order, timing constants, budget and targets
+the page states) into ``docs/results/sparsity_study.json``, writes ``docs/sparsity_study.png``
+(speedup against measured sparsity) and has ``sparta report`` write ``docs/sparsity_study.md``
+(:mod:`scripts.report.sparsity`). ``--report-only`` measures nothing: it records ``setup`` and
+rewrites the plot and the page from the recorded ``study``.
 
 Usage: python -m scripts.sparsity_study [--nets digits_cnn,resnet18] [--steps 405,899]
-       [--capture-dir ~/.cache/sparta/captures] [--no-write]
+       [--capture-dir ~/.cache/sparta/captures] [--no-write] [--report-only]
 
 Captures come from ``python -m scripts.train --net <net> --backends accel`` (layer tensors of
 the first, a middle and the last step); step 0 (untrained) is only used to check the operand
@@ -46,7 +49,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scripts.cli import comma_subset  # noqa: E402
-from scripts.results import DOCS_DIR, RESULTS_DIR, update_results  # noqa: E402
+from scripts.progress import track  # noqa: E402
+from scripts.results import DOCS_DIR, load, record  # noqa: E402
 from sim import engine_model  # noqa: E402
 from sim.config import ArrayConfig, EngineConfig  # noqa: E402
 from sim.lfsr import DropoutMask  # noqa: E402
@@ -410,349 +414,23 @@ def plot(results, path: Path) -> None:
     plt.close(figure)
 
 
-def _fmt_pct(value):
-    return "-" if value is None else f"{100 * value:.0f}%"
-
-
-def _x(total, name):
-    return f"{speedup(total, name):.2f}"
-
-
-def _bound_x(total):
-    return total["cycles"]["dense"] / total["tile_bound"]
-
-
-def _ideal_x(total):
-    return total["cycles"]["dense"] / total["ideal"]
-
-
-def _backward_alt_x(totals, name):
-    return totals["backward"]["cycles"]["dense"] / \
-        totals["backward_transposed_conv"]["cycles"][name]
-
-
-def _best(totals_list, names):
-    """The design with the best mean backward speedup over the given steps."""
-    return max(names, key=lambda n: np.mean([speedup(t["backward"], n) for t in totals_list]))
-
-
-def summary_section(results, area) -> list[str]:
-    default = DEFAULT
-    lines = ["## Summary", "",
-             "Backward pass = weight-gradient (with the bias gradient folded in as one more "
-             "row) and backward-data GEMMs of one training step. x = speedup over the dense "
-             "engine (cycles, 8x8 OS).", "",
-             "| network, step | non-zero MACs of the backward pass | ideal x | tile bound x | "
-             f"`{default}` x | % of ideal | best design (x) | whole step x | backward x with "
-             "transposed-conv backward data |",
-             "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
-    names = [n for n in DESIGN_NAMES if n != "dense"]
-    for net, result in results.items():
-        for step in result["steps"]:
-            t = step["totals"]
-            back = t["backward"]
-            best = _best([t], names)
-            lines.append(
-                f"| {net}, {step['step']} | "
-                f"{100 * back['nonzero_macs'] / back['dense_macs']:.0f}% | "
-                f"{_ideal_x(back):.2f} | {_bound_x(back):.2f} | {_x(back, default)} | "
-                f"{100 * of_ideal(back, default):.0f}% | `{best}` ({_x(back, best)}) | "
-                f"{_x(t['step'], default)} | {_backward_alt_x(t, default):.2f} |")
-    digits = [s["totals"] for s in results.get("digits_cnn", {"steps": []})["steps"]]
-    lines.append("")
-    a = area[default]
-    in_array = 100 * a["in_array"] / a["array_cells"]
-    lines += [f"**Default for the RTL: `{default}`** ({_design(default).summary}). Estimated "
-              f"cost: {a['in_array']} cells in the array ({in_array:.1f}% "
-              f"of the dense array's {a['array_cells']}), {a['sequencer']} in the sequencer and "
-              f"zero detect, {a['outside_array']} for the second scratchpad read path: "
-              f"{100 * a['fraction']:.1f}% in all.", "",
-              "What was built afterwards is a simpler member of this family (a sliding window "
-              "over every step, no step bitmaps, no output mask in the engine, host lane "
-              "compaction; its depth chosen by measured Yosys area): its cycles, asserted "
-              "equal to the RTL, and its area are in [skip_measure.md](skip_measure.md).", ""]
-    if digits:
-        worst = min(speedup(t["backward"], default) for t in digits)
-        verdict = "meets" if worst >= 1.5 else f"misses by {1.5 - worst:.2f}x"
-        lines += [f"Target 1 (backward speedup >= 1.5x on the digits CNN): the default reaches "
-                  f"{worst:.2f}x at the least favourable captured step, so it {verdict}.", ""]
-        pct = max(of_ideal(t["backward"], default) for t in digits)
-        bound = max(t["backward"]["ideal"] / t["backward"]["tile_bound"] for t in digits)
-        lines += [f"Target 2 (>= 80% of the ideal): missed. The default reaches at most "
-                  f"{100 * pct:.0f}% of the ideal on the digits CNN; even the tile bound (every "
-                  f"PE of a tile busy with its own non-zero products, no window limit, only the "
-                  f"8x8 tiling and its {2 * ROWS}-slot floor kept) reaches {100 * bound:.0f}%. "
-                  "The gap is explained in *Why the ideal is out of reach* below.", ""]
-    reach = {net: [t["totals"]["backward"]["tile_bound"] /
-                   t["totals"]["backward"]["cycles"][default] for t in r["steps"]]
-             for net, r in results.items()}
-    lines += ["Against the tile bound, the best any schedule can do on this tiling in the natural "
-              "row order, the default "
-              "reaches " + "; ".join(f"{', '.join(f'{100 * x:.0f}%' for x in xs)} on {net}"
-                                     for net, xs in reach.items()) +
-              ": the window loses little, the tiling and the shared streams lose the rest.", ""]
-    return lines
-
-
-def _design(name) -> Design:
-    return next(d for d in DESIGNS if d.name == name)
-
-
-def choice_section(results, area) -> list[str]:
-    names = [n for n in DESIGN_NAMES if n != "dense"]
-    steps = {net: [s["totals"] for s in r["steps"]] for net, r in results.items()}
-    first = next(iter(steps))
-
-    def mean_x(name, net):
-        return float(np.mean([speedup(t["backward"], name) for t in steps[net]]))
-
-    lines = ["## Choosing the default", "",
-             "Mean backward speedup over the captured steps against the estimated area "
-             "(in-array, sequencer and scratchpad cells over the dense array):", "",
-             "| design | " + " | ".join(f"{net} backward x" for net in steps) +
-             f" | area | ({first} x - 1) per % of area |", "|---|" + "---:|" * (len(steps) + 2)]
-    for name in names:
-        xs = [mean_x(name, net) for net in steps]
-        frac = area[name]["fraction"]
-        lines.append(f"| `{name}` | " + " | ".join(f"{x:.2f}" for x in xs) +
-                     f" | {100 * frac:.1f}% | {(xs[0] - 1) / (100 * frac):.2f} |")
-    lines += ["", CHOICE_TEXT, ""]
-
-    def overall(name):
-        return float(np.mean([mean_x(name, net) for net in steps]))
-
-    budget = [n for n in names if area[n]["fraction"] <= AREA_BUDGET]
-    fastest = max(budget, key=overall)
-    over = [n for n in names if overall(n) > overall(fastest)]
-    target = [n for n in names if "digits_cnn" in steps and
-              min(speedup(t["backward"], n) for t in steps["digits_cnn"]) >= 1.5]
-    cheapest = min(target, key=lambda n: area[n]["fraction"]) if target else None
-    text = (f"Within the {100 * AREA_BUDGET:.0f}% area budget the fastest design on both "
-            f"networks is `{fastest}` (mean backward speedup " +
-            ", ".join(f"{mean_x(fastest, net):.2f}x on {net}" for net in steps) +
-            f", {100 * area[fastest]['fraction']:.1f}% area).")
-    if over:
-        text += (" Faster designs exist only outside the budget: " +
-                 ", ".join(f"`{n}` (+{100 * (overall(n) / overall(fastest) - 1):.0f}% speed, "
-                           f"{100 * area[n]['fraction']:.1f}% area)" for n in over) + ".")
-    if cheapest is not None and cheapest != fastest:
-        text += (f" The cheapest design that meets 1.5x at every captured digits step is "
-                 f"`{cheapest}` ({100 * area[cheapest]['fraction']:.1f}% area, " +
-                 ", ".join(f"{mean_x(cheapest, net):.2f}x on {net}" for net in steps) +
-                 "): the same hardware with a 2-deep window, the fallback if the RTL's area "
-                 "comes out above the estimate.")
-    verdict = (f"So the default is `{DEFAULT}`" +
-               (": the fastest inside the budget, with the margin of a 4-deep window over the "
-                "1.5x target, and no change to the PE's datapath beyond an operand mux, the "
-                "window registers and the zero gate. The window depth (1 = dense, tested equal "
-                "to the dense engine) and the fetch width stay parameters."
-                if DEFAULT == fastest else f" (note: `{fastest}` measured faster within the "
-                                           f"budget in this run)."))
-    lines += [text, "", verdict, ""]
-    return lines
-
-
-ONE_SAMPLE_TEXT = """\
-Not modelled as a separate option: a mapping that gives one sample's work to the PEs sharing a
-stream. In the output-stationary array the PEs sharing an A stream (an array row) already hold
-one sample's (forward, backward data of FC layers) or one pixel's (convolutions) outputs, and
-in the weight gradient every step (k = sample or pixel) is one sample's work for the whole
-array, so sample-level structure is aligned by construction. What is not aligned are the zeros
-*within* a sample across the rows of a tile, which is what the row window decouples; putting
-a single sample on a whole tile would need a different B operand per PE column and row, i.e. a
-different dataflow. Reordering by the scheduler is modelled (`steps_reorder`)."""
-
 #: Area budget of the skip logic (issue 5: <= 10% of the array).
 AREA_BUDGET = 0.10
-
-CHOICE_TEXT = """\
-Reading the table:
-
-* Step skipping alone (`steps`, no PE change, <1% area) only drops a step when all 8 rows of a
-  band (or all 8 columns) are zero at once. Unstructured ReLU zeros rarely line up over 8
-  rows; it helps where zeros are spatially structured (the blank borders of the digits, the
-  deep ResNet layers).
-* Output skipping and lane compaction (`_out`) cost almost nothing (index lists, row-clear
-  flags) and add on every design: fully masked or all-zero rows and columns, and tiles
-  without work, disappear. Row reordering by the scheduler (`steps_reorder`) helps the
-  forward and backward-data GEMMs of some layers and hurts others (it breaks the spatial
-  alignment of the natural order), a few percent either way: not worth a compiler pass.
-* A lookahead window where each array row picks its own next non-zero (TensorDash-like) is
-  what turns unaligned zeros into cycles. Sliding it over the needed-step list of the
-  bitmaps (`la*_out`) instead of over every step adds the structured gains of step skipping.
-  Depth 4 gains over depth 2, but a depth-4 window rarely needs to advance more than 2 steps
-  per cycle: `la4f2` (4-deep window, scratchpads read 2 steps per cycle) is within 1% of
-  `la4` at a third of its extra scratchpad logic.
-* The rows choose by the zeros of A. In forward and backward data A is the sparse operand
-  (X, dY) and B the dense weights; in the weight gradient both are sparse and in the digits
-  CNN dY is the sparser one, so the compiler exchanges the operands of weight-gradient GEMMs
-  (`_swap`, computing dW^T; no hardware cost): on the digits CNN the largest gain after the
-  window itself, on the ResNet (X and dY about equally sparse) a small one.
-* Letting every PE choose by both operands (`pe*`) is a few percent faster than the swapped
-  row window and costs twice its in-array area (both operand windows travel through every
-  PE, two muxes and a chooser per PE)."""
+#: Targets of issue 5: the backward speedup on the digits CNN and the fraction of the ideal.
+TARGET_SPEEDUP = 1.5
+TARGET_OF_IDEAL = 0.8
 
 
-WHY_TEXT = """## Why the ideal is out of reach, and what would be needed
-
-The ideal (non-zero MACs / 64 PEs) assumes every PE does a needed product every cycle. Three
-things of the 8x8 OS engine stand between it and any schedule (the *tile bound* column above
-removes the third and keeps the first two):
-
-1. **The tile floor.** A tile occupies at least 2R = 16 slots (its results shift out while the
-   next tile computes). GEMMs with K <= 16 cannot get faster by skipping steps at all: the
-   digits CNN's `conv2.backward_data` (K = 16 output channels, a quarter of its backward
-   cycles) and the small `fc2` GEMMs; GEMMs with K = 32 (`fc1.weight_grad`, batch 32) at most
-   2x. Only removing whole tiles helps there, and masks are not structured enough for that.
-2. **Shared streams.** The 64 products of a step share 8 A and 8 B operands; a tile lasts as
-   long as its busiest PE. (The bias gradients, once single-row GEMMs that used one array row
-   of 8, are folded into the weight gradients as one more row of ones, never zero.)
-3. **The window.** A row can run at most d steps ahead of the slowest row of its tile.
-
-What would be needed to get closer:
-
-* **Backward data of a stride-1 convolution as a transposed convolution** (`dX = im2col(dY) .
-  rot180(W)`, K = 9 C_out instead of C_out, no col2im): the same MACs and the same or fewer
-  dense cycles (fewer where C_out < 16 hits the tile floor), K long enough for the window, and
-  the output mask is the input's mask itself. The last column of
-  the summary table measures it: the digits CNN's backward speedup rises substantially. It is
-  a change of `sim/lowering.py` and `sim/nn/layers.py` (and of the numerics of dX: one fp32
-  accumulation over k, C_out, taps in order instead of per-tap sums added on the host), so it
-  is proposed here, not made.
-* A larger batch per GEMM (K = batch for the FC weight gradients) or a smaller tile floor.
-* 80% of the ideal would need per-PE independent operand streams (an unstructured-sparse
-  dataflow such as an outer-product or a gather-based design), not a systolic array with
-  shared streams; the published 1.7-5x backward speedups of comparable designs are against
-  their dense baselines, like ours, not fractions of this ideal."""
-
-
-def markdown(results, area, config) -> str:
+def setup(config) -> dict:
+    """The ``setup`` key: what the page needs besides the figures (the designs in order, those
+    of the per-command tables, the engine's timing constants, the area budget and targets)."""
     timing = engine_model.EngineTiming.of(config)
-    lines = ["# Zero skipping: design study (issue 5, before RTL)", "",
-             "Generated by `python -m scripts.sparsity_study`. Golden semantics: "
-             "`sim/sparsity.py`; dropout masks from an LFSR: `sim/lfsr.py`; cycle models of "
-             "the skip options: `sim/skip_model.py`; tests: `tb/test_golden_sparsity.py`. "
-             "Numbers: `docs/results/sparsity.json` (`study`); plot: "
-             "[sparsity_study.png](sparsity_study.png) (speedup of each GEMM against its "
-             "measured sparsity).", "",
-             "Method: the captures of trained steps hold the layer tensors (inputs, weights, "
-             "the output gradients dY, the ReLU and dropout masks) but not the GEMM operands "
-             "(only step 0 has those). So the GEMM commands of captured training steps of the "
-             "digits CNN and of the ResNet-18 topology (width 8) are rebuilt from the layer "
-             "tensors "
-             "exactly as the engine stores them (fp16 encode, im2col; equal bit for bit to "
-             "the captured operands of step 0), with the output mask of backward data (the "
-             "ReLU/dropout masks of the layer's input, through im2col). Each design's cycle "
-             "model runs on their actual zero bitmaps. "
-             f"Engine: {ROWS}x{COLS} output-stationary array, fewest slots per tile "
-             f"`min_tile_slots = {timing.min_tile_slots}` (2R), fixed overhead "
-             f"{timing.overhead(False)} cycles per command "
-             f"(+{timing.overhead(True) - timing.overhead(False)} when accumulating); dense "
-             "cycles are asserted equal to `sim.engine_model.command_cycles` for every "
-             "command. Ideal = `ceil(non-zero MACs / 64)` per command, a non-zero MAC being a "
-             "product with both operands non-zero and its output kept. `% of ideal` = ideal "
-             "cycles / cycles. Tile bound = `sim.skip_model.tile_bound_cycles`.", ""]
-    lines += summary_section(results, area)
-    lines += ["## Semantics (`sim/sparsity.py`, `sim/lfsr.py`)", "",
-              "A product whose A or B operand is +0 or -0 is skipped and never touches the "
-              "accumulator; an output whose mask is 0 is written +0 and nothing is computed "
-              "for it (`gemm_skip`). Against the dense GEMM this differs only when an "
-              "accumulator *starting* at -0 (C_in = -0) meets a skipped +0 product (dense: +0, "
-              "skipping: -0) and when a zero meets an infinity or a NaN (dense: NaN, skipping: "
-              "the product is ignored); elsewhere both agree bit for bit (tested). Every design "
-              "computes exactly these bits: each PE gates its accumulator update with the zero "
-              "flags travelling with its operands and the result path zeroes masked outputs, "
-              "so a schedule changes cycles, never bits.", "",
-              "Dropout masks are regenerated from a 32-bit seed by a maximal-length Galois "
-              "LFSR (x^32 + x^22 + x^2 + x + 1); row r of the mask (a sample, or a pixel of an "
-              "NHWC tensor) starts 2^16 steps after row r-1, each element takes 8 bits and is "
-              "dropped when they are below round(p 256); per-layer, per-step seeds are derived "
-              "by BLAKE2b on the host. The captured runs drew their masks from numpy; the "
-              "keep fractions of the LFSR masks of the same shapes are listed per step below.",
-              ""]
-    lines += ["## Designs and their estimated hardware cost", "",
-              "Cells from `sim.skip_model.skip_area` (assumptions in its docstring: OS PE = "
-              "2846 generic cells, an operand with its zero flag = 19 bits, a d:1 mux of w bits "
-              "~ w(d-1) cells). `in array` = PE and array-edge additions, `sequencer` = zero "
-              "detect, bitmap scan, index lists, output-mask gate, `scratchpad` = extra read "
-              "paths for windows that advance more than one step per cycle (memories are not "
-              "cells: those designs also need 2-4x the scratchpad banks or copies).", "",
-              "| design | what it is | in array | sequencer | scratchpad | total / array |",
-              "|---|---|---:|---:|---:|---:|"]
-    for design in DESIGNS:
-        a = area[design.name]
-        lines.append(f"| `{design.name}` | {design.summary} | {a['in_array']} | "
-                     f"{a['sequencer']} | {a['outside_array']} | {100 * a['fraction']:.1f}% |")
-    lines += ["", f"Dense array: {area['dense']['array_cells']} cells (64 PEs).", "",
-              ONE_SAMPLE_TEXT, ""]
-    lines += choice_section(results, area)
-    lines += [WHY_TEXT, ""]
-    for net, result in results.items():
-        lines += [f"## {net}", ""]
-        for step in result["steps"]:
-            t = step["totals"]
-            lines += [f"### Step {step['step']} (epoch {step['epoch']}, batch {step['batch']})",
-                      "", "| design | forward x | backward x | backward % of ideal | "
-                      "whole step x | backward x, transposed-conv backward data |",
-                      "|---|---:|---:|---:|---:|---:|"]
-            for name in DESIGN_NAMES:
-                lines.append(f"| `{name}` | {_x(t['forward'], name)} | "
-                             f"{_x(t['backward'], name)} | "
-                             f"{100 * of_ideal(t['backward'], name):.0f}% | "
-                             f"{_x(t['step'], name)} | {_backward_alt_x(t, name):.2f} |")
-            back, whole, forward = t["backward"], t["step"], t["forward"]
-            forward_nonzero = 100 * forward["nonzero_macs"] / forward["dense_macs"]
-            lines += ["", f"Cycles: backward dense {back['cycles']['dense']}, tile bound "
-                      f"{back['tile_bound']} (x{_bound_x(back):.2f}), ideal {back['ideal']} "
-                      f"(x{_ideal_x(back):.2f}); whole step dense {whole['cycles']['dense']}, "
-                      f"ideal {whole['ideal']} (x{_ideal_x(whole):.2f}). Non-zero MACs: "
-                      f"{100 * back['nonzero_macs'] / back['dense_macs']:.1f}% of the "
-                      f"backward MACs, {forward_nonzero:.1f}% of the forward MACs.", ""]
-            for name, d in step["dropout"].items():
-                lines.append(f"Dropout `{name}` (p = {d['p']}): the captured mask keeps "
-                             f"{100 * d['captured_keep']:.1f}%, the LFSR mask of the same shape "
-                             f"{100 * d['lfsr_keep']:.1f}%.")
-            if step["dropout"]:
-                lines.append("")
-        step = result["steps"][-1]
-        header = " | ".join(f"`{name}` x" for name in TABLE_DESIGNS)
-        lines += [f"Per command, step {step['step']} (zeros: fraction of the A / B elements that "
-                  "are zero; masked: fraction of the outputs; x = speedup over dense):", "",
-                  f"| command | M x N x K | zeros A | zeros B | masked | dense | ideal x | "
-                  f"tile bound x | {header} |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(TABLE_DESIGNS)]
-        for r in step["commands"]:
-            dense = r["cycles"]["dense"]
-            values = " | ".join(f"{dense / r['cycles'][n]:.2f}" for n in TABLE_DESIGNS)
-            lines.append(f"| {r['name']} | {r['M']}x{r['N']}x{r['K']} | {_fmt_pct(r['zero_a'])}"
-                         f" | {_fmt_pct(r['zero_b'])} | {_fmt_pct(r['masked_out'])} | {dense} | "
-                         f"{dense / max(1, r['ideal']):.2f} | {dense / r['tile_bound']:.2f} | "
-                         f"{values} |")
-        lines.append("")
-    lines += ["## Hooks needed outside this study's files", "",
-              "* `sim/nn/layers.py` `Dropout.forward`: draw the mask with "
-              "`sim.lfsr.DropoutMask.for_layer(p, run_seed=..., layer=name, step=...)` "
-              "`.keep(x.shape)` instead of `ctx.rng.random(x.shape) >= p` (the step index "
-              "and run seed would have to reach the `StepContext`), so the golden model "
-              "regenerates the bits the hardware regenerates; p = 0.25 is exact with 8 bits.",
-              "* `sim/lowering.py`: weight-gradient commands with the operands exchanged for "
-              "the default design (`dW^T = dY^T . X_col`: A = dY read transposed, B = X_col as "
-              "stored, the result read back transposed; no copy); the transposed-convolution "
-              "backward data proposed above.",
-              "* Engine RTL (`hw/engine/`): the zero flag on each operand and the accumulator "
-              "gate in the PE, the output-mask gate on the result path, the step bitmaps and "
-              "the window (see `sim/skip_model.py` for the exact cycle behaviour the RTL and "
-              "its benches must reproduce).", "",
-              "## Reproduce", "",
-              "```",
-              "python -m scripts.train --net digits_cnn --backends accel   # captures, ~1 min",
-              "python -m scripts.train --net resnet18 --backends accel     # captures, ~30 min",
-              "nice python -m scripts.sparsity_study                       # this study, ~10 min",
-              "nice python -m scripts.sparsity_study --report-only         # document and plot "
-              "from the JSON",
-              "python -m pytest tb/test_golden_sparsity.py -q             # golden models, < 1 min",
-              "```", ""]
-    return "\n".join(lines)
+    return {"design_order": list(DESIGN_NAMES), "table_designs": list(TABLE_DESIGNS),
+            "engine": {"rows": ROWS, "cols": COLS, "min_tile_slots": timing.min_tile_slots,
+                       "overhead": timing.overhead(False),
+                       "overhead_accumulate": timing.overhead(True)},
+            "area_budget": AREA_BUDGET,
+            "targets": {"backward_speedup": TARGET_SPEEDUP, "of_ideal": TARGET_OF_IDEAL}}
 
 
 def add_capture_arguments(parser) -> None:
@@ -770,12 +448,13 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_capture_arguments(parser)
     parser.add_argument("--report-only", action="store_true",
-                        help="rewrite the document and plot from docs/results/sparsity.json")
+                        help="measure nothing: record setup, rewrite the plot and the page from "
+                             "docs/results/sparsity_study.json")
     args = parser.parse_args(argv)
     config = timing_config()
     if args.report_only:
-        study = json.loads((RESULTS_DIR / "sparsity.json").read_text())["study"]
-        write_report(study["networks"], areas(config), config)
+        study = load("sparsity_study", reader=__name__)["study"]
+        publish({"setup": setup(config)}, study["networks"], only_changed=True)
         return 0
     nets = args.nets
     steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
@@ -790,7 +469,8 @@ def main(argv=None):
             log(f"{net_name}: rebuilt operands equal the captured ones for {checked} commands "
                 f"of step 0")
         results[net_name] = {"steps": []}
-        for path in find_captures(capture_dir, net_name, steps):
+        for path in track(find_captures(capture_dir, net_name, steps),
+                          f"{net_name}: captured steps"):
             log(f"{net_name}: {path}")
             results[net_name]["steps"].append(study_step(config, net, path, log))
         for step in results[net_name]["steps"]:
@@ -807,16 +487,29 @@ def main(argv=None):
                                   "area": area[d.name]} for d in DESIGNS},
              "default": DEFAULT,
              "networks": results}
-    path = update_results("sparsity", study=study)
-    log(f"wrote {path}")
-    write_report(results, area, config)
+    publish({"study": study, "setup": setup(config)}, results)
     return 0
 
 
-def write_report(results, area, config) -> None:
-    plot(results, DOCS_DIR / "sparsity_study.png")
-    (DOCS_DIR / "sparsity_study.md").write_text(markdown(results, area, config))
-    print(f"wrote {DOCS_DIR / 'sparsity_study.md'} and {DOCS_DIR / 'sparsity_study.png'}")
+def publish(entries, networks, *, only_changed=False) -> None:
+    """Record ``entries`` into ``docs/results/sparsity_study.json`` (``only_changed``: only
+    those that differ from the recorded ones, the others keeping their provenance), plot
+    ``networks`` and have ``sparta report`` write ``docs/sparsity_study.md``
+    (:mod:`scripts.report.sparsity`)."""
+    from scripts import report
+
+    if only_changed:
+        recorded = load("sparsity_study", reader=__name__, missing_ok=True)
+        entries = {key: value for key, value in entries.items()
+                   if json.loads(json.dumps(value)) != recorded.get(key)}
+    if entries:
+        path = record("sparsity_study", entries, writer=__name__, config=timing_config())
+        print(f"wrote {', '.join(sorted(entries))} of {path}")
+    plot(networks, DOCS_DIR / "sparsity_study.png")
+    print(f"wrote {DOCS_DIR / 'sparsity_study.png'}")
+    for written in report.write([DOCS_DIR / "sparsity_study.md"]):
+        print(f"wrote {written}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

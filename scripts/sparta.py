@@ -13,7 +13,7 @@ Own commands:
 
 The others run the measurement and report entry points under ``scripts/`` (each keeps its own
 options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``area``,
-``measure``, ``flow``.
+``measure``, ``flow``, ``report`` (the documentation's tables from ``docs/results``).
 
 A configuration comes from a TOML file (``--config``; keys of
 :class:`sim.config.EngineConfig`, an ``[array]`` table of :class:`sim.config.ArrayConfig`,
@@ -47,6 +47,8 @@ ENTRY_POINTS = {
                                  "on the RTL engine, bit for bit"),
     "synth": ("scripts.synth", "Yosys area of the FP units -> docs/area.md"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
+    "report": ("scripts.report", "regenerate the documentation's tables from docs/results "
+                                 "(--check: list what is out of date; --deps: results order)"),
 }
 AREA = {
     "engine": ("scripts.engine_report", "PEs, arrays, engines; ECP5 fmax of the 4x4 array"),
@@ -147,6 +149,7 @@ def cmd_generate(args) -> int:
 def cmd_gemm(args) -> int:
     import numpy as np
 
+    from scripts.progress import spinner
     from sim.gemm import gemm
     from tb.engine_api import model_cycles, run_gemms, workload_gemm
 
@@ -164,7 +167,8 @@ def cmd_gemm(args) -> int:
     if args.waves:
         os.environ["WAVES"] = "1"
     began = time.perf_counter()
-    (run,) = run_gemms(config, [problem], backend=args.simulator, seed=args.seed)
+    with spinner(f"{m}x{n}x{k} GEMM on {args.simulator}"):
+        (run,) = run_gemms(config, [problem], backend=args.simulator, seed=args.seed)
     seconds = time.perf_counter() - began
     model = model_cycles(config, problem)
     wrong = int(np.count_nonzero(run.out_bits != want))

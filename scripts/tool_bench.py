@@ -1,4 +1,5 @@
-"""Tool benchmark: what a user writes and waits for -> docs/results/tool.json (its only writer).
+"""Tool benchmark: what a user writes and waits for -> docs/results/tool.json (its only writer;
+``docs/tool.md`` is made from it by ``sparta report``).
 
 * per example network (``examples/``): lines of user code (the network file without blank
   lines, comments and docstrings) and the ``sparta`` commands that train, replay and measure it
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import subprocess
 import sys
@@ -22,7 +22,9 @@ import time
 import tokenize
 from pathlib import Path
 
-from scripts.results import RESULTS_DIR, provenance
+from scripts.progress import spinner
+from scripts.report import write as write_report
+from scripts.results import DOCS_DIR, record
 
 __all__ = ["code_lines", "main"]
 
@@ -71,7 +73,8 @@ def measure_examples(epochs: int, work: Path) -> dict:
         seconds = {}
         for label, args in commands.items():
             print(f"{name}: sparta {label} ...", flush=True)
-            seconds[label] = _sparta(args)
+            with spinner(f"{name}: sparta {label}"):
+                seconds[label] = _sparta(args)
         out[name] = {"user_code_lines": code_lines(path), "commands": len(commands),
                      "command_lines": [
                          "sparta " + " ".join(a[:a.index("--out")]).replace(f"{REPO}/", "")
@@ -97,20 +100,20 @@ def main(argv=None) -> int:
         parser.error(f"--epochs must be >= 1, not {args.epochs}")
     with tempfile.TemporaryDirectory(prefix="sparta-tool-") as work:
         work = Path(work)
-        data = {"provenance": provenance(), "examples": measure_examples(args.epochs, work),
+        data = {"examples": measure_examples(args.epochs, work),
                 "generate": measure_generate(work), "epochs": args.epochs,
                 "note": ("wall_s of each command as run in this order with the machine's build "
                          "cache: the first replay includes elaborating and building the 4x4 "
                          "preset engine once; user_code_lines: the network file without blank "
                          "lines, comments and docstrings")}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "tool.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    record("tool", data, writer=__name__, config={"epochs": args.epochs}, replace=True)
+    write_report([DOCS_DIR / "tool.md"])
     for name, entry in data["examples"].items():
         print(f"{name}: {entry['user_code_lines']} lines of user code, {entry['commands']} "
               f"commands; wall {entry['wall_s']}")
     print(f"sparta generate: cold {data['generate']['cold_s']} s, warm "
           f"{data['generate']['warm_s']} s")
-    print("wrote docs/results/tool.json")
+    print("wrote docs/results/tool.json and docs/tool.md")
     return 0
 
 

@@ -3,12 +3,13 @@
     python -m scripts.train --net digits_cnn --epochs 20
 
 Both runs use the same initial weights, sample order and dropout masks; only the GEMM numerics
-differ (:mod:`sim.nn.backend`). Writes
+differ (:mod:`sim.nn.backend`). Records (:func:`scripts.results.record`)
 
-* ``docs/results/workloads.json``: per network the test accuracies, the training curve, the
-  per-layer sparsity of the last epoch and the GEMM commands of each layer;
-* ``docs/results/sparsity_over_training.json`` and ``docs/sparsity_<net>.png``: per-layer
-  fractions of zeros over the epochs;
+* ``docs/results/workloads.json``, ``networks.<net>``: the test accuracies, the training
+  curve, the per-layer sparsity of the last epoch, the GEMM commands of each layer and their
+  execution order (``gemm_order``); other networks' entries are kept;
+* ``docs/results/sparsity_over_training.json``, ``<net>``: per-layer fractions of zeros over
+  the epochs, and the plot ``docs/sparsity_<net>.png``;
 * captures (npz) of weights, activations, gradients and masks, and of the GEMM operands of
   the replay step, under ``--capture-dir`` (default ``~/.cache/sparta/captures``).
 """
@@ -24,16 +25,16 @@ if __name__ == "__main__":
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from scripts.cli import comma_subset  # noqa: E402
+from scripts.progress import bar  # noqa: E402
+from scripts.results import DOCS_DIR, load, record  # noqa: E402
 from sim.nn import NETWORKS, TrainConfig, load_digits_split, make_backend, train  # noqa: E402
 from sim.nn.train import SPARSITY_KEYS  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKEND_NAMES = ("accel", "fp32")
 #: Per-network defaults (command-line options override them).
 #: The loss scale 1024 (a power of two: exact, no effect on the FP32 run) keeps the small
@@ -44,10 +45,8 @@ DEFAULTS = {
     "resnet18": {"epochs": 10, "lr": 0.02, "width": 8, "dropout": 0.0, "loss_scale": 1024.0},
 }
 UPSAMPLE = {"digits_cnn": 1, "digits_mlp": 1, "resnet18": 4}
-#: What a results file says before ``python -m scripts.replay`` has run (training never changes
-#: the replay's verdict once it exists).
-REPLAY_NOTE = ("Not replayed on the RTL engine yet: python -m scripts.replay runs step 0 of the "
-               "digits CNN through the generated GemmEngine and sets replay_bit_exact.")
+UNITS = ("accuracies are fractions of the 360-sample test set; "
+         "accuracy_gap_points = 100 * (fp32 - accel)")
 
 
 def _steps(text: str) -> list[int]:
@@ -86,8 +85,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "middle epoch, last step); empty string for none")
     parser.add_argument("--gemm-capture-steps", type=_steps, default=[0],
                         help="steps whose GEMM operands are captured too (default 0)")
-    parser.add_argument("--results-dir", default=str(ROOT / "docs" / "results"))
-    parser.add_argument("--plot-dir", default=str(ROOT / "docs"))
+    parser.add_argument("--plot-dir", default=str(DOCS_DIR))
     args = parser.parse_args(argv)
     for key, value in DEFAULTS[args.net].items():
         if getattr(args, key) is None:
@@ -107,17 +105,6 @@ def default_capture_steps(config: TrainConfig, train_samples: int) -> list[int]:
     per_epoch = -(-train_samples // config.batch_size)
     middle = (config.epochs + 1) // 2 - 1
     return sorted({0, middle * per_epoch, config.epochs * per_epoch - 1})
-
-
-def _load(path: Path) -> dict:
-    if path.exists():
-        return json.loads(path.read_text())
-    return {}
-
-
-def _write(path: Path, content: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")   # as update_results
 
 
 def _home_relative(path: str) -> str:
@@ -172,6 +159,7 @@ def network_entry(args, results: dict, data, commands, command_line: str) -> dic
                            f"steps (activation: encoded GEMM input X; grad: encoded output "
                            f"gradient dY; mask: ReLU and dropout masks gating dY, null if none)",
         "layers": layers,
+        "gemm_order": [c.name for c in commands],
         "captures": {name: [_home_relative(path) for path in r.captures]
                      for name, r in results.items() if r.captures},
         "reproduce": command_line,
@@ -232,37 +220,31 @@ def main(argv=None) -> int:
     results = {}
     for name in args.backends:
         backend = make_backend(name)
-        results[name] = train(config, backend, data, capture_dir=args.capture_dir,
-                              capture_steps=capture_steps if name == "accel" else (),
-                              gemm_capture_steps=args.gemm_capture_steps if name == "accel"
-                              else (),
-                              log=lambda line: print(line, flush=True))
+        with bar(f"{config.net}, {name} numerics: training steps") as progress:
+            results[name] = train(config, backend, data, capture_dir=args.capture_dir,
+                                  capture_steps=capture_steps if name == "accel" else (),
+                                  gemm_capture_steps=args.gemm_capture_steps if name == "accel"
+                                  else (),
+                                  log=lambda line: print(line, flush=True), progress=progress)
     commands = config.build().commands(batch_size=config.batch_size)
     command_line = "python -m scripts.train " + " ".join(
         argv if argv is not None else sys.argv[1:])
-    results_dir = Path(args.results_dir)
-    workloads = _load(results_dir / "workloads.json")
-    if "replay_bit_exact" not in workloads:
-        workloads["replay_bit_exact"] = False
-        workloads["replay_note"] = REPLAY_NOTE
-    workloads["units"] = ("accuracies are fractions of the 360-sample test set; "
-                          "accuracy_gap_points = 100 * (fp32 - accel)")
-    workloads.setdefault("networks", {})[config.net] = network_entry(
-        args, results, data, commands, command_line)
-    _write(results_dir / "workloads.json", workloads)
-    over_training = _load(results_dir / "sparsity_over_training.json")
-    over_training[config.net] = {
-        "epoch": next(iter(results.values())).curve["epoch"][1:],
-        "keys": list(SPARSITY_KEYS),
-        **{name: result.sparsity for name, result in results.items()},
-    }
-    _write(results_dir / "sparsity_over_training.json", over_training)
-    plot_sparsity(Path(args.plot_dir) / f"sparsity_{config.net}.png", config.net,
-                  over_training[config.net]["epoch"],
+    # one key holds every network: this run replaces its network's entry, keeps the others
+    networks = load("workloads", reader=__name__, missing_ok=True).get("networks", {})
+    networks[config.net] = network_entry(args, results, data, commands, command_line)
+    path = record("workloads", {"networks": networks, "units": UNITS}, writer=__name__,
+                  config={net: entry["config"] for net, entry in networks.items()})
+    epochs = next(iter(results.values())).curve["epoch"][1:]
+    record("sparsity_over_training", {config.net: {
+        "epoch": epochs, "keys": list(SPARSITY_KEYS),
+        **{name: result.sparsity for name, result in results.items()}}},
+        writer=__name__, config=config)
+    plot_sparsity(Path(args.plot_dir) / f"sparsity_{config.net}.png", config.net, epochs,
                   {name: result.sparsity for name, result in results.items()})
     for name, result in results.items():
         print(f"{config.net} {name}: test accuracy {result.test_accuracy:.4f} "
               f"after {config.epochs} epochs ({result.wall_time_s:.0f} s)")
+    print(f"wrote networks.{config.net} of {path}; `sparta report` updates docs/workloads.md")
     return 0
 
 

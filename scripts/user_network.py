@@ -1,9 +1,12 @@
 """A user's own network and data from a Python file: train it, replay its training step on the
 RTL engine.
 
-The file defines ``build()`` returning a :class:`sim.nn.Network` and ``load()`` returning a
-:class:`sim.nn.Dataset` (see ``examples/``). Results go to the file ``--out`` names (never into
-the project's ``docs/results``), with the provenance of the run.
+The file defines ``build()`` returning a :class:`sim.nn.Network` (or a PyTorch ``nn.Module``,
+converted by :func:`sim.nn.model_import.from_torch`) and ``load()`` returning a
+:class:`sim.nn.Dataset` (see ``examples/``); or it is an ONNX model (``.onnx``, converted by
+:func:`sim.nn.model_import.from_onnx`) with its data from ``--data FILE.py`` defining ``load()``.
+Results go to the file ``--out`` names (never into the project's ``docs/results``), with the
+provenance of the run.
 
     sparta train --network-file examples/wine_mlp.py --epochs 15 --backends accel,fgmp,fp32
     sparta replay --network-file examples/wine_mlp.py --preset 4x4 --simulator verilator
@@ -12,6 +15,7 @@ the project's ``docs/results``), with the provenance of the run.
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import sys
@@ -25,31 +29,94 @@ __all__ = ["load_network_file", "train_main", "replay_main"]
 BACKENDS = ("accel", "fgmp", "fp32")
 
 
-def load_network_file(path) -> tuple:
-    """``(build, load)`` of a network file (ValueError naming what is missing)."""
-    path = Path(path)
+def _python_file(path: Path, option: str):
     if not path.is_file():
-        raise ValueError(f"--network-file {path}: no such file")
+        raise ValueError(f"{option} {path}: no such file")
     spec = importlib.util.spec_from_file_location(f"sparta_user_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    missing = [name for name in ("build", "load") if not callable(getattr(module, name, None))]
-    if missing:
-        raise ValueError(f"--network-file {path} must define build() -> Network and load() -> "
-                         f"Dataset; missing: {', '.join(missing)}")
-    return module.build, module.load
+    return module
 
 
-def _network_and_data(path):
-    from sim.nn import Dataset, Network
+def load_network_file(path, data=None) -> tuple:
+    """``(build, load)`` of a network file (ValueError naming what is missing). ``build()``
+    returns what the file gives: a Network, a torch module, or for an ``.onnx`` file the
+    ``onnx.ModelProto``; ``load`` comes from the ``data`` file when one is given."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        if data is None:
+            raise ValueError(f"--network-file {path}: an ONNX model needs --data FILE.py "
+                             f"defining load() -> Dataset (images NHWC, as sim.nn takes them)")
+        if not path.is_file():
+            raise ValueError(f"--network-file {path}: no such file")
+        build, load = (lambda: _load_onnx(path)), None
+    else:
+        module = _python_file(path, "--network-file")
+        names = ("build",) if data is not None else ("build", "load")
+        missing = [name for name in names if not callable(getattr(module, name, None))]
+        if missing:
+            raise ValueError(f"--network-file {path} must define build() -> Network (or a "
+                             f"torch nn.Module) and load() -> Dataset; missing: "
+                             f"{', '.join(missing)}")
+        build, load = module.build, getattr(module, "load", None)
+    if data is not None:
+        data_module = _python_file(Path(data), "--data")
+        if not callable(getattr(data_module, "load", None)):
+            raise ValueError(f"--data {data} must define load() -> Dataset")
+        load = data_module.load
+    return build, load
 
-    build, load = load_network_file(path)
-    network, data = build(), load()
-    if not isinstance(network, Network):
-        raise ValueError(f"{path}: build() must return a sim.nn.Network, not {network!r}")
+
+def _load_onnx(path: Path):
+    try:
+        import onnx
+    except ImportError:
+        raise ValueError("an ONNX model needs the onnx package: pip install -e '.[import]'") \
+            from None
+    return onnx.load(str(path))
+
+
+def _source_kind(made) -> str | None:
+    """``"network"``, ``"torch"`` or ``"onnx"``: what a build() made (None: none of them)."""
+    from sim.nn import Network
+
+    torch, onnx = sys.modules.get("torch"), sys.modules.get("onnx")
+    if isinstance(made, Network):
+        return "network"
+    if torch is not None and isinstance(made, torch.nn.Module):
+        return "torch"
+    if onnx is not None and isinstance(made, onnx.ModelProto):
+        return "onnx"
+    return None
+
+
+def _network_and_data(path, data_file=None):
+    from sim.nn import Dataset
+    from sim.nn.model_import import from_onnx, from_torch
+
+    path = Path(path)
+    build, load = load_network_file(path, data_file)
+    made = build()
+    kind = _source_kind(made)
+    if kind is None:
+        raise ValueError(f"{path}: build() must return a sim.nn.Network, not {made!r} (or a "
+                         f"torch nn.Module, converted)")
+    data = load()
     if not isinstance(data, Dataset):
-        raise ValueError(f"{path}: load() must return a sim.nn.Dataset, not {data!r}")
-    return build, network, data
+        raise ValueError(f"{data_file or path}: load() must return a sim.nn.Dataset, not "
+                         f"{data!r}")
+    if kind == "network":
+        return build, made, data
+    # the model's input shape from the data's: NHWC images are NCHW to the model
+    shape = data.input_shape
+    shape = (shape[2], shape[0], shape[1]) if len(shape) == 3 else shape
+    network = from_torch(made, shape, name=path.stem) if kind == "torch" else \
+        from_onnx(made, input_shape=shape, name=path.stem)
+    template = copy.deepcopy(network)          # every build() the same initial weights
+
+    def build_copy():
+        return copy.deepcopy(template)
+    return build_copy, network, data
 
 
 def _backend(name):
@@ -68,7 +135,11 @@ def _write(path: Path, data: dict):
 
 def _common(parser):
     parser.add_argument("--network-file", type=Path, required=True,
-                        help="Python file defining build() -> Network and load() -> Dataset")
+                        help="Python file defining build() -> Network (or a torch nn.Module) "
+                             "and load() -> Dataset, or an ONNX model (.onnx, with --data)")
+    parser.add_argument("--data", type=Path,
+                        help="Python file defining load() -> Dataset (needed for an ONNX model; "
+                             "replaces the network file's load())")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--loss-scale", type=float, default=1024.0)
@@ -96,7 +167,7 @@ def train_main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="results JSON (default <network>-train.json)")
     args = parser.parse_args(argv)
     try:
-        build, network, data = _network_and_data(args.network_file)
+        build, network, data = _network_and_data(args.network_file, args.data)
         config = _config(args, network.name)
     except ValueError as exc:
         parser.error(str(exc))
@@ -132,7 +203,7 @@ def replay_main(argv=None) -> int:
     parser.add_argument("--out", type=Path, help="results JSON (default <network>-replay.json)")
     args = parser.parse_args(argv)
     try:
-        _, network, data = _network_and_data(args.network_file)
+        _, network, data = _network_and_data(args.network_file, args.data)
         engine = config_from_args(args)
         gemms = training_step_gemms(_config(args, network.name), network=network, data=data,
                                     operand_format=args.operand_format)
@@ -256,7 +327,7 @@ def measure_main(what: str, argv=None) -> int:
     parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
     args = parser.parse_args(argv)
     try:
-        build, network, data = _network_and_data(args.network_file)
+        build, network, data = _network_and_data(args.network_file, args.data)
         _config(args, network.name)
     except ValueError as exc:
         parser.error(str(exc))

@@ -11,7 +11,7 @@ import dataclasses
 
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
-__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "PRESETS",
+__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "AccelConfig", "PRESETS",
            "engine_config_from", "load_engine_config", "config_to_dict"]
 
 DATAFLOWS = ("os", "ws")
@@ -167,6 +167,46 @@ class EngineConfig:
     @property
     def acc_banks(self) -> int:
         return next_power_of_two(self.array.cols)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccelConfig:
+    """The accelerator top level (``hw/accel``): a GEMM engine behind an AXI4-Lite register
+    slave and an AXI4 DMA master (register map and DMA rules: :mod:`sim.accel_spec`).
+
+    Parameters
+    ----------
+    engine : EngineConfig
+    data_width : int
+        Bits of the DMA's AXI4 data bus: 64, 128 or 256.
+    addr_width : int
+        Bits of the DMA's AXI4 addresses: 32 or 64.
+    reads_outstanding : int
+        Read bursts the DMA may have issued and not yet received (1..16).
+    """
+
+    engine: EngineConfig = EngineConfig()
+    data_width: int = 64
+    addr_width: int = 32
+    reads_outstanding: int = 4
+
+    def __post_init__(self):
+        from .accel_spec import ADDR_WIDTHS, DATA_WIDTHS
+
+        if not isinstance(self.engine, EngineConfig):
+            raise ValueError(f"engine must be an EngineConfig, not {self.engine!r}")
+        if self.data_width not in DATA_WIDTHS:
+            raise ValueError(f"data_width must be one of {', '.join(map(str, DATA_WIDTHS))}, "
+                             f"not {self.data_width!r}")
+        if self.addr_width not in ADDR_WIDTHS:
+            raise ValueError(f"addr_width must be one of {', '.join(map(str, ADDR_WIDTHS))}, "
+                             f"not {self.addr_width!r}")
+        _check_int("reads_outstanding", self.reads_outstanding, 1, 16)
+
+    @property
+    def beat_bytes(self) -> int:
+        """Bytes per DMA beat."""
+        return self.data_width // 8
 
 
 PRESETS = {

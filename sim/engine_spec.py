@@ -41,8 +41,8 @@ RESULT_WRITE_DELAY = 1
 
 
 class EngineError(enum.IntEnum):
-    """Error codes of the engine's status (``hw.engine.commands.ErrorCode`` has the same
-    values)."""
+    """Error codes of the engine's status (``hw.engine.commands.ErrorCode`` is built from these
+    members: a code added here is one in the hardware)."""
 
     #: No error.
     NONE = 0

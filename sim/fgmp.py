@@ -3,7 +3,8 @@
 This is the golden model of the FGMP packer and unpacker. It is the one definition of the rule;
 the hardware (``hw/fgmp/``) matches it bit for bit and the training backend
 (:mod:`sim.nn.backend`) uses it for every stored operand. The rule and the format are written
-down in ``docs/fgmp.md``.
+down in ``docs/fgmp.md``. What the hardware is built from (the FP8 formats, ``T_MAX``, the stream
+geometry :class:`FgmpBlockFormat`) is in :mod:`sim.fgmp_spec`, re-exported here.
 
 Encoding rule
 -------------
@@ -39,26 +40,20 @@ without tags.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import numpy as np
 
-from .formats import E4M3, E5M2, FP16, FPFormat, format_by_name
+# the specification the gateware is built from (re-exported: the model's users import it here)
+from .fgmp_spec import (BLOCK_SIZES, BUS_BYTES, FGMP_FORMATS, T_MAX, FgmpBlockFormat, _count,
+                        _is_int)
+from .formats import FP16, FPFormat, format_by_name
 from .numerics import convert, unpack as unpack_fields
 
-__all__ = ["T_MAX", "FGMP_FORMATS", "BLOCK_SIZES", "BUS_BYTES", "encode_tags", "fp8_of", "decode",
-           "quantize", "code_table", "fp8_share", "FgmpBlockFormat", "pack", "unpack",
-           "stream_bytes", "stream_bytes_fp16"]
-
-#: Largest threshold ``t`` (a 4-bit configuration / CSR field, 0..15).
-T_MAX = 15
-#: FP8 formats an FGMP element can take besides fp16.
-FGMP_FORMATS: dict[str, FPFormat] = {f.name: f for f in (E4M3, E5M2)}
-#: Allowed block sizes ``B``.
-BLOCK_SIZES = (8, 16, 32, 64)
-#: Allowed bus word widths ``W`` in bytes.
-BUS_BYTES = (1, 2, 4, 8, 16, 32, 64)
+__all__ = ["encode_tags", "fp8_of", "decode", "quantize", "code_table", "fp8_share", "pack",
+           "unpack", "stream_bytes", "stream_bytes_fp16",
+           # from sim.fgmp_spec
+           "T_MAX", "FGMP_FORMATS", "BLOCK_SIZES", "BUS_BYTES", "FgmpBlockFormat"]
 
 
 def _fmt8(fmt8) -> FPFormat:
@@ -194,52 +189,6 @@ def fp8_share(tags) -> float:
     """Fraction of elements tagged FP8 (0.0 for an empty tensor)."""
     tags = np.asarray(tags, dtype=bool)
     return float(tags.mean()) if tags.size else 0.0
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FgmpBlockFormat:
-    """Geometry of the FGMP byte stream.
-
-    Parameters
-    ----------
-    block : int
-        Elements per block ``B`` (8, 16, 32 or 64); the tag mask is ``B / 8`` bytes.
-    bus_bytes : int
-        Bus word width ``W`` in bytes (a power of two, 1..64); the stream is padded to it.
-    """
-
-    block: int = 16
-    bus_bytes: int = 16
-
-    def __post_init__(self):
-        if not _is_int(self.block) or self.block not in BLOCK_SIZES:
-            raise ValueError(f"block must be one of {list(BLOCK_SIZES)}, not {self.block!r}")
-        if not _is_int(self.bus_bytes) or self.bus_bytes not in BUS_BYTES:
-            raise ValueError(f"bus_bytes must be a power of two in 1..64 "
-                             f"({list(BUS_BYTES)}), not {self.bus_bytes!r}")
-
-    @property
-    def tag_bytes(self) -> int:
-        """Bytes of one block's tag mask."""
-        return (self.block + 7) // 8
-
-    def blocks(self, n: int) -> int:
-        """Number of blocks of an ``n``-element tensor."""
-        return -(-_count(n) // self.block)
-
-    def padded(self, nbytes: int) -> int:
-        """``nbytes`` rounded up to whole bus words."""
-        return -(-nbytes // self.bus_bytes) * self.bus_bytes
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def _count(n) -> int:
-    if not _is_int(n) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, not {n!r}")
-    return int(n)
 
 
 def _block_format(fmt) -> FgmpBlockFormat:

@@ -37,8 +37,8 @@ row ``M`` is the chain of ``1^T . dY``, where every product ``1 * dY`` is exact.
 For a convolution, ``dX`` is ``col2im(dX_col)`` (the host adds the kernel taps in fp32, tap
 order ``(ky, kx)`` ascending); for a 1x1, stride-1, unpadded convolution and for ``linear``
 ``dX_col`` is ``dX``. The first layer needs no backward-data command. Layers without weights
-(``relu``, ``dropout``, ``flatten``, ``global_avg_pool``, ``add``) lower to no GEMM; they run on
-the host in fp32.
+(``relu``, ``dropout``, ``flatten``, ``global_avg_pool``, ``max_pool2d``, ``avg_pool2d``,
+``add``) lower to no GEMM; they run on the host in fp32.
 
 Masks: ``a_mask``/``b_mask`` name the ReLU/dropout masks whose zeros appear in an operand;
 ``out_mask`` names the forward mask that gates the outputs of a backward-data command (an
@@ -58,7 +58,10 @@ __all__ = ["GEMM_KINDS", "WEIGHT_KINDS", "LAYER_KINDS", "LayerSpec", "GemmComman
 GEMM_KINDS = ("forward", "backward_data", "weight_grad")
 #: Layer kinds with weights (lowered to GEMMs) and without (host fp32 operations).
 WEIGHT_KINDS = ("conv2d", "linear")
-LAYER_KINDS = WEIGHT_KINDS + ("relu", "dropout", "flatten", "global_avg_pool", "add")
+LAYER_KINDS = WEIGHT_KINDS + ("relu", "dropout", "flatten", "global_avg_pool", "max_pool2d",
+                              "avg_pool2d", "add")
+#: Kinds with a square window over an NHWC input (``kernel``, ``stride``, ``padding``).
+WINDOW_KINDS = ("conv2d", "max_pool2d", "avg_pool2d")
 
 
 def _positive_int(value, field: str, minimum: int = 1) -> None:
@@ -94,12 +97,12 @@ class LayerSpec:
     kind : str
         One of :data:`LAYER_KINDS`.
     in_shape : tuple of int
-        Per-sample input shape: ``(H, W, C)`` for ``conv2d``/``global_avg_pool``, ``(F,)`` for
-        ``linear``, any for the elementwise kinds.
+        Per-sample input shape: ``(H, W, C)`` for ``conv2d``, the pools and ``global_avg_pool``,
+        ``(F,)`` for ``linear``, any for the elementwise kinds.
     features : int
         Output channels (``conv2d``) or output features (``linear``); unused otherwise.
     kernel, stride, padding : int
-        Convolution geometry (square kernel, symmetric zero padding).
+        Convolution or pooling window geometry (square kernel, symmetric padding).
     bias : bool
         The layer adds a bias (the forward GEMM accumulates onto it; the weight-gradient
         command computes its gradient as one more row, ``bias_row``).
@@ -136,7 +139,8 @@ class LayerSpec:
                 any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
             raise ValueError(f"{self.name}: in_shape must be a non-empty tuple of integers >= 1, "
                              f"not {shape!r}")
-        rank = {"conv2d": 3, "global_avg_pool": 3, "linear": 1}.get(self.kind)
+        rank = {"conv2d": 3, "max_pool2d": 3, "avg_pool2d": 3, "global_avg_pool": 3,
+                "linear": 1}.get(self.kind)
         if rank is not None and len(shape) != rank:
             layout = "(H, W, C)" if rank == 3 else "(features,)"
             raise ValueError(f"{self.name}: in_shape of a {self.kind} layer must be {layout}, "
@@ -146,7 +150,7 @@ class LayerSpec:
         _positive_int(self.kernel, f"{self.name}: kernel")
         _positive_int(self.stride, f"{self.name}: stride")
         _positive_int(self.padding, f"{self.name}: padding", minimum=0)
-        if self.kind == "conv2d":
+        if self.kind in WINDOW_KINDS:
             height, width, _ = shape
             if height + 2 * self.padding < self.kernel or width + 2 * self.padding < self.kernel:
                 raise ValueError(f"{self.name}: kernel {self.kernel} is larger than the padded "
@@ -162,9 +166,10 @@ class LayerSpec:
     @property
     def out_shape(self) -> tuple[int, ...]:
         """Per-sample output shape."""
-        if self.kind == "conv2d":
-            height, width, _ = self.in_shape
-            return (self.out_size(height), self.out_size(width), self.features)
+        if self.kind in WINDOW_KINDS:
+            height, width, channels = self.in_shape
+            features = self.features if self.kind == "conv2d" else channels
+            return (self.out_size(height), self.out_size(width), features)
         if self.kind == "linear":
             return (self.features,)
         if self.kind == "flatten":
@@ -174,7 +179,7 @@ class LayerSpec:
         return self.in_shape
 
     def out_size(self, size: int) -> int:
-        """Output height/width of a convolution for an input of ``size``."""
+        """Output height/width of a convolution or pool for an input of ``size``."""
         return (size + 2 * self.padding - self.kernel) // self.stride + 1
 
     @property

@@ -486,7 +486,7 @@ def test_bench_script_smoke(tmp_path, monkeypatch):
     assert fgmp_bench.main(["--nets", "digits_cnn", "--digits-epochs", "2", "--train-samples",
                             "40", "--plot-dir", str(tmp_path), "--block", "8",
                             "--bus-bytes", "4"]) == 0
-    data = json.loads((tmp_path / "results" / "fgmp.json").read_text())
+    data = json.loads((tmp_path / "results" / "fgmp_bench.json").read_text())
     entry = data["digits_cnn"]
     for key in ("bytes_fp16", "bytes_fgmp", "fp8_share", "test_accuracy_fgmp",
                 "test_accuracy_fp32", "energy_pj_fp16", "energy_pj_fgmp"):

@@ -323,23 +323,22 @@ def test_training_smoke_and_capture_replays_on_golden_gemm(digits, tmp_path):
             assert np.array_equal(out, step[f"{prefix}/out"].view(np.uint32)), command["name"]
 
 
-def test_train_script_writes_results(tmp_path):
+def test_train_script_writes_results(tmp_path, monkeypatch):
+    import scripts.results as results_module
     from scripts.train import main
-    assert main(["--net", "digits_mlp", "--epochs", "1", "--width", "1",
-                 "--results-dir", str(tmp_path), "--plot-dir", str(tmp_path),
-                 "--capture-dir", str(tmp_path / "cap"), "--capture-steps", "",
-                 "--gemm-capture-steps", ""]) == 0
+
+    monkeypatch.setattr(results_module, "RESULTS_DIR", tmp_path)
+    argv = ["--epochs", "1", "--width", "1", "--plot-dir", str(tmp_path),
+            "--capture-dir", str(tmp_path / "cap"), "--capture-steps", "",
+            "--gemm-capture-steps", ""]
+    assert main(["--net", "digits_cnn", *argv]) == 0
+    assert main(["--net", "digits_mlp", *argv]) == 0
     workloads = json.loads((tmp_path / "workloads.json").read_text())
-    assert workloads["replay_bit_exact"] is False and workloads["replay_note"]
-    # a replay's verdict survives later training runs
-    workloads["replay_bit_exact"] = True
-    (tmp_path / "workloads.json").write_text(json.dumps(workloads))
-    assert main(["--net", "digits_mlp", "--epochs", "1", "--width", "1",
-                 "--results-dir", str(tmp_path), "--plot-dir", str(tmp_path),
-                 "--capture-dir", str(tmp_path / "cap"), "--capture-steps", "",
-                 "--gemm-capture-steps", ""]) == 0
-    workloads = json.loads((tmp_path / "workloads.json").read_text())
-    assert workloads["replay_bit_exact"] is True
+    # a run records its network and keeps the others
+    assert set(workloads["networks"]) == {"digits_cnn", "digits_mlp"}
+    assert set(workloads["provenance"]) == {"networks", "units"}
+    assert workloads["networks"]["digits_cnn"]["gemm_order"][:2] == ["conv1.forward",
+                                                                    "conv2.forward"]
     entry = workloads["networks"]["digits_mlp"]
     assert entry["epochs"] == 1
     assert 0 < entry["test_accuracy_accel"] <= 1 and 0 < entry["test_accuracy_fp32"] <= 1
@@ -348,7 +347,8 @@ def test_train_script_writes_results(tmp_path):
         "activation_zero_fraction", "grad_zero_fraction", "mask_zero_fraction"}
     assert len(entry["curve"]["test_accuracy_accel"]) == 2
     over = json.loads((tmp_path / "sparsity_over_training.json").read_text())
-    assert over["digits_mlp"]["epoch"] == [1]
+    assert over["digits_mlp"]["epoch"] == [1] and set(over["provenance"]) == {"digits_cnn",
+                                                                               "digits_mlp"}
     assert (tmp_path / "sparsity_digits_mlp.png").stat().st_size > 10_000
 
 

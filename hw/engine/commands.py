@@ -7,6 +7,8 @@ whether a command fits the engine is checked by the hardware (:class:`ErrorCode`
 :func:`sim.engine_model.validate` predicts.
 """
 
+import types
+
 from amaranth.lib import data, enum
 
 from hw.fp.operand import Operand
@@ -49,16 +51,21 @@ def command_layout(config):
     return data.StructLayout({**fields, "mask_host": 1, "mask_dropout": 1})
 
 
-class ErrorCode(enum.Enum, shape=3):
-    """Why the engine raised ``status.error`` (values of :class:`sim.engine_spec.EngineError`,
-    which documents each)."""
-    NONE = EngineError.NONE.value
-    ZERO_SIZE = EngineError.ZERO_SIZE.value
-    A_RANGE = EngineError.A_RANGE.value
-    B_RANGE = EngineError.B_RANGE.value
-    C_RANGE = EngineError.C_RANGE.value
-    ACCESS_RANGE = EngineError.ACCESS_RANGE.value
-    READ_FORMAT = EngineError.READ_FORMAT.value
+def _error_code_body(namespace):
+    namespace["__module__"] = __name__
+    namespace["__qualname__"] = "ErrorCode"
+    namespace["__doc__"] = (
+        "Why the engine raised ``status.error``: the members of "
+        ":class:`sim.engine_spec.EngineError` (which documents each), same names and values.")
+    for error in EngineError:
+        namespace[error.name] = error.value
+
+
+#: The engine's error codes as a 3-bit Amaranth enum, built member by member from
+#: :class:`sim.engine_spec.EngineError` (a class statement with ``shape=3`` would have to repeat
+#: every member): adding a code to the specification adds it here. A code above 7 does not fit
+#: the status word's 3 bits: Amaranth warns at import (an error in the tests).
+ErrorCode = types.new_class("ErrorCode", (enum.Enum,), {"shape": 3}, _error_code_body)
 
 
 class Status(data.Struct):

@@ -82,7 +82,7 @@ class DropoutMaskWriter(wiring.Component):
 
     Parameters
     ----------
-    geometry : sim.scratchpad_model.ScratchpadGeometry
+    geometry : sim.scratchpad_spec.ScratchpadGeometry
         The plane's (``C`` lanes, the accumulator memory's rows and width).
     rows : int
         ``R``, the array's rows (tile height).

@@ -3,7 +3,8 @@ column in one access.
 
 The mapping (element ``(i, j)`` in bank ``(i + j) % banks`` at address
 ``i * (width // banks) + j // banks``) and all sizes come from
-:class:`sim.scratchpad_model.ScratchpadGeometry`, the golden model the benches and drivers use.
+:class:`sim.scratchpad_spec.ScratchpadGeometry`, which the golden model the benches and drivers
+use (:mod:`sim.scratchpad_model`) shares.
 """
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value
@@ -12,7 +13,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sim.scratchpad_model import ScratchpadGeometry
+from sim.scratchpad_spec import ScratchpadGeometry
 
 __all__ = ["SkewedScratchpad", "write_layout", "read_layout", "data_layout"]
 

@@ -46,7 +46,7 @@ from hw.engine.scratchpad import data_layout, read_layout, write_layout
 from hw.fp.operand import Operand, OperandFormat
 from sim.config import EngineConfig
 from sim.engine_spec import FIELD_BITS, EngineTiming
-from sim.scratchpad_model import ScratchpadGeometry
+from sim.scratchpad_spec import ScratchpadGeometry
 
 __all__ = ["OutputStationarySequencer", "geometries"]
 
@@ -56,7 +56,7 @@ WIDE = FIELD_BITS + 1
 
 
 def geometries(config):
-    """``(a, b, acc)``: :class:`~sim.scratchpad_model.ScratchpadGeometry` of the A and B
+    """``(a, b, acc)``: :class:`~sim.scratchpad_spec.ScratchpadGeometry` of the A and B
     scratchpads and of the accumulator memory of an engine."""
     a = config.array
     return (ScratchpadGeometry(lanes=a.rows, width=config.spad_width, rows=config.a_rows),

@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from hw.fgmp.interface import FgmpElement, fp8_formats
 from hw.fp.operand import OperandFormat
 from hw.pipeline import PipelinedComponent
-from sim.fgmp import T_MAX
+from sim.fgmp_spec import T_MAX
 from sim.formats import FP16
 
 __all__ = ["EncodeInput", "encode", "FgmpEncoder"]

@@ -1,15 +1,15 @@
 """Ports shared by the FGMP packer and unpacker: parameters, stream payloads, error status.
 
-The geometry of the byte stream (block size ``B``, bus word width ``W``) is validated by the
-golden model's :class:`sim.fgmp.FgmpBlockFormat`, so that hardware and model accept exactly the
-same configurations.
+The geometry of the byte stream (block size ``B``, bus word width ``W``) is validated by
+:class:`sim.fgmp_spec.FgmpBlockFormat`, the golden model's too, so that hardware and model
+accept exactly the same configurations.
 """
 
 from amaranth import Module
 from amaranth.lib import data, enum
 
 from hw.fp.operand import Operand, OperandFormat
-from sim.fgmp import FGMP_FORMATS, FgmpBlockFormat
+from sim.fgmp_spec import FGMP_FORMATS, FgmpBlockFormat
 
 __all__ = ["FgmpError", "FgmpStatus", "FgmpElement", "PackerInput", "UnpackedOperand",
            "bus_word_layout", "block_format", "fp8_formats", "update_status"]

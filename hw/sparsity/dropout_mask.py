@@ -3,7 +3,7 @@
 The bits are those of :func:`sim.lfsr.dropout_keep_mask` (read its module docstring): element
 ``(r, j)`` of an ``M x N`` mask takes the output bits ``j*b .. j*b + b - 1`` of row ``r``'s
 Galois LFSR, first bit most significant, as ``u``, and is kept when ``u >= threshold``; row
-``r``'s LFSR starts at ``J^r(seed)``, ``J`` the jump of :data:`sim.lfsr.ROW_STRIDE` steps.
+``r``'s LFSR starts at ``J^r(seed)``, ``J`` the jump of :data:`sim.lfsr_spec.ROW_STRIDE` steps.
 
 Order. Tiles come out as an ``R x C`` output-stationary engine writes them: bands of ``R``
 tensor rows from the top, and within a band the tiles of ``C`` columns from the left. Each
@@ -65,7 +65,7 @@ from amaranth.lib.wiring import In, Out
 
 from sim.config import MAX_DIM
 from sim.engine_spec import FIELD_BITS
-from sim.lfsr import FEEDBACK_MASK, MAX_BITS, MAX_ROWS, ROW_STRIDE, WIDTH, lfsr_jump
+from sim.lfsr_spec import FEEDBACK_MASK, MAX_BITS, MAX_ROWS, ROW_STRIDE, WIDTH, lfsr_jump
 
 __all__ = ["DropoutError", "DropoutStatus", "dropout_command_layout", "dropout_tile_layout",
            "lfsr_advance", "jump_network", "DropoutMaskGenerator"]
@@ -81,7 +81,7 @@ class DropoutError(enum.Enum, shape=3):
     * ``ZERO_SEED``: ``seed`` is 0, the LFSR's fixed point.
     * ``BAD_THRESHOLD``: ``threshold`` above ``2^bits``.
     * ``ZERO_SIZE``: ``m`` or ``n`` is 0.
-    * ``ROW_TOO_LONG``: ``n * bits`` exceeds :data:`sim.lfsr.ROW_STRIDE` (rows would overlap).
+    * ``ROW_TOO_LONG``: ``n * bits`` exceeds :data:`sim.lfsr_spec.ROW_STRIDE` (rows would overlap).
     """
     NONE = 0
     ZERO_SEED = 1
@@ -134,7 +134,7 @@ def lfsr_advance(m, state, steps, name="lfsr"):
 
 def jump_network(state, steps):
     """The state ``steps`` LFSR steps after ``state`` (a 32-bit Value), as a constant XOR
-    network (the GF(2) matrix of :func:`sim.lfsr.lfsr_jump`, read off the unit states)."""
+    network (the GF(2) matrix of :func:`sim.lfsr_spec.lfsr_jump`, read off the unit states)."""
     units = np.array([1 << bit for bit in range(WIDTH)], dtype=np.uint64)
     columns = [int(column) for column in lfsr_jump(units, steps)]
     out = []
@@ -164,7 +164,7 @@ class DropoutMaskGenerator(wiring.Component):
     rows, cols : int
         Tile size ``R x C`` (the output-stationary array's), each 1 .. ``sim.config.MAX_DIM``.
     bits : int
-        Random bits per element ``b``, 1 .. :data:`sim.lfsr.MAX_BITS`.
+        Random bits per element ``b``, 1 .. :data:`sim.lfsr_spec.MAX_BITS`.
     steps_per_cycle : int or None
         LFSR steps unrolled per cycle ``U``: a divisor of ``bits``, or a multiple of ``bits``
         that divides ``cols * bits``. ``None``: ``bits`` (one element per row per cycle).

@@ -19,7 +19,7 @@ from .backend import GemmBackend
 from .im2col import col2im, im2col
 
 __all__ = ["StepContext", "Layer", "Conv2d", "Linear", "ReLU", "Dropout", "Flatten",
-           "GlobalAvgPool", "BasicBlock"]
+           "GlobalAvgPool", "MaxPool2d", "AvgPool2d", "BasicBlock"]
 
 _ZERO = np.float32(0.0)
 
@@ -405,6 +405,110 @@ class GlobalAvgPool(Layer):
         grad = (dy * self.scale)[:, None, None, :]
         return np.ascontiguousarray(np.broadcast_to(grad, (dy.shape[0], height, width,
                                                            dy.shape[1])))
+
+
+class _Pool2d(Layer):
+    """Shared part of the pools: a square window over each channel of an NHWC input, gathered
+    with im2col (rows ``(b, y, x)``, columns ``(ky, kx, c)``), gradients scattered back with
+    col2im (overlapping windows add their taps in fp32, in tap order)."""
+
+    def __init__(self, *, name, in_shape=None, kernel, stride=None, padding=0):
+        if in_shape is None:
+            return self._defer(dict(name=name, kernel=kernel, stride=stride, padding=padding))
+        stride = kernel if stride is None else stride
+        super().__init__(LayerSpec(name=name, kind=self.kind, in_shape=tuple(in_shape),
+                                   kernel=kernel, stride=stride, padding=padding))
+        if 2 * padding > kernel:
+            raise ValueError(f"{name}: padding must be at most half the kernel ({kernel}), "
+                             f"not {padding} (a window would see padding only)")
+        self._batch = None
+
+    def _windows(self, x: np.ndarray) -> np.ndarray:
+        """``(rows, kernel * kernel, C)`` windows of ``x`` (already padded)."""
+        spec = self.spec
+        cols = im2col(x, kernel=spec.kernel, stride=spec.stride, padding=0)
+        return cols.reshape(cols.shape[0], spec.kernel * spec.kernel, self.in_shape[2])
+
+    def _scatter(self, dwindows: np.ndarray) -> np.ndarray:
+        spec = self.spec
+        return col2im(dwindows.reshape(dwindows.shape[0], -1),
+                      shape=(self._batch,) + self.in_shape, kernel=spec.kernel,
+                      stride=spec.stride, padding=spec.padding)
+
+    def _check_grad(self, dy: np.ndarray) -> None:
+        if self._batch is None:
+            raise ValueError(f"{self.name}: backward called without a forward pass")
+        if dy.shape != (self._batch,) + self.out_shape or dy.dtype != np.float32:
+            raise ValueError(f"{self.name}: gradient shape {dy.shape} ({dy.dtype}) does not "
+                             f"match the output {(self._batch,) + self.out_shape} (float32)")
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over square windows of each channel (NHWC); padding is ``-inf``.
+
+    Parameters
+    ----------
+    name : str
+    in_shape : (H, W, C)
+    kernel : int
+    stride : int, optional
+        Defaults to ``kernel`` (non-overlapping windows).
+    padding : int
+        At most ``kernel // 2``.
+
+    The gradient goes to the first maximum of each window in ``(ky, kx)`` order.
+    """
+
+    kind = "max_pool2d"
+
+    def forward(self, x, ctx):
+        self._check_input(x)
+        pad = self.spec.padding
+        if pad:
+            x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), constant_values=-np.inf)
+        windows = self._windows(x)
+        self._argmax = windows.argmax(axis=1)[:, None, :]
+        self._batch = x.shape[0]
+        y = np.take_along_axis(windows, self._argmax, axis=1)
+        return y.reshape((self._batch,) + self.out_shape)
+
+    def backward(self, dy, ctx):
+        self._check_grad(dy)
+        rows, channels = self._argmax.shape[0], self.in_shape[2]
+        dwindows = np.zeros((rows, self.spec.kernel * self.spec.kernel, channels),
+                            dtype=np.float32)
+        np.put_along_axis(dwindows, self._argmax, dy.reshape(rows, 1, channels), axis=1)
+        return self._scatter(dwindows)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over square windows of each channel (NHWC), in float32; padding is zeros and
+    counts (every window is divided by ``kernel * kernel``). Parameters as
+    :class:`MaxPool2d`."""
+
+    kind = "avg_pool2d"
+
+    def __init__(self, *, name, in_shape=None, kernel, stride=None, padding=0):
+        super().__init__(name=name, in_shape=in_shape, kernel=kernel, stride=stride,
+                         padding=padding)
+        if self.bound:
+            self.scale = np.float32(1.0 / (kernel * kernel))
+
+    def forward(self, x, ctx):
+        self._check_input(x)
+        pad = self.spec.padding
+        if pad:
+            x = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        self._batch = x.shape[0]
+        y = self._windows(x).mean(axis=1, dtype=np.float32)
+        return y.reshape((self._batch,) + self.out_shape)
+
+    def backward(self, dy, ctx):
+        self._check_grad(dy)
+        channels = self.in_shape[2]
+        grad = (dy * self.scale).reshape(-1, 1, channels)
+        window = self.spec.kernel * self.spec.kernel
+        return self._scatter(np.broadcast_to(grad, (grad.shape[0], window, channels)))
 
 
 class BasicBlock(Layer):

@@ -187,8 +187,8 @@ def _save_capture(path: Path, tensors: dict, meta: dict) -> None:
 def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
           network: Network | None = None,
           capture_dir: str | Path | None = None, capture_steps: Collection[int] = (),
-          gemm_capture_steps: Collection[int] = (), log: Callable[[str], None] | None = None
-          ) -> TrainResult:
+          gemm_capture_steps: Collection[int] = (), log: Callable[[str], None] | None = None,
+          progress: Callable[[int, int], None] | None = None) -> TrainResult:
     """Train a network with ``backend`` for ``config.epochs`` epochs.
 
     Parameters
@@ -214,6 +214,8 @@ def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
         input of an RTL replay.
     log : callable, optional
         Progress lines.
+    progress : callable, optional
+        ``progress(steps_done, total_steps)`` after every training step (a progress bar).
     """
     if network is not None and not isinstance(network, Network):
         raise ValueError(f"network must be a sim.nn.Network, not {network!r}")
@@ -269,6 +271,8 @@ def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
                                               "labels": data.y_train[batch].tolist()})
                 captures.append(str(path))
             step += 1
+            if progress is not None:
+                progress(step, total_steps)
         n = len(data.x_train)
         curve["epoch"].append(epoch)
         curve["train_loss"].append(loss_sum / n)

@@ -1,0 +1,5 @@
+import sys
+
+from scripts.report import main
+
+sys.exit(main())
