@@ -16,7 +16,8 @@ For each network, with the configuration of ``scripts.train`` (the one recorded 
    and threshold per layer over training); ``sparta report`` makes docs/fgmp.md's tables.
 
 The figures of the last training step with a whole batch are the headline (the tensors of
-the trained network).
+the trained network). Steps 1 and 2 are :func:`sim.experiments.fgmp.run_network`; this script
+parses the options, plots and records.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ if __name__ == "__main__":
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")   # small matmuls, shared machines
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -36,18 +35,15 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from scripts.cli import comma_subset  # noqa: E402
 from scripts.progress import bar  # noqa: E402
 from scripts.results import DOCS_DIR, load, record  # noqa: E402
-from scripts.cli import comma_subset  # noqa: E402
-from scripts.train import DEFAULTS, UPSAMPLE  # noqa: E402
+from sim.experiments.fgmp import NETS, config_for, model_entry, run_network  # noqa: E402
+from sim.experiments.training import DEFAULTS  # noqa: E402
 from sim.fgmp import BLOCK_SIZES, BUS_BYTES, FgmpBlockFormat  # noqa: E402
 from sim.fgmp_control import TENSOR_CLASSES, FgmpPolicy  # noqa: E402
-from sim.fgmp_energy import HOROWITZ_45NM, step_energy  # noqa: E402
-from sim.fgmp_traffic import gemm_products, shared_tensor_groups, step_traffic  # noqa: E402
-from sim.nn import Fp32Backend, TrainConfig, load_digits_split, train  # noqa: E402
-from sim.nn.backend import FgmpBackend  # noqa: E402
+from sim.fgmp_energy import HOROWITZ_45NM  # noqa: E402
 
-NETS = ("digits_cnn", "resnet18")
 #: the fields of an entry its figures depend on (hashed into the entry's provenance)
 MEASURED_WITH = ("config", "policy", "block_format", "train_samples")
 PLOT_CLASSES = {"activation": "activations (X)", "weight": "weights (W)",
@@ -127,73 +123,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def config_for(net: str, epochs: int, loss_scale: float | None = None) -> TrainConfig:
-    """The training configuration of ``scripts.train`` for ``net`` (as in workloads.json),
-    with another static loss scale if given."""
-    overrides = {"epochs": epochs}
-    if loss_scale is not None:
-        overrides["loss_scale"] = loss_scale
-    return TrainConfig(net=net, batch_size=32, momentum=0.9, weight_decay=0.0,
-                       lr_schedule="cosine", seed=0, **dict(DEFAULTS[net], **overrides))
-
-
-def capture_steps(epochs: int, train_samples: int, batch_size: int) -> list[int]:
-    """First step of every epoch and the last step with a whole batch (global 0-based
-    indices); the last one is the headline."""
-    steps_per_epoch = -(-train_samples // batch_size)
-    last = epochs * steps_per_epoch - 1
-    if train_samples % batch_size and steps_per_epoch > 1:
-        last -= 1
-    return sorted({e * steps_per_epoch for e in range(epochs)} | {last})
-
-
-def _thresholds_by_step(history: list[dict]) -> dict:
-    return {(entry["layer"], entry["step"]): entry["t"] for entry in history}
-
-
-def _load_capture(path: str) -> tuple[dict, dict]:
-    with np.load(path) as archive:
-        meta = json.loads(str(archive["meta"]))
-        tensors = {key: archive[key] for key in archive.files if key != "meta"}
-    return meta, tensors
-
-
-def price_step(net, tensors: dict, step: int, *, policy: FgmpPolicy, thresholds: dict,
-               block_format: FgmpBlockFormat) -> dict:
-    """Traffic, products and energy of one captured step."""
-    def threshold(layer, cls):
-        return thresholds[(layer, step)][cls]
-
-    traffic = step_traffic(net, tensors, formats=policy.format_of, threshold=threshold,
-                           block=block_format, flush_underflow=policy.flushes)
-    products = gemm_products(net, tensors, formats=policy.format_of, threshold=threshold,
-                             flush_underflow=policy.flushes)
-    dense = {"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": products["macs"],
-             "macs": products["macs"]}
-    return {"traffic": traffic, "products": products,
-            "energy_fp16": step_energy(products=dense, dram_bytes=traffic["bytes_fp16"]),
-            "energy_fgmp": step_energy(products=products, dram_bytes=traffic["bytes_fgmp"])}
-
-
-def _per_epoch(history: list[dict], steps_per_epoch: int, epochs: int, field: str) -> dict:
-    """``{layer: {class: [mean over each epoch's steps]}}`` of a history field."""
-    sums: dict = {}
-    for entry in history:
-        epoch = entry["step"] // steps_per_epoch
-        if epoch >= epochs:
-            continue
-        for cls, value in entry[field].items():
-            if value is None:
-                continue
-            cell = sums.setdefault(entry["layer"], {}).setdefault(cls, [[0.0, 0] for _ in
-                                                                        range(epochs)])
-            cell[epoch][0] += value
-            cell[epoch][1] += 1
-    return {layer: {cls: [round(s / n, 6) if n else None for s, n in cells]
-                    for cls, cells in by_class.items()}
-            for layer, by_class in sums.items()}
-
-
 def plot_shares(path: Path, net: str, shares: dict, thresholds: dict, epochs: int) -> None:
     """FP8 share per layer and class over the epochs, and the thresholds."""
     import matplotlib
@@ -253,114 +182,22 @@ def result_key(net: str, args) -> str:
     return net + ("_fixed_t" if args.fixed else "") + (f"_{args.label}" if args.label else "")
 
 
-def run_network(net: str, args, capture_root: Path, log) -> dict:
-    epochs = args.resnet_epochs if net == "resnet18" else args.digits_epochs
-    config = config_for(net, epochs, args.loss_scale)
-    data = load_digits_split(upsample=UPSAMPLE[net])
-    if args.train_samples is not None:
-        data = dataclasses.replace(data, x_train=data.x_train[:args.train_samples],
-                                   y_train=data.y_train[:args.train_samples])
-    steps_per_epoch = -(-len(data.x_train) // config.batch_size)
-    steps = capture_steps(epochs, len(data.x_train), config.batch_size)
-    network = config.build()
-    backend = FgmpBackend(policy=args.policy, groups=shared_tensor_groups(network))
-    with bar(f"{net}, FGMP numerics: training steps") as progress:
-        fgmp = train(config, backend, data, capture_dir=capture_root, capture_steps=steps,
-                     log=log, progress=progress)
-    backend.controller.flush()
-    with bar(f"{net}, FP32: training steps") as progress:
-        fp32 = train(config, Fp32Backend(), data, log=log, progress=progress)
-    thresholds = _thresholds_by_step(backend.controller.history)
-    priced = []
-    for path in fgmp.captures:
-        meta, tensors = _load_capture(path)
-        step = meta["step"]
-        figures = price_step(network, tensors, step, policy=args.policy, thresholds=thresholds,
-                             block_format=args.block_format)
-        priced.append((step, meta["epoch"], figures))
-        traffic = figures["traffic"]
-        log(f"[{net}] step {step}: traffic fp16 {traffic['bytes_fp16']} B, FGMP "
-            f"{traffic['bytes_fgmp']} B ({100 * traffic['reduction']:.2f} % less), FP8 share "
-            f"{traffic['fp8_share']:.4f}")
-    step, epoch, last = priced[-1]
-    traffic = last["traffic"]
-    e16, e8 = last["energy_fp16"], last["energy_fgmp"]
-    with_optimizer = 1 - ((traffic["bytes_fgmp"] + traffic["optimizer_fp32_bytes"]) /
-                          (traffic["bytes_fp16"] + traffic["optimizer_fp32_bytes"]))
-    shares = _per_epoch(backend.controller.history, steps_per_epoch, epochs, "fp8_share")
-    t_epochs = _per_epoch(backend.controller.history, steps_per_epoch, epochs, "t")
+def measure(net: str, args, capture_root: Path, log) -> dict:
+    """The library's measurement of ``net`` with the options of ``args``, its plot, the FP32
+    accuracy of workloads.json and how to reproduce it."""
+    entry = run_network(net, epochs=args.resnet_epochs if net == "resnet18" else
+                        args.digits_epochs, policy=args.policy, block_format=args.block_format,
+                        capture_root=capture_root, loss_scale=args.loss_scale,
+                        train_samples=args.train_samples, log=log, progress_bar=bar)
     plot_path = Path(args.plot_dir) / f"fgmp_share_{result_key(net, args)}.png"
-    plot_shares(plot_path, net, shares, t_epochs, epochs)
-    final_t = {}
-    for entry in backend.controller.history:
-        final_t.setdefault(entry["layer"], {}).update(entry["t"])
-    command = "python -m scripts.fgmp_bench " + " ".join(
+    plot_shares(plot_path, net, entry["fp8_share_over_training"], entry["t_over_training"],
+                entry["epochs"])
+    entry["test_accuracy_fp32_workloads_json"] = _workloads_fp32(net)
+    entry["plot"] = str(plot_path.relative_to(DOCS_DIR.parent)) \
+        if plot_path.is_relative_to(DOCS_DIR.parent) else str(plot_path)
+    entry["reproduce"] = "python -m scripts.fgmp_bench " + " ".join(
         args.argv if args.argv is not None else sys.argv[1:])
-    return {
-        "bytes_fp16": traffic["bytes_fp16"],
-        "bytes_fgmp": traffic["bytes_fgmp"],
-        "traffic_reduction_percent": round(100 * traffic["reduction"], 3),
-        "fp8_share": round(traffic["fp8_share"], 6),
-        "test_accuracy_fgmp": fgmp.test_accuracy,
-        "test_accuracy_fp32": fp32.test_accuracy,
-        "accuracy_gap_points": round(100 * (fp32.test_accuracy - fgmp.test_accuracy), 4),
-        "test_accuracy_fp32_workloads_json": _workloads_fp32(net),
-        "energy_pj_fp16": round(e16["total_pj"], 1),
-        "energy_pj_fgmp": round(e8["total_pj"], 1),
-        "energy_efficiency_ratio": round(e16["total_pj"] / e8["total_pj"], 4),
-        "energy_breakdown_pj": {"fp16": {k: round(v, 1) for k, v in e16.items()},
-                                "fgmp": {k: round(v, 1) for k, v in e8.items()}},
-        "products": last["products"],
-        "traffic_step": step,
-        "traffic_step_epoch": epoch,
-        "traffic_by_class": traffic["by_class"],
-        "traffic_by_direction": traffic["by_direction"],
-        "optimizer_fp32_bytes": traffic["optimizer_fp32_bytes"],
-        "traffic_reduction_with_optimizer_percent": round(100 * with_optimizer, 3),
-        "traffic_reduction_mean_over_training_percent": round(100 * (1 - sum(
-            f["traffic"]["bytes_fgmp"] for _, _, f in priced) / sum(
-            f["traffic"]["bytes_fp16"] for _, _, f in priced)), 3),
-        "traffic_over_training": [
-            {"step": s, "epoch": e, "bytes_fp16": f["traffic"]["bytes_fp16"],
-             "bytes_fgmp": f["traffic"]["bytes_fgmp"],
-             "reduction_percent": round(100 * f["traffic"]["reduction"], 3),
-             "fp8_share": round(f["traffic"]["fp8_share"], 6),
-             "energy_ratio": round(f["energy_fp16"]["total_pj"] / f["energy_fgmp"]["total_pj"],
-                                   4)}
-            for s, e, f in priced],
-        "stored_tensors_last_step": [
-            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in entry.items()}
-            for entry in traffic["tensors"]],
-        "fp8_share_over_training": shares,
-        "t_over_training": t_epochs,
-        "t_final": final_t,
-        "t_decisions": backend.controller.decisions,
-        "curve": {"epoch": fgmp.curve["epoch"],
-                  "test_accuracy_fgmp": [round(v, 6) for v in fgmp.curve["test_accuracy"]],
-                  "test_accuracy_fp32": [round(v, 6) for v in fp32.curve["test_accuracy"]]},
-        "epochs": epochs,
-        "train_samples": len(data.x_train),
-        "config": dataclasses.asdict(config),
-        "policy": dataclasses.asdict(args.policy),
-        "block_format": dataclasses.asdict(args.block_format),
-        "wall_time_s": {"fgmp": round(fgmp.wall_time_s, 1), "fp32": round(fp32.wall_time_s, 1)},
-        "plot": str(plot_path.relative_to(DOCS_DIR.parent))
-        if plot_path.is_relative_to(DOCS_DIR.parent) else str(plot_path),
-        "reproduce": command,
-    }
-
-
-def model_entry() -> dict:
-    """What the figures of fgmp_bench.json mean (the ``model`` entry)."""
-    return {
-        "energy_table_pj": dataclasses.asdict(HOROWITZ_45NM),
-        "tensor_classes": list(TENSOR_CLASSES),
-        "units": "bytes per training step on the DRAM bus (traffic model of docs/fgmp.md); "
-                 "energies in pJ per training step; accuracies are fractions of the 360-image "
-                 "test set; accuracy_gap_points = 100 * (fp32 - fgmp)",
-        "headline_step": "the last training step with a whole batch (tensors of the trained "
-                         "network); traffic_over_training lists the first step of every epoch",
-    }
+    return entry
 
 
 def main(argv=None) -> int:
@@ -371,7 +208,7 @@ def main(argv=None) -> int:
         capture_root = Path(args.capture_dir).expanduser() if args.capture_dir else Path(scratch)
         for net in args.nets:
             start = time.perf_counter()
-            entry = run_network(net, args, capture_root, log)
+            entry = measure(net, args, capture_root, log)
             path = record("fgmp_bench", {result_key(net, args): entry}, writer=__name__,
                           config={key: entry[key] for key in MEASURED_WITH})
             print(f"{net}: traffic fp16 {entry['bytes_fp16']} B -> FGMP {entry['bytes_fgmp']} B "

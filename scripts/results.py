@@ -57,6 +57,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("skip_area", "scripts.skip_area", "sparta area skip"),
     Result("skip_measure", "scripts.skip_measure", "sparta measure skip"),
     Result("sparsity_study", "scripts.sparsity_study", "sparta measure sparsity"),
+    Result("accel_area", "scripts.accel_area", "sparta area accel"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

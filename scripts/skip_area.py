@@ -16,7 +16,8 @@ Measured units (generic cells of ``synth -flatten``, memories excluded, and ``sy
   sequencer with masks against the one without, plus the dropout mask writer
   (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory.
 
-The skip logic's overhead is reported against the dense array of the same configuration:
+The skip logic's overhead is reported against the dense array of the same configuration
+(:func:`sim.experiments.skip.area_overheads`):
 
 * 4x4, measured whole: ``(engine with window - dense engine) / dense 4x4 array``;
 * 8x8 (the configuration of the cycle measurements), composed from measured units, because
@@ -48,6 +49,7 @@ from scripts.engine_report import engine_config
 from scripts.results import DOCS_DIR, load, record
 from sim.config import ArrayConfig, MAX_SKIP_WINDOW
 from sim.elaborate import Design
+from sim.experiments.skip import area_overheads
 from sim.skip_timing import with_window
 
 __all__ = ["units", "main"]
@@ -125,46 +127,6 @@ def _masked(config):
     return dataclasses.replace(config, output_mask=True)
 
 
-def overheads(area, gemm_area, windows, mask_windows=()) -> dict:
-    """Skip-logic cells and their fraction of the dense array, 4x4 (measured whole) and 8x8
-    (composed; module docstring), per window."""
-    result = {}
-    pe = area["pe_os"]["cells"]
-    for d in windows:
-        d_pe = area[f"pe_os_window{d}"]["cells"] - pe
-        d_seq8 = area[f"sequencer_os_8x8_window{d}"]["cells"] - area["sequencer_os_8x8"]["cells"]
-        d_seq4 = area[f"sequencer_os_4x4_window{d}"]["cells"] - area["sequencer_os_4x4"]["cells"]
-        d_engine4 = area[f"engine_os_4x4_window{d}"]["cells"] - gemm_area["engine_os_4x4"]["cells"]
-        rest4 = d_engine4 - 16 * d_pe - d_seq4
-        total8 = 64 * d_pe + d_seq8 + 2 * rest4
-        result[f"window{d}"] = {
-            "pe_cells": d_pe, "sequencer_8x8_cells": d_seq8, "sequencer_4x4_cells": d_seq4,
-            "engine_4x4_cells": d_engine4, "rest_4x4_cells": rest4,
-            "fraction_4x4": d_engine4 / gemm_area["array_os_4x4"]["cells"],
-            "cells_8x8": total8,
-            "fraction_8x8": total8 / gemm_area["array_os_8x8"]["cells"],
-            "memory_bits_4x4": (area[f"engine_os_4x4_window{d}"].get("memory_bits", 0)
-                                - gemm_area["engine_os_4x4"].get("memory_bits", 0)),
-        }
-    for d in mask_windows:
-        # output masks on top of window d: the sequencer's summary reader, summary queue,
-        # wider flag queue and result-lane AND, plus the dropout mask writer (the keep planes
-        # are memories: 2 planes x 2 copies x the accumulator memory's elements, 1 bit each)
-        d_seq = (area[f"sequencer_os_8x8_window{d}_mask"]["cells"]
-                 - area[f"sequencer_os_8x8_window{d}"]["cells"])
-        writer = area["mask_writer_8x8"]["cells"]
-        cells = d_seq + writer
-        config = engine_config("8x8")
-        result[f"mask_window{d}"] = {
-            "sequencer_8x8_cells": d_seq, "writer_8x8_cells": writer, "cells_8x8": cells,
-            "fraction_8x8": cells / gemm_area["array_os_8x8"]["cells"],
-            "with_window_fraction_8x8": ((result.get(f"window{d}", {}).get("cells_8x8", 0)
-                                          + cells) / gemm_area["array_os_8x8"]["cells"]),
-            "memory_bits_8x8": 4 * config.acc_rows * config.acc_width,
-        }
-    return result
-
-
 def main(argv=None):
     from scripts.cli import comma_subset
     from scripts.yosys_area import area_of
@@ -190,7 +152,8 @@ def main(argv=None):
             row.update({key: result.get(key, 0) for key in MEMORY_FIELDS})
         area[name] = row
         print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
-    summary = overheads(area, gemm_area, windows, mask_windows)
+    summary = area_overheads(area, gemm_area, windows, mask_windows,
+                             mask_engine=engine_config("8x8"))
     for name, row in summary.items():
         if name.startswith("mask"):
             print(f"{name}: +{row['cells_8x8']} cells = {100 * row['fraction_8x8']:.2f}% of "

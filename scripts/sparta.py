@@ -55,6 +55,7 @@ AREA = {
     "fgmp": ("scripts.fgmp_area", "FGMP packer, unpacker, encoder and PE"),
     "sparsity": ("scripts.sparsity_area", "zero detect and dropout mask units"),
     "skip": ("scripts.skip_area", "lookahead window and output masks"),
+    "accel": ("scripts.accel_area", "the accelerator's AXI4-Lite registers and AXI4 DMA"),
 }
 MEASURE = {
     "gemm": ("scripts.gemm_bench", "engine cycles vs ideal vs SCALE-Sim v3"),

@@ -12,6 +12,8 @@ differ (:mod:`sim.nn.backend`). Records (:func:`scripts.results.record`)
   the epochs, and the plot ``docs/sparsity_<net>.png``;
 * captures (npz) of weights, activations, gradients and masks, and of the GEMM operands of
   the replay step, under ``--capture-dir`` (default ``~/.cache/sparta/captures``).
+
+The defaults, the data and the entry are those of :mod:`sim.experiments.training`.
 """
 
 from __future__ import annotations
@@ -24,27 +26,18 @@ if __name__ == "__main__":
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import platform  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from scripts.cli import comma_subset  # noqa: E402
 from scripts.progress import bar  # noqa: E402
 from scripts.results import DOCS_DIR, load, record  # noqa: E402
-from sim.nn import NETWORKS, TrainConfig, load_digits_split, make_backend, train  # noqa: E402
+from sim.experiments.training import (DEFAULTS, TRAINING, default_capture_steps,  # noqa: E402
+                                      network_entry, workload_data)
+from sim.nn import NETWORKS, TrainConfig, make_backend, train  # noqa: E402
 from sim.nn.train import SPARSITY_KEYS  # noqa: E402
 
 BACKEND_NAMES = ("accel", "fp32")
-#: Per-network defaults (command-line options override them).
-#: The loss scale 1024 (a power of two: exact, no effect on the FP32 run) keeps the small
-#: gradients of a trained network above the fp16 underflow.
-DEFAULTS = {
-    "digits_cnn": {"epochs": 20, "lr": 0.02, "width": 8, "dropout": 0.25, "loss_scale": 1024.0},
-    "digits_mlp": {"epochs": 30, "lr": 0.05, "width": 8, "dropout": 0.25, "loss_scale": 1024.0},
-    "resnet18": {"epochs": 10, "lr": 0.02, "width": 8, "dropout": 0.0, "loss_scale": 1024.0},
-}
-UPSAMPLE = {"digits_cnn": 1, "digits_mlp": 1, "resnet18": 4}
 UNITS = ("accuracies are fractions of the 360-sample test set; "
          "accuracy_gap_points = 100 * (fp32 - accel)")
 
@@ -67,14 +60,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--net", required=True, choices=sorted(NETWORKS))
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--width", type=int, help="channel/unit scale (default 8)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=TRAINING["batch_size"])
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--momentum", type=float, default=TRAINING["momentum"])
+    parser.add_argument("--weight-decay", type=float, default=TRAINING["weight_decay"])
     parser.add_argument("--dropout", type=float, help="drop probability (not used by resnet18)")
     parser.add_argument("--loss-scale", type=float, help="static loss scale (default 1024)")
-    parser.add_argument("--lr-schedule", default="cosine", help="cosine (default) or constant")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-schedule", default=TRAINING["lr_schedule"],
+                        help="cosine (default) or constant")
+    parser.add_argument("--seed", type=int, default=TRAINING["seed"])
     parser.add_argument("--backends", type=comma_subset("backends", BACKEND_NAMES),
                         default=tuple(BACKEND_NAMES),
                         help="comma-separated subset of accel,fp32 (default both)")
@@ -99,73 +93,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     except ValueError as error:
         parser.error(str(error))
     return args
-
-
-def default_capture_steps(config: TrainConfig, train_samples: int) -> list[int]:
-    per_epoch = -(-train_samples // config.batch_size)
-    middle = (config.epochs + 1) // 2 - 1
-    return sorted({0, middle * per_epoch, config.epochs * per_epoch - 1})
-
-
-def _home_relative(path: str) -> str:
-    home = str(Path.home())
-    return "~" + path[len(home):] if path.startswith(home + os.sep) else path
-
-
-def _round(value):
-    return None if value is None else round(value, 6)
-
-
-#: Fields of a lowered command (:class:`sim.lowering.GemmCommand`) kept in workloads.json.
-GEMM_FIELDS = ("name", "kind", "M", "N", "K", "transpose_a", "transpose_b", "accumulate",
-               "bias_row", "a_mask", "b_mask", "out_mask")
-
-
-def gemm_entries(commands, layer: str) -> list[dict]:
-    """The lowered commands of ``layer`` as workloads.json lists them."""
-    return [{field: getattr(c, field) for field in GEMM_FIELDS} for c in commands
-            if c.layer == layer]
-
-
-def network_entry(args, results: dict, data, commands, command_line: str) -> dict:
-    config = args.config
-    accel, fp32 = results.get("accel"), results.get("fp32")
-    source = accel or fp32
-    curve = {"epoch": source.curve["epoch"]}
-    for name, result in results.items():
-        for key in ("test_accuracy", "train_loss", "train_accuracy"):
-            curve[f"{key}_{name}"] = [_round(v) for v in result.curve[key]]
-    layers = {}
-    for name, stats in source.sparsity.items():
-        layers[name] = {
-            "sparsity": {key: _round(stats[key][-1]) for key in SPARSITY_KEYS},
-            "gemm": gemm_entries(commands, name),
-        }
-    entry = {
-        "test_accuracy_accel": accel.test_accuracy if accel else None,
-        "test_accuracy_fp32": fp32.test_accuracy if fp32 else None,
-        "accuracy_gap_points": (round(100 * (fp32.test_accuracy - accel.test_accuracy), 4)
-                                if accel and fp32 else None),
-        "epochs": config.epochs,
-        "config": dataclasses.asdict(config),
-        "operand_format": "fp16",
-        "train_samples": len(data.x_train),
-        "test_samples": len(data.x_test),
-        "input_shape": list(data.input_shape),
-        "steps": source.steps,
-        "wall_time_s": {name: round(r.wall_time_s, 1) for name, r in results.items()},
-        "curve": curve,
-        "sparsity_source": f"{source.backend} run, last epoch: zeros / elements over all its "
-                           f"steps (activation: encoded GEMM input X; grad: encoded output "
-                           f"gradient dY; mask: ReLU and dropout masks gating dY, null if none)",
-        "layers": layers,
-        "gemm_order": [c.name for c in commands],
-        "captures": {name: [_home_relative(path) for path in r.captures]
-                     for name, r in results.items() if r.captures},
-        "reproduce": command_line,
-        "machine": platform.processor() or platform.machine(),
-    }
-    return entry
 
 
 def plot_sparsity(path: Path, net: str, epochs: list[int], sparsity: dict) -> None:
@@ -213,7 +140,7 @@ def plot_sparsity(path: Path, net: str, epochs: list[int], sparsity: dict) -> No
 def main(argv=None) -> int:
     args = parse_args(argv)
     config = args.config
-    data = load_digits_split(upsample=UPSAMPLE[config.net])
+    data = workload_data(config.net)
     capture_steps = args.capture_steps
     if capture_steps is None:
         capture_steps = default_capture_steps(config, len(data.x_train))
@@ -231,7 +158,7 @@ def main(argv=None) -> int:
         argv if argv is not None else sys.argv[1:])
     # one key holds every network: this run replaces its network's entry, keeps the others
     networks = load("workloads", reader=__name__, missing_ok=True).get("networks", {})
-    networks[config.net] = network_entry(args, results, data, commands, command_line)
+    networks[config.net] = network_entry(config, results, data, commands, command_line)
     path = record("workloads", {"networks": networks, "units": UNITS}, writer=__name__,
                   config={net: entry["config"] for net, entry in networks.items()})
     epochs = next(iter(results.values())).curve["epoch"][1:]

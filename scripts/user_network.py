@@ -239,33 +239,29 @@ def replay_main(argv=None) -> int:
 def _measure_fgmp(args, build, network, data) -> dict:
     import tempfile
 
-    from scripts.fgmp_bench import _load_capture, _thresholds_by_step, price_step
+    from sim.experiments.fgmp import price_captures, train_fgmp
     from sim.fgmp import FgmpBlockFormat
     from sim.fgmp_control import FgmpPolicy
-    from sim.fgmp_traffic import shared_tensor_groups
     from sim.nn import Fp32Backend, train
-    from sim.nn.backend import FgmpBackend
 
     config = _config(args, network.name)
     policy = FgmpPolicy()
     steps = config.epochs * -(-len(data.x_train) // config.batch_size)
-    backend = FgmpBackend(policy=policy, groups=shared_tensor_groups(network))
     with tempfile.TemporaryDirectory(prefix="sparta-fgmp-") as captures:
-        fgmp = train(config, backend, data, network=network, capture_dir=captures,
-                     capture_steps=[steps - 1], log=lambda line: print(line, flush=True))
-        backend.controller.flush()
-        meta, tensors = _load_capture(fgmp.captures[-1])
+        fgmp, controller = train_fgmp(config, data, policy=policy, network=network,
+                                      capture_dir=captures, capture_steps=[steps - 1],
+                                      log=lambda line: print(line, flush=True))
+        step, _, figures = price_captures(network, fgmp.captures[-1:], policy=policy,
+                                          history=controller.history,
+                                          block_format=FgmpBlockFormat())[-1]
     fp32 = train(config, Fp32Backend(), data, network=build())
-    figures = price_step(network, tensors, meta["step"], policy=policy,
-                         thresholds=_thresholds_by_step(backend.controller.history),
-                         block_format=FgmpBlockFormat())
     traffic = figures["traffic"]
     e16, e8 = figures["energy_fp16"]["total_pj"], figures["energy_fgmp"]["total_pj"]
     print(f"{network.name}: FGMP last step {traffic['bytes_fgmp']} B on the bus against "
           f"{traffic['bytes_fp16']} B in fp16 ({100 * traffic['reduction']:.2f} % less), FP8 "
           f"share {traffic['fp8_share']:.3f}; test accuracy FGMP {fgmp.test_accuracy:.4f}, "
           f"FP32 {fp32.test_accuracy:.4f}; energy fp16 / FGMP {e16 / e8:.3f} (model)")
-    return {"step": meta["step"], "bytes_fp16": traffic["bytes_fp16"],
+    return {"step": step, "bytes_fp16": traffic["bytes_fp16"],
             "bytes_fgmp": traffic["bytes_fgmp"],
             "traffic_reduction_percent": round(100 * traffic["reduction"], 3),
             "fp8_share": round(traffic["fp8_share"], 6),
@@ -276,8 +272,8 @@ def _measure_fgmp(args, build, network, data) -> dict:
 
 
 def _measure_skip(args, build, network, data) -> dict:
-    from scripts.skip_measure import measure_gemm, totals
-    from scripts.sparsity_study import timing_config
+    from sim.experiments.skip import measure_gemm, totals
+    from sim.experiments.sparsity import timing_config
     from sim.nn import AccelBackend, train
     from sim.replay import training_step_gemms
     from sim.skip_model import SparseGemm
@@ -304,7 +300,7 @@ def _measure_skip(args, build, network, data) -> dict:
     return {"design": args.design, "backward": backward,
             "backward_speedup": round(cycles["dense"] / cycles[args.design], 4),
             "gemms": rows,
-            "source": "cycle model (scripts.skip_measure.measure_gemm, the measurement of "
+            "source": "cycle model (sim.experiments.skip.measure_gemm, the measurement of "
                       "docs/skip_measure.md; sim.skip_timing.engine_cycles is asserted against "
                       "the RTL by tb/test_engine.py); host compaction and the weight-gradient "
                       "swap of the _compact / _swap designs are host work, not priced here"}
@@ -319,7 +315,7 @@ def measure_main(what: str, argv=None) -> int:
     _common(parser)
     parser.add_argument("--epochs", type=int, default=5)
     if what == "skip":
-        from scripts.skip_measure import VARIANT_NAMES
+        from sim.experiments.skip import VARIANT_NAMES
 
         # the design the RTL builds by default (d = 3, docs/skip_measure.md)
         parser.add_argument("--design", default="la3_compact_swap", choices=VARIANT_NAMES,

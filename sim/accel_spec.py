@@ -41,9 +41,11 @@ from __future__ import annotations
 
 import enum
 
-__all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "Feature", "AccelError",
-           "CSR_BYTES", "CSR_ADDR_BITS", "DATA_WIDTHS", "ADDR_WIDTHS", "MAX_BURST_BEATS",
-           "BURST_BOUNDARY", "Resp", "FORMAT_BITS", "INSTRUCTION_BYTES", "burst_split"]
+__all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "Feature",
+           "AccelError", "CSR_BYTES", "CSR_ADDR_BITS", "DATA_WIDTHS", "ADDR_WIDTHS",
+           "MAX_BURST_BEATS", "BURST_BOUNDARY", "Resp", "FORMAT_BITS", "INSTRUCTION_BYTES",
+           "burst_split", "DMA_ROW_BYTES_BITS", "DMA_ROWS_BITS", "dma_command_error",
+           "dma_bursts"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -122,7 +124,7 @@ class AccelError(enum.IntEnum):
     EMPTY_PROGRAM = 7
 
 
-#: Bit order of the format masks of ``CAP_FORMATS``
+#: Bit order of the format masks of ``CAP_FORMATS`` (``bf16`` is an output format only)
 FORMAT_BITS = ("fp16", "e4m3", "e5m2", "fp32", "bf16")
 
 #: DMA data widths (bits) and address widths a configuration may choose

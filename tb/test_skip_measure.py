@@ -1,4 +1,5 @@
-"""The measurement of the zero-skipping RTL design (``scripts/skip_measure.py``) on small random
+"""The measurement of the zero-skipping RTL design (:mod:`sim.experiments.skip`, run by
+``scripts/skip_measure.py``) on small random
 GEMMs: the dense variant is the engine model, depth 1 without compaction is dense, host
 compaction never slows depth 1 down and costs 0 cycles when nothing is left, the swap is the
 side-b window of the compacted GEMM, every compacted variant sits between the tile bound and
@@ -16,9 +17,11 @@ import numpy as np
 import pytest
 
 from scripts import skip_measure
-from scripts.skip_measure import (DEFAULT, HEADLINE_FIELDS, VARIANT_NAMES, VARIANTS, Variant,
-                                  headline, measure_gemm, measurement_section, totals)
-from scripts.sparsity_study import timing_config
+from sim.experiments import skip
+from sim.experiments.skip import (DEFAULT, HEADLINE_FIELDS, VARIANT_NAMES, VARIANTS, Variant,
+                                  area_overheads, headline, measure_gemm, measurement_section,
+                                  totals)
+from sim.experiments.sparsity import timing_config
 from sim.engine_model import EngineCommand
 from sim.engine_model import command_cycles as engine_cycles
 from sim.skip_timing import engine_cycles as window_engine_cycles
@@ -261,39 +264,38 @@ def test_choose_default(step):
     networks = {"digits_cnn": {"steps": [step]}}
     back = step["totals"]["backward"]
     speeds = {d: back["cycles"]["dense"] / back["cycles"][f"la{d}_compact_swap"] for d in (2, 3, 4)}
-    assert skip_measure.choose_default(networks) == DEFAULT
-    assert skip_measure.choose_default(networks, {"overhead": {}}) == DEFAULT
+    assert skip.choose_default(networks) == DEFAULT
+    assert skip.choose_default(networks, {"overhead": {}}) == DEFAULT
     fits = {f"window{d}": {"fraction_8x8": 0.05} for d in (2, 3, 4)}
     best = max(speeds, key=speeds.get)
-    assert skip_measure.choose_default(networks, {"overhead": fits}) == f"la{best}_compact_swap"
-    over = {**fits, f"window{best}": {"fraction_8x8": skip_measure.AREA_BUDGET + 0.001}}
+    assert skip.choose_default(networks, {"overhead": fits}) == f"la{best}_compact_swap"
+    over = {**fits, f"window{best}": {"fraction_8x8": skip.AREA_BUDGET + 0.001}}
     rest = {d: v for d, v in speeds.items() if d != best}
     want = max(rest, key=rest.get)
-    assert skip_measure.choose_default(networks, {"overhead": over}) == f"la{want}_compact_swap"
+    assert skip.choose_default(networks, {"overhead": over}) == f"la{want}_compact_swap"
     # a mask design competes with its own area (window + masks)
     masked = {**over, f"mask_window{want}": {"with_window_fraction_8x8": 0.05}}
     mask_speed = back["cycles"]["dense"] / back["cycles"][f"la{want}_compact_swap_mask"]
-    chosen = skip_measure.choose_default(networks, {"overhead": masked})
+    chosen = skip.choose_default(networks, {"overhead": masked})
     assert chosen == (f"la{want}_compact_swap_mask" if mask_speed > speeds[want]
                       else f"la{want}_compact_swap")
-    assert skip_measure.area_fraction({"overhead": masked}, f"la{want}_compact_swap_mask") == 0.05
-    assert skip_measure.area_fraction({"overhead": masked}, f"la{best}_compact_swap_mask") is None
-    assert skip_measure.area_fraction(None, "compact") == 0.0
+    assert skip.area_fraction({"overhead": masked}, f"la{want}_compact_swap_mask") == 0.05
+    assert skip.area_fraction({"overhead": masked}, f"la{best}_compact_swap_mask") is None
+    assert skip.area_fraction(None, "compact") == 0.0
 
 
 def test_skip_area_composition():
-    """scripts.skip_area: the 4x4 figure is the whole engine's increase over the dense 4x4
-    array; the 8x8 figure adds 64 PE increases, the 8x8 sequencer's increase and twice the
-    4x4 engine's remainder (its increase less 16 PEs and its sequencer)."""
-    from scripts.skip_area import overheads
-
+    """The area arithmetic of scripts.skip_area (sim.experiments.skip.area_overheads): the 4x4
+    figure is the whole engine's increase over the dense 4x4 array; the 8x8 figure adds 64 PE
+    increases, the 8x8 sequencer's increase and twice the 4x4 engine's remainder (its increase
+    less 16 PEs and its sequencer)."""
     area = {"pe_os": {"cells": 100}, "pe_os_window2": {"cells": 110},
             "sequencer_os_8x8": {"cells": 1000}, "sequencer_os_8x8_window2": {"cells": 1500},
             "sequencer_os_4x4": {"cells": 800}, "sequencer_os_4x4_window2": {"cells": 1100},
             "engine_os_4x4_window2": {"cells": 5000, "memory_bits": 700}}
     dense = {"engine_os_4x4": {"cells": 4000, "memory_bits": 400},
              "array_os_4x4": {"cells": 2000}, "array_os_8x8": {"cells": 8000}}
-    row = overheads(area, dense, (2,))["window2"]
+    row = area_overheads(area, dense, (2,))["window2"]
     assert row["engine_4x4_cells"] == 1000 and row["fraction_4x4"] == 0.5
     assert row["rest_4x4_cells"] == 1000 - 16 * 10 - 300
     assert row["cells_8x8"] == 64 * 10 + 500 + 2 * (1000 - 160 - 300)
@@ -301,6 +303,7 @@ def test_skip_area_composition():
     assert row["memory_bits_4x4"] == 300
     area.update({"sequencer_os_8x8_window2_mask": {"cells": 1700},
                  "mask_writer_8x8": {"cells": 400}})
-    masks = overheads(area, dense, (2,), (2,))["mask_window2"]
+    masks = area_overheads(area, dense, (2,), (2,),
+                           mask_engine=timing_config())["mask_window2"]
     assert masks["cells_8x8"] == 200 + 400 and masks["fraction_8x8"] == 600 / 8000
     assert masks["with_window_fraction_8x8"] == (row["cells_8x8"] + 600) / 8000

@@ -7,11 +7,10 @@ whether a command fits the engine is checked by the hardware (:class:`ErrorCode`
 :func:`sim.engine_model.validate` predicts.
 """
 
-import types
-
-from amaranth.lib import data, enum
+from amaranth.lib import data
 
 from hw.fp.operand import Operand
+from hw.spec_enum import hardware_enum
 from sim.engine_spec import FIELD_BITS, EngineError
 
 __all__ = ["GemmCommand", "command_layout", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
@@ -51,21 +50,14 @@ def command_layout(config):
     return data.StructLayout({**fields, "mask_host": 1, "mask_dropout": 1})
 
 
-def _error_code_body(namespace):
-    namespace["__module__"] = __name__
-    namespace["__qualname__"] = "ErrorCode"
-    namespace["__doc__"] = (
-        "Why the engine raised ``status.error``: the members of "
-        ":class:`sim.engine_spec.EngineError` (which documents each), same names and values.")
-    for error in EngineError:
-        namespace[error.name] = error.value
-
-
 #: The engine's error codes as a 3-bit Amaranth enum, built member by member from
 #: :class:`sim.engine_spec.EngineError` (a class statement with ``shape=3`` would have to repeat
 #: every member): adding a code to the specification adds it here. A code above 7 does not fit
 #: the status word's 3 bits: Amaranth warns at import (an error in the tests).
-ErrorCode = types.new_class("ErrorCode", (enum.Enum,), {"shape": 3}, _error_code_body)
+ErrorCode = hardware_enum(
+    EngineError, name="ErrorCode", module=__name__, shape=3,
+    doc="Why the engine raised ``status.error``: the members of "
+        ":class:`sim.engine_spec.EngineError` (which documents each), same names and values.")
 
 
 class Status(data.Struct):

@@ -129,7 +129,7 @@ def _method(design, setup) -> list[str]:
         "folded in as its last row, backward data) of captured training steps of the digits "
         "CNN and of the ResNet-18 topology (width 8), rebuilt from the captured layer tensors "
         "exactly as the engine stores them, with the output mask of backward data "
-        "(`scripts.sparsity_study.capture_gemms`, checked bit for bit against step 0's "
+        "(`sim.experiments.sparsity.capture_gemms`, checked bit for bit against step 0's "
         "captured operands by the study). Every capture but step 0 is measured; the last "
         "captured step of each network is the headline.", "",
         "**Hardware (what the RTL does).** The "

@@ -1,0 +1,61 @@
+"""Area of the accelerator's blocks (``hw/accel``): the AXI4-Lite register slave and the AXI4
+DMA master, per bus configuration.
+
+Records ``docs/results/accel_area.json`` (its only writer; key ``area``) and prints the
+figures; ``sparta report`` makes the table of ``docs/accel.md`` from it.
+
+Usage: python -m scripts.accel_area   (sparta area accel)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hw.accel.dma import Dma
+from hw.accel.registers import Registers
+from scripts.progress import spinner
+from scripts.results import record
+from scripts.yosys_area import area_of
+from sim.config import AccelConfig, config_to_dict
+from sim.elaborate import Design
+
+__all__ = ["CONFIGS", "UNITS", "main"]
+
+#: Bus configurations measured: the default and the widest
+CONFIGS = {
+    "d64_a32": AccelConfig(),
+    "d256_a64": AccelConfig(data_width=256, addr_width=64, reads_outstanding=8),
+}
+
+UNITS = {f"{block}_{label}": (Design(factory, config), config)
+         for label, config in CONFIGS.items()
+         for block, factory in (("registers", Registers), ("dma", Dma))}
+
+FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args(argv)
+    area = {}
+    for name, (design, config) in UNITS.items():
+        with spinner(f"Yosys: {name}"):
+            result = area_of(design, name)
+        area[name] = {key: result[key] for key in FIELDS}
+        # distributed RAM (the DMA's small queues): not in ecp5_lut
+        area[name]["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
+        area[name]["bus"] = {"data_width": config.data_width, "addr_width": config.addr_width,
+                             "reads_outstanding": config.reads_outstanding}
+        row = area[name]
+        print(f"{name:20s} cells {row['cells']:6d}  LUT {row['ecp5_lut']:6d}  "
+              f"FF {row['ecp5_ff']:6d}  DSP {row['ecp5_dsp']:3d}  BRAM {row['ecp5_bram']:3d}")
+    configs = {label: {k: v for k, v in config_to_dict(config).items() if k != "engine"}
+               for label, config in CONFIGS.items()}
+    path = record("accel_area", {"area": area}, writer=__name__, config=configs, replace=True)
+    print(f"wrote {path}; `sparta report` updates docs/accel.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
