@@ -163,7 +163,7 @@ def main(argv=None):
     if measured:
         record("flow", {key: data[key] for key in measured}, writer=__name__,
                config=SPEED_CONFIG if not args.skip_speed else None)
-    write_report([DOCS_DIR / "flow.md"])
+    write_report([DOCS_DIR / "flow.md", DOCS_DIR.parent / "README.md"])
     for key in ("cold_demo_s", "warm_demo_s", "cold_test_s", "warm_test_s",
                 "verilator_cycles_per_cpu_s", "icarus_cycles_per_cpu_s", "verilator_over_icarus",
                 "verilator_python_per_cycle_cycles_per_cpu_s",

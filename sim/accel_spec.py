@@ -45,7 +45,8 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "AccelError", "CSR_BYTES", "CSR_ADDR_BITS", "DATA_WIDTHS", "ADDR_WIDTHS",
            "MAX_BURST_BEATS", "BURST_BOUNDARY", "Resp", "FORMAT_BITS", "INSTRUCTION_BYTES",
            "burst_split", "DMA_ROW_BYTES_BITS", "DMA_ROWS_BITS", "dma_command_error",
-           "dma_bursts"]
+           "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
+           "GEMM_FIELDS", "FIELDS", "encode", "decode"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -197,3 +198,84 @@ def dma_bursts(address: int, row_bytes: int, rows: int, stride: int, beat_bytes:
     return [(start % top, beats)
             for r in range(rows)
             for start, beats in burst_split((address + r * stride) % top, row_bytes, beat_bytes)]
+
+
+# -- Programs ---------------------------------------------------------------------------------
+# A program is PROG_LEN instructions of INSTRUCTION_BYTES bytes at PROG_BASE in DRAM. Each is a
+# 256-bit little-endian word; its fields sit at the bit positions below (one table for the
+# controller's decoder, the golden model, the compiler and the benches). The controller runs
+# the instructions in program order; the four dependency bits of the header are the
+# compiler's tokens between the load, execute and store units (pop: wait for a token from that
+# neighbour; push: give one to it), which a controller that overlaps units obeys and an
+# in-order one may ignore (the results are those of program order either way).
+
+class Opcode(enum.IntEnum):
+    """Instruction opcodes (any other value: ``ILLEGAL_OPCODE``)."""
+    #: DRAM -> A or B scratchpad (operands, converted to an operand format) or accumulator
+    #: memory (FP32 words).
+    LOAD = 1
+    #: Accumulator memory -> DRAM, converted to an output format.
+    STORE = 2
+    #: One engine command (the fields of ``sim.engine_model.EngineCommand``).
+    GEMM = 3
+    #: End of the program (also ends at PROG_LEN instructions).
+    DONE = 7
+
+
+class Target(enum.IntEnum):
+    """Memory of a LOAD."""
+    A = 0
+    B = 1
+    ACC = 2
+
+
+#: Format codes of LOAD/STORE (``dram_format``, ``operand_format``): the index in
+#: :data:`FORMAT_BITS`; bytes per element in DRAM
+FORMAT_BYTES = {"fp16": 2, "e4m3": 1, "e5m2": 1, "fp32": 4, "bf16": 2}
+
+#: field -> (lowest bit, width), per instruction kind; HEADER fields are in every instruction
+HEADER = {"opcode": (0, 8), "pop_prev": (8, 1), "pop_next": (9, 1), "push_prev": (10, 1),
+          "push_next": (11, 1)}
+TRANSFER_FIELDS = {"target": (12, 2), "dram_format": (16, 3), "operand_format": (19, 3),
+                   "saturate": (22, 1), "dram_stride": (32, 32), "dram_addr": (64, 64),
+                   "rows": (128, 16), "cols": (144, 16), "mem_row": (160, 16),
+                   "mem_col": (176, 16)}
+GEMM_FIELDS = {"a_transpose": (16, 1), "b_transpose": (17, 1), "accumulate": (18, 1),
+               "mask_host": (19, 1), "mask_dropout": (20, 1), "m": (32, 16), "n": (48, 16),
+               "k": (64, 16), "a_row": (80, 16), "a_col": (96, 16), "b_row": (112, 16),
+               "b_col": (128, 16), "c_row": (144, 16), "c_col": (160, 16)}
+FIELDS = {Opcode.LOAD: TRANSFER_FIELDS, Opcode.STORE: TRANSFER_FIELDS, Opcode.GEMM: GEMM_FIELDS,
+          Opcode.DONE: {}}
+
+
+def encode(opcode: Opcode, **fields) -> bytes:
+    """The 32 bytes of one instruction; unnamed fields are 0. A field that is unknown for the
+    opcode or does not fit its width raises ValueError naming it."""
+    opcode = Opcode(opcode)
+    layout = {**HEADER, **FIELDS[opcode]}
+    word = int(opcode)
+    for name, value in fields.items():
+        if name not in layout or name == "opcode":
+            raise ValueError(f"{opcode.name} has no field {name!r}; fields: "
+                             f"{', '.join(n for n in layout if n != 'opcode')}")
+        low, width = layout[name]
+        value = int(value)
+        if not 0 <= value < 1 << width:
+            raise ValueError(f"{opcode.name}.{name} must be in 0..{(1 << width) - 1}, "
+                             f"not {value}")
+        word |= value << low
+    return word.to_bytes(INSTRUCTION_BYTES, "little")
+
+
+def decode(instruction: bytes) -> tuple[int, dict]:
+    """``(opcode value, fields)`` of 32 instruction bytes; ``fields`` is empty for an opcode
+    that :class:`Opcode` does not define (the controller's ``ILLEGAL_OPCODE``)."""
+    if len(instruction) != INSTRUCTION_BYTES:
+        raise ValueError(f"an instruction is {INSTRUCTION_BYTES} bytes, not {len(instruction)}")
+    word = int.from_bytes(instruction, "little")
+    value = word & 0xFF
+    if value not in Opcode._value2member_map_:
+        return value, {}
+    layout = {**HEADER, **FIELDS[Opcode(value)]}
+    return value, {name: (word >> low) & ((1 << width) - 1)
+                   for name, (low, width) in layout.items()}

@@ -1,0 +1,520 @@
+"""Golden model of the accelerator's programs (``hw/accel``): what a program leaves in DRAM, which
+error it stops with and at which instruction, and how many bytes it moves.
+
+:class:`AcceleratorModel` holds the state the controller's instructions act on, as the engine
+stores it: the A and B scratchpads (operand bit patterns and their format tags), the
+accumulator memory (FP32 bit patterns) and, with ``EngineConfig.output_mask``, the engine's two
+keep planes. :meth:`AcceleratorModel.run` executes a program from a DRAM image bit for bit as
+``docs/accel.md`` ("Programs") defines it, in program order (the dependency bits of the header
+change no result and are ignored). The hardware follows this model; the rules below are the
+definition where the table of the document leaves a choice.
+
+Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_spec.GEMM_FIELDS`)
+------------------------------------------------------------------------------------------------
+* ``LOAD``: row ``r`` of ``cols`` elements at ``(dram_addr + r * dram_stride) mod
+  2**addr_width`` into the target at ``(mem_row + r, mem_col + c)``. A, B: ``operand_format``
+  must be one the memory's PEs take (``a_formats`` / ``b_formats``) and ``dram_format`` that
+  same format (bits copied, NaN payloads kept) or ``fp32`` (:func:`sim.numerics.convert`: one
+  rounding to nearest even, ``saturate`` clamps overflow and infinities to the largest finite
+  value, every NaN becomes the canonical NaN); the element's tag is the operand format. ACC:
+  ``dram_format`` must be ``fp32``, the words are copied; ``operand_format`` and ``saturate``
+  are ignored (so is ``saturate`` for a copy).
+* ``STORE``: ``target`` must be ``ACC`` (the only memory a store reads); the region is
+  converted to ``dram_format``, one of the engine's ``out_formats``, exactly as the engine's
+  host read (:func:`sim.numerics.convert` with ``saturate``; ``fp32``: the words as they are);
+  ``operand_format`` is ignored. Only the ``cols * bytes`` bytes of each row change.
+* ``GEMM``: the engine command :class:`sim.engine_model.EngineCommand` of the fields, checked by
+  :func:`sim.engine_model.validate`, computed as the engine does: :func:`sim.gemm.gemm` of the
+  stored bits with their tags (``accumulate``: starting from the accumulator memory's words),
+  or :func:`sim.sparsity.gemm_skip` for an engine with ``skip_zeros`` (zero products skipped)
+  or a command with an output mask (its keep mask is the AND of the selected planes read at
+  ``(c_row + i, c_col + j)``; masked outputs are ``+0``). The mask flags are ``BAD_FIELD`` on
+  an engine without ``output_mask``.
+* ``DONE`` ends the program; so does the end of ``PROG_LEN`` instructions (no error).
+
+Errors, checked in this order (the first that applies is the instruction's error)
+--------------------------------------------------------------------------------
+Fetch: ``DRAM_RESPONSE`` if a beat of the 32 instruction bytes answers with an error; then
+``ILLEGAL_OPCODE`` for an opcode :class:`~sim.accel_spec.Opcode` does not define.
+
+``LOAD`` / ``STORE``:
+
+1. ``BAD_FIELD``: a target that is not A, B, ACC (``STORE``: not ACC); a format code outside
+   :data:`~sim.accel_spec.FORMAT_BITS`; a format the target does not take (above);
+   ``rows`` or ``cols`` zero; ``dram_addr`` not below ``2 ** addr_width``.
+2. ``MISALIGNED``: ``dram_addr`` or ``dram_stride`` not a multiple of the beat.
+3. ``SPAD_OVERFLOW``: ``mem_row + rows`` above the memory's rows or ``mem_col + cols`` above its
+   width (A, B: ``a_rows`` / ``b_rows`` x ``spad_width``; ACC: ``acc_rows`` x ``acc_width``).
+4. ``DRAM_RESPONSE``: a beat of the transfer answers with an error (below).
+
+``GEMM``: ``BAD_FIELD`` (a mask flag without ``output_mask``, then a zero size), then
+``SPAD_OVERFLOW`` (the A, then B, then C region outside its memory; the sums are not truncated
+to 16 bits).
+
+DRAM
+----
+The DRAM image is a ``bytearray`` (or writable ``memoryview``) whose index is the bus address.
+Every transfer moves whole beats (``config.beat_bytes``), as the DMA does: a row of ``cols *
+bytes`` bytes is ``ceil(cols * bytes / beat)`` beats from its (beat-aligned) start; a load drops
+the bytes past ``cols``, a store writes them with their strobes off (they do not change). A beat
+*answers with an error* (SLVERR or DECERR, both ``DRAM_RESPONSE``) if any byte of its aligned span
+lies at or beyond ``len(dram)`` or in one of the ``dram_errors`` ranges, whatever its strobes.
+An instruction fetch is one transfer of the 32 bytes at ``(prog_base + 32 i) mod
+2 ** addr_width``, made just before the instruction executes; nothing is fetched ahead, nor
+after ``DONE`` or an error (a program that stores over its own later instructions is undefined
+for the hardware; the model reads them as they are when it fetches them).
+
+A transfer with an error still runs to its end, as the DMA's does. A faulting ``STORE`` writes
+every beat that answered without error and leaves the faulting beats' bytes as they were; after
+a faulting ``LOAD`` the contents of its target region are undefined (the model leaves them
+unchanged; a bench must not compare them). Nothing else changes in either case.
+
+Counters: ``bytes_read`` / ``bytes_written`` count every beat moved, the faulting ones and a
+row's partly used last beat included (the DMA's counters): 32 per fetch, ``rows *
+ceil(cols * bytes / beat) * beat`` per ``LOAD`` / ``STORE`` that reaches the bus (an instruction
+rejected by checks 1-3 moves nothing). ``products`` sums ``m * n * k`` of the GEMMs executed.
+
+Pure numpy: no Amaranth here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .accel_spec import (FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, AccelError, Opcode,
+                         Target, decode, encode)
+from .config import AccelConfig
+from .engine_model import EngineCommand, EngineError, validate
+from .formats import FORMATS, FP32
+from .gemm import TAG_OF, gemm
+from .numerics import convert
+from .sparsity import gemm_skip
+
+__all__ = ["AcceleratorModel", "RunResult", "InstructionRecord", "assemble", "write_matrix",
+           "read_matrix"]
+
+_ENGINE_ERRORS = {EngineError.ZERO_SIZE: AccelError.BAD_FIELD,
+                  EngineError.A_RANGE: AccelError.SPAD_OVERFLOW,
+                  EngineError.B_RANGE: AccelError.SPAD_OVERFLOW,
+                  EngineError.C_RANGE: AccelError.SPAD_OVERFLOW}
+_PROG_LEN_BITS = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class InstructionRecord:
+    """One fetched instruction of a run.
+
+    ``opcode`` is the raw value (an :class:`~sim.accel_spec.Opcode` when defined, ``None`` if
+    the fetch itself failed), ``fields`` those of :func:`sim.accel_spec.decode`; the counts
+    are this instruction's, its fetch included.
+    """
+    index: int
+    opcode: int | None
+    fields: dict
+    error: AccelError
+    bytes_read: int
+    bytes_written: int
+    products: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a program did.
+
+    Attributes
+    ----------
+    error : AccelError
+        ``NONE``, or the error the program stopped with (``STATUS.error_code``).
+    error_index : int or None
+        ``ERROR_INDEX``: the faulting instruction (0 for ``EMPTY_PROGRAM`` and a misaligned
+        base, which the register block raises at start); ``None`` without an error.
+    executed : int
+        Instructions completed without an error (``DONE`` included).
+    bytes_read, bytes_written : int
+        DMA bytes in whole beats, fetches included (the performance counters).
+    products : int
+        ``m * n * k`` summed over the GEMMs executed.
+    instructions : list of InstructionRecord
+        Every instruction fetched, in order (the faulting one last).
+    """
+    error: AccelError
+    error_index: int | None
+    executed: int
+    bytes_read: int
+    bytes_written: int
+    products: int
+    instructions: list
+
+
+class _Dram:
+    """The DRAM image as the DMA sees it: beats, address wrap and error ranges."""
+
+    def __init__(self, dram, errors, beat: int, addr_width: int):
+        self.bytes = _dram_array(dram)
+        self.beat = beat
+        self.top = 1 << addr_width
+        self.errors = _error_ranges(errors, self.top)
+
+    def rows(self, address: int, stride: int, rows: int, row_bytes: int):
+        """``(addresses, faulty)``: the byte addresses of each row's whole beats, shape
+        ``(rows, beats * beat)``, and which beats answer with an error, ``(rows, beats)``."""
+        beats = -(-row_bytes // self.beat)
+        starts = np.uint64(address) + np.arange(rows, dtype=np.uint64) * np.uint64(stride)
+        addresses = starts[:, None] + np.arange(beats * self.beat, dtype=np.uint64)
+        if self.top < 1 << 64:      # uint64 wraps by itself at 2**64
+            addresses &= np.uint64(self.top - 1)
+        bad = addresses >= np.uint64(len(self.bytes))
+        for start, end in self.errors:
+            inside = addresses >= np.uint64(start)
+            if end < self.top:
+                inside &= addresses < np.uint64(end)
+            bad |= inside
+        return addresses, bad.reshape(rows, beats, self.beat).any(axis=2)
+
+    def read(self, addresses) -> np.ndarray:
+        """Bytes at addresses that all lie inside the image."""
+        return self.bytes[addresses.astype(np.intp)]
+
+
+class AcceleratorModel:
+    """Bit-exact model of the accelerator running programs (module docstring: the rules).
+
+    Parameters
+    ----------
+    config : AccelConfig
+
+    Attributes
+    ----------
+    a_bits, b_bits : numpy.ndarray of uint16, shape (a_rows / b_rows, spad_width)
+        Operand bit patterns of the A and B scratchpads (FP8 codes in the low byte).
+    a_tags, b_tags : numpy.ndarray of uint8, same shapes
+        Their format tags (:data:`sim.gemm.TAG_OF`).
+    acc : numpy.ndarray of uint32, shape (acc_rows, acc_width)
+        The accumulator memory's FP32 bit patterns.
+    keep_host, keep_dropout : numpy.ndarray of bool, shape (acc_rows, acc_width), or None
+        The engine's keep planes (``output_mask`` only; no instruction writes them yet: set
+        them directly, as the engine's ``wr_mask`` and dropout writer would).
+
+    All of it is zero after construction and :meth:`reset`, as the hardware's memories, and
+    persists from one :meth:`run` to the next.
+    """
+
+    def __init__(self, config: AccelConfig):
+        if not isinstance(config, AccelConfig):
+            raise ValueError(f"config must be an AccelConfig, not {config!r}")
+        self.config = config
+        self.reset()
+
+    def reset(self):
+        """All memories to zero (their power-on contents)."""
+        engine = self.config.engine
+        self.a_bits = np.zeros((engine.a_rows, engine.spad_width), dtype=np.uint16)
+        self.a_tags = np.zeros((engine.a_rows, engine.spad_width), dtype=np.uint8)
+        self.b_bits = np.zeros((engine.b_rows, engine.spad_width), dtype=np.uint16)
+        self.b_tags = np.zeros((engine.b_rows, engine.spad_width), dtype=np.uint8)
+        self.acc = np.zeros((engine.acc_rows, engine.acc_width), dtype=np.uint32)
+        planes = engine.output_mask
+        shape = (engine.acc_rows, engine.acc_width)
+        self.keep_host = np.zeros(shape, dtype=bool) if planes else None
+        self.keep_dropout = np.zeros(shape, dtype=bool) if planes else None
+
+    # -- programs ------------------------------------------------------------------------------
+
+    def run(self, dram, prog_base: int, prog_len: int, *, dram_errors=None) -> RunResult:
+        """Run the ``prog_len`` instructions at ``prog_base`` on ``dram`` (changed in place).
+
+        Parameters
+        ----------
+        dram : bytearray or writable memoryview
+            The DRAM image; index = bus address.
+        prog_base, prog_len : int
+            The ``PROG_BASE`` and ``PROG_LEN`` registers (``prog_len == 0``: ``EMPTY_PROGRAM``,
+            then a base that is not 32-byte aligned: ``MISALIGNED``, both at index 0 and
+            without any bus activity, as the register block raises them).
+        dram_errors : iterable of (start, end), optional
+            Byte ranges ``[start, end)`` whose beats answer SLVERR.
+
+        Returns
+        -------
+        RunResult
+        """
+        cfg = self.config
+        memory = _Dram(dram, dram_errors, cfg.beat_bytes, cfg.addr_width)
+        _check_int("prog_base", prog_base, (1 << cfg.addr_width) - 1)
+        _check_int("prog_len", prog_len, (1 << _PROG_LEN_BITS) - 1)
+        if prog_len == 0:
+            return RunResult(AccelError.EMPTY_PROGRAM, 0, 0, 0, 0, 0, [])
+        if prog_base % INSTRUCTION_BYTES:
+            return RunResult(AccelError.MISALIGNED, 0, 0, 0, 0, 0, [])
+        records = []
+        for index in range(prog_len):
+            address = (prog_base + INSTRUCTION_BYTES * index) % memory.top
+            addresses, faulty = memory.rows(address, 0, 1, INSTRUCTION_BYTES)
+            fetched = INSTRUCTION_BYTES
+            if faulty.any():
+                records.append(InstructionRecord(index, None, {}, AccelError.DRAM_RESPONSE,
+                                                 fetched, 0, 0))
+                break
+            opcode, fields = decode(memory.read(addresses[0]).tobytes())
+            if opcode not in Opcode._value2member_map_:
+                error, moved = AccelError.ILLEGAL_OPCODE, (0, 0, 0)
+            else:
+                opcode = Opcode(opcode)
+                error, moved = self._execute(opcode, fields, memory)
+            read, written, products = moved
+            records.append(InstructionRecord(index, opcode, fields, error, fetched + read,
+                                             written, products))
+            if error is not AccelError.NONE or opcode == Opcode.DONE:
+                break
+        last = records[-1]
+        failed = last.error is not AccelError.NONE
+        return RunResult(error=last.error, error_index=last.index if failed else None,
+                         executed=len(records) - failed,
+                         bytes_read=sum(r.bytes_read for r in records),
+                         bytes_written=sum(r.bytes_written for r in records),
+                         products=sum(r.products for r in records), instructions=records)
+
+    def _execute(self, opcode, fields, memory) -> tuple[AccelError, tuple[int, int, int]]:
+        """``(error, (bytes read, bytes written, products))`` of one instruction."""
+        if opcode == Opcode.LOAD:
+            return self._load(fields, memory)
+        if opcode == Opcode.STORE:
+            return self._store(fields, memory)
+        if opcode == Opcode.GEMM:
+            return self._gemm(fields)
+        return AccelError.NONE, (0, 0, 0)              # DONE
+
+    # -- LOAD / STORE --------------------------------------------------------------------------
+
+    def _memory(self, target: int):
+        """``(bits, tags or None)`` of a target memory."""
+        if target == Target.A:
+            return self.a_bits, self.a_tags
+        if target == Target.B:
+            return self.b_bits, self.b_tags
+        return self.acc, None
+
+    def _transfer_error(self, f, memory) -> AccelError:
+        """The rest of check 1 (sizes, address width), then checks 2 and 3 of a transfer."""
+        if f["rows"] == 0 or f["cols"] == 0 or f["dram_addr"] >= memory.top:
+            return AccelError.BAD_FIELD
+        if f["dram_addr"] % memory.beat or f["dram_stride"] % memory.beat:
+            return AccelError.MISALIGNED
+        rows, width = self._memory(f["target"])[0].shape
+        if f["mem_row"] + f["rows"] > rows or f["mem_col"] + f["cols"] > width:
+            return AccelError.SPAD_OVERFLOW
+        return AccelError.NONE
+
+    def _load(self, f, memory):
+        engine = self.config.engine
+        dram_format = _format_name(f["dram_format"])
+        target = f["target"]
+        if target == Target.ACC:
+            good = dram_format == "fp32"
+        elif target in (Target.A, Target.B):
+            operand_format = _format_name(f["operand_format"])
+            takes = engine.array.a_formats if target == Target.A else engine.array.b_formats
+            good = operand_format in takes and dram_format in (operand_format, "fp32")
+        else:
+            good = False
+        if not good:
+            return AccelError.BAD_FIELD, (0, 0, 0)
+        size = FORMAT_BYTES[dram_format]
+        error = self._transfer_error(f, memory)
+        if error is not AccelError.NONE:
+            return error, (0, 0, 0)
+        rows, cols, row_bytes = f["rows"], f["cols"], f["cols"] * size
+        addresses, faulty = memory.rows(f["dram_addr"], f["dram_stride"], rows, row_bytes)
+        moved = (addresses.size, 0, 0)
+        if faulty.any():
+            return AccelError.DRAM_RESPONSE, moved
+        raw = np.ascontiguousarray(memory.read(addresses[:, :row_bytes]))
+        words = raw.view(f"<u{size}").reshape(rows, cols)
+        bits, tags = self._memory(target)
+        region = (slice(f["mem_row"], f["mem_row"] + rows),
+                  slice(f["mem_col"], f["mem_col"] + cols))
+        if target == Target.ACC:
+            bits[region] = words
+        else:
+            if dram_format != operand_format:       # fp32 -> operand format
+                words = convert(FP32, FORMATS[operand_format], words,
+                                saturate=bool(f["saturate"]))
+            bits[region] = words
+            tags[region] = TAG_OF[operand_format]
+        return AccelError.NONE, moved
+
+    def _store(self, f, memory):
+        dram_format = _format_name(f["dram_format"])
+        if f["target"] != Target.ACC or dram_format not in self.config.engine.out_formats:
+            return AccelError.BAD_FIELD, (0, 0, 0)
+        size = FORMAT_BYTES[dram_format]
+        error = self._transfer_error(f, memory)
+        if error is not AccelError.NONE:
+            return error, (0, 0, 0)
+        rows, cols, row_bytes = f["rows"], f["cols"], f["cols"] * size
+        words = self.acc[f["mem_row"]:f["mem_row"] + rows, f["mem_col"]:f["mem_col"] + cols]
+        if dram_format != "fp32":
+            words = convert(FP32, FORMATS[dram_format], words, saturate=bool(f["saturate"]))
+        data = np.ascontiguousarray(words.astype(f"<u{size}")).view(np.uint8)
+        data = data.reshape(rows, row_bytes)
+        addresses, faulty = memory.rows(f["dram_addr"], f["dram_stride"], rows, row_bytes)
+        written = np.repeat(~faulty, memory.beat, axis=1)[:, :row_bytes]
+        for r in range(rows):              # in address order: a later row wins an overlap
+            keep = written[r]
+            memory.bytes[addresses[r, :row_bytes][keep].astype(np.intp)] = data[r][keep]
+        moved = (0, addresses.size, 0)
+        return (AccelError.DRAM_RESPONSE if faulty.any() else AccelError.NONE), moved
+
+    # -- GEMM ----------------------------------------------------------------------------------
+
+    def _gemm(self, f):
+        engine = self.config.engine
+        masked = f["mask_host"] or f["mask_dropout"]
+        if masked and not engine.output_mask:
+            return AccelError.BAD_FIELD, (0, 0, 0)
+        command = EngineCommand(**{name: f[name] for name in EngineCommand.NUMBERS},
+                                **{name: bool(f[name])
+                                   for name in EngineCommand.FLAGS + EngineCommand.MASK_FLAGS})
+        error = validate(engine, command)
+        if error is not EngineError.NONE:
+            return _ENGINE_ERRORS[error], (0, 0, 0)
+        c = command
+        (ah, aw), (bh, bw) = c.a_shape, c.b_shape
+        a = (slice(c.a_row, c.a_row + ah), slice(c.a_col, c.a_col + aw))
+        b = (slice(c.b_row, c.b_row + bh), slice(c.b_col, c.b_col + bw))
+        out = (slice(c.c_row, c.c_row + c.m), slice(c.c_col, c.c_col + c.n))
+        operands = dict(a_fmt=self.a_tags[a], b_fmt=self.b_tags[b],
+                        c_bits=self.acc[out] if c.accumulate else None,
+                        transpose_a=c.a_transpose, transpose_b=c.b_transpose)
+        skipping = engine.array.skip_zeros
+        if masked or skipping:
+            keep = None
+            if masked:
+                keep = np.ones((c.m, c.n), dtype=bool)
+                if c.mask_host:
+                    keep &= self.keep_host[out]
+                if c.mask_dropout:
+                    keep &= self.keep_dropout[out]
+            result = gemm_skip(self.a_bits[a], self.b_bits[b], skip_a=skipping,
+                               skip_b=skipping, out_mask=keep, **operands)
+        else:
+            result = gemm(self.a_bits[a], self.b_bits[b], **operands)
+        self.acc[out] = result
+        return AccelError.NONE, (0, 0, c.m * c.n * c.k)
+
+
+# -- helpers for programs and DRAM images -------------------------------------------------------
+
+def assemble(instructions) -> bytes:
+    """The bytes of a program: ``instructions`` is a sequence of ``(opcode, fields)`` pairs,
+    each encoded by :func:`sim.accel_spec.encode` (unnamed fields 0)."""
+    program = bytearray()
+    for item in instructions:
+        try:
+            opcode, fields = item
+        except (TypeError, ValueError):
+            raise ValueError(f"an instruction must be an (opcode, fields) pair, not "
+                             f"{item!r}") from None
+        if opcode not in FIELDS:
+            raise ValueError(f"opcode must be one of {[o.name for o in FIELDS]}, not "
+                             f"{opcode!r}")
+        program += encode(opcode, **dict(fields))
+    return bytes(program)
+
+
+def write_matrix(dram, addr: int, stride: int, array, fmt: str):
+    """Write a matrix of raw bit patterns into a DRAM image: row ``r`` is ``cols`` elements of
+    :data:`sim.accel_spec.FORMAT_BYTES` bytes each, little-endian, at ``addr + r * stride``;
+    nothing else changes.
+
+    ``array`` is a 2-D integer array of bit patterns of ``fmt`` (floats are refused: convert
+    values first, e.g. ``values.astype(ml_dtypes.bfloat16).view(np.uint16)``). The rows must lie
+    inside the image (no bus rules apply here: any address and stride).
+    """
+    image = _dram_array(dram)
+    size = _element_bytes(fmt)
+    bits = np.asarray(array)
+    if bits.ndim != 2 or bits.dtype.kind not in "ui":
+        raise ValueError(f"array must be a 2-D integer array of {fmt} bit patterns, not "
+                         f"{bits.dtype} of shape {bits.shape}")
+    if bits.size and (bits.min() < 0 or int(bits.max()) >= 1 << (8 * size)):
+        raise ValueError(f"array holds values outside the {8 * size}-bit patterns of {fmt}")
+    rows, cols = bits.shape
+    data = np.ascontiguousarray(bits.astype(f"<u{size}")).view(np.uint8).reshape(rows, -1)
+    for r, start in enumerate(_row_starts(image, addr, stride, rows, cols * size)):
+        image[start:start + cols * size] = data[r]
+
+
+def read_matrix(dram, addr: int, stride: int, rows: int, cols: int, fmt: str) -> np.ndarray:
+    """The ``rows`` x ``cols`` bit patterns of ``fmt`` at ``addr`` (row ``r`` at ``addr + r *
+    stride``), as unsigned integers of the format's width (uint8, uint16 or uint32)."""
+    image = _dram_array(dram)
+    size = _element_bytes(fmt)
+    for name, value in (("rows", rows), ("cols", cols)):
+        _check_int(name, value, None)
+    out = np.empty((rows, cols), dtype=f"<u{size}")
+    for r, start in enumerate(_row_starts(image, addr, stride, rows, cols * size)):
+        out[r] = image[start:start + cols * size].view(f"<u{size}")
+    return out.astype(f"u{size}")
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+def _format_name(code: int) -> str | None:
+    return FORMAT_BITS[code] if code < len(FORMAT_BITS) else None
+
+
+def _element_bytes(fmt) -> int:
+    if fmt not in FORMAT_BYTES:
+        raise ValueError(f"fmt must be one of {', '.join(FORMAT_BYTES)}, not {fmt!r}")
+    return FORMAT_BYTES[fmt]
+
+
+def _check_int(name: str, value, top: int | None):
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer))
+            or value < 0 or (top is not None and value > top)):
+        bound = f"0..{top}" if top is not None else ">= 0"
+        raise ValueError(f"{name} must be an integer {bound}, not {value!r}")
+
+
+def _dram_array(dram) -> np.ndarray:
+    """A writable uint8 view of a DRAM image."""
+    if isinstance(dram, bytearray):
+        return np.frombuffer(dram, dtype=np.uint8)
+    if isinstance(dram, memoryview):
+        if dram.readonly or not dram.contiguous or dram.itemsize != 1:
+            raise ValueError(f"dram must be a writable, contiguous memoryview of bytes, not "
+                             f"{dram!r} (readonly={dram.readonly}, itemsize={dram.itemsize})")
+        return np.frombuffer(dram.cast("B"), dtype=np.uint8)
+    raise ValueError(f"dram must be a bytearray or a writable memoryview, not "
+                     f"{type(dram).__name__}")
+
+
+def _error_ranges(errors, top: int) -> list[tuple[int, int]]:
+    if errors is None:
+        return []
+    ranges = []
+    for item in errors:
+        try:
+            start, end = item
+        except (TypeError, ValueError):
+            raise ValueError(f"dram_errors must hold (start, end) pairs, not {item!r}") from None
+        _check_int("a dram_errors start", start, top)
+        _check_int("a dram_errors end", end, top)
+        if start > end:
+            raise ValueError(f"a dram_errors range must have start <= end, not "
+                             f"({start:#x}, {end:#x})")
+        ranges.append((int(start), int(end)))
+    return ranges
+
+
+def _row_starts(image, addr, stride, rows, row_bytes) -> list[int]:
+    _check_int("addr", addr, None)
+    _check_int("stride", stride, None)
+    starts = [addr + r * stride for r in range(rows)]
+    if starts and max(starts) + row_bytes > len(image):
+        raise ValueError(f"rows of {row_bytes} bytes at {addr:#x} + r * {stride} (r < {rows}) "
+                         f"do not fit in the DRAM image of {len(image)} bytes")
+    return starts
