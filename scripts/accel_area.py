@@ -1,5 +1,5 @@
-"""Area of the accelerator's blocks (``hw/accel``): the AXI4-Lite register slave and the AXI4
-DMA master, per bus configuration.
+"""Area of the accelerator's blocks (``hw/accel``): the AXI4-Lite register slave, the AXI4 DMA
+master and the instruction decoder, per bus configuration.
 
 Records ``docs/results/accel_area.json`` (its only writer; key ``area``) and prints the
 figures; ``sparta report`` makes the table of ``docs/accel.md`` from it.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw.accel.decoder import InstructionDecoder
 from hw.accel.dma import Dma
 from hw.accel.registers import Registers
 from scripts.progress import spinner
@@ -30,7 +31,8 @@ CONFIGS = {
 
 UNITS = {f"{block}_{label}": (Design(factory, config), config)
          for label, config in CONFIGS.items()
-         for block, factory in (("registers", Registers), ("dma", Dma))}
+         for block, factory in (("registers", Registers), ("dma", Dma),
+                                ("decoder", InstructionDecoder))}
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 

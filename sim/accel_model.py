@@ -93,7 +93,7 @@ from .numerics import convert
 from .sparsity import gemm_skip
 
 __all__ = ["AcceleratorModel", "RunResult", "InstructionRecord", "assemble", "write_matrix",
-           "read_matrix"]
+           "read_matrix", "instruction_error"]
 
 _ENGINE_ERRORS = {EngineError.ZERO_SIZE: AccelError.BAD_FIELD,
                   EngineError.A_RANGE: AccelError.SPAD_OVERFLOW,
@@ -296,35 +296,14 @@ class AcceleratorModel:
             return self.b_bits, self.b_tags
         return self.acc, None
 
-    def _transfer_error(self, f, memory) -> AccelError:
-        """The rest of check 1 (sizes, address width), then checks 2 and 3 of a transfer."""
-        if f["rows"] == 0 or f["cols"] == 0 or f["dram_addr"] >= memory.top:
-            return AccelError.BAD_FIELD
-        if f["dram_addr"] % memory.beat or f["dram_stride"] % memory.beat:
-            return AccelError.MISALIGNED
-        rows, width = self._memory(f["target"])[0].shape
-        if f["mem_row"] + f["rows"] > rows or f["mem_col"] + f["cols"] > width:
-            return AccelError.SPAD_OVERFLOW
-        return AccelError.NONE
-
     def _load(self, f, memory):
-        engine = self.config.engine
-        dram_format = _format_name(f["dram_format"])
-        target = f["target"]
-        if target == Target.ACC:
-            good = dram_format == "fp32"
-        elif target in (Target.A, Target.B):
-            operand_format = _format_name(f["operand_format"])
-            takes = engine.array.a_formats if target == Target.A else engine.array.b_formats
-            good = operand_format in takes and dram_format in (operand_format, "fp32")
-        else:
-            good = False
-        if not good:
-            return AccelError.BAD_FIELD, (0, 0, 0)
-        size = FORMAT_BYTES[dram_format]
-        error = self._transfer_error(f, memory)
+        error = instruction_error(self.config, Opcode.LOAD, f)
         if error is not AccelError.NONE:
             return error, (0, 0, 0)
+        dram_format = _format_name(f["dram_format"])
+        operand_format = _format_name(f["operand_format"])
+        target = f["target"]
+        size = FORMAT_BYTES[dram_format]
         rows, cols, row_bytes = f["rows"], f["cols"], f["cols"] * size
         addresses, faulty = memory.rows(f["dram_addr"], f["dram_stride"], rows, row_bytes)
         moved = (addresses.size, 0, 0)
@@ -346,13 +325,11 @@ class AcceleratorModel:
         return AccelError.NONE, moved
 
     def _store(self, f, memory):
-        dram_format = _format_name(f["dram_format"])
-        if f["target"] != Target.ACC or dram_format not in self.config.engine.out_formats:
-            return AccelError.BAD_FIELD, (0, 0, 0)
-        size = FORMAT_BYTES[dram_format]
-        error = self._transfer_error(f, memory)
+        error = instruction_error(self.config, Opcode.STORE, f)
         if error is not AccelError.NONE:
             return error, (0, 0, 0)
+        dram_format = _format_name(f["dram_format"])
+        size = FORMAT_BYTES[dram_format]
         rows, cols, row_bytes = f["rows"], f["cols"], f["cols"] * size
         words = self.acc[f["mem_row"]:f["mem_row"] + rows, f["mem_col"]:f["mem_col"] + cols]
         if dram_format != "fp32":
@@ -371,16 +348,11 @@ class AcceleratorModel:
 
     def _gemm(self, f):
         engine = self.config.engine
+        error = instruction_error(self.config, Opcode.GEMM, f)
+        if error is not AccelError.NONE:
+            return error, (0, 0, 0)
         masked = f["mask_host"] or f["mask_dropout"]
-        if masked and not engine.output_mask:
-            return AccelError.BAD_FIELD, (0, 0, 0)
-        command = EngineCommand(**{name: f[name] for name in EngineCommand.NUMBERS},
-                                **{name: bool(f[name])
-                                   for name in EngineCommand.FLAGS + EngineCommand.MASK_FLAGS})
-        error = validate(engine, command)
-        if error is not EngineError.NONE:
-            return _ENGINE_ERRORS[error], (0, 0, 0)
-        c = command
+        c = _engine_command(f)
         (ah, aw), (bh, bw) = c.a_shape, c.b_shape
         a = (slice(c.a_row, c.a_row + ah), slice(c.a_col, c.a_col + aw))
         b = (slice(c.b_row, c.b_row + bh), slice(c.b_col, c.b_col + bw))
@@ -403,6 +375,52 @@ class AcceleratorModel:
             result = gemm(self.a_bits[a], self.b_bits[b], **operands)
         self.acc[out] = result
         return AccelError.NONE, (0, 0, c.m * c.n * c.k)
+
+
+# -- the checks an instruction passes before it runs ---------------------------------------------
+
+def _engine_command(f) -> EngineCommand:
+    return EngineCommand(**{name: f[name] for name in EngineCommand.NUMBERS},
+                         **{name: bool(f[name])
+                            for name in EngineCommand.FLAGS + EngineCommand.MASK_FLAGS})
+
+
+def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelError:
+    """The error an instruction stops with before it touches the bus or the engine (the
+    module's checks 1-3 and the GEMM checks; ``NONE``: it runs, and only ``DRAM_RESPONSE`` may
+    still come). ``fields`` are :func:`sim.accel_spec.decode`'s. The controller's decoder
+    computes exactly this."""
+    if opcode not in Opcode._value2member_map_:
+        return AccelError.ILLEGAL_OPCODE
+    opcode, engine = Opcode(opcode), config.engine
+    f = fields
+    if opcode == Opcode.GEMM:
+        if (f["mask_host"] or f["mask_dropout"]) and not engine.output_mask:
+            return AccelError.BAD_FIELD
+        error = validate(engine, _engine_command(f))
+        return AccelError.NONE if error is EngineError.NONE else _ENGINE_ERRORS[error]
+    if opcode not in (Opcode.LOAD, Opcode.STORE):
+        return AccelError.NONE                          # DONE
+    dram_format, target = _format_name(f["dram_format"]), f["target"]
+    if opcode == Opcode.STORE:
+        good = target == Target.ACC and dram_format in engine.out_formats
+    elif target == Target.ACC:
+        good = dram_format == "fp32"
+    elif target in (Target.A, Target.B):
+        operand_format = _format_name(f["operand_format"])
+        takes = engine.array.a_formats if target == Target.A else engine.array.b_formats
+        good = operand_format in takes and dram_format in (operand_format, "fp32")
+    else:
+        good = False
+    if not good or f["rows"] == 0 or f["cols"] == 0 or f["dram_addr"] >> config.addr_width:
+        return AccelError.BAD_FIELD
+    if f["dram_addr"] % config.beat_bytes or f["dram_stride"] % config.beat_bytes:
+        return AccelError.MISALIGNED
+    rows, width = ((engine.acc_rows, engine.acc_width) if target == Target.ACC else
+                   (engine.a_rows if target == Target.A else engine.b_rows, engine.spad_width))
+    if f["mem_row"] + f["rows"] > rows or f["mem_col"] + f["cols"] > width:
+        return AccelError.SPAD_OVERFLOW
+    return AccelError.NONE
 
 
 # -- helpers for programs and DRAM images -------------------------------------------------------

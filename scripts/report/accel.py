@@ -4,7 +4,8 @@ from scripts.report import block, results, table
 
 __all__ = []
 
-BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`Dma`)"}
+BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`Dma`)",
+          "decoder": "instruction decoder (`InstructionDecoder`)"}
 
 
 @block("accel.area")
