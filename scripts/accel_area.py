@@ -1,5 +1,7 @@
-"""Area of the accelerator's blocks (``hw/accel``): the AXI4-Lite register slave, the AXI4 DMA
-master and the instruction decoder, per bus configuration.
+"""Area of the accelerator's blocks (``hw/accel``) apart from the GEMM engine (its area:
+``sparta area engine``): the AXI4-Lite register slave, the AXI4 DMA master, the controller
+(with its instruction decoder, also shown alone), the load path and the store path, per bus
+configuration (the loader's and storer's also depend on the engine: the default 8x8 one).
 
 Records ``docs/results/accel_area.json`` (its only writer; key ``area``) and prints the
 figures; ``sparta report`` makes the table of ``docs/accel.md`` from it.
@@ -12,9 +14,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw.accel.controller import Controller
 from hw.accel.decoder import InstructionDecoder
 from hw.accel.dma import Dma
+from hw.accel.loader import Loader
 from hw.accel.registers import Registers
+from hw.accel.storer import Storer
 from scripts.progress import spinner
 from scripts.results import record
 from scripts.yosys_area import area_of
@@ -32,7 +37,8 @@ CONFIGS = {
 UNITS = {f"{block}_{label}": (Design(factory, config), config)
          for label, config in CONFIGS.items()
          for block, factory in (("registers", Registers), ("dma", Dma),
-                                ("decoder", InstructionDecoder))}
+                                ("decoder", InstructionDecoder), ("controller", Controller),
+                                ("loader", Loader), ("storer", Storer))}
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 

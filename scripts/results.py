@@ -58,6 +58,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("skip_measure", "scripts.skip_measure", "sparta measure skip"),
     Result("sparsity_study", "scripts.sparsity_study", "sparta measure sparsity"),
     Result("accel_area", "scripts.accel_area", "sparta area accel"),
+    Result("accel", "scripts.accel_bench", "sparta measure accel"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

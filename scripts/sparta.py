@@ -67,6 +67,8 @@ MEASURE = {
     "sparsity": ("scripts.sparsity_study", "cycle models of the zero-skip designs"),
     "fp": ("scripts.fp_report", "FP unit benches: vectors checked and speed"),
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),
+    "accel": ("scripts.accel_bench", "the accelerator running compiled GEMM programs from DRAM "
+                                     "(RTL): cycles, overlap, bus bytes"),
 }
 
 

@@ -1,12 +1,14 @@
 """Bench: the AXI4 DMA (hw/accel/dma.py) against cocotbext-axi's ``AxiRam`` as DRAM.
 
 Layers: stream sources and a sink drive the DMA's command and data ports (random idle cycles
-and backpressure); :class:`Dram` is the memory model with random pauses on all five AXI
-channels and fault regions answering SLVERR or DECERR; :class:`BusMonitor` watches the AXI
-bus (burst attributes, 4 KiB rule, bursts in flight, W framing, the exact AR/AW sequence
-against :func:`sim.accel_spec.dma_bursts`); :class:`Bench` plans each transfer from the
-specification and the memory (:func:`plan`), then checks read data against the memory, the
-memory after writes, the done/error pulses, the byte counters and ``stall`` cycle by cycle.
+and backpressure; write beats carry random byte strobes on some beats); :class:`Dram` is the
+memory model with random pauses on all five AXI channels and fault regions answering SLVERR or
+DECERR; :class:`BusMonitor` watches the AXI bus (burst attributes, 4 KiB rule, bursts in
+flight, W framing, the exact AR/AW sequence against :func:`sim.accel_spec.dma_bursts`);
+:class:`Bench` plans each transfer from the specification and the memory (:func:`plan`), then
+checks read data against the memory, each W beat's data and strobes against the beat sent, the
+memory after writes byte by byte (bytes whose strobe is 0 unchanged), the done/error pulses,
+the byte counters and ``stall`` cycle by cycle.
 One loop drives the DMA's inputs at the falling edge and samples everything once the signals
 have settled (``ReadOnly``), i.e. what the next rising edge will see.
 """
@@ -22,7 +24,8 @@ from collections import deque
 import cocotb
 from cocotb.triggers import FallingEdge, ReadOnly
 
-from hw.accel.dma import AXI_BURST_INCR, AXI_CACHE, WRITES_OUTSTANDING, ReadBeat, TransferCommand
+from hw.accel.dma import (AXI_BURST_INCR, AXI_CACHE, WRITES_OUTSTANDING, ReadBeat,
+                          TransferCommand, WriteBeat)
 from sim.accel_spec import (BURST_BOUNDARY, MAX_BURST_BEATS, AccelError, Resp, dma_bursts,
                             dma_command_error)
 from sim.config import AccelConfig
@@ -54,7 +57,8 @@ class Dram:
     """``AxiRam`` on the DMA's bus, with fault regions and random pauses on every channel.
 
     AxiRam answers SLVERR for a beat whose memory access raises; the region hooks raise for
-    addresses in a fault region (so a faulting write leaves the memory untouched), and the
+    a beat that overlaps a fault region (so a faulting write leaves the memory untouched; a
+    beat whose strobes are all 0 accesses nothing and answers OKAY), and the
     R/B channel hooks turn that SLVERR into the region's response (DECERR, which AxiRam has no
     way to produce). The memory is ``2 ** min(addr_width, 48)`` bytes (a sparse memory cannot
     have ``2 ** 64``); bus addresses alias modulo its size, and :meth:`read` / :meth:`write`
@@ -63,6 +67,7 @@ class Dram:
 
     def __init__(self, dut, rng, config: AccelConfig, *, pause: float):
         self.size = 1 << min(config.addr_width, 48)
+        self.beat = config.beat_bytes
         self.ram = AxiRam(AxiBus.from_prefix(dut, "bus_"), dut.clk, dut.rst, size=self.size)
         # one INFO line per burst otherwise; warnings (an injected fault) still show
         logging.getLogger(f"cocotb.{dut._name}.bus_").setLevel(logging.WARNING)
@@ -90,7 +95,10 @@ class Dram:
     def _hook(self, access):
         async def hooked(address, *args):
             length = args[0] if isinstance(args[0], int) else len(args[0])
-            response = self.fault_at(address, length)
+            # the whole beat answers, whichever of its bytes the strobes select
+            start = address - address % self.beat
+            end = -(-(address + length) // self.beat) * self.beat
+            response = self.fault_at(start, end - start)
             if response is not None:
                 self._answer = response
                 raise RuntimeError(f"fault region at {address:#x}")
@@ -144,17 +152,23 @@ class Transfer:
 
 
 def plan(config: AccelConfig, dram: Dram, kind: str, addr: int, row_bytes: int, rows: int,
-         stride: int, write_data=None) -> Transfer:
-    """A transfer with its expected error code, bursts and (read) data."""
+         stride: int, write_data=None, write_strobes=None) -> Transfer:
+    """A transfer with its expected error code, bursts and (read) data. A write faults if a
+    beat with some strobe set overlaps a fault region (one with none accesses nothing)."""
     bb = config.beat_bytes
     t = Transfer(kind, addr, row_bytes, rows, stride,
                  code=dma_command_error(addr, row_bytes, rows, stride, bb))
     if t.code != AccelError.NONE:
         return t
     t.bursts = dma_bursts(addr, row_bytes, rows, stride, bb, config.addr_width)
-    faulted = any(dram.fault_at(a, beats * bb) for a, beats in t.bursts)
-    t.code = AccelError.DRAM_RESPONSE if faulted else AccelError.NONE
     beat_addresses = [(a + k * bb) for a, beats in t.bursts for k in range(beats)]
+    if kind == "read":
+        faulted = any(dram.fault_at(a, beats * bb) for a, beats in t.bursts)
+    else:
+        strobes = write_strobes or [(1 << bb) - 1] * len(beat_addresses)
+        faulted = any(strobe and dram.fault_at(a, bb)
+                      for a, strobe in zip(beat_addresses, strobes))
+    t.code = AccelError.DRAM_RESPONSE if faulted else AccelError.NONE
     if kind == "read":
         t.beats = [None if dram.fault_at(a, bb) else int.from_bytes(dram.read(a, bb), "little")
                    for a in beat_addresses]
@@ -204,7 +218,7 @@ class Sink:
         self.valid = getattr(dut, f"{name}__valid")
         self.ready = getattr(dut, f"{name}__ready")
         self.payload = getattr(dut, f"{name}__payload")
-        self.rng, self.p_stall = rng, p_stall
+        self.name, self.rng, self.p_stall = name, rng, p_stall
         self.held = None
         self.ready.value = 0
 
@@ -217,7 +231,7 @@ class Sink:
         valid = bool(self.valid.value)
         word = int(self.payload.value) if valid else None
         if self.held is not None and word != self.held:
-            raise AssertionError(f"read_data 0x{self.held:x} offered but not taken changed to "
+            raise AssertionError(f"{self.name} 0x{self.held:x} offered but not taken changed to "
                                  f"{'nothing' if word is None else f'0x{word:x}'}")
         self.held = word if valid and not self.accepting else None
         return word if valid and self.accepting else None
@@ -279,7 +293,8 @@ class BusMonitor:
         return addr, beats
 
     def sample(self):
-        """Check this cycle's handshakes; returns (R beat, R last, W beat, B response)."""
+        """Check this cycle's handshakes; returns (R beat, R last, W beat, B response).
+        (The bench checks each W beat's data and strobes against the beat it sent.)"""
         ar = self._address("ar")
         aw = self._address("aw")
         if ar:
@@ -294,9 +309,6 @@ class BusMonitor:
             if self.w_bursts >= len(self.aw):
                 raise AssertionError(f"W beat of burst {self.w_bursts} before its AW")
             beats = self.aw[self.w_bursts][1]
-            strobes = int(self._sig("wstrb").value)
-            if strobes != (1 << self.config.beat_bytes) - 1:
-                raise AssertionError(f"W beat with wstrb {strobes:#x}: not all strobes set")
             last = self.w_beats_in_burst == beats - 1
             if bool(self._sig("wlast").value) != last:
                 raise AssertionError(f"wlast={int(self._sig('wlast').value)} on beat "
@@ -334,6 +346,8 @@ class Bench:
         self.config = config = _config()
         self.command_layout = TransferCommand(config.addr_width)
         self.beat_fields = fields(ReadBeat(config.data_width))
+        self.write_fields = fields(WriteBeat(config.data_width))
+        self.w_expected: deque = deque()             # (data, strobe) of the W beats to come
         self.dram = Dram(dut, rng, config, pause=pause)
         self.read_cmd = Source(dut, "read_cmd", rng, p_idle)
         self.write_cmd = Source(dut, "write_cmd", rng, p_idle)
@@ -377,26 +391,42 @@ class Bench:
             self.r_last_ends.append((self.r_bursts_expected, t))
         return t
 
+    def _strobes(self, beats: int) -> list[int]:
+        """All strobes on most beats; random strobes (now and then none) on about one in four."""
+        bb = self.config.beat_bytes
+        full = (1 << bb) - 1
+        strobes = []
+        for _ in range(beats):
+            kind = self.rng.random()
+            strobes.append(full if kind < 0.75 else 0 if kind < 0.77
+                           else int(self.rng.integers(0, full + 1)))
+        return strobes
+
     def write(self, addr, row_bytes, rows, stride) -> Transfer:
         bb = self.config.beat_bytes
         beats = 0
         if dma_command_error(addr, row_bytes, rows, stride, bb) == AccelError.NONE:
             beats = rows * row_bytes // bb
         data = [int.from_bytes(self.rng.bytes(bb), "little") for _ in range(beats)]
-        t = plan(self.config, self.dram, "write", addr, row_bytes, rows, stride, data)
+        strobes = self._strobes(beats)
+        t = plan(self.config, self.dram, "write", addr, row_bytes, rows, stride, data, strobes)
         self.write_cmd.queue.append(self._pack(t))
         self.writes.append(t)
         if t.bursts:
             self.expected_aw += t.bursts
             self.aw_owner += [t] * len(t.bursts)
-            self.write_data.queue.extend(data)
+            data_offset, strobe_offset = (self.write_fields[name][0] for name in ("data", "strobe"))
+            self.write_data.queue.extend(word << data_offset | strobe << strobe_offset
+                                         for word, strobe in zip(data, strobes))
+            self.w_expected.extend(zip(data, strobes))
             self.b_expected += len(t.bursts)
             self.b_ends.append((self.b_expected, t))
             addresses = [a + k * bb for a, n in t.bursts for k in range(n)]
-            for address, word in zip(addresses, data):
-                if self.dram.fault_at(address, bb) is None:
+            for address, word, strobe in zip(addresses, data, strobes):
+                if strobe and self.dram.fault_at(address, bb) is None:
                     for i, byte in enumerate(word.to_bytes(bb, "little")):
-                        self.memory_image[(address + i) % self.dram.size] = byte
+                        if strobe >> i & 1:      # a byte whose strobe is 0 keeps its value
+                            self.memory_image[(address + i) % self.dram.size] = byte
         return t
 
     def fill(self, address: int, length: int):
@@ -436,6 +466,8 @@ class Bench:
                 raise AssertionError("activity after every transfer was done")
             self.cycle += 1
         self._check_bursts(final=True)
+        if self.w_expected:
+            raise AssertionError(f"{len(self.w_expected)} write beats sent never came out on W")
         self.check_memory()
         dut._log.info("%d reads and %d writes done in %d cycles",
                       len(pending_reads), len(pending_writes), self.cycle - start)
@@ -464,6 +496,8 @@ class Bench:
             self.beat_cycles["W"].append(cycle)
         if w_beat != w_data:
             raise AssertionError(f"cycle {cycle}: W beat {w_beat} but write_data taken {w_data}")
+        if w_beat:
+            self._check_w_beat()
 
         if read_accept:
             self.open_reads += bool(self._accepted(self.reads).bursts)
@@ -487,6 +521,17 @@ class Bench:
                 t.accepted = self.cycle
                 return t
         raise AssertionError("a command was accepted that the bench did not send")
+
+    def _check_w_beat(self):
+        """The W beat carries the data and strobes of the write_data beat it came from."""
+        if not self.w_expected:
+            raise AssertionError(f"cycle {self.cycle}: W beat with no write beat sent")
+        want = self.w_expected.popleft()
+        got = (int(self.dut.bus__wdata.value), int(self.dut.bus__wstrb.value))
+        if got != want:
+            raise AssertionError(f"cycle {self.cycle}: W beat wdata=0x{got[0]:x} "
+                                 f"wstrb=0x{got[1]:x}, sent wdata=0x{want[0]:x} "
+                                 f"strobe=0x{want[1]:x}")
 
     def _check_beat(self, word):
         if not self.read_beats:
@@ -556,8 +601,9 @@ class Bench:
         return bool(read_done or write_done)
 
     def check_memory(self):
-        """The memory holds exactly the image: filled bytes, written rows (faulted beats
-        excepted), and nothing written elsewhere in the filled regions."""
+        """The memory holds exactly the image, byte by byte: filled bytes, written rows
+        (faulted beats and bytes whose strobe was 0 excepted), and nothing written elsewhere
+        in the filled regions."""
         size = self.dram.size
         addresses = sorted(self.memory_image)
         # compare in runs of consecutive addresses

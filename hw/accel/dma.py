@@ -17,7 +17,7 @@ from sim.accel_spec import (BURST_BOUNDARY, DMA_ROW_BYTES_BITS, DMA_ROWS_BITS, M
                             AccelError)
 from sim.config import AccelConfig
 
-__all__ = ["TransferCommand", "ReadCommand", "WriteCommand", "ReadBeat", "ErrorCode",
+__all__ = ["TransferCommand", "ReadCommand", "WriteCommand", "ReadBeat", "WriteBeat", "ErrorCode",
            "WRITES_OUTSTANDING", "AXI_CACHE", "BurstGenerator", "Dma"]
 
 #: Write bursts the DMA may have issued (AW accepted) whose B response has not arrived
@@ -51,6 +51,15 @@ class ReadBeat(data.StructLayout):
 
     def __init__(self, data_width: int):
         super().__init__({"data": data_width, "last": 1})
+
+
+class WriteBeat(data.StructLayout):
+    """One beat of write data and its byte strobes (``strobe[i]``: byte ``i`` of ``data`` is
+    written; a byte whose strobe is 0 leaves the memory as it was). Driven to ``WDATA`` and
+    ``WSTRB``."""
+
+    def __init__(self, data_width: int):
+        super().__init__({"data": data_width, "strobe": data_width // 8})
 
 
 #: :class:`sim.accel_spec.AccelError` as an 8-bit Amaranth enum (built member by member, so a
@@ -163,7 +172,7 @@ class Dma(wiring.Component):
     """AXI4 DMA master with a read side and a write side that run independently.
 
     Bus (``bus``, manager): INCR bursts only, full-width beats (``size`` = log2 of the beat),
-    all write strobes set, ID 0, ``lock`` 0, ``cache`` :data:`AXI_CACHE` (normal
+    write strobes from ``write_data``, ID 0, ``lock`` 0, ``cache`` :data:`AXI_CACHE` (normal
     non-cacheable bufferable), ``prot`` 0 (unprivileged, secure, data).
 
     Read side: a ``read_cmd`` (:class:`TransferCommand`) is accepted as soon as the address
@@ -176,8 +185,9 @@ class Dma(wiring.Component):
 
     Write side: a ``write_cmd`` is accepted likewise; AW runs ahead of W by up to
     :data:`WRITES_OUTSTANDING` bursts (AW accepted, B not received). The ``write_data`` beats
-    of a burst are sent on W after its AW was accepted (never before), with ``wlast`` on its
-    final beat; every B response is taken.
+    (:class:`WriteBeat`: data and byte strobes, to ``WDATA``/``WSTRB``) of a burst are sent on
+    W after its AW was accepted (never before), with ``wlast`` on its final beat; every B
+    response is taken.
 
     Status: ``read_done``/``write_done`` pulse for one cycle the cycle after a transfer
     completed (read: its last beat was taken from ``read_data``; write: its last B response
@@ -212,7 +222,7 @@ class Dma(wiring.Component):
             "read_cmd": In(stream.Signature(command)),
             "read_data": Out(stream.Signature(ReadBeat(config.data_width))),
             "write_cmd": In(stream.Signature(command)),
-            "write_data": In(stream.Signature(config.data_width)),
+            "write_data": In(stream.Signature(WriteBeat(config.data_width))),
             "read_done": Out(1),
             "write_done": Out(1),
             "error": Out(1),
@@ -339,8 +349,8 @@ class Dma(wiring.Component):
         wlast = w_count == head.len
         m.d.comb += [
             bus.wvalid.eq(self.write_data.valid & to_send.r_rdy),
-            bus.wdata.eq(self.write_data.payload),
-            bus.wstrb.eq((1 << cfg.beat_bytes) - 1),
+            bus.wdata.eq(self.write_data.payload.data),
+            bus.wstrb.eq(self.write_data.payload.strobe),
             bus.wlast.eq(wlast),
             self.write_data.ready.eq(bus.wready & to_send.r_rdy),
             w_beat.eq(bus.wvalid & bus.wready),

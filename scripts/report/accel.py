@@ -5,7 +5,9 @@ from scripts.report import block, results, table
 __all__ = []
 
 BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`Dma`)",
-          "decoder": "instruction decoder (`InstructionDecoder`)"}
+          "controller": "controller (`Controller`, decoder included)",
+          "decoder": "instruction decoder (`InstructionDecoder`)",
+          "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)"}
 
 
 @block("accel.area")
@@ -31,5 +33,25 @@ def accel_area() -> str:
         "",
         f"_From `docs/results/accel_area.json` (`area`), measured by `sparta area accel` "
         f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); commit "
+        f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
+        f"{where['date']}._"])
+
+
+@block("accel.gemm_programs")
+def gemm_programs() -> str:
+    data = results("accel")
+    rows, where = data["gemm_programs"], data["provenance"]["gemm_programs"]
+    return "\n".join([
+        table(("GEMM (m x n x k)", "formats", "engine commands", "cycles (RTL, start to end)",
+               "engine alone (cycle model)", "overlap efficiency", "bytes read", "bytes written",
+               "read bus efficiency"),
+              [("x".join(map(str, r["gemm"])), f"{r['a_format']} x {r['b_format']}",
+                r["commands"], f"{r['cycles']:,}", f"{r['engine_cycles']:,}",
+                f"{r['overlap_efficiency']:.1%}", f"{r['bytes_read']:,}",
+                f"{r['bytes_written']:,}", f"{r['read_bus_efficiency']:.1%}") for r in rows],
+              "llrrrrrrr"),
+        "",
+        f"_From `docs/results/accel.json` (`gemm_programs`), measured by `sparta measure accel` "
+        f"(Verilator; every run bit-exact against the golden model); commit "
         f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
         f"{where['date']}._"])

@@ -1,0 +1,115 @@
+"""The accelerator top level: a GEMM engine that runs programs from DRAM, behind two standard
+buses.
+
+Ports (Verilog names ``s_axil__*``, ``m_axi__*``, ``irq``, ``clk``, ``rst``):
+
+* ``s_axil``: AXI4-Lite subordinate, the host's registers (:mod:`sim.accel_spec`'s map);
+* ``m_axi``: AXI4 manager to DRAM (``config.data_width`` data bits, ``config.addr_width``
+  address bits, one ID);
+* ``irq``: level, ``IRQ.pending``.
+
+Inside: :class:`~hw.accel.registers.Registers`, :class:`~hw.accel.controller.Controller` (with
+its :class:`~hw.accel.decoder.InstructionDecoder`), :class:`~hw.accel.dma.Dma`,
+:class:`~hw.accel.loader.Loader`, :class:`~hw.accel.storer.Storer` and
+:class:`~hw.engine.engine.GemmEngine`. The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
+(start, IRQ enable) and waits for the IRQ; everything else moves on the AXI4 bus.
+"""
+
+from amaranth import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.accel.axi import AXI4LiteSignature, AXI4Signature
+from hw.accel.controller import Controller
+from hw.accel.dma import Dma
+from hw.accel.loader import Loader
+from hw.accel.registers import Registers
+from hw.accel.storer import Storer
+from hw.engine.engine import GemmEngine
+from sim.accel_spec import CSR_ADDR_BITS
+from sim.config import AccelConfig
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """The accelerator (module docstring).
+
+    Parameters
+    ----------
+    config : AccelConfig
+    """
+
+    def __init__(self, config: AccelConfig):
+        if not isinstance(config, AccelConfig):
+            raise ValueError(f"config must be an AccelConfig, not {config!r}")
+        self.config = config
+        super().__init__({
+            "s_axil": In(AXI4LiteSignature(CSR_ADDR_BITS)),
+            "m_axi": Out(AXI4Signature(config.addr_width, config.data_width)),
+            "irq": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        config = self.config
+        m.submodules.registers = registers = Registers(config)
+        m.submodules.controller = controller = Controller(config)
+        m.submodules.dma = dma = Dma(config)
+        m.submodules.loader = loader = Loader(config)
+        m.submodules.storer = storer = Storer(config)
+        m.submodules.engine = engine = GemmEngine(config.engine)
+
+        wiring.connect(m, wiring.flipped(self.s_axil), registers.bus)
+        wiring.connect(m, dma.bus, wiring.flipped(self.m_axi))
+        m.d.comb += self.irq.eq(registers.irq)
+
+        # registers <-> controller, and the performance counters' events
+        m.d.comb += [
+            controller.start.eq(registers.start),
+            controller.soft_reset.eq(registers.soft_reset),
+            controller.prog_base.eq(registers.prog_base),
+            controller.prog_len.eq(registers.prog_len),
+            registers.busy.eq(controller.busy),
+            registers.pc.eq(controller.pc),
+            registers.finish.eq(controller.finish),
+            registers.fault.eq(controller.fault),
+            registers.fault_code.eq(controller.fault_code),
+            registers.fault_index.eq(controller.fault_index),
+            registers.engine_busy.eq(engine.status.busy),
+            registers.dma_stall.eq(dma.stall),
+            registers.bytes_read.eq(dma.bytes_read),
+            registers.bytes_written.eq(dma.bytes_written),
+            # the engine does not count the products its zero skipping saves yet
+            registers.products_skipped.eq(0),
+        ]
+
+        # controller <-> DMA
+        wiring.connect(m, controller.read_cmd, dma.read_cmd)
+        wiring.connect(m, controller.write_cmd, dma.write_cmd)
+        wiring.connect(m, dma.read_data, controller.read_data)
+        m.d.comb += [controller.read_done.eq(dma.read_done),
+                     controller.write_done.eq(dma.write_done),
+                     controller.dma_error.eq(dma.error),
+                     controller.dma_error_code.eq(dma.error_code)]
+
+        # load path: DMA read data -> loader -> engine write ports
+        wiring.connect(m, controller.load_cmd, loader.cmd)
+        wiring.connect(m, controller.load_data, loader.read_data)
+        m.d.comb += controller.load_done.eq(loader.done)
+        wiring.connect(m, loader.wr_a, engine.wr_a)
+        wiring.connect(m, loader.wr_b, engine.wr_b)
+        wiring.connect(m, loader.wr_acc, engine.wr_acc)
+
+        # store path: engine reads -> storer -> DMA write data
+        wiring.connect(m, controller.store_cmd, storer.cmd)
+        m.d.comb += controller.store_done.eq(storer.done)
+        wiring.connect(m, storer.rd_req, engine.rd_req)
+        wiring.connect(m, engine.rd_data, storer.rd_data)
+        wiring.connect(m, storer.write_data, dma.write_data)
+
+        # engine commands
+        wiring.connect(m, controller.engine_cmd, engine.cmd)
+        m.d.comb += [controller.engine_status.eq(engine.status),
+                     engine.clear_error.eq(controller.engine_clear)]
+        return m
