@@ -18,7 +18,6 @@ Usage: python -m scripts.accel_bench   (sparta measure accel)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 
 import numpy as np
@@ -28,7 +27,7 @@ from scripts.progress import spinner
 from scripts.results import record
 from sim.accel_spec import Opcode
 from sim.compiler import compile_gemms
-from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
+from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.elaborate import Design
 from sim.engine_model import EngineCommand, command_cycles
 from sim.replay import WorkloadGemm
@@ -66,8 +65,7 @@ def engine_cycles(config: AccelConfig, shape) -> tuple[int, int]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    spec = {**{k: v for k, v in dataclasses.asdict(CONFIG).items() if k != "engine"},
-            "engine": config_to_dict(CONFIG.engine)}
+    spec = accel_config_to_dict(CONFIG)
     rows = []
     for m, n, k, fa, fb in SHAPES:
         label = f"{m}x{n}x{k} {fa} x {fb}"

@@ -12,7 +12,8 @@ import dataclasses
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
 __all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "AccelConfig", "PRESETS",
-           "engine_config_from", "load_engine_config", "config_to_dict"]
+           "engine_config_from", "load_engine_config", "config_to_dict", "accel_config_to_dict",
+           "accel_config_from"]
 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 32
@@ -283,6 +284,24 @@ def json_ready(value):
     if isinstance(value, (list, tuple)):
         return [json_ready(item) for item in value]
     return value
+
+
+def accel_config_to_dict(config: AccelConfig) -> dict:
+    """Plain data of an :class:`AccelConfig` (its engine as :func:`config_to_dict` gives it),
+    the inverse of :func:`accel_config_from`."""
+    return {**{field.name: getattr(config, field.name) for field in dataclasses.fields(config)
+               if field.name != "engine"}, "engine": config_to_dict(config.engine)}
+
+
+def accel_config_from(data: dict) -> AccelConfig:
+    """An :class:`AccelConfig` from plain data: its bus fields and an ``engine`` table (as
+    :func:`engine_config_from` takes it); unknown keys and bad values raise ValueError naming
+    the key."""
+    if not isinstance(data, dict):
+        raise ValueError(f"an accelerator configuration must be a table, not {data!r}")
+    data = dict(data)
+    engine = engine_config_from(data.pop("engine", {}))
+    return _from_fields(AccelConfig, data, "", engine=engine)
 
 
 def load_engine_config(path) -> EngineConfig:

@@ -22,7 +22,7 @@ from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
 from sim.accel_model import AcceleratorModel
 from sim.accel_spec import COUNTERS, AccelError, Ctrl, Reg, counter_offset
 from sim.compiler import compile_gemms
-from sim.config import AccelConfig, engine_config_from
+from sim.config import accel_config_from
 from tb.engine_api import workload_gemm
 from tb.harness import PERIOD_NS, case, make_rng, record_metrics, reset
 
@@ -31,11 +31,6 @@ from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam  # noqa: E40
 
 #: longest program the bench waits for (a watchdog: a hang fails the test)
 WATCHDOG_US = 2_000
-
-
-def _config(spec) -> AccelConfig:
-    return AccelConfig(engine=engine_config_from(spec["engine"]),
-                       **{k: v for k, v in spec.items() if k != "engine"})
 
 
 def _pauses(rng, probability):
@@ -111,7 +106,7 @@ class Host:
 @cocotb.test()
 async def compiled_gemms_from_dram(dut):
     data = case()
-    config = _config(data["config"])
+    config = accel_config_from(data["config"])
     rng = make_rng(dut)
     dut.rst.value = 1
     Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
@@ -209,7 +204,7 @@ async def bad_programs_stop_with_their_error(dut):
     leaves the accelerator usable: a compiled GEMM program after it is bit-exact. Then start
     while busy, and a soft reset in the middle of a program, each followed by a good run."""
     data = case()
-    config = _config(data["config"])
+    config = accel_config_from(data["config"])
     rng = make_rng(dut)
     dut.rst.value = 1
     Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()

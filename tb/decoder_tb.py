@@ -7,14 +7,8 @@ from cocotb.triggers import Timer
 from hw.accel.decoder import GemmFields, TransferFields
 from sim.accel_model import instruction_error
 from sim.accel_spec import (GEMM_FIELDS, TRANSFER_FIELDS, AccelError, Opcode, decode, encode)
-from sim.config import AccelConfig, engine_config_from
+from sim.config import accel_config_from
 from tb.harness import case, make_rng
-
-
-def _config(cfg) -> AccelConfig:
-    spec = cfg["config"]
-    return AccelConfig(engine=engine_config_from(spec["engine"]),
-                       **{k: v for k, v in spec.items() if k != "engine"})
 
 
 def _pack(layout, fields) -> int:
@@ -73,7 +67,7 @@ def _random_instruction(rng, config) -> bytes:
 @cocotb.test()
 async def decodes_like_the_model(dut):
     cfg = case()
-    config = _config(cfg)
+    config = accel_config_from(cfg["config"])
     rng = make_rng(dut)
     seen = set()
     for index in range(cfg["vectors"]):

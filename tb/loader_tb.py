@@ -36,7 +36,7 @@ from hw.engine.commands import host_write_layout, operand_write_layout
 from hw.fp.operand import Operand
 from sim.accel_model import AcceleratorModel, assemble
 from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES, AccelError, Opcode, Target, dma_bursts
-from sim.config import AccelConfig, engine_config_from
+from sim.config import AccelConfig, accel_config_from
 from sim.formats import FORMATS, FP32
 from sim.numerics import convert
 from tb.harness import case, make_rng, record_metrics, reset, start_clock
@@ -51,11 +51,9 @@ DRAM_BYTES = 1 << 18
 PORTS = {Target.A: "wr_a", Target.B: "wr_b", Target.ACC: "wr_acc"}
 
 
-def config_of(data_: dict) -> AccelConfig:
+def config_of(data: dict) -> AccelConfig:
     """The :class:`AccelConfig` a runner passed (``case()["config"]``)."""
-    return AccelConfig(engine=engine_config_from(data_["engine"]),
-                       data_width=data_["data_width"], addr_width=data_["addr_width"],
-                       reads_outstanding=data_["reads_outstanding"])
+    return accel_config_from(data)
 
 
 def _code(name: str) -> int:

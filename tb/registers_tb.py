@@ -27,7 +27,7 @@ from cocotb.triggers import Event, FallingEdge, RisingEdge, Timer, with_timeout
 
 from sim.accel_spec import (ACCEL_ID, COUNTERS, CSR_BYTES, FORMAT_BITS, VERSION, AccelError, Ctrl,
                             Feature, Reg, Resp, counter_offset)
-from sim.config import AccelConfig, engine_config_from
+from sim.config import AccelConfig, accel_config_from
 from tb.harness import PERIOD_NS, case, make_rng, record_metrics, reset
 
 # cocotbext-axi 0.1.28 still calls cocotb 1.x APIs that cocotb 2.1 deprecates
@@ -56,9 +56,8 @@ COUNTER_TIMEOUT_US = 1000 + 10 * case().get("counter_reads", 0) + case().get("wr
 
 
 def config_of(data: dict) -> AccelConfig:
-    return AccelConfig(engine=engine_config_from(data["engine"]), data_width=data["data_width"],
-                       addr_width=data["addr_width"],
-                       reads_outstanding=data["reads_outstanding"])
+    """The :class:`AccelConfig` a runner passed (``case()["config"]``)."""
+    return accel_config_from(data)
 
 
 def expected_capabilities(config: AccelConfig) -> dict[int, int]:

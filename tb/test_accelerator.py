@@ -2,12 +2,10 @@
 """Runner: the whole accelerator (AXI4-Lite registers, controller, AXI4 DMA, load and store
 paths, GEMM engine) running compiled GEMM programs from DRAM, on Verilator and Icarus."""
 
-import dataclasses
-
 import pytest
 
 from hw.accel.accelerator import Accelerator
-from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
+from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
 
 #: small memories so that the GEMMs are tiled and Icarus stays affordable
@@ -21,8 +19,7 @@ CASES = {
 
 
 def _spec(config):
-    return {**{k: v for k, v in dataclasses.asdict(config).items() if k != "engine"},
-            "engine": config_to_dict(config.engine)}
+    return accel_config_to_dict(config)
 
 
 @pytest.mark.parametrize("name", CASES)

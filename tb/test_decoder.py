@@ -1,12 +1,10 @@
 # amaranth: UnusedElaboratable=no
 """Runner: the accelerator's InstructionDecoder on Icarus and Verilator."""
 
-import dataclasses
-
 import pytest
 
 from hw.accel.decoder import InstructionDecoder
-from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
+from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
 from tb.conftest import vectors
 
@@ -24,8 +22,7 @@ CONFIGS = {
 @pytest.mark.parametrize("name", CONFIGS)
 def test_decoder(simulator, name):
     config = CONFIGS[name]
-    spec = {**{k: v for k, v in dataclasses.asdict(config).items() if k != "engine"},
-            "engine": config_to_dict(config.engine)}
+    spec = accel_config_to_dict(config)
     run_bench(Design(InstructionDecoder, config), toplevel="instruction_decoder",
               bench_module="tb.decoder_tb", simulator=simulator,
               case={"config": spec, "vectors": vectors(3000)})

@@ -7,7 +7,7 @@ from amaranth.lib import data
 
 from hw.accel.loader import FormatCode, LoadCommand, Loader, TargetCode
 from sim.accel_spec import FORMAT_BITS, TRANSFER_FIELDS, Target
-from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
+from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
 from tb.conftest import vectors
 from tb.loader_tb import config_of
@@ -25,8 +25,7 @@ CONFIGS = {
 
 
 def case_config(config: AccelConfig) -> dict:
-    return {"engine": config_to_dict(config.engine), "data_width": config.data_width,
-            "addr_width": config.addr_width, "reads_outstanding": config.reads_outstanding}
+    return accel_config_to_dict(config)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -9,7 +9,7 @@ import pytest
 
 from hw.accel.registers import Registers, capability_words, ceil_log2
 from sim.accel_spec import FORMAT_BITS
-from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
+from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.formats import OPERAND_FORMATS, STORE_FORMATS
 from sim.runner import Design, generate_verilog, run_bench
 from tb.conftest import vectors
@@ -29,8 +29,7 @@ CONFIGS = {
 
 
 def case_config(config: AccelConfig) -> dict:
-    return {"engine": config_to_dict(config.engine), "data_width": config.data_width,
-            "addr_width": config.addr_width, "reads_outstanding": config.reads_outstanding}
+    return accel_config_to_dict(config)
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -178,3 +178,18 @@ def test_measure_a_network_file(tmp_path, capsys):
     assert {row["kind"] for row in result["gemms"]} == {"forward", "weight_grad",
                                                         "backward_data"}
     assert "backward pass of a training step" in capsys.readouterr().out
+
+
+def test_accelerator_configurations_round_trip_and_name_bad_keys():
+    from sim.config import (AccelConfig, ArrayConfig, EngineConfig, accel_config_from,
+                            accel_config_to_dict)
+
+    config = AccelConfig(engine=EngineConfig(array=ArrayConfig(rows=4, cols=4)),
+                         data_width=128, addr_width=64, reads_outstanding=2)
+    assert accel_config_from(accel_config_to_dict(config)) == config
+    with pytest.raises(ValueError, match="data_width must be one of 64, 128, 256"):
+        accel_config_from({"data_width": 32})
+    with pytest.raises(ValueError, match="unknown configuration key 'bus'"):
+        accel_config_from({"bus": 64})
+    with pytest.raises(ValueError, match="array.rows"):
+        accel_config_from({"engine": {"array": {"rows": 0}}})
