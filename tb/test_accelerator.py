@@ -7,6 +7,7 @@ import pytest
 from hw.accel.accelerator import Accelerator
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
+from tb.conftest import verilator_builds_first_only
 
 #: small memories so that the GEMMs are tiled and Icarus stays affordable
 SMALL = EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=32, b_rows=32,
@@ -25,8 +26,7 @@ def _spec(config):
 @pytest.mark.parametrize("name", CASES)
 def test_accelerator_runs_compiled_gemms(simulator, name):
     config, sizes = CASES[name]
-    if simulator == "icarus" and name != "4x4-d64":
-        pytest.skip("one configuration on Icarus (make test's budget)")
+    verilator_builds_first_only(simulator, name, next(iter(CASES)))
     run_bench(Design(Accelerator, config), toplevel="accelerator",
               bench_module="tb.accelerator_tb", simulator=simulator,
               case={"config": _spec(config), "pause": 0.2, **sizes})

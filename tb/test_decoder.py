@@ -6,7 +6,7 @@ import pytest
 from hw.accel.decoder import InstructionDecoder
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import vectors, verilator_builds_first_only
 
 CONFIGS = {
     "default": AccelConfig(),
@@ -21,6 +21,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_decoder(simulator, name):
+    verilator_builds_first_only(simulator, name, next(iter(CONFIGS)))
     config = CONFIGS[name]
     spec = accel_config_to_dict(config)
     run_bench(Design(InstructionDecoder, config), toplevel="instruction_decoder",

@@ -9,7 +9,7 @@ from sim.accel_spec import (BURST_BOUNDARY, MAX_BURST_BEATS, AccelError, burst_s
                             dma_command_error)
 from sim.config import AccelConfig
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import vectors, verilator_builds_first_only
 
 CONFIGS = [
     # data_width, addr_width, reads_outstanding
@@ -22,6 +22,8 @@ CONFIGS = [
 @pytest.mark.parametrize("data_width, addr_width, reads_outstanding", CONFIGS,
                          ids=[f"d{d}-a{a}-r{r}" for d, a, r in CONFIGS])
 def test_dma(simulator, data_width, addr_width, reads_outstanding):
+    verilator_builds_first_only(simulator, (data_width, addr_width, reads_outstanding),
+                                CONFIGS[0])
     config = AccelConfig(data_width=data_width, addr_width=addr_width,
                          reads_outstanding=reads_outstanding)
     run_bench(Design(Dma, config), toplevel="dma", bench_module="tb.dma_tb", simulator=simulator,

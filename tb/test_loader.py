@@ -9,7 +9,7 @@ from hw.accel.loader import FormatCode, LoadCommand, Loader, TargetCode
 from sim.accel_spec import FORMAT_BITS, TRANSFER_FIELDS, Target
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import vectors, verilator_builds_first_only
 from tb.loader_tb import config_of
 
 CONFIGS = {
@@ -30,6 +30,7 @@ def case_config(config: AccelConfig) -> dict:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_loader(simulator, name):
+    verilator_builds_first_only(simulator, name, next(iter(CONFIGS)))
     config = CONFIGS[name]
     run_bench(Design(Loader, config), toplevel="loader", bench_module="tb.loader_tb",
               simulator=simulator,

@@ -12,7 +12,7 @@ from sim.accel_spec import FORMAT_BITS
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.formats import OPERAND_FORMATS, STORE_FORMATS
 from sim.runner import Design, generate_verilog, run_bench
-from tb.conftest import vectors
+from tb.conftest import vectors, verilator_builds_first_only
 from tb.registers_tb import config_of, expected_capabilities
 
 CONFIGS = {
@@ -34,6 +34,7 @@ def case_config(config: AccelConfig) -> dict:
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_registers(simulator, name):
+    verilator_builds_first_only(simulator, name, next(iter(CONFIGS)))
     # a register operation costs ~2 ms of Icarus time: make test runs 125 random writes and 40
     # counter read pairs, make regress (1e6 vectors) 100 times more
     config = CONFIGS[name]

@@ -18,7 +18,7 @@ from hw.engine.engine import GemmEngine
 from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import vectors, verilator_builds_first_only
 
 CONFIGS = {
     "default": AccelConfig(),
@@ -89,6 +89,7 @@ class StorerOnEngine(wiring.Component):
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_storer(simulator, name):
+    verilator_builds_first_only(simulator, name, next(iter(CONFIGS)))
     config = CONFIGS[name]
     run_bench(Design(StorerOnEngine, config), toplevel="storer", bench_module="tb.storer_tb",
               simulator=simulator,
