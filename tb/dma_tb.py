@@ -402,13 +402,15 @@ class Bench:
                            else int(self.rng.integers(0, full + 1)))
         return strobes
 
-    def write(self, addr, row_bytes, rows, stride) -> Transfer:
+    def write(self, addr, row_bytes, rows, stride, *, full_strobes=False) -> Transfer:
+        """``full_strobes``: every byte of every beat written (a transfer meant to touch a
+        fault region must not have all its strobes there at 0)."""
         bb = self.config.beat_bytes
         beats = 0
         if dma_command_error(addr, row_bytes, rows, stride, bb) == AccelError.NONE:
             beats = rows * row_bytes // bb
         data = [int.from_bytes(self.rng.bytes(bb), "little") for _ in range(beats)]
-        strobes = self._strobes(beats)
+        strobes = [(1 << bb) - 1] * beats if full_strobes else self._strobes(beats)
         t = plan(self.config, self.dram, "write", addr, row_bytes, rows, stride, data, strobes)
         self.write_cmd.queue.append(self._pack(t))
         self.writes.append(t)
@@ -753,7 +755,9 @@ async def error_recovery(dut):
     for k, (addr, row_bytes, rows, stride) in enumerate(bad):
         for kind, base in (("read", read_base), ("write", write_base)):
             method = getattr(bench, kind)
-            t = method(base + addr, row_bytes, rows, stride)
+            # full strobes: random ones could leave a fault region's beats untouched
+            extra = {"full_strobes": True} if kind == "write" else {}
+            t = method(base + addr, row_bytes, rows, stride, **extra)
             if t.code == AccelError.NONE:
                 raise AssertionError(f"case {k}: {t.describe()} raises no error")
             method(base + span // 2 + good[0] + 1024 * bb * k // 8, *good[1:])
