@@ -43,7 +43,7 @@ def gemm_programs() -> str:
     rows, where = data["gemm_programs"], data["provenance"]["gemm_programs"]
     return "\n".join([
         table(("GEMM (m x n x k)", "formats", "engine commands", "cycles (RTL, start to end)",
-               "engine alone (cycle model)", "overlap efficiency", "bytes read", "bytes written",
+               "engine alone (cycle model)", "overlap efficiency (model / RTL: composed)", "bytes read", "bytes written",
                "read bus efficiency"),
               [("x".join(map(str, r["gemm"])), f"{r['a_format']} x {r['b_format']}",
                 r["commands"], f"{r['cycles']:,}", f"{r['engine_cycles']:,}",
@@ -52,6 +52,9 @@ def gemm_programs() -> str:
               "llrrrrrrr"),
         "",
         f"_From `docs/results/accel.json` (`gemm_programs`), measured by `sparta measure accel` "
-        f"(Verilator; every run bit-exact against the golden model); commit "
+        f"(cycles, bytes: RTL on Verilator, every run bit-exact against the golden model; "
+        f"engine alone: the cycle model of the same commands; overlap = their ratio; the "
+        f"compiler's tiling and DRAM layout are host work done before the run, not counted); "
+        f"commit "
         f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
         f"{where['date']}._"])
