@@ -1,7 +1,12 @@
 """Area of the accelerator's blocks (``hw/accel``) apart from the GEMM engine (its area:
 ``sparta area engine``): the AXI4-Lite register slave, the AXI4 DMA master, the controller
 (with its instruction decoder, also shown alone), the load path and the store path, per bus
-configuration (the loader's and storer's also depend on the engine: the default 8x8 one).
+configuration (the loader's and storer's also depend on the engine: the default 8x8 one); the
+epilogue (``Epilogue``, which depends on the engine only: the default 8x8 one, measured once)
+and the FP32 multiplier it has one of per lane (``FP32Multiplier``, combinational as there);
+the whole top level (``Accelerator``, the demo's 8x8 engine with 64 x 64 memories, the
+configuration of ``sparta measure accel``) and that engine's systolic array alone, so that the
+report can give the top without the array (a difference of two syntheses: composed).
 
 Records ``docs/results/accel_area.json`` (its only writer; key ``area``) and prints the
 figures; ``sparta report`` makes the table of ``docs/accel.md`` from it.
@@ -14,12 +19,17 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hw.accel.accelerator import Accelerator
 from hw.accel.controller import Controller
 from hw.accel.decoder import InstructionDecoder
 from hw.accel.dma import Dma
+from hw.accel.epilogue import Epilogue
 from hw.accel.loader import Loader
 from hw.accel.registers import Registers
 from hw.accel.storer import Storer
+from hw.engine.array import SystolicArray
+from hw.fp.fp32_multiplier import FP32Multiplier
+from scripts.accel_bench import CONFIG as DEMO
 from scripts.progress import spinner
 from scripts.results import record
 from scripts.yosys_area import area_of
@@ -39,6 +49,12 @@ UNITS = {f"{block}_{label}": (Design(factory, config), config)
          for block, factory in (("registers", Registers), ("dma", Dma),
                                 ("decoder", InstructionDecoder), ("controller", Controller),
                                 ("loader", Loader), ("storer", Storer))}
+# the epilogue does not depend on the bus: the default configuration only
+UNITS["epilogue_d64_a32"] = (Design(Epilogue, CONFIGS["d64_a32"]), CONFIGS["d64_a32"])
+UNITS["fp32multiplier_d64_a32"] = (Design(FP32Multiplier, stages=0), CONFIGS["d64_a32"])
+# the whole top level and its array (the demo's engine, the default bus)
+UNITS["accelerator_d64_a32"] = (Design(Accelerator, DEMO), DEMO)
+UNITS["array_d64_a32"] = (Design(SystolicArray, DEMO.engine.array), DEMO)
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 

@@ -5,12 +5,17 @@ writer; ``sparta report`` makes the table of docs/accel.md).
 Per GEMM shape, one program (:func:`sim.compiler.compile_gemms`) on the accelerator
 (``tb/accelerator_tb.py``, test ``compiled_gemms_from_dram``: the DRAM image after the run is
 checked byte for byte against the golden model, so every figure comes from a bit-exact run).
+Each shape runs twice: compiled as usual (double-buffered: loads and stores overlap the GEMMs)
+and with every instruction fenced (``compile_gemms(fence=True)``: serial, the baseline).
 Recorded from the accelerator's own counters: ``cycles`` (busy cycles, start to the end),
-``engine_busy_cycles``, ``dma_stall_cycles``, ``bytes_read``, ``bytes_written``. Computed:
-``engine_cycles`` (the cycle model of the program's GEMM commands alone,
-:func:`sim.engine_model.command_cycles`, the engine's exact timing),
-``overlap_efficiency = engine_cycles / cycles`` and ``read_bus_efficiency`` (bytes read per
-cycle over the bus width).
+``engine_busy_cycles``, ``dma_stall_cycles``, ``bytes_read``, ``bytes_written``, and
+``cycles_serial`` of the fenced run. Computed: ``engine_cycles`` (the cycle model of the
+program's GEMM commands alone, :func:`sim.engine_model.command_cycles`, the engine's exact
+timing), ``engine_cycles_single_buffer`` (the same model for the larger commands of a
+single-buffered compile: the engine alone with the whole memories),
+``overlap_efficiency = engine_cycles / cycles``, ``speedup_vs_serial = cycles_serial /
+cycles`` and ``bus_efficiency`` (bytes read and written per cycle over the bus width; reads
+and writes use separate AXI channels, so it can exceed 1).
 
 Usage: python -m scripts.accel_bench   (sparta measure accel)
 """
@@ -53,46 +58,166 @@ def _placeholder(m, n, k, fa, fb) -> WorkloadGemm:
                         b_tags=np.full((k, n), tags[fb], np.uint8), c_bits=None, out_bits=None)
 
 
-def engine_cycles(config: AccelConfig, shape) -> tuple[int, int]:
-    """(GEMM commands, cycle-model cycles of them) of the compiled program of ``shape``."""
-    program = compile_gemms(config, [_placeholder(*shape)])
+def gemm_cycles(config: AccelConfig, instructions) -> tuple[int, int]:
+    """(GEMM commands, cycle-model cycles of them: the engine alone) of a program's
+    ``(opcode, fields)`` instructions."""
     commands = [EngineCommand(**{name: f.get(name, 0) for name in EngineCommand.NUMBERS},
                               **{name: bool(f.get(name, 0)) for name in EngineCommand.FLAGS})
-                for op, f in program.instructions if op is Opcode.GEMM]
+                for op, f in instructions if op is Opcode.GEMM]
     return len(commands), sum(command_cycles(config.engine, c) for c in commands)
+
+
+def engine_cycles(config: AccelConfig, shape, **options) -> tuple[int, int]:
+    """(GEMM commands, cycle-model cycles of them) of the compiled program of ``shape``
+    (``options``: those of :func:`sim.compiler.compile_gemms`)."""
+    return gemm_cycles(config, compile_gemms(config, [_placeholder(*shape)],
+                                             **options).instructions)
+
+
+#: learning rate, weight decay and dropout seed of the measured training steps
+HYPERPARAMETERS = {"lr": 0.05, "weight_decay": 1e-4, "dropout_seed": 0x5EED}
+#: the training steps measured: the digits CNN (the issue's) and the digits MLP
+TRAININGS = {
+    "digits_cnn_step": {"network": "digits_cnn", "width": 8, "hidden": 64, "batch": 32,
+                        "steps": 3, **HYPERPARAMETERS},
+    "digits_mlp_step": {"network": "digits_mlp", "width": 8, "batch": 32, "steps": 3,
+                        **HYPERPARAMETERS},
+}
+
+
+def measure_training(config: AccelConfig, training: dict, *, simulator: str = "verilator",
+                     pause: float = 0.0, quiet: bool = True) -> dict:
+    """Run ``training["steps"]`` training steps and one inference pass of a network on the RTL
+    (``tb/accelerator_tb.py``, ``training_steps_from_dram``: every program's DRAM image, status
+    and counters checked against the golden model, so a returned figure comes from a bit-exact
+    run) and return the measurement: per program kind the RTL counters of the last step, the
+    engine alone (cycle model of the same GEMM commands), the overlap and the bus efficiency,
+    the compiler's predicted bytes and the host's interactions per step."""
+    from sim.nn.networks import digits_cnn, digits_mlp
+    from sim.train_compiler import compile_training_step
+    spec = accel_config_to_dict(config)
+    run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
+                        bench_module="tb.accelerator_tb", simulator=simulator,
+                        testcase="training_steps_from_dram", quiet=quiet,
+                        case={"config": spec, "pause": pause, "training": training})
+    metrics = read_metrics(run_dir)
+    steps = [r for r in metrics if "step" in r]
+    (inference,) = [r for r in metrics if r.get("inference")]
+    network = (digits_cnn(width=training["width"], hidden=training["hidden"], seed=1)
+               if training["network"] == "digits_cnn"
+               else digits_mlp(width=training["width"], seed=1))
+    compiled = compile_training_step(network, config, training["batch"], step=len(steps) - 1,
+                                     **{k: training[k] for k in HYPERPARAMETERS})
+    last = steps[-1]
+    programs = {}
+    for kind, source in (("forward", last), ("backward_update", last),
+                         ("inference", inference)):
+        program = compiled.programs[kind]
+        commands, engine = gemm_cycles(config, program.instructions)
+        got = {key: source[f"{kind}_{key}"] for key in ("cycles", "engine_busy_cycles",
+                                                       "dma_stall_cycles", "bytes_read",
+                                                       "bytes_written")}
+        if (got["bytes_read"], got["bytes_written"]) != (program.bytes_read,
+                                                         program.bytes_written):
+            raise RuntimeError(f"{kind}: the bus moved {got['bytes_read']}/"
+                               f"{got['bytes_written']} bytes, the compiler predicted "
+                               f"{program.bytes_read}/{program.bytes_written}")
+        programs[kind] = {
+            **got, "instructions": program.prog_len, "gemm_commands": commands,
+            "engine_cycles": engine, "engine_cycles_source": "cycle model",
+            "overlap_efficiency": round(engine / got["cycles"], 4),
+            "predicted_bytes_read": program.bytes_read,
+            "predicted_bytes_written": program.bytes_written,
+            "bus_efficiency": round((got["bytes_read"] + got["bytes_written"])
+                                    / (got["cycles"] * config.beat_bytes), 4)}
+    # what the host moves per step (sim.train_compiler.run_training_step): the step's programs
+    # when they carry new dropout seeds, the batch and dLogits written; the logits read
+    regions = compiled.layout.regions
+    batch_region = regions[f"{compiled.layout.layers[0].name}.input"]
+    host_bytes_written = sum(r.rows * r.stride for r in (batch_region, regions["dlogits"]))
+    if compiled.layout.has_dropout:
+        host_bytes_written += sum(len(compiled.programs[k].code)
+                                  for k in ("forward", "backward_update"))
+    host_bytes_read = regions["logits"].rows * regions["logits"].stride
+    step_cycles = programs["forward"]["cycles"] + programs["backward_update"]["cycles"]
+    step_engine = programs["forward"]["engine_cycles"] + \
+        programs["backward_update"]["engine_cycles"]
+    return {"network": training["network"], "batch": training["batch"],
+            "beat_bytes": config.beat_bytes,
+            "steps": len(steps), "source": "rtl", "bit_exact": True,
+            "losses": [r["loss"] for r in steps],
+            "cycles": step_cycles, "engine_cycles": step_engine,
+            "overlap_efficiency": round(step_engine / step_cycles, 4),
+            "dram_bytes_read": programs["forward"]["bytes_read"]
+            + programs["backward_update"]["bytes_read"],
+            "dram_bytes_written": programs["forward"]["bytes_written"]
+            + programs["backward_update"]["bytes_written"],
+            "host_interactions": compiled.host_interactions,
+            "host_bytes_written": host_bytes_written, "host_bytes_read": host_bytes_read,
+            "programs": programs}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS], action="append",
+                        help="measure only these keys (default: all)")
+    args = parser.parse_args(argv)
+    keys = args.only or ["gemm_programs", *TRAININGS]
     spec = accel_config_to_dict(CONFIG)
+    entries = {}
+    for key in keys:
+        if key in TRAININGS:
+            with spinner(f"accelerator on Verilator: {key} ({TRAININGS[key]['steps']} steps)"):
+                row = measure_training(CONFIG, TRAININGS[key])
+            entries[key] = row
+            print(f"{key}: {row['cycles']:,} cycles per step (RTL), engine alone "
+                  f"{row['engine_cycles']:,} (overlap {row['overlap_efficiency']:.1%}), DRAM "
+                  f"{row['dram_bytes_read']:,} bytes read, {row['dram_bytes_written']:,} "
+                  f"written (bus counters = compiler prediction), losses {row['losses']}, "
+                  f"inference {row['programs']['inference']['cycles']:,} cycles")
+    if "gemm_programs" in keys:
+        entries["gemm_programs"] = _gemm_programs(spec)
+    path = record("accel", entries, writer=__name__, config=spec)
+    print(f"wrote {path}; `sparta report` updates docs/accel.md")
+    return 0
+
+
+def _gemm_programs(spec) -> list:
     rows = []
     for m, n, k, fa, fb in SHAPES:
         label = f"{m}x{n}x{k} {fa} x {fb}"
-        with spinner(f"accelerator on Verilator: {label}"):
-            run_dir = run_bench(Design(Accelerator, CONFIG), toplevel="accelerator",
-                                bench_module="tb.accelerator_tb", simulator="verilator",
-                                testcase="compiled_gemms_from_dram", quiet=True,
-                                case={"config": spec, "pause": 0.0,
-                                      "fixed": [[m, n, k, False, False, False, fa, fb]]})
-        (metrics,) = [r for r in read_metrics(run_dir) if "cycles" in r]
+        runs = {}
+        for variant, options in (("overlapped", {}), ("serial", {"fence": True})):
+            with spinner(f"accelerator on Verilator: {label}, {variant}"):
+                run_dir = run_bench(Design(Accelerator, CONFIG), toplevel="accelerator",
+                                    bench_module="tb.accelerator_tb", simulator="verilator",
+                                    testcase="compiled_gemms_from_dram", quiet=True,
+                                    case={"config": spec, "pause": 0.0, "compile": options,
+                                          "fixed": [[m, n, k, False, False, False, fa, fb]]})
+            (runs[variant],) = [r for r in read_metrics(run_dir) if "cycles" in r]
+        metrics = runs["overlapped"]
         commands, engine = engine_cycles(CONFIG, (m, n, k, fa, fb))
+        _, single = engine_cycles(CONFIG, (m, n, k, fa, fb), double_buffer=False)
+        cycles = metrics["cycles"]
         row = {"gemm": [m, n, k], "a_format": fa, "b_format": fb, "source": "rtl",
                "bit_exact": True, "commands": commands, "instructions": metrics["instructions"],
                **{key: metrics[key] for key in ("cycles", "engine_busy_cycles",
                                                  "dma_stall_cycles", "bytes_read",
                                                  "bytes_written")},
-               "engine_cycles": engine, "engine_cycles_source": "cycle model",
-               "overlap_efficiency": round(engine / metrics["cycles"], 4),
-               "read_bus_efficiency": round(metrics["bytes_read"] /
-                                            (metrics["cycles"] * CONFIG.beat_bytes), 4)}
+               "cycles_serial": runs["serial"]["cycles"],
+               "engine_cycles": engine, "engine_cycles_single_buffer": single,
+               "engine_cycles_source": "cycle model",
+               "overlap_efficiency": round(engine / cycles, 4),
+               "speedup_vs_serial": round(runs["serial"]["cycles"] / cycles, 4),
+               "bus_efficiency": round((metrics["bytes_read"] + metrics["bytes_written"])
+                                       / (cycles * CONFIG.beat_bytes), 4)}
         rows.append(row)
-        print(f"{label}: {row['cycles']} cycles end to end, engine alone {engine} "
-              f"({row['overlap_efficiency']:.1%}), {row['bytes_read']} bytes read, "
-              f"{row['bytes_written']} written, read bus {row['read_bus_efficiency']:.1%}")
-    path = record("accel", {"gemm_programs": rows}, writer=__name__, config=spec)
-    print(f"wrote {path}; `sparta report` updates docs/accel.md")
-    return 0
+        print(f"{label}: {cycles} cycles end to end ({row['cycles_serial']} serial: "
+              f"{row['speedup_vs_serial']:.2f}x), engine alone {engine} "
+              f"({row['overlap_efficiency']:.1%}; {single} with single-buffered commands: "
+              f"{single / cycles:.1%}), {row['bytes_read']} bytes read, "
+              f"{row['bytes_written']} written, bus {row['bus_efficiency']:.1%}")
+    return rows
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ error it stops with and at which instruction, and how many bytes it moves.
 stores it: the A and B scratchpads (operand bit patterns and their format tags), the
 accumulator memory (FP32 bit patterns) and, with ``EngineConfig.output_mask``, the engine's two
 keep planes. :meth:`AcceleratorModel.run` executes a program from a DRAM image bit for bit as
-``docs/accel.md`` ("Programs") defines it, in program order (the dependency bits of the header
-change no result and are ignored). The hardware follows this model; the rules below are the
+``docs/accel.md`` ("Programs") defines it, in program order (the header's ``fence`` bit changes
+no result and is ignored). The hardware follows this model; the rules below are the
 definition where the table of the document leaves a choice.
 
-Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_spec.GEMM_FIELDS`)
+Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_spec.GEMM_FIELDS`,
+:data:`~sim.accel_spec.EPILOGUE_FIELDS`)
 ------------------------------------------------------------------------------------------------
 * ``LOAD``: row ``r`` of ``cols`` elements at ``(dram_addr + r * dram_stride) mod
   2**addr_width`` into the target at ``(mem_row + r, mem_col + c)``. A, B: ``operand_format``
@@ -30,6 +31,19 @@ Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_
   or a command with an output mask (its keep mask is the AND of the selected planes read at
   ``(c_row + i, c_col + j)``; masked outputs are ``+0``). The mask flags are ``BAD_FIELD`` on
   an engine without ``output_mask``.
+* ``EPILOGUE`` (fields :data:`~sim.accel_spec.EPILOGUE_FIELDS`): the elementwise op ``op``
+  (:class:`~sim.accel_spec.EpilogueOp`, functions of :mod:`sim.epilogue`) on the ``rows x cols``
+  accumulator region at ``(dst_row, dst_col)``, in place, all elements from the values before
+  the instruction. ``ADD``, ``RELU_BACKWARD`` and ``SGD`` read the source region of the same
+  shape at ``(src_row, src_col)``, or with ``broadcast`` its row ``src_row`` for every row;
+  the other ops ignore the source fields and ``broadcast``. ``SCALE``, ``DROPOUT``: factor
+  ``imm0``; ``SGD``: ``lr = imm0``, ``wd = imm1`` (FP32 patterns). ``DROPOUT``: element
+  ``(r, c)`` of the region takes bit ``(r, c)`` of :func:`sim.epilogue.dropout_keep` ``(rows,
+  cols, seed, threshold)``, the mask the engine's dropout writer puts at ``(dst_row + r,
+  dst_col + c)`` of its plane for the command ``(seed, threshold, m=rows, n=cols,
+  row=dst_row, col=dst_col)``. ``CAST``: ``cast_format`` (a :data:`~sim.accel_spec.FORMAT_BITS`
+  code, one of the engine's ``out_formats``) and ``saturate``. ``RELU`` with ``write_mask``
+  also writes its keep bits into ``keep_host`` at the region. Unused fields are ignored.
 * ``DONE`` ends the program; so does the end of ``PROG_LEN`` instructions (no error).
 
 Errors, checked in this order (the first that applies is the instruction's error)
@@ -51,6 +65,20 @@ Fetch: ``DRAM_RESPONSE`` if a beat of the 32 instruction bytes answers with an e
 ``SPAD_OVERFLOW`` (the A, then B, then C region outside its memory; the sums are not truncated
 to 16 bits).
 
+``EPILOGUE``:
+
+1. ``BAD_FIELD``: an ``op`` :class:`~sim.accel_spec.EpilogueOp` does not define; ``CAST`` with
+   a ``cast_format`` that is not one of the engine's ``out_formats``, any other op on an engine
+   without ``fp32`` among them (the engine reads FP32 words only so); ``rows`` or ``cols``
+   zero; ``write_mask`` with an op other than ``RELU`` or on an engine without
+   ``output_mask``; ``DROPOUT`` with ``seed`` 0, ``threshold`` above 256 or ``cols * 8`` above
+   :data:`sim.lfsr_spec.ROW_STRIDE`; for the ops with a source, a source region that overlaps
+   the destination region without being the same region (:func:`epilogue_overlap`).
+2. ``SPAD_OVERFLOW``: the destination region, then the source region (one row with
+   ``broadcast``), outside the accumulator memory (sums not truncated).
+
+An ``EPILOGUE`` moves no DRAM bytes and counts no products.
+
 DRAM
 ----
 The DRAM image is a ``bytearray`` (or writable ``memoryview``) whose index is the bus address.
@@ -69,6 +97,15 @@ every beat that answered without error and leaves the faulting beats' bytes as t
 a faulting ``LOAD`` the contents of its target region are undefined (the model leaves them
 unchanged; a bench must not compare them). Nothing else changes in either case.
 
+A ``STORE`` runs in the background (the controller's interlock, ``docs/accel.md``
+"Controller"), so its DRAM error is reported at the first later instruction that waits for it
+(:func:`waits_for_store`: a ``STORE``, an ``EPILOGUE``, a ``LOAD`` whose DRAM span meets the
+store's or that writes accumulator rows the store reads, a ``GEMM`` whose ``C`` rows meet them,
+any instruction with ``fence``, ``DONE``, and the end of the program), with the ``STORE``'s
+index; that instruction was fetched but does not run, and the instructions between ran (none of
+them writes DRAM). Any other error met meanwhile also ends the program with the store's error
+(it comes first in program order).
+
 Counters: ``bytes_read`` / ``bytes_written`` count every beat moved, the faulting ones and a
 row's partly used last beat included (the DMA's counters): 32 per fetch, ``rows *
 ceil(cols * bytes / beat) * beat`` per ``LOAD`` / ``STORE`` that reaches the bus (an instruction
@@ -83,17 +120,21 @@ import dataclasses
 
 import numpy as np
 
-from .accel_spec import (FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, AccelError, Opcode,
-                         Target, decode, encode)
+from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
+                         FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, AccelError,
+                         EpilogueOp, Opcode, Target, decode, encode)
 from .config import AccelConfig
 from .engine_model import EngineCommand, EngineError, validate
+from .epilogue import apply as apply_epilogue
+from .epilogue import dropout_keep
+from .lfsr_spec import ROW_STRIDE
 from .formats import FORMATS, FP32
 from .gemm import TAG_OF, gemm
 from .numerics import convert
 from .sparsity import gemm_skip
 
 __all__ = ["AcceleratorModel", "RunResult", "InstructionRecord", "assemble", "write_matrix",
-           "read_matrix", "instruction_error"]
+           "read_matrix", "instruction_error", "waits_for_store", "epilogue_overlap"]
 
 _ENGINE_ERRORS = {EngineError.ZERO_SIZE: AccelError.BAD_FIELD,
                   EngineError.A_RANGE: AccelError.SPAD_OVERFLOW,
@@ -194,8 +235,9 @@ class AcceleratorModel:
     acc : numpy.ndarray of uint32, shape (acc_rows, acc_width)
         The accumulator memory's FP32 bit patterns.
     keep_host, keep_dropout : numpy.ndarray of bool, shape (acc_rows, acc_width), or None
-        The engine's keep planes (``output_mask`` only; no instruction writes them yet: set
-        them directly, as the engine's ``wr_mask`` and dropout writer would).
+        The engine's keep planes (``output_mask`` only). ``EPILOGUE`` ``RELU`` with
+        ``write_mask`` writes ``keep_host``; no instruction writes ``keep_dropout`` yet (set it
+        directly, as the engine's dropout writer would).
 
     All of it is zero after construction and :meth:`reset`, as the hardware's memories, and
     persists from one :meth:`run` to the next.
@@ -249,6 +291,9 @@ class AcceleratorModel:
         if prog_base % INSTRUCTION_BYTES:
             return RunResult(AccelError.MISALIGNED, 0, 0, 0, 0, 0, [])
         records = []
+        store = None            # the STORE in flight: (index, failed, fields)
+        stopped = None          # (error, index) once the program ends with an error
+        executed = 0            # instructions that ran without an error
         for index in range(prog_len):
             address = (prog_base + INSTRUCTION_BYTES * index) % memory.top
             addresses, faulty = memory.rows(address, 0, 1, INSTRUCTION_BYTES)
@@ -256,8 +301,16 @@ class AcceleratorModel:
             if faulty.any():
                 records.append(InstructionRecord(index, None, {}, AccelError.DRAM_RESPONSE,
                                                  fetched, 0, 0))
+                stopped = (AccelError.DRAM_RESPONSE, index)
                 break
             opcode, fields = decode(memory.read(addresses[0]).tobytes())
+            if (store is not None and opcode in Opcode._value2member_map_
+                    and waits_for_store(self.config, Opcode(opcode), fields, store[2])):
+                if store[1]:        # the failed store is reported here; this one does not run
+                    records.append(InstructionRecord(index, Opcode(opcode), fields,
+                                                     AccelError.NONE, fetched, 0, 0))
+                    break
+                store = None
             if opcode not in Opcode._value2member_map_:
                 error, moved = AccelError.ILLEGAL_OPCODE, (0, 0, 0)
             else:
@@ -266,12 +319,18 @@ class AcceleratorModel:
             read, written, products = moved
             records.append(InstructionRecord(index, opcode, fields, error, fetched + read,
                                              written, products))
-            if error is not AccelError.NONE or opcode == Opcode.DONE:
+            executed += error is AccelError.NONE
+            if opcode == Opcode.STORE and error in (AccelError.NONE, AccelError.DRAM_RESPONSE):
+                store = (index, error is AccelError.DRAM_RESPONSE, fields)
+            elif error is not AccelError.NONE:
+                stopped = (error, index)
                 break
-        last = records[-1]
-        failed = last.error is not AccelError.NONE
-        return RunResult(error=last.error, error_index=last.index if failed else None,
-                         executed=len(records) - failed,
+            if opcode == Opcode.DONE:
+                break
+        if store is not None and store[1]:      # a failed store wins (first in program order)
+            stopped = (AccelError.DRAM_RESPONSE, store[0])
+        error, error_index = stopped if stopped is not None else (AccelError.NONE, None)
+        return RunResult(error=error, error_index=error_index, executed=executed,
                          bytes_read=sum(r.bytes_read for r in records),
                          bytes_written=sum(r.bytes_written for r in records),
                          products=sum(r.products for r in records), instructions=records)
@@ -284,6 +343,8 @@ class AcceleratorModel:
             return self._store(fields, memory)
         if opcode == Opcode.GEMM:
             return self._gemm(fields)
+        if opcode == Opcode.EPILOGUE:
+            return self._epilogue(fields)
         return AccelError.NONE, (0, 0, 0)              # DONE
 
     # -- LOAD / STORE --------------------------------------------------------------------------
@@ -377,12 +438,74 @@ class AcceleratorModel:
         return AccelError.NONE, (0, 0, c.m * c.n * c.k)
 
 
+    # -- EPILOGUE ------------------------------------------------------------------------------
+
+    def _epilogue(self, f):
+        error = instruction_error(self.config, Opcode.EPILOGUE, f)
+        if error is not AccelError.NONE:
+            return error, (0, 0, 0)
+        op, rows, cols = EpilogueOp(f["op"]), f["rows"], f["cols"]
+        region = (slice(f["dst_row"], f["dst_row"] + rows),
+                  slice(f["dst_col"], f["dst_col"] + cols))
+        src = None
+        if op in EPILOGUE_SOURCE_OPS:
+            height = 1 if f["broadcast"] else rows
+            src = self.acc[f["src_row"]:f["src_row"] + height, f["src_col"]:f["src_col"] + cols]
+            src = np.broadcast_to(src, (rows, cols))
+        keep = None
+        if op == EpilogueOp.DROPOUT:
+            keep = dropout_keep(rows, cols, f["seed"], f["threshold"])
+        result, relu_keep = apply_epilogue(
+            op, self.acc[region], src, imm0=f["imm0"], imm1=f["imm1"],
+            fmt=_format_name(f["cast_format"]) or "fp32", saturate=bool(f["saturate"]), keep=keep)
+        self.acc[region] = result
+        if f["write_mask"]:
+            self.keep_host[region] = relu_keep
+        return AccelError.NONE, (0, 0, 0)
+
+
 # -- the checks an instruction passes before it runs ---------------------------------------------
 
 def _engine_command(f) -> EngineCommand:
     return EngineCommand(**{name: f[name] for name in EngineCommand.NUMBERS},
                          **{name: bool(f[name])
                             for name in EngineCommand.FLAGS + EngineCommand.MASK_FLAGS})
+
+
+def waits_for_store(config: AccelConfig, opcode: Opcode, fields: dict, store: dict) -> bool:
+    """Whether an instruction (``opcode``, decoded ``fields``) waits for the ``STORE`` of
+    ``store``'s fields in flight before it starts (the controller's interlock): ``fence``;
+    ``STORE``, ``EPILOGUE`` and ``DONE``; a ``LOAD`` whose DRAM span meets the store's (a span
+    that passes the top of the address space meets every span) or a ``LOAD`` into ACC whose
+    rows meet the store's accumulator rows; a ``GEMM`` whose ``C`` rows meet them."""
+    if fields.get("fence"):
+        return True
+    rows = (store["mem_row"], store["mem_row"] + store["rows"])
+
+    def meets(first, count):
+        return first < rows[1] and rows[0] < first + count
+
+    if opcode == Opcode.LOAD:
+        if fields["target"] == Target.ACC and meets(fields["mem_row"], fields["rows"]):
+            return True
+        top = 1 << config.addr_width
+        spans = [_span(config, f) for f in (fields, store)]
+        if any(hi > top for _, hi in spans):
+            return True
+        (lo, hi), (store_lo, store_hi) = spans
+        return lo < store_hi and store_lo < hi
+    if opcode == Opcode.GEMM:
+        return meets(fields["c_row"], fields["m"])
+    return True
+
+
+def _span(config: AccelConfig, f: dict) -> tuple[int, int]:
+    """``[first byte, end)`` of a transfer's beats in DRAM, without wrapping."""
+    fmt = _format_name(f["dram_format"])
+    size = FORMAT_BYTES[fmt] if fmt is not None else 1
+    beat = config.beat_bytes
+    row_bytes = -(-f["cols"] * size // beat) * beat
+    return f["dram_addr"], f["dram_addr"] + (f["rows"] - 1) * f["dram_stride"] + row_bytes
 
 
 def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelError:
@@ -399,6 +522,8 @@ def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelEr
             return AccelError.BAD_FIELD
         error = validate(engine, _engine_command(f))
         return AccelError.NONE if error is EngineError.NONE else _ENGINE_ERRORS[error]
+    if opcode == Opcode.EPILOGUE:
+        return _epilogue_error(engine, f)
     if opcode not in (Opcode.LOAD, Opcode.STORE):
         return AccelError.NONE                          # DONE
     dram_format, target = _format_name(f["dram_format"]), f["target"]
@@ -419,6 +544,48 @@ def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelEr
     rows, width = ((engine.acc_rows, engine.acc_width) if target == Target.ACC else
                    (engine.a_rows if target == Target.A else engine.b_rows, engine.spad_width))
     if f["mem_row"] + f["rows"] > rows or f["mem_col"] + f["cols"] > width:
+        return AccelError.SPAD_OVERFLOW
+    return AccelError.NONE
+
+
+def epilogue_overlap(f) -> bool:
+    """Whether an ``EPILOGUE``'s source region (one row with ``broadcast``) overlaps its
+    destination region without being the same region (``BAD_FIELD`` for the ops with a
+    source: an element would be read after it was rewritten). Sums are not truncated."""
+    height = 1 if f["broadcast"] else f["rows"]
+    same = (f["src_row"] == f["dst_row"] and f["src_col"] == f["dst_col"]
+            and height == f["rows"])
+    rows_meet = f["src_row"] < f["dst_row"] + f["rows"] and f["dst_row"] < f["src_row"] + height
+    cols_meet = f["src_col"] < f["dst_col"] + f["cols"] and f["dst_col"] < f["src_col"] + f["cols"]
+    return rows_meet and cols_meet and not same
+
+
+def _epilogue_error(engine, f) -> AccelError:
+    """The checks of an ``EPILOGUE`` (module docstring), in order."""
+    op = f["op"]
+    if op not in EpilogueOp._value2member_map_:
+        return AccelError.BAD_FIELD
+    op = EpilogueOp(op)
+    if op == EpilogueOp.CAST:
+        if _format_name(f["cast_format"]) not in engine.out_formats:
+            return AccelError.BAD_FIELD
+    elif "fp32" not in engine.out_formats:
+        return AccelError.BAD_FIELD
+    if f["rows"] == 0 or f["cols"] == 0:
+        return AccelError.BAD_FIELD
+    if f["write_mask"] and (op != EpilogueOp.RELU or not engine.output_mask):
+        return AccelError.BAD_FIELD
+    if op == EpilogueOp.DROPOUT and (f["seed"] == 0 or f["threshold"] > EPILOGUE_MAX_THRESHOLD
+                                     or f["cols"] * EPILOGUE_DROPOUT_BITS > ROW_STRIDE):
+        return AccelError.BAD_FIELD
+    source = op in EPILOGUE_SOURCE_OPS
+    if source and epilogue_overlap(f):
+        return AccelError.BAD_FIELD
+    if f["dst_row"] + f["rows"] > engine.acc_rows or f["dst_col"] + f["cols"] > engine.acc_width:
+        return AccelError.SPAD_OVERFLOW
+    height = 1 if f["broadcast"] else f["rows"]
+    if source and (f["src_row"] + height > engine.acc_rows
+                   or f["src_col"] + f["cols"] > engine.acc_width):
         return AccelError.SPAD_OVERFLOW
     return AccelError.NONE
 

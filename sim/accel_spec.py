@@ -42,11 +42,14 @@ from __future__ import annotations
 import enum
 
 __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "Feature",
+           "CAP_FIELDS", "ceil_log2", "format_mask", "format_names", "capability_fields",
+           "capability_words", "unpack_capability",
            "AccelError", "CSR_BYTES", "CSR_ADDR_BITS", "DATA_WIDTHS", "ADDR_WIDTHS",
            "MAX_BURST_BEATS", "BURST_BOUNDARY", "Resp", "FORMAT_BITS", "INSTRUCTION_BYTES",
            "burst_split", "DMA_ROW_BYTES_BITS", "DMA_ROWS_BITS", "dma_command_error",
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
-           "GEMM_FIELDS", "FIELDS", "encode", "decode"]
+           "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
+           "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -128,6 +131,115 @@ class AccelError(enum.IntEnum):
 #: Bit order of the format masks of ``CAP_FORMATS`` (``bf16`` is an output format only)
 FORMAT_BITS = ("fp16", "e4m3", "e5m2", "fp32", "bf16")
 
+
+# -- Capability registers -----------------------------------------------------------------------
+# What ID, VERSION and CAP_* read for a configuration: one definition for the register block
+# (hw/accel/registers.py makes its constants from capability_words), the model back end of the
+# host driver (sim/accel_driver.py) and the driver's discover(), which unpacks them.
+
+#: register -> {field: (lowest bit, width)} of the capability registers (``CAP_FEATURES`` is
+#: the :class:`Feature` bits)
+CAP_FIELDS = {
+    Reg.CAP_ARRAY: {"rows": (0, 8), "cols": (8, 8), "dataflow": (16, 1), "mul_stages": (17, 3),
+                    "skip_window": (20, 4)},
+    Reg.CAP_FORMATS: {"a": (0, 4), "b": (4, 4), "out": (8, 8)},
+    Reg.CAP_MEMORY: {"spad_rows": (0, 8), "spad_cols": (8, 8), "acc_rows": (16, 8),
+                     "acc_cols": (24, 8)},
+    Reg.CAP_BUS: {"beat_bytes": (0, 8), "addr_bits": (8, 8), "reads_outstanding": (16, 8)},
+}
+
+
+def ceil_log2(n: int) -> int:
+    """Bits of an index into ``n`` things: ``ceil(log2(n))`` (0 for 1)."""
+    return (n - 1).bit_length()
+
+
+def format_mask(formats, field: str) -> int:
+    """The ``CAP_FORMATS`` bits of format names (bit i: ``FORMAT_BITS[i]``); a name without a
+    bit raises ValueError naming ``field``."""
+    mask = 0
+    for name in formats:
+        if name not in FORMAT_BITS:
+            raise ValueError(f"{field} format {name!r} has no CAP_FORMATS bit; known: "
+                             f"{', '.join(FORMAT_BITS)}")
+        mask |= 1 << FORMAT_BITS.index(name)
+    return mask
+
+
+def format_names(mask: int) -> tuple[str, ...]:
+    """The format names of ``CAP_FORMATS`` bits, in :data:`FORMAT_BITS` order (inverse of
+    :func:`format_mask`; bits beyond the table are ignored)."""
+    return tuple(name for i, name in enumerate(FORMAT_BITS) if mask >> i & 1)
+
+
+def capability_fields(config) -> dict[Reg, dict[str, int]]:
+    """The field values of ``CAP_ARRAY``, ``CAP_FORMATS``, ``CAP_MEMORY`` and ``CAP_BUS`` for
+    an :class:`sim.config.AccelConfig` (:data:`CAP_FIELDS` names them).
+
+    ``CAP_MEMORY`` holds index widths, ``ceil(log2(n))``: a size that is not a power of two
+    (``a_rows``, ``b_rows``, ``acc_rows`` may be any value) reads as the next power of two's
+    log2. The scratchpad row field describes the larger of the A and B scratchpads (its row
+    index width; ``max(a_rows, b_rows)``).
+    """
+    array, engine = config.engine.array, config.engine
+    return {
+        Reg.CAP_ARRAY: {"rows": array.rows, "cols": array.cols,
+                        "dataflow": int(array.dataflow == "ws"), "mul_stages": array.mul_stages,
+                        "skip_window": array.skip_window},
+        Reg.CAP_FORMATS: {"a": format_mask(array.a_formats, "a_formats"),
+                          "b": format_mask(array.b_formats, "b_formats"),
+                          "out": format_mask(engine.out_formats, "out_formats")},
+        Reg.CAP_MEMORY: {"spad_rows": ceil_log2(max(engine.a_rows, engine.b_rows)),
+                         "spad_cols": ceil_log2(engine.spad_width),
+                         "acc_rows": ceil_log2(engine.acc_rows),
+                         "acc_cols": ceil_log2(engine.acc_width)},
+        Reg.CAP_BUS: {"beat_bytes": config.beat_bytes, "addr_bits": config.addr_width,
+                      "reads_outstanding": config.reads_outstanding},
+    }
+
+
+def capability_words(config) -> dict[Reg, int]:
+    """The read-only identification and capability registers of an
+    :class:`sim.config.AccelConfig` (32-bit values): ``ID``, ``VERSION``, the packed
+    :func:`capability_fields` and ``CAP_FEATURES``.
+
+    ``CAP_FEATURES``: ``SKIP_ZEROS`` when the array looks ahead over a window of two or more
+    steps (``skip_window >= 2``: zero skipping that saves time); ``OUTPUT_MASK`` from
+    ``output_mask``; ``FGMP`` when the PEs take more than one format on either operand side
+    (every operand carries its own format tag, so a tile may mix formats element by element);
+    ``ACCUMULATE`` always.
+    """
+    array, engine = config.engine.array, config.engine
+    features = Feature.ACCUMULATE
+    if array.skip_window >= 2:
+        features |= Feature.SKIP_ZEROS
+    if engine.output_mask:
+        features |= Feature.OUTPUT_MASK
+    if len(array.a_formats) > 1 or len(array.b_formats) > 1:
+        features |= Feature.FGMP
+    words = {Reg.ID: ACCEL_ID, Reg.VERSION: VERSION[0] << 16 | VERSION[1]}
+    for reg, values in capability_fields(config).items():
+        word = 0
+        for name, value in values.items():
+            low, width = CAP_FIELDS[reg][name]
+            if not 0 <= value < 1 << width:
+                raise ValueError(f"{reg.name}.{name} must be in 0..{(1 << width) - 1}, "
+                                 f"not {value}")
+            word |= value << low
+        words[reg] = word
+    words[Reg.CAP_FEATURES] = int(features)
+    return words
+
+
+def unpack_capability(reg: Reg, word: int) -> dict[str, int]:
+    """The fields of a capability register's 32-bit value (:data:`CAP_FIELDS`)."""
+    if reg not in CAP_FIELDS:
+        raise ValueError(f"reg must be one of {', '.join(r.name for r in CAP_FIELDS)}, "
+                         f"not {reg!r}")
+    return {name: word >> low & ((1 << width) - 1)
+            for name, (low, width) in CAP_FIELDS[reg].items()}
+
+
 #: DMA data widths (bits) and address widths a configuration may choose
 DATA_WIDTHS = (64, 128, 256)
 ADDR_WIDTHS = (32, 64)
@@ -203,11 +315,11 @@ def dma_bursts(address: int, row_bytes: int, rows: int, stride: int, beat_bytes:
 # -- Programs ---------------------------------------------------------------------------------
 # A program is PROG_LEN instructions of INSTRUCTION_BYTES bytes at PROG_BASE in DRAM. Each is a
 # 256-bit little-endian word; its fields sit at the bit positions below (one table for the
-# controller's decoder, the golden model, the compiler and the benches). The controller runs
-# the instructions in program order; the four dependency bits of the header are the
-# compiler's tokens between the load, execute and store units (pop: wait for a token from that
-# neighbour; push: give one to it), which a controller that overlaps units obeys and an
-# in-order one may ignore (the results are those of program order either way).
+# controller's decoder, the golden model, the compiler and the benches). The results are those
+# of program order: the controller overlaps a GEMM with the instructions after it and makes
+# those that conflict with it wait by itself. The header's ``fence`` bit makes an instruction
+# wait until no GEMM is in flight (it serialises; it changes no result); bits 11:9 are
+# reserved (0).
 
 class Opcode(enum.IntEnum):
     """Instruction opcodes (any other value: ``ILLEGAL_OPCODE``)."""
@@ -218,6 +330,8 @@ class Opcode(enum.IntEnum):
     STORE = 2
     #: One engine command (the fields of ``sim.engine_model.EngineCommand``).
     GEMM = 3
+    #: An elementwise operation on an accumulator region, in place (:class:`EpilogueOp`).
+    EPILOGUE = 4
     #: End of the program (also ends at PROG_LEN instructions).
     DONE = 7
 
@@ -234,8 +348,7 @@ class Target(enum.IntEnum):
 FORMAT_BYTES = {"fp16": 2, "e4m3": 1, "e5m2": 1, "fp32": 4, "bf16": 2}
 
 #: field -> (lowest bit, width), per instruction kind; HEADER fields are in every instruction
-HEADER = {"opcode": (0, 8), "pop_prev": (8, 1), "pop_next": (9, 1), "push_prev": (10, 1),
-          "push_next": (11, 1)}
+HEADER = {"opcode": (0, 8), "fence": (8, 1)}
 TRANSFER_FIELDS = {"target": (12, 2), "dram_format": (16, 3), "operand_format": (19, 3),
                    "saturate": (22, 1), "dram_stride": (32, 32), "dram_addr": (64, 64),
                    "rows": (128, 16), "cols": (144, 16), "mem_row": (160, 16),
@@ -244,8 +357,53 @@ GEMM_FIELDS = {"a_transpose": (16, 1), "b_transpose": (17, 1), "accumulate": (18
                "mask_host": (19, 1), "mask_dropout": (20, 1), "m": (32, 16), "n": (48, 16),
                "k": (64, 16), "a_row": (80, 16), "a_col": (96, 16), "b_row": (112, 16),
                "b_col": (128, 16), "c_row": (144, 16), "c_col": (160, 16)}
+
+
+# -- EPILOGUE ---------------------------------------------------------------------------------
+# An elementwise operation on the ``rows x cols`` accumulator region at (dst_row, dst_col), in
+# place; the ops with a source (EPILOGUE_SOURCE_OPS) read a second accumulator region of the same
+# shape at (src_row, src_col), or with ``broadcast`` its one row (src_row) for every row. Every
+# op is defined bit for bit in docs/numerics.md ("Epilogue") and by sim.epilogue; the checks
+# (sim.accel_model.instruction_error) are in the sim.accel_model docstring.
+
+class EpilogueOp(enum.IntEnum):
+    """``op`` of an ``EPILOGUE`` (any other value: ``BAD_FIELD``)."""
+    #: ``dst = dst + src`` (bias add with ``broadcast``).
+    ADD = 0
+    #: ``dst = relu(dst)``; with ``write_mask`` also the keep bits (``dst > 0``) into the
+    #: engine's host keep plane at the same positions.
+    RELU = 1
+    #: ``dst = dst`` where the forward value in ``src`` is kept by RELU's rule, else ``+0``.
+    RELU_BACKWARD = 2
+    #: ``dst = dst * imm0`` where the dropout mask of (``seed``, ``threshold``) keeps the
+    #: element, else ``+0``.
+    DROPOUT = 3
+    #: ``dst = dst * imm0``.
+    SCALE = 4
+    #: ``dst = fp32(convert(dst -> cast_format, saturate))``: a rounding to an output format.
+    CAST = 5
+    #: SGD with weight decay: ``w = w - lr * (dw + wd * w)``, ``w`` in dst, ``dw`` in src,
+    #: ``lr = imm0``, ``wd = imm1``.
+    SGD = 6
+
+
+#: The epilogue ops that read a source region (the others ignore the source fields)
+EPILOGUE_SOURCE_OPS = frozenset({EpilogueOp.ADD, EpilogueOp.RELU_BACKWARD, EpilogueOp.SGD})
+#: Random bits per element of a DROPOUT mask (:func:`sim.lfsr.dropout_keep_mask`'s ``bits``, the
+#: engine's dropout plane's): the drop probability is ``threshold / 2 ** 8``
+EPILOGUE_DROPOUT_BITS = 8
+#: Largest DROPOUT ``threshold`` (``2 ** 8``: drop everything; 0 keeps everything)
+EPILOGUE_MAX_THRESHOLD = 1 << EPILOGUE_DROPOUT_BITS
+
+EPILOGUE_FIELDS = {"op": (16, 4), "broadcast": (20, 1), "saturate": (21, 1),
+                   "write_mask": (22, 1), "cast_format": (24, 3), "rows": (32, 16),
+                   "cols": (48, 16), "dst_row": (64, 16), "dst_col": (80, 16),
+                   "src_row": (96, 16), "src_col": (112, 16), "imm0": (128, 32),
+                   "imm1": (160, 32), "seed": (192, 32),
+                   "threshold": (224, EPILOGUE_DROPOUT_BITS + 1)}
+
 FIELDS = {Opcode.LOAD: TRANSFER_FIELDS, Opcode.STORE: TRANSFER_FIELDS, Opcode.GEMM: GEMM_FIELDS,
-          Opcode.DONE: {}}
+          Opcode.EPILOGUE: EPILOGUE_FIELDS, Opcode.DONE: {}}
 
 
 def encode(opcode: Opcode, **fields) -> bytes:

@@ -105,9 +105,19 @@ def _ceil_to(value: int, step: int) -> int:
 
 
 def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
-                  base: int = 0) -> CompiledGemms:
+                  base: int = 0, double_buffer: bool = True,
+                  fence: bool = False) -> CompiledGemms:
     """Compile ``gemms`` (run one after another) for the accelerator of ``config``; ``base``
-    (beat-aligned) is where the image starts in DRAM."""
+    (beat-aligned) is where the image starts in DRAM.
+
+    ``double_buffer``: the commands alternate between the two halves of the A and B
+    scratchpads' rows, so that the loads of a command overlap the GEMM before it (off: every
+    command uses the whole memories from row 0, and each load waits for the GEMM before it).
+    ``fence``: every instruction carries the header's ``fence`` bit (no overlap at all: the
+    baseline the overlap is measured against). Neither changes a result."""
+    for name, value in (("double_buffer", double_buffer), ("fence", fence)):
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, not {value!r}")
     if not isinstance(config, AccelConfig):
         raise ValueError(f"config must be an AccelConfig, not {config!r}")
     gemms = list(gemms)
@@ -142,6 +152,12 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
         # whole tiles of the array where they fit
         tile = {"m": engine.array.rows, "n": engine.array.cols, "k": 1}
         limits = chunk_limits(g, engine)
+        if double_buffer:       # the rows of A (m, or k transposed) and B (k, or n) halve
+            limits["k" if g.transpose_a else "m"] = min(limits["k" if g.transpose_a else "m"],
+                                                        engine.a_rows // 2)
+            limits["n" if g.transpose_b else "k"] = min(limits["n" if g.transpose_b else "k"],
+                                                        engine.b_rows // 2)
+            limits["m"] = min(limits["m"], engine.acc_rows // 2)       # C: m rows
         chunks = {}
         totals = {"m": g.M, "n": g.N, "k": g.K}
         for field, step in steps.items():
@@ -182,6 +198,10 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
 
     image = bytearray(cursor)
     instructions = []
+    halves = {"a": engine.a_rows // 2 if double_buffer else 0,
+              "b": engine.b_rows // 2 if double_buffer else 0}
+    count = blocks = 0
+    pending = []            # the STORE of the last output block, not issued yet
     for g, a, b, c_in, out, cmds in layout:
         write_matrix(image, a.addr, a.stride, g.a_bits, a.fmt)
         write_matrix(image, b.addr, b.stride, g.b_bits, b.fmt)
@@ -192,20 +212,37 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
             # A block as stored: m x k, or k x m when transposed; B: k x n, or n x k
             a_rows, a_cols = ((k0, k1), (m0, m1)) if g.transpose_a else ((m0, m1), (k0, k1))
             b_rows, b_cols = ((n0, n1), (k0, k1)) if g.transpose_b else ((k0, k1), (n0, n1))
-            for target, region, (r0, r1), (c0, c1) in ((Target.A, a, a_rows, a_cols),
-                                                       (Target.B, b, b_rows, b_cols)):
+            buffer = {side: half * (count % 2) for side, half in halves.items()}
+            count += 1
+            if k0 == 0:             # a new output block: the other half of the accumulators
+                c_row = engine.acc_rows // 2 * (blocks % 2) if double_buffer else 0
+                blocks += 1
+            for target, region, (r0, r1), (c0, c1), row in (
+                    (Target.A, a, a_rows, a_cols, buffer["a"]),
+                    (Target.B, b, b_rows, b_cols, buffer["b"])):
                 instructions.append((Opcode.LOAD, _transfer(
-                    target, region, r0, r1, c0, c1, operand_format=region.fmt)))
+                    target, region, r0, r1, c0, c1, operand_format=region.fmt, mem_row=row)))
             if g.accumulate and k0 == 0:
-                instructions.append((Opcode.LOAD, _transfer(Target.ACC, c_in, m0, m1, n0, n1)))
+                instructions.append((Opcode.LOAD, _transfer(Target.ACC, c_in, m0, m1, n0, n1,
+                                                            mem_row=c_row)))
             command = c.command
             instructions.append((Opcode.GEMM, {
                 "m": command.m, "n": command.n, "k": command.k,
                 "a_transpose": int(command.a_transpose), "b_transpose": int(command.b_transpose),
-                "accumulate": int(command.accumulate)}))
+                "accumulate": int(command.accumulate), "a_row": buffer["a"],
+                "b_row": buffer["b"], "c_row": c_row}))
+            if double_buffer and k0 == 0 and pending:
+                # the previous block's store runs while this GEMM does (other accumulator rows)
+                instructions.append(pending.pop())
             if k1 == g.K:
-                instructions.append((Opcode.STORE, _transfer(Target.ACC, out, m0, m1, n0, n1)))
+                pending.append((Opcode.STORE, _transfer(Target.ACC, out, m0, m1, n0, n1,
+                                                        mem_row=c_row)))
+                if not double_buffer:
+                    instructions.append(pending.pop())
+    instructions += pending
     instructions.append((Opcode.DONE, {}))
+    if fence:
+        instructions = [(opcode, {**fields, "fence": 1}) for opcode, fields in instructions]
     if len(instructions) != program_len:       # the count above and the loop disagree
         raise AssertionError(f"{len(instructions)} instructions, {program_len} planned")
     image[base:base + program_len * INSTRUCTION_BYTES] = assemble(instructions)
@@ -251,13 +288,13 @@ def _tiles(g: WorkloadGemm, engine, chunks: dict) -> list[_Tile]:
 
 
 def _transfer(target: Target, region: Region, r0: int, r1: int, c0: int, c1: int, *,
-              operand_format: str | None = None) -> dict:
-    """LOAD/STORE fields of the block rows ``r0:r1``, columns ``c0:c1`` of ``region`` at the
-    origin of the target memory."""
+              operand_format: str | None = None, mem_row: int = 0) -> dict:
+    """LOAD/STORE fields of the block rows ``r0:r1``, columns ``c0:c1`` of ``region`` at row
+    ``mem_row``, column 0 of the target memory."""
     fields = {"target": int(target), "dram_format": FORMAT_BITS.index(region.fmt),
               "dram_stride": region.stride,
               "dram_addr": region.addr + r0 * region.stride + c0 * FORMAT_BYTES[region.fmt],
-              "rows": r1 - r0, "cols": c1 - c0, "mem_row": 0, "mem_col": 0}
+              "rows": r1 - r0, "cols": c1 - c0, "mem_row": mem_row, "mem_col": 0}
     if operand_format is not None:
         fields["operand_format"] = FORMAT_BITS.index(operand_format)
     return fields

@@ -275,7 +275,7 @@ def build_model(verilog: str, *, toplevel: str, simulator: str, waves: bool = Fa
 
 
 def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
-              seed: int | None = None, waves: bool = False, testcase: str | None = None,
+              seed: int | None = None, waves: bool = False, testcase: str | list[str] | None = None,
               verilog: str | None = None, quiet: bool = False,
               public: Sequence[tuple[str, str]] = ()) -> Path:
     """Build ``design`` and run the cocotb bench ``bench_module`` against it.

@@ -1,41 +1,38 @@
-"""Bench: the whole accelerator (``hw.accel.accelerator.Accelerator``) running compiled GEMM
-programs from DRAM, against the golden model of programs.
+"""Bench: the whole accelerator (``hw.accel.accelerator.Accelerator``) driven by the host driver
+(:mod:`sim.accel_driver`) on two back ends at once, the RTL and the golden model.
 
-* DRAM: cocotbext-axi's ``AxiRam`` on ``m_axi`` (random pauses on all five channels), loaded
-  with the image :func:`sim.compiler.compile_gemms` made;
-* host: cocotbext-axi's ``AxiLiteMaster`` on ``s_axil`` (random pauses): it writes
-  ``PROG_BASE``, ``PROG_LEN`` and ``CTRL`` (start, IRQ enable) and waits for ``irq`` (watchdog);
-* check: the whole DRAM image after the run equals :class:`sim.accel_model.AcceleratorModel`'s
-  after the same program, byte for byte; ``STATUS`` (done, no error), the byte counters equal
-  the model's and the compiler's prediction; ``IRQ`` clears on write-1; then the next program
-  runs on the same hardware (state carried over, as in the model).
+* RTL: :class:`tb.accel_host.RtlBackend` (cocotbext-axi's ``AxiLiteMaster`` on ``s_axil``, an
+  ``AxiRam`` as DRAM on ``m_axi`` that answers DECERR past its end and SLVERR in error ranges,
+  random pauses on all ten AXI channels);
+* model: :class:`sim.accel_model_backend.ModelBackend` (the golden model of programs behind an
+  emulation of the register block), with the same DRAM size and error ranges.
+
+Every program runs through the same driver calls on both (:class:`Pair`); after each, the two
+must agree on the whole DRAM image byte for byte, ``STATUS`` (done, error code, ``ERROR_INDEX``),
+the IRQ and the byte counters, which must also equal the compiler's prediction for compiled
+programs. Each wait for the IRQ has a watchdog (the driver's timeout), so a hang fails the
+test with the status registers in the message.
 """
 
-import logging
-import warnings
+from typing import NamedTuple
 
 import cocotb
 import numpy as np
-from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, RisingEdge, Timer, with_timeout
+from cocotb.triggers import Timer
 
-from sim.accel_model import AcceleratorModel
-from sim.accel_spec import COUNTERS, AccelError, Ctrl, Reg, counter_offset
+from sim.accel_driver import AcceleratorDriver, BusError, ProgramResult
+from sim.accel_model_backend import ModelBackend
+from sim.accel_spec import (COUNTERS, CSR_BYTES, FORMAT_BITS, INSTRUCTION_BYTES, AccelError,
+                            Ctrl, Opcode, Reg, Resp, Target, capability_words, counter_offset,
+                            encode)
 from sim.compiler import compile_gemms
 from sim.config import accel_config_from
+from tb.accel_host import RtlBackend
 from tb.engine_api import workload_gemm
-from tb.harness import PERIOD_NS, case, make_rng, record_metrics, reset
+from tb.harness import PERIOD_NS, case, make_rng, record_metrics
 
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
-from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam  # noqa: E402
-
-#: longest program the bench waits for (a watchdog: a hang fails the test)
-WATCHDOG_US = 2_000
-
-
-def _pauses(rng, probability):
-    while True:
-        yield bool(rng.random() < probability)
+#: longest program the bench waits for, in cycles (a watchdog: a hang fails the test)
+WATCHDOG_CYCLES = 200_000
 
 
 def _gemms(rng, config, count, largest):
@@ -62,221 +59,501 @@ def _fixed(rng, m, n, k, ta, tb, accumulate, fa, fb):
     return workload_gemm(a, b, c, a_format=fa, b_format=fb, transpose_a=ta, transpose_b=tb)
 
 
-class Host:
-    def __init__(self, dut, rng, size, pause):
-        self.dut = dut
-        self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi_"), dut.clk, dut.rst, size=size)
-        self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
-        for name in ("m_axi_", "s_axil_"):
-            logging.getLogger(f"cocotb.{dut._name}.{name}").setLevel(logging.WARNING)
-        if pause:
-            read_if, write_if = self.ram.read_if, self.ram.write_if
-            for channel in (read_if.ar_channel, read_if.r_channel, write_if.aw_channel,
-                            write_if.w_channel, write_if.b_channel,
-                            self.host.write_if.aw_channel, self.host.write_if.w_channel,
-                            self.host.write_if.b_channel, self.host.read_if.ar_channel,
-                            self.host.read_if.r_channel):
-                channel.set_pause_generator(_pauses(rng, pause))
+class Pair:
+    """One host, two accelerators: the same driver calls on the RTL and on the golden model,
+    and the comparison of what they report and leave in DRAM."""
 
-    async def write(self, reg, value):
-        response = await self.host.write(int(reg), int(value).to_bytes(4, "little"))
-        assert int(response.resp) == 0, f"write {reg:#x}: response {int(response.resp)}"
+    def __init__(self, dut, backend: RtlBackend, model: ModelBackend):
+        self.dut, self.size = dut, len(model.dram)
+        self.backend = backend
+        self.rtl = AcceleratorDriver(backend)
+        self.model = AcceleratorDriver(model)
+        self.drivers = (self.rtl, self.model)
 
-    async def read(self, reg) -> int:
-        response = await self.host.read(int(reg), 4)
-        assert int(response.resp) == 0, f"read {reg:#x}: response {int(response.resp)}"
-        return int.from_bytes(response.data, "little")
+    @classmethod
+    async def create(cls, dut, config, rng, *, dram_size, dram_errors=(), pause=0.0):
+        backend = await RtlBackend.create(dut, config, dram_size=dram_size,
+                                          dram_errors=dram_errors, rng=rng, pause=pause)
+        return cls(dut, backend, ModelBackend(config, dram_size, dram_errors=dram_errors))
 
-    async def counter(self, name) -> int:
-        low = await self.read(counter_offset(name))
-        return low | (await self.read(counter_offset(name) + 4)) << 32
+    async def reset(self):
+        await self.backend.reset()
 
-    async def run(self, base, length, what):
-        await self.write(Reg.PROG_BASE_LO, base & 0xFFFFFFFF)
-        await self.write(Reg.PROG_LEN, length)
-        await self.write(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
-        began = cocotb.utils.get_sim_time("ns")
-        if not self.dut.irq.value:
-            await with_timeout(RisingEdge(self.dut.irq), WATCHDOG_US, "us")
-        cycles = (cocotb.utils.get_sim_time("ns") - began) // PERIOD_NS
-        self.dut._log.info("%s: IRQ after %d cycles", what, cycles)
-        return cycles
+    async def load_image(self, image, base=0):
+        for driver in self.drivers:
+            await driver.load_image(image, base)
+
+    async def compare_dram(self, what, explain=None):
+        got = await self.rtl.read_dram(0, self.size)
+        want = await self.model.read_dram(0, self.size)
+        if got != want:
+            if explain:
+                explain(got, want)
+            diff = np.flatnonzero(np.frombuffer(got, np.uint8) != np.frombuffer(want, np.uint8))
+            raise AssertionError(
+                f"{what}: {len(diff)} DRAM bytes differ from the golden model's, first at "
+                f"{diff[0]:#x} (RTL {got[diff[0]]:#04x}, model {want[diff[0]]:#04x}), last at "
+                f"{diff[-1]:#x}")
+
+    async def start(self, base, length, *, irq=True):
+        for driver in self.drivers:
+            await driver.start(base, length, irq=irq)
+
+    async def wait(self, what, *, irq=True, clear_irq=True, explain=None):
+        """Both programs' ends, compared; returns the RTL's result."""
+        got = await self.rtl.wait(irq=irq, timeout_cycles=WATCHDOG_CYCLES, clear_irq=clear_irq)
+        want = await self.model.wait(irq=irq, timeout_cycles=WATCHDOG_CYCLES,
+                                     clear_irq=clear_irq)
+        self.dut._log.info("%s: %s at %s after %s cycles", what, got.error.name, got.error_index,
+                           got.cycles_waited)
+        _compare_results(what, got, want)
+        if irq and clear_irq:
+            await Timer(3 * PERIOD_NS, unit="ns")
+            assert not self.dut.irq.value, f"{what}: irq still high after write-1-to-clear"
+        await self.compare_dram(what, explain)
+        return got
+
+    async def run(self, base, length, what, *, irq=True, explain=None) -> ProgramResult:
+        await self.start(base, length, irq=irq)
+        return await self.wait(what, irq=irq, explain=explain)
+
+    async def soft_reset(self, what):
+        got = await self.rtl.soft_reset(timeout_cycles=WATCHDOG_CYCLES)
+        want = await self.model.soft_reset(timeout_cycles=WATCHDOG_CYCLES)
+        assert got == want and not got.busy and not got.done and not got.irq_pending \
+            and got.error is AccelError.NONE, f"{what}: status after a soft reset: RTL {got}, " \
+            f"model {want}"
+        assert not self.dut.irq.value, f"{what}: irq high after a soft reset"
+
+
+def _compare_results(what, got: ProgramResult, want: ProgramResult):
+    measured = {name: value for name, value in want.counters.items() if value is not None}
+    rtl = {name: got.counters[name] for name in measured}
+    assert (got.done, got.error, got.error_index, rtl) == (want.done, want.error,
+                                                           want.error_index, measured), \
+        f"{what}: RTL done {got.done}, {got.error.name} at {got.error_index}, counters {rtl}; " \
+        f"model done {want.done}, {want.error.name} at {want.error_index}, counters {measured}"
+
+
+def _explain_outputs(dut, compiled, gemms, what):
+    """Logs which GEMM's output words differ (first word in hex), for a DRAM mismatch."""
+    def explain(got, want):
+        for index, g in enumerate(gemms):
+            got_bits = compiled.output_bits(bytearray(got), index)
+            want_bits = compiled.output_bits(bytearray(want), index)
+            wrong = np.argwhere(got_bits != want_bits)
+            if len(wrong):
+                first = tuple(wrong[0])
+                dut._log.error(
+                    "%s: GEMM %d (%dx%dx%d, transposes %s/%s, accumulate %s, A %s, B %s): %d of "
+                    "%d output words differ, first %s: RTL %#010x model %#010x", what, index,
+                    g.M, g.N, g.K, g.transpose_a, g.transpose_b, g.accumulate,
+                    compiled.regions[f"{index}.gemm.a"].fmt,
+                    compiled.regions[f"{index}.gemm.b"].fmt, len(wrong), want_bits.size, first,
+                    got_bits[first], want_bits[first])
+    return explain
 
 
 @cocotb.test()
 async def compiled_gemms_from_dram(dut):
+    """Compiled programs one after another on the same hardware; after each, the whole DRAM
+    image, the status and the byte counters equal the golden model's (and the compiler's
+    prediction), and the IRQ clears on write-1."""
     data = case()
     config = accel_config_from(data["config"])
     rng = make_rng(dut)
-    dut.rst.value = 1
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
-    await FallingEdge(dut.clk)
     if "fixed" in data:          # a given list of GEMMs (m, n, k, ta, tb, accumulate, fa, fb)
         programs = [[_fixed(rng, *spec) for spec in data["fixed"]]]
+        options = [data.get("compile", {})]
     else:
         programs = [_gemms(rng, config, data["gemms"], data["largest"])
                     for _ in range(data["programs"])]
+        # the compiler's scheduling options (none changes a result): double-buffered
+        # (overlapped), single-buffered (the interlock stops most loads), fenced (serial)
+        options = [{"double_buffer": bool(rng.integers(4)), "fence": not rng.integers(4)}
+                   for _ in programs]
     compiled, base = [], 0
-    for gemms in programs:
-        c = compile_gemms(config, gemms, base=base)
+    for gemms, option in zip(programs, options):
+        dut._log.info("compiler options %s", option)
+        c = compile_gemms(config, gemms, base=base, **option)
         compiled.append(c)
         base = -(-len(c.image) // 4096) * 4096          # the next image on a 4 KiB page
     size = 1 << max(12, (base - 1).bit_length())
     image = bytearray(size)
     for c in compiled:
         image[c.prog_base:len(c.image)] = c.image[c.prog_base:]
-    host = Host(dut, rng, size, data["pause"])
-    host.ram.write(0, bytes(image))
-    await reset(dut)
-    model = AcceleratorModel(config)
-    expected = bytearray(image)
+    pair = await Pair.create(dut, config, rng, dram_size=size, pause=data["pause"])
+    await pair.load_image(image)
+    await pair.reset()
     for index, (c, gemms) in enumerate(zip(compiled, programs)):
         what = f"program {index} ({len(gemms)} GEMMs, {c.prog_len} instructions)"
-        result = model.run(expected, c.prog_base, c.prog_len)
-        assert result.error is AccelError.NONE, f"{what}: the model stops with {result.error}"
-        before = {name: await host.counter(name) for name in ("bytes_read", "bytes_written")}
-        await host.run(c.prog_base, c.prog_len, what)
-        status = await host.read(Reg.STATUS)
-        code = (status >> 8) & 0xFF
-        assert status & 0b110 == 0b010, (f"{what}: STATUS {status:#x} (done {status >> 1 & 1}, "
-                                         f"error {status >> 2 & 1}, code {code}, index "
-                                         f"{await host.read(Reg.ERROR_INDEX)})")
-        moved = {name: await host.counter(name) for name in ("bytes_read", "bytes_written")}
-        assert (moved["bytes_read"], moved["bytes_written"]) == (
-            result.bytes_read, result.bytes_written) == (c.bytes_read, c.bytes_written), \
-            f"{what}: bus bytes {moved} (before the reads {before}), model " \
-            f"{result.bytes_read}/{result.bytes_written}, compiler {c.bytes_read}/{c.bytes_written}"
-        got = host.ram.read(0, size)
-        for out_index, g in enumerate(gemms):
-            want_bits = c.output_bits(expected, out_index)
-            got_bits = c.output_bits(bytearray(got), out_index)
-            wrong = np.argwhere(got_bits != want_bits)
-            if len(wrong):
-                first = tuple(wrong[0])
-                dut._log.error("%s: GEMM %d (%dx%dx%d, transposes %s/%s, accumulate %s, A %s, B "
-                               "%s): %d of %d output words differ, first %s: got %#010x want "
-                               "%#010x", what, out_index, g.M, g.N, g.K, g.transpose_a,
-                               g.transpose_b, g.accumulate, c.regions[f"{out_index}.gemm.a"].fmt,
-                               c.regions[f"{out_index}.gemm.b"].fmt, len(wrong), want_bits.size,
-                               first, got_bits[first], want_bits[first])
-        if got != bytes(expected):
-            diff = np.flatnonzero(np.frombuffer(got, np.uint8) != np.frombuffer(bytes(expected),
-                                                                                  np.uint8))
-            names = {n: r for n, r in c.regions.items() if r.addr <= diff[0] < r.end + 64}
-            raise AssertionError(
-                f"{what}: {len(diff)} DRAM bytes differ from the golden model, first at "
-                f"{diff[0]:#x} (got {got[diff[0]]:#04x}, want {expected[diff[0]]:#04x}; "
-                f"region {list(names)})")
+        result = await pair.run(c.prog_base, c.prog_len, what,
+                                explain=_explain_outputs(dut, c, gemms, what))
+        assert result.ok, f"{what}: {result.error.name} at {result.error_index}"
+        moved = (result.counters["bytes_read"], result.counters["bytes_written"])
+        assert moved == (c.bytes_read, c.bytes_written), \
+            f"{what}: bus bytes {moved}, compiler {c.bytes_read}/{c.bytes_written}"
         record_metrics(program=index, gemms=len(gemms), instructions=c.prog_len,
-                       **{name: await host.counter(name) for name in COUNTERS})
-        await host.write(Reg.IRQ, 1)
-        await Timer(3 * PERIOD_NS, unit="ns")
-        assert not dut.irq.value, f"{what}: irq still high after write-1-to-clear"
+                       **result.counters)
         dut._log.info("%s: DRAM equal to the golden model (%d bytes), bus bytes %s", what,
                       size, moved)
 
 
-def _bad_programs(config, rng):
-    """Programs that stop with an error (each with the model's verdict), as (name, instructions)."""
-    from sim.accel_spec import FORMAT_BITS, Opcode, encode
-    engine = config.engine
-    beat = config.beat_bytes
-    load = dict(target=0, dram_format=FORMAT_BITS.index("fp16"),
-                operand_format=FORMAT_BITS.index("fp16"), dram_stride=64, dram_addr=0x1000,
-                rows=2, cols=4)
+# -- training steps -------------------------------------------------------------------------------
+
+#: the fields of a case's ``training`` spec that are the step's hyperparameters
+HYPERPARAMETERS = ("lr", "weight_decay", "dropout_seed")
+
+
+def _network(spec: dict):
+    """The network of a case's ``training`` spec: ``{"network": "digits_mlp" | "digits_cnn",
+    "width": ..., "hidden": ... (digits_cnn), "batch", "steps", "lr", "weight_decay",
+    "dropout_seed"}``."""
+    from sim.nn.networks import digits_cnn, digits_mlp
+    if spec["network"] == "digits_cnn":
+        return digits_cnn(width=spec["width"], hidden=spec["hidden"], seed=1)
+    if spec["network"] == "digits_mlp":
+        return digits_mlp(width=spec["width"], seed=1)
+    raise ValueError(f"network must be digits_cnn or digits_mlp, not {spec['network']!r}")
+
+
+@cocotb.test()
+async def training_steps_from_dram(dut):
+    """Training steps of a network compiled by sim.train_compiler, run by the host driver on the
+    RTL and on the golden model with the same calls: per step, write the batch (real digits),
+    ring, read the logits, write dLogits (the host's loss gradient), ring, wait. After every
+    program the status, the error and the byte counters agree, and after every step the whole
+    DRAM image (weights, FP32 masters, saved activations, logits) is equal bit for bit."""
+    from sim.nn.data import load_digits_split
+    from sim.train_compiler import compile_training_step, run_inference, run_training_step
+    data = case()
+    config = accel_config_from(data["config"])
+    spec = data["training"]
+    rng = make_rng(dut)
+    network = _network(spec)
+    batch, steps = spec["batch"], spec["steps"]
+    hyper = {name: spec[name] for name in HYPERPARAMETERS}
+    compiled = compile_training_step(network, config, batch, step=0, **hyper)
+    size = 1 << max(12, (len(compiled.image) - 1).bit_length())
+    pair = await Pair.create(dut, config, rng, dram_size=size, pause=data["pause"])
+    image = bytearray(size)
+    image[:len(compiled.image)] = compiled.image
+    await pair.load_image(image)
+    await pair.reset()
+    digits = load_digits_split(seed=0)
+    order = rng.permutation(len(digits.x_train))
+    for step in range(steps):
+        rows = order[step * batch:(step + 1) * batch]
+        x, labels = digits.x_train[rows], digits.y_train[rows]
+        got = await run_training_step(pair.rtl, compiled, x, labels, step=step, **hyper)
+        want = await run_training_step(pair.model, compiled, x, labels, step=step, **hyper)
+        what = f"{spec['network']} step {step} (batch rows {rows.tolist()})"
+        for name in ("forward", "backward_update"):
+            _compare_results(f"{what}, {name}", got[name], want[name])
+        assert got["loss"] == want["loss"], f"{what}: loss {got['loss']} != {want['loss']}"
+        await pair.compare_dram(what)
+        cycles = {name: got[name].counters["cycles"] for name in ("forward", "backward_update")}
+        record_metrics(network=spec["network"], step=step, batch=batch, loss=got["loss"],
+                       **{f"{name}_{key}": got[name].counters[key]
+                          for name in ("forward", "backward_update")
+                          for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
+                                      "bytes_read", "bytes_written")},
+                       **{f"{name}_instructions": got["programs"][name].prog_len
+                          for name in ("forward", "backward_update")})
+        dut._log.info("%s: loss %.4f, cycles %s, DRAM equal to the golden model", what,
+                      got["loss"], cycles)
+    # one inference pass (dropout off, nothing saved) on the trained weights
+    rows = order[steps * batch:(steps + 1) * batch]
+    x = digits.x_train[rows]
+    logits = {}
+    for side, driver in (("rtl", pair.rtl), ("model", pair.model)):
+        logits[side] = await run_inference(driver, compiled, x)
+    assert np.array_equal(logits["rtl"], logits["model"]), "inference: logits differ"
+    what = f"{spec['network']} inference (batch rows {rows.tolist()})"
+    await pair.compare_dram(what)
+    counters = await pair.rtl.counters()        # of the last program: the inference
+    record_metrics(network=spec["network"], inference=True, batch=batch,
+                   **{f"inference_{key}": counters[key]
+                      for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
+                                  "bytes_read", "bytes_written")},
+                   inference_instructions=compiled.programs["inference"].prog_len)
+    dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
+
+
+# -- bad programs and bad buses -----------------------------------------------------------------
+
+#: DRAM of the error tests, and its range whose beats answer SLVERR
+ERROR_DRAM = 1 << 16
+SLVERR_RANGE = (0xE000, 0xE100)
+
+
+class BadProgram(NamedTuple):
+    """A program that stops with the error the specification gives it (``index``: the
+    instruction). ``base`` None: a free slot; ``length`` None: its number of instructions;
+    ``response``: the DRAM answer it provokes."""
+    name: str
+    program: list
+    error: AccelError
+    index: int
+    base: int | None = None
+    length: int | None = None
+    response: Resp | None = None
+
+
+def _bad_programs(config) -> list[BadProgram]:
+    engine, beat = config.engine, config.beat_bytes
+    fp16, fp32 = FORMAT_BITS.index("fp16"), FORMAT_BITS.index("fp32")
+    load = dict(target=Target.A, dram_format=fp16, operand_format=fp16, dram_stride=64,
+                dram_addr=0x1000, rows=2, cols=4)
+    store = dict(target=Target.ACC, dram_format=fp32, dram_stride=64, rows=2, cols=2)
     gemm = dict(m=2, n=2, k=2)
-    good = [(Opcode.LOAD, load), (Opcode.LOAD, {**load, "target": 1}), (Opcode.GEMM, gemm)]
+    good = [(Opcode.LOAD, load), (Opcode.LOAD, {**load, "target": Target.B}),
+            (Opcode.GEMM, gemm)]
+    at = len(good)
     return [
-        ("illegal opcode", good + [(0x42, {})]),
-        ("misaligned address", good + [(Opcode.LOAD, {**load, "dram_addr": 0x1000 + beat // 2})]),
-        ("scratchpad overflow", good + [(Opcode.LOAD, {**load, "mem_row": engine.a_rows - 1})]),
-        ("format the memory does not take", good + [(Opcode.STORE, {**load, "target": 2,
-                                                                     "dram_format": 7})]),
-        ("GEMM of size zero (engine check)", good + [(Opcode.GEMM, {**gemm, "k": 0})]),
-        ("GEMM outside the accumulators (engine check)",
-         good + [(Opcode.GEMM, {**gemm, "c_row": engine.acc_rows - 1})]),
-    ], encode
+        BadProgram("illegal opcode", good + [(0x42, {})], AccelError.ILLEGAL_OPCODE, at),
+        BadProgram("misaligned address",
+                   good + [(Opcode.LOAD, {**load, "dram_addr": 0x1000 + beat // 2})],
+                   AccelError.MISALIGNED, at),
+        BadProgram("scratchpad overflow",
+                   good + [(Opcode.LOAD, {**load, "mem_row": engine.a_rows - 1})],
+                   AccelError.SPAD_OVERFLOW, at),
+        BadProgram("format the memory does not take",
+                   good + [(Opcode.STORE, {**load, "target": Target.ACC, "dram_format": 7})],
+                   AccelError.BAD_FIELD, at),
+        BadProgram("GEMM of size zero (engine check)", good + [(Opcode.GEMM, {**gemm, "k": 0})],
+                   AccelError.BAD_FIELD, at),
+        BadProgram("GEMM outside the accumulators (engine check)",
+                   good + [(Opcode.GEMM, {**gemm, "c_row": engine.acc_rows - 1})],
+                   AccelError.SPAD_OVERFLOW, at),
+        # the LOAD's second row is the first beat past the DRAM
+        BadProgram("load past the end of DRAM",
+                   good + [(Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 64})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.DECERR),
+        # the STORE's first row is written, its second refused (left as it was)
+        BadProgram("store into a failing memory range",
+                   good + [(Opcode.STORE, {**store, "dram_addr": SLVERR_RANGE[0] - 64})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.SLVERR),
+        # the store runs in the background: its error is reported, with its index, at the
+        # first instruction that waits for it (the LOAD reading what it wrote); the LOAD and
+        # the GEMM between them run (their bytes count), the waiting LOAD does not
+        BadProgram("store error reported at the instruction that waits for it",
+                   good + [(Opcode.STORE, {**store, "dram_addr": SLVERR_RANGE[0] - 64}),
+                           (Opcode.LOAD, load), (Opcode.GEMM, {**gemm, "c_row": 4}),
+                           (Opcode.LOAD, {**load, "dram_addr": SLVERR_RANGE[0] - 64}),
+                           (Opcode.DONE, {})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.SLVERR),
+        # three instructions in the last 96 bytes: the fourth fetch is past the end
+        BadProgram("fetch past the end of DRAM", good, AccelError.DRAM_RESPONSE, at,
+                   base=ERROR_DRAM - at * INSTRUCTION_BYTES, length=at + 1,
+                   response=Resp.DECERR),
+        BadProgram("program base not 32-byte aligned", good, AccelError.MISALIGNED, 0,
+                   base=0x6000 + 16),
+        BadProgram("empty program", good, AccelError.EMPTY_PROGRAM, 0, base=0x6400, length=0),
+    ]
+
+
+def _assemble(program) -> bytes:
+    """Instruction bytes; an opcode the spec does not define is a word of its value."""
+    return b"".join(encode(op, **fields) if op in Opcode._value2member_map_
+                    else op.to_bytes(INSTRUCTION_BYTES, "little") for op, fields in program)
+
+
+async def _error_setup(dut, rng, data):
+    """The error tests' DRAM (random bytes, fp16 operands at 0x1000, the bad programs from
+    0x2000, a small compiled program at 0x8000) on both back ends, after reset."""
+    config = accel_config_from(data["config"])
+    image = bytearray(rng.integers(0, 256, ERROR_DRAM, dtype=np.uint8).tobytes())
+    image[0x1000:0x2000] = rng.standard_normal(2048).astype(np.float16).tobytes()
+    bad = []
+    slot = 0x2000
+    for case_ in _bad_programs(config):
+        words = _assemble(case_.program)
+        base = case_.base
+        if base is None:
+            base, slot = slot, slot + 0x400
+        start = base - base % INSTRUCTION_BYTES
+        image[start:start + len(words)] = words
+        bad.append(case_._replace(base=base, length=len(case_.program) if case_.length is None
+                                  else case_.length))
+    gemms = _gemms(rng, config, 1, 12)
+    good = compile_gemms(config, gemms, base=0x8000)
+    image[0x8000:len(good.image)] = good.image[0x8000:]
+    pair = await Pair.create(dut, config, rng, dram_size=ERROR_DRAM,
+                             dram_errors=[SLVERR_RANGE], pause=data["pause"])
+    await pair.load_image(image)
+    await pair.reset()
+
+    async def good_run(what):
+        result = await pair.run(good.prog_base, good.prog_len, what,
+                                explain=_explain_outputs(dut, good, gemms, what))
+        assert result.ok, f"{what}: {result.error.name} at {result.error_index}"
+        return result
+
+    return pair, bad, good, good_run
 
 
 @cocotb.test()
 async def bad_programs_stop_with_their_error(dut):
-    """Each bad program stops at its instruction with the model's error, raises the IRQ and
-    leaves the accelerator usable: a compiled GEMM program after it is bit-exact. Then start
-    while busy, and a soft reset in the middle of a program, each followed by a good run."""
+    """Each bad program or bad bus answer stops at its instruction with the documented error
+    code (the golden model agrees), raises the IRQ and does not hang; a soft reset, then a
+    compiled program runs bit-exact. Then start while busy, and a soft reset in the middle of
+    a program, each followed by a good run."""
+    rng = make_rng(dut)
+    pair, bad, good, good_run = await _error_setup(dut, rng, case())
+    for name, _, error, index, base, length, response in bad:
+        refused = dict(pair.backend.dram.refused)
+        result = await pair.run(base, length, name)
+        assert (result.done, result.error, result.error_index) == (True, error, index), \
+            f"{name}: done {result.done}, {result.error.name} at {result.error_index}; the " \
+            f"specification says {error.name} at {index}"
+        assert result.irq, f"{name}: no IRQ"
+        answered = {r for r, n in pair.backend.dram.refused.items() if n > refused.get(r, 0)}
+        assert answered == ({response} if response else set()), \
+            f"{name}: the DRAM answered {sorted(r.name for r in answered)}, not {response}"
+        await pair.soft_reset(f"soft reset after '{name}'")
+        length = (await good_run(f"good program after '{name}'")).cycles_waited
+
+    # start while busy: the running program goes on and ends normally; the error is reported
+    # with the instruction running then (the first: the second start follows at once)
+    await pair.start(good.prog_base, good.prog_len)
+    for driver in pair.drivers:
+        await driver.write_csr(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
+    result = await pair.wait("start while busy")
+    assert (result.done, result.error, result.error_index) == (
+        True, AccelError.START_WHILE_BUSY, 0), f"start while busy: {result}"
+
+    # soft reset while a program runs: no hang, no IRQ, the next program is bit-exact (the
+    # model drops the whole program; the RTL stops at a quiet point: the DRAM images agree
+    # again once the program has run whole). Once anywhere, once near the end (while the
+    # controller drains the last store: no finish may follow the reset)
+    for wait in (int(rng.integers(10, length - 40)), length - 40):
+        await pair.start(good.prog_base, good.prog_len)
+        await pair.backend.wait_cycles(wait)
+        assert (await pair.rtl.read_csr(Reg.STATUS)) & 1, \
+            f"the program ({length} cycles) ended before the soft reset {wait} cycles after start"
+        dut._log.info("soft reset %d cycles after the start of a %d-cycle program", wait, length)
+        await pair.soft_reset("soft reset while busy")
+        await good_run("good program after a soft reset while busy")
+
+
+@cocotb.test()
+async def every_register_through_the_bus(dut):
+    """Every register read, and every writable one written, through the AXI4-Lite bus on both
+    back ends: identification and capabilities equal the specification's words for the
+    configuration (and discover() reads them back as the configuration); writes with byte
+    strobes; SLVERR for read-only and unmapped words, which keep their values; CTRL's bits;
+    the IRQ's write-1-to-clear and enable; the counters' low-then-high rule while they count."""
     data = case()
     config = accel_config_from(data["config"])
     rng = make_rng(dut)
-    dut.rst.value = 1
-    Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start()
-    await FallingEdge(dut.clk)
-    size = 1 << 16
-    image = bytearray(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
-    image[0x1000:0x2000] = rng.standard_normal(2048).astype(np.float16).tobytes()
-    bad, encode = _bad_programs(config, rng)
-    bases = [0x2000 + 0x400 * i for i in range(len(bad))]
-    for base, (_, program) in zip(bases, bad):
-        words = b"".join(
-            encode(op, **fields) if op in (1, 2, 3, 7)
-            else (op | int.from_bytes(encode(7), "little")).to_bytes(32, "little")
-            for op, fields in program)
-        image[base:base + len(words)] = words
-    good = compile_gemms(config, _gemms(rng, config, 2, 24), base=0x8000)
-    image[0x8000:len(good.image)] = good.image[0x8000:]
-    host = Host(dut, rng, size, data["pause"])
-    host.ram.write(0, bytes(image))
-    await reset(dut)
-    model, expected = AcceleratorModel(config), bytearray(image)
+    pair, _, good, _ = await _error_setup(dut, rng, data)
+    words = range(0, CSR_BYTES, 4)
 
-    async def good_run(what):
-        result = model.run(expected, good.prog_base, good.prog_len)
-        assert result.error is AccelError.NONE
-        await host.run(good.prog_base, good.prog_len, what)
-        status = await host.read(Reg.STATUS)
-        assert status & 0b110 == 0b010, f"{what}: STATUS {status:#x}"
-        for index in range(2):
-            got = good.output_bits(bytearray(host.ram.read(0, size)), index)
-            assert (got == good.output_bits(expected, index)).all(), f"{what}: GEMM {index}"
-        await host.write(Reg.IRQ, 1)
+    async def read_all():
+        """``{offset: (value, response)}`` of every word of both."""
+        return [{offset: await driver.backend.read_csr(offset) for offset in words}
+                for driver in pair.drivers]
 
-    for base, (name, program) in zip(bases, bad):
-        result = model.run(expected, base, len(program))
-        assert result.error is not AccelError.NONE, f"{name}: the model runs it"
-        await host.run(base, len(program), name)
-        status = await host.read(Reg.STATUS)
-        index = await host.read(Reg.ERROR_INDEX)
-        code = (status >> 8) & 0xFF
-        assert status & 0b111 == 0b110 and code == result.error and index == result.error_index,\
-            f"{name}: STATUS {status:#x} (code {code}), ERROR_INDEX {index}; model " \
-            f"{result.error.name} at {result.error_index}"
-        assert dut.irq.value, f"{name}: no IRQ"
-        await host.write(Reg.IRQ, 1)
-        await good_run(f"good program after '{name}'")
-        dut._log.info("%s: %s at instruction %d, then a good program bit-exact", name,
-                      result.error.name, index)
+    def unmeasured(offset):
+        return any(offset in (counter_offset(n), counter_offset(n) + 4) for n in COUNTERS
+                   if n not in pair.model.backend.measured_counters)
 
-    # start while busy: the running program goes on and ends normally; the error is reported
-    result = model.run(expected, good.prog_base, good.prog_len)
-    await host.write(Reg.PROG_BASE_LO, good.prog_base)
-    await host.write(Reg.PROG_LEN, good.prog_len)
-    await host.write(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
-    await host.write(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
-    if not dut.irq.value:
-        await with_timeout(RisingEdge(dut.irq), WATCHDOG_US, "us")
-    status = await host.read(Reg.STATUS)
-    assert (status >> 8) & 0xFF == AccelError.START_WHILE_BUSY, f"start while busy: {status:#x}"
-    for index in range(2):
-        got = good.output_bits(bytearray(host.ram.read(0, size)), index)
-        assert (got == good.output_bits(expected, index)).all(), "start while busy: results"
-    await host.write(Reg.IRQ, 1)
+    async def same_map(what):
+        got, want = await read_all()
+        for offset in words:
+            if got[offset] != want[offset] and not unmeasured(offset):
+                raise AssertionError(f"{what}: word {offset:#04x} RTL {got[offset][0]:#010x} "
+                                     f"{got[offset][1].name}, model {want[offset][0]:#010x} "
+                                     f"{want[offset][1].name}")
+        return got
 
-    # soft reset in the middle of a program: no hang, no IRQ, the next program is bit-exact
-    await host.write(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
-    await Timer(int(rng.integers(50, 400)) * PERIOD_NS, unit="ns")
-    await host.write(Reg.CTRL, Ctrl.SOFT_RESET | Ctrl.IRQ_ENABLE)
-    for _ in range(2000):
-        if not (await host.read(Reg.STATUS)) & 1:
-            break
-    else:
-        raise AssertionError("soft reset: still busy after 2000 status reads")
-    assert not dut.irq.value, "soft reset raised the IRQ"
-    await good_run("good program after a soft reset")
+    # after reset: the read-only words are the spec's, unmapped words SLVERR and 0
+    mapped = {int(r) for r in Reg if r != Reg.COUNTERS} | {
+        counter_offset(n) + half for n in COUNTERS for half in (0, 4)}
+    spec = capability_words(config)
+    got = await same_map("after reset")
+    for offset in words:
+        want = ((spec.get(offset, 0), Resp.OKAY) if offset in spec
+                else (0, Resp.OKAY) if offset in mapped else (0, Resp.SLVERR))
+        assert got[offset] == want, f"after reset: word {offset:#04x} reads " \
+            f"{got[offset][0]:#010x} {got[offset][1].name}, not {want[0]:#010x} {want[1].name}"
+    for driver in pair.drivers:
+        info = await driver.discover()
+        array = config.engine.array
+        assert (info.array.rows, info.array.cols, info.array.dataflow, info.bus.beat_bytes,
+                info.bus.addr_bits, set(info.formats.a), set(info.formats.out)) == (
+            array.rows, array.cols, array.dataflow, config.beat_bytes, config.addr_width,
+            set(array.a_formats), set(config.engine.out_formats)), f"discover(): {info}"
+
+    # writable registers, byte by byte (a contiguous run of strobes per write)
+    values = {Reg.PROG_BASE_LO: 0, Reg.PROG_BASE_HI: 0, Reg.PROG_LEN: 0}
+    for _ in range(12):
+        reg = list(values)[int(rng.integers(len(values)))]
+        first = int(rng.integers(4))
+        strobe = ((1 << int(rng.integers(1, 5 - first))) - 1) << first
+        value = int(rng.integers(1 << 32))
+        for driver in pair.drivers:
+            await driver.write_csr(reg, value, strobe)
+        if reg != Reg.PROG_BASE_HI or config.addr_width > 32:
+            lanes = sum(0xFF << 8 * i for i in range(4) if strobe >> i & 1)
+            values[reg] = values[reg] & ~lanes | value & lanes
+        for driver in pair.drivers:
+            assert await driver.read_csr(reg) == values[reg], \
+                f"{reg.name} after writing {value:#010x} with strobes {strobe:#06b}: " \
+                f"{await driver.read_csr(reg):#010x}, want {values[reg]:#010x}"
+
+    # read-only and unmapped words answer SLVERR to a write and keep their values
+    before = await same_map("before writes to read-only words")
+    for offset in words:
+        if offset in (Reg.CTRL, Reg.IRQ, *values):
+            continue
+        for driver in pair.drivers:
+            try:
+                await driver.write_csr(offset, int(rng.integers(1 << 32)))
+            except BusError as error:
+                assert error.response == Resp.SLVERR, f"write to {offset:#04x}: {error}"
+            else:
+                raise AssertionError(f"write to read-only word {offset:#04x} answered OKAY")
+    assert await same_map("after writes to read-only words") == before
+
+    # CTRL: IRQ_ENABLE reads back, START and SOFT_RESET read 0; a start of an empty program
+    # ends at once with EMPTY_PROGRAM and the IRQ (with the enable of the same write)
+    for driver in pair.drivers:
+        await driver.write_csr(Reg.PROG_LEN, 0)
+        await driver.write_csr(Reg.CTRL, Ctrl.IRQ_ENABLE)
+        assert await driver.read_csr(Reg.CTRL) == Ctrl.IRQ_ENABLE
+        await driver.write_csr(Reg.CTRL, 0)
+        assert await driver.read_csr(Reg.CTRL) == 0
+        await driver.write_csr(Reg.CTRL, Ctrl.START | Ctrl.IRQ_ENABLE)
+        assert await driver.read_csr(Reg.CTRL) == Ctrl.IRQ_ENABLE
+    result = await pair.wait("empty program", clear_irq=False)
+    assert (result.error, result.error_index) == (AccelError.EMPTY_PROGRAM, 0), result
+    await same_map("after an empty program")
+
+    # IRQ: a write of 0, or of 1 without byte 0's strobe, keeps it; a write of 1 clears it
+    for value, strobe, pending in ((0, 0b1111, 1), (1, 0b0010, 1), (1, 0b1110, 1),
+                                   (1, 0b0001, 0)):
+        for driver in pair.drivers:
+            await driver.write_csr(Reg.IRQ, value, strobe)
+            assert await driver.read_csr(Reg.IRQ) == pending, \
+                f"IRQ after writing {value} with strobes {strobe:#06b}"
+        await Timer(2 * PERIOD_NS, unit="ns")
+        assert int(dut.irq.value) == pending, f"irq pin after writing IRQ {value} ({strobe:#06b})"
+
+    # a program without the IRQ enable: polled, IRQ stays low; then one with it, whose
+    # counters are read as 64-bit pairs while it runs (cycles grows, each pair consistent)
+    result = await pair.run(good.prog_base, good.prog_len, "polled program", irq=False)
+    assert result.ok and not await pair.rtl.read_csr(Reg.IRQ) and not dut.irq.value, result
+    await pair.start(good.prog_base, good.prog_len)
+    seen = []
+    while (await pair.rtl.read_csr(Reg.STATUS)) & 1:
+        seen.append(await pair.rtl.read_counter("cycles"))
+        high = await pair.rtl.read_csr(counter_offset("cycles") + 4)
+        assert high == seen[-1] >> 32, f"the high word's latch changed to {high:#x} " \
+            f"(pair {seen[-1]:#x})"
+    assert len(seen) >= 2 and all(a < b for a, b in zip(seen, seen[1:])), \
+        f"cycles read while running: {seen}"
+    result = await pair.wait("program with the counters read while it runs")
+    assert result.ok and result.counters["cycles"] >= seen[-1], (result, seen)
+    await same_map("at the end")

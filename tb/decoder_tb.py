@@ -4,9 +4,10 @@ on random instruction words (biased towards every check's edges)."""
 import cocotb
 from cocotb.triggers import Timer
 
-from hw.accel.decoder import GemmFields, TransferFields
+from hw.accel.decoder import EpilogueFields, GemmFields, TransferFields
 from sim.accel_model import instruction_error
-from sim.accel_spec import (GEMM_FIELDS, TRANSFER_FIELDS, AccelError, Opcode, decode, encode)
+from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, GEMM_FIELDS, AccelError,
+                            Opcode, decode, encode)
 from sim.config import accel_config_from
 from tb.harness import case, make_rng
 
@@ -20,7 +21,8 @@ def _random_instruction(rng, config) -> bytes:
     engine = config.engine
     if rng.random() < 0.05:
         return bytes(rng.integers(0, 256, 32, dtype="uint8"))
-    opcode = int(rng.choice([1, 2, 3, 7, int(rng.integers(0, 256))], p=[.35, .3, .25, .05, .05]))
+    opcode = int(rng.choice([1, 2, 3, 4, 7, int(rng.integers(0, 256))],
+                            p=[.25, .2, .2, .25, .05, .05]))
     if opcode not in Opcode._value2member_map_:
         word = int.from_bytes(bytes(rng.integers(0, 256, 32, dtype="uint8")), "little")
         return ((word & ~0xFF) | opcode).to_bytes(32, "little")
@@ -33,8 +35,7 @@ def _random_instruction(rng, config) -> bytes:
                  (1 << bits) - 1 - int(rng.integers(0, 3)), int(rng.integers(0, 1 << bits))][pick]
         return max(0, min(value, (1 << bits) - 1))
 
-    deps = {name: int(rng.integers(2)) for name in ("pop_prev", "pop_next", "push_prev",
-                                                     "push_next")}
+    deps = {"fence": int(rng.integers(2))}
     if opcode == Opcode.GEMM:
         f = {name: near(min(engine.a_rows, engine.spad_width) // 2, width)
              for name, (_, width) in GEMM_FIELDS.items() if width == 16}
@@ -43,6 +44,8 @@ def _random_instruction(rng, config) -> bytes:
         return encode(Opcode.GEMM, **f, **deps)
     if opcode == Opcode.DONE:
         return encode(Opcode.DONE, **deps)
+    if opcode == Opcode.EPILOGUE:
+        return encode(Opcode.EPILOGUE, **_random_epilogue(rng, config, near), **deps)
     target = int(rng.choice([0, 1, 2, 3], p=[.3, .3, .3, .1]))
     rows = {0: engine.a_rows, 1: engine.b_rows}.get(target, engine.acc_rows)
     width = engine.spad_width if target < 2 else engine.acc_width
@@ -62,6 +65,48 @@ def _random_instruction(rng, config) -> bytes:
     if rng.random() < 0.5:      # a format pair that is legal somewhere
         f["dram_format"] = int(rng.choice([f["operand_format"] % 5, 3]))
     return encode(Opcode(opcode), **f, **deps)
+
+
+def _random_epilogue(rng, config, near) -> dict:
+    """An EPILOGUE near every check's edge: each op and undefined ones, every format code,
+    regions just inside and outside the accumulator memory, sums past 16 bits, source regions
+    that are the destination, overlap it by one element or just miss it, broadcast,
+    ``write_mask`` on every op, DROPOUT seeds 0 and 1 and thresholds around 256, rows of 8192
+    and 8193 elements."""
+    engine = config.engine
+    rows, width = engine.acc_rows, engine.acc_width
+    f = {"op": int(rng.integers(0, 16)) if rng.random() < 0.1 else int(rng.integers(0, 7)),
+         "broadcast": int(rng.random() < 0.3), "saturate": int(rng.integers(2)),
+         "write_mask": int(rng.random() < 0.2), "cast_format": int(rng.integers(0, 8)),
+         "rows": near(rows // 4, 16), "cols": near(width // 4, 16),
+         "imm0": int(rng.integers(0, 1 << 32)), "imm1": int(rng.integers(0, 1 << 32)),
+         "seed": int(rng.choice([0, 1, int(rng.integers(0, 1 << 32))], p=[.1, .1, .8])),
+         "threshold": int(rng.choice([0, 255, EPILOGUE_MAX_THRESHOLD, EPILOGUE_MAX_THRESHOLD + 1,
+                                      int(rng.integers(0, 1 << 9))]))}
+    if rng.random() < 0.1:
+        f["cols"] = int(rng.choice([8191, 8192, 8193, 8194]))
+    if rng.random() < 0.5:              # a region that fits, or just does not
+        f["rows"] = int(rng.integers(1, min(rows, 12) + 1))
+        f["cols"] = int(rng.integers(1, min(width, 40) + 1))
+        f["dst_row"] = rows - f["rows"] + int(rng.integers(-3, 2))
+        f["dst_col"] = width - f["cols"] + int(rng.integers(-3, 2))
+        f["dst_row"], f["dst_col"] = max(f["dst_row"], 0), max(f["dst_col"], 0)
+    else:
+        f["dst_row"], f["dst_col"] = near(rows // 2, 16), near(width // 2, 16)
+    height = 1 if f["broadcast"] else f["rows"]
+    how = rng.integers(4)
+    if how == 0:                        # the same region
+        f["src_row"], f["src_col"] = f["dst_row"], f["dst_col"]
+    elif how == 1:                      # overlapping by a corner, or just beside
+        shift = int(rng.choice([-1, 0, 1]))
+        f["src_row"] = f["dst_row"] + int(rng.choice([f["rows"] - 1, f["rows"], -height,
+                                                      -height + 1])) + shift
+        f["src_col"] = f["dst_col"] + int(rng.choice([f["cols"] - 1, f["cols"], -f["cols"],
+                                                      -f["cols"] + 1]))
+    else:
+        f["src_row"], f["src_col"] = near(rows // 2, 16), near(width // 2, 16)
+    return {name: max(0, min(int(value), (1 << EPILOGUE_FIELDS[name][1]) - 1))
+            for name, value in f.items()}
 
 
 @cocotb.test()
@@ -85,10 +130,10 @@ async def decodes_like_the_model(dut):
                              f"{AccelError(got).name if got in AccelError._value2member_map_ else got}"
                              f", model {want.name}")
         assert int(dut.opcode.value) == opcode, f"vector {index}: {word.hex()}: opcode"
-        layout, table = ((TransferFields, TRANSFER_FIELDS) if opcode in (1, 2) else
-                         (GemmFields, GEMM_FIELDS) if opcode == 3 else (None, None))
+        layout = {1: TransferFields, 2: TransferFields, 3: GemmFields,
+                  4: EpilogueFields}.get(opcode)
         if layout is not None:
-            port = dut.transfer if opcode in (1, 2) else dut.gemm
+            port = {1: dut.transfer, 2: dut.transfer, 3: dut.gemm, 4: dut.epilogue}[opcode]
             want_bits = _pack(layout, fields)
             assert int(port.value) == want_bits, (f"vector {index}: {word.hex()}: fields "
                                                   f"{int(port.value):#x}, want {want_bits:#x}")
@@ -97,3 +142,5 @@ async def decodes_like_the_model(dut):
     for code in (AccelError.NONE, AccelError.BAD_FIELD, AccelError.MISALIGNED,
                  AccelError.SPAD_OVERFLOW, AccelError.ILLEGAL_OPCODE):
         assert any(e is code for _, e in seen), f"no vector reached {code.name}"
+    for code in (AccelError.NONE, AccelError.BAD_FIELD, AccelError.SPAD_OVERFLOW):
+        assert (Opcode.EPILOGUE, code) in seen, f"no EPILOGUE reached {code.name}"

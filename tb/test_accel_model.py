@@ -3,6 +3,7 @@ computations: DRAM images laid out and read back here with numpy, programs encod
 sim.accel_spec.encode, conversions by ml_dtypes / numpy casts, exact GEMMs by float64 matmul,
 the others by sim.gemm on the matrices as the test placed them."""
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -12,11 +13,14 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from sim.accel_model import AcceleratorModel, assemble, read_matrix, write_matrix
-from sim.accel_spec import FORMAT_BITS, AccelError, Opcode, Target, encode
+from sim.accel_model import (AcceleratorModel, assemble, instruction_error, read_matrix,
+                             write_matrix)
+from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS, FORMAT_BITS, AccelError,
+                            EpilogueOp, Opcode, Target, encode)
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
 from sim.formats import FP16
 from sim.gemm import gemm
+from sim.lfsr import dropout_keep_mask
 from tb.vectors import moderate_bits
 
 SEED = int(os.environ.get("SPARTA_SEED", "1"))
@@ -488,7 +492,7 @@ def bad_store(**changes):
 # (id, config, instructions, error, index, beats the faulting instruction moved (read, written))
 ERROR_CASES = [
     *[("illegal opcode %d" % v, CONFIG, [GOOD_A, GOOD_B, raw_opcode(v)], AccelError.ILLEGAL_OPCODE,
-       2, (0, 0)) for v in (0, 4, 5, 6, 8, 0x83, 0xFF)],
+       2, (0, 0)) for v in (0, 5, 6, 8, 0x83, 0xFF)],
     # LOAD, BAD_FIELD: each cause
     ("load rows 0", CONFIG, [GOOD_B, bad_load(rows=0)], AccelError.BAD_FIELD, 1, (0, 0)),
     ("load cols 0", CONFIG, [bad_load(cols=0)], AccelError.BAD_FIELD, 0, (0, 0)),
@@ -572,7 +576,7 @@ ERROR_CASES = [
       with_fields(GOOD_ACC, mem_row=32, mem_col=24), bad_store(mem_row=32, mem_col=24),
       gemm_op(4, 4, 8, a_row=44, a_col=24, b_row=32, b_col=28, c_row=32, c_col=28),
       gemm_op(8, 4, 4, a_row=44, a_col=24, a_transpose=1, b_row=36, b_col=24, b_transpose=1),
-      bad_load(saturate=1, push_next=1, pop_prev=1, rows=1, dram_stride=0), DONE],
+      bad_load(saturate=1, fence=1, rows=1, dram_stride=0), DONE],
      AccelError.NONE, None, (0, 0)),
 ]
 
@@ -740,3 +744,282 @@ def test_bad_arguments(call):
     with pytest.raises(ValueError):
         call()
 
+
+
+# -- EPILOGUE ------------------------------------------------------------------------------------
+# The ops against numpy float32 arithmetic and ml_dtypes casts on the regions as placed here;
+# every check of the instruction with its precedence.
+
+MASK_CONFIG = AccelConfig(engine=dataclasses.replace(ENGINE, output_mask=True))
+
+
+def epilogue(op, rows, cols, dst_row=0, dst_col=0, **fields):
+    return (Opcode.EPILOGUE, dict(op=int(op), rows=rows, cols=cols, dst_row=dst_row,
+                                  dst_col=dst_col, **fields))
+
+
+def as_f32(bits):
+    return np.asarray(bits, dtype=np.uint32).view(np.float32)
+
+
+def f32_bits(values):
+    """float32 values -> bit patterns, NaN canonical."""
+    values = np.asarray(values, dtype=np.float32)
+    out = values.view(np.uint32).copy()
+    out[np.isnan(values)] = 0x7FC00000
+    return out
+
+
+def acc_contents(rng, rows, cols):
+    """FP32 words: ordinary values, the FP32 edges and random bits."""
+    words = random_fp32(rng, rows * cols)
+    edges = fp32_edges()
+    pick = rng.random(rows * cols)
+    words = np.where(pick < 0.2, rng.choice(edges, rows * cols), words)
+    words = np.where(pick > 0.9, rng.integers(0, 1 << 32, rows * cols, dtype=np.uint64)
+                     .astype(np.uint32), words)
+    return words.astype(np.uint32).reshape(rows, cols)
+
+
+def filled_model(rng, config=CONFIG):
+    """A model whose whole accumulator memory was loaded with :func:`acc_contents`."""
+    engine = config.engine
+    contents = acc_contents(rng, engine.acc_rows, engine.acc_width)
+    dram = bytearray(1 << 16)
+    put(dram, 0x4000, engine.acc_width * 4, contents, 4)
+    result, _, model = run([load(Target.ACC, "fp32", 0x4000, engine.acc_width * 4,
+                                 engine.acc_rows, engine.acc_width)], config=config, dram=dram)
+    assert result.error == AccelError.NONE
+    return model, contents
+
+
+def reference(op, d, s, imm0, imm1, fmt, saturate, keep):
+    """The op by numpy float32 arithmetic and ml_dtypes casts, NaN canonical."""
+    x, y = as_f32(d), as_f32(s) if s is not None else None
+    a, b = np.float32(as_f32(np.uint32(imm0))), np.float32(as_f32(np.uint32(imm1)))
+    with np.errstate(all="ignore"):
+        if op == EpilogueOp.ADD:
+            return f32_bits(x + y)
+        if op == EpilogueOp.RELU:
+            return np.where(np.isnan(x), np.uint32(0x7FC00000), np.where(x > 0, d, 0))
+        if op == EpilogueOp.RELU_BACKWARD:
+            return np.where(y > 0, f32_bits(x), np.uint32(0))
+        if op == EpilogueOp.SCALE:
+            return f32_bits(x * a)
+        if op == EpilogueOp.DROPOUT:
+            return np.where(keep, f32_bits(x * a), np.uint32(0))
+        if op == EpilogueOp.CAST:
+            if fmt == "fp32":
+                return f32_bits(x)
+            narrow = reference_cast(d, fmt, saturate)
+            return f32_bits(narrow.view(DTYPES[fmt]).astype(np.float32))
+        t = b * x                                       # SGD, in its order
+        t = y + t
+        t = a * t
+        return f32_bits(x - t)
+
+
+@pytest.mark.parametrize("op", list(EpilogueOp))
+def test_epilogue_ops(op):
+    """Random regions (broadcast or not, the source the destination itself now and then) and
+    immediates: the region as numpy computes it, everything else unchanged; ``RELU`` with
+    ``write_mask`` writes its keep bits (``x > 0``) into the host plane at the region."""
+    rng = rng_for(f"epilogue {op.name}")
+    config = MASK_CONFIG
+    engine = config.engine
+    immediates = [0x3F800000, 0x3DCCCCCD, 0x3A83126F, 0x80000000, 0x7F800000, 0x7FC00000,
+                  0x00000001, 0x7F7FFFFF, 0xC0400000]
+    for trial in range(12):
+        model, _ = filled_model(rng, config)
+        model.keep_host[:] = rng.integers(0, 2, model.keep_host.shape).astype(bool)
+        rows, cols = int(rng.integers(1, 9)), int(rng.integers(1, 20))
+        dst_row = int(rng.integers(0, 10))
+        dst_col = int(rng.integers(0, engine.acc_width - cols + 1))
+        fields = dict(imm0=int(rng.choice(immediates)), imm1=int(rng.choice(immediates)),
+                      broadcast=int(rng.random() < 0.4), saturate=int(rng.integers(2)),
+                      cast_format=code(str(rng.choice(engine.out_formats))),
+                      seed=int(rng.integers(1, 1 << 32)), threshold=int(rng.integers(0, 257)),
+                      write_mask=int(op == EpilogueOp.RELU and trial % 2))
+        height = 1 if fields["broadcast"] else rows
+        same = trial % 4 == 3 and not fields["broadcast"]
+        src_row = dst_row if same else 20 + int(rng.integers(0, engine.acc_rows - 20 - height + 1))
+        src_col = dst_col if same else int(rng.integers(0, engine.acc_width - cols + 1))
+        before, plane = model.acc.copy(), model.keep_host.copy()
+        instruction = epilogue(op, rows, cols, dst_row, dst_col, src_row=src_row,
+                               src_col=src_col, **fields)
+        result, _, _ = run([instruction], config=config, model=model)
+        assert result.error == AccelError.NONE and result.bytes_read == 32, result
+        region = (slice(dst_row, dst_row + rows), slice(dst_col, dst_col + cols))
+        src = np.broadcast_to(before[src_row:src_row + height, src_col:src_col + cols],
+                              (rows, cols))
+        keep = dropout_keep_mask((rows, cols), seed=fields["seed"],
+                                 threshold=fields["threshold"]) \
+            if 0 < fields["threshold"] < 256 else np.full((rows, cols), fields["threshold"] == 0)
+        want = before.copy()
+        want[region] = reference(op, before[region], src, fields["imm0"], fields["imm1"],
+                                 FORMAT_BITS[fields["cast_format"]], bool(fields["saturate"]),
+                                 keep)
+        assert_bits(model.acc, want, f"{op.name} {instruction[1]}", dst=before[region], src=src)
+        want_plane = plane.copy()
+        if fields["write_mask"]:
+            want_plane[region] = as_f32(before[region]) > 0
+        assert np.array_equal(model.keep_host, want_plane)
+
+
+def test_epilogue_relu_mask_gates_a_later_gemm():
+    """The keep bits RELU writes are the host plane a GEMM with ``mask_host`` at the same
+    region reads: the backward-data outputs of the non-positive activations are +0."""
+    rng = rng_for("epilogue relu mask")
+    config = MASK_CONFIG
+    m, n, k = 5, 6, 4
+    a, b = random_operands(rng, "fp16", (m, k)), random_operands(rng, "fp16", (k, n))
+    act = random_fp32(rng, m * n).reshape(m, n)
+    dram = bytearray(1 << 15)
+    put(dram, 0x1000, 64, a, 2)
+    put(dram, 0x2000, 64, b, 2)
+    put(dram, 0x3000, 64, act, 4)
+    program = [load(Target.ACC, "fp32", 0x3000, 64, m, n, mem_row=3, mem_col=2),
+               epilogue(EpilogueOp.RELU, m, n, 3, 2, write_mask=1),
+               load(Target.A, "fp16", 0x1000, 64, m, k), load(Target.B, "fp16", 0x2000, 64, k, n),
+               gemm_op(m, n, k, c_row=3, c_col=2, mask_host=1),
+               store("fp32", 0x4000, 64, m, n, mem_row=3, mem_col=2)]
+    result, dram, _ = run(program, config=config, dram=dram)
+    assert result.error == AccelError.NONE
+    want = np.where(as_f32(act) > 0, gemm(a, b), 0).astype(np.uint32)
+    assert_bits(get(dram, 0x4000, 64, m, n, 4), want, "masked C", act=act)
+
+
+def test_epilogue_layer_forward():
+    """GEMM, bias add (broadcast), ReLU, cast to fp16 in place, STORE fp16: numpy's float32
+    computation of the same layer."""
+    rng = rng_for("epilogue layer")
+    m, n, k = 7, 9, 6
+    a, b = small_integers(rng, (m, k)), small_integers(rng, (k, n))
+    bias = random_fp32(rng, n).reshape(1, n)
+    dram = bytearray(1 << 15)
+    put(dram, 0x1000, 64, a, 2)
+    put(dram, 0x2000, 64, b, 2)
+    put(dram, 0x3000, 64, bias, 4)
+    program = [load(Target.A, "fp16", 0x1000, 64, m, k), load(Target.B, "fp16", 0x2000, 64, k, n),
+               load(Target.ACC, "fp32", 0x3000, 64, 1, n, mem_row=30),
+               gemm_op(m, n, k),
+               epilogue(EpilogueOp.ADD, m, n, broadcast=1, src_row=30),
+               epilogue(EpilogueOp.RELU, m, n),
+               epilogue(EpilogueOp.CAST, m, n, cast_format=code("fp16")),
+               store("fp16", 0x4000, 64, m, n), DONE]
+    result, dram, _ = run(program, dram=dram)
+    assert result.error == AccelError.NONE and result.executed == len(program)
+    x = (a.view(np.float16).astype(np.float64) @ b.view(np.float16).astype(np.float64))
+    with np.errstate(all="ignore"):
+        y = np.maximum(x.astype(np.float32) + as_f32(bias), np.float32(0))
+        want = y.astype(np.float16).view(np.uint16)
+    assert_bits(get(dram, 0x4000, 64, m, n, 2), want, "layer", bias=bias)
+
+
+def test_epilogue_sgd_updates_master_and_operand_copy():
+    """SGD on FP32 masters, then the operand copy by a STORE in fp16 and a LOAD into B: the
+    weights a next GEMM uses are the updated masters rounded once."""
+    rng = rng_for("epilogue sgd")
+    rows, cols = 4, 6
+    w, dw = random_fp32(rng, rows * cols).reshape(rows, cols), \
+        random_fp32(rng, rows * cols).reshape(rows, cols)
+    lr, wd = np.float32(0.01), np.float32(1e-4)
+    dram = bytearray(1 << 15)
+    put(dram, 0x1000, 64, w, 4)
+    put(dram, 0x2000, 64, dw, 4)
+    program = [load(Target.ACC, "fp32", 0x1000, 64, rows, cols, mem_row=0),
+               load(Target.ACC, "fp32", 0x2000, 64, rows, cols, mem_row=8),
+               epilogue(EpilogueOp.SGD, rows, cols, src_row=8,
+                        imm0=int(lr.view(np.uint32)), imm1=int(wd.view(np.uint32))),
+               store("fp32", 0x3000, 64, rows, cols), store("fp16", 0x5000, 64, rows, cols),
+               load(Target.B, "fp16", 0x5000, 64, rows, cols)]
+    result, dram, model = run(program, dram=dram)
+    assert result.error == AccelError.NONE
+    x, g = as_f32(w), as_f32(dw)
+    with np.errstate(all="ignore"):
+        master = f32_bits(x - lr * (g + wd * x))
+    assert_bits(get(dram, 0x3000, 64, rows, cols, 4), master, "master", w=w, dw=dw)
+    assert_bits(model.b_bits[:rows, :cols], reference_cast(master, "fp16", False), "copy")
+
+
+def test_epilogue_overlap_rule():
+    """A source region that overlaps the destination without being it is BAD_FIELD for the ops
+    with a source; the same region, a region just beside it and the ops without a source run."""
+    f = dict(rows=3, cols=4, dst_row=5, dst_col=6)
+    for op in EpilogueOp:
+        source = op in EPILOGUE_SOURCE_OPS
+        for src, broadcast, overlaps in [((5, 6), 0, False), ((7, 9), 0, True), ((8, 6), 0, False),
+                                         ((5, 10), 0, False), ((3, 3), 0, True),
+                                         ((5, 6), 1, True), ((7, 6), 1, True), ((8, 6), 1, False),
+                                         ((4, 6), 1, False), ((6, 2), 1, False)]:
+            fields = dict(f, op=int(op), src_row=src[0], src_col=src[1], broadcast=broadcast,
+                          cast_format=code("fp16"), seed=1)
+            want = AccelError.BAD_FIELD if source and overlaps else AccelError.NONE
+            assert instruction_error(CONFIG, Opcode.EPILOGUE, {**dict.fromkeys(
+                EPILOGUE_FIELDS, 0), **fields}) == want, (op.name, src, broadcast)
+
+
+GOOD_EPILOGUE = dict(op=int(EpilogueOp.ADD), rows=3, cols=5, dst_row=2, dst_col=1, src_row=10,
+                     src_col=4, seed=7, threshold=64, cast_format=code("fp16"))
+
+
+def bad_epilogue(**changes):
+    return (Opcode.EPILOGUE, {**GOOD_EPILOGUE, **changes})
+
+
+EPILOGUE_ERRORS = [
+    ("op 7", CONFIG, bad_epilogue(op=7), AccelError.BAD_FIELD),
+    ("op 15 with overflow", CONFIG, bad_epilogue(op=15, dst_row=40), AccelError.BAD_FIELD),
+    ("cast to fp32 missing", AccelConfig(engine=dataclasses.replace(ENGINE, out_formats=(
+        "fp16", "e4m3"))), bad_epilogue(op=int(EpilogueOp.CAST), cast_format=code("fp32")),
+     AccelError.BAD_FIELD),
+    ("cast format 6", CONFIG, bad_epilogue(op=int(EpilogueOp.CAST), cast_format=6),
+     AccelError.BAD_FIELD),
+    ("scale without fp32 reads", AccelConfig(engine=dataclasses.replace(ENGINE, out_formats=(
+        "fp16",))), bad_epilogue(op=int(EpilogueOp.SCALE)), AccelError.BAD_FIELD),
+    ("cast without fp32 reads", AccelConfig(engine=dataclasses.replace(ENGINE, out_formats=(
+        "fp16",))), bad_epilogue(op=int(EpilogueOp.CAST)), AccelError.NONE),
+    ("rows 0", CONFIG, bad_epilogue(rows=0), AccelError.BAD_FIELD),
+    ("cols 0", CONFIG, bad_epilogue(cols=0, dst_col=40), AccelError.BAD_FIELD),
+    ("write_mask without output_mask", CONFIG,
+     bad_epilogue(op=int(EpilogueOp.RELU), write_mask=1), AccelError.BAD_FIELD),
+    ("write_mask on ADD", MASK_CONFIG, bad_epilogue(write_mask=1), AccelError.BAD_FIELD),
+    ("write_mask on RELU", MASK_CONFIG, bad_epilogue(op=int(EpilogueOp.RELU), write_mask=1),
+     AccelError.NONE),
+    ("dropout seed 0", CONFIG, bad_epilogue(op=int(EpilogueOp.DROPOUT), seed=0),
+     AccelError.BAD_FIELD),
+    ("dropout threshold 257", CONFIG, bad_epilogue(op=int(EpilogueOp.DROPOUT), threshold=257),
+     AccelError.BAD_FIELD),
+    ("dropout threshold 256", CONFIG, bad_epilogue(op=int(EpilogueOp.DROPOUT), threshold=256),
+     AccelError.NONE),
+    ("scale seed 0", CONFIG, bad_epilogue(op=int(EpilogueOp.SCALE), seed=0), AccelError.NONE),
+    ("dst rows out", CONFIG, bad_epilogue(dst_row=34), AccelError.SPAD_OVERFLOW),
+    ("dst cols out", CONFIG, bad_epilogue(dst_col=28), AccelError.SPAD_OVERFLOW),
+    ("dst sum past 16 bits", CONFIG, bad_epilogue(dst_row=0xFFFF), AccelError.SPAD_OVERFLOW),
+    ("src rows out", CONFIG, bad_epilogue(src_row=34), AccelError.SPAD_OVERFLOW),
+    ("src row out broadcast", CONFIG, bad_epilogue(src_row=36, broadcast=1),
+     AccelError.SPAD_OVERFLOW),
+    ("src row last broadcast", CONFIG, bad_epilogue(src_row=35, broadcast=1), AccelError.NONE),
+    ("src cols out", CONFIG, bad_epilogue(src_col=28), AccelError.SPAD_OVERFLOW),
+    ("src ignored by RELU", CONFIG, bad_epilogue(op=int(EpilogueOp.RELU), src_row=0xFFFF),
+     AccelError.NONE),
+    ("overlap before overflow", CONFIG, bad_epilogue(src_row=3, src_col=31, dst_col=30),
+     AccelError.BAD_FIELD),
+]
+
+
+@pytest.mark.parametrize("case", EPILOGUE_ERRORS, ids=[case[0] for case in EPILOGUE_ERRORS])
+def test_epilogue_errors(case):
+    """Each check with its precedence; a rejected EPILOGUE changes no memory and stops the
+    program at its index."""
+    name, config, instruction, error = case
+    rng = rng_for(f"epilogue error {name}")
+    model, _ = filled_model(rng, config)
+    before = model.acc.copy()
+    assert instruction_error(config, Opcode.EPILOGUE, {**dict.fromkeys(EPILOGUE_FIELDS, 0),
+                                                       **instruction[1]}) == error
+    result, _, _ = run([instruction, DONE], config=config, model=model)
+    assert result.error == error, result
+    if error != AccelError.NONE:
+        assert result.error_index == 0 and result.executed == 0
+        assert np.array_equal(model.acc, before)

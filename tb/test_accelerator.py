@@ -1,13 +1,15 @@
 # amaranth: UnusedElaboratable=no
 """Runner: the whole accelerator (AXI4-Lite registers, controller, AXI4 DMA, load and store
-paths, GEMM engine) running compiled GEMM programs from DRAM, on Verilator and Icarus."""
+paths, GEMM engine) driven by the host driver (sim.accel_driver) on Verilator and Icarus, each
+program also run on the driver's golden-model back end and compared: compiled GEMM programs
+from DRAM, bad programs and bad bus answers, every register through the bus."""
 
 import pytest
 
 from hw.accel.accelerator import Accelerator
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import verilator_builds_first_only
+from tb.conftest import regress, verilator_builds_first_only
 
 #: small memories so that the GEMMs are tiled and Icarus stays affordable
 SMALL = EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=32, b_rows=32,
@@ -16,6 +18,23 @@ CASES = {
     "4x4-d64": (AccelConfig(engine=SMALL), {"programs": 2, "gemms": 3, "largest": 40}),
     "4x4-d128-a64": (AccelConfig(engine=SMALL, data_width=128, addr_width=64),
                      {"programs": 1, "gemms": 2, "largest": 40}),
+}
+
+
+#: the benches of tb/accelerator_tb.py that every configuration runs
+PROGRAM_TESTS = ["compiled_gemms_from_dram", "bad_programs_stop_with_their_error",
+                 "every_register_through_the_bus"]
+
+#: training steps (sim.train_compiler) on the RTL: configuration, network, batch, steps, AXI
+#: pauses, and the simulator make test runs it on (make regress: both). The CNN's three steps
+#: take about 3 minutes on Icarus, seconds on Verilator (whose build of the configuration the
+#: program benches made already)
+HYPER = {"lr": 0.05, "weight_decay": 1e-4, "dropout_seed": 0x5EED}
+TRAINING = {
+    "cnn-4x4-d64": ("4x4-d64", {"network": "digits_cnn", "width": 2, "hidden": 16, "batch": 4,
+                                "steps": 2, **HYPER}, 0.2, "verilator"),
+    "mlp-4x4-d64": ("4x4-d64", {"network": "digits_mlp", "width": 1, "batch": 4, "steps": 2,
+                                **HYPER}, 0.2, "icarus"),
 }
 
 
@@ -28,8 +47,20 @@ def test_accelerator_runs_compiled_gemms(simulator, name):
     config, sizes = CASES[name]
     verilator_builds_first_only(simulator, name, next(iter(CASES)))
     run_bench(Design(Accelerator, config), toplevel="accelerator",
-              bench_module="tb.accelerator_tb", simulator=simulator,
+              bench_module="tb.accelerator_tb", simulator=simulator, testcase=PROGRAM_TESTS,
               case={"config": _spec(config), "pause": 0.2, **sizes})
+
+
+@pytest.mark.parametrize("name", TRAINING)
+def test_accelerator_runs_training_steps(simulator, name):
+    configuration, training, pause, fast = TRAINING[name]
+    config = CASES[configuration][0]
+    if simulator != fast and not regress():
+        pytest.skip(f"{name}: {fast} in make test, both simulators in make regress")
+    run_bench(Design(Accelerator, config), toplevel="accelerator",
+              bench_module="tb.accelerator_tb", simulator=simulator,
+              testcase="training_steps_from_dram",
+              case={"config": _spec(config), "pause": pause, "training": training})
 
 
 def test_accelerator_rejects_a_bad_config():

@@ -10,18 +10,20 @@ Ports (Verilog names ``s_axil__*``, ``m_axi__*``, ``irq``, ``clk``, ``rst``):
 
 Inside: :class:`~hw.accel.registers.Registers`, :class:`~hw.accel.controller.Controller` (with
 its :class:`~hw.accel.decoder.InstructionDecoder`), :class:`~hw.accel.dma.Dma`,
-:class:`~hw.accel.loader.Loader`, :class:`~hw.accel.storer.Storer` and
-:class:`~hw.engine.engine.GemmEngine`. The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
+:class:`~hw.accel.loader.Loader`, :class:`~hw.accel.storer.Storer`,
+:class:`~hw.accel.epilogue.Epilogue` and :class:`~hw.engine.engine.GemmEngine` (built with
+``host_acc_while_busy``). The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
 (start, IRQ enable) and waits for the IRQ; everything else moves on the AXI4 bus.
 """
 
-from amaranth import Module
+from amaranth import Module, Mux
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accel.axi import AXI4LiteSignature, AXI4Signature
 from hw.accel.controller import Controller
 from hw.accel.dma import Dma
+from hw.accel.epilogue import Epilogue
 from hw.accel.loader import Loader
 from hw.accel.registers import Registers
 from hw.accel.storer import Storer
@@ -58,7 +60,8 @@ class Accelerator(wiring.Component):
         m.submodules.dma = dma = Dma(config)
         m.submodules.loader = loader = Loader(config)
         m.submodules.storer = storer = Storer(config)
-        m.submodules.engine = engine = GemmEngine(config.engine)
+        m.submodules.epilogue = epilogue = Epilogue(config)
+        m.submodules.engine = engine = GemmEngine(config.engine, host_acc_while_busy=True)
 
         wiring.connect(m, wiring.flipped(self.s_axil), registers.bus)
         wiring.connect(m, dma.bus, wiring.flipped(self.m_axi))
@@ -99,17 +102,38 @@ class Accelerator(wiring.Component):
         m.d.comb += controller.load_done.eq(loader.done)
         wiring.connect(m, loader.wr_a, engine.wr_a)
         wiring.connect(m, loader.wr_b, engine.wr_b)
-        wiring.connect(m, loader.wr_acc, engine.wr_acc)
 
         # store path: engine reads -> storer -> DMA write data
         wiring.connect(m, controller.store_cmd, storer.cmd)
         m.d.comb += controller.store_done.eq(storer.done)
-        wiring.connect(m, storer.rd_req, engine.rd_req)
-        wiring.connect(m, engine.rd_data, storer.rd_data)
         wiring.connect(m, storer.write_data, dma.write_data)
+
+        # epilogue: owns the accumulator ports while an EPILOGUE runs (controller's
+        # epilogue_active), the storer (reads) and the loader (writes) the rest of the time
+        wiring.connect(m, controller.epilogue_cmd, epilogue.cmd)
+        m.d.comb += controller.epilogue_done.eq(epilogue.done)
+        ours = controller.epilogue_active
+        _share(m, ours, epilogue.rd_req, storer.rd_req, engine.rd_req)
+        _share(m, ours, epilogue.wr_acc, loader.wr_acc, engine.wr_acc)
+        m.d.comb += [epilogue.rd_data.payload.eq(engine.rd_data.payload),
+                     storer.rd_data.payload.eq(engine.rd_data.payload),
+                     epilogue.rd_data.valid.eq(ours & engine.rd_data.valid),
+                     storer.rd_data.valid.eq(~ours & engine.rd_data.valid),
+                     engine.rd_data.ready.eq(Mux(ours, epilogue.rd_data.ready,
+                                                 storer.rd_data.ready))]
+        if config.engine.output_mask:
+            wiring.connect(m, epilogue.wr_mask, engine.wr_mask)
 
         # engine commands
         wiring.connect(m, controller.engine_cmd, engine.cmd)
         m.d.comb += [controller.engine_status.eq(engine.status),
                      engine.clear_error.eq(controller.engine_clear)]
         return m
+
+
+def _share(m, first, a, b, target):
+    """Connect stream ``a`` (when ``first``) or ``b`` (otherwise) to ``target``."""
+    m.d.comb += [target.valid.eq(Mux(first, a.valid, b.valid)),
+                 target.payload.eq(Mux(first, a.payload, b.payload)),
+                 a.ready.eq(first & target.ready),
+                 b.ready.eq(~first & target.ready)]

@@ -1,33 +1,49 @@
-"""The accelerator's controller: fetches a program from DRAM and runs it, one instruction at a
-time, on the DMA, the load and store paths and the GEMM engine.
+"""The accelerator's controller: fetches a program from DRAM and runs it on the DMA, the load
+and store paths and the GEMM engine, overlapping a GEMM with the instructions after it.
 
-Per instruction (program order, no overlap yet: the dependency bits are not used):
+Per instruction, in program order:
 
 1. *fetch*: a DMA read of the 32 bytes at ``prog_base + 32 pc`` into the instruction register
    (``32 / beat`` beats); a DRAM error ends the program with ``DRAM_RESPONSE``;
 2. *decode* (:class:`~hw.accel.decoder.InstructionDecoder`, one cycle): an instruction with an
    error ends the program with it;
-3. *execute*:
+3. *wait* while the instruction conflicts with the GEMM in flight (below);
+4. *execute*:
 
    * ``LOAD``: the DMA read of ``rows`` rows of ``ceil(cols * bytes / beat)`` beats at
      ``dram_addr``, ``dram_stride`` apart, and the loader's command, together; the read data go
      to the loader; done when both the DMA (``read_done``) and the loader (``done``) are;
    * ``STORE``: the DMA write of the same shape and the storer's command; done when both are
      (``write_done``: every B response is in);
-   * ``GEMM``: the engine's command; done at the engine's ``status.done``; a rejected command
-     ends the program (the engine's ``ZERO_SIZE`` is ``BAD_FIELD``, its ``*_RANGE``
-     ``SPAD_OVERFLOW``);
+   * ``GEMM``: the engine's command, issued as soon as the engine is ready; the cycle after its
+     accept tells whether the engine rejected it (the engine's ``ZERO_SIZE`` is ``BAD_FIELD``,
+     its ``*_RANGE`` ``SPAD_OVERFLOW``); if not, the GEMM runs on while the controller goes on
+     with the next instructions (*in flight* until the engine's ``done``);
    * ``DONE`` ends the program;
 
    a DMA error during a transfer (its pulse comes with the transfer's done) ends the program
    with ``DRAM_RESPONSE`` once the transfer and the path are done;
-4. the next instruction, or the end after ``prog_len``.
+5. the next instruction, or the end after ``prog_len``.
+
+Overlap and its interlock (a scoreboard of one GEMM): while a GEMM is in flight, the next
+instructions are fetched, decoded and executed unless they conflict with it, in which case they
+wait for its ``done``. A ``LOAD`` into A or B conflicts when its scratchpad rows
+``[mem_row, mem_row + rows)`` meet the rows the GEMM reads in that memory (A: ``[a_row, a_row +
+m)``, or ``k`` rows when transposed; B: ``[b_row, b_row + k)``, or ``n`` rows when transposed);
+a ``LOAD`` into the accumulator memory and a ``STORE`` when their rows meet the GEMM's ``C``
+rows ``[c_row, c_row + m)`` (the engine is built with ``host_acc_while_busy``: the loader's and
+the storer's accesses take the cycles the sequencer leaves free); an instruction with the
+header's ``fence`` bit set always waits; another ``GEMM`` waits for the engine's ``ready``. The
+results are therefore those of program order whatever the program (the golden model runs in
+program order), and a compiler gets the overlap by placing the next block's operands in other
+rows (double buffering: :mod:`sim.compiler`).
 
 An error pulses ``fault`` (code, ``pc``) and, the cycle after, ``finish``; a normal end pulses
-``finish``. ``busy`` is high from the cycle after ``start`` to the ``finish`` cycle included.
-``soft_reset`` stops the program at the next point where nothing is in flight: a command not
-yet issued is dropped, a transfer or GEMM that was issued runs to its end (an AXI manager
-cannot abandon a burst), then the controller is idle (``busy`` low, no ``finish``).
+``finish``; both wait until no GEMM is in flight. ``busy`` is high from the cycle after
+``start`` to the ``finish`` cycle included. ``soft_reset`` stops the program at the next point
+where nothing is in flight: a command not yet issued is dropped, a transfer or GEMM that was
+issued runs to its end (an AXI manager cannot abandon a burst), then the controller is idle
+(``busy`` low, no ``finish``).
 """
 
 from amaranth import Module, Mux, Signal
@@ -36,11 +52,12 @@ from amaranth.lib.wiring import In, Out
 
 from hw.accel.decoder import InstructionDecoder
 from hw.accel.dma import ErrorCode, ReadBeat, TransferCommand
+from hw.accel.epilogue import EpilogueCommand
 from hw.accel.loader import LoadCommand
 from hw.accel.storer import StoreCommand
 from hw.engine.commands import ErrorCode as EngineErrorCode
 from hw.engine.commands import Status, command_layout
-from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode
+from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode, Target
 from sim.config import AccelConfig
 
 __all__ = ["Controller"]
@@ -71,6 +88,11 @@ class Controller(wiring.Component):
     engine_status : In(:class:`~hw.engine.commands.Status`)
     engine_clear : Out(1)
         The engine's ``clear_error``, pulsed at start.
+    epilogue_cmd : Out(stream of :class:`~hw.accel.epilogue.EpilogueCommand`)
+    epilogue_done : In(1)
+    epilogue_active : Out(1)
+        High while an ``EPILOGUE`` runs: the epilogue then owns the engine's accumulator
+        read and write ports (the store path and the load path the rest of the time).
     """
 
     def __init__(self, config: AccelConfig):
@@ -94,6 +116,8 @@ class Controller(wiring.Component):
             "store_cmd": Out(stream.Signature(StoreCommand)),
             "store_done": In(1),
             "engine_cmd": Out(stream.Signature(command_layout(config.engine))),
+            "epilogue_cmd": Out(stream.Signature(EpilogueCommand)),
+            "epilogue_done": In(1), "epilogue_active": Out(1),
             "engine_status": In(Status),
             "engine_clear": Out(1),
         })
@@ -111,16 +135,49 @@ class Controller(wiring.Component):
         t, g = decoder.transfer, decoder.gemm
 
         abort = Signal()              # soft reset seen: stop at the next quiet point
-        dma_failed = Signal()         # a DRAM error in the current transfer
+        dma_failed = Signal()         # a DRAM error in the current read transfer
         path_done, dma_done = Signal(), Signal()
         issued_dma, issued_path = Signal(), Signal()
         code = Signal(ErrorCode)
 
-        m.d.comb += self.fault_index.eq(self.pc)
         with m.If(self.soft_reset):
             m.d.sync += abort.eq(1)
+        # a DMA error pulse comes with the done of its transfer: a read's or a write's
+        read_error = self.dma_error & self.read_done
+        write_error = self.dma_error & self.write_done
 
-        # bytes of a DRAM row, rounded up to whole beats
+        # ---- the GEMM in flight (a scoreboard of one) and the memory rows it uses ----------
+        status = self.engine_status
+        in_flight = Signal()
+        a_lo, a_hi, b_lo, b_hi, c_lo, c_hi = (
+            Signal(17, name=f"gemm_{side}_{end}") for side in "abc" for end in ("lo", "hi"))
+        with m.If(status.done):
+            m.d.sync += in_flight.eq(0)
+        with m.If(self.engine_cmd.valid & self.engine_cmd.ready):
+            m.d.sync += [a_lo.eq(g.a_row), a_hi.eq(g.a_row + Mux(g.a_transpose, g.k, g.m)),
+                         b_lo.eq(g.b_row), b_hi.eq(g.b_row + Mux(g.b_transpose, g.n, g.k)),
+                         c_lo.eq(g.c_row), c_hi.eq(g.c_row + g.m)]
+
+        def meets(lo, hi, first, count):
+            return (first < hi) & (lo < first + count)
+
+        # ---- the STORE in flight: its accumulator rows, its DRAM span, its outcome ---------
+        st_busy, st_failed = Signal(), Signal()
+        st_dma_done, st_path_done = Signal(), Signal()
+        st_pc = Signal(32)
+        st_row_lo, st_row_hi = Signal(17), Signal(17)
+        span_bits = config.addr_width + 50
+        st_lo, st_hi = Signal(span_bits), Signal(span_bits)
+        with m.If(self.write_done):
+            m.d.sync += st_dma_done.eq(1)
+        with m.If(write_error):
+            m.d.sync += st_failed.eq(1)
+        with m.If(self.store_done):
+            m.d.sync += st_path_done.eq(1)
+        with m.If(st_busy & (st_dma_done | self.write_done) & (st_path_done | self.store_done)):
+            m.d.sync += st_busy.eq(0)
+
+        # bytes of a DRAM row, rounded up to whole beats, and the DRAM span of the transfer
         shift = Signal(range(3))
         for name in FORMAT_BITS:
             with m.If(t.dram_format == FORMAT_BITS.index(name)):
@@ -130,6 +187,55 @@ class Controller(wiring.Component):
         for port in (self.read_cmd, self.write_cmd):
             m.d.comb += [port.payload.addr.eq(t.dram_addr), port.payload.stride.eq(t.dram_stride),
                          port.payload.rows.eq(t.rows), port.payload.row_bytes.eq(row_bytes)]
+        # [span_lo, span_hi): registered at decode; a span past the top of the address space
+        # (or a stride that walks backwards) counts as meeting every other one
+        span_lo, span_hi = Signal(span_bits), Signal(span_bits)
+        span_wraps = Signal()
+
+        # ---- what the decoded instruction must wait for (module docstring) ------------------
+        fence = decoder.header.fence
+        is_load = decoder.opcode == Opcode.LOAD
+        is_store = decoder.opcode == Opcode.STORE
+        to_acc = is_load & (t.target == Target.ACC)
+        touches = Signal()          # the GEMM in flight
+        with m.If(is_load):
+            with m.Switch(t.target):
+                with m.Case(Target.A):
+                    m.d.comb += touches.eq(meets(a_lo, a_hi, t.mem_row, t.rows))
+                with m.Case(Target.B):
+                    m.d.comb += touches.eq(meets(b_lo, b_hi, t.mem_row, t.rows))
+                with m.Default():
+                    m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, t.rows))
+        with m.Elif(is_store):
+            m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, t.rows))
+        with m.Elif(decoder.opcode == Opcode.EPILOGUE):
+            m.d.comb += touches.eq(1)           # the engine's accumulators and keep planes
+        gemm_hold = Signal()
+        m.d.comb += gemm_hold.eq(in_flight & (fence | touches))
+        needs_store = Signal()      # the STORE in flight (or failed, not reported yet)
+        with m.Switch(decoder.opcode):
+            with m.Case(Opcode.LOAD):
+                m.d.comb += needs_store.eq(
+                    span_wraps | ((span_lo < st_hi) & (st_lo < span_hi))
+                    | (to_acc & meets(st_row_lo, st_row_hi, t.mem_row, t.rows)))
+            with m.Case(Opcode.GEMM):
+                m.d.comb += needs_store.eq(meets(st_row_lo, st_row_hi, g.c_row, g.m))
+            with m.Default():       # STORE, EPILOGUE (the store's read port), DONE
+                m.d.comb += needs_store.eq(1)
+        store_open = st_busy | st_failed
+        st_wait, st_fault = Signal(), Signal()
+        m.d.comb += [st_wait.eq(store_open & (needs_store | fence) & st_busy),
+                     st_fault.eq(store_open & (needs_store | fence) & ~st_busy & st_failed)]
+        hold = Signal()
+        m.d.comb += hold.eq(gemm_hold | st_wait | st_fault)
+
+        # the fault: a failed STORE is reported first (it comes first in program order)
+        m.d.comb += [self.fault_index.eq(Mux(st_failed, st_pc, self.pc)),
+                     self.fault_code.eq(Mux(st_failed, ErrorCode.DRAM_RESPONSE, code))]
+
+        def quiesce():
+            """Soft reset: idle once nothing is in flight."""
+            m.next = "QUIESCE"
 
         load, store = self.load_cmd.payload, self.store_cmd.payload
         for name in ("saturate", "rows", "cols", "mem_row", "mem_col"):
@@ -141,9 +247,10 @@ class Controller(wiring.Component):
                      store.dram_format.eq(t.dram_format)]
         for name, _ in data.Layout.cast(self.engine_cmd.payload.shape()):
             m.d.comb += getattr(self.engine_cmd.payload, name).eq(getattr(g, name))
+        m.d.comb += self.epilogue_cmd.payload.as_value().eq(decoder.epilogue.as_value())
 
-        # DMA status of the transfer in flight (the error pulse comes with its done)
-        with m.If(self.dma_error):
+        # DMA status of the read transfer in flight (the error pulse comes with its done)
+        with m.If(read_error):
             m.d.sync += dma_failed.eq(1)
 
         def end(error=None):
@@ -153,12 +260,11 @@ class Controller(wiring.Component):
                 m.next = "FAULT"
             else:
                 with m.If(abort):
-                    m.d.sync += self.busy.eq(0)
-                    m.next = "IDLE"
+                    quiesce()
                 with m.Elif(decoder.opcode == Opcode.DONE):
-                    m.next = "FINISH"
+                    m.next = "DRAIN"
                 with m.Elif(self.pc + 1 == self.prog_len):
-                    m.next = "FINISH"
+                    m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += self.pc.eq(self.pc + 1)
                     m.next = "FETCH"
@@ -167,7 +273,8 @@ class Controller(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += self.engine_clear.eq(1)
-                    m.d.sync += [self.pc.eq(0), abort.eq(0), self.busy.eq(1)]
+                    m.d.sync += [self.pc.eq(0), abort.eq(0), self.busy.eq(1),
+                                 st_failed.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.comb += [self.read_cmd.valid.eq(~abort),
@@ -177,8 +284,7 @@ class Controller(wiring.Component):
                              self.read_cmd.payload.rows.eq(1),
                              self.read_cmd.payload.stride.eq(0)]
                 with m.If(abort):
-                    m.d.sync += self.busy.eq(0)
-                    m.next = "IDLE"
+                    quiesce()
                 with m.Elif(self.read_cmd.ready):
                     m.d.sync += [fetched.eq(0), dma_failed.eq(0)]
                     m.next = "FETCH_DATA"
@@ -190,16 +296,20 @@ class Controller(wiring.Component):
                                  fetched.eq(fetched + 1)]
                 with m.If(self.read_done):
                     with m.If(abort):
-                        m.d.sync += self.busy.eq(0)
-                        m.next = "IDLE"
-                    with m.Elif(dma_failed | self.dma_error):
+                        quiesce()
+                    with m.Elif(dma_failed | read_error):
                         m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
                         m.next = "FAULT"
                     with m.Else():
                         m.next = "DECODE"
             with m.State("DECODE"):
+                last_row = Signal(48)
+                m.d.comb += last_row.eq((t.rows - 1) * t.dram_stride)
                 m.d.sync += [issued_dma.eq(0), issued_path.eq(0), dma_done.eq(0),
-                             path_done.eq(0), dma_failed.eq(0)]
+                             path_done.eq(0), dma_failed.eq(0),
+                             span_lo.eq(t.dram_addr), span_hi.eq(t.dram_addr + last_row + row_bytes),
+                             span_wraps.eq((t.dram_addr + last_row + row_bytes)
+                                           > (1 << config.addr_width))]
                 with m.If(decoder.error != ErrorCode.NONE):
                     m.d.sync += code.eq(decoder.error)
                     m.next = "FAULT"
@@ -211,63 +321,106 @@ class Controller(wiring.Component):
                             m.next = "STORE"
                         with m.Case(Opcode.GEMM):
                             m.next = "GEMM"
+                        with m.Case(Opcode.EPILOGUE):
+                            m.next = "EPILOGUE"
                         with m.Default():          # DONE
                             end()
-            for state, dma_cmd, path_cmd, done_in in (
-                    ("LOAD", self.read_cmd, self.load_cmd, self.read_done),
-                    ("STORE", self.write_cmd, self.store_cmd, self.write_done)):
+            for state, dma_cmd, path_cmd in (("LOAD", self.read_cmd, self.load_cmd),
+                                             ("STORE", self.write_cmd, self.store_cmd)):
                 with m.State(state):
-                    m.d.comb += [dma_cmd.valid.eq(~issued_dma & ~abort),
-                                 path_cmd.valid.eq(~issued_path & ~abort)]
-                    if state == "LOAD":      # the DMA's read data go on to the loader
-                        m.d.comb += [self.load_data.valid.eq(self.read_data.valid),
-                                     self.load_data.payload.eq(self.read_data.payload),
-                                     self.read_data.ready.eq(self.load_data.ready)]
+                    # both parts are issued, or neither (a soft reset stops only the latter)
+                    none_issued = ~issued_dma & ~issued_path
+                    stop = abort & none_issued
+                    m.d.comb += [dma_cmd.valid.eq(~issued_dma & ~stop & ~hold),
+                                 path_cmd.valid.eq(~issued_path & ~stop & ~hold)]
+                    dma_issued = issued_dma | (dma_cmd.valid & dma_cmd.ready)
+                    path_issued = issued_path | (path_cmd.valid & path_cmd.ready)
                     with m.If(dma_cmd.valid & dma_cmd.ready):
                         m.d.sync += issued_dma.eq(1)
                     with m.If(path_cmd.valid & path_cmd.ready):
                         m.d.sync += issued_path.eq(1)
-                    with m.If(done_in):
-                        m.d.sync += dma_done.eq(1)
-                    with m.If(self.load_done if state == "LOAD" else self.store_done):
-                        m.d.sync += path_done.eq(1)
-                    none_issued = ~issued_dma & ~issued_path
-                    with m.If(abort & none_issued):
-                        m.d.sync += self.busy.eq(0)
-                        m.next = "IDLE"
-                    with m.Elif(issued_dma & issued_path & (dma_done | done_in) &
-                                (path_done | (self.load_done if state == "LOAD"
-                                              else self.store_done))):
-                        with m.If(dma_failed | self.dma_error):
-                            with m.If(abort):
-                                m.d.sync += self.busy.eq(0)
-                                m.next = "IDLE"
+                    if state == "LOAD":
+                        # the DMA's read data go on to the loader; done when both are
+                        m.d.comb += [self.load_data.valid.eq(self.read_data.valid),
+                                     self.load_data.payload.eq(self.read_data.payload),
+                                     self.read_data.ready.eq(self.load_data.ready)]
+                        with m.If(self.read_done):
+                            m.d.sync += dma_done.eq(1)
+                        with m.If(self.load_done):
+                            m.d.sync += path_done.eq(1)
+                    with m.If(stop):
+                        quiesce()
+                    with m.Elif(st_fault & none_issued):
+                        m.next = "FAULT"
+                    if state == "LOAD":
+                        with m.Elif(issued_dma & issued_path & (dma_done | self.read_done)
+                                    & (path_done | self.load_done)):
+                            with m.If(dma_failed | read_error):
+                                with m.If(abort):
+                                    quiesce()
+                                with m.Else():
+                                    m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
+                                    m.next = "FAULT"
                             with m.Else():
-                                m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
-                                m.next = "FAULT"
-                        with m.Else():
+                                end()
+                    else:
+                        # issued: the store runs on in the background (module docstring)
+                        with m.Elif(dma_issued & path_issued):
+                            m.d.sync += [st_busy.eq(1), st_pc.eq(self.pc),
+                                         st_dma_done.eq(0), st_path_done.eq(0),
+                                         st_row_lo.eq(t.mem_row), st_row_hi.eq(t.mem_row + t.rows),
+                                         st_lo.eq(Mux(span_wraps, 0, span_lo)),
+                                         st_hi.eq(Mux(span_wraps, (1 << span_bits) - 1, span_hi))]
                             end()
             with m.State("GEMM"):
-                m.d.comb += self.engine_cmd.valid.eq(~abort)
+                m.d.comb += self.engine_cmd.valid.eq(~abort & ~hold)
                 with m.If(abort):
-                    m.d.sync += self.busy.eq(0)
-                    m.next = "IDLE"
-                with m.Elif(self.engine_cmd.ready):
-                    m.next = "GEMM_WAIT"
-            with m.State("GEMM_WAIT"):
-                status = self.engine_status
-                with m.If(status.done):
-                    with m.If(status.error & ~abort):
-                        m.d.sync += code.eq(Mux(status.error_code == EngineErrorCode.ZERO_SIZE,
-                                                ErrorCode.BAD_FIELD, ErrorCode.SPAD_OVERFLOW))
+                    quiesce()
+                with m.Elif(st_fault):
+                    m.next = "FAULT"
+                with m.Elif(self.engine_cmd.valid & self.engine_cmd.ready):
+                    m.next = "GEMM_CHECK"
+            with m.State("EPILOGUE"):
+                m.d.comb += [self.epilogue_cmd.valid.eq(~issued_path & ~abort & ~hold),
+                             self.epilogue_active.eq(issued_path | ~hold)]
+                with m.If(self.epilogue_cmd.valid & self.epilogue_cmd.ready):
+                    m.d.sync += issued_path.eq(1)
+                with m.If(abort & ~issued_path):
+                    quiesce()
+                with m.Elif(st_fault & ~issued_path):
+                    m.next = "FAULT"
+                with m.Elif(issued_path & self.epilogue_done):
+                    end()
+            with m.State("GEMM_CHECK"):
+                # the cycle after the accept: done now means rejected, else busy until done
+                with m.If(status.done & status.error & ~abort):
+                    m.d.sync += code.eq(Mux(status.error_code == EngineErrorCode.ZERO_SIZE,
+                                            ErrorCode.BAD_FIELD, ErrorCode.SPAD_OVERFLOW))
+                    m.next = "FAULT"
+                with m.Else():
+                    m.d.sync += in_flight.eq(status.busy)
+                    end()
+            with m.State("FAULT"):
+                with m.If(abort):
+                    quiesce()
+                with m.Elif(~in_flight & ~st_busy):
+                    m.d.comb += self.fault.eq(1)
+                    m.next = "FINISH"
+            with m.State("DRAIN"):
+                with m.If(abort):
+                    quiesce()
+                with m.Elif(~in_flight & ~st_busy):
+                    with m.If(st_failed):
                         m.next = "FAULT"
                     with m.Else():
-                        end()
-            with m.State("FAULT"):
-                m.d.comb += [self.fault.eq(1), self.fault_code.eq(code)]
-                m.next = "FINISH"
+                        m.next = "FINISH"
+            with m.State("QUIESCE"):
+                with m.If(~in_flight & ~st_busy):
+                    m.d.sync += self.busy.eq(0)
+                    m.next = "IDLE"
             with m.State("FINISH"):
-                m.d.comb += self.finish.eq(1)
+                # a soft reset seen by now wins: idle without the finish (no done, no IRQ)
+                m.d.comb += self.finish.eq(~abort)
                 m.d.sync += self.busy.eq(0)
                 m.next = "IDLE"
         return m

@@ -9,22 +9,31 @@ takes, zero size, an address beyond ``addr_width``), ``MISALIGNED`` (address or 
 multiple of the beat), ``SPAD_OVERFLOW`` (17-bit sums, never truncated); for ``GEMM`` the mask
 flags on an engine without ``output_mask`` (``BAD_FIELD``). A GEMM's sizes and regions are the
 engine's own check (its ``ZERO_SIZE`` is the controller's ``BAD_FIELD``, its ``*_RANGE``
-``SPAD_OVERFLOW``), so the decoder does not repeat it.
+``SPAD_OVERFLOW``), so the decoder does not repeat it. For ``EPILOGUE`` (fields
+:data:`~sim.accel_spec.EPILOGUE_FIELDS`) all of the model's checks: ``BAD_FIELD`` (an undefined
+``op``; ``CAST`` to a format that is not an output format, any other op without ``fp32`` among
+them; zero size; ``write_mask`` other than on ``RELU`` with output masks; a ``DROPOUT`` seed of
+0, threshold above 256 or row of more than 8192 elements; a source region that overlaps the
+destination without being it), then ``SPAD_OVERFLOW`` (destination, then source region; 17-bit
+sums). The ``epilogue`` output is bit for bit the
+:class:`~hw.accel.epilogue.EpilogueCommand` of the ``Epilogue`` block.
 
 Combinational: the controller registers the instruction word and reads the outputs in the same
 cycle.
 """
 
-from amaranth import Module, Signal
+from amaranth import Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accel.dma import ErrorCode
-from sim.accel_spec import (FORMAT_BITS, GEMM_FIELDS, HEADER, INSTRUCTION_BYTES,
-                            TRANSFER_FIELDS, Opcode, Target)
+from sim.accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD,
+                            EPILOGUE_SOURCE_OPS, FORMAT_BITS, GEMM_FIELDS, HEADER,
+                            INSTRUCTION_BYTES, TRANSFER_FIELDS, EpilogueOp, Opcode, Target)
+from sim.lfsr_spec import ROW_STRIDE
 from sim.config import AccelConfig
 
-__all__ = ["TransferFields", "GemmFields", "InstructionDecoder"]
+__all__ = ["TransferFields", "GemmFields", "EpilogueFields", "InstructionDecoder"]
 
 
 def _layout(table: dict) -> data.StructLayout:
@@ -35,6 +44,8 @@ def _layout(table: dict) -> data.StructLayout:
 TransferFields = _layout(TRANSFER_FIELDS)
 #: The fields of a GEMM (:data:`sim.accel_spec.GEMM_FIELDS`)
 GemmFields = _layout(GEMM_FIELDS)
+#: The fields of an EPILOGUE (:data:`sim.accel_spec.EPILOGUE_FIELDS`)
+EpilogueFields = _layout(EPILOGUE_FIELDS)
 
 
 class InstructionDecoder(wiring.Component):
@@ -50,11 +61,13 @@ class InstructionDecoder(wiring.Component):
         The instruction's 32 bytes, byte 0 in bits 7:0.
     opcode : Out(8)
     header : Out(HEADER layout)
-        The opcode and the four dependency bits.
+        The opcode and the ``fence`` bit.
     transfer : Out(TransferFields)
         The word read as a LOAD/STORE (meaningful for those opcodes).
     gemm : Out(GemmFields)
         The word read as a GEMM.
+    epilogue : Out(EpilogueFields)
+        The word read as an EPILOGUE (the ``Epilogue`` block's command).
     error : Out(ErrorCode)
         ``NONE`` if the instruction may run.
     """
@@ -69,6 +82,7 @@ class InstructionDecoder(wiring.Component):
             "header": Out(_layout(HEADER)),
             "transfer": Out(TransferFields),
             "gemm": Out(GemmFields),
+            "epilogue": Out(EpilogueFields),
             "error": Out(ErrorCode),
         })
 
@@ -77,7 +91,7 @@ class InstructionDecoder(wiring.Component):
         config, engine = self._config, self._config.engine
         word = self.instruction
         for port, table in ((self.header, HEADER), (self.transfer, TRANSFER_FIELDS),
-                            (self.gemm, GEMM_FIELDS)):
+                            (self.gemm, GEMM_FIELDS), (self.epilogue, EPILOGUE_FIELDS)):
             for name, (low, width) in table.items():
                 m.d.comb += getattr(port, name).eq(word[low:low + width])
         m.d.comb += self.opcode.eq(self.header.opcode)
@@ -118,6 +132,40 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += [rows.eq(engine.acc_rows), width.eq(engine.acc_width)]
         overflow = ((t.mem_row + t.rows) > rows) | ((t.mem_col + t.cols) > width)
 
+        # EPILOGUE: the checks of sim.accel_model.instruction_error, all BAD_FIELD causes first
+        e = self.epilogue
+
+        def op_is(*ops):
+            hit = 0
+            for o in ops:
+                hit = hit | (e.op == o)
+            return hit
+
+        op_known = op_is(*EpilogueOp)
+        format_bad = Signal(name="epilogue_format_bad")
+        cast_ok = one_of(e.cast_format, engine.out_formats)
+        m.d.comb += format_bad.eq(Mux(op_is(EpilogueOp.CAST), ~cast_ok,
+                                      "fp32" not in engine.out_formats))
+        mask_bad = e.write_mask & (~op_is(EpilogueOp.RELU) if engine.output_mask else 1)
+        dropout_bad = op_is(EpilogueOp.DROPOUT) & (
+            (e.seed == 0) | (e.threshold > EPILOGUE_MAX_THRESHOLD)
+            | (e.cols > ROW_STRIDE // EPILOGUE_DROPOUT_BITS))
+        source = Signal(name="epilogue_source")
+        height = Signal(17, name="epilogue_source_rows")
+        m.d.comb += [source.eq(op_is(*EPILOGUE_SOURCE_OPS)),
+                     height.eq(Mux(e.broadcast, 1, e.rows))]
+        same = (e.src_row == e.dst_row) & (e.src_col == e.dst_col) & (height == e.rows)
+        meet = ((e.src_row < e.dst_row + e.rows) & (e.dst_row < e.src_row + height)
+                & (e.src_col < e.dst_col + e.cols) & (e.dst_col < e.src_col + e.cols))
+        epilogue_bad = Signal(name="epilogue_bad")
+        m.d.comb += epilogue_bad.eq(~op_known | format_bad | (e.rows == 0) | (e.cols == 0)
+                                    | mask_bad | dropout_bad | (source & meet & ~same))
+        epilogue_overflow = Signal(name="epilogue_overflow")
+        m.d.comb += epilogue_overflow.eq(
+            (e.dst_row + e.rows > engine.acc_rows) | (e.dst_col + e.cols > engine.acc_width)
+            | (source & ((e.src_row + height > engine.acc_rows)
+                         | (e.src_col + e.cols > engine.acc_width))))
+
         def transfer_error(good):
             with m.If(~good | sizes_bad):
                 m.d.comb += self.error.eq(ErrorCode.BAD_FIELD)
@@ -136,6 +184,11 @@ class InstructionDecoder(wiring.Component):
                 if not engine.output_mask:
                     with m.If(g.mask_host | g.mask_dropout):
                         m.d.comb += self.error.eq(ErrorCode.BAD_FIELD)
+            with m.Case(Opcode.EPILOGUE):
+                with m.If(epilogue_bad):
+                    m.d.comb += self.error.eq(ErrorCode.BAD_FIELD)
+                with m.Elif(epilogue_overflow):
+                    m.d.comb += self.error.eq(ErrorCode.SPAD_OVERFLOW)
             with m.Case(Opcode.DONE):
                 pass
             with m.Default():

@@ -12,8 +12,8 @@ from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from sim.accel_spec import (ACCEL_ID, COUNTERS, CSR_ADDR_BITS, FORMAT_BITS, INSTRUCTION_BYTES,
-                            VERSION, AccelError, Feature, Reg, Resp, counter_offset)
+from sim.accel_spec import (CAP_FIELDS, COUNTERS, CSR_ADDR_BITS, INSTRUCTION_BYTES, AccelError,
+                            Reg, Resp, capability_words, ceil_log2, counter_offset)
 from sim.config import AccelConfig
 
 from .axi import AXI4LiteSignature
@@ -22,13 +22,17 @@ __all__ = ["CapArray", "CapFormats", "CapMemory", "CapBus", "CtrlBits", "Status"
            "COUNTER_PORTS", "ceil_log2", "capability_words", "Registers"]
 
 
-# -- register fields (bit positions: the table in sim.accel_spec) ----------------------------------
+# -- register fields (bit positions: the tables in sim.accel_spec) --------------------------------
 
-CapArray = data.StructLayout({"rows": 8, "cols": 8, "dataflow": 1, "mul_stages": 3,
-                              "skip_window": 4})
-CapFormats = data.StructLayout({"a": 4, "b": 4, "out": 8})
-CapMemory = data.StructLayout({"spad_rows": 8, "spad_cols": 8, "acc_rows": 8, "acc_cols": 8})
-CapBus = data.StructLayout({"beat_bytes": 8, "addr_bits": 8, "reads_outstanding": 8})
+def _capability_layout(reg: Reg) -> data.FlexibleLayout:
+    return data.FlexibleLayout(32, {name: data.Field(width, low)
+                                    for name, (low, width) in CAP_FIELDS[reg].items()})
+
+
+CapArray = _capability_layout(Reg.CAP_ARRAY)
+CapFormats = _capability_layout(Reg.CAP_FORMATS)
+CapMemory = _capability_layout(Reg.CAP_MEMORY)
+CapBus = _capability_layout(Reg.CAP_BUS)
 CtrlBits = data.StructLayout({"start": 1, "soft_reset": 1, "irq_enable": 1})
 Status = data.FlexibleLayout(32, {"busy": data.Field(1, 0), "done": data.Field(1, 1),
                                   "error": data.Field(1, 2), "code": data.Field(8, 8)})
@@ -38,63 +42,8 @@ COUNTER_PORTS = {"cycles": "busy", "engine_busy_cycles": "engine_busy",
                  "dma_stall_cycles": "dma_stall", "bytes_read": "bytes_read",
                  "bytes_written": "bytes_written", "products_skipped": "products_skipped"}
 
-def ceil_log2(n: int) -> int:
-    """Bits of an index into ``n`` things: ``ceil(log2(n))`` (0 for 1)."""
-    return (n - 1).bit_length()
-
-
-def _mask(formats, field: str) -> int:
-    mask = 0
-    for name in formats:
-        if name not in FORMAT_BITS:
-            raise ValueError(f"{field} format {name!r} has no CAP_FORMATS bit; known: "
-                             f"{', '.join(FORMAT_BITS)}")
-        mask |= 1 << FORMAT_BITS.index(name)
-    return mask
-
-
-def capability_words(config: AccelConfig) -> dict[Reg, int]:
-    """The read-only identification and capability registers of ``config`` (32-bit values).
-
-    ``CAP_MEMORY`` holds index widths, ``ceil(log2(n))``: a size that is not a power of two
-    (``a_rows``, ``b_rows``, ``acc_rows`` may be any value) reads as the next power of two's
-    log2. The scratchpad row field describes the larger of the A and B scratchpads (its row
-    index width; ``max(a_rows, b_rows)``).
-
-    ``CAP_FEATURES``: ``SKIP_ZEROS`` when the array looks ahead over a window of two or more
-    steps (``skip_window >= 2``: zero skipping that saves time); ``OUTPUT_MASK`` from
-    ``output_mask``; ``FGMP`` when the PEs take more than one format on either operand side
-    (every operand carries its own format tag, so a tile may mix formats element by element);
-    ``ACCUMULATE`` always.
-    """
-    array, engine = config.engine.array, config.engine
-    features = Feature.ACCUMULATE
-    if array.skip_window >= 2:
-        features |= Feature.SKIP_ZEROS
-    if engine.output_mask:
-        features |= Feature.OUTPUT_MASK
-    if len(array.a_formats) > 1 or len(array.b_formats) > 1:
-        features |= Feature.FGMP
-    fields = {
-        Reg.CAP_ARRAY: CapArray.const({
-            "rows": array.rows, "cols": array.cols, "dataflow": int(array.dataflow == "ws"),
-            "mul_stages": array.mul_stages, "skip_window": array.skip_window}),
-        Reg.CAP_FORMATS: CapFormats.const({
-            "a": _mask(array.a_formats, "a_formats"), "b": _mask(array.b_formats, "b_formats"),
-            "out": _mask(engine.out_formats, "out_formats")}),
-        Reg.CAP_MEMORY: CapMemory.const({
-            "spad_rows": ceil_log2(max(engine.a_rows, engine.b_rows)),
-            "spad_cols": ceil_log2(engine.spad_width),
-            "acc_rows": ceil_log2(engine.acc_rows), "acc_cols": ceil_log2(engine.acc_width)}),
-        Reg.CAP_BUS: CapBus.const({
-            "beat_bytes": config.beat_bytes, "addr_bits": config.addr_width,
-            "reads_outstanding": config.reads_outstanding}),
-    }
-    words = {reg: const.as_bits() for reg, const in fields.items()}
-    words[Reg.ID] = ACCEL_ID
-    words[Reg.VERSION] = VERSION[0] << 16 | VERSION[1]
-    words[Reg.CAP_FEATURES] = int(features)
-    return words
+# ``capability_words(config)``: the ID, VERSION and CAP_* constants, computed in the spec
+# (sim.accel_spec.capability_words), where the host driver's model back end computes them too.
 
 
 def _merge_bytes(old, new, strobe):

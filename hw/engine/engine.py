@@ -58,6 +58,9 @@ class GemmEngine(wiring.Component):
         ``config.array.dataflow`` chooses the array and its sequencer:
         :class:`~hw.engine.sequencer.OutputStationarySequencer` (``"os"``) or
         :class:`~hw.engine.ws_sequencer.WeightStationarySequencer` (``"ws"``).
+    host_acc_while_busy : bool
+        Let ``wr_acc`` and ``rd_req`` use the accumulator memory while a command runs (below;
+        default off: the engine's own contract for a host).
 
     Latency and throughput
     ----------------------
@@ -73,6 +76,12 @@ class GemmEngine(wiring.Component):
       its request at the earliest (memory read 2, FIFO 1), in request order, held under
       backpressure (up to :attr:`READ_BUFFER` requests in flight). ``rd_req`` is not ready
       while ``status.busy``. Results of a command are readable from the cycle of its ``done``.
+    * With ``host_acc_while_busy=True`` (the accelerator's controller, which keeps the host's
+      accesses out of the running command's ``C`` rows): ``wr_acc`` and ``rd_req`` are also
+      ready while a command runs, in every cycle in which the sequencer does not use that port
+      of the accumulator memory (the sequencer has priority; the command's timing does not
+      change). The host must not touch the running command's ``C`` region: a read of it returns
+      undefined values, a write makes the result undefined.
 
     Errors (sticky in ``status``, see :class:`~hw.engine.commands.Status`): a bad command is
     rejected (``ZERO_SIZE``, ``A_RANGE``, ``B_RANGE``, ``C_RANGE``, as
@@ -104,10 +113,14 @@ class GemmEngine(wiring.Component):
     #: Read requests the read path holds at once (enough for one read per cycle).
     READ_BUFFER = SPAD_READ_LATENCY + 2
 
-    def __init__(self, config):
+    def __init__(self, config, *, host_acc_while_busy: bool = False):
         if not isinstance(config, EngineConfig):
             raise ValueError(f"config must be an EngineConfig, not {config!r}")
+        if not isinstance(host_acc_while_busy, bool):
+            raise ValueError(f"host_acc_while_busy must be True or False, not "
+                             f"{host_acc_while_busy!r}")
         self.config = config
+        self.host_acc_while_busy = host_acc_while_busy
         self.timing = EngineTiming.of(config)
         rows, cols = config.array.rows, config.array.cols
         masks = {}
@@ -237,7 +250,8 @@ class GemmEngine(wiring.Component):
         # accumulator memory write port: the sequencer's results while busy, else the host
         wr_acc_inside = Signal(name="wr_acc_inside")
         m.d.comb += [
-            self.wr_acc.ready.eq(~busy),
+            self.wr_acc.ready.eq(~sequencer.acc_write.valid if self.host_acc_while_busy
+                                 else ~busy),
             wr_acc_inside.eq((self.wr_acc.payload.row < cfg.acc_rows)
                              & (self.wr_acc.payload.col < cfg.acc_width)),
         ]
@@ -303,7 +317,8 @@ class GemmEngine(wiring.Component):
         accepted = Signal(name="read_accepted")
         popped = Signal(name="read_popped")
         m.d.comb += [
-            self.rd_req.ready.eq(~busy & (outstanding < self.READ_BUFFER)),
+            self.rd_req.ready.eq((~sequencer.acc_read.valid if self.host_acc_while_busy
+                                  else ~busy) & (outstanding < self.READ_BUFFER)),
             accepted.eq(self.rd_req.valid & self.rd_req.ready),
             popped.eq(self.rd_data.valid & self.rd_data.ready),
         ]

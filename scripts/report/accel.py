@@ -7,7 +7,11 @@ __all__ = []
 BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`Dma`)",
           "controller": "controller (`Controller`, decoder included)",
           "decoder": "instruction decoder (`InstructionDecoder`)",
-          "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)"}
+          "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)",
+          "epilogue": "epilogue (`Epilogue`, 8x8 engine)",
+          "fp32multiplier": "FP32 multiplier (`FP32Multiplier`, combinational; one per lane)",
+          "accelerator": "the whole top (`Accelerator`, 8x8 engine, 64 x 64 memories)",
+          "array": "its systolic array alone (`SystolicArray`, 8x8)"}
 
 
 @block("accel.area")
@@ -27,10 +31,19 @@ def accel_area() -> str:
                      f"{row['cells']:,}", f"{row['ecp5_lut']:,}", f"{row['ecp5_ff']:,}",
                      f"{row['ecp5_lutram']:,}", f"{row['ecp5_dsp']:,}",
                      f"{row['ecp5_bram']:,}"))
+    composed = []
+    if "accelerator_d64_a32" in area and "array_d64_a32" in area:
+        top, array = area["accelerator_d64_a32"], area["array_d64_a32"]
+        composed = [f"The top without its array (composed: the difference of the two "
+                    f"syntheses above): {top['cells'] - array['cells']:,} generic cells, "
+                    f"{top['ecp5_lut'] - array['ecp5_lut']:,} ECP5 LUT, "
+                    f"{top['ecp5_ff'] - array['ecp5_ff']:,} FF, "
+                    f"{top['ecp5_dsp'] - array['ecp5_dsp']:,} DSP, "
+                    f"{top['ecp5_bram'] - array['ecp5_bram']:,} BRAM.", ""]
     return "\n".join([
         table(("block", "configuration", "generic cells", "ECP5 LUT", "ECP5 FF",
                "ECP5 LUTRAM (DPR16X4)", "ECP5 DSP", "ECP5 BRAM"), rows, "llrrrrrr"),
-        "",
+        "", *composed,
         f"_From `docs/results/accel_area.json` (`area`), measured by `sparta area accel` "
         f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); commit "
         f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
@@ -42,19 +55,77 @@ def gemm_programs() -> str:
     data = results("accel")
     rows, where = data["gemm_programs"], data["provenance"]["gemm_programs"]
     return "\n".join([
-        table(("GEMM (m x n x k)", "formats", "engine commands", "cycles (RTL, start to end)",
-               "engine alone (cycle model)", "overlap efficiency (model / RTL: composed)", "bytes read", "bytes written",
-               "read bus efficiency"),
+        table(("GEMM (m x n x k)", "formats", "engine commands",
+               "cycles, overlapped (RTL)", "cycles, serial (RTL, fenced)", "speedup",
+               "engine alone, same commands (cycle model)",
+               "overlap efficiency (model / RTL: composed)",
+               "engine alone, single-buffered commands (cycle model)", "bytes read",
+               "bytes written", "bus efficiency (read + write)"),
               [("x".join(map(str, r["gemm"])), f"{r['a_format']} x {r['b_format']}",
-                r["commands"], f"{r['cycles']:,}", f"{r['engine_cycles']:,}",
-                f"{r['overlap_efficiency']:.1%}", f"{r['bytes_read']:,}",
-                f"{r['bytes_written']:,}", f"{r['read_bus_efficiency']:.1%}") for r in rows],
-              "llrrrrrrr"),
+                r["commands"], f"{r['cycles']:,}", f"{r['cycles_serial']:,}",
+                f"{r['speedup_vs_serial']:.2f}x", f"{r['engine_cycles']:,}",
+                f"{r['overlap_efficiency']:.1%}", f"{r['engine_cycles_single_buffer']:,}",
+                f"{r['bytes_read']:,}", f"{r['bytes_written']:,}",
+                f"{r['bus_efficiency']:.1%}") for r in rows],
+              "llrrrrrrrrrr"),
         "",
         f"_From `docs/results/accel.json` (`gemm_programs`), measured by `sparta measure accel` "
         f"(cycles, bytes: RTL on Verilator, every run bit-exact against the golden model; "
-        f"engine alone: the cycle model of the same commands; overlap = their ratio; the "
+        f"serial: the same program with every instruction fenced; engine alone: the cycle "
+        f"model of the program's commands, and of the larger commands a single-buffered "
+        f"compile makes; overlap = engine alone (same commands) / overlapped cycles; the "
         f"compiler's tiling and DRAM layout are host work done before the run, not counted); "
         f"commit "
         f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
         f"{where['date']}._"])
+
+
+@block("accel.training")
+def training_steps() -> str:
+    data = results("accel")
+    keys = [key for key in ("digits_cnn_step", "digits_mlp_step") if key in data]
+    rows = []
+    for key in keys:
+        step = data[key]
+        for kind in ("forward", "backward_update", "inference"):
+            p = step["programs"][kind]
+            beat = step["beat_bytes"]
+            floor = max(p["engine_cycles"], p["bytes_read"] // beat, p["bytes_written"] // beat)
+            rows.append((key, kind, f"{p['instructions']:,}", f"{p['gemm_commands']:,}",
+                         f"{p['cycles']:,}", f"{p['engine_cycles']:,}",
+                         f"{p['overlap_efficiency']:.1%}", f"{floor:,}",
+                         f"{p['cycles'] / floor:.2f}x", f"{p['bytes_read']:,}",
+                         f"{p['bytes_written']:,}",
+                         "yes" if (p["bytes_read"], p["bytes_written"]) ==
+                         (p["predicted_bytes_read"], p["predicted_bytes_written"]) else "NO"))
+    lines = [table(("measurement", "program", "instructions", "GEMM commands",
+                    "cycles (RTL)", "engine alone (cycle model)",
+                    "overlap efficiency (model / RTL: composed)",
+                    "floor: max(engine, read beats, write beats) (model)",
+                    "cycles / floor", "bytes read (bus)", "bytes written (bus)",
+                    "bus bytes = compiler's prediction"), rows, "llrrrrrrrrrl"), ""]
+    for key in keys:
+        step = data[key]
+        where = data["provenance"][key]
+        hosts = ", ".join(f"{name.replace('_', ' ')} {count}"
+                          for name, count in step["host_interactions"].items())
+        lines.append(
+            f"- `{key}`: {step['network']}, batch {step['batch']}, {step['steps']} steps in a "
+            f"row, every program bit-exact against the golden model (DRAM image, status, "
+            f"counters); a training step (forward + backward_update) takes "
+            f"{step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
+            f"(overlap efficiency {step['overlap_efficiency']:.1%}); DRAM "
+            f"{step['dram_bytes_read']:,} bytes read, {step['dram_bytes_written']:,} written "
+            f"per step; the host per step: {hosts} ({step['host_bytes_written']:,} bytes "
+            f"written: the batch, dLogits and, with dropout, the step's two programs with "
+            f"their new seeds; {step['host_bytes_read']:,} bytes of logits read; the loss "
+            f"gradient computed on the host); losses of the steps "
+            f"{', '.join(f'{loss:.4f}' for loss in step['losses'])}. Commit "
+            f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
+            f"{where['date']}.")
+    lines += ["", "_From `docs/results/accel.json`, measured by `sparta measure accel` (RTL on "
+              "Verilator; engine alone and the floor: the cycle model and the byte counts, "
+              "composed with the RTL cycles in the ratios; the compiler's layout and first image "
+              "are host work done once, before the first step)._"]
+    return "\n".join(lines)
+
