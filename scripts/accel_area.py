@@ -4,9 +4,11 @@
 configuration (the loader's and storer's also depend on the engine: the default 8x8 one); the
 epilogue (``Epilogue``, which depends on the engine only: the default 8x8 one, measured once)
 and the FP32 multiplier it has one of per lane (``FP32Multiplier``, combinational as there);
-the whole top level (``Accelerator``, the demo's 8x8 engine with 64 x 64 memories, the
-configuration of ``sparta measure accel``) and that engine's systolic array alone, so that the
-report can give the top without the array (a difference of two syntheses: composed).
+with ``--top`` also the whole top level (``Accelerator``, the demo's 8x8 engine with 64 x 64
+memories, the configuration of ``sparta measure accel``) and that engine's systolic array
+alone, so that the report can give the top without the array (a difference of two syntheses:
+composed). ``--top`` is slow with YoWASP's Yosys on two cores: the generic synthesis of the top
+took 24 minutes and ``synth_ecp5`` had not finished after another 40.
 
 Records ``docs/results/accel_area.json`` (its only writer; key ``area``) and prints the
 figures; ``sparta report`` makes the table of ``docs/accel.md`` from it.
@@ -36,7 +38,7 @@ from scripts.yosys_area import area_of
 from sim.config import AccelConfig, config_to_dict
 from sim.elaborate import Design
 
-__all__ = ["CONFIGS", "UNITS", "main"]
+__all__ = ["CONFIGS", "UNITS", "TOP_UNITS", "main"]
 
 #: Bus configurations measured: the default and the widest
 CONFIGS = {
@@ -52,18 +54,21 @@ UNITS = {f"{block}_{label}": (Design(factory, config), config)
 # the epilogue does not depend on the bus: the default configuration only
 UNITS["epilogue_d64_a32"] = (Design(Epilogue, CONFIGS["d64_a32"]), CONFIGS["d64_a32"])
 UNITS["fp32multiplier_d64_a32"] = (Design(FP32Multiplier, stages=0), CONFIGS["d64_a32"])
-# the whole top level and its array (the demo's engine, the default bus)
-UNITS["accelerator_d64_a32"] = (Design(Accelerator, DEMO), DEMO)
-UNITS["array_d64_a32"] = (Design(SystolicArray, DEMO.engine.array), DEMO)
+# --top: the whole top level and its array (the demo's engine, the default bus)
+TOP_UNITS = {"accelerator_d64_a32": (Design(Accelerator, DEMO), DEMO),
+             "array_d64_a32": (Design(SystolicArray, DEMO.engine.array), DEMO)}
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args(argv)
+    parser.add_argument("--top", action="store_true",
+                        help="also the whole top level and its array (over an hour)")
+    args = parser.parse_args(argv)
     area = {}
-    for name, (design, config) in UNITS.items():
+    units = {**UNITS, **(TOP_UNITS if args.top else {})}
+    for name, (design, config) in units.items():
         with spinner(f"Yosys: {name}"):
             result = area_of(design, name)
         area[name] = {key: result[key] for key in FIELDS}

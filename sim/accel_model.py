@@ -48,8 +48,9 @@ Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_
 
 Errors, checked in this order (the first that applies is the instruction's error)
 --------------------------------------------------------------------------------
-Fetch: ``DRAM_RESPONSE`` if a beat of the 32 instruction bytes answers with an error; then
-``ILLEGAL_OPCODE`` for an opcode :class:`~sim.accel_spec.Opcode` does not define.
+Fetch: ``DRAM_RESPONSE`` if a beat of the instruction's 32 bytes answered with an error when
+its block was fetched (below, "Instruction fetch"); then ``ILLEGAL_OPCODE`` for an opcode
+:class:`~sim.accel_spec.Opcode` does not define.
 
 ``LOAD`` / ``STORE``:
 
@@ -87,11 +88,6 @@ bytes`` bytes is ``ceil(cols * bytes / beat)`` beats from its (beat-aligned) sta
 the bytes past ``cols``, a store writes them with their strobes off (they do not change). A beat
 *answers with an error* (SLVERR or DECERR, both ``DRAM_RESPONSE``) if any byte of its aligned span
 lies at or beyond ``len(dram)`` or in one of the ``dram_errors`` ranges, whatever its strobes.
-An instruction fetch is one transfer of the 32 bytes at ``(prog_base + 32 i) mod
-2 ** addr_width``, made just before the instruction executes; nothing is fetched ahead, nor
-after ``DONE`` or an error (a program that stores over its own later instructions is undefined
-for the hardware; the model reads them as they are when it fetches them).
-
 A transfer with an error still runs to its end, as the DMA's does. A faulting ``STORE`` writes
 every beat that answered without error and leaves the faulting beats' bytes as they were; after
 a faulting ``LOAD`` the contents of its target region are undefined (the model leaves them
@@ -107,9 +103,32 @@ them writes DRAM). Any other error met meanwhile also ends the program with the 
 (it comes first in program order).
 
 Counters: ``bytes_read`` / ``bytes_written`` count every beat moved, the faulting ones and a
-row's partly used last beat included (the DMA's counters): 32 per fetch, ``rows *
-ceil(cols * bytes / beat) * beat`` per ``LOAD`` / ``STORE`` that reaches the bus (an instruction
-rejected by checks 1-3 moves nothing). ``products`` sums ``m * n * k`` of the GEMMs executed.
+row's partly used last beat included (the DMA's counters): 32 per instruction fetched (every
+instruction of every block read, below), ``rows * ceil(cols * bytes / beat) * beat`` per
+``LOAD`` / ``STORE`` that reaches the bus (an instruction rejected by checks 1-3 moves
+nothing). ``products`` sums ``m * n * k`` of the GEMMs executed.
+
+Instruction fetch (blocks)
+--------------------------
+Instruction ``i`` is the 32 bytes at ``(prog_base + 32 i) mod 2 ** addr_width``. The
+controller holds an instruction buffer of :data:`~sim.accel_spec.FETCH_BLOCK` instructions and
+fetches in blocks: when the next instruction to run is not in the buffer (instruction 0, and
+every later ``i`` that is a multiple of ``FETCH_BLOCK``, since instructions run in order), it
+reads the block ``[i, min(i + FETCH_BLOCK, prog_len))`` whole, before instruction ``i``
+executes and after the instruction before it has ended (a ``GEMM`` or ``STORE`` may still be in
+flight: a fetch waits for neither). So:
+
+* every instruction of a fetched block is read and counted (32 bytes each in ``bytes_read``),
+  also those after a ``DONE`` or after an error in the same block, which never run; nothing
+  past ``prog_len`` is read. A program of ``n`` instructions that reaches its last one (every
+  compiled program: it ends with ``DONE``) reads ``32 n`` instruction bytes, as before blocks;
+* a beat that answers with an error faults only the instructions whose bytes it holds: each
+  with ``DRAM_RESPONSE`` and its own index, when the program reaches it; the instructions of the
+  block before it run normally (the hardware knows each instruction's outcome, so nothing is
+  refetched);
+* the buffer holds the bytes as they were when the block was read: a program that writes over
+  its own instructions is undefined (the model, like the hardware, runs the bytes of the block
+  read, but no bench may rely on it).
 
 Pure numpy: no Amaranth here.
 """
@@ -121,8 +140,8 @@ import dataclasses
 import numpy as np
 
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
-                         FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, AccelError,
-                         EpilogueOp, Opcode, Target, decode, encode)
+                         FETCH_BLOCK, FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
+                         AccelError, EpilogueOp, Opcode, Target, decode, encode)
 from .config import AccelConfig
 from .engine_model import EngineCommand, EngineError, validate
 from .epilogue import apply as apply_epilogue
@@ -178,7 +197,9 @@ class RunResult:
     products : int
         ``m * n * k`` summed over the GEMMs executed.
     instructions : list of InstructionRecord
-        Every instruction fetched, in order (the faulting one last).
+        Every instruction the program reached, in order (the faulting one last); those of
+        the last block fetched after the end (``DONE``, an error) are not listed, but their
+        fetch counts in ``bytes_read``.
     """
     error: AccelError
     error_index: int | None
@@ -294,16 +315,20 @@ class AcceleratorModel:
         store = None            # the STORE in flight: (index, failed, fields)
         stopped = None          # (error, index) once the program ends with an error
         executed = 0            # instructions that ran without an error
+        fetched_bytes = 0       # every block's bytes: instructions fetched but never run too
+        block = None            # the instruction buffer: (first index, words, faulty)
         for index in range(prog_len):
-            address = (prog_base + INSTRUCTION_BYTES * index) % memory.top
-            addresses, faulty = memory.rows(address, 0, 1, INSTRUCTION_BYTES)
+            if index % FETCH_BLOCK == 0:        # the next instruction is not in the buffer
+                block = self._fetch_block(memory, prog_base, index, prog_len)
+                fetched_bytes += len(block[1]) * INSTRUCTION_BYTES
+            word, faulty = block[1][index - block[0]], block[2][index - block[0]]
             fetched = INSTRUCTION_BYTES
-            if faulty.any():
+            if faulty:
                 records.append(InstructionRecord(index, None, {}, AccelError.DRAM_RESPONSE,
                                                  fetched, 0, 0))
                 stopped = (AccelError.DRAM_RESPONSE, index)
                 break
-            opcode, fields = decode(memory.read(addresses[0]).tobytes())
+            opcode, fields = decode(word)
             if (store is not None and opcode in Opcode._value2member_map_
                     and waits_for_store(self.config, Opcode(opcode), fields, store[2])):
                 if store[1]:        # the failed store is reported here; this one does not run
@@ -330,10 +355,27 @@ class AcceleratorModel:
         if store is not None and store[1]:      # a failed store wins (first in program order)
             stopped = (AccelError.DRAM_RESPONSE, store[0])
         error, error_index = stopped if stopped is not None else (AccelError.NONE, None)
+        # the records count their own fetch; the block's instructions never reached add theirs
+        unreached = fetched_bytes - INSTRUCTION_BYTES * len(records)
         return RunResult(error=error, error_index=error_index, executed=executed,
-                         bytes_read=sum(r.bytes_read for r in records),
+                         bytes_read=unreached + sum(r.bytes_read for r in records),
                          bytes_written=sum(r.bytes_written for r in records),
                          products=sum(r.products for r in records), instructions=records)
+
+    @staticmethod
+    def _fetch_block(memory, prog_base: int, first: int, prog_len: int):
+        """The instruction buffer after the fetch of the block that starts at instruction
+        ``first``: ``(first, words, faulty)``, the 32-byte words of instructions ``[first,
+        min(first + FETCH_BLOCK, prog_len))`` and, per instruction, whether a beat of its bytes
+        answered with an error (module docstring, "Instruction fetch")."""
+        count = min(FETCH_BLOCK, prog_len - first)
+        address = (prog_base + INSTRUCTION_BYTES * first) % memory.top
+        addresses, faulty = memory.rows(address, 0, 1, count * INSTRUCTION_BYTES)
+        addresses = addresses.reshape(count, INSTRUCTION_BYTES)
+        faulty = faulty.reshape(count, INSTRUCTION_BYTES // memory.beat).any(axis=1)
+        words = [None if bad else memory.read(row).tobytes()
+                 for row, bad in zip(addresses, faulty)]
+        return first, words, faulty
 
     def _execute(self, opcode, fields, memory) -> tuple[AccelError, tuple[int, int, int]]:
         """``(error, (bytes read, bytes written, products))`` of one instruction."""

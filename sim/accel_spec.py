@@ -49,7 +49,8 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "burst_split", "DMA_ROW_BYTES_BITS", "DMA_ROWS_BITS", "dma_command_error",
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
-           "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD"]
+           "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
+           "FETCH_BLOCK"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -248,6 +249,11 @@ MAX_BURST_BEATS = 256
 BURST_BOUNDARY = 4096
 #: Bytes of one instruction of a program
 INSTRUCTION_BYTES = 32
+#: Instructions the controller fetches at once into its instruction buffer (a power of two):
+#: when the next instruction is not in the buffer, the block ``[pc, min(pc + FETCH_BLOCK,
+#: prog_len))`` is read whole (``sim.accel_model``, "Instruction fetch": every instruction of
+#: the block counts in ``bytes_read``; a DRAM error faults only the instructions it touches)
+FETCH_BLOCK = 8
 
 
 class Resp(enum.IntEnum):

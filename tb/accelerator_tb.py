@@ -347,6 +347,15 @@ def _bad_programs(config) -> list[BadProgram]:
         BadProgram("fetch past the end of DRAM", good, AccelError.DRAM_RESPONSE, at,
                    base=ERROR_DRAM - at * INSTRUCTION_BYTES, length=at + 1,
                    response=Resp.DECERR),
+        # a fetch error in the middle of a block: the first instruction (just below the failing
+        # range: the stores above write no byte of it) runs, the next faults with its own
+        # index; the third, in the same block and failing too, is fetched (counted), never run
+        BadProgram("fetch error in the middle of a block", good, AccelError.DRAM_RESPONSE, 1,
+                   base=SLVERR_RANGE[0] - INSTRUCTION_BYTES, response=Resp.SLVERR),
+        # DONE in the middle of a block: the illegal word after it is fetched with the block
+        # (its 32 bytes count in bytes_read, as in the model) but never decoded: no error
+        BadProgram("DONE in the middle of a block", good + [(Opcode.DONE, {}), (0x42, {})],
+                   AccelError.NONE, None),
         BadProgram("program base not 32-byte aligned", good, AccelError.MISALIGNED, 0,
                    base=0x6000 + 16),
         BadProgram("empty program", good, AccelError.EMPTY_PROGRAM, 0, base=0x6400, length=0),

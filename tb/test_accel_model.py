@@ -15,8 +15,8 @@ import pytest
 
 from sim.accel_model import (AcceleratorModel, assemble, instruction_error, read_matrix,
                              write_matrix)
-from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS, FORMAT_BITS, AccelError,
-                            EpilogueOp, Opcode, Target, encode)
+from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS, FETCH_BLOCK, FORMAT_BITS,
+                            AccelError, EpilogueOp, Opcode, Target, encode)
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
 from sim.formats import FP16
 from sim.gemm import gemm
@@ -622,7 +622,8 @@ def test_dram_response_on_load():
         result, _, model = run(program, size=size, errors=errors)
         assert (result.error, result.error_index, result.executed) == (
             AccelError.DRAM_RESPONSE, 1, 1), (errors, size)
-        assert result.bytes_read == 2 * 32 + 4 * 2 * 8 + m * 2 * 8
+        # the GEMM after it was fetched in the same block: its 32 bytes count, it never runs
+        assert result.bytes_read == 3 * 32 + 4 * 2 * 8 + m * 2 * 8
         assert result.instructions[1].bytes_read == 32 + m * 2 * 8
         assert not model.a_bits.any()           # the model leaves the target unchanged
 
@@ -651,12 +652,13 @@ def test_dram_response_on_store():
 
 def test_dram_response_on_fetch():
     """A fetch touching an error range, or past the end of the image: DRAM_RESPONSE with the
-    index of the instruction fetched, its 32 bytes counted, nothing of it executed."""
+    index of the instruction fetched, the whole block's bytes counted (the DONE after the
+    faulting instruction too), nothing of it executed."""
     program = [GOOD_A, GOOD_B, GOOD_ACC, DONE]
     result, _, model = run(program, errors=[(0x100 + 2 * 32 + 31, 0x100 + 2 * 32 + 32)])
     assert (result.error, result.error_index, result.executed) == (AccelError.DRAM_RESPONSE, 2, 2)
     assert result.instructions[-1].opcode is None and not model.acc.any()
-    assert result.bytes_read == 3 * 32 + 2 * 4 * 16
+    assert result.bytes_read == 4 * 32 + 2 * 4 * 16
     dram = bytearray(0x1100 + 32 * 3)
     place_program(dram, 0x1100, program[:3])
     result = AcceleratorModel(CONFIG).run(dram, 0x1100, 5)
@@ -667,14 +669,15 @@ def test_dram_response_on_fetch():
 
 
 def test_done_and_program_length():
-    """DONE ends the program (nothing after it fetched); without DONE the program ends after
+    """DONE ends the program (nothing after it runs; the rest of its block is fetched and
+    counted); without DONE the program ends after
     PROG_LEN instructions with no error; an empty program and a misaligned base are the
     register block's errors, at index 0, without any bus activity."""
     store_c = store("fp32", 0x2000, 64, 4, 8)
     after = [raw_opcode(0x55)]
     result, dram, _ = run([GOOD_ACC, DONE, store_c] + after, prog_len=4)
     assert (result.error, result.error_index, result.executed) == (AccelError.NONE, None, 2)
-    assert result.bytes_read == 2 * 32 + 4 * 32 and result.bytes_written == 0
+    assert result.bytes_read == 4 * 32 + 4 * 32 and result.bytes_written == 0
     assert not any(dram[0x2000:0x2200])
     result, dram, _ = run([GOOD_ACC, store_c, raw_opcode(0x55)], prog_len=2)
     assert (result.error, result.executed) == (AccelError.NONE, 2)
@@ -687,6 +690,109 @@ def test_done_and_program_length():
         result = AcceleratorModel(CONFIG).run(bytearray(1 << 12), base, length)
         assert (result.error, result.error_index, result.executed, result.bytes_read) == (
             error, 0, 0, 0)
+
+
+# -- instruction fetch in blocks (module docstring, "Instruction fetch") -----------------------
+
+WIDTHS = [AccelConfig(engine=ENGINE, data_width=width) for width in (64, 256)]
+
+
+def load_bytes(config) -> int:
+    """Bus bytes of GOOD_A: 4 rows of 8 fp16 in whole beats."""
+    beat = config.beat_bytes
+    return 4 * beats(16, beat) * beat
+
+
+def fetched(first_unread: int, prog_len: int) -> int:
+    """Instruction bytes read once instructions ``[0, first_unread)`` were reached: every
+    block they lie in, whole (the last one cut at ``prog_len``)."""
+    blocks = -(-first_unread // FETCH_BLOCK)
+    return 32 * min(blocks * FETCH_BLOCK, prog_len)
+
+
+def test_fetch_block_is_a_power_of_two():
+    assert isinstance(FETCH_BLOCK, int) and FETCH_BLOCK >= 1
+    assert FETCH_BLOCK & (FETCH_BLOCK - 1) == 0, FETCH_BLOCK
+
+
+@pytest.mark.parametrize("config", WIDTHS, ids=lambda c: f"bus{c.data_width}")
+@pytest.mark.parametrize("where", ["first byte", "last byte", "two instructions"])
+def test_fetch_error_in_the_middle_of_a_block(config, where):
+    """A failing beat faults only the instruction(s) whose bytes it holds, when the program
+    reaches the first of them: the instructions of the block before it run, the good ones
+    after it in the same block are fetched (counted) but never run."""
+    length = 2 * FETCH_BLOCK + 3
+    for bad in sorted({FETCH_BLOCK // 2, FETCH_BLOCK + FETCH_BLOCK // 2, length - 2}):
+        base = 0x100
+        start = base + 32 * bad
+        errors = {"first byte": [(start, start + 1)], "last byte": [(start + 31, start + 32)],
+                  "two instructions": [(start + 31, start + 33)]}[where]
+        dram = bytearray(1 << 15)
+        dram[0x1000:0x1100] = bytes(range(1, 256)) + b"\x01"  # GOOD_A's rows: not all zero
+        result, _, model = run([GOOD_A] * (length - 1) + [DONE], config=config, base=base,
+                               dram=dram, errors=errors)
+        print(f"bus {config.data_width}, bad instruction {bad}: {result}")
+        assert (result.error, result.error_index, result.executed) == (
+            AccelError.DRAM_RESPONSE, bad, bad), (where, bad)
+        assert result.instructions[-1].opcode is None
+        assert [r.index for r in result.instructions] == list(range(bad + 1))
+        assert result.bytes_read == fetched(bad + 1, length) + bad * load_bytes(config)
+        assert model.a_bits.any()       # the loads before it ran
+
+
+@pytest.mark.parametrize("config", WIDTHS, ids=lambda c: f"bus{c.data_width}")
+def test_done_in_the_middle_of_a_block(config):
+    """DONE ends the program: the rest of its block is fetched and counted but never runs
+    (the illegal opcodes after it are no error); the next block is not read (an error range
+    there answers nothing)."""
+    done_at = FETCH_BLOCK + FETCH_BLOCK // 2
+    length = 3 * FETCH_BLOCK
+    program = [GOOD_A] * done_at + [DONE] + [raw_opcode(0x55)] * (length - done_at - 1)
+    next_block = 0x100 + 32 * 2 * FETCH_BLOCK
+    result, _, _ = run(program, config=config, errors=[(next_block, next_block + 32)])
+    assert (result.error, result.error_index, result.executed) == (
+        AccelError.NONE, None, done_at + 1)
+    assert result.bytes_read == 32 * 2 * FETCH_BLOCK + done_at * load_bytes(config)
+    assert len(result.instructions) == done_at + 1
+
+
+@pytest.mark.parametrize("config", WIDTHS, ids=lambda c: f"bus{c.data_width}")
+@pytest.mark.parametrize("length", sorted({1, 3, FETCH_BLOCK - 1, FETCH_BLOCK, FETCH_BLOCK + 3,
+                                           2 * FETCH_BLOCK + 1}))
+def test_blocks_stop_at_the_program_length(config, length):
+    """A program shorter than a block, or whose length is not a multiple of the block: the
+    last block stops at PROG_LEN (an error range right after the program answers nothing);
+    without DONE it ends there with no error."""
+    base = 0x1200                        # after GOOD_A's rows, so the image may end here
+    end = base + 32 * length
+    dram = bytearray(1 << 15)
+    result, _, _ = run([GOOD_A] * length, config=config, base=base, dram=dram,
+                       errors=[(end, end + 32)])
+    assert (result.error, result.executed) == (AccelError.NONE, length), length
+    assert result.bytes_read == 32 * length + length * load_bytes(config)
+    # the image ends right after the program: the same
+    image = bytearray(dram[:end])
+    result = AcceleratorModel(config).run(image, base, length)
+    assert (result.error, result.executed) == (AccelError.NONE, length), length
+
+
+@pytest.mark.parametrize("config", WIDTHS, ids=lambda c: f"bus{c.data_width}")
+def test_block_across_a_4k_page(config):
+    """A block that crosses a 4 KiB boundary (the DMA splits the burst there) reads the same
+    instructions; an error on the first beat past the boundary faults the instruction there
+    and no other."""
+    before = 3                           # instructions below the boundary
+    base = 0x2000 - 32 * before
+    length = FETCH_BLOCK + before + 1
+    program = [GOOD_A] * (length - 1) + [DONE]
+    result, _, _ = run(program, config=config, base=base)
+    assert (result.error, result.executed) == (AccelError.NONE, length)
+    assert result.bytes_read == 32 * length + (length - 1) * load_bytes(config)
+    result, _, _ = run(program, config=config, base=base,
+                       errors=[(0x2000, 0x2000 + config.beat_bytes)])
+    assert (result.error, result.error_index, result.executed) == (
+        AccelError.DRAM_RESPONSE, before, before)
+    assert result.bytes_read == fetched(before + 1, length) + before * load_bytes(config)
 
 
 # -- helpers and arguments --------------------------------------------------------------------

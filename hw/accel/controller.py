@@ -1,10 +1,25 @@
-"""The accelerator's controller: fetches a program from DRAM and runs it on the DMA, the load
-and store paths and the GEMM engine, overlapping a GEMM with the instructions after it.
+"""The accelerator's controller: fetches a program from DRAM in blocks and runs it on the DMA,
+the load and store paths and the GEMM engine, overlapping a GEMM with the instructions after it.
+
+Instruction fetch: the controller holds an instruction buffer of
+:data:`~sim.accel_spec.FETCH_BLOCK` instructions (an :class:`amaranth.lib.memory.Memory`,
+256-bit words written a beat at a time and read asynchronously by the decoder: a synthesizer
+maps it to LUT RAM on an FPGA, where registers would cost 256 flip-flops per instruction, and the
+decode needs no extra cycle). When the next instruction is not in the buffer (instruction 0 and
+every multiple of ``FETCH_BLOCK``: instructions run in order), the controller reads the block
+``[pc, min(pc + FETCH_BLOCK, prog_len))``: one DMA read of the 32 bytes at ``prog_base + 32 i``
+per instruction ``i``, issued back to back (the DMA accepts a transfer as soon as the bursts of
+the one before are issued, so the block costs one DRAM round trip, not one per instruction),
+because the DMA reports a DRAM error per transfer and the semantics give each instruction its
+own. Every instruction of the block is read (``bytes_read`` counts them all, those after a
+``DONE`` or an error too); the fetch waits for all of them, then the instructions run from the
+buffer. The golden model defines the same rules (:mod:`sim.accel_model`, "Instruction fetch").
 
 Per instruction, in program order:
 
-1. *fetch*: a DMA read of the 32 bytes at ``prog_base + 32 pc`` into the instruction register
-   (``32 / beat`` beats); a DRAM error ends the program with ``DRAM_RESPONSE``;
+1. *fetch* (above), only when it starts a block; an instruction whose fetch answered with a
+   DRAM error ends the program with ``DRAM_RESPONSE`` (and its own index) when reached; the
+   instructions of the block before it run normally;
 2. *decode* (:class:`~hw.accel.decoder.InstructionDecoder`, one cycle): an instruction with an
    error ends the program with it;
 3. *wait* while the instruction conflicts with the GEMM in flight (below);
@@ -42,12 +57,19 @@ An error pulses ``fault`` (code, ``pc``) and, the cycle after, ``finish``; a nor
 ``finish``; both wait until no GEMM is in flight. ``busy`` is high from the cycle after
 ``start`` to the ``finish`` cycle included. ``soft_reset`` stops the program at the next point
 where nothing is in flight: a command not yet issued is dropped, a transfer or GEMM that was
-issued runs to its end (an AXI manager cannot abandon a burst), then the controller is idle
-(``busy`` low, no ``finish``).
+issued runs to its end (an AXI manager cannot abandon a burst; a block fetch issues no further
+read and takes the data of those issued), then the controller is idle (``busy`` low, no
+``finish``).
+
+Latency of the fetch: a block of ``n`` instructions costs about one DRAM round trip plus
+``max(n * 32 / beat, 2 n)`` cycles (the data, or the DMA's address channel, which takes a read
+every two cycles when the memory does not pause); the instructions of a block after its first
+start one cycle after the one before ends (``DECODE``), with no bus access.
 """
 
 from amaranth import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.accel.decoder import InstructionDecoder
@@ -57,7 +79,8 @@ from hw.accel.loader import LoadCommand
 from hw.accel.storer import StoreCommand
 from hw.engine.commands import ErrorCode as EngineErrorCode
 from hw.engine.commands import Status, command_layout
-from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode, Target
+from sim.accel_spec import (FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode,
+                            Target)
 from sim.config import AccelConfig
 
 __all__ = ["Controller"]
@@ -128,10 +151,21 @@ class Controller(wiring.Component):
         beat = config.beat_bytes
         m.submodules.decoder = decoder = InstructionDecoder(config)
 
-        instruction = Signal(8 * INSTRUCTION_BYTES)
+        # ---- the instruction buffer: the block fetched (module docstring) ---------------------
+        # instruction pc + j of a block (pc a multiple of FETCH_BLOCK) sits in slot j = the low
+        # bits of its index; the decoder reads the slot of pc combinationally
         beats_per_instruction = INSTRUCTION_BYTES // beat
-        fetched = Signal(range(beats_per_instruction + 1))
-        m.d.comb += decoder.instruction.eq(instruction)
+        slot_bits = (FETCH_BLOCK - 1).bit_length()
+        m.submodules.buffer = buffer = Memory(shape=8 * INSTRUCTION_BYTES, depth=FETCH_BLOCK,
+                                              init=[])
+        buffer_write = buffer.write_port(granularity=config.data_width)
+        buffer_read = buffer.read_port(domain="comb")
+        slot = self.pc[:slot_bits]
+        m.d.comb += [buffer_read.addr.eq(slot), decoder.instruction.eq(buffer_read.data)]
+        bad = Signal(FETCH_BLOCK)     # per slot: its fetch answered with a DRAM error
+        requested = Signal(range(FETCH_BLOCK + 1))     # fetch transfers of the block issued
+        answered = Signal(range(FETCH_BLOCK + 1))      # ... and completed (read_done)
+        fetched = Signal(range(FETCH_BLOCK * beats_per_instruction + 1))   # beats received
         t, g = decoder.transfer, decoder.gemm
 
         abort = Signal()              # soft reset seen: stop at the next quiet point
@@ -267,39 +301,58 @@ class Controller(wiring.Component):
                     m.next = "DRAIN"
                 with m.Else():
                     m.d.sync += self.pc.eq(self.pc + 1)
-                    m.next = "FETCH"
+                    if slot_bits:
+                        # the next instruction is in the buffer unless it starts a block
+                        with m.If((self.pc + 1)[:slot_bits] == 0):
+                            m.next = "FETCH"
+                        with m.Else():
+                            m.next = "DECODE"
+                    else:
+                        m.next = "FETCH"
 
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += self.engine_clear.eq(1)
                     m.d.sync += [self.pc.eq(0), abort.eq(0), self.busy.eq(1),
-                                 st_failed.eq(0)]
+                                 st_failed.eq(0), requested.eq(0), answered.eq(0),
+                                 fetched.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.comb += [self.read_cmd.valid.eq(~abort),
+                # the block [pc, min(pc + FETCH_BLOCK, prog_len)): one read transfer per
+                # instruction, issued back to back (the DMA pipelines them), so that each
+                # instruction's DRAM error is its own (the DMA reports one per transfer)
+                left = Signal(32)
+                count = Signal(range(FETCH_BLOCK + 1))
+                m.d.comb += [left.eq(self.prog_len - self.pc),
+                             count.eq(Mux(left >= FETCH_BLOCK, FETCH_BLOCK, left))]
+                m.d.comb += [self.read_cmd.valid.eq(~abort & (requested != count)),
                              self.read_cmd.payload.addr.eq(
-                                 self.prog_base + self.pc * INSTRUCTION_BYTES),
+                                 self.prog_base + (self.pc + requested) * INSTRUCTION_BYTES),
                              self.read_cmd.payload.row_bytes.eq(INSTRUCTION_BYTES),
                              self.read_cmd.payload.rows.eq(1),
                              self.read_cmd.payload.stride.eq(0)]
-                with m.If(abort):
-                    quiesce()
-                with m.Elif(self.read_cmd.ready):
-                    m.d.sync += [fetched.eq(0), dma_failed.eq(0)]
-                    m.next = "FETCH_DATA"
-            with m.State("FETCH_DATA"):
+                with m.If(self.read_cmd.valid & self.read_cmd.ready):
+                    m.d.sync += requested.eq(requested + 1)
+                # the beats, in the order of the transfers, into their slots and lanes
                 m.d.comb += self.read_data.ready.eq(1)
+                lane_bits = (beats_per_instruction - 1).bit_length()
+                m.d.comb += [buffer_write.addr.eq(fetched[lane_bits:]),
+                             buffer_write.data.eq(self.read_data.payload.data.replicate(
+                                 beats_per_instruction))]
                 with m.If(self.read_data.valid):
-                    m.d.sync += [instruction.word_select(fetched, config.data_width).eq(
-                                     self.read_data.payload.data),
-                                 fetched.eq(fetched + 1)]
+                    m.d.comb += buffer_write.en.eq(1 << fetched[:lane_bits] if lane_bits else 1)
+                    m.d.sync += fetched.eq(fetched + 1)
                 with m.If(self.read_done):
+                    m.d.sync += [bad.bit_select(answered, 1).eq(read_error),
+                                 answered.eq(answered + 1)]
+                # every transfer issued has completed (the last done may come this cycle)
+                settled = Signal()
+                m.d.comb += settled.eq(answered + self.read_done == requested)
+                with m.If(settled & (abort | (requested == count))):
+                    m.d.sync += [requested.eq(0), answered.eq(0), fetched.eq(0)]
                     with m.If(abort):
                         quiesce()
-                    with m.Elif(dma_failed | read_error):
-                        m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
-                        m.next = "FAULT"
                     with m.Else():
                         m.next = "DECODE"
             with m.State("DECODE"):
@@ -310,7 +363,10 @@ class Controller(wiring.Component):
                              span_lo.eq(t.dram_addr), span_hi.eq(t.dram_addr + last_row + row_bytes),
                              span_wraps.eq((t.dram_addr + last_row + row_bytes)
                                            > (1 << config.addr_width))]
-                with m.If(decoder.error != ErrorCode.NONE):
+                with m.If(bad.bit_select(slot, 1)):
+                    m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
+                    m.next = "FAULT"
+                with m.Elif(decoder.error != ErrorCode.NONE):
                     m.d.sync += code.eq(decoder.error)
                     m.next = "FAULT"
                 with m.Else():
