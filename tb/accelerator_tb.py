@@ -28,28 +28,11 @@ from sim.accel_spec import (COUNTERS, CSR_BYTES, FORMAT_BITS, INSTRUCTION_BYTES,
 from sim.compiler import compile_gemms
 from sim.config import accel_config_from
 from tb.accel_host import RtlBackend
-from tb.engine_api import workload_gemm
+from tb.engine_api import random_gemms, workload_gemm
 from tb.harness import PERIOD_NS, case, make_rng, record_metrics
 
 #: longest program the bench waits for, in cycles (a watchdog: a hang fails the test)
 WATCHDOG_CYCLES = 200_000
-
-
-def _gemms(rng, config, count, largest):
-    formats = [f for f in ("fp16", "e4m3", "e5m2") if f in config.engine.array.a_formats
-               and f in config.engine.array.b_formats]
-    out = []
-    for _ in range(count):
-        m, n, k = (int(v) for v in rng.integers(1, largest + 1, 3))
-        ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
-        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-        a[rng.random(a.shape) < 0.2] = 0.0
-        c = rng.standard_normal((m, n)).astype(np.float32) if rng.integers(2) else None
-        out.append(workload_gemm(a, b, c, a_format=str(rng.choice(formats)),
-                                 b_format=str(rng.choice(formats)), transpose_a=ta,
-                                 transpose_b=tb))
-    return out
 
 
 def _fixed(rng, m, n, k, ta, tb, accumulate, fa, fb):
@@ -166,7 +149,7 @@ async def compiled_gemms_from_dram(dut):
         programs = [[_fixed(rng, *spec) for spec in data["fixed"]]]
         options = [data.get("compile", {})]
     else:
-        programs = [_gemms(rng, config, data["gemms"], data["largest"])
+        programs = [random_gemms(rng, config.engine, data["gemms"], data["largest"])
                     for _ in range(data["programs"])]
         # the compiler's scheduling options (none changes a result): double-buffered
         # (overlapped), single-buffered (the interlock stops most loads), fenced (serial)
@@ -385,7 +368,7 @@ async def _error_setup(dut, rng, data):
         image[start:start + len(words)] = words
         bad.append(case_._replace(base=base, length=len(case_.program) if case_.length is None
                                   else case_.length))
-    gemms = _gemms(rng, config, 1, 12)
+    gemms = random_gemms(rng, config.engine, 1, 12)
     good = compile_gemms(config, gemms, base=0x8000)
     image[0x8000:len(good.image)] = good.image[0x8000:]
     pair = await Pair.create(dut, config, rng, dram_size=ERROR_DRAM,

@@ -41,7 +41,8 @@ from sim.gemm import TAG_OF
 from sim.numerics import from_float32
 from sim.replay import WorkloadGemm, golden_replay, save_gemms, split_gemm, split_step
 
-__all__ = ["BACKENDS", "GemmRun", "run_gemm", "run_gemms", "model_cycles", "workload_gemm"]
+__all__ = ["BACKENDS", "GemmRun", "run_gemm", "run_gemms", "model_cycles", "workload_gemm",
+           "random_gemms"]
 
 BACKENDS = ("model", "verilator", "icarus")
 
@@ -171,3 +172,22 @@ def _run_rtl(config, gemms, simulator, p_idle, p_stall, seed, waves) -> list[Gem
                             words_written=int(data["words_written"][index]),
                             words_read=int(data["words_read"][index]))
                     for index in range(len(gemms))]
+
+
+def random_gemms(rng, engine: EngineConfig, count: int, largest: int) -> list[WorkloadGemm]:
+    """``count`` random GEMMs for ``engine``: each dimension 1..``largest``, random transposes,
+    operand formats both sides of the array take, 20% zeros in A, ``C_in`` half of the time."""
+    formats = [f for f in ("fp16", "e4m3", "e5m2") if f in engine.array.a_formats
+               and f in engine.array.b_formats]
+    out = []
+    for _ in range(count):
+        m, n, k = (int(v) for v in rng.integers(1, largest + 1, 3))
+        ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
+        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
+        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
+        a[rng.random(a.shape) < 0.2] = 0.0
+        c = rng.standard_normal((m, n)).astype(np.float32) if rng.integers(2) else None
+        out.append(workload_gemm(a, b, c, a_format=str(rng.choice(formats)),
+                                 b_format=str(rng.choice(formats)), transpose_a=ta,
+                                 transpose_b=tb))
+    return out

@@ -24,12 +24,12 @@ from hw.engine.commands import host_write_layout, read_request_layout
 from sim.accel_model import AcceleratorModel, assemble, instruction_error
 from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
                             FORMAT_BITS, AccelError, EpilogueOp, Opcode)
-from sim.config import AccelConfig, engine_config_from
+from sim.config import AccelConfig
 from sim.formats import FP32
 from tb.dma_tb import Source
 from tb.harness import case, make_rng, record_metrics, reset, start_clock
 from tb.packing import fields, pack
-from tb.storer_tb import accumulator_contents
+from tb.storer_tb import accel_config_of_case, accumulator_contents
 from tb.test_epilogue import STALLS
 from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
@@ -45,16 +45,6 @@ SPECIAL_IMMEDIATES = [0x00000000, 0x80000000, 0x3F800000, 0xBF800000, 0x7F800000
                       0x7FC00000, 0x7F800001, 0xFFC00123, 0x00000001, 0x807FFFFF, 0x7F7FFFFF,
                       0xFF7FFFFF, 0x3A83126F, 0x38D1B717, 0x3DCCCCCD, 0x40000000, 0x3F000000,
                       0x00800000, 0x7E800000]
-
-
-def _config() -> AccelConfig:
-    cfg = case()
-    return AccelConfig(engine=engine_config_from(cfg.get("engine", {})),
-                       data_width=cfg.get("data_width", 64), addr_width=cfg.get("addr_width", 32))
-
-
-def _hex(values) -> str:
-    return " ".join(f"{int(v):08x}" for v in np.ravel(values))
 
 
 def describe(f: dict) -> str:
@@ -85,7 +75,7 @@ class Bench:
 
     def __init__(self, dut, rng, *, p_idle=0.2, p_stall=0.2):
         self.dut, self.rng = dut, rng
-        self.config = config = _config()
+        self.config = config = accel_config_of_case()
         self.engine = engine = config.engine
         self.lanes = engine.array.cols
         self.model = AcceleratorModel(config)

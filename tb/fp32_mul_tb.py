@@ -2,14 +2,13 @@
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ReadOnly
 
 from hw.fp.fp32_multiplier import MulFP32Operands
 from sim.formats import FP32
 from sim.numerics import fp32_multiply
-from tb.harness import case, drive_and_check, make_rng, next_cycle, reset, start_clock
+from tb.harness import case, check_latency, drive_and_check, make_rng
 from tb.packing import pack
-from tb.vectors import edge_bits, fp32_vectors
+from tb.vectors import describe_pair, edge_bits, fp32_vectors
 
 MAN_BITS = FP32.man_bits
 
@@ -80,13 +79,6 @@ def multiplier_vectors(rng, n):
     return np.concatenate([a, b[:directed]]), np.concatenate([b, a[:directed]])
 
 
-def describe_pair(a, b):
-    def show(bits):
-        value = float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
-        return f"0x{int(bits):08x} ({value!r})"
-    return lambda k: f"a={show(a[k])} b={show(b[k])}"
-
-
 @cocotb.test()
 async def multiply_matches_golden(dut):
     cfg = case()
@@ -108,32 +100,5 @@ async def multiply_latency_and_throughput(dut):
     expected = fp32_multiply(a, b).tolist()
     inputs = pack(MulFP32Operands, a=a, b=b)
     describe = describe_pair(a, b)
-    dut.i__valid.value = 0
-    dut.o__ready.value = 1
-    await start_clock(dut)
-    await reset(dut)
-    sent_at, received = [], 0
-    cycle = 0
-    while received < n:
-        if cycle > n + stages + 8:
-            raise AssertionError(f"only {received} of {n} products after {cycle} cycles")
-        dut.i__valid.value = int(len(sent_at) < n)
-        if len(sent_at) < n:
-            dut.i__payload.value = inputs[len(sent_at)]
-        await ReadOnly()
-        if len(sent_at) < n:
-            if not dut.i__ready.value:
-                raise AssertionError(f"input not ready at cycle {cycle} without backpressure")
-            sent_at.append(cycle)
-        if dut.o__valid.value:
-            got, want = int(dut.o__payload.value), expected[received]
-            if got != want:
-                raise AssertionError(f"mismatch at vector {received}: {describe(received)}; "
-                                     f"rtl=0x{got:x} golden=0x{want:x}")
-            latency = cycle - sent_at[received]
-            if latency != stages:
-                raise AssertionError(f"product {received} came {latency} cycles after its "
-                                     f"operands, expected {stages}")
-            received += 1
-        await next_cycle(dut)
-        cycle += 1
+    await check_latency(dut, inputs, expected, stages=stages, describe=describe,
+                        noun="product")

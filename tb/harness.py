@@ -12,7 +12,7 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
 
-__all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "record_metrics", "drive_and_check"]
+__all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "record_metrics", "drive_and_check", "check_latency"]
 
 
 def case() -> dict:
@@ -220,3 +220,39 @@ async def drive_and_check(dut, rng, inputs, expected, describe, **kwargs) -> int
     record_metrics(vectors=len(inputs), cycles=cycles, seconds=time.perf_counter() - start)
     dut._log.info("checked %d vectors against the golden model in %d cycles", len(inputs), cycles)
     return cycles
+
+
+async def check_latency(dut, inputs, expected, *, stages: int, describe, noun: str):
+    """A pipelined unit with ``i``/``o`` streams, without idle cycles or backpressure: one
+    result per cycle, each exactly ``stages`` cycles after its inputs and equal to its
+    ``expected`` word (``describe(index)`` names the inputs in a failure message)."""
+    n = len(expected)
+    dut.i__valid.value = 0
+    dut.o__ready.value = 1
+    await start_clock(dut)
+    await reset(dut)
+    sent_at, received = [], 0
+    cycle = 0
+    while received < n:
+        if cycle > n + stages + 8:
+            raise AssertionError(f"only {received} of {n} {noun}s after {cycle} cycles")
+        dut.i__valid.value = int(len(sent_at) < n)
+        if len(sent_at) < n:
+            dut.i__payload.value = inputs[len(sent_at)]
+        await ReadOnly()
+        if len(sent_at) < n:
+            if not dut.i__ready.value:
+                raise AssertionError(f"input not ready at cycle {cycle} without backpressure")
+            sent_at.append(cycle)
+        if dut.o__valid.value:
+            got, want = int(dut.o__payload.value), expected[received]
+            if got != want:
+                raise AssertionError(f"mismatch at vector {received}: {describe(received)}; "
+                                     f"rtl=0x{got:x} golden=0x{want:x}")
+            latency = cycle - sent_at[received]
+            if latency != stages:
+                raise AssertionError(f"{noun} {received} came {latency} cycles after its "
+                                     f"operands, expected {stages}")
+            received += 1
+        await next_cycle(dut)
+        cycle += 1

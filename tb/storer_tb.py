@@ -37,13 +37,15 @@ WATCHDOG = 200
 PROGRAM, DATA = 0, 4096
 
 
-def _config() -> AccelConfig:
+def accel_config_of_case() -> AccelConfig:
+    """The AccelConfig of the case's ``engine``, ``data_width`` and ``addr_width``."""
     cfg = case()
     return AccelConfig(engine=engine_config_from(cfg.get("engine", {})),
                        data_width=cfg.get("data_width", 64), addr_width=cfg.get("addr_width", 32))
 
 
-def _hex(values) -> str:
+def hex_words(values) -> str:
+    """32-bit words in hex, for failure messages."""
     return " ".join(f"{int(v):08x}" for v in np.ravel(values))
 
 
@@ -183,7 +185,7 @@ class Bench:
 
     def __init__(self, dut, rng, *, p_idle=0.2, p_stall=0.25):
         self.dut, self.rng = dut, rng
-        self.config = config = _config()
+        self.config = config = accel_config_of_case()
         self.model = AcceleratorModel(config)
         cols = config.engine.array.cols
         self.write_layout = fields(host_write_layout(cols, 32))
@@ -327,7 +329,7 @@ class Bench:
                 f"cycle {cycle}: beat {k} (row {r}, beat {b}) of {store.describe()}: "
                 f"rtl data=0x{got[0]:0{2 * self.config.beat_bytes}x} strobe=0x{got[1]:x}, "
                 f"golden data=0x{want[0]:0{2 * self.config.beat_bytes}x} strobe=0x{want[1]:x}; "
-                f"FP32 inputs from column {first}: {_hex(source)}")
+                f"FP32 inputs from column {first}: {hex_words(source)}")
         store.beat_cycles.append(cycle)
 
 

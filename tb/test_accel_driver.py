@@ -21,7 +21,7 @@ from sim.accel_spec import (ACCEL_ID, COUNTERS, FORMAT_BITS, VERSION, AccelError
 from sim.compiler import compile_gemms
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
 from sim.gemm import gemm
-from tb.engine_api import workload_gemm
+from tb.engine_api import random_gemms
 
 #: SPARTA_SEED reruns a case (make regress sets a random one)
 SEED = int(os.environ.get("SPARTA_SEED", "1"))
@@ -103,30 +103,13 @@ def test_discover_rejects_another_device(words, match):
     assert ACCEL_ID == int.from_bytes(b"SPRT", "big")
 
 
-def _random_gemms(rng, config, count, largest):
-    formats = [f for f in ("fp16", "e4m3", "e5m2") if f in config.engine.array.a_formats
-               and f in config.engine.array.b_formats]
-    out = []
-    for _ in range(count):
-        m, n, k = (int(v) for v in rng.integers(1, largest + 1, 3))
-        ta, tb = bool(rng.integers(2)), bool(rng.integers(2))
-        a = rng.standard_normal((k, m) if ta else (m, k)).astype(np.float32)
-        b = rng.standard_normal((n, k) if tb else (k, n)).astype(np.float32)
-        a[rng.random(a.shape) < 0.2] = 0.0
-        c = rng.standard_normal((m, n)).astype(np.float32) if rng.integers(2) else None
-        out.append(workload_gemm(a, b, c, a_format=str(rng.choice(formats)),
-                                 b_format=str(rng.choice(formats)), transpose_a=ta,
-                                 transpose_b=tb))
-    return out
-
-
 @pytest.mark.parametrize("irq", [True, False], ids=["irq", "polled"])
 @pytest.mark.parametrize("name", ["default", "small-128-a64"])
 def test_compiled_gemms_through_the_driver(name, irq):
     config = CONFIGS[name]
     rng = np.random.default_rng([SEED, sum(map(ord, name)), irq])
     print(f"seed {SEED} (SPARTA_SEED)")
-    gemms = _random_gemms(rng, config, 3, 40)
+    gemms = random_gemms(rng, config.engine, 3, 40)
     compiled = compile_gemms(config, gemms, base=0x100)
     driver = _driver(config)
 

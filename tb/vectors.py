@@ -6,7 +6,8 @@ import numpy as np
 
 from sim.formats import FP32, FPFormat, OPERAND_FORMATS
 
-__all__ = ["edge_bits", "moderate_bits", "operand_vectors", "fp32_vectors", "mixed_bits"]
+__all__ = ["edge_bits", "moderate_bits", "operand_vectors", "fp32_vectors", "mixed_bits",
+           "describe_pair"]
 
 
 def edge_bits(fmt: FPFormat) -> np.ndarray:
@@ -83,3 +84,11 @@ def fp32_vectors(rng, n: int) -> np.ndarray:
     """``n`` fp32 patterns: edge cases first, then :func:`mixed_bits`."""
     edges = edge_bits(FP32)
     return np.concatenate([edges, mixed_bits(rng, FP32, max(0, n - len(edges)))])
+
+
+def describe_pair(a, b):
+    """``index -> text`` naming two FP32 operands (hex and value), for failure messages."""
+    def show(bits):
+        value = float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+        return f"0x{int(bits):08x} ({value!r})"
+    return lambda k: f"a={show(a[k])} b={show(b[k])}"
