@@ -76,8 +76,10 @@ take (``fp16`` where the PEs take it, else ``e4m3``, else ``e5m2``; :class:`Form
 
 Op order (each GEMM tiled into engine commands as :mod:`sim.compiler` does: blocks of ``m``
 and ``n``, each block's ``k`` slices ascending, A and B blocks alternating between the halves
-of their scratchpads; results in accumulator rows ``[0, m)``, a second operand of an
-``EPILOGUE`` in rows ``[acc_rows / 2, acc_rows / 2 + m)``)
+of their scratchpads; a block's results in one half of the accumulator rows and a second
+operand of an ``EPILOGUE`` in the other, the halves swapping roles from one output block to
+the next, so that a block's ``STORE`` of its results runs while the next block's loads and
+GEMM do: the controller's interlock keeps program order)
 ------------------------------------------------------------------------------------------------
 ``forward``, per ``Linear`` in order, per output block of ``Y = X . W``:
 
@@ -739,7 +741,9 @@ class _Builder:
         self.layout = layout
         engine = layout.config.engine
         self.halves = (engine.a_rows // 2, engine.b_rows // 2)
-        self.aux = engine.acc_rows // 2           # rows of an epilogue's second operand
+        # the accumulator halves: the current output block's results, an epilogue's second
+        # operand; they swap at every output block (module docstring)
+        self.result, self.aux = 0, engine.acc_rows // 2
         self.instructions: list = []
         self.commands = 0
         self.im2col_loads = self.im2col_bytes = 0
@@ -747,10 +751,15 @@ class _Builder:
     def emit(self, opcode: Opcode, fields: dict):
         self.instructions.append((opcode, fields))
 
-    def transfer(self, opcode, tensor, rows: tuple, cols: tuple, *, mem_row: int = 0,
+    def transfer(self, opcode, tensor, rows: tuple, cols: tuple, *, mem_row: int | None = None,
                  operand_format: str | None = None, target: Target = Target.ACC):
         """The transfers of block ``rows`` x ``cols`` of ``tensor`` (a Region or a view)
-        to or from the target memory at row ``mem_row``, column 0."""
+        to or from the target memory at row ``mem_row`` (default: the accumulators' current
+        result rows; A and B transfers give it), column 0."""
+        if mem_row is None:
+            if target != Target.ACC:
+                raise AssertionError(f"{opcode.name} into {Target(target).name}: no mem_row")
+            mem_row = self.result
         view = _view(tensor)
         beat = self.layout.config.beat_bytes
         for addr, stride, count, width, row, col in view.pieces(rows, cols):
@@ -768,7 +777,10 @@ class _Builder:
                 self.im2col_bytes += count * _ceil_to(width * FORMAT_BYTES[view.fmt], beat)
 
     def epilogue(self, op: EpilogueOp, rows: int, cols: int, **fields):
-        self.emit(Opcode.EPILOGUE, {"op": int(op), "rows": rows, "cols": cols, **fields})
+        """An ``EPILOGUE`` whose destination and source are the current result rows unless
+        ``dst_row`` / ``src_row`` say otherwise."""
+        self.emit(Opcode.EPILOGUE, {"op": int(op), "rows": rows, "cols": cols,
+                                    "dst_row": self.result, "src_row": self.result, **fields})
 
     def gemm(self, shape: _Shape, a, a_format: str, b, b_format: str, *, start=None,
              finish=None, steps=None, tiles=None):
@@ -779,8 +791,10 @@ class _Builder:
         chunks = _chunks(self.layout, shape, steps, tiles)
         for tile in _tiles(shape, self.layout.config.engine, chunks):
             k0, k1 = tile.depth
-            if k0 == 0 and start is not None:
-                start(tile.rows, tile.cols)
+            if k0 == 0:         # a new output block: the accumulator halves swap roles
+                self.result, self.aux = self.aux, self.result
+                if start is not None:
+                    start(tile.rows, tile.cols)
             rows_a, cols_a = (tile.depth, tile.rows) if shape.transpose_a else (tile.rows,
                                                                                 tile.depth)
             rows_b, cols_b = (tile.cols, tile.depth) if shape.transpose_b else (tile.depth,
@@ -797,13 +811,13 @@ class _Builder:
                                     "a_transpose": int(c.a_transpose),
                                     "b_transpose": int(c.b_transpose),
                                     "accumulate": int(c.accumulate), "a_row": a_row,
-                                    "b_row": b_row, "c_row": 0})
+                                    "b_row": b_row, "c_row": self.result})
             if k1 == shape.K and finish is not None:
                 finish(tile.rows, tile.cols)
 
     def activations_backward(self, activations, seeds: dict, rows: tuple, cols: tuple,
                              view=_view):
-        """The backward pass of ``activations`` (in reverse) on the block in rows ``[0, m)``;
+        """The backward pass of ``activations`` (in reverse) on the block in the result rows;
         ``view`` shows a saved ReLU output as the block's matrix."""
         (m0, m1), (n0, n1) = rows, cols
         for act in reversed(activations):
