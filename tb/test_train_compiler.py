@@ -353,44 +353,11 @@ def test_steps_differ_in_the_dropout_seeds_only():
     assert all(later[n].code == p.code for n, p in compiled.programs.items())
 
 
-def test_training_on_digits_lowers_the_loss():
-    """30 steps of digits_mlp on the digits (batch 32, demo configuration, model back end): the
-    loss of the inference pass on held-out samples falls, and so does the training loss."""
+def _train_on_digits(network, batch: int, lr: float, steps: int):
+    """``steps`` training steps of ``network`` on the digits (demo configuration, model back
+    end); returns the loss of a held-out batch before and after, and each step's loss."""
     print(f"seed {SEED} (SPARTA_SEED)")
     data = load_digits_split()
-    network, batch, lr = digits_mlp(width=8, seed=SEED), 32, 0.1
-    compiled = compile_training_step(network, DEMO, batch, lr=lr, weight_decay=1e-4,
-                                     dropout_seed=SEED)
-    _, _, driver = _machine(compiled, DEMO)
-    held_out = data.x_test[:batch], data.y_test[:batch]
-
-    def held_out_loss():
-        return host_loss_gradient(asyncio.run(run_inference(driver, compiled, held_out[0])),
-                                  held_out[1])[0]
-
-    before = held_out_loss()
-    rng = np.random.default_rng(SEED)
-    losses = []
-    for step in range(30):
-        rows = rng.choice(len(data.x_train), batch, replace=False)
-        result = asyncio.run(run_training_step(driver, compiled, data.x_train[rows],
-                                               data.y_train[rows], lr=lr, weight_decay=1e-4,
-                                               dropout_seed=SEED, step=step))
-        losses.append(result["loss"])
-    after = held_out_loss()
-    print(f"training loss per step: {' '.join(f'{v:.3f}' for v in losses)}")
-    print(f"held-out loss: {before:.4f} before, {after:.4f} after 30 steps")
-    assert all(math.isfinite(v) for v in losses)
-    assert after < before
-    assert np.mean(losses[-5:]) < losses[0]
-
-
-def test_digits_cnn_training_lowers_the_loss():
-    """8 steps of a small digits CNN (width 4, 32 hidden units, batch 16, lr 0.2) on the
-    digits, demo configuration, model back end: the loss of a held-out batch falls."""
-    print(f"seed {SEED} (SPARTA_SEED)")
-    data = load_digits_split()
-    network, batch, lr, steps = digits_cnn(width=4, hidden=32, seed=SEED), 16, 0.2, 8
     compiled = compile_training_step(network, DEMO, batch, lr=lr, weight_decay=1e-4,
                                      dropout_seed=SEED)
     _, _, driver = _machine(compiled, DEMO)
@@ -413,6 +380,21 @@ def test_digits_cnn_training_lowers_the_loss():
     print(f"training loss per step: {' '.join(f'{v:.3f}' for v in losses)}")
     print(f"held-out loss: {before:.4f} before, {after:.4f} after {steps} steps")
     assert all(math.isfinite(v) for v in losses)
+    return before, after, losses
+
+
+def test_training_on_digits_lowers_the_loss():
+    """30 steps of digits_mlp on the digits (batch 32, demo configuration, model back end): the
+    loss of the inference pass on held-out samples falls, and so does the training loss."""
+    before, after, losses = _train_on_digits(digits_mlp(width=8, seed=SEED), 32, 0.1, 30)
+    assert after < before
+    assert np.mean(losses[-5:]) < losses[0]
+
+
+def test_digits_cnn_training_lowers_the_loss():
+    """8 steps of a small digits CNN (width 4, 32 hidden units, batch 16, lr 0.2) on the
+    digits, demo configuration, model back end: the loss of a held-out batch falls."""
+    before, after, _ = _train_on_digits(digits_cnn(width=4, hidden=32, seed=SEED), 16, 0.2, 8)
     assert after < before       # (each training loss is another batch's: too noisy to order)
 
 
