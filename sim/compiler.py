@@ -37,7 +37,7 @@ from .engine_model import EngineCommand, validate
 from .engine_spec import EngineError
 from .replay import WorkloadGemm, chunk_limits
 
-__all__ = ["Region", "CompiledGemms", "compile_gemms"]
+__all__ = ["Region", "RegionPlacer", "CompiledGemms", "compile_gemms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +54,23 @@ class Region:
     @property
     def end(self) -> int:
         return self.addr + self.rows * self.stride
+
+
+class RegionPlacer:
+    """Matrices laid out in DRAM one after another from ``start`` (rounded up to a beat): rows
+    padded to whole beats (``stride``), one spare beat after each region (a load reads a row's
+    last beat whole). ``regions`` holds them by name, ``cursor`` is the first free byte."""
+
+    def __init__(self, start: int, beat: int):
+        self.beat = beat
+        self.cursor = _ceil_to(start, beat)
+        self.regions: dict[str, Region] = {}
+
+    def place(self, name: str, rows: int, cols: int, fmt: str) -> Region:
+        stride = _ceil_to(cols * FORMAT_BYTES[fmt], self.beat)
+        region = self.regions[name] = Region(name, self.cursor, rows, cols, fmt, stride)
+        self.cursor = _ceil_to(self.cursor + rows * stride + self.beat, self.beat)
+        return region
 
 
 @dataclasses.dataclass
@@ -177,15 +194,8 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
     program_len = sum(3 * len(cmds) + sum(c.command.accumulate and c.depth[0] == 0
                                           for c in cmds)
                       + sum(c.depth[1] == g.K for c in cmds) for g, _, _, cmds in plans) + 1
-    cursor = _ceil_to(base + program_len * INSTRUCTION_BYTES, beat)
-    regions: dict[str, Region] = {}
-
-    def place(name, rows, cols, fmt):
-        nonlocal cursor
-        stride = _ceil_to(cols * FORMAT_BYTES[fmt], beat)
-        regions[name] = Region(name, cursor, rows, cols, fmt, stride)
-        cursor = _ceil_to(cursor + rows * stride + beat, beat)
-        return regions[name]
+    placer = RegionPlacer(base + program_len * INSTRUCTION_BYTES, beat)
+    regions, place = placer.regions, placer.place
 
     layout = []
     for index, (g, fa, fb, cmds) in enumerate(plans):
@@ -196,7 +206,7 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
         out = place(f"{prefix}.out", g.M, g.N, "fp32")
         layout.append((g, a, b, c_in, out, cmds))
 
-    image = bytearray(cursor)
+    image = bytearray(placer.cursor)
     instructions = []
     halves = {"a": engine.a_rows // 2 if double_buffer else 0,
               "b": engine.b_rows // 2 if double_buffer else 0}

@@ -142,7 +142,7 @@ import numpy as np
 from .accel_model import assemble, read_matrix, write_matrix
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
                          EpilogueOp, Opcode, Target)
-from .compiler import Region, _tiles
+from .compiler import Region, RegionPlacer, _tiles
 from .config import AccelConfig
 from .epilogue import dropout, dropout_keep, relu, relu_backward, sgd
 from .gemm import gemm
@@ -496,15 +496,9 @@ def plan_training(network, config: AccelConfig, batch: int, *, base: int = 0) ->
                              f"{EPILOGUE_DROPOUT_BITS} bits exceed a dropout mask row "
                              f"({ROW_STRIDE} LFSR steps)")
 
-    cursor = base
-    regions: dict[str, Region] = {}
+    placer = RegionPlacer(base, beat)
+    regions, place = placer.regions, placer.place
     images: dict[str, Image] = {}
-
-    def place(name, rows, cols, fmt):
-        nonlocal cursor
-        stride = _ceil_to(cols * FORMAT_BYTES[fmt], beat)
-        regions[name] = Region(name, cursor, rows, cols, fmt, stride)
-        cursor = _ceil_to(cursor + rows * stride + beat, beat)
 
     def place_image(name, shape, fmt, pad):
         height, width, channels = shape
@@ -538,6 +532,7 @@ def plan_training(network, config: AccelConfig, batch: int, *, base: int = 0) ->
     place("dlogits", batch, layers[-1].out_features, "fp32")
     layout = TrainingLayout(config, batch, formats, layers, regions, {}, 0, images)
     programs = {}
+    cursor = placer.cursor
     for name, built in _build_programs(layout, lr=1.0, weight_decay=0.0, dropout_seed=0,
                                        step=0).items():
         programs[name] = ProgramSlot(_ceil_to(cursor, INSTRUCTION_BYTES),
