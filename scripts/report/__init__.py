@@ -65,6 +65,15 @@ def results(name: str, **kwargs) -> dict:
     return load(name, reader="scripts.report", **kwargs)
 
 
+def measured_at(provenance: dict | None) -> str:
+    """Where a results key was measured, in words."""
+    if not provenance:
+        return "provenance not recorded"
+    return (f"commit {provenance['commit'][:10]}"
+            f"{' with uncommitted changes' if provenance.get('dirty') else ''}"
+            f", {provenance['date']}")
+
+
 def table(header: Iterable[str], rows: Iterable[Iterable], align: str | None = None) -> str:
     """A Markdown table; ``align``: one of ``l``, ``r``, ``c`` per column (default: first
     column left, the others right)."""

@@ -1,6 +1,6 @@
 """docs/accel.md: the accelerator top level's tables (``docs/results/accel_area.json``)."""
 
-from scripts.report import block, results, table
+from scripts.report import block, measured_at, results, table
 
 __all__ = []
 
@@ -45,9 +45,8 @@ def accel_area() -> str:
                "ECP5 LUTRAM (DPR16X4)", "ECP5 DSP", "ECP5 BRAM"), rows, "llrrrrrr"),
         "", *composed,
         f"_From `docs/results/accel_area.json` (`area`), measured by `sparta area accel` "
-        f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); commit "
-        f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
-        f"{where['date']}._"])
+        f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); "
+        f"{measured_at(where)}._"])
 
 
 @block("accel.gemm_programs")
@@ -75,9 +74,7 @@ def gemm_programs() -> str:
         f"model of the program's commands, and of the larger commands a single-buffered "
         f"compile makes; overlap = engine alone (same commands) / overlapped cycles; the "
         f"compiler's tiling and DRAM layout are host work done before the run, not counted); "
-        f"commit "
-        f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
-        f"{where['date']}._"])
+        f"{measured_at(where)}._"])
 
 
 @block("accel.training")
@@ -120,9 +117,8 @@ def training_steps() -> str:
             f"written: the batch, dLogits and, with dropout, the step's two programs with "
             f"their new seeds; {step['host_bytes_read']:,} bytes of logits read; the loss "
             f"gradient computed on the host); losses of the steps "
-            f"{', '.join(f'{loss:.4f}' for loss in step['losses'])}. Commit "
-            f"{where['commit'][:10]}{' with uncommitted changes' if where['dirty'] else ''}, "
-            f"{where['date']}.")
+            f"{', '.join(f'{loss:.4f}' for loss in step['losses'])}. Measured at "
+            f"{measured_at(where)}.")
     lines += ["", "_From `docs/results/accel.json`, measured by `sparta measure accel` (RTL on "
               "Verilator; engine alone and the floor: the cycle model and the byte counts, "
               "composed with the RTL cycles in the ratios; the compiler's layout and first image "

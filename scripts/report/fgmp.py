@@ -6,7 +6,7 @@ the area table of docs/fgmp_hw.md from ``docs/results/fgmp_area.json`` (``script
 from decimal import ROUND_HALF_UP, Decimal
 
 from scripts.report import block, results, table
-from scripts.report.fp import measured_at
+from scripts.report import measured_at
 from sim.fgmp_control import FgmpPolicy
 
 __all__ = ["fixed", "source", "images"]

@@ -2,7 +2,7 @@
 docs/fp_units.md from ``docs/results/fp_area.json`` (``scripts.synth``); the formats table of
 docs/numerics.md from the specification (:mod:`sim.formats`)."""
 
-from scripts.report import block, page, results, table
+from scripts.report import block, measured_at, page, results, table
 
 __all__ = []
 
@@ -12,15 +12,6 @@ UNIT_ORDER = ("operand_decoder", "fp_mul", "fp_mul_wide_only", "fp_mul_narrow", 
               "fp32_to_e5m2")
 _FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
 _HEADER = ("generic cells", "ECP5 LUT", "ECP5 FF", "ECP5 DSP")
-
-
-def measured_at(provenance: dict | None) -> str:
-    """Where a results key was measured, in words."""
-    if not provenance:
-        return "provenance not recorded"
-    return (f"commit {provenance['commit'][:10]}"
-            f"{' with uncommitted changes' if provenance.get('dirty') else ''}"
-            f", {provenance['date']}")
 
 
 def _ordered(names, order):

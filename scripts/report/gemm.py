@@ -4,7 +4,7 @@
 of ``make demo`` / ``make test`` from ``docs/results/flow.json`` (``scripts.flow_bench``)."""
 
 from scripts.report import block, page, results, table
-from scripts.report.fp import measured_at
+from scripts.report import measured_at
 
 __all__ = ["summary"]
 

@@ -16,7 +16,7 @@ results' content, so that the measuring scripts' tests can render what they meas
 from __future__ import annotations
 
 from scripts.report import block, page, results, table
-from scripts.report.fp import measured_at
+from scripts.report import measured_at
 
 __all__ = ["skip_measure_markdown", "sparsity_study_markdown"]
 
