@@ -93,8 +93,10 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     run) and return the measurement: per program kind the RTL counters of the last step, the
     engine alone (cycle model of the same GEMM commands), the overlap and the bus efficiency,
     the compiler's predicted bytes and the host's interactions per step."""
+    import time
+
     from sim.nn.networks import digits_cnn, digits_mlp
-    from sim.train_compiler import compile_training_step
+    from sim.train_compiler import compile_training_step, training_programs
     spec = accel_config_to_dict(config)
     run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
                         bench_module="tb.accelerator_tb", simulator=simulator,
@@ -139,6 +141,14 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
         host_bytes_written += sum(len(compiled.programs[k].code)
                                   for k in ("forward", "backward_update"))
     host_bytes_read = regions["logits"].rows * regions["logits"].stride
+    # the host's CPU time per step for the step's programs (new dropout seeds): Python on this
+    # machine, mean of three steps; not in the accelerator's cycles
+    hyper = {k: training[k] for k in HYPERPARAMETERS}
+    began = time.perf_counter()
+    if compiled.layout.has_dropout:
+        for step in range(3):
+            training_programs(compiled.layout, step=step, **hyper)
+    host_program_seconds = (time.perf_counter() - began) / 3
     step_cycles = programs["forward"]["cycles"] + programs["backward_update"]["cycles"]
     step_engine = programs["forward"]["engine_cycles"] + \
         programs["backward_update"]["engine_cycles"]
@@ -154,6 +164,7 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             + programs["backward_update"]["bytes_written"],
             "host_interactions": compiled.host_interactions,
             "host_bytes_written": host_bytes_written, "host_bytes_read": host_bytes_read,
+            "host_program_seconds": round(host_program_seconds, 4),
             "programs": programs}
 
 

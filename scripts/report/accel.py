@@ -116,7 +116,9 @@ def training_steps() -> str:
             f"per step; the host per step: {hosts} ({step['host_bytes_written']:,} bytes "
             f"written: the batch, dLogits and, with dropout, the step's two programs with "
             f"their new seeds; {step['host_bytes_read']:,} bytes of logits read; the loss "
-            f"gradient computed on the host); losses of the steps "
+            f"gradient computed on the host; generating the step's programs takes "
+            f"{step['host_program_seconds'] * 1000:.0f} ms of host Python on the measuring "
+            f"machine, not in the cycles); losses of the steps "
             f"{', '.join(f'{loss:.4f}' for loss in step['losses'])}. Measured at "
             f"{measured_at(where)}.")
     lines += ["", "_From `docs/results/accel.json`, measured by `sparta measure accel` (RTL on "
