@@ -17,6 +17,13 @@ single-buffered compile: the engine alone with the whole memories),
 cycles`` and ``bus_efficiency`` (bytes read and written per cycle over the bus width; reads
 and writes use separate AXI channels, so it can exceed 1).
 
+Training steps (``digits_cnn_step``, ``digits_mlp_step``): three steps and an inference pass
+of a compiled network (``training_steps_from_dram``), the counters of the last step's programs
+against the cycle model of their GEMMs. ``profile``: one step of the CNN again on a build
+whose controller phase is visible (``hw.accel.accelerator.PROFILE_SIGNALS``), the bench
+counting per program the cycles of each controller phase, with the engine busy and with a
+read or write beat on the bus: where the cycles go.
+
 Usage: python -m scripts.accel_bench   (sparta measure accel)
 """
 
@@ -27,7 +34,7 @@ import sys
 
 import numpy as np
 
-from hw.accel.accelerator import Accelerator
+from hw.accel.accelerator import PROFILE_SIGNALS, Accelerator
 from scripts.progress import spinner
 from scripts.results import record
 from sim.accel_spec import Opcode
@@ -168,12 +175,45 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             "programs": programs}
 
 
+#: the training step whose cycles are profiled (one step: the profiler samples every cycle)
+PROFILED = "digits_cnn_step"
+
+
+def measure_profile(config: AccelConfig, training: dict) -> dict:
+    """Where the cycles of one training step and one inference pass go, on the RTL: per
+    program, the cycles of each controller phase (``hw.accel.controller.Phase``) and, among
+    them, those with the engine busy, a read beat and a write beat on the bus (the bench's
+    profiler samples every cycle; the run is bit-exact like the others)."""
+    spec = accel_config_to_dict(config)
+    run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
+                        bench_module="tb.accelerator_tb", simulator="verilator",
+                        testcase="training_steps_from_dram", quiet=True, public=PROFILE_SIGNALS,
+                        case={"config": spec, "pause": 0.0, "profile": True,
+                              "training": {**training, "steps": 1}})
+    programs = {}
+    for row in read_metrics(run_dir):
+        if "profile" not in row:
+            continue
+        phases = {}
+        for phase, engine, read, write, count in row["cycles"]:
+            entry = phases.setdefault(phase, {"cycles": 0, "engine_busy": 0, "read_beats": 0,
+                                              "write_beats": 0})
+            entry["cycles"] += count
+            entry["engine_busy"] += count * engine
+            entry["read_beats"] += count * read
+            entry["write_beats"] += count * write
+        programs[row["profile"]] = {"cycles": sum(p["cycles"] for p in phases.values()),
+                                    "phases": phases}
+    return {"network": training["network"], "batch": training["batch"], "source": "rtl",
+            "bit_exact": True, "programs": programs}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS], action="append",
-                        help="measure only these keys (default: all)")
+    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS, "profile"],
+                        action="append", help="measure only these keys (default: all)")
     args = parser.parse_args(argv)
-    keys = args.only or ["gemm_programs", *TRAININGS]
+    keys = args.only or ["gemm_programs", *TRAININGS, "profile"]
     spec = accel_config_to_dict(CONFIG)
     entries = {}
     for key in keys:
@@ -186,6 +226,13 @@ def main(argv=None) -> int:
                   f"{row['dram_bytes_read']:,} bytes read, {row['dram_bytes_written']:,} "
                   f"written (bus counters = compiler prediction), losses {row['losses']}, "
                   f"inference {row['programs']['inference']['cycles']:,} cycles")
+    if "profile" in keys:
+        with spinner(f"accelerator on Verilator: {PROFILED}, one step profiled"):
+            entries["profile"] = row = measure_profile(CONFIG, TRAININGS[PROFILED])
+        for kind, program in row["programs"].items():
+            print(f"profile {kind}: {program['cycles']:,} cycles; " + ", ".join(
+                f"{phase} {p['cycles']:,} (engine busy {p['engine_busy']:,}, read beats "
+                f"{p['read_beats']:,})" for phase, p in program["phases"].items()))
     if "gemm_programs" in keys:
         entries["gemm_programs"] = _gemm_programs(spec)
     path = record("accel", entries, writer=__name__, config=spec)

@@ -102,6 +102,21 @@ index; that instruction was fetched but does not run, and the instructions betwe
 them writes DRAM). Any other error met meanwhile also ends the program with the store's error
 (it comes first in program order).
 
+Loads in flight
+---------------
+The controller lets up to :data:`~sim.accel_spec.LOADS_IN_FLIGHT` ``LOAD`` instructions run
+at once (a ``LOAD`` is issued and the next instruction starts; any instruction other than a
+``LOAD``, a ``LOAD`` with ``fence``, a block fetch and the end of the program wait until every
+``LOAD`` before them is done), so it learns of a ``LOAD``'s DRAM error only after it may have
+issued the ``LOAD`` instructions behind it. The rule, independent of timing: after a ``LOAD``
+whose read answers with an error, the instructions after it in the same fetched block run as
+long as each is a ``LOAD`` without ``fence``, without an error of checks 1-3 and not waiting
+for a ``STORE`` that failed (:func:`waits_for_store`); they move their bytes (a later failing
+one too) and write their regions (undefined after the fault, like the failing one's). The
+program ends at the first instruction that does not run in this way, or at the block's end
+(the next block is not fetched), with ``DRAM_RESPONSE`` and the index of the first failing
+``LOAD`` (or of a failed ``STORE`` before it: first in program order).
+
 Counters: ``bytes_read`` / ``bytes_written`` count every beat moved, the faulting ones and a
 row's partly used last beat included (the DMA's counters): 32 per instruction fetched (every
 instruction of every block read, below), ``rows * ceil(cols * bytes / beat) * beat`` per
@@ -317,18 +332,25 @@ class AcceleratorModel:
         executed = 0            # instructions that ran without an error
         fetched_bytes = 0       # every block's bytes: instructions fetched but never run too
         block = None            # the instruction buffer: (first index, words, faulty)
+        failed_load = None      # the first LOAD whose read failed ("Loads in flight")
         for index in range(prog_len):
             if index % FETCH_BLOCK == 0:        # the next instruction is not in the buffer
+                if failed_load is not None:     # a fetch waits for the loads: the fault
+                    break
                 block = self._fetch_block(memory, prog_base, index, prog_len)
                 fetched_bytes += len(block[1]) * INSTRUCTION_BYTES
             word, faulty = block[1][index - block[0]], block[2][index - block[0]]
             fetched = INSTRUCTION_BYTES
             if faulty:
-                records.append(InstructionRecord(index, None, {}, AccelError.DRAM_RESPONSE,
-                                                 fetched, 0, 0))
-                stopped = (AccelError.DRAM_RESPONSE, index)
+                if failed_load is None:
+                    records.append(InstructionRecord(index, None, {}, AccelError.DRAM_RESPONSE,
+                                                     fetched, 0, 0))
+                    stopped = (AccelError.DRAM_RESPONSE, index)
                 break
             opcode, fields = decode(word)
+            if failed_load is not None and not _runs_behind_loads(
+                    self.config, opcode, fields, store):
+                break
             if (store is not None and opcode in Opcode._value2member_map_
                     and waits_for_store(self.config, Opcode(opcode), fields, store[2])):
                 if store[1]:        # the failed store is reported here; this one does not run
@@ -347,6 +369,10 @@ class AcceleratorModel:
             executed += error is AccelError.NONE
             if opcode == Opcode.STORE and error in (AccelError.NONE, AccelError.DRAM_RESPONSE):
                 store = (index, error is AccelError.DRAM_RESPONSE, fields)
+            elif opcode == Opcode.LOAD and error is AccelError.DRAM_RESPONSE:
+                if failed_load is None:         # the LOADs right behind it still run
+                    failed_load = index
+                    stopped = (error, index)
             elif error is not AccelError.NONE:
                 stopped = (error, index)
                 break
@@ -539,6 +565,19 @@ def waits_for_store(config: AccelConfig, opcode: Opcode, fields: dict, store: di
     if opcode == Opcode.GEMM:
         return meets(fields["c_row"], fields["m"])
     return True
+
+
+def _runs_behind_loads(config: AccelConfig, opcode: int, fields: dict, store) -> bool:
+    """Whether an instruction after a ``LOAD`` whose read failed still runs: the controller
+    issues it before it knows of the error ("Loads in flight"). A ``LOAD`` without ``fence``
+    and without an error of checks 1-3 does, unless it waits for a ``STORE`` that failed (its
+    error is reported there); any other instruction waits for the loads and ends the program."""
+    if opcode != Opcode.LOAD or fields.get("fence"):
+        return False
+    if instruction_error(config, opcode, fields) is not AccelError.NONE:
+        return False
+    return not (store is not None and store[1]
+                and waits_for_store(config, Opcode.LOAD, fields, store[2]))
 
 
 def _span(config: AccelConfig, f: dict) -> tuple[int, int]:

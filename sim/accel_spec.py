@@ -50,7 +50,7 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
            "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
-           "FETCH_BLOCK"]
+           "FETCH_BLOCK", "LOADS_IN_FLIGHT"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -254,6 +254,13 @@ INSTRUCTION_BYTES = 32
 #: prog_len))`` is read whole (``sim.accel_model``, "Instruction fetch": every instruction of
 #: the block counts in ``bytes_read``; a DRAM error faults only the instructions it touches)
 FETCH_BLOCK = 8
+#: ``LOAD`` instructions the controller lets run at once: a ``LOAD`` is issued (its DMA read
+#: and its loader command queued) and the controller goes on to the next instruction; another
+#: ``LOAD`` is issued behind it, any other instruction and a block fetch wait until every
+#: ``LOAD`` before it is done. A ``LOAD`` whose read answers with an error therefore lets the
+#: ``LOAD`` instructions right after it in its fetch block run too (``sim.accel_model``,
+#: "Loads in flight"): their bytes count, the error is the first failing ``LOAD``'s
+LOADS_IN_FLIGHT = 4
 
 
 class Resp(enum.IntEnum):

@@ -79,7 +79,9 @@ and ``n``, each block's ``k`` slices ascending, A and B blocks alternating betwe
 of their scratchpads; a block's results in one half of the accumulator rows and a second
 operand of an ``EPILOGUE`` in the other, the halves swapping roles from one output block to
 the next, so that a block's ``STORE`` of its results runs while the next block's loads and
-GEMM do: the controller's interlock keeps program order)
+GEMM do; each command's A and B ``LOAD``s come before the epilogue and stores of the block the
+command before it ended, so that they run beside that GEMM, which the ``EPILOGUE`` waits for:
+the controller's interlock keeps program order)
 ------------------------------------------------------------------------------------------------
 ``forward``, per ``Linear`` in order, per output block of ``Y = X . W``:
 
@@ -782,14 +784,12 @@ class _Builder:
         """The commands of ``shape`` (A from ``a``, B from ``b``, Regions or views, as
         stored); per output block ``start(rows, cols)`` before its first ``k`` slice (it may
         load the accumulators: then ``shape.accumulate``) and ``finish(rows, cols)`` after its
-        last. ``steps``, ``tiles``: :func:`_chunks`."""
+        last, once the next command's A and B loads are issued (after the last command: at
+        the end). ``steps``, ``tiles``: :func:`_chunks`."""
         chunks = _chunks(self.layout, shape, steps, tiles)
+        ended = None            # the output block whose last GEMM was the one before
         for tile in _tiles(shape, self.layout.config.engine, chunks):
             k0, k1 = tile.depth
-            if k0 == 0:         # a new output block: the accumulator halves swap roles
-                self.result, self.aux = self.aux, self.result
-                if start is not None:
-                    start(tile.rows, tile.cols)
             rows_a, cols_a = (tile.depth, tile.rows) if shape.transpose_a else (tile.rows,
                                                                                 tile.depth)
             rows_b, cols_b = (tile.cols, tile.depth) if shape.transpose_b else (tile.depth,
@@ -797,10 +797,19 @@ class _Builder:
             half = self.commands % 2
             self.commands += 1
             a_row, b_row = self.halves[0] * half, self.halves[1] * half
+            # the operands first, into the free halves: they load while the GEMM before runs
+            # (the finish of its block waits for it: an EPILOGUE waits for the GEMM)
             self.transfer(Opcode.LOAD, a, rows_a, cols_a, mem_row=a_row, target=Target.A,
                           operand_format=a_format)
             self.transfer(Opcode.LOAD, b, rows_b, cols_b, mem_row=b_row, target=Target.B,
                           operand_format=b_format)
+            if ended is not None:
+                finish(*ended)
+                ended = None
+            if k0 == 0:         # a new output block: the accumulator halves swap roles
+                self.result, self.aux = self.aux, self.result
+                if start is not None:
+                    start(tile.rows, tile.cols)
             c = tile.command
             self.emit(Opcode.GEMM, {"m": c.m, "n": c.n, "k": c.k,
                                     "a_transpose": int(c.a_transpose),
@@ -808,7 +817,9 @@ class _Builder:
                                     "accumulate": int(c.accumulate), "a_row": a_row,
                                     "b_row": b_row, "c_row": self.result})
             if k1 == shape.K and finish is not None:
-                finish(tile.rows, tile.cols)
+                ended = (tile.rows, tile.cols)
+        if ended is not None:
+            finish(*ended)
 
     def activations_backward(self, activations, seeds: dict, rows: tuple, cols: tuple,
                              view=_view):

@@ -18,13 +18,13 @@ from typing import NamedTuple
 
 import cocotb
 import numpy as np
-from cocotb.triggers import Timer
+from cocotb.triggers import RisingEdge, Timer
 
 from sim.accel_driver import AcceleratorDriver, BusError, ProgramResult
 from sim.accel_model_backend import ModelBackend
-from sim.accel_spec import (COUNTERS, CSR_BYTES, FORMAT_BITS, INSTRUCTION_BYTES, AccelError,
-                            Ctrl, Opcode, Reg, Resp, Target, capability_words, counter_offset,
-                            encode)
+from sim.accel_spec import (COUNTERS, CSR_BYTES, FETCH_BLOCK, FORMAT_BITS, INSTRUCTION_BYTES,
+                            AccelError, Ctrl, Opcode, Reg, Resp, Target, capability_words,
+                            counter_offset, encode)
 from sim.compiler import compile_gemms
 from sim.config import accel_config_from
 from tb.accel_host import RtlBackend
@@ -200,6 +200,29 @@ def _network(spec: dict):
     raise ValueError(f"network must be digits_cnn or digits_mlp, not {spec['network']!r}")
 
 
+async def _profile(dut, programs: list):
+    """Per program (a ``busy`` period of the controller), cycles counted by (controller phase,
+    engine busy, a read beat moved, a write beat moved), sampled every clock edge (the
+    signals of :data:`hw.accel.accelerator.PROFILE_SIGNALS`)."""
+    from hw.accel.controller import Phase
+    names = {phase.value: phase.name for phase in Phase}
+    controller, registers = dut.controller, dut.registers
+    bus = (dut.m_axi__rvalid, dut.m_axi__rready, dut.m_axi__wvalid, dut.m_axi__wready)
+    current = None
+    while True:
+        await RisingEdge(dut.clk)
+        if not int(controller.busy.value):
+            current = None
+            continue
+        if current is None:
+            current = {}
+            programs.append(current)
+        rvalid, rready, wvalid, wready = (int(signal.value) for signal in bus)
+        key = (names[int(controller.phase.value)], int(registers.engine_busy.value),
+               rvalid & rready, wvalid & wready)
+        current[key] = current.get(key, 0) + 1
+
+
 @cocotb.test()
 async def training_steps_from_dram(dut):
     """Training steps of a network compiled by sim.train_compiler, run by the host driver on the
@@ -225,6 +248,9 @@ async def training_steps_from_dram(dut):
     await pair.reset()
     digits = load_digits_split(seed=0)
     order = rng.permutation(len(digits.x_train))
+    profiled = []
+    if data.get("profile"):
+        cocotb.start_soon(_profile(dut, profiled))
     for step in range(steps):
         rows = order[step * batch:(step + 1) * batch]
         x, labels = digits.x_train[rows], digits.y_train[rows]
@@ -261,6 +287,12 @@ async def training_steps_from_dram(dut):
                                   "bytes_read", "bytes_written")},
                    inference_instructions=compiled.programs["inference"].prog_len)
     dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
+    if data.get("profile"):     # the programs in order: (forward, backward_update) per step
+        names = ["forward", "backward_update"] * steps + ["inference"]
+        assert len(profiled) == len(names), f"profile: {len(profiled)} programs seen"
+        for name, counts in list(zip(names, profiled))[-3:]:
+            record_metrics(network=spec["network"], profile=name,
+                           cycles=[[*key, count] for key, count in sorted(counts.items())])
 
 
 # -- bad programs and bad buses -----------------------------------------------------------------
@@ -326,6 +358,23 @@ def _bad_programs(config) -> list[BadProgram]:
                            (Opcode.LOAD, {**load, "dram_addr": SLVERR_RANGE[0] - 64}),
                            (Opcode.DONE, {})],
                    AccelError.DRAM_RESPONSE, at, response=Resp.SLVERR),
+        # loads in flight: the LOADs right behind a failing one run (their bytes count), the
+        # GEMM waits for them and the program ends with the first failing LOAD's index
+        BadProgram("loads behind a failing load",
+                   good + [(Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 64}),
+                           (Opcode.LOAD, load), (Opcode.LOAD, {**load, "target": Target.B}),
+                           (Opcode.GEMM, gemm), (Opcode.DONE, {})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.DECERR),
+        BadProgram("load run ended by an illegal opcode",
+                   good + [(Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 64}),
+                           (Opcode.LOAD, load), (0x42, {})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.DECERR),
+        # ... and by the end of the fetch block: the next block is not read
+        BadProgram("load run ended by the block",
+                   good + [(Opcode.LOAD, load)] * (FETCH_BLOCK - at - 2)
+                   + [(Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 64})]
+                   + [(Opcode.LOAD, load)] * 3 + [(Opcode.DONE, {})],
+                   AccelError.DRAM_RESPONSE, FETCH_BLOCK - 2, response=Resp.DECERR),
         # three instructions in the last 96 bytes: the fourth fetch is past the end
         BadProgram("fetch past the end of DRAM", good, AccelError.DRAM_RESPONSE, at,
                    base=ERROR_DRAM - at * INSTRUCTION_BYTES, length=at + 1,

@@ -103,6 +103,7 @@ def gemm_op(m, n, k, **fields):
 
 
 DONE = (Opcode.DONE, {})
+GEMM_1 = (Opcode.GEMM, dict(m=1, n=1, k=1))
 
 
 def beats(row_bytes, beat):
@@ -626,6 +627,46 @@ def test_dram_response_on_load():
         assert result.bytes_read == 3 * 32 + 4 * 2 * 8 + m * 2 * 8
         assert result.instructions[1].bytes_read == 32 + m * 2 * 8
         assert not model.a_bits.any()           # the model leaves the target unchanged
+
+
+@pytest.mark.parametrize("case", ["loads behind it", "block end", "fence", "check error",
+                                  "second failure", "non-LOAD", "failed store first"])
+def test_loads_behind_a_failing_load(case):
+    """Loads in flight: after a LOAD whose read fails, the LOADs right behind it in its
+    fetch block run (their bytes count) until an instruction that waits for the loads; the
+    error is the first failing LOAD's (a failed STORE before it wins)."""
+    failing = with_fields(GOOD_A, dram_addr=0x7000)            # past the end of the image
+    size = 0x7000
+    stopper = {"fence": with_fields(GOOD_B, fence=1),
+               "check error": with_fields(GOOD_B, dram_addr=0x1001),
+               "second failure": failing, "non-LOAD": gemm_op(1, 1, 1)}
+    errors = None
+    if case == "loads behind it":
+        program, ran = [GOOD_B, failing, GOOD_A, GOOD_ACC, GEMM_1, DONE], [0, 1, 2, 3]
+        want = (1, 3)
+    elif case == "block end":           # the run stops at the block: the next one is not read
+        at = FETCH_BLOCK - 2
+        program = [GOOD_B] * at + [failing] + [GOOD_A] * (FETCH_BLOCK + 2) + [DONE]
+        ran, want = list(range(FETCH_BLOCK)), (at, FETCH_BLOCK - 1)
+    elif case == "failed store first":  # a LOAD waiting for the failed store ends the run
+        program = [GOOD_ACC, store("fp32", 0x6000, 64, 4, 8), failing, GOOD_B,
+                   with_fields(GOOD_A, dram_addr=0x6000), DONE]
+        ran, want, errors = [0, 1, 2, 3], (1, 2), [(0x6000, 0x6001)]
+    else:
+        program = [GOOD_B, failing, GOOD_A, stopper[case], GOOD_ACC, DONE]
+        # a second failing LOAD runs too (and so does the LOAD after it); the first is named
+        ran = [0, 1, 2, 3, 4] if case == "second failure" else [0, 1, 2]
+        want = (1, 3 if case == "second failure" else 2)
+    result, _, _ = run(program, size=size, errors=errors)
+    print(case, result.error.name, result.error_index, result.executed, result.bytes_read)
+    assert (result.error, result.error_index, result.executed) == (
+        AccelError.DRAM_RESPONSE, *want), case
+    assert [r.index for r in result.instructions] == ran, case
+    beat = CONFIG.beat_bytes
+    moved = sum(f["rows"] * beats(f["cols"] * (4 if f["dram_format"] == code("fp32") else 2),
+                                  beat) * beat
+                for op, f in (program[i] for i in ran) if op == Opcode.LOAD)
+    assert result.bytes_read == fetched(ran[-1] + 1, len(program)) + moved, case
 
 
 def test_dram_response_on_store():

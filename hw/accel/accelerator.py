@@ -31,7 +31,13 @@ from hw.engine.engine import GemmEngine
 from sim.accel_spec import CSR_ADDR_BITS
 from sim.config import AccelConfig
 
-__all__ = ["Accelerator"]
+__all__ = ["Accelerator", "PROFILE_SIGNALS"]
+
+#: Signals below the top that a profiling bench reads (Verilog module, signal): the
+#: controller's ``phase`` and ``busy``, and the engine-busy event of the performance counters;
+#: a Verilator build must make them public (``sim.runner.run_bench(public=...)``)
+PROFILE_SIGNALS = (("accelerator.controller", "phase"), ("accelerator.controller", "busy"),
+                   ("accelerator.registers", "engine_busy"))
 
 
 class Accelerator(wiring.Component):

@@ -26,8 +26,9 @@ Per instruction, in program order:
 4. *execute*:
 
    * ``LOAD``: the DMA read of ``rows`` rows of ``ceil(cols * bytes / beat)`` beats at
-     ``dram_addr``, ``dram_stride`` apart, and the loader's command, together; the read data go
-     to the loader; done when both the DMA (``read_done``) and the loader (``done``) are;
+     ``dram_addr``, ``dram_stride`` apart, and the loader's command (into a queue of
+     :data:`~sim.accel_spec.LOADS_IN_FLIGHT`), together; the read data go to the loader; once
+     both are issued the next instruction starts (*loads in flight*, below);
    * ``STORE``: the DMA write of the same shape and the storer's command; done when both are
      (``write_done``: every B response is in);
    * ``GEMM``: the engine's command, issued as soon as the engine is ready; the cycle after its
@@ -36,25 +37,38 @@ Per instruction, in program order:
      with the next instructions (*in flight* until the engine's ``done``);
    * ``DONE`` ends the program;
 
-   a DMA error during a transfer (its pulse comes with the transfer's done) ends the program
-   with ``DRAM_RESPONSE`` once the transfer and the path are done;
 5. the next instruction, or the end after ``prog_len``.
 
-Overlap and its interlock (a scoreboard of one GEMM): while a GEMM is in flight, the next
-instructions are fetched, decoded and executed unless they conflict with it, in which case they
-wait for its ``done``. A ``LOAD`` into A or B conflicts when its scratchpad rows
-``[mem_row, mem_row + rows)`` meet the rows the GEMM reads in that memory (A: ``[a_row, a_row +
-m)``, or ``k`` rows when transposed; B: ``[b_row, b_row + k)``, or ``n`` rows when transposed);
-a ``LOAD`` into the accumulator memory and a ``STORE`` when their rows meet the GEMM's ``C``
-rows ``[c_row, c_row + m)`` (the engine is built with ``host_acc_while_busy``: the loader's and
-the storer's accesses take the cycles the sequencer leaves free); an instruction with the
-header's ``fence`` bit set always waits; another ``GEMM`` waits for the engine's ``ready``. The
-results are therefore those of program order whatever the program (the golden model runs in
-program order), and a compiler gets the overlap by placing the next block's operands in other
-rows (double buffering: :mod:`sim.compiler`).
+Loads in flight: up to ``LOADS_IN_FLIGHT`` ``LOAD`` reads are pending at once (issued, their
+``read_done`` not yet in), and their loader commands wait in the queue, so a run of ``LOAD``
+instructions (an im2col gather: one per kernel tap and image row) streams through the DMA and
+the loader without a round trip per instruction. Another ``LOAD`` is issued behind them; every
+other instruction, a ``LOAD`` with ``fence``, a block fetch and the end of the program wait
+until every ``LOAD`` before them is done (read and loader), so the ``LOAD`` instructions in
+flight are always consecutive instructions, the read side carries only theirs while one is
+pending (beats and ``read_done`` go to the loader in order) and a fetch needs no routing. A
+``LOAD`` whose read answers with an error (known at its ``read_done``, the index counted from
+the first ``LOAD`` in flight) does not stop the ``LOAD`` instructions behind it; the first
+instruction that waits for the loads ends the program with ``DRAM_RESPONSE`` and that ``LOAD``'s
+index. The golden model defines the same, timing-free rule
+(:mod:`sim.accel_model`, "Loads in flight").
+
+Overlap and its interlock (a scoreboard of one GEMM and one STORE, and the loads above): while a
+GEMM is in flight, the next instructions are fetched, decoded and executed unless they conflict
+with it, in which case they wait for its ``done``. A ``LOAD`` into A or B conflicts when its
+scratchpad rows ``[mem_row, mem_row + rows)`` meet the rows the GEMM reads in that memory (A:
+``[a_row, a_row + m)``, or ``k`` rows when transposed; B: ``[b_row, b_row + k)``, or ``n`` rows
+when transposed); a ``LOAD`` into the accumulator memory and a ``STORE`` when their rows meet
+the GEMM's ``C`` rows ``[c_row, c_row + m)`` (the engine is built with ``host_acc_while_busy``:
+the loader's and the storer's accesses take the cycles the sequencer leaves free); an
+instruction with the header's ``fence`` bit set always waits; another ``GEMM`` waits for the
+engine's ``ready``. The results are therefore those of program order whatever the program (the
+golden model runs in program order), and a compiler gets the overlap by placing the next block's
+operands in other rows (double buffering: :mod:`sim.compiler`).
 
 An error pulses ``fault`` (code, ``pc``) and, the cycle after, ``finish``; a normal end pulses
-``finish``; both wait until no GEMM is in flight. ``busy`` is high from the cycle after
+``finish``; both wait until nothing is in flight (a failed ``STORE`` is reported first, then
+a failed ``LOAD``: program order). ``busy`` is high from the cycle after
 ``start`` to the ``finish`` cycle included. ``soft_reset`` stops the program at the next point
 where nothing is in flight: a command not yet issued is dropped, a transfer or GEMM that was
 issued runs to its end (an AXI manager cannot abandon a burst; a block fetch issues no further
@@ -68,7 +82,8 @@ start one cycle after the one before ends (``DECODE``), with no bus access.
 """
 
 from amaranth import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -79,11 +94,27 @@ from hw.accel.loader import LoadCommand
 from hw.accel.storer import StoreCommand
 from hw.engine.commands import ErrorCode as EngineErrorCode
 from hw.engine.commands import Status, command_layout
-from sim.accel_spec import (FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode,
-                            Target)
+from sim.accel_spec import (FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
+                            LOADS_IN_FLIGHT, Opcode, Target)
 from sim.config import AccelConfig
 
-__all__ = ["Controller"]
+__all__ = ["Phase", "Controller"]
+
+
+class Phase(enum.Enum, shape=3):
+    """What the controller does in a cycle (its ``phase`` output, for profiling: a bench
+    counts the cycles of each; synthesis drops it when nothing reads it). ``LOAD``, ``STORE``,
+    ``GEMM``, ``EPILOGUE``: the instruction is issuing or waiting to (the interlock, a full
+    queue, a busy DMA, the engine), or runs (``EPILOGUE``); ``END``: the program drains the
+    work in flight, reports a fault or stops after a soft reset."""
+    IDLE = 0
+    FETCH = 1
+    DECODE = 2
+    LOAD = 3
+    STORE = 4
+    GEMM = 5
+    EPILOGUE = 6
+    END = 7
 
 
 class Controller(wiring.Component):
@@ -111,6 +142,8 @@ class Controller(wiring.Component):
     engine_status : In(:class:`~hw.engine.commands.Status`)
     engine_clear : Out(1)
         The engine's ``clear_error``, pulsed at start.
+    phase : Out(:class:`Phase`)
+        The controller's phase in this cycle (profiling).
     epilogue_cmd : Out(stream of :class:`~hw.accel.epilogue.EpilogueCommand`)
     epilogue_done : In(1)
     epilogue_active : Out(1)
@@ -143,6 +176,7 @@ class Controller(wiring.Component):
             "epilogue_done": In(1), "epilogue_active": Out(1),
             "engine_status": In(Status),
             "engine_clear": Out(1),
+            "phase": Out(Phase),
         })
 
     def elaborate(self, platform):
@@ -169,8 +203,6 @@ class Controller(wiring.Component):
         t, g = decoder.transfer, decoder.gemm
 
         abort = Signal()              # soft reset seen: stop at the next quiet point
-        dma_failed = Signal()         # a DRAM error in the current read transfer
-        path_done, dma_done = Signal(), Signal()
         issued_dma, issued_path = Signal(), Signal()
         code = Signal(ErrorCode)
 
@@ -179,6 +211,41 @@ class Controller(wiring.Component):
         # a DMA error pulse comes with the done of its transfer: a read's or a write's
         read_error = self.dma_error & self.read_done
         write_error = self.dma_error & self.write_done
+
+        # ---- the LOADs in flight (module docstring) -----------------------------------------
+        # their loader commands wait in a queue; their DMA reads are issued at once. A block
+        # fetch waits until no LOAD read is pending, so every read beat and read_done while one
+        # is pending belongs to a LOAD (in program order: one DMA read side, one loader)
+        m.submodules.load_queue = queue = SyncFIFOBuffered(
+            width=len(self.load_cmd.payload.as_value()), depth=LOADS_IN_FLIGHT)
+        dma_pending = Signal(range(LOADS_IN_FLIGHT + 1))      # LOAD reads without read_done
+        path_pending = Signal(range(LOADS_IN_FLIGHT + 2))     # queued or loading, not done
+        dma_issue, path_issue = Signal(), Signal()
+        loading = Signal()                                    # the read side is a LOAD's
+        m.d.comb += loading.eq(dma_pending != 0)
+        load_read_done = Signal()
+        m.d.comb += load_read_done.eq(self.read_done & loading)
+        m.d.sync += [dma_pending.eq(dma_pending + dma_issue - load_read_done),
+                     path_pending.eq(path_pending + path_issue - self.load_done)]
+        loads_busy = Signal()
+        m.d.comb += loads_busy.eq(loading | (path_pending != 0))
+        # the LOADs in flight are consecutive instructions (anything else waits for them), so
+        # the one a read_done belongs to is the oldest: its index counts up from the first
+        oldest, ld_pc = Signal(32), Signal(32)
+        ld_failed = Signal()          # a LOAD's read answered with an error (first: ld_pc)
+        with m.If(dma_issue & (dma_pending == load_read_done)):
+            m.d.sync += oldest.eq(self.pc)
+        with m.Elif(load_read_done):
+            m.d.sync += oldest.eq(oldest + 1)
+        with m.If(load_read_done & self.dma_error & ~ld_failed):
+            m.d.sync += [ld_failed.eq(1), ld_pc.eq(oldest)]
+        # read data: a LOAD's to the loader (a fetch's are taken in FETCH)
+        m.d.comb += [self.load_data.valid.eq(self.read_data.valid & loading),
+                     self.load_data.payload.eq(self.read_data.payload)]
+        with m.If(loading):
+            m.d.comb += self.read_data.ready.eq(self.load_data.ready)
+        m.d.comb += [self.load_cmd.valid.eq(queue.r_rdy), queue.r_en.eq(self.load_cmd.ready),
+                     self.load_cmd.payload.as_value().eq(queue.r_data)]
 
         # ---- the GEMM in flight (a scoreboard of one) and the memory rows it uses ----------
         status = self.engine_status
@@ -260,18 +327,31 @@ class Controller(wiring.Component):
         st_wait, st_fault = Signal(), Signal()
         m.d.comb += [st_wait.eq(store_open & (needs_store | fence) & st_busy),
                      st_fault.eq(store_open & (needs_store | fence) & ~st_busy & st_failed)]
+        # the LOADs in flight: another LOAD goes on behind them (unless fenced or the queue is
+        # full), anything else waits for them and then ends the program if one failed
+        needs_loads = ~is_load | fence
+        ld_wait, ld_fault = Signal(), Signal()
+        m.d.comb += [ld_wait.eq((needs_loads & loads_busy)
+                                | (is_load & ~issued_dma & (dma_pending == LOADS_IN_FLIGHT))),
+                     ld_fault.eq(needs_loads & ~loads_busy & ld_failed)]
         hold = Signal()
-        m.d.comb += hold.eq(gemm_hold | st_wait | st_fault)
+        m.d.comb += hold.eq(gemm_hold | st_wait | st_fault | ld_wait | ld_fault)
+        faulted = Signal()            # the wait ended in an earlier instruction's error
+        m.d.comb += faulted.eq(st_fault | ld_fault)
 
-        # the fault: a failed STORE is reported first (it comes first in program order)
-        m.d.comb += [self.fault_index.eq(Mux(st_failed, st_pc, self.pc)),
-                     self.fault_code.eq(Mux(st_failed, ErrorCode.DRAM_RESPONSE, code))]
+        # the fault: a failed STORE is reported first (it comes first in program order), then
+        # a failed LOAD (before the instruction that met the error)
+        m.d.comb += [self.fault_index.eq(Mux(st_failed, st_pc, Mux(ld_failed, ld_pc, self.pc))),
+                     self.fault_code.eq(Mux(st_failed | ld_failed, ErrorCode.DRAM_RESPONSE,
+                                            code))]
 
         def quiesce():
             """Soft reset: idle once nothing is in flight."""
             m.next = "QUIESCE"
 
-        load, store = self.load_cmd.payload, self.store_cmd.payload
+        load, store = Signal(LoadCommand), self.store_cmd.payload
+        load_cmd = queue.w_stream           # the LOAD's command, into the queue
+        m.d.comb += load_cmd.payload.eq(load.as_value())
         for name in ("saturate", "rows", "cols", "mem_row", "mem_col"):
             m.d.comb += [getattr(load, name).eq(getattr(t, name)),
                          getattr(store, name).eq(getattr(t, name))]
@@ -282,10 +362,6 @@ class Controller(wiring.Component):
         for name, _ in data.Layout.cast(self.engine_cmd.payload.shape()):
             m.d.comb += getattr(self.engine_cmd.payload, name).eq(getattr(g, name))
         m.d.comb += self.epilogue_cmd.payload.as_value().eq(decoder.epilogue.as_value())
-
-        # DMA status of the read transfer in flight (the error pulse comes with its done)
-        with m.If(read_error):
-            m.d.sync += dma_failed.eq(1)
 
         def end(error=None):
             """Leave the instruction: fault (then finish), next instruction, or finish."""
@@ -310,23 +386,25 @@ class Controller(wiring.Component):
                     else:
                         m.next = "FETCH"
 
-        with m.FSM():
+        with m.FSM() as fsm:
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += self.engine_clear.eq(1)
                     m.d.sync += [self.pc.eq(0), abort.eq(0), self.busy.eq(1),
-                                 st_failed.eq(0), requested.eq(0), answered.eq(0),
-                                 fetched.eq(0)]
+                                 st_failed.eq(0), ld_failed.eq(0), requested.eq(0),
+                                 answered.eq(0), fetched.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 # the block [pc, min(pc + FETCH_BLOCK, prog_len)): one read transfer per
                 # instruction, issued back to back (the DMA pipelines them), so that each
-                # instruction's DRAM error is its own (the DMA reports one per transfer)
+                # instruction's DRAM error is its own (the DMA reports one per transfer); once
+                # the reads of the LOADs before it are done (a failed one ends the program)
                 left = Signal(32)
                 count = Signal(range(FETCH_BLOCK + 1))
                 m.d.comb += [left.eq(self.prog_len - self.pc),
                              count.eq(Mux(left >= FETCH_BLOCK, FETCH_BLOCK, left))]
-                m.d.comb += [self.read_cmd.valid.eq(~abort & (requested != count)),
+                m.d.comb += [self.read_cmd.valid.eq(~abort & ~loading & ~ld_failed
+                                                    & (requested != count)),
                              self.read_cmd.payload.addr.eq(
                                  self.prog_base + (self.pc + requested) * INSTRUCTION_BYTES),
                              self.read_cmd.payload.row_bytes.eq(INSTRUCTION_BYTES),
@@ -335,21 +413,27 @@ class Controller(wiring.Component):
                 with m.If(self.read_cmd.valid & self.read_cmd.ready):
                     m.d.sync += requested.eq(requested + 1)
                 # the beats, in the order of the transfers, into their slots and lanes
-                m.d.comb += self.read_data.ready.eq(1)
+                fetch_done = Signal()
+                m.d.comb += fetch_done.eq(self.read_done & ~loading)
                 lane_bits = (beats_per_instruction - 1).bit_length()
                 m.d.comb += [buffer_write.addr.eq(fetched[lane_bits:]),
                              buffer_write.data.eq(self.read_data.payload.data.replicate(
                                  beats_per_instruction))]
-                with m.If(self.read_data.valid):
-                    m.d.comb += buffer_write.en.eq(1 << fetched[:lane_bits] if lane_bits else 1)
-                    m.d.sync += fetched.eq(fetched + 1)
-                with m.If(self.read_done):
+                with m.If(~loading):
+                    m.d.comb += self.read_data.ready.eq(1)
+                    with m.If(self.read_data.valid):
+                        m.d.comb += buffer_write.en.eq(
+                            1 << fetched[:lane_bits] if lane_bits else 1)
+                        m.d.sync += fetched.eq(fetched + 1)
+                with m.If(fetch_done):
                     m.d.sync += [bad.bit_select(answered, 1).eq(read_error),
                                  answered.eq(answered + 1)]
                 # every transfer issued has completed (the last done may come this cycle)
                 settled = Signal()
-                m.d.comb += settled.eq(answered + self.read_done == requested)
-                with m.If(settled & (abort | (requested == count))):
+                m.d.comb += settled.eq(answered + fetch_done == requested)
+                with m.If(~loading & ld_failed & (requested == 0)):
+                    m.next = "FAULT"
+                with m.Elif(settled & (abort | (requested == count))):
                     m.d.sync += [requested.eq(0), answered.eq(0), fetched.eq(0)]
                     with m.If(abort):
                         quiesce()
@@ -358,8 +442,7 @@ class Controller(wiring.Component):
             with m.State("DECODE"):
                 last_row = Signal(48)
                 m.d.comb += last_row.eq((t.rows - 1) * t.dram_stride)
-                m.d.sync += [issued_dma.eq(0), issued_path.eq(0), dma_done.eq(0),
-                             path_done.eq(0), dma_failed.eq(0),
+                m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
                              span_lo.eq(t.dram_addr), span_hi.eq(t.dram_addr + last_row + row_bytes),
                              span_wraps.eq((t.dram_addr + last_row + row_bytes)
                                            > (1 << config.addr_width))]
@@ -381,7 +464,7 @@ class Controller(wiring.Component):
                             m.next = "EPILOGUE"
                         with m.Default():          # DONE
                             end()
-            for state, dma_cmd, path_cmd in (("LOAD", self.read_cmd, self.load_cmd),
+            for state, dma_cmd, path_cmd in (("LOAD", self.read_cmd, load_cmd),
                                              ("STORE", self.write_cmd, self.store_cmd)):
                 with m.State(state):
                     # both parts are issued, or neither (a soft reset stops only the latter)
@@ -396,29 +479,16 @@ class Controller(wiring.Component):
                     with m.If(path_cmd.valid & path_cmd.ready):
                         m.d.sync += issued_path.eq(1)
                     if state == "LOAD":
-                        # the DMA's read data go on to the loader; done when both are
-                        m.d.comb += [self.load_data.valid.eq(self.read_data.valid),
-                                     self.load_data.payload.eq(self.read_data.payload),
-                                     self.read_data.ready.eq(self.load_data.ready)]
-                        with m.If(self.read_done):
-                            m.d.sync += dma_done.eq(1)
-                        with m.If(self.load_done):
-                            m.d.sync += path_done.eq(1)
+                        m.d.comb += [dma_issue.eq(dma_cmd.valid & dma_cmd.ready),
+                                     path_issue.eq(path_cmd.valid & path_cmd.ready)]
                     with m.If(stop):
                         quiesce()
-                    with m.Elif(st_fault & none_issued):
+                    with m.Elif(faulted & none_issued):
                         m.next = "FAULT"
                     if state == "LOAD":
-                        with m.Elif(issued_dma & issued_path & (dma_done | self.read_done)
-                                    & (path_done | self.load_done)):
-                            with m.If(dma_failed | read_error):
-                                with m.If(abort):
-                                    quiesce()
-                                with m.Else():
-                                    m.d.sync += code.eq(ErrorCode.DRAM_RESPONSE)
-                                    m.next = "FAULT"
-                            with m.Else():
-                                end()
+                        # issued: the LOAD runs on, the next instruction starts
+                        with m.Elif(dma_issued & path_issued):
+                            end()
                     else:
                         # issued: the store runs on in the background (module docstring)
                         with m.Elif(dma_issued & path_issued):
@@ -432,7 +502,7 @@ class Controller(wiring.Component):
                 m.d.comb += self.engine_cmd.valid.eq(~abort & ~hold)
                 with m.If(abort):
                     quiesce()
-                with m.Elif(st_fault):
+                with m.Elif(faulted):
                     m.next = "FAULT"
                 with m.Elif(self.engine_cmd.valid & self.engine_cmd.ready):
                     m.next = "GEMM_CHECK"
@@ -443,7 +513,7 @@ class Controller(wiring.Component):
                     m.d.sync += issued_path.eq(1)
                 with m.If(abort & ~issued_path):
                     quiesce()
-                with m.Elif(st_fault & ~issued_path):
+                with m.Elif(faulted & ~issued_path):
                     m.next = "FAULT"
                 with m.Elif(issued_path & self.epilogue_done):
                     end()
@@ -459,19 +529,19 @@ class Controller(wiring.Component):
             with m.State("FAULT"):
                 with m.If(abort):
                     quiesce()
-                with m.Elif(~in_flight & ~st_busy):
+                with m.Elif(~in_flight & ~st_busy & ~loads_busy):
                     m.d.comb += self.fault.eq(1)
                     m.next = "FINISH"
             with m.State("DRAIN"):
                 with m.If(abort):
                     quiesce()
-                with m.Elif(~in_flight & ~st_busy):
-                    with m.If(st_failed):
+                with m.Elif(~in_flight & ~st_busy & ~loads_busy):
+                    with m.If(st_failed | ld_failed):
                         m.next = "FAULT"
                     with m.Else():
                         m.next = "FINISH"
             with m.State("QUIESCE"):
-                with m.If(~in_flight & ~st_busy):
+                with m.If(~in_flight & ~st_busy & ~loads_busy):
                     m.d.sync += self.busy.eq(0)
                     m.next = "IDLE"
             with m.State("FINISH"):
@@ -479,4 +549,11 @@ class Controller(wiring.Component):
                 m.d.comb += self.finish.eq(~abort)
                 m.d.sync += self.busy.eq(0)
                 m.next = "IDLE"
+        phases = {"IDLE": Phase.IDLE, "FETCH": Phase.FETCH, "DECODE": Phase.DECODE,
+                  "LOAD": Phase.LOAD, "STORE": Phase.STORE, "GEMM": Phase.GEMM,
+                  "GEMM_CHECK": Phase.GEMM, "EPILOGUE": Phase.EPILOGUE}
+        m.d.comb += self.phase.eq(Phase.END)
+        for state, phase in phases.items():
+            with m.If(fsm.ongoing(state)):
+                m.d.comb += self.phase.eq(phase)
         return m

@@ -127,3 +127,40 @@ def training_steps() -> str:
               "are host work done once, before the first step)._"]
     return "\n".join(lines)
 
+
+#: the controller's phases (``hw.accel.controller.Phase``) in the profile table's order
+PHASES = ("FETCH", "DECODE", "LOAD", "GEMM", "EPILOGUE", "STORE", "END")
+
+
+@block("accel.profile")
+def cycle_profile() -> str:
+    data = results("accel")
+    if "profile" not in data:
+        return "_Not measured yet: `sparta measure accel`._"
+    profile, where = data["profile"], data["provenance"]["profile"]
+    rows = []
+    for kind in sorted(profile["programs"], key=("forward", "backward_update",
+                                                  "inference").index):
+        program = profile["programs"][kind]
+        total = program["cycles"]
+        phases = program["phases"]
+        for phase in [p for p in PHASES if p in phases] + sorted(set(phases) - set(PHASES)):
+            p = phases[phase]
+            rows.append((kind, phase, f"{p['cycles']:,}", f"{p['cycles'] / total:.1%}",
+                         f"{p['engine_busy'] / p['cycles']:.0%}",
+                         f"{p['read_beats'] / p['cycles']:.0%}",
+                         f"{p['write_beats'] / p['cycles']:.0%}"))
+        busy = sum(p["engine_busy"] for p in phases.values())
+        reads = sum(p["read_beats"] for p in phases.values())
+        writes = sum(p["write_beats"] for p in phases.values())
+        rows.append((kind, "**all**", f"{total:,}", "100%", f"{busy / total:.0%}",
+                     f"{reads / total:.0%}", f"{writes / total:.0%}"))
+    return "\n".join([
+        table(("program", "controller phase", "cycles (RTL)", "share", "engine busy",
+               "read beat", "write beat"), rows, "llrrrrr"), "",
+        f"_From `docs/results/accel.json` (`profile`), measured by `sparta measure accel`: one "
+        f"step of {profile['network']} (batch {profile['batch']}) and an inference pass on "
+        f"Verilator, bit-exact, every cycle sampled; the last three columns are the share of "
+        f"the phase's cycles with the engine busy, an R beat and a W beat moving; "
+        f"{measured_at(where)}._"])
+
