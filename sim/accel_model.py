@@ -19,7 +19,14 @@ Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_
   rounding to nearest even, ``saturate`` clamps overflow and infinities to the largest finite
   value, every NaN becomes the canonical NaN); the element's tag is the operand format. ACC:
   ``dram_format`` must be ``fp32``, the words are copied; ``operand_format`` and ``saturate``
-  are ignored (so is ``saturate`` for a copy).
+  are ignored (so is ``saturate`` for a copy). With ``copies`` ``K > 1`` (0 and 1: one,
+  :func:`sim.accel_spec.copy_count`) the rows are a sliding window: memory row ``mem_row + i``
+  gets DRAM row ``i + k`` at column ``mem_col + k * copy_cols`` for every ``k < K`` and ``i <
+  R = rows - K + 1`` (:func:`~sim.accel_spec.group_rows`). With ``groups`` ``G > 1`` (0 and 1:
+  one group, :func:`~sim.accel_spec.group_count`) this repeats for ``g = 0 .. G - 1``: group
+  ``g``'s rows at ``dram_addr + g * group_stride`` (``mod 2**addr_width``), into ``mem_row + g
+  * R``; the instruction reads ``G * rows`` DRAM rows and writes ``G * R`` memory rows
+  (``group_stride`` is ignored for one group, ``copy_cols`` for one copy).
 * ``STORE``: ``target`` must be ``ACC`` (the only memory a store reads); the region is
   converted to ``dram_format``, one of the engine's ``out_formats``, exactly as the engine's
   host read (:func:`sim.numerics.convert` with ``saturate``; ``fp32``: the words as they are);
@@ -56,10 +63,13 @@ its block was fetched (below, "Instruction fetch"); then ``ILLEGAL_OPCODE`` for 
 
 1. ``BAD_FIELD``: a target that is not A, B, ACC (``STORE``: not ACC); a format code outside
    :data:`~sim.accel_spec.FORMAT_BITS`; a format the target does not take (above);
-   ``rows`` or ``cols`` zero; ``dram_addr`` not below ``2 ** addr_width``.
-2. ``MISALIGNED``: ``dram_addr`` or ``dram_stride`` not a multiple of the beat.
-3. ``SPAD_OVERFLOW``: ``mem_row + rows`` above the memory's rows or ``mem_col + cols`` above its
-   width (A, B: ``a_rows`` / ``b_rows`` x ``spad_width``; ACC: ``acc_rows`` x ``acc_width``).
+   ``rows`` or ``cols`` zero; ``dram_addr`` not below ``2 ** addr_width``; a ``STORE`` with
+   more than one group or copy; ``K > 1`` with ``rows < K`` or ``copy_cols < cols`` (copies
+   that would overlap).
+2. ``MISALIGNED``: ``dram_addr`` or ``dram_stride`` (or, for ``G > 1``, ``group_stride``) not a
+   multiple of the beat.
+3. ``SPAD_OVERFLOW``: ``mem_row + G * R`` above the memory's rows or ``mem_col + (K - 1) *
+   copy_cols + cols`` above its width (A, B: ``a_rows`` / ``b_rows`` x ``spad_width``; ACC: ``acc_rows`` x ``acc_width``).
 4. ``DRAM_RESPONSE``: a beat of the transfer answers with an error (below).
 
 ``GEMM``: ``BAD_FIELD`` (a mask flag without ``output_mask``, then a zero size), then
@@ -119,7 +129,7 @@ program ends at the first instruction that does not run in this way, or at the b
 
 Counters: ``bytes_read`` / ``bytes_written`` count every beat moved, the faulting ones and a
 row's partly used last beat included (the DMA's counters): 32 per instruction fetched (every
-instruction of every block read, below), ``rows * ceil(cols * bytes / beat) * beat`` per
+instruction of every block read, below), ``G * rows * ceil(cols * bytes / beat) * beat`` per
 ``LOAD`` / ``STORE`` that reaches the bus (an instruction rejected by checks 1-3 moves
 nothing). ``products`` sums ``m * n * k`` of the GEMMs executed.
 
@@ -156,7 +166,8 @@ import numpy as np
 
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
                          FETCH_BLOCK, FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
-                         AccelError, EpilogueOp, Opcode, Target, decode, encode)
+                         AccelError, EpilogueOp, Opcode, Target, copy_count, decode, encode,
+                         group_count, group_rows)
 from .config import AccelConfig
 from .engine_model import EngineCommand, EngineError, validate
 from .epilogue import apply as apply_epilogue
@@ -433,24 +444,26 @@ class AcceleratorModel:
         operand_format = _format_name(f["operand_format"])
         target = f["target"]
         size = FORMAT_BYTES[dram_format]
-        rows, cols, row_bytes = f["rows"], f["cols"], f["cols"] * size
-        addresses, faulty = memory.rows(f["dram_addr"], f["dram_stride"], rows, row_bytes)
+        cols, row_bytes = f["cols"], f["cols"] * size
+        groups, copies, out = group_count(f), copy_count(f), group_rows(f)
+        pieces = [memory.rows((f["dram_addr"] + g * f["group_stride"]) % memory.top,
+                              f["dram_stride"], f["rows"], row_bytes) for g in range(groups)]
+        addresses = np.concatenate([a for a, _ in pieces])
+        faulty = np.concatenate([bad for _, bad in pieces])
         moved = (addresses.size, 0, 0)
         if faulty.any():
             return AccelError.DRAM_RESPONSE, moved
         raw = np.ascontiguousarray(memory.read(addresses[:, :row_bytes]))
-        words = raw.view(f"<u{size}").reshape(rows, cols)
+        words = raw.view(f"<u{size}").reshape(groups, f["rows"], cols)
+        if target != Target.ACC and dram_format != operand_format:     # fp32 -> operand
+            words = convert(FP32, FORMATS[operand_format], words, saturate=bool(f["saturate"]))
         bits, tags = self._memory(target)
-        region = (slice(f["mem_row"], f["mem_row"] + rows),
-                  slice(f["mem_col"], f["mem_col"] + cols))
-        if target == Target.ACC:
-            bits[region] = words
-        else:
-            if dram_format != operand_format:       # fp32 -> operand format
-                words = convert(FP32, FORMATS[operand_format], words,
-                                saturate=bool(f["saturate"]))
-            bits[region] = words
-            tags[region] = TAG_OF[operand_format]
+        for k in range(copies):     # copy k of group g: its DRAM rows k .. k + out - 1
+            col = f["mem_col"] + k * f["copy_cols"]
+            region = (slice(f["mem_row"], f["mem_row"] + groups * out), slice(col, col + cols))
+            bits[region] = words[:, k:k + out].reshape(groups * out, cols)
+            if target != Target.ACC:
+                tags[region] = TAG_OF[operand_format]
         return AccelError.NONE, moved
 
     def _store(self, f, memory):
@@ -554,7 +567,8 @@ def waits_for_store(config: AccelConfig, opcode: Opcode, fields: dict, store: di
         return first < rows[1] and rows[0] < first + count
 
     if opcode == Opcode.LOAD:
-        if fields["target"] == Target.ACC and meets(fields["mem_row"], fields["rows"]):
+        if fields["target"] == Target.ACC and meets(fields["mem_row"],
+                                                    group_count(fields) * group_rows(fields)):
             return True
         top = 1 << config.addr_width
         spans = [_span(config, f) for f in (fields, store)]
@@ -586,7 +600,9 @@ def _span(config: AccelConfig, f: dict) -> tuple[int, int]:
     size = FORMAT_BYTES[fmt] if fmt is not None else 1
     beat = config.beat_bytes
     row_bytes = -(-f["cols"] * size // beat) * beat
-    return f["dram_addr"], f["dram_addr"] + (f["rows"] - 1) * f["dram_stride"] + row_bytes
+    last_group = (group_count(f) - 1) * f.get("group_stride", 0)
+    return f["dram_addr"], (f["dram_addr"] + last_group + (f["rows"] - 1) * f["dram_stride"]
+                            + row_bytes)
 
 
 def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelError:
@@ -618,13 +634,21 @@ def instruction_error(config: AccelConfig, opcode: int, fields: dict) -> AccelEr
         good = operand_format in takes and dram_format in (operand_format, "fp32")
     else:
         good = False
+    groups, copies = group_count(f), copy_count(f)
+    if opcode == Opcode.STORE and (groups > 1 or copies > 1):
+        good = False
+    if copies > 1 and (f["rows"] < copies or f["copy_cols"] < f["cols"]):
+        good = False        # a window longer than the rows, or copies that overlap
     if not good or f["rows"] == 0 or f["cols"] == 0 or f["dram_addr"] >> config.addr_width:
         return AccelError.BAD_FIELD
-    if f["dram_addr"] % config.beat_bytes or f["dram_stride"] % config.beat_bytes:
+    beat = config.beat_bytes
+    if f["dram_addr"] % beat or f["dram_stride"] % beat or (groups > 1
+                                                            and f["group_stride"] % beat):
         return AccelError.MISALIGNED
     rows, width = ((engine.acc_rows, engine.acc_width) if target == Target.ACC else
                    (engine.a_rows if target == Target.A else engine.b_rows, engine.spad_width))
-    if f["mem_row"] + f["rows"] > rows or f["mem_col"] + f["cols"] > width:
+    last_col = (copies - 1) * f["copy_cols"] + f["cols"]
+    if f["mem_row"] + groups * group_rows(f) > rows or f["mem_col"] + last_col > width:
         return AccelError.SPAD_OVERFLOW
     return AccelError.NONE
 

@@ -50,7 +50,7 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
            "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
-           "FETCH_BLOCK", "LOADS_IN_FLIGHT"]
+           "FETCH_BLOCK", "LOADS_IN_FLIGHT", "group_count", "copy_count", "group_rows"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -362,10 +362,19 @@ FORMAT_BYTES = {"fp16": 2, "e4m3": 1, "e5m2": 1, "fp32": 4, "bf16": 2}
 
 #: field -> (lowest bit, width), per instruction kind; HEADER fields are in every instruction
 HEADER = {"opcode": (0, 8), "fence": (8, 1)}
+#: A transfer moves ``rows`` rows of ``cols`` elements, row ``r`` at ``dram_addr + r *
+#: dram_stride``. A ``LOAD`` may also write ``copies`` ``K`` copies of its rows (0 and 1: one):
+#: memory row ``mem_row + i`` gets DRAM row ``i + k`` at column ``mem_col + k * copy_cols``
+#: for ``k < K`` and ``i < rows - K + 1`` (a sliding window: the kernel taps of one image row
+#: read once), and repeat that for ``groups`` groups (0 and 1: one), group ``g`` at
+#: ``dram_addr + g * group_stride`` into the memory rows after group ``g - 1``'s (an im2col
+#: gather: one instruction per kernel row and block, not per tap and image row); a ``STORE``
+#: takes one copy and one group only
 TRANSFER_FIELDS = {"target": (12, 2), "dram_format": (16, 3), "operand_format": (19, 3),
                    "saturate": (22, 1), "dram_stride": (32, 32), "dram_addr": (64, 64),
                    "rows": (128, 16), "cols": (144, 16), "mem_row": (160, 16),
-                   "mem_col": (176, 16)}
+                   "mem_col": (176, 16), "groups": (192, 8), "copies": (200, 4),
+                   "copy_cols": (208, 16), "group_stride": (224, 32)}
 GEMM_FIELDS = {"a_transpose": (16, 1), "b_transpose": (17, 1), "accumulate": (18, 1),
                "mask_host": (19, 1), "mask_dropout": (20, 1), "m": (32, 16), "n": (48, 16),
                "k": (64, 16), "a_row": (80, 16), "a_col": (96, 16), "b_row": (112, 16),
@@ -417,6 +426,22 @@ EPILOGUE_FIELDS = {"op": (16, 4), "broadcast": (20, 1), "saturate": (21, 1),
 
 FIELDS = {Opcode.LOAD: TRANSFER_FIELDS, Opcode.STORE: TRANSFER_FIELDS, Opcode.GEMM: GEMM_FIELDS,
           Opcode.EPILOGUE: EPILOGUE_FIELDS, Opcode.DONE: {}}
+
+
+def group_count(fields: dict) -> int:
+    """The groups of a transfer (:data:`TRANSFER_FIELDS`): ``groups``, 0 and 1 both one."""
+    return max(1, fields.get("groups", 0))
+
+
+def copy_count(fields: dict) -> int:
+    """The copies of a transfer's rows (:data:`TRANSFER_FIELDS`): ``copies``, 0 and 1 both
+    one."""
+    return max(1, fields.get("copies", 0))
+
+
+def group_rows(fields: dict) -> int:
+    """The memory rows one group of a transfer writes: ``rows - copies + 1``."""
+    return fields["rows"] - copy_count(fields) + 1
 
 
 def encode(opcode: Opcode, **fields) -> bytes:

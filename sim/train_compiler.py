@@ -143,7 +143,7 @@ import numpy as np
 
 from .accel_model import assemble, read_matrix, write_matrix
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
-                         EpilogueOp, Opcode, Target)
+                         TRANSFER_FIELDS, EpilogueOp, Opcode, Target, group_count)
 from .compiler import Region, RegionPlacer, _tiles
 from .config import AccelConfig
 from .epilogue import dropout, dropout_keep, relu, relu_backward, sgd
@@ -681,8 +681,11 @@ class _Flat:
 class _Im2col:
     """The im2col matrix of a padded :class:`Image` (3x3, stride 1): output pixels ``(b, y, x)``
     (rows) x ``(ky, kx, c)`` (:mod:`sim.nn.im2col`'s order), and with ``ones`` a ones column
-    after them. Per kernel tap and image row of the block, one transfer of the row's pixels
-    shifted by the tap (``dram_stride`` = a pixel): the DMA gathers it, nothing is copied."""
+    after them. Per kernel row and image row of the block, one transfer of the image row's
+    pixels (``dram_stride`` = a pixel) with three copies (``copies``: the loader writes DRAM
+    pixel ``i + kx`` into row ``i`` at tap ``kx``'s columns), so each input pixel is read once
+    per kernel row, not once per tap; where a chunk of the K dimension cuts a kernel row, one
+    transfer per tap. Nothing is copied in DRAM."""
 
     def __init__(self, image: Image, ones: Region | None = None):
         if image.pad != CONV_PADDING:
@@ -696,12 +699,20 @@ class _Im2col:
         pieces = []
         for tap in range(k0 // channels, min(-(-k1 // channels), _TAPS)):
             ky, kx = divmod(tap, CONV_KERNEL)
+            first = ky * CONV_KERNEL * channels     # the kernel row's first column
+            whole = k0 <= first and first + CONV_KERNEL * channels <= k1
+            if whole and kx:
+                continue            # the kernel row's first tap took the row's other taps
             c0 = max(k0, tap * channels) - tap * channels
             c1 = min(k1, (tap + 1) * channels) - tap * channels
             for p, b, y, x, n in _row_segments(image, p0, p1):
                 addr = image.pixel_addr(b, y + ky - CONV_PADDING, x + kx - CONV_PADDING)
-                pieces.append((addr + c0 * size, image.pixel_bytes, n, c1 - c0, p - p0,
-                               tap * channels + c0 - k0))
+                if whole:   # the kernel row's taps: a window of K = 3 copies over n + 2 pixels
+                    pieces.append((addr, image.pixel_bytes, n + CONV_KERNEL - 1, channels,
+                                   p - p0, first - k0, CONV_KERNEL, channels))
+                else:
+                    pieces.append((addr + c0 * size, image.pixel_bytes, n, c1 - c0, p - p0,
+                                   tap * channels + c0 - k0))
         return pieces + _ones_piece(self.ones, _TAPS * channels, p1 - p0, k0, k1)
 
 
@@ -727,6 +738,32 @@ class _FlippedWeight:
         return pieces
 
 
+#: the largest ``groups`` of a LOAD, and the group strides it takes
+_MAX_GROUPS = (1 << TRANSFER_FIELDS["groups"][1]) - 1
+_GROUP_STRIDES = 1 << TRANSFER_FIELDS["group_stride"][1]
+
+
+def _groups(pieces) -> list:
+    """``(first piece, groups, group_stride)``: runs of consecutive pieces that one ``LOAD``
+    moves as groups (the same stride, rows, columns, column and copies, each piece's memory
+    rows right after the one before's in the block, the addresses evenly spaced): an im2col
+    gather's image rows of one kernel row, a padded image's rows."""
+    runs = []
+    for piece in pieces:
+        if runs:
+            (addr, stride, count, width, row, col, copies, copy_cols), groups, step = runs[-1]
+            gap = piece[0] - addr
+            step = gap if groups == 1 else step
+            if (groups < _MAX_GROUPS and piece[1:4] == (stride, count, width)
+                    and piece[5:] == (col, copies, copy_cols)
+                    and piece[4] == row + groups * (count - copies + 1)
+                    and 0 <= step < _GROUP_STRIDES and gap == groups * step):
+                runs[-1] = (runs[-1][0], groups + 1, step)
+                continue
+        runs.append((piece, 1, 0))
+    return runs
+
+
 def _view(tensor):
     return _Matrix(tensor) if isinstance(tensor, Region) else tensor
 
@@ -743,7 +780,7 @@ class _Builder:
         self.result, self.aux = 0, engine.acc_rows // 2
         self.instructions: list = []
         self.commands = 0
-        self.im2col_loads = self.im2col_bytes = 0
+        self.im2col_loads = self.im2col_taps = self.im2col_bytes = 0
 
     def emit(self, opcode: Opcode, fields: dict):
         self.instructions.append((opcode, fields))
@@ -759,19 +796,29 @@ class _Builder:
             mem_row = self.result
         view = _view(tensor)
         beat = self.layout.config.beat_bytes
-        for addr, stride, count, width, row, col in view.pieces(rows, cols):
+        pieces = [(*p, 1, 0) if len(p) == 6 else p for p in view.pieces(rows, cols)]
+        for addr, stride, count, width, row, col, _, _ in pieces:
             if addr % beat or stride % beat:       # the chunks keep every piece aligned
                 raise AssertionError(f"{opcode.name} of {rows} x {cols}: address {addr:#x}, "
                                      f"stride {stride} not on a beat")
+        runs = _groups(pieces) if opcode == Opcode.LOAD else [(p, 1, 0) for p in pieces]
+        for (addr, stride, count, width, row, col, copies, copy_cols), groups, group_stride \
+                in runs:
             fields = {"target": int(target), "dram_format": FORMAT_BITS.index(view.fmt),
                       "dram_stride": stride, "dram_addr": addr, "rows": count, "cols": width,
                       "mem_row": mem_row + row, "mem_col": col}
+            if groups > 1:
+                fields.update(groups=groups, group_stride=group_stride)
+            if copies > 1:
+                fields.update(copies=copies, copy_cols=copy_cols)
             if operand_format is not None:
                 fields["operand_format"] = FORMAT_BITS.index(operand_format)
             self.emit(opcode, fields)
             if isinstance(view, _Im2col) and stride:
                 self.im2col_loads += 1
-                self.im2col_bytes += count * _ceil_to(width * FORMAT_BYTES[view.fmt], beat)
+                self.im2col_taps += groups * copies
+                self.im2col_bytes += groups * count * _ceil_to(width * FORMAT_BYTES[view.fmt],
+                                                               beat)
 
     def epilogue(self, op: EpilogueOp, rows: int, cols: int, **fields):
         """An ``EPILOGUE`` whose destination and source are the current result rows unless
@@ -846,7 +893,8 @@ def _flat_step(layout: TrainingLayout, *images: Image) -> int:
 
 def _pixel_tiles(layout: TrainingLayout, layer: LayerPlan, field: str) -> dict:
     """Chunks of output pixels (``field``) preferably whole image rows (fewer transfers) and
-    whole array tiles."""
+    whole array tiles. (The callers add that the im2col columns' chunks should be whole
+    kernel rows: one ``LOAD`` with copies gathers a kernel row's three taps.)"""
     tile = layout.config.engine.array.rows if field == "m" else 1
     return {field: math.lcm(tile, layer.image[1])}
 
@@ -892,7 +940,7 @@ def _forward(builder: _Builder, seeds: dict, *, training: bool):
             shape = _Shape(f"{layer.name}.forward", _output_pixels(layout, layer),
                            layer.out_features, layer.in_features, False, False, layer.bias)
             inputs, steps = _Im2col(inputs, ones), {"k": inputs.channels}
-            tiles = _pixel_tiles(layout, layer, "m")
+            tiles = {**_pixel_tiles(layout, layer, "m"), "k": CONV_KERNEL * steps["k"]}
         else:
             shape = _Shape(f"{layer.name}.forward", layout.batch, layer.out_features,
                            layer.in_features, False, False, layer.bias)
@@ -920,7 +968,8 @@ def _backward_data(builder: _Builder, seeds: dict, layer: LayerPlan, before: Lay
         shape = _Shape(f"{layer.name}.backward_data", _output_pixels(layout, layer), c_in,
                        _TAPS * layer.out_features, False, True, False)
         a, b = _Im2col(grad), _FlippedWeight(weight, c_in, layer.out_features)
-        steps, tiles = {"k": layer.out_features}, _pixel_tiles(layout, layer, "m")
+        steps = {"k": layer.out_features}
+        tiles = {**_pixel_tiles(layout, layer, "m"), "k": CONV_KERNEL * layer.out_features}
     else:
         view = _view
         if layer.image is not None:     # rows: images; columns: the flattened values
@@ -966,7 +1015,8 @@ def _weight_update(builder: _Builder, layer: LayerPlan, lr: int, weight_decay: i
     steps = tiles = None
     if layer.conv:          # K: the output pixels of the batch
         batch = _output_pixels(layout, layer)
-        steps, tiles = {"m": inputs.channels}, _pixel_tiles(layout, layer, "k")
+        steps = {"m": inputs.channels}
+        tiles = {**_pixel_tiles(layout, layer, "k"), "m": CONV_KERNEL * inputs.channels}
         inputs, grad = _Im2col(inputs, ones), _Pixels(grad)
     else:
         batch = layout.batch
@@ -1037,9 +1087,10 @@ class Program:
     bytes_read, bytes_written : int
         DMA bytes the program moves (whole beats, fetches included), as the compiler predicts
         them; the model's and the bus counters must agree.
-    im2col_loads, im2col_bytes : int
-        The ``LOAD`` s that gather im2col matrices (one per kernel tap and image row of a
-        block; the ones columns not counted) and the bytes they read.
+    im2col_loads, im2col_taps, im2col_bytes : int
+        The ``LOAD`` s that gather im2col matrices (one per kernel row, or tap, and run of
+        image rows of a block; the ones columns not counted), the kernel taps and image rows
+        they gather (``9 B H`` per gather) and the bytes they read.
     """
     name: str
     prog_base: int
@@ -1049,6 +1100,7 @@ class Program:
     bytes_read: int
     bytes_written: int
     im2col_loads: int = 0
+    im2col_taps: int = 0
     im2col_bytes: int = 0
 
     @property
@@ -1084,10 +1136,10 @@ def _program(name: str, slot: ProgramSlot, built: _Builder, beat: int) -> Progra
     for opcode, fields in instructions:
         if opcode in moved:
             row = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
-            moved[opcode] += fields["rows"] * _ceil_to(row, beat)
+            moved[opcode] += group_count(fields) * fields["rows"] * _ceil_to(row, beat)
     return Program(name, slot.addr, slot.length, instructions, assemble(instructions),
                    moved[Opcode.LOAD] + INSTRUCTION_BYTES * slot.length, moved[Opcode.STORE],
-                   built.im2col_loads, built.im2col_bytes)
+                   built.im2col_loads, built.im2col_taps, built.im2col_bytes)
 
 
 def training_programs(layout: TrainingLayout, *, lr: float, weight_decay: float,
@@ -1452,8 +1504,8 @@ def describe(compiled: CompiledTraining) -> str:
     for name, program in compiled.programs.items():
         counts = ", ".join(f"{k} {v}" for k, v in program.counts.items())
         ops = ", ".join(f"{k} {v}" for k, v in program.epilogue_counts.items()) or "none"
-        im2col = (f"; im2col LOADs {program.im2col_loads} ({program.im2col_bytes} bytes)"
-                  if program.im2col_loads else "")
+        im2col = (f"; im2col LOADs {program.im2col_loads} ({program.im2col_taps} tap rows, "
+                  f"{program.im2col_bytes} bytes)" if program.im2col_loads else "")
         lines.append(f"{name}: {program.prog_len} instructions ({counts}); EPILOGUE ops: {ops};"
                      f" bytes read {program.bytes_read} (instruction fetch "
                      f"{program.fetch_bytes}), written {program.bytes_written}{im2col}")

@@ -375,6 +375,27 @@ def _bad_programs(config) -> list[BadProgram]:
                    + [(Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 64})]
                    + [(Opcode.LOAD, load)] * 3 + [(Opcode.DONE, {})],
                    AccelError.DRAM_RESPONSE, FETCH_BLOCK - 2, response=Resp.DECERR),
+        # LOADs of several groups (group g at dram_addr + g * group_stride, into the rows
+        # after group g - 1's): the rows of all groups count, the stride is checked, a STORE
+        # takes one group; a DRAM error in a later group is the LOAD's, and the index of a
+        # failing LOAD behind a grouped one counts instructions, not groups
+        BadProgram("grouped LOAD past the scratchpad",
+                   good + [(Opcode.LOAD, {**load, "groups": 3, "group_stride": 128,
+                                          "mem_row": engine.a_rows - 5})],
+                   AccelError.SPAD_OVERFLOW, at),
+        BadProgram("group stride off the beat",
+                   good + [(Opcode.LOAD, {**load, "groups": 2, "group_stride": 64 + beat // 2})],
+                   AccelError.MISALIGNED, at),
+        BadProgram("STORE of several groups",
+                   good + [(Opcode.STORE, {**store, "dram_addr": 0x3000, "groups": 2,
+                                           "group_stride": 256})],
+                   AccelError.BAD_FIELD, at),
+        BadProgram("grouped LOADs, the second failing in its second group",
+                   good + [(Opcode.LOAD, {**load, "groups": 3, "group_stride": 128}),
+                           (Opcode.LOAD, {**load, "dram_addr": ERROR_DRAM - 256, "groups": 2,
+                                          "group_stride": 256, "target": Target.B}),
+                           (Opcode.LOAD, load), (Opcode.GEMM, gemm), (Opcode.DONE, {})],
+                   AccelError.DRAM_RESPONSE, at + 1, response=Resp.DECERR),
         # three instructions in the last 96 bytes: the fourth fetch is past the end
         BadProgram("fetch past the end of DRAM", good, AccelError.DRAM_RESPONSE, at,
                    base=ERROR_DRAM - at * INSTRUCTION_BYTES, length=at + 1,

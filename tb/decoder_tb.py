@@ -6,8 +6,9 @@ from cocotb.triggers import Timer
 
 from hw.accel.decoder import EpilogueFields, GemmFields, TransferFields
 from sim.accel_model import instruction_error
-from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, GEMM_FIELDS, AccelError,
-                            Opcode, decode, encode)
+from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, FORMAT_BITS, GEMM_FIELDS,
+                            AccelError, TRANSFER_FIELDS, Opcode, copy_count, decode, encode, group_count,
+                            group_rows)
 from sim.config import accel_config_from
 from tb.harness import case, make_rng
 
@@ -64,6 +65,39 @@ def _random_instruction(rng, config) -> bytes:
          "mem_row": near(rows // 2, 16), "mem_col": near(width // 2, 16)}
     if rng.random() < 0.5:      # a format pair that is legal somewhere
         f["dram_format"] = int(rng.choice([f["operand_format"] % 5, 3]))
+    if rng.random() < 0.4:      # groups: 0 and 1 (one), a few, the field's top; group strides
+        # on and off the beat; the rows of all groups just inside and outside the memory
+        f["groups"] = int(rng.choice([0, 1, 2, 3, int(rng.integers(0, 256)), 255]))
+        legal = rng.random() < 0.7
+        if legal:       # otherwise legal (A's format into A, on the beat): the new checks decide
+            addr = f["dram_addr"] % (1 << config.addr_width)
+            a_format = FORMAT_BITS.index(engine.array.a_formats[0])
+            f.update(target=0, dram_format=a_format, operand_format=a_format,
+                     dram_addr=addr - addr % beat,
+                     dram_stride=f["dram_stride"] - f["dram_stride"] % beat,
+                     rows=max(1, f["rows"]), cols=max(1, f["cols"]))
+            rows, width = engine.a_rows, engine.spad_width
+        f["group_stride"] = int(rng.integers(0, 1 << 32))
+        if rng.random() < 0.6:
+            f["group_stride"] -= f["group_stride"] % beat
+        if rng.random() < 0.8:  # copies (a sliding window): windows around the rows, copy
+            # columns around the row's, the last copy's columns around the memory's width
+            f["copies"] = int(rng.choice([0, 1, 2, 3, int(rng.integers(0, 16))]))
+            if legal:   # a window that fits the rows
+                f["rows"] = max(f["rows"], f["copies"])
+            f["copy_cols"] = max(0, f["cols"] + int(rng.integers(-1 + legal, 3)))
+            if rng.random() < 0.5:
+                f["cols"] = max(1, width // (2 * max(1, f["copies"])))
+                f["copy_cols"] = f["cols"] + int(rng.integers(-1 + legal, 2))
+                f["mem_col"] = max(0, width - (max(1, f["copies"]) - 1) * f["copy_cols"]
+                                   - f["cols"] + int(rng.integers(-1, 2)))
+        window = max(1, f.get("copies", 0)) - 1
+        if rng.random() < 0.6 and f["groups"] > 1:      # all groups' rows at the edge
+            f["mem_row"] = int(rng.integers(0, 3))
+            f["rows"] = max(1, (rows - f["mem_row"]) // f["groups"] + window
+                            + int(rng.integers(-1, 2)))
+        f = {name: min(max(0, value), (1 << TRANSFER_FIELDS[name][1]) - 1)
+             for name, value in f.items()}
     return encode(Opcode(opcode), **f, **deps)
 
 
@@ -137,10 +171,27 @@ async def decodes_like_the_model(dut):
             want_bits = _pack(layout, fields)
             assert int(port.value) == want_bits, (f"vector {index}: {word.hex()}: fields "
                                                   f"{int(port.value):#x}, want {want_bits:#x}")
+        if opcode in (Opcode.LOAD, Opcode.STORE):
+            groups, copies = group_count(fields), copy_count(fields)
+            got_groups = (int(dut.groups.value), int(dut.copies.value))
+            assert got_groups == (groups, copies), \
+                f"vector {index}: {word.hex()}: groups, copies {got_groups}"
+            if want is AccelError.NONE or want is AccelError.SPAD_OVERFLOW:
+                got_rows = (int(dut.group_rows.value), int(dut.span_rows.value))
+                assert got_rows == (group_rows(fields), groups * group_rows(fields)), \
+                    f"vector {index}: {word.hex()}: group rows, rows {got_rows}"
+            if fields["groups"] > 1:
+                seen.add(("groups", want))
+            if fields["copies"] > 1:
+                seen.add(("copies", want))
     dut._log.info("checked %d instructions; (opcode, error) pairs seen: %s", cfg["vectors"],
-                  sorted((o, e.name) for o, e in seen))
+                  sorted((str(o), e.name) for o, e in seen))
     for code in (AccelError.NONE, AccelError.BAD_FIELD, AccelError.MISALIGNED,
                  AccelError.SPAD_OVERFLOW, AccelError.ILLEGAL_OPCODE):
         assert any(e is code for _, e in seen), f"no vector reached {code.name}"
     for code in (AccelError.NONE, AccelError.BAD_FIELD, AccelError.SPAD_OVERFLOW):
         assert (Opcode.EPILOGUE, code) in seen, f"no EPILOGUE reached {code.name}"
+    for code in (AccelError.NONE, AccelError.MISALIGNED, AccelError.SPAD_OVERFLOW):
+        assert ("groups", code) in seen, f"no transfer of several groups reached {code.name}"
+    for code in (AccelError.NONE, AccelError.BAD_FIELD, AccelError.SPAD_OVERFLOW):
+        assert ("copies", code) in seen, f"no transfer of several copies reached {code.name}"

@@ -113,7 +113,8 @@ class Load:
                 f"operand_format={self.operand_format} saturate={f['saturate']} "
                 f"rows=0x{f['rows']:x} cols=0x{f['cols']:x} mem_row=0x{f['mem_row']:x} "
                 f"mem_col=0x{f['mem_col']:x} dram_addr=0x{f['dram_addr']:x} "
-                f"dram_stride=0x{f['dram_stride']:x}")
+                f"dram_stride=0x{f['dram_stride']:x} copies={f['copies']} "
+                f"copy_cols=0x{f['copy_cols']:x}")
 
 
 def fp32_values(rng, n: int, target: str) -> np.ndarray:
@@ -156,8 +157,8 @@ def element_values(rng, shape, dram_format: str, operand_format: str) -> np.ndar
 
 def plan_load(config: AccelConfig, model: AcceleratorModel, dram: bytearray, rng, index: int,
               target: Target, dram_format: str, operand_format: str, *, rows: int, cols: int,
-              mem_row: int, mem_col: int, saturate: int, stride_beats: int | None = None
-              ) -> Load:
+              mem_row: int, mem_col: int, saturate: int, stride_beats: int | None = None,
+              copies: int = 1, copy_cols: int = 0) -> Load:
     """Write the LOAD's DRAM rows, run it on the model and plan what the loader must do."""
     bb = config.beat_bytes
     size = FORMAT_BYTES[dram_format]
@@ -182,13 +183,13 @@ def plan_load(config: AccelConfig, model: AcceleratorModel, dram: bytearray, rng
                    operand_format=_code(operand_format) if target != Target.ACC
                    else int(rng.integers(0, len(FORMAT_BITS))),
                    saturate=saturate, dram_stride=stride, dram_addr=addr, rows=rows, cols=cols,
-                   mem_row=mem_row, mem_col=mem_col)
+                   mem_row=mem_row, mem_col=mem_col, copies=copies, copy_cols=copy_cols)
     dram[PROGRAM_BASE:PROGRAM_BASE + 32] = assemble([(Opcode.LOAD, fields_)])
     result = model.run(dram, prog_base=PROGRAM_BASE, prog_len=1)
     if result.error != AccelError.NONE:
         raise AssertionError(f"the bench made a LOAD the model rejects ({result.error.name}): "
                              f"{fields_}")
-    region = (slice(mem_row, mem_row + rows), slice(mem_col, mem_col + cols))
+    region = _region(fields_)
     if target == Target.ACC:
         bits, tags = model.acc[region].copy(), None
     else:
@@ -203,10 +204,20 @@ def plan_load(config: AccelConfig, model: AcceleratorModel, dram: bytearray, rng
     beats = [int.from_bytes(dram[a:a + bb], "little") | (int(k == len(addresses) - 1) << last_bit)
              for k, a in enumerate(addresses)]
     lanes = lanes_of(config, target)
-    words = [(PORTS[target], mem_row + r, mem_col + c0, (1 << min(lanes, cols - c0)) - 1)
-             for r in range(rows) for c0 in range(0, cols, lanes)]
+    # per word, its copies k in order: memory row mem_row + r - k when 0 <= r - k <= rows - K
+    words = [(PORTS[target], mem_row + r - k, mem_col + c0 + k * copy_cols,
+              (1 << min(lanes, cols - c0)) - 1)
+             for r in range(rows) for c0 in range(0, cols, lanes) for k in range(copies)
+             if 0 <= r - k <= rows - copies]
     return Load(index, fields_, dram_format, operand_format if target != Target.ACC else "fp32",
                 raw, beats, words, bits, tags)
+
+
+def _region(f: dict) -> tuple:
+    """The memory region a LOAD writes (its copies' columns and the gaps between them)."""
+    copies = max(1, f.get("copies", 0))
+    return (slice(f["mem_row"], f["mem_row"] + f["rows"] - copies + 1),
+            slice(f["mem_col"], f["mem_col"] + (copies - 1) * f.get("copy_cols", 0) + f["cols"]))
 
 
 def random_shape(rng, config: AccelConfig, target: Target, dram_format: str) -> dict:
@@ -222,7 +233,17 @@ def random_shape(rng, config: AccelConfig, target: Target, dram_format: str) -> 
     mem_col = width - cols if rng.random() < 0.2 else int(rng.integers(0, width - cols + 1))
     if rng.random() < 0.15:
         mem_row = height - rows
-    return dict(rows=rows, cols=cols, mem_row=mem_row, mem_col=mem_col)
+    shape = dict(rows=rows, cols=cols, mem_row=mem_row, mem_col=mem_col)
+    if rng.random() < 0.3:      # a sliding window of K copies (an im2col row's kernel taps)
+        copies = int(rng.integers(2, 4))
+        copy_cols = cols + int(rng.integers(0, 3))
+        rows = max(rows, copies)
+        if (copies - 1) * copy_cols + cols <= width and rows - copies + 1 <= height:
+            shape.update(rows=rows, copies=copies, copy_cols=copy_cols,
+                         mem_row=int(rng.integers(0, height - (rows - copies + 1) + 1)),
+                         mem_col=int(rng.integers(0, width - (copies - 1) * copy_cols
+                                                  - cols + 1)))
+    return shape
 
 
 # -- port drivers ---------------------------------------------------------------------------------
@@ -367,7 +388,7 @@ class Bench:
         self.pending.append(t)
         self.cmd.queue.append(pack(LoadCommand, **{name: t.fields[name] for name in (
             "target", "dram_format", "operand_format", "saturate", "rows", "cols", "mem_row",
-            "mem_col")})[0])
+            "mem_col", "copies", "copy_cols")})[0])
         self.read_data.queue.extend(t.beats)
         self.beat_owner.extend([t] * len(t.beats))
         return t
@@ -464,9 +485,7 @@ class Bench:
         self._check_region(t)
 
     def _check_region(self, t: Load):
-        f = t.fields
-        region = (slice(f["mem_row"], f["mem_row"] + f["rows"]),
-                  slice(f["mem_col"], f["mem_col"] + f["cols"]))
+        region = _region(t.fields)
         bits, tags = self.shadow[t.target]
         for name, got, want in (("bits", bits[region], t.expected_bits),
                                 ("tag", None if tags is None else tags[region], t.expected_tags)):
@@ -476,7 +495,7 @@ class Bench:
             if wrong.size:
                 r, c = (int(v) for v in wrong[0])
                 raise AssertionError(
-                    f"{t.describe()}: element (r={r}, c={c}) from DRAM bits 0x{int(t.raw[r, c]):x}"
+                    f"{t.describe()}: element (r={r}, c={c}) of the region"
                     f" wrote {name} rtl=0x{int(got[r, c]):x} golden=0x{int(want[r, c]):x} "
                     f"({len(wrong)} elements differ)")
 

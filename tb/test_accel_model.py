@@ -669,6 +669,45 @@ def test_loads_behind_a_failing_load(case):
     assert result.bytes_read == fetched(ran[-1] + 1, len(program)) + moved, case
 
 
+@pytest.mark.parametrize("target", [Target.A, Target.ACC])
+def test_grouped_sliding_window_load(target):
+    """A LOAD of G groups of K copies (the im2col gather of one kernel row) writes what its
+    G * K single LOADs write, and reads each DRAM row once."""
+    rng = rng_for("grouped_load")
+    fmt = "fp16" if target == Target.A else "fp32"
+    size = SIZE[fmt]
+    image = bytearray(rng.integers(0, 256, 1 << 15, dtype=np.uint8).tobytes())
+    groups, copies, rows, cols = 3, 3, 6, 2          # 6 DRAM rows per group: 4 memory rows
+    pixel, group_stride, copy_cols = 16, 128, 3
+    grouped = with_fields(load(target, fmt, 0x1000, pixel, rows, cols, mem_row=1, mem_col=2),
+                          groups=groups, group_stride=group_stride, copies=copies,
+                          copy_cols=copy_cols)
+    singles = [with_fields(load(target, fmt, 0x1000 + g * group_stride + k * pixel, pixel,
+                                rows - copies + 1, cols, mem_row=1 + g * (rows - copies + 1),
+                                mem_col=2 + k * copy_cols))
+               for g in range(groups) for k in range(copies)]
+    one, _, model = run([grouped], dram=bytearray(image))
+    many, _, want = run(singles, dram=bytearray(image))
+    assert one.error == many.error == AccelError.NONE, (one.error, many.error)
+    for memory in ("a_bits", "a_tags", "acc"):
+        assert np.array_equal(getattr(model, memory), getattr(want, memory)), memory
+    beat = CONFIG.beat_bytes
+    assert one.bytes_read == 32 + groups * rows * beats(cols * size, beat) * beat
+    height = CONFIG.engine.a_rows if target == Target.A else CONFIG.engine.acc_rows
+    # the checks: overlapping copies, a window longer than the rows, a STORE's copies and
+    # groups, the last copy's columns and the last group's rows past the memory
+    for change, error in [({"copy_cols": cols - 1}, AccelError.BAD_FIELD),
+                          ({"rows": copies - 1}, AccelError.BAD_FIELD),
+                          ({"mem_col": 32 - 2 * copy_cols - cols + 1}, AccelError.SPAD_OVERFLOW),
+                          ({"mem_row": height - groups * (rows - copies + 1) + 1},
+                           AccelError.SPAD_OVERFLOW)]:
+        result, _, _ = run([with_fields(grouped, **change)], dram=bytearray(image))
+        assert result.error == error, (change, result.error)
+    for change in ({"copies": 2, "copy_cols": 8}, {"groups": 2, "group_stride": 64}):
+        result, _, _ = run([with_fields(store("fp32", 0x2000, 64, 2, 2), **change)])
+        assert result.error == AccelError.BAD_FIELD, change
+
+
 def test_dram_response_on_store():
     """A STORE whose beats touch an error range: DRAM_RESPONSE at the STORE; every other beat
     is written, the faulting beats' bytes keep their old values."""

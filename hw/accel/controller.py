@@ -202,6 +202,12 @@ class Controller(wiring.Component):
         fetched = Signal(range(FETCH_BLOCK * beats_per_instruction + 1))   # beats received
         t, g = decoder.transfer, decoder.gemm
 
+        # the group being issued (a LOAD's groups: sim.accel_spec.TRANSFER_FIELDS): its DRAM
+        # address, its first memory row, and the groups after it
+        group_addr = Signal(config.addr_width)
+        group_row = Signal(len(t.mem_row))
+        groups_left = Signal(len(t.groups))
+        span_rows = decoder.span_rows     # the memory rows of the whole transfer
         abort = Signal()              # soft reset seen: stop at the next quiet point
         issued_dma, issued_path = Signal(), Signal()
         code = Signal(ErrorCode)
@@ -230,12 +236,20 @@ class Controller(wiring.Component):
         loads_busy = Signal()
         m.d.comb += loads_busy.eq(loading | (path_pending != 0))
         # the LOADs in flight are consecutive instructions (anything else waits for them), so
-        # the one a read_done belongs to is the oldest: its index counts up from the first
+        # the one a read_done belongs to is the oldest: its index counts up from the first, by
+        # one at the read_done of an instruction's last group (a flag per read in flight)
         oldest, ld_pc = Signal(32), Signal(32)
         ld_failed = Signal()          # a LOAD's read answered with an error (first: ld_pc)
+        last_group = Signal(LOADS_IN_FLIGHT)          # per read in flight, in a ring
+        put, take = Signal(range(LOADS_IN_FLIGHT)), Signal(range(LOADS_IN_FLIGHT))
+        with m.If(dma_issue):
+            m.d.sync += [last_group.bit_select(put, 1).eq(groups_left == 0),
+                         put.eq(Mux(put == LOADS_IN_FLIGHT - 1, 0, put + 1))]
+        with m.If(load_read_done):
+            m.d.sync += take.eq(Mux(take == LOADS_IN_FLIGHT - 1, 0, take + 1))
         with m.If(dma_issue & (dma_pending == load_read_done)):
             m.d.sync += oldest.eq(self.pc)
-        with m.Elif(load_read_done):
+        with m.Elif(load_read_done & last_group.bit_select(take, 1)):
             m.d.sync += oldest.eq(oldest + 1)
         with m.If(load_read_done & self.dma_error & ~ld_failed):
             m.d.sync += [ld_failed.eq(1), ld_pc.eq(oldest)]
@@ -286,7 +300,7 @@ class Controller(wiring.Component):
         row_bytes = Signal(len(self.read_cmd.payload.row_bytes))
         m.d.comb += row_bytes.eq(((t.cols << shift) + beat - 1) & ~(beat - 1))
         for port in (self.read_cmd, self.write_cmd):
-            m.d.comb += [port.payload.addr.eq(t.dram_addr), port.payload.stride.eq(t.dram_stride),
+            m.d.comb += [port.payload.addr.eq(group_addr), port.payload.stride.eq(t.dram_stride),
                          port.payload.rows.eq(t.rows), port.payload.row_bytes.eq(row_bytes)]
         # [span_lo, span_hi): registered at decode; a span past the top of the address space
         # (or a stride that walks backwards) counts as meeting every other one
@@ -302,13 +316,13 @@ class Controller(wiring.Component):
         with m.If(is_load):
             with m.Switch(t.target):
                 with m.Case(Target.A):
-                    m.d.comb += touches.eq(meets(a_lo, a_hi, t.mem_row, t.rows))
+                    m.d.comb += touches.eq(meets(a_lo, a_hi, t.mem_row, span_rows))
                 with m.Case(Target.B):
-                    m.d.comb += touches.eq(meets(b_lo, b_hi, t.mem_row, t.rows))
+                    m.d.comb += touches.eq(meets(b_lo, b_hi, t.mem_row, span_rows))
                 with m.Default():
-                    m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, t.rows))
+                    m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, span_rows))
         with m.Elif(is_store):
-            m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, t.rows))
+            m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, span_rows))
         with m.Elif(decoder.opcode == Opcode.EPILOGUE):
             m.d.comb += touches.eq(1)           # the engine's accumulators and keep planes
         gemm_hold = Signal()
@@ -318,7 +332,7 @@ class Controller(wiring.Component):
             with m.Case(Opcode.LOAD):
                 m.d.comb += needs_store.eq(
                     span_wraps | ((span_lo < st_hi) & (st_lo < span_hi))
-                    | (to_acc & meets(st_row_lo, st_row_hi, t.mem_row, t.rows)))
+                    | (to_acc & meets(st_row_lo, st_row_hi, t.mem_row, span_rows)))
             with m.Case(Opcode.GEMM):
                 m.d.comb += needs_store.eq(meets(st_row_lo, st_row_hi, g.c_row, g.m))
             with m.Default():       # STORE, EPILOGUE (the store's read port), DONE
@@ -353,8 +367,10 @@ class Controller(wiring.Component):
         load_cmd = queue.w_stream           # the LOAD's command, into the queue
         m.d.comb += load_cmd.payload.eq(load.as_value())
         for name in ("saturate", "rows", "cols", "mem_row", "mem_col"):
-            m.d.comb += [getattr(load, name).eq(getattr(t, name)),
-                         getattr(store, name).eq(getattr(t, name))]
+            m.d.comb += getattr(store, name).eq(getattr(t, name))
+        for name in ("saturate", "rows", "cols", "mem_col", "copy_cols"):
+            m.d.comb += getattr(load, name).eq(getattr(t, name))
+        m.d.comb += [load.mem_row.eq(group_row), load.copies.eq(decoder.copies)]
         m.d.comb += [load.target.as_value().eq(t.target),
                      load.dram_format.as_value().eq(t.dram_format),
                      load.operand_format.as_value().eq(t.operand_format),
@@ -440,9 +456,12 @@ class Controller(wiring.Component):
                     with m.Else():
                         m.next = "DECODE"
             with m.State("DECODE"):
-                last_row = Signal(48)
-                m.d.comb += last_row.eq((t.rows - 1) * t.dram_stride)
+                last_row = Signal(50)       # the last row's offset, over the groups too
+                m.d.comb += last_row.eq((decoder.groups - 1) * t.group_stride
+                                        + (t.rows - 1) * t.dram_stride)
                 m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
+                             group_addr.eq(t.dram_addr), group_row.eq(t.mem_row),
+                             groups_left.eq(decoder.groups - 1),
                              span_lo.eq(t.dram_addr), span_hi.eq(t.dram_addr + last_row + row_bytes),
                              span_wraps.eq((t.dram_addr + last_row + row_bytes)
                                            > (1 << config.addr_width))]
@@ -486,15 +505,21 @@ class Controller(wiring.Component):
                     with m.Elif(faulted & none_issued):
                         m.next = "FAULT"
                     if state == "LOAD":
-                        # issued: the LOAD runs on, the next instruction starts
+                        # issued: the group runs on; the next group, or the next instruction
                         with m.Elif(dma_issued & path_issued):
-                            end()
+                            with m.If(groups_left == 0):
+                                end()
+                            with m.Else():
+                                m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
+                                             group_addr.eq(group_addr + t.group_stride),
+                                             group_row.eq(group_row + decoder.group_rows),
+                                             groups_left.eq(groups_left - 1)]
                     else:
                         # issued: the store runs on in the background (module docstring)
                         with m.Elif(dma_issued & path_issued):
                             m.d.sync += [st_busy.eq(1), st_pc.eq(self.pc),
                                          st_dma_done.eq(0), st_path_done.eq(0),
-                                         st_row_lo.eq(t.mem_row), st_row_hi.eq(t.mem_row + t.rows),
+                                         st_row_lo.eq(t.mem_row), st_row_hi.eq(t.mem_row + span_rows),
                                          st_lo.eq(Mux(span_wraps, 0, span_lo)),
                                          st_hi.eq(Mux(span_wraps, (1 << span_bits) - 1, span_hi))]
                             end()

@@ -6,7 +6,10 @@ and :data:`~sim.accel_spec.GEMM_FIELDS` put them (one table for the hardware, th
 and the compiler). The checks are those of :func:`sim.accel_model.instruction_error`, in its
 order: ``ILLEGAL_OPCODE``; for ``LOAD``/``STORE`` ``BAD_FIELD`` (target, formats the memory
 takes, zero size, an address beyond ``addr_width``), ``MISALIGNED`` (address or stride not a
-multiple of the beat), ``SPAD_OVERFLOW`` (17-bit sums, never truncated); for ``GEMM`` the mask
+multiple of the beat, or a group stride when there are several groups), ``SPAD_OVERFLOW``
+(``mem_row + groups * (rows - copies + 1)``, ``mem_col + (copies - 1) * copy_cols + cols``,
+sums never truncated; a ``STORE`` of several groups or copies, a window of copies longer than
+the rows or copies that overlap are ``BAD_FIELD``); for ``GEMM`` the mask
 flags on an engine without ``output_mask`` (``BAD_FIELD``). A GEMM's sizes and regions are the
 engine's own check (its ``ZERO_SIZE`` is the controller's ``BAD_FIELD``, its ``*_RANGE``
 ``SPAD_OVERFLOW``), so the decoder does not repeat it. For ``EPILOGUE`` (fields
@@ -68,6 +71,15 @@ class InstructionDecoder(wiring.Component):
         The word read as a GEMM.
     epilogue : Out(EpilogueFields)
         The word read as an EPILOGUE (the ``Epilogue`` block's command).
+    groups : Out(9)
+        A transfer's groups: ``groups``, 0 read as 1 (:func:`sim.accel_spec.group_count`).
+    copies : Out(5)
+        A transfer's copies: ``copies``, 0 read as 1 (:func:`sim.accel_spec.copy_count`).
+    group_rows : Out(17)
+        The memory rows of one group, ``rows - copies + 1`` (:func:`sim.accel_spec.group_rows`;
+        meaningful when the instruction has no error).
+    span_rows : Out(24)
+        A transfer's memory rows, ``groups * group_rows``.
     error : Out(ErrorCode)
         ``NONE`` if the instruction may run.
     """
@@ -83,6 +95,7 @@ class InstructionDecoder(wiring.Component):
             "transfer": Out(TransferFields),
             "gemm": Out(GemmFields),
             "epilogue": Out(EpilogueFields),
+            "groups": Out(9), "copies": Out(5), "group_rows": Out(17), "span_rows": Out(24),
             "error": Out(ErrorCode),
         })
 
@@ -117,11 +130,20 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += load_good.eq(operand_ok_b & copy_or_fp32)
             with m.Case(Target.ACC):
                 m.d.comb += load_good.eq(t.dram_format == code["fp32"])
-        store_good = (t.target == Target.ACC) & one_of(t.dram_format, engine.out_formats)
+        # one group for a STORE (a LOAD's groups: sim.accel_spec.TRANSFER_FIELDS)
+        m.d.comb += [self.groups.eq(Mux(t.groups == 0, 1, t.groups)),
+                     self.copies.eq(Mux(t.copies == 0, 1, t.copies)),
+                     self.group_rows.eq(t.rows - self.copies + 1),
+                     self.span_rows.eq(self.groups * self.group_rows)]
+        store_good = ((t.target == Target.ACC) & one_of(t.dram_format, engine.out_formats)
+                      & (t.groups <= 1) & (t.copies <= 1))
+        # copies: a window no longer than the rows, copies that do not overlap
+        window_bad = (t.copies > 1) & ((t.rows < t.copies) | (t.copy_cols < t.cols))
         beyond = t.dram_addr[config.addr_width:].any() if config.addr_width < 64 else 0
-        sizes_bad = (t.rows == 0) | (t.cols == 0) | beyond
+        sizes_bad = (t.rows == 0) | (t.cols == 0) | beyond | window_bad
         low_bits = (config.beat_bytes - 1).bit_length()
-        misaligned = t.dram_addr[:low_bits].any() | t.dram_stride[:low_bits].any()
+        misaligned = (t.dram_addr[:low_bits].any() | t.dram_stride[:low_bits].any()
+                      | ((t.groups > 1) & t.group_stride[:low_bits].any()))
         rows, width = Signal(17), Signal(17)
         with m.Switch(t.target):
             with m.Case(Target.A):
@@ -130,7 +152,8 @@ class InstructionDecoder(wiring.Component):
                 m.d.comb += [rows.eq(engine.b_rows), width.eq(engine.spad_width)]
             with m.Default():
                 m.d.comb += [rows.eq(engine.acc_rows), width.eq(engine.acc_width)]
-        overflow = ((t.mem_row + t.rows) > rows) | ((t.mem_col + t.cols) > width)
+        last_col = (self.copies - 1) * t.copy_cols + t.cols
+        overflow = ((t.mem_row + self.span_rows) > rows) | ((t.mem_col + last_col) > width)
 
         # EPILOGUE: the checks of sim.accel_model.instruction_error, all BAD_FIELD causes first
         e = self.epilogue

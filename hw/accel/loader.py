@@ -54,7 +54,9 @@ class LoadCommand(data.Struct):
     starts the loader, so a target of A, B or ACC; ``operand_format`` one the target's PEs take
     (A, B) with ``dram_format`` the same or ``FP32``; ``dram_format`` ``FP32`` for ACC (its
     ``operand_format`` is ignored, as is ``saturate`` without a conversion); ``rows`` and
-    ``cols`` non-zero. The loader's behaviour for any other command is undefined.
+    ``cols`` non-zero; ``copies`` (``K``, 0 read as 1) with ``rows >= K`` and ``copy_cols >=
+    cols``. A command is one group of a ``LOAD`` (the controller
+    issues the groups one by one). The loader's behaviour for any other command is undefined.
     """
     target: TargetCode
     dram_format: FormatCode
@@ -64,6 +66,8 @@ class LoadCommand(data.Struct):
     cols: _bits("cols")
     mem_row: _bits("mem_row")
     mem_col: _bits("mem_col")
+    copies: _bits("copies")
+    copy_cols: _bits("copy_cols")
 
 
 def _log2(n: int) -> int:
@@ -169,6 +173,10 @@ class Loader(wiring.Component):
         row = Signal(_bits("mem_row"), reset_less=True)             # scratchpad row of row r
         last_row = Signal(_bits("mem_row"), reset_less=True)
         word_col = Signal(field, reset_less=True)           # first element of the word
+        copies = Signal(_bits("copies"), reset_less=True)   # K: copies of each word
+        copy_cols = Signal(field, reset_less=True)
+        window_end = Signal(_bits("rows"), reset_less=True)  # rows - K: last first row
+        row_index = Signal(_bits("rows"), reset_less=True)   # DRAM row r of the command
         beat_col = Signal(field, reset_less=True)           # first element of the beat
 
         command = self.cmd.payload
@@ -188,6 +196,7 @@ class Loader(wiring.Component):
         for name in formats:
             command_tag = Mux(command.operand_format == FormatCode[name.upper()],
                               OperandFormat.of(name), command_tag)
+        command_copies = Mux(command.copies == 0, 1, command.copies)
         with m.If(accept):
             m.d.sync += [
                 busy.eq(1),
@@ -206,6 +215,10 @@ class Loader(wiring.Component):
                 last_row.eq(command.mem_row + command.rows - 1),
                 word_col.eq(0),
                 beat_col.eq(0),
+                copies.eq(command_copies),
+                copy_cols.eq(command.copy_cols),
+                window_end.eq(command.rows - command_copies),
+                row_index.eq(0),
             ]
 
         # ---- read_data -> unpacked and converted beat ------------------------------------------
@@ -260,11 +273,11 @@ class Loader(wiring.Component):
         ]
 
         out_valid = Signal()
-        out_ready = Signal()
+        word_done = Signal()        # the word in the output register: its last copy is gone
         out_free = Signal()
         step = Signal()
         m.d.comb += [
-            out_free.eq(~out_valid | out_ready),
+            out_free.eq(~out_valid | word_done),
             step.eq(beat_valid & (~complete | out_free)),
         ]
 
@@ -281,7 +294,8 @@ class Loader(wiring.Component):
 
         with m.If(step):
             with m.If(row_end):
-                m.d.sync += [word_col.eq(0), beat_col.eq(0), row.eq(row + 1)]
+                m.d.sync += [word_col.eq(0), beat_col.eq(0), row.eq(row + 1),
+                             row_index.eq(row_index + 1)]
                 with m.If(final):
                     m.d.sync += finished.eq(1)
             with m.Elif(complete):
@@ -321,6 +335,9 @@ class Loader(wiring.Component):
         out_row = Signal(_bits("mem_row"), reset_less=True)
         out_col = Signal(field, reset_less=True)
         out_last = Signal(reset_less=True)
+        out_index = Signal(_bits("rows"), reset_less=True)     # the word's DRAM row r
+        out_target = Signal(TargetCode, reset_less=True)
+        out_tag = Signal(OperandFormat, reset_less=True)
         mask = []
         for lane in range(lanes_max):
             sizes = [size for size in stored_sizes if 8 * size <= lane_width(lane)]
@@ -349,6 +366,17 @@ class Loader(wiring.Component):
             with m.If(step & complete):
                 m.d.sync += out_data[lane].eq(merged)
 
+        # copy k of the word (DRAM row r) goes to memory row mem_row + r - k, column
+        # mem_col + word_col + k * copy_cols, when 0 <= r - k <= rows - K (else it is skipped)
+        copy = Signal(_bits("copies"))
+        copy_ok = Signal()
+        out_ready = Signal()        # the port took the copy on offer
+        advance = Signal()          # the copy on offer is taken or skipped
+        m.d.comb += [
+            copy_ok.eq((out_index >= copy) & (out_index - copy <= window_end)),
+            advance.eq(out_valid & (out_ready | ~copy_ok)),
+            word_done.eq(advance & (copy == copies - 1)),
+        ]
         with m.If(step & complete):
             m.d.sync += [
                 out_valid.eq(1),
@@ -356,18 +384,25 @@ class Loader(wiring.Component):
                 out_row.eq(row),
                 out_col.eq(mem_col + word_col),
                 out_last.eq(final),
+                out_index.eq(row_index),
+                out_target.eq(target),
+                out_tag.eq(tag),
+                copy.eq(0),
             ]
-        with m.Elif(out_ready):
+        with m.Elif(word_done):
             m.d.sync += out_valid.eq(0)
+        with m.Elif(advance):
+            m.d.sync += [copy.eq(copy + 1), out_row.eq(out_row - 1),
+                         out_col.eq(out_col + copy_cols)]
 
         # ---- output ports --------------------------------------------------------------------
         ports = ((self.wr_a, TargetCode.A, rows), (self.wr_b, TargetCode.B, cols),
                  (self.wr_acc, TargetCode.ACC, cols))
         ready = 0
         for port, code, port_lanes in ports:
-            ours = target == code
+            ours = out_target == code
             m.d.comb += [
-                port.valid.eq(out_valid & ours),
+                port.valid.eq(out_valid & ours & copy_ok),
                 port.payload.row.eq(out_row),
                 port.payload.col.eq(out_col),
                 port.payload.mask.eq(out_mask[:port_lanes]),
@@ -377,12 +412,12 @@ class Loader(wiring.Component):
                     m.d.comb += port.payload.data[lane].eq(out_data[lane])
                 else:
                     m.d.comb += [port.payload.data[lane].bits.eq(out_data[lane][:16]),
-                                 port.payload.data[lane].fmt.eq(tag)]
+                                 port.payload.data[lane].fmt.eq(out_tag)]
             ready = ready | (ours & port.ready)
         m.d.comb += out_ready.eq(ready)
 
         last_taken = Signal()
-        m.d.comb += last_taken.eq(out_valid & out_ready & out_last)
+        m.d.comb += last_taken.eq(word_done & out_last)
         m.d.sync += self.done.eq(last_taken)
         with m.If(last_taken):
             m.d.sync += busy.eq(0)
