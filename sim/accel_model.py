@@ -104,13 +104,14 @@ a faulting ``LOAD`` the contents of its target region are undefined (the model l
 unchanged; a bench must not compare them). Nothing else changes in either case.
 
 A ``STORE`` runs in the background (the controller's interlock, ``docs/accel.md``
-"Controller"), so its DRAM error is reported at the first later instruction that waits for it
-(:func:`waits_for_store`: a ``STORE``, an ``EPILOGUE``, a ``LOAD`` whose DRAM span meets the
-store's or that writes accumulator rows the store reads, a ``GEMM`` whose ``C`` rows meet them,
-any instruction with ``fence``, ``DONE``, and the end of the program), with the ``STORE``'s
-index; that instruction was fetched but does not run, and the instructions between ran (none of
-them writes DRAM). Any other error met meanwhile also ends the program with the store's error
-(it comes first in program order).
+"Controller"; up to :data:`~sim.accel_spec.STORES_IN_FLIGHT` at once), so its DRAM error is
+reported at the first later instruction that waits for it (:func:`waits_for_store`: an
+``EPILOGUE``, a ``LOAD`` whose DRAM span meets the store's or that writes accumulator rows the
+store reads, a ``GEMM`` whose ``C`` rows meet them, any instruction with ``fence``, ``DONE``,
+the end of the program; and the ``STORE`` ``STORES_IN_FLIGHT`` ``STORE`` instructions after it), with the
+index of the oldest ``STORE`` that failed; that instruction was fetched but does not run, and
+the instructions between ran (the ``STORE`` instructions among them wrote their bytes). Any other error
+met meanwhile also ends the program with that store's error (it comes first in program order).
 
 Loads in flight
 ---------------
@@ -166,6 +167,7 @@ import numpy as np
 
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
                          FETCH_BLOCK, FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
+                         STORES_IN_FLIGHT,
                          AccelError, EpilogueOp, Opcode, Target, copy_count, decode, encode,
                          group_count, group_rows)
 from .config import AccelConfig
@@ -338,7 +340,8 @@ class AcceleratorModel:
         if prog_base % INSTRUCTION_BYTES:
             return RunResult(AccelError.MISALIGNED, 0, 0, 0, 0, 0, [])
         records = []
-        store = None            # the STORE in flight: (index, failed, fields)
+        stores = []             # the STOREs in flight, oldest first: [index, failed, fields]
+        issued = []             # every STORE run, in order (the same lists)
         stopped = None          # (error, index) once the program ends with an error
         executed = 0            # instructions that ran without an error
         fetched_bytes = 0       # every block's bytes: instructions fetched but never run too
@@ -360,15 +363,15 @@ class AcceleratorModel:
                 break
             opcode, fields = decode(word)
             if failed_load is not None and not _runs_behind_loads(
-                    self.config, opcode, fields, store):
+                    self.config, opcode, fields, stores):
                 break
-            if (store is not None and opcode in Opcode._value2member_map_
-                    and waits_for_store(self.config, Opcode(opcode), fields, store[2])):
-                if store[1]:        # the failed store is reported here; this one does not run
-                    records.append(InstructionRecord(index, Opcode(opcode), fields,
-                                                     AccelError.NONE, fetched, 0, 0))
+            if opcode in Opcode._value2member_map_:
+                waited = _waited_stores(self.config, Opcode(opcode), fields, stores, issued)
+                if any(s[1] for s in waited):   # a failed store is reported here; this one
+                    records.append(InstructionRecord(    # does not run
+                        index, Opcode(opcode), fields, AccelError.NONE, fetched, 0, 0))
                     break
-                store = None
+                stores = [s for s in stores if not any(s is w for w in waited)]
             if opcode not in Opcode._value2member_map_:
                 error, moved = AccelError.ILLEGAL_OPCODE, (0, 0, 0)
             else:
@@ -379,7 +382,9 @@ class AcceleratorModel:
                                              written, products))
             executed += error is AccelError.NONE
             if opcode == Opcode.STORE and error in (AccelError.NONE, AccelError.DRAM_RESPONSE):
-                store = (index, error is AccelError.DRAM_RESPONSE, fields)
+                entry = [index, error is AccelError.DRAM_RESPONSE, fields]
+                stores.append(entry)
+                issued.append(entry)
             elif opcode == Opcode.LOAD and error is AccelError.DRAM_RESPONSE:
                 if failed_load is None:         # the LOADs right behind it still run
                     failed_load = index
@@ -389,8 +394,9 @@ class AcceleratorModel:
                 break
             if opcode == Opcode.DONE:
                 break
-        if store is not None and store[1]:      # a failed store wins (first in program order)
-            stopped = (AccelError.DRAM_RESPONSE, store[0])
+        failed = [s[0] for s in stores if s[1]]
+        if failed:      # the oldest failed store wins (first in program order)
+            stopped = (AccelError.DRAM_RESPONSE, failed[0])
         error, error_index = stopped if stopped is not None else (AccelError.NONE, None)
         # the records count their own fetch; the block's instructions never reached add theirs
         unreached = fetched_bytes - INSTRUCTION_BYTES * len(records)
@@ -555,33 +561,39 @@ def _engine_command(f) -> EngineCommand:
 
 def waits_for_store(config: AccelConfig, opcode: Opcode, fields: dict, store: dict) -> bool:
     """Whether an instruction (``opcode``, decoded ``fields``) waits for the ``STORE`` of
-    ``store``'s fields in flight before it starts (the controller's interlock): ``fence``;
-    ``STORE``, ``EPILOGUE`` and ``DONE``; a ``LOAD`` whose DRAM span meets the store's (a span
-    that passes the top of the address space meets every span) or a ``LOAD`` into ACC whose
-    rows meet the store's accumulator rows; a ``GEMM`` whose ``C`` rows meet them."""
+    ``store``'s fields in flight to complete before it starts, so that the store's DRAM error
+    is reported there (the controller's interlock): ``fence``; ``DONE``; a ``LOAD`` whose DRAM
+    span meets the store's (a span that passes the top of the address space meets every
+    span). (A ``STORE`` waits for the one :data:`~sim.accel_spec.STORES_IN_FLIGHT` before it:
+    :meth:`AcceleratorModel.run`. A ``LOAD`` into accumulator rows the store reads, a ``GEMM``
+    whose ``C`` rows meet them and an ``EPILOGUE`` wait only until the store path has read
+    the rows: no error is reported there.)"""
     if fields.get("fence"):
         return True
-    rows = (store["mem_row"], store["mem_row"] + store["rows"])
-
-    def meets(first, count):
-        return first < rows[1] and rows[0] < first + count
-
     if opcode == Opcode.LOAD:
-        if fields["target"] == Target.ACC and meets(fields["mem_row"],
-                                                    group_count(fields) * group_rows(fields)):
-            return True
         top = 1 << config.addr_width
         spans = [_span(config, f) for f in (fields, store)]
         if any(hi > top for _, hi in spans):
             return True
         (lo, hi), (store_lo, store_hi) = spans
         return lo < store_hi and store_lo < hi
-    if opcode == Opcode.GEMM:
-        return meets(fields["c_row"], fields["m"])
-    return True
+    return opcode == Opcode.DONE
 
 
-def _runs_behind_loads(config: AccelConfig, opcode: int, fields: dict, store) -> bool:
+def _waited_stores(config: AccelConfig, opcode: Opcode, fields: dict, stores: list,
+                   issued: list) -> list:
+    """The STOREs in flight (``stores``) an instruction waits for to complete: a ``STORE`` the
+    one :data:`~sim.accel_spec.STORES_IN_FLIGHT` before it (``issued``: every STORE run) if
+    it is still in flight; with ``fence`` every one; otherwise :func:`waits_for_store`'s."""
+    if opcode == Opcode.STORE and not fields.get("fence"):
+        if len(issued) < STORES_IN_FLIGHT:
+            return []
+        oldest = issued[-STORES_IN_FLIGHT]
+        return [s for s in stores if s is oldest]
+    return [s for s in stores if waits_for_store(config, opcode, fields, s[2])]
+
+
+def _runs_behind_loads(config: AccelConfig, opcode: int, fields: dict, stores) -> bool:
     """Whether an instruction after a ``LOAD`` whose read failed still runs: the controller
     issues it before it knows of the error ("Loads in flight"). A ``LOAD`` without ``fence``
     and without an error of checks 1-3 does, unless it waits for a ``STORE`` that failed (its
@@ -590,8 +602,7 @@ def _runs_behind_loads(config: AccelConfig, opcode: int, fields: dict, store) ->
         return False
     if instruction_error(config, opcode, fields) is not AccelError.NONE:
         return False
-    return not (store is not None and store[1]
-                and waits_for_store(config, Opcode.LOAD, fields, store[2]))
+    return not any(s[1] and waits_for_store(config, Opcode.LOAD, fields, s[2]) for s in stores)
 
 
 def _span(config: AccelConfig, f: dict) -> tuple[int, int]:

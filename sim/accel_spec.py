@@ -50,7 +50,7 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
            "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
-           "FETCH_BLOCK", "LOADS_IN_FLIGHT", "group_count", "copy_count", "group_rows"]
+           "FETCH_BLOCK", "LOADS_IN_FLIGHT", "STORES_IN_FLIGHT", "group_count", "copy_count", "group_rows"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254
@@ -261,6 +261,11 @@ FETCH_BLOCK = 8
 #: ``LOAD`` instructions right after it in its fetch block run too (``sim.accel_model``,
 #: "Loads in flight"): their bytes count, the error is the first failing ``LOAD``'s
 LOADS_IN_FLIGHT = 4
+#: ``STORE`` instructions the controller lets run at once: a ``STORE`` is issued (its DMA write
+#: and its store-path command queued) and the next instruction starts; the ``STORE`` after
+#: ``STORES_IN_FLIGHT`` others waits for the oldest of them (``sim.accel_model``: a ``STORE``
+#: waits for the ``STORE`` ``STORES_IN_FLIGHT`` before it in program order)
+STORES_IN_FLIGHT = 4
 
 
 class Resp(enum.IntEnum):

@@ -827,12 +827,15 @@ class _Builder:
                                     "dst_row": self.result, "src_row": self.result, **fields})
 
     def gemm(self, shape: _Shape, a, a_format: str, b, b_format: str, *, start=None,
-             finish=None, steps=None, tiles=None):
+             finish=None, steps=None, tiles=None, swap=True):
         """The commands of ``shape`` (A from ``a``, B from ``b``, Regions or views, as
         stored); per output block ``start(rows, cols)`` before its first ``k`` slice (it may
         load the accumulators: then ``shape.accumulate``) and ``finish(rows, cols)`` after its
         last, once the next command's A and B loads are issued (after the last command: at
-        the end). ``steps``, ``tiles``: :func:`_chunks`."""
+        the end). ``steps``, ``tiles``: :func:`_chunks`. ``swap``: the accumulator halves swap
+        roles at each output block (so a block's stores of its results run beside the next
+        block's GEMM); without, the results stay in one half (a finish that stores from the
+        second operand's half, the SGD's, then runs beside the next block's GEMM)."""
         chunks = _chunks(self.layout, shape, steps, tiles)
         ended = None            # the output block whose last GEMM was the one before
         for tile in _tiles(shape, self.layout.config.engine, chunks):
@@ -853,7 +856,7 @@ class _Builder:
             if ended is not None:
                 finish(*ended)
                 ended = None
-            if k0 == 0:         # a new output block: the accumulator halves swap roles
+            if k0 == 0 and swap:    # a new output block: the accumulator halves swap roles
                 self.result, self.aux = self.aux, self.result
                 if start is not None:
                     start(tile.rows, tile.cols)
@@ -1025,8 +1028,10 @@ def _weight_update(builder: _Builder, layer: LayerPlan, lr: int, weight_decay: i
             inputs = _Flat(inputs, ones)
     shape = _Shape(f"{layer.name}.weight_grad", layer.master_rows, layer.out_features, batch,
                    True, False, False)
+    # the SGD's masters go in the second half and are stored from there: the next block's
+    # weight gradient goes to the same result half (its dW is used up by the SGD), not there
     builder.gemm(shape, inputs, fmt.activation, grad, fmt.gradient, finish=finish, steps=steps,
-                 tiles=tiles)
+                 tiles=tiles, swap=False)
 
 
 def _backward_update(builder: _Builder, seeds: dict, lr: int, weight_decay: int):

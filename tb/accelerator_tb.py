@@ -23,8 +23,8 @@ from cocotb.triggers import RisingEdge, Timer
 from sim.accel_driver import AcceleratorDriver, BusError, ProgramResult
 from sim.accel_model_backend import ModelBackend
 from sim.accel_spec import (COUNTERS, CSR_BYTES, FETCH_BLOCK, FORMAT_BITS, INSTRUCTION_BYTES,
-                            AccelError, Ctrl, Opcode, Reg, Resp, Target, capability_words,
-                            counter_offset, encode)
+                            STORES_IN_FLIGHT, AccelError, Ctrl, Opcode, Reg, Resp, Target,
+                            capability_words, counter_offset, encode)
 from sim.compiler import compile_gemms
 from sim.config import accel_config_from
 from tb.accel_host import RtlBackend
@@ -396,6 +396,13 @@ def _bad_programs(config) -> list[BadProgram]:
                                           "group_stride": 256, "target": Target.B}),
                            (Opcode.LOAD, load), (Opcode.GEMM, gemm), (Opcode.DONE, {})],
                    AccelError.DRAM_RESPONSE, at + 1, response=Resp.DECERR),
+        # STOREs in flight: the one STORES_IN_FLIGHT after a failing STORE waits for it and
+        # reports it; the STOREs between ran (their bytes are written and counted)
+        BadProgram("failed store reported at the STORE that waits for it",
+                   good + [(Opcode.STORE, {**store, "dram_addr": SLVERR_RANGE[0] - 64})]
+                   + [(Opcode.STORE, {**store, "dram_addr": 0x3000 + 0x100 * k})
+                      for k in range(STORES_IN_FLIGHT)] + [(Opcode.DONE, {})],
+                   AccelError.DRAM_RESPONSE, at, response=Resp.SLVERR),
         # three instructions in the last 96 bytes: the fourth fetch is past the end
         BadProgram("fetch past the end of DRAM", good, AccelError.DRAM_RESPONSE, at,
                    base=ERROR_DRAM - at * INSTRUCTION_BYTES, length=at + 1,

@@ -81,7 +81,7 @@ every two cycles when the memory does not pause); the instructions of a block af
 start one cycle after the one before ends (``DECODE``), with no bus access.
 """
 
-from amaranth import Module, Mux, Signal
+from amaranth import Array, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -95,7 +95,7 @@ from hw.accel.storer import StoreCommand
 from hw.engine.commands import ErrorCode as EngineErrorCode
 from hw.engine.commands import Status, command_layout
 from sim.accel_spec import (FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
-                            LOADS_IN_FLIGHT, Opcode, Target)
+                            LOADS_IN_FLIGHT, STORES_IN_FLIGHT, Opcode, Target)
 from sim.config import AccelConfig
 
 __all__ = ["Phase", "Controller"]
@@ -276,21 +276,56 @@ class Controller(wiring.Component):
         def meets(lo, hi, first, count):
             return (first < hi) & (lo < first + count)
 
-        # ---- the STORE in flight: its accumulator rows, its DRAM span, its outcome ---------
-        st_busy, st_failed = Signal(), Signal()
-        st_dma_done, st_path_done = Signal(), Signal()
-        st_pc = Signal(32)
-        st_row_lo, st_row_hi = Signal(17), Signal(17)
+        # ---- the STOREs in flight: a ring of slots, oldest at ``head`` (module docstring) -----
+        # per slot: busy (issued, its DMA write or store path not done), failed (a DRAM error:
+        # kept until reported), its instruction index, accumulator rows and DRAM span. DMA
+        # write_done and the store path's done come in issue order: each walks the ring
+        slots = STORES_IN_FLIGHT
+        ring_bits = max(1, (slots - 1).bit_length())
+        st_busy, st_failed = Signal(slots, name="st_busy"), Signal(slots, name="st_failed")
+        st_dma_done = Signal(slots, name="st_dma_done")
+        st_path_done = Signal(slots, name="st_path_done")
         span_bits = config.addr_width + 50
-        st_lo, st_hi = Signal(span_bits), Signal(span_bits)
+        st_pc = Array(Signal(32, name=f"st{i}_pc") for i in range(slots))
+        st_row_lo = Array(Signal(25, name=f"st{i}_row_lo") for i in range(slots))
+        st_row_hi = Array(Signal(25, name=f"st{i}_row_hi") for i in range(slots))
+        st_lo = Array(Signal(span_bits, name=f"st{i}_lo") for i in range(slots))
+        st_hi = Array(Signal(span_bits, name=f"st{i}_hi") for i in range(slots))
+        head, dma_ptr, path_ptr = (Signal(ring_bits, name=n) for n in ("st_head", "st_dma_ptr",
+                                                                       "st_path_ptr"))
+        st_count = Signal(range(slots + 1), name="st_count")   # slots from head, in order
+
+        def ring(index):
+            return (index)[:ring_bits]
+
         with m.If(self.write_done):
-            m.d.sync += st_dma_done.eq(1)
-        with m.If(write_error):
-            m.d.sync += st_failed.eq(1)
+            m.d.sync += [st_dma_done.bit_select(dma_ptr, 1).eq(1), dma_ptr.eq(ring(dma_ptr + 1))]
+            with m.If(write_error):
+                m.d.sync += st_failed.bit_select(dma_ptr, 1).eq(1)
         with m.If(self.store_done):
-            m.d.sync += st_path_done.eq(1)
-        with m.If(st_busy & (st_dma_done | self.write_done) & (st_path_done | self.store_done)):
-            m.d.sync += st_busy.eq(0)
+            m.d.sync += [st_path_done.bit_select(path_ptr, 1).eq(1),
+                         path_ptr.eq(ring(path_ptr + 1))]
+        for i in range(slots):
+            dma_i = st_dma_done[i] | (self.write_done & (dma_ptr == i))
+            path_i = st_path_done[i] | (self.store_done & (path_ptr == i))
+            with m.If(st_busy[i] & dma_i & path_i):
+                m.d.sync += st_busy[i].eq(0)
+        # the head slot leaves once done without an error (a failed one stays: reported later)
+        leave, issue_store = Signal(), Signal()
+        m.d.comb += leave.eq((st_count != 0) & ~st_busy.bit_select(head, 1)
+                             & ~st_failed.bit_select(head, 1))
+        m.d.sync += st_count.eq(st_count + issue_store - leave)
+        with m.If(leave):
+            m.d.sync += head.eq(ring(head + 1))
+        stores_busy = Signal()
+        m.d.comb += stores_busy.eq(st_busy.any())
+        # the oldest failed STORE's index (the one an error reports)
+        oldest_failed = Signal(32)
+        pick = 0
+        for k in reversed(range(slots)):
+            index = ring(head + k)
+            pick = Mux(st_failed.bit_select(index, 1), st_pc[index], pick)
+        m.d.comb += oldest_failed.eq(pick)
 
         # bytes of a DRAM row, rounded up to whole beats, and the DRAM span of the transfer
         shift = Signal(range(3))
@@ -299,9 +334,19 @@ class Controller(wiring.Component):
                 m.d.comb += shift.eq(FORMAT_BYTES[name].bit_length() - 1)
         row_bytes = Signal(len(self.read_cmd.payload.row_bytes))
         m.d.comb += row_bytes.eq(((t.cols << shift) + beat - 1) & ~(beat - 1))
-        for port in (self.read_cmd, self.write_cmd):
-            m.d.comb += [port.payload.addr.eq(group_addr), port.payload.stride.eq(t.dram_stride),
-                         port.payload.rows.eq(t.rows), port.payload.row_bytes.eq(row_bytes)]
+        # the STOREs' DMA writes wait in a queue too: the DMA takes the next write only once
+        # the bursts of the one before are issued, which its B responses pace
+        m.submodules.write_queue = write_queue = SyncFIFOBuffered(
+            width=len(self.write_cmd.payload.as_value()), depth=STORES_IN_FLIGHT)
+        write_cmd = write_queue.w_stream
+        written = Signal(TransferCommand(config.addr_width))
+        m.d.comb += [write_cmd.payload.eq(written.as_value()),
+                     self.write_cmd.valid.eq(write_queue.r_rdy),
+                     write_queue.r_en.eq(self.write_cmd.ready),
+                     self.write_cmd.payload.as_value().eq(write_queue.r_data)]
+        for port in (self.read_cmd.payload, written):
+            m.d.comb += [port.addr.eq(group_addr), port.stride.eq(t.dram_stride),
+                         port.rows.eq(t.rows), port.row_bytes.eq(row_bytes)]
         # [span_lo, span_hi): registered at decode; a span past the top of the address space
         # (or a stride that walks backwards) counts as meeting every other one
         span_lo, span_hi = Signal(span_bits), Signal(span_bits)
@@ -327,20 +372,32 @@ class Controller(wiring.Component):
             m.d.comb += touches.eq(1)           # the engine's accumulators and keep planes
         gemm_hold = Signal()
         m.d.comb += gemm_hold.eq(in_flight & (fence | touches))
-        needs_store = Signal()      # the STORE in flight (or failed, not reported yet)
-        with m.Switch(decoder.opcode):
-            with m.Case(Opcode.LOAD):
-                m.d.comb += needs_store.eq(
-                    span_wraps | ((span_lo < st_hi) & (st_lo < span_hi))
-                    | (to_acc & meets(st_row_lo, st_row_hi, t.mem_row, span_rows)))
-            with m.Case(Opcode.GEMM):
-                m.d.comb += needs_store.eq(meets(st_row_lo, st_row_hi, g.c_row, g.m))
-            with m.Default():       # STORE, EPILOGUE (the store's read port), DONE
-                m.d.comb += needs_store.eq(1)
-        store_open = st_busy | st_failed
+        # the STOREs in flight the instruction waits for: until done (``needs``: it reads
+        # DRAM the store writes, or it is a STORE, a fence, DONE; a failed one is reported
+        # there) or only until the store path has read the accumulators (``reads``: it writes
+        # accumulator rows the store reads, or it takes the read port, an EPILOGUE)
+        needs, reads = Signal(slots), Signal(slots)
+        for i in range(slots):
+            need, read = Signal(name=f"needs_store{i}"), Signal(name=f"reads_store{i}")
+            with m.Switch(decoder.opcode):
+                with m.Case(Opcode.LOAD):
+                    m.d.comb += [
+                        need.eq(span_wraps | ((span_lo < st_hi[i]) & (st_lo[i] < span_hi))),
+                        read.eq(to_acc & meets(st_row_lo[i], st_row_hi[i], t.mem_row,
+                                               span_rows))]
+                with m.Case(Opcode.GEMM):
+                    m.d.comb += read.eq(meets(st_row_lo[i], st_row_hi[i], g.c_row, g.m))
+                with m.Case(Opcode.STORE):      # the STORE STORES_IN_FLIGHT before, if open
+                    m.d.comb += need.eq((st_count == slots) & (head == i))
+                with m.Case(Opcode.EPILOGUE):
+                    m.d.comb += read.eq(1)
+                with m.Default():               # DONE
+                    m.d.comb += need.eq(1)
+            m.d.comb += [needs[i].eq((st_busy[i] | st_failed[i]) & (need | fence)),
+                         reads[i].eq(st_busy[i] & ~st_path_done[i] & read)]
         st_wait, st_fault = Signal(), Signal()
-        m.d.comb += [st_wait.eq(store_open & (needs_store | fence) & st_busy),
-                     st_fault.eq(store_open & (needs_store | fence) & ~st_busy & st_failed)]
+        m.d.comb += [st_wait.eq((needs & st_busy).any() | reads.any()),
+                     st_fault.eq(~st_wait & (needs & st_failed).any())]
         # the LOADs in flight: another LOAD goes on behind them (unless fenced or the queue is
         # full), anything else waits for them and then ends the program if one failed
         needs_loads = ~is_load | fence
@@ -355,15 +412,25 @@ class Controller(wiring.Component):
 
         # the fault: a failed STORE is reported first (it comes first in program order), then
         # a failed LOAD (before the instruction that met the error)
-        m.d.comb += [self.fault_index.eq(Mux(st_failed, st_pc, Mux(ld_failed, ld_pc, self.pc))),
-                     self.fault_code.eq(Mux(st_failed | ld_failed, ErrorCode.DRAM_RESPONSE,
+        store_failed = st_failed.any()
+        m.d.comb += [self.fault_index.eq(Mux(store_failed, oldest_failed,
+                                             Mux(ld_failed, ld_pc, self.pc))),
+                     self.fault_code.eq(Mux(store_failed | ld_failed, ErrorCode.DRAM_RESPONSE,
                                             code))]
 
         def quiesce():
             """Soft reset: idle once nothing is in flight."""
             m.next = "QUIESCE"
 
-        load, store = Signal(LoadCommand), self.store_cmd.payload
+        load, store = Signal(LoadCommand), Signal(StoreCommand)
+        # the STOREs' store-path commands wait in a queue (the store path takes one at a time)
+        m.submodules.store_queue = store_queue = SyncFIFOBuffered(
+            width=len(self.store_cmd.payload.as_value()), depth=STORES_IN_FLIGHT)
+        store_cmd = store_queue.w_stream
+        m.d.comb += [store_cmd.payload.eq(store.as_value()),
+                     self.store_cmd.valid.eq(store_queue.r_rdy),
+                     store_queue.r_en.eq(self.store_cmd.ready),
+                     self.store_cmd.payload.as_value().eq(store_queue.r_data)]
         load_cmd = queue.w_stream           # the LOAD's command, into the queue
         m.d.comb += load_cmd.payload.eq(load.as_value())
         for name in ("saturate", "rows", "cols", "mem_row", "mem_col"):
@@ -407,7 +474,8 @@ class Controller(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += self.engine_clear.eq(1)
                     m.d.sync += [self.pc.eq(0), abort.eq(0), self.busy.eq(1),
-                                 st_failed.eq(0), ld_failed.eq(0), requested.eq(0),
+                                 st_failed.eq(0), head.eq(0), st_count.eq(0), dma_ptr.eq(0),
+                                 path_ptr.eq(0), ld_failed.eq(0), requested.eq(0),
                                  answered.eq(0), fetched.eq(0)]
                     m.next = "FETCH"
             with m.State("FETCH"):
@@ -416,7 +484,7 @@ class Controller(wiring.Component):
                 # instruction's DRAM error is its own (the DMA reports one per transfer); once
                 # the reads of the LOADs before it are done (a failed one ends the program)
                 left = Signal(32)
-                count = Signal(range(FETCH_BLOCK + 1))
+                count = Signal(range(FETCH_BLOCK + 1), name="fetch_count")
                 m.d.comb += [left.eq(self.prog_len - self.pc),
                              count.eq(Mux(left >= FETCH_BLOCK, FETCH_BLOCK, left))]
                 m.d.comb += [self.read_cmd.valid.eq(~abort & ~loading & ~ld_failed
@@ -484,7 +552,7 @@ class Controller(wiring.Component):
                         with m.Default():          # DONE
                             end()
             for state, dma_cmd, path_cmd in (("LOAD", self.read_cmd, load_cmd),
-                                             ("STORE", self.write_cmd, self.store_cmd)):
+                                             ("STORE", write_cmd, store_cmd)):
                 with m.State(state):
                     # both parts are issued, or neither (a soft reset stops only the latter)
                     none_issued = ~issued_dma & ~issued_path
@@ -517,11 +585,17 @@ class Controller(wiring.Component):
                     else:
                         # issued: the store runs on in the background (module docstring)
                         with m.Elif(dma_issued & path_issued):
-                            m.d.sync += [st_busy.eq(1), st_pc.eq(self.pc),
-                                         st_dma_done.eq(0), st_path_done.eq(0),
-                                         st_row_lo.eq(t.mem_row), st_row_hi.eq(t.mem_row + span_rows),
-                                         st_lo.eq(Mux(span_wraps, 0, span_lo)),
-                                         st_hi.eq(Mux(span_wraps, (1 << span_bits) - 1, span_hi))]
+                            new = ring(head + st_count)
+                            m.d.comb += issue_store.eq(1)
+                            m.d.sync += [st_busy.bit_select(new, 1).eq(1),
+                                         st_failed.bit_select(new, 1).eq(0),
+                                         st_dma_done.bit_select(new, 1).eq(0),
+                                         st_path_done.bit_select(new, 1).eq(0),
+                                         st_pc[new].eq(self.pc), st_row_lo[new].eq(t.mem_row),
+                                         st_row_hi[new].eq(t.mem_row + span_rows),
+                                         st_lo[new].eq(Mux(span_wraps, 0, span_lo)),
+                                         st_hi[new].eq(Mux(span_wraps, (1 << span_bits) - 1,
+                                                           span_hi))]
                             end()
             with m.State("GEMM"):
                 m.d.comb += self.engine_cmd.valid.eq(~abort & ~hold)
@@ -554,19 +628,19 @@ class Controller(wiring.Component):
             with m.State("FAULT"):
                 with m.If(abort):
                     quiesce()
-                with m.Elif(~in_flight & ~st_busy & ~loads_busy):
+                with m.Elif(~in_flight & ~stores_busy & ~loads_busy):
                     m.d.comb += self.fault.eq(1)
                     m.next = "FINISH"
             with m.State("DRAIN"):
                 with m.If(abort):
                     quiesce()
-                with m.Elif(~in_flight & ~st_busy & ~loads_busy):
-                    with m.If(st_failed | ld_failed):
+                with m.Elif(~in_flight & ~stores_busy & ~loads_busy):
+                    with m.If(store_failed | ld_failed):
                         m.next = "FAULT"
                     with m.Else():
                         m.next = "FINISH"
             with m.State("QUIESCE"):
-                with m.If(~in_flight & ~st_busy & ~loads_busy):
+                with m.If(~in_flight & ~stores_busy & ~loads_busy):
                     m.d.sync += self.busy.eq(0)
                     m.next = "IDLE"
             with m.State("FINISH"):
