@@ -69,7 +69,8 @@ its block was fetched (below, "Instruction fetch"); then ``ILLEGAL_OPCODE`` for 
 2. ``MISALIGNED``: ``dram_addr`` or ``dram_stride`` (or, for ``G > 1``, ``group_stride``) not a
    multiple of the beat.
 3. ``SPAD_OVERFLOW``: ``mem_row + G * R`` above the memory's rows or ``mem_col + (K - 1) *
-   copy_cols + cols`` above its width (A, B: ``a_rows`` / ``b_rows`` x ``spad_width``; ACC: ``acc_rows`` x ``acc_width``).
+   copy_cols + cols`` above its width (A, B: ``a_rows`` / ``b_rows`` x ``spad_width``; ACC:
+   ``acc_rows`` x ``acc_width``).
 4. ``DRAM_RESPONSE``: a beat of the transfer answers with an error (below).
 
 ``GEMM``: ``BAD_FIELD`` (a mask flag without ``output_mask``, then a zero size), then
@@ -105,13 +106,15 @@ unchanged; a bench must not compare them). Nothing else changes in either case.
 
 A ``STORE`` runs in the background (the controller's interlock, ``docs/accel.md``
 "Controller"; up to :data:`~sim.accel_spec.STORES_IN_FLIGHT` at once), so its DRAM error is
-reported at the first later instruction that waits for it (:func:`waits_for_store`: an
-``EPILOGUE``, a ``LOAD`` whose DRAM span meets the store's or that writes accumulator rows the
-store reads, a ``GEMM`` whose ``C`` rows meet them, any instruction with ``fence``, ``DONE``,
-the end of the program; and the ``STORE`` ``STORES_IN_FLIGHT`` ``STORE`` instructions after it), with the
-index of the oldest ``STORE`` that failed; that instruction was fetched but does not run, and
-the instructions between ran (the ``STORE`` instructions among them wrote their bytes). Any other error
-met meanwhile also ends the program with that store's error (it comes first in program order).
+reported at the first later instruction that waits for it to complete (:func:`waits_for_store`:
+a ``LOAD`` whose DRAM span meets the store's, any instruction with ``fence``, ``DONE``, the end
+of the program, and the ``STORE`` that comes ``STORES_IN_FLIGHT`` ``STORE`` instructions after
+it), with the index of the oldest ``STORE`` that failed; that instruction was fetched but does
+not run, and the instructions between ran (the ``STORE`` instructions among them wrote their
+bytes). Any other error met meanwhile also ends the program with that store's error (it comes
+first in program order). An ``EPILOGUE``, a ``LOAD`` into accumulator rows a store reads and a
+``GEMM`` whose ``C`` rows meet them wait only until the store has read its rows: no error is
+reported there.
 
 Loads in flight
 ---------------

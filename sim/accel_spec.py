@@ -50,7 +50,8 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
            "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
-           "FETCH_BLOCK", "LOADS_IN_FLIGHT", "STORES_IN_FLIGHT", "group_count", "copy_count", "group_rows"]
+           "FETCH_BLOCK", "LOADS_IN_FLIGHT", "STORES_IN_FLIGHT", "group_count", "copy_count",
+           "group_rows"]
 
 #: ``ID`` register: ASCII "SPRT"
 ACCEL_ID = 0x53505254

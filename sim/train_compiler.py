@@ -55,9 +55,11 @@ gradients of those layers, loaded with ``dram_stride = 0``.
 
 The GEMMs of a convolution (``P = B H W`` output pixels, rows ``(b, y, x)``):
 
-* forward ``Y = im2col(X) . W (+ b)``; im2col by the DMA: per kernel tap ``(ky, kx)`` and
-  image row of the output block, one ``LOAD`` of the row's pixels shifted by the tap from the
-  padded input (``dram_stride`` = a pixel, ``cols = C_in``) into the A columns ``tap * C_in``;
+* forward ``Y = im2col(X) . W (+ b)``; im2col by the DMA and the loader: per kernel row ``ky``
+  and image of the output block, one ``LOAD`` of the padded input rows ``y + ky`` (``W + 2``
+  pixels each, ``dram_stride`` = a pixel, ``cols = C_in``; the image rows as ``groups``) with
+  three ``copies`` (``copy_cols = C_in``: tap ``(ky, kx)`` of output pixel ``x`` is pixel ``x
+  + kx``) into the A columns ``3 ky C_in ...``; per tap where a chunk cuts a kernel row;
 * backward data ``dX = im2col(dY) . W_flip`` with ``W_flip[(tap, c_out), c_in] = W[(8 - tap,
   c_in), c_out]`` (the kernel flipped in space, channels swapped): the same gather of the
   padded dY, B stored ``C_in x 9 C_out`` (``b_transpose``), per tap one ``LOAD`` of ``C_in``
@@ -69,7 +71,8 @@ The GEMMs of a convolution (``P = B H W`` output pixels, rows ``(b, y, x)``):
 
 A ``Linear`` on a flattened image loads and stores its blocks per run of values contiguous in
 DRAM: a whole image (pad 0, dense pixels), else a pixel. Chunks of im2col columns hold whole
-taps (multiples of ``C``), of output pixels preferably whole image rows.
+taps (multiples of ``C``), preferably whole kernel rows (``3 C``), of output pixels preferably
+whole image rows.
 
 ``act`` is the A side's operand format, ``weight`` the B side's and ``grad`` one both sides
 take (``fp16`` where the PEs take it, else ``e4m3``, else ``e5m2``; :class:`Formats`).

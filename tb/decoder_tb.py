@@ -7,8 +7,8 @@ from cocotb.triggers import Timer
 from hw.accel.decoder import EpilogueFields, GemmFields, TransferFields
 from sim.accel_model import instruction_error
 from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, FORMAT_BITS, GEMM_FIELDS,
-                            AccelError, TRANSFER_FIELDS, Opcode, copy_count, decode, encode, group_count,
-                            group_rows)
+                            TRANSFER_FIELDS, AccelError, Opcode, copy_count, decode, encode,
+                            group_count, group_rows)
 from sim.config import accel_config_from
 from tb.harness import case, make_rng
 

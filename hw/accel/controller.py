@@ -25,12 +25,15 @@ Per instruction, in program order:
 3. *wait* while the instruction conflicts with the GEMM in flight (below);
 4. *execute*:
 
-   * ``LOAD``: the DMA read of ``rows`` rows of ``ceil(cols * bytes / beat)`` beats at
-     ``dram_addr``, ``dram_stride`` apart, and the loader's command (into a queue of
+   * ``LOAD``: per group (``groups``: one transfer each, the DMA address advancing by
+     ``group_stride`` and the memory row by ``rows - copies + 1``), the DMA read of ``rows``
+     rows of ``ceil(cols * bytes / beat)`` beats at ``dram_addr``, ``dram_stride`` apart, and
+     the loader's command (with ``copies`` and ``copy_cols``, into a queue of
      :data:`~sim.accel_spec.LOADS_IN_FLIGHT`), together; the read data go to the loader; once
-     both are issued the next instruction starts (*loads in flight*, below);
-   * ``STORE``: the DMA write of the same shape and the storer's command; done when both are
-     (``write_done``: every B response is in);
+     the last group is issued the next instruction starts (*loads in flight*, below);
+   * ``STORE``: the DMA write of the same shape and the storer's command, each into a queue of
+     :data:`~sim.accel_spec.STORES_IN_FLIGHT`; once both are issued the next instruction
+     starts (*stores in flight*, below);
    * ``GEMM``: the engine's command, issued as soon as the engine is ready; the cycle after its
      accept tells whether the engine rejected it (the engine's ``ZERO_SIZE`` is ``BAD_FIELD``,
      its ``*_RANGE`` ``SPAD_OVERFLOW``); if not, the GEMM runs on while the controller goes on
@@ -53,7 +56,20 @@ instruction that waits for the loads ends the program with ``DRAM_RESPONSE`` and
 index. The golden model defines the same, timing-free rule
 (:mod:`sim.accel_model`, "Loads in flight").
 
-Overlap and its interlock (a scoreboard of one GEMM and one STORE, and the loads above): while a
+Stores in flight: up to ``STORES_IN_FLIGHT`` ``STORE`` instructions run at once, kept in a ring
+of slots (oldest first: instruction index, accumulator rows, DRAM span, whether the DMA write
+and the store path are done, whether the write failed). The DMA's ``write_done`` and the store
+path's ``done`` come in issue order, each advancing its own pointer round the ring; a slot is
+free once both came without an error and every older slot is free; a failed slot stays until
+the error is reported. A ``STORE`` waits for the ``STORE`` ``STORES_IN_FLIGHT`` before it (the
+ring's head when the ring is full); a ``LOAD`` whose DRAM span meets a slot's, a fenced
+instruction and ``DONE`` wait for the slots concerned to complete and report a failed one (the
+oldest failed slot's index); a ``LOAD`` into accumulator rows a slot reads, a ``GEMM`` whose
+``C`` rows meet them and an ``EPILOGUE`` (the accumulator read port) wait only until the slot's
+store path has read its rows, and report nothing. The model's rule is the same
+(:func:`sim.accel_model.waits_for_store`).
+
+Overlap and its interlock (a scoreboard of one GEMM, and the loads and stores above): while a
 GEMM is in flight, the next instructions are fetched, decoded and executed unless they conflict
 with it, in which case they wait for its ``done``. A ``LOAD`` into A or B conflicts when its
 scratchpad rows ``[mem_row, mem_row + rows)`` meet the rows the GEMM reads in that memory (A:
@@ -530,7 +546,8 @@ class Controller(wiring.Component):
                 m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
                              group_addr.eq(t.dram_addr), group_row.eq(t.mem_row),
                              groups_left.eq(decoder.groups - 1),
-                             span_lo.eq(t.dram_addr), span_hi.eq(t.dram_addr + last_row + row_bytes),
+                             span_lo.eq(t.dram_addr),
+                             span_hi.eq(t.dram_addr + last_row + row_bytes),
                              span_wraps.eq((t.dram_addr + last_row + row_bytes)
                                            > (1 << config.addr_width))]
                 with m.If(bad.bit_select(slot, 1)):
