@@ -19,10 +19,11 @@ and writes use separate AXI channels, so it can exceed 1).
 
 Training steps (``digits_cnn_step``, ``digits_mlp_step``): three steps and an inference pass
 of a compiled network (``training_steps_from_dram``), the counters of the last step's programs
-against the cycle model of their GEMMs. ``profile``: one step of the CNN again on a build
-whose controller phase is visible (``hw.accel.accelerator.PROFILE_SIGNALS``), the bench
-counting per program the cycles of each controller phase, with the engine busy and with a
-read or write beat on the bus: where the cycles go.
+against the cycle model of their GEMMs. ``profile``: the CNN's run is made on a build whose
+controller phase is visible (``hw.accel.accelerator.PROFILE_SIGNALS``), the bench counting per
+program of the last step (and the inference pass) the cycles of each controller phase, with
+the engine busy and with a read or write beat on the bus: where the cycles go, from the same
+run as the step's figures.
 
 Usage: python -m scripts.accel_bench   (sparta measure accel)
 """
@@ -93,13 +94,16 @@ TRAININGS = {
 
 
 def measure_training(config: AccelConfig, training: dict, *, simulator: str = "verilator",
-                     pause: float = 0.0, quiet: bool = True) -> dict:
+                     pause: float = 0.0, quiet: bool = True, profile: bool = False) -> dict:
     """Run ``training["steps"]`` training steps and one inference pass of a network on the RTL
     (``tb/accelerator_tb.py``, ``training_steps_from_dram``: every program's DRAM image, status
     and counters checked against the golden model, so a returned figure comes from a bit-exact
     run) and return the measurement: per program kind the RTL counters of the last step, the
     engine alone (cycle model of the same GEMM commands), the overlap and the bus efficiency,
-    the compiler's predicted bytes and the host's interactions per step."""
+    the compiler's predicted bytes and the host's interactions per step. ``profile``: the same
+    run on a build whose controller phase is visible, the bench's profiler sampling every
+    cycle; the row then has a ``profile`` (:func:`_profile`) of the last step's programs and
+    the inference pass."""
     import time
 
     from sim.nn.networks import digits_cnn, digits_mlp
@@ -108,7 +112,9 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
                         bench_module="tb.accelerator_tb", simulator=simulator,
                         testcase="training_steps_from_dram", quiet=quiet,
-                        case={"config": spec, "pause": pause, "training": training})
+                        public=PROFILE_SIGNALS if profile else (),
+                        case={"config": spec, "pause": pause, "training": training,
+                              "profile": profile})
     metrics = read_metrics(run_dir)
     steps = [r for r in metrics if "step" in r]
     (inference,) = [r for r in metrics if r.get("inference")]
@@ -172,26 +178,20 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             "host_interactions": compiled.host_interactions,
             "host_bytes_written": host_bytes_written, "host_bytes_read": host_bytes_read,
             "host_program_seconds": round(host_program_seconds, 4),
-            "programs": programs}
+            "programs": programs,
+            **({"profile": _profile(metrics)} if profile else {})}
 
 
-#: the training step whose cycles are profiled (one step: the profiler samples every cycle)
+#: the training step whose cycles are profiled (the same run as its measurement)
 PROFILED = "digits_cnn_step"
 
 
-def measure_profile(config: AccelConfig, training: dict) -> dict:
-    """Where the cycles of one training step and one inference pass go, on the RTL: per
+def _profile(metrics: list) -> dict:
+    """Where the cycles of the last training step and the inference pass go, on the RTL: per
     program, the cycles of each controller phase (``hw.accel.controller.Phase``) and, among
-    them, those with the engine busy, a read beat and a write beat on the bus (the bench's
-    profiler samples every cycle; the run is bit-exact like the others)."""
-    spec = accel_config_to_dict(config)
-    run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
-                        bench_module="tb.accelerator_tb", simulator="verilator",
-                        testcase="training_steps_from_dram", quiet=True, public=PROFILE_SIGNALS,
-                        case={"config": spec, "pause": 0.0, "profile": True,
-                              "training": {**training, "steps": 1}})
+    them, those with the engine busy, a read beat and a write beat on the bus."""
     programs = {}
-    for row in read_metrics(run_dir):
+    for row in metrics:
         if "profile" not in row:
             continue
         phases = {}
@@ -204,35 +204,37 @@ def measure_profile(config: AccelConfig, training: dict) -> dict:
             entry["write_beats"] += count * write
         programs[row["profile"]] = {"cycles": sum(p["cycles"] for p in phases.values()),
                                     "phases": phases}
-    return {"network": training["network"], "batch": training["batch"], "source": "rtl",
-            "bit_exact": True, "programs": programs}
+    return programs
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS, "profile"],
-                        action="append", help="measure only these keys (default: all)")
+    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS], action="append",
+                        help="measure only these keys (default: all; digits_cnn_step writes "
+                             "profile too)")
     args = parser.parse_args(argv)
-    keys = args.only or ["gemm_programs", *TRAININGS, "profile"]
+    keys = args.only or ["gemm_programs", *TRAININGS]
     spec = accel_config_to_dict(CONFIG)
     entries = {}
     for key in keys:
         if key in TRAININGS:
             with spinner(f"accelerator on Verilator: {key} ({TRAININGS[key]['steps']} steps)"):
-                row = measure_training(CONFIG, TRAININGS[key])
+                row = measure_training(CONFIG, TRAININGS[key], profile=key == PROFILED)
+            programs = row.pop("profile", None)
             entries[key] = row
+            if programs is not None:
+                entries["profile"] = {"network": row["network"], "batch": row["batch"],
+                                      "step": row["steps"] - 1, "source": "rtl",
+                                      "bit_exact": True, "programs": programs}
+                for kind, program in programs.items():
+                    print(f"profile {kind}: {program['cycles']:,} cycles; " + ", ".join(
+                        f"{phase} {p['cycles']:,} (engine busy {p['engine_busy']:,}, read "
+                        f"beats {p['read_beats']:,})" for phase, p in program["phases"].items()))
             print(f"{key}: {row['cycles']:,} cycles per step (RTL), engine alone "
                   f"{row['engine_cycles']:,} (overlap {row['overlap_efficiency']:.1%}), DRAM "
                   f"{row['dram_bytes_read']:,} bytes read, {row['dram_bytes_written']:,} "
                   f"written (bus counters = compiler prediction), losses {row['losses']}, "
                   f"inference {row['programs']['inference']['cycles']:,} cycles")
-    if "profile" in keys:
-        with spinner(f"accelerator on Verilator: {PROFILED}, one step profiled"):
-            entries["profile"] = row = measure_profile(CONFIG, TRAININGS[PROFILED])
-        for kind, program in row["programs"].items():
-            print(f"profile {kind}: {program['cycles']:,} cycles; " + ", ".join(
-                f"{phase} {p['cycles']:,} (engine busy {p['engine_busy']:,}, read beats "
-                f"{p['read_beats']:,})" for phase, p in program["phases"].items()))
     if "gemm_programs" in keys:
         entries["gemm_programs"] = _gemm_programs(spec)
     path = record("accel", entries, writer=__name__, config=spec)

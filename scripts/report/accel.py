@@ -158,9 +158,10 @@ def cycle_profile() -> str:
     return "\n".join([
         table(("program", "controller phase", "cycles (RTL)", "share", "engine busy",
                "read beat", "write beat"), rows, "llrrrrr"), "",
-        f"_From `docs/results/accel.json` (`profile`), measured by `sparta measure accel`: one "
-        f"step of {profile['network']} (batch {profile['batch']}) and an inference pass on "
-        f"Verilator, bit-exact, every cycle sampled; the last three columns are the share of "
+        f"_From `docs/results/accel.json` (`profile`), measured by `sparta measure accel`: "
+        f"step {profile.get('step', 0)} of {profile['network']} (batch {profile['batch']}, the "
+        f"run of `digits_cnn_step` above) and the inference pass after it, on Verilator, "
+        f"bit-exact, every cycle sampled; the last three columns are the share of "
         f"the phase's cycles with the engine busy, an R beat and a W beat moving; "
         f"{measured_at(where)}._"])
 
