@@ -78,9 +78,9 @@ whole image rows.
 take (``fp16`` where the PEs take it, else ``e4m3``, else ``e5m2``; :class:`Formats`).
 
 Op order (each GEMM tiled into engine commands as :mod:`sim.compiler` does: blocks of ``m``
-and ``n``, each block's ``k`` slices ascending, A and B blocks alternating between the halves
-of their scratchpads; a block's results in one half of the accumulator rows and a second
-operand of an ``EPILOGUE`` in the other, the halves swapping roles from one output block to
+and ``n``, each block's ``k`` slices ascending, A and B blocks placed round their scratchpads
+as in a ring, a block still held not loaded again (:class:`_Residency`); a block's results in
+one half of the accumulator rows and a second operand of an ``EPILOGUE`` in the other, the halves swapping roles from one output block to
 the next, so that a block's ``STORE`` of its results runs while the next block's loads and
 GEMM do; each command's A and B ``LOAD``s come before the epilogue and stores of the block the
 command before it ended, so that they run beside that GEMM, which the ``EPILOGUE`` waits for:
@@ -771,13 +771,54 @@ def _view(tensor):
     return _Matrix(tensor) if isinstance(tensor, Region) else tensor
 
 
+class _Residency:
+    """Which operand blocks one scratchpad (A or B) holds, and where the next one goes.
+
+    A block is placed after the one loaded before it, wrapping round to row 0 (a ring, so the
+    oldest blocks are the ones overwritten), but never on the rows of the block the command
+    before reads (its GEMM may still run: a load there would wait for it); where that leaves
+    no room the block takes the half of the memory the command before does not start in (the
+    chunks are at most half the rows). A block whose key (tensor, rows, columns, format) is
+    still held is used where it is: a ``dY`` or a weight that every output block of a GEMM
+    multiplies is read from DRAM once, not once per block."""
+
+    def __init__(self, rows: int):
+        self.rows = rows
+        self.blocks: dict = {}       # key -> (first row, rows)
+        self.last = (0, 0)           # the rows the command before reads
+        self.next = 0
+
+    def forget(self):
+        self.blocks.clear()
+
+    def place(self, key, count: int) -> tuple[int, bool]:
+        """``(first row, already there)`` of the block ``key`` of ``count`` rows."""
+        resident = key in self.blocks
+        if resident:
+            row, _ = self.blocks[key]
+        else:
+            lo, hi = self.last
+            for row in (self.next, 0, hi):
+                if row + count <= self.rows and not (row < hi and lo < row + count):
+                    break
+            else:
+                row = 0 if lo >= self.rows // 2 else self.rows // 2
+            self.blocks = {k: (r, n) for k, (r, n) in self.blocks.items()
+                           if not (r < row + count and row < r + n)}
+            self.blocks[key] = (row, count)
+            self.next = row + count
+        self.last = (row, row + count)
+        return row, resident
+
+
 class _Builder:
-    """Instructions of one program, with the A/B double buffer and the byte counts."""
+    """Instructions of one program, with the A/B blocks' placement and the byte counts."""
 
     def __init__(self, layout: TrainingLayout):
         self.layout = layout
         engine = layout.config.engine
-        self.halves = (engine.a_rows // 2, engine.b_rows // 2)
+        self.operands = {Target.A: _Residency(engine.a_rows),
+                         Target.B: _Residency(engine.b_rows)}
         # the accumulator halves: the current output block's results, an epilogue's second
         # operand; they swap at every output block (module docstring)
         self.result, self.aux = 0, engine.acc_rows // 2
@@ -841,21 +882,20 @@ class _Builder:
         second operand's half, the SGD's, then runs beside the next block's GEMM)."""
         chunks = _chunks(self.layout, shape, steps, tiles)
         ended = None            # the output block whose last GEMM was the one before
+        for residency in self.operands.values():
+            residency.forget()  # another GEMM: other operands (DRAM may have changed too)
         for tile in _tiles(shape, self.layout.config.engine, chunks):
             k0, k1 = tile.depth
             rows_a, cols_a = (tile.depth, tile.rows) if shape.transpose_a else (tile.rows,
                                                                                 tile.depth)
             rows_b, cols_b = (tile.cols, tile.depth) if shape.transpose_b else (tile.depth,
                                                                                 tile.cols)
-            half = self.commands % 2
             self.commands += 1
-            a_row, b_row = self.halves[0] * half, self.halves[1] * half
-            # the operands first, into the free halves: they load while the GEMM before runs
-            # (the finish of its block waits for it: an EPILOGUE waits for the GEMM)
-            self.transfer(Opcode.LOAD, a, rows_a, cols_a, mem_row=a_row, target=Target.A,
-                          operand_format=a_format)
-            self.transfer(Opcode.LOAD, b, rows_b, cols_b, mem_row=b_row, target=Target.B,
-                          operand_format=b_format)
+            # the operands first, into rows the GEMM before does not read: they load while it
+            # runs (the finish of its block waits for it: an EPILOGUE waits for the GEMM); a
+            # block still in its scratchpad from an earlier command is not loaded again
+            a_row = self._operand(Target.A, a, rows_a, cols_a, a_format)
+            b_row = self._operand(Target.B, b, rows_b, cols_b, b_format)
             if ended is not None:
                 finish(*ended)
                 ended = None
@@ -873,6 +913,17 @@ class _Builder:
                 ended = (tile.rows, tile.cols)
         if ended is not None:
             finish(*ended)
+
+    def _operand(self, target: Target, tensor, rows: tuple, cols: tuple, fmt: str) -> int:
+        """The first scratchpad row of block ``rows`` x ``cols`` of ``tensor`` in ``target``:
+        where it already is, else where it is loaded now (:class:`_Residency`)."""
+        residency = self.operands[target]
+        key = (id(tensor), rows, cols, fmt)
+        row, resident = residency.place(key, rows[1] - rows[0])
+        if not resident:
+            self.transfer(Opcode.LOAD, tensor, rows, cols, mem_row=row, target=target,
+                          operand_format=fmt)
+        return row
 
     def activations_backward(self, activations, seeds: dict, rows: tuple, cols: tuple,
                              view=_view):

@@ -167,16 +167,16 @@ class Epilogue(wiring.Component):
 
     Latency and throughput
     ----------------------
-    ``cmd`` is accepted while idle; the first read is requested the cycle after. Cycles per
-    segment, once the reads run ahead (the engine takes up to 4 reads per 5 cycles, which is
-    never the limit): ``RELU``, ``CAST`` 2; ``RELU_BACKWARD`` 3; ``SCALE``, ``DROPOUT`` 4;
-    ``ADD`` 5; ``SGD`` 7 (source 1, destination 1, 2 per pass, 1 to hand the segment to the
-    write register). A segment's write is offered the cycle after it is computed and overlaps
-    the next segment. ``done`` pulses the cycle after the last write was taken (both ports);
-    the next ``cmd`` may be accepted in that cycle. On the real engine with nothing stalling,
-    a command of ``S`` segments at ``k`` cycles each takes ``S k + 6`` cycles from the accept
-    to ``done`` (the first write ``k + 5`` cycles after the accept: engine read latency 4).
-    ``rd_req`` and ``wr_acc`` are not ready while the engine runs a GEMM: the block then
+    ``cmd`` is accepted while idle; the first read is requested the cycle after. The reads run
+    ahead into a gather register (a segment's source and destination); the compute stage takes
+    a gathered segment in the cycle it hands the one before to the write register (the last
+    pass's sums go there directly), so reads, arithmetic and writes overlap. Cycles per
+    segment without stalls: ``SCALE`` and ``DROPOUT`` 2 (one pass), ``SGD`` 4 (two passes);
+    the others go at the engine's read rate (4 reads per 5 cycles): ``RELU`` and ``CAST`` 5/4,
+    ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes ``6 + r + p`` cycles after the accept (``r`` the
+    reads per segment, ``p`` 1 without a pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12);
+    ``done`` pulses the cycle after the last write was taken (both ports); the next ``cmd`` may
+    be accepted in that cycle. ``rd_req`` and ``wr_acc`` are not ready while the engine runs a GEMM: the block then
     simply waits.
 
     Ports
@@ -300,15 +300,15 @@ class Epilogue(wiring.Component):
                 with m.Case(EpilogueOpCode.RELU_BACKWARD):
                     m.d.comb += result.eq(Mux(_kept(s), canonical, 0))
                 with m.Case(EpilogueOpCode.DROPOUT):
-                    m.d.comb += result.eq(Mux(tile_keep[lane], t[lane], 0))
+                    m.d.comb += result.eq(Mux(tile_keep[lane], sums[lane], 0))
                 with m.Case(EpilogueOpCode.CAST):
                     widened = 0
                     for index, name in enumerate(formats):
                         value = widen_to_fp32(m, x, name, name=f"lane{lane}_{name}")
                         widened = Mux(cast_index == index, value, widened)
                     m.d.comb += result.eq(widened)
-                with m.Default():
-                    m.d.comb += result.eq(t[lane])
+                with m.Default():       # ADD, SCALE, SGD: the sum of the last pass
+                    m.d.comb += result.eq(sums[lane])
             results.append(result)
             keeps.append(_kept(x))
 
@@ -341,7 +341,25 @@ class Epilogue(wiring.Component):
         free = Signal(name="write_free")             # empty, or emptied in this cycle
         m.d.comb += free.eq((~acc_pending | self.wr_acc.ready) & mask_free)
 
-        # -- segments ----------------------------------------------------------------------------
+        # -- operand gather: the next segment's source and destination, read ahead -----------
+        # (the compute stage below takes them as a whole: ``take``)
+        g_src = Signal(data.ArrayLayout(32, lanes), name="gather_source")
+        g_dst = Signal(data.ArrayLayout(32, lanes), name="gather_dest")
+        g_valid = Signal(name="gather_valid")
+        g_source_next = Signal(name="gather_source_next")   # the next word is a source
+        active = Signal(name="active")
+        take = Signal(name="take")
+        m.d.comb += self.rd_data.ready.eq(active & (~g_valid | take))
+        with m.If(take):
+            m.d.sync += g_valid.eq(0)
+        with m.If(self.rd_data.valid & self.rd_data.ready):
+            with m.If(g_source_next):
+                m.d.sync += [g_src.eq(self.rd_data.payload), g_source_next.eq(0)]
+            with m.Else():
+                m.d.sync += [g_dst.eq(self.rd_data.payload), g_valid.eq(1),
+                             g_source_next.eq(has_source)]
+
+        # -- compute stage: one segment at a time, the next taken as the last one is written ----
         row = Signal(_width("rows"), name="seg_row")
         off = Signal(_width("cols"), name="seg_off")
         last_in_row = Signal(name="seg_last_in_row")
@@ -351,11 +369,36 @@ class Epilogue(wiring.Component):
                                   EpilogueOp.SGD))
         is_dropout = _is(op, EpilogueOp.DROPOUT)
 
-        def next_segment():
-            with m.If(has_source):
-                m.next = "SOURCE"
+        def take_next():
+            """Start the gathered segment, if there is one, else wait for it."""
+            m.d.comb += take.eq(g_valid)
+            with m.If(g_valid):
+                m.d.sync += [source.eq(g_src), dest.eq(g_dst), second.eq(0)]
+                with m.If(passes):
+                    m.next = "MUL"
+                with m.Else():
+                    m.next = "OUT"
             with m.Else():
-                m.next = "DEST"
+                m.next = "WAIT"
+
+        def write_segment():
+            """The write register takes this cycle's ``results``; then the next segment."""
+            m.d.sync += [
+                out_row.eq(c.dst_row + row), out_col.eq(c.dst_col + off),
+                out_lanes.eq(Cat(off + lane < c.cols for lane in range(lanes))),
+                out_data.eq(Cat(results)), out_keep.eq(Cat(keeps)),
+                acc_pending.eq(1), mask_pending.eq(c.write_mask),
+            ]
+            with m.If(last_in_row):
+                m.d.sync += [off.eq(0), row.eq(row + 1)]
+                with m.If(row + 1 == c.rows):
+                    m.d.sync += active.eq(0)
+                    m.next = "DRAIN"
+                with m.Else():
+                    take_next()
+            with m.Else():
+                m.d.sync += off.eq(off + lanes)
+                take_next()
 
         m.d.sync += self.done.eq(0)
 
@@ -366,54 +409,28 @@ class Epilogue(wiring.Component):
                     command = self.cmd.payload
                     m.d.sync += [c.eq(command), req_active.eq(1), req_row.eq(0), req_off.eq(0),
                                  req_source.eq(_is(command.op, *EPILOGUE_SOURCE_OPS)),
+                                 g_source_next.eq(_is(command.op, *EPILOGUE_SOURCE_OPS)),
                                  gen_start.eq(_is(command.op, EpilogueOp.DROPOUT)),
-                                 row.eq(0), off.eq(0)]
-                    with m.If(_is(command.op, *EPILOGUE_SOURCE_OPS)):
-                        m.next = "SOURCE"
-                    with m.Else():
-                        m.next = "DEST"
-            with m.State("SOURCE"):
-                m.d.comb += self.rd_data.ready.eq(1)
-                with m.If(self.rd_data.valid):
-                    m.d.sync += source.eq(self.rd_data.payload)
-                    m.next = "DEST"
-            with m.State("DEST"):
-                m.d.comb += self.rd_data.ready.eq(1)
-                with m.If(self.rd_data.valid):
-                    m.d.sync += [dest.eq(self.rd_data.payload), second.eq(0)]
-                    with m.If(passes):
-                        m.next = "MUL"
-                    with m.Else():
-                        m.next = "OUT"
+                                 active.eq(1), row.eq(0), off.eq(0)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                take_next()
             with m.State("MUL"):
                 m.d.sync += [t[lane].eq(products[lane]) for lane in range(lanes)]
                 m.next = "ADD"
             with m.State("ADD"):
-                m.d.sync += [t[lane].eq(sums[lane]) for lane in range(lanes)]
                 with m.If(_is(op, EpilogueOp.SGD) & ~second):
+                    m.d.sync += [t[lane].eq(sums[lane]) for lane in range(lanes)]
                     m.d.sync += second.eq(1)
                     m.next = "MUL"
-                with m.Else():
-                    m.next = "OUT"
-            with m.State("OUT"):
-                tile_ready = ~is_dropout | generator.o.valid
-                m.d.comb += generator.o.ready.eq(free & is_dropout)
-                with m.If(free & tile_ready):
-                    m.d.sync += [
-                        out_row.eq(c.dst_row + row), out_col.eq(c.dst_col + off),
-                        out_lanes.eq(Cat(off + lane < c.cols for lane in range(lanes))),
-                        out_data.eq(Cat(results)), out_keep.eq(Cat(keeps)),
-                        acc_pending.eq(1), mask_pending.eq(c.write_mask),
-                    ]
-                    with m.If(last_in_row):
-                        m.d.sync += [off.eq(0), row.eq(row + 1)]
-                        with m.If(row + 1 == c.rows):
-                            m.next = "DRAIN"
-                        with m.Else():
-                            next_segment()
-                    with m.Else():
-                        m.d.sync += off.eq(off + lanes)
-                        next_segment()
+                with m.Else():          # the last pass: its sums are the results
+                    tile_ready = ~is_dropout | generator.o.valid
+                    m.d.comb += generator.o.ready.eq(free & is_dropout)
+                    with m.If(free & tile_ready):
+                        write_segment()
+            with m.State("OUT"):        # RELU, RELU_BACKWARD, CAST: no pass
+                with m.If(free):
+                    write_segment()
             with m.State("DRAIN"):
                 with m.If(free):
                     m.d.sync += self.done.eq(1)
