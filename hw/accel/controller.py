@@ -75,9 +75,11 @@ with it, in which case they wait for its ``done``. A ``LOAD`` into A or B confli
 scratchpad rows ``[mem_row, mem_row + rows)`` meet the rows the GEMM reads in that memory (A:
 ``[a_row, a_row + m)``, or ``k`` rows when transposed; B: ``[b_row, b_row + k)``, or ``n`` rows
 when transposed); a ``LOAD`` into the accumulator memory and a ``STORE`` when their rows meet
-the GEMM's ``C`` rows ``[c_row, c_row + m)`` (the engine is built with ``host_acc_while_busy``:
-the loader's and the storer's accesses take the cycles the sequencer leaves free); an
-instruction with the header's ``fence`` bit set always waits; another ``GEMM`` waits for the
+the GEMM's ``C`` rows ``[c_row, c_row + m)``; an ``EPILOGUE`` when its destination rows or
+its source rows (one with ``broadcast``) meet them or it writes keep bits (``write_mask``). The
+engine is built with ``host_acc_while_busy``: the loader's, the storer's and the epilogue's
+accesses take the cycles the sequencer leaves free, so an ``EPILOGUE`` on one block runs beside
+the GEMM of the next (the compiler places it after that GEMM). An instruction with the header's ``fence`` bit set always waits; another ``GEMM`` waits for the
 engine's ``ready``. The results are therefore those of program order whatever the program (the
 golden model runs in program order), and a compiler gets the overlap by placing the next block's
 operands in other rows (double buffering: :mod:`sim.compiler`).
@@ -97,7 +99,7 @@ every two cycles when the memory does not pause); the instructions of a block af
 start one cycle after the one before ends (``DECODE``), with no bus access.
 """
 
-from amaranth import Array, Module, Mux, Signal
+from amaranth import Array, Cat, Module, Mux, Signal
 from amaranth.lib import data, enum, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -110,8 +112,9 @@ from hw.accel.loader import LoadCommand
 from hw.accel.storer import StoreCommand
 from hw.engine.commands import ErrorCode as EngineErrorCode
 from hw.engine.commands import Status, command_layout
-from sim.accel_spec import (FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
-                            LOADS_IN_FLIGHT, STORES_IN_FLIGHT, Opcode, Target)
+from sim.accel_spec import (EPILOGUE_SOURCE_OPS, FETCH_BLOCK, FORMAT_BITS, FORMAT_BYTES,
+                            INSTRUCTION_BYTES, LOADS_IN_FLIGHT, STORES_IN_FLIGHT, Opcode,
+                            Target)
 from sim.config import AccelConfig
 
 __all__ = ["Phase", "Controller"]
@@ -385,7 +388,12 @@ class Controller(wiring.Component):
         with m.Elif(is_store):
             m.d.comb += touches.eq(meets(c_lo, c_hi, t.mem_row, span_rows))
         with m.Elif(decoder.opcode == Opcode.EPILOGUE):
-            m.d.comb += touches.eq(1)           # the engine's accumulators and keep planes
+            # its destination or source rows meet the GEMM's C rows, or it writes keep bits
+            e = decoder.epilogue
+            sourced = Cat(e.op == op for op in EPILOGUE_SOURCE_OPS).any()
+            m.d.comb += touches.eq(e.write_mask | meets(c_lo, c_hi, e.dst_row, e.rows)
+                                   | (sourced & meets(c_lo, c_hi, e.src_row,
+                                                      Mux(e.broadcast, 1, e.rows))))
         gemm_hold = Signal()
         m.d.comb += gemm_hold.eq(in_flight & (fence | touches))
         # the STOREs in flight the instruction waits for: until done (``needs``: it reads

@@ -176,8 +176,9 @@ class Epilogue(wiring.Component):
     ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes ``6 + r + p`` cycles after the accept (``r`` the
     reads per segment, ``p`` 1 without a pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12);
     ``done`` pulses the cycle after the last write was taken (both ports); the next ``cmd`` may
-    be accepted in that cycle. ``rd_req`` and ``wr_acc`` are not ready while the engine runs a GEMM: the block then
-    simply waits.
+    be accepted in that cycle. The engine's ports stall the block in the cycles they are not
+    ready (in the accelerator, whose engine has ``host_acc_while_busy``, those in which a
+    running GEMM's sequencer uses the accumulator port).
 
     Ports
     -----
