@@ -21,10 +21,11 @@ import numpy as np
 from cocotb.triggers import RisingEdge, Timer
 
 from sim.accel_driver import AcceleratorDriver, BusError, ProgramResult
+from sim.accel_model import instruction_error
 from sim.accel_model_backend import ModelBackend
 from sim.accel_spec import (COUNTERS, CSR_BYTES, FETCH_BLOCK, FORMAT_BITS, INSTRUCTION_BYTES,
-                            STORES_IN_FLIGHT, AccelError, Ctrl, Opcode, Reg, Resp, Target,
-                            capability_words, counter_offset, encode)
+                            STORES_IN_FLIGHT, AccelError, Ctrl, EpilogueOp, Opcode, Reg, Resp,
+                            Target, capability_words, counter_offset, decode, encode)
 from sim.compiler import compile_gemms
 from sim.config import accel_config_from
 from tb.accel_host import RtlBackend
@@ -504,6 +505,102 @@ async def bad_programs_stop_with_their_error(dut):
         dut._log.info("soft reset %d cycles after the start of a %d-cycle program", wait, length)
         await pair.soft_reset("soft reset while busy")
         await good_run("good program after a soft reset while busy")
+
+
+def _epilogue_cases(config) -> list:
+    """``(name, EPILOGUE fields, waits)`` of :func:`epilogues_beside_a_gemm`: the GEMM writes
+    accumulator rows ``[0, R)``; ``waits``: the controller must hold the EPILOGUE until the
+    GEMM is done (its destination or source rows meet them, or it writes keep bits)."""
+    engine = config.engine
+    rows, cols = engine.array.rows, min(engine.acc_width, 2 * engine.array.cols)
+    free, other = 2 * rows, 4 * rows               # rows no GEMM writes
+    base = {"rows": rows, "cols": cols}
+    one, lr, wd = 0x3F800000, 0x3D4CCCCD, 0x38D1B717
+    cases = [
+        ("SCALE on other rows", {"op": EpilogueOp.SCALE, "dst_row": free, "imm0": 0x3FC00000},
+         False),
+        ("SCALE on the GEMM's rows", {"op": EpilogueOp.SCALE, "dst_row": rows // 2,
+                                      "imm0": 0x3FC00000}, True),
+        ("ADD from other rows", {"op": EpilogueOp.ADD, "dst_row": free, "src_row": other},
+         False),
+        ("ADD from the GEMM's rows", {"op": EpilogueOp.ADD, "dst_row": free, "src_row": 0},
+         True),
+        ("ADD broadcast of a GEMM row", {"op": EpilogueOp.ADD, "dst_row": free,
+                                         "src_row": rows - 1, "broadcast": 1}, True),
+        ("ADD broadcast of another row", {"op": EpilogueOp.ADD, "dst_row": free,
+                                          "src_row": other, "broadcast": 1}, False),
+        ("SGD on other rows", {"op": EpilogueOp.SGD, "dst_row": free, "src_row": other,
+                               "imm0": lr, "imm1": wd}, False),
+        ("SGD with dW from the GEMM", {"op": EpilogueOp.SGD, "dst_row": free, "src_row": 0,
+                                       "imm0": lr, "imm1": wd}, True),
+        ("RELU_BACKWARD on other rows", {"op": EpilogueOp.RELU_BACKWARD, "dst_row": free,
+                                         "src_row": other}, False),
+        ("DROPOUT on other rows", {"op": EpilogueOp.DROPOUT, "dst_row": free, "imm0": one,
+                                   "seed": 0x1234, "threshold": 64}, False),
+    ]
+    if engine.output_mask:
+        cases.append(("RELU writing keep bits", {"op": EpilogueOp.RELU, "dst_row": free,
+                                                 "write_mask": 1}, True))
+    return [(name, {**base, **fields}, waits) for name, fields, waits in cases]
+
+
+@cocotb.test()
+async def epilogues_beside_a_gemm(dut):
+    """An EPILOGUE right after a GEMM (hand-written programs, :func:`_epilogue_cases`): the
+    controller lets it run beside the GEMM when its rows miss the GEMM's ``C`` rows and holds
+    it otherwise; either way the results are those of program order. Per case: load A, B and
+    every accumulator row, the GEMM (accumulating onto its rows), the EPILOGUE, a STORE of
+    every accumulator row; the status and the DRAM image equal the golden model's (a missing
+    wait would give the epilogue the GEMM's rows before their results, or the GEMM an
+    operand the epilogue changed)."""
+    rng = make_rng(dut)
+    config = accel_config_from(case()["config"])
+    engine = config.engine
+    fp16, fp32 = FORMAT_BITS.index("fp16"), FORMAT_BITS.index("fp32")
+    m, n, k = engine.array.rows, engine.array.cols, engine.spad_width
+    rows, width = engine.acc_rows, engine.acc_width
+    a_addr, b_addr, acc_addr, out_addr, programs = 0x1000, 0x2000, 0x4000, 0x8000, 0xC000
+    size = 1 << 16
+    image = bytearray(size)
+
+    def stride(row_bytes):              # rows on whole beats
+        return -(-row_bytes // config.beat_bytes) * config.beat_bytes
+
+    # operands and accumulator rows: random values, the rows' padding random too
+    for addr, count, dtype in ((a_addr, m * stride(2 * k) // 2, np.float16),
+                               (b_addr, k * stride(2 * n) // 2, np.float16),
+                               (acc_addr, rows * stride(4 * width) // 4, np.float32)):
+        values = rng.standard_normal(count).astype(dtype).tobytes()
+        image[addr:addr + len(values)] = values
+    head = [(Opcode.LOAD, dict(target=Target.A, dram_format=fp16, operand_format=fp16,
+                               dram_addr=a_addr, dram_stride=stride(2 * k), rows=m, cols=k)),
+            (Opcode.LOAD, dict(target=Target.B, dram_format=fp16, operand_format=fp16,
+                               dram_addr=b_addr, dram_stride=stride(2 * n), rows=k, cols=n)),
+            (Opcode.LOAD, dict(target=Target.ACC, dram_format=fp32, dram_addr=acc_addr,
+                               dram_stride=stride(4 * width), rows=rows, cols=width)),
+            (Opcode.GEMM, dict(m=m, n=n, k=k, accumulate=1, c_row=0))]
+    tail = [(Opcode.STORE, dict(target=Target.ACC, dram_format=fp32, dram_addr=out_addr,
+                                dram_stride=stride(4 * width), rows=rows, cols=width)),
+            (Opcode.DONE, {})]
+    slots = []
+    for index, (name, fields, waits) in enumerate(_epilogue_cases(config)):
+        program = head + [(Opcode.EPILOGUE, fields)] + tail
+        for op, f in program:
+            if instruction_error(config, op, decode(encode(op, **f))[1]) != AccelError.NONE:
+                raise AssertionError(f"{name}: {op.name} {f} is not a valid instruction")
+        words = _assemble(program)
+        base = programs + index * 0x200
+        image[base:base + len(words)] = words
+        slots.append((name, base, len(program), waits))
+    pair = await Pair.create(dut, config, rng, dram_size=size, pause=case()["pause"])
+    await pair.load_image(image)
+    await pair.reset()
+    for name, base, length, waits in slots:
+        result = await pair.run(base, length, f"EPILOGUE after a GEMM: {name}")
+        assert result.ok, f"{name}: {result.error.name} at {result.error_index}"
+        dut._log.info("%s (%s): %d cycles, equal to the golden model", name,
+                      "waits for the GEMM" if waits else "beside the GEMM",
+                      result.cycles_waited)
 
 
 @cocotb.test()

@@ -23,7 +23,7 @@ CASES = {
 
 #: the benches of tb/accelerator_tb.py that every configuration runs
 PROGRAM_TESTS = ["compiled_gemms_from_dram", "bad_programs_stop_with_their_error",
-                 "every_register_through_the_bus"]
+                 "epilogues_beside_a_gemm", "every_register_through_the_bus"]
 
 #: training steps (sim.train_compiler) on the RTL: configuration, network, batch, steps, AXI
 #: pauses, and the simulator make test runs it on (make regress: both). The CNN's three steps
