@@ -80,11 +80,12 @@ take (``fp16`` where the PEs take it, else ``e4m3``, else ``e5m2``; :class:`Form
 Op order (each GEMM tiled into engine commands as :mod:`sim.compiler` does: blocks of ``m``
 and ``n``, each block's ``k`` slices ascending, A and B blocks placed round their scratchpads
 as in a ring, a block still held not loaded again (:class:`_Residency`); a block's results in
-one half of the accumulator rows and a second operand of an ``EPILOGUE`` in the other, the halves swapping roles from one output block to
-the next, so that a block's ``STORE`` of its results runs while the next block's loads and
-GEMM do; each command's A and B ``LOAD``s come before the epilogue and stores of the block the
-command before it ended, so that they run beside that GEMM, which the ``EPILOGUE`` waits for:
-the controller's interlock keeps program order)
+one half of the accumulator rows and a second operand of an ``EPILOGUE`` in the other, the
+halves swapping roles from one output block to the next, so that a block's ``STORE`` of its
+results runs while the next block's loads and GEMM do; each command's A and B ``LOAD``s come
+before the epilogue and stores of the block the command before it ended, so that they run
+beside that GEMM, which the ``EPILOGUE`` waits for: the controller's interlock keeps program
+order)
 ------------------------------------------------------------------------------------------------
 ``forward``, per ``Linear`` in order, per output block of ``Y = X . W``:
 

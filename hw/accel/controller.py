@@ -79,10 +79,11 @@ the GEMM's ``C`` rows ``[c_row, c_row + m)``; an ``EPILOGUE`` when its destinati
 its source rows (one with ``broadcast``) meet them or it writes keep bits (``write_mask``). The
 engine is built with ``host_acc_while_busy``: the loader's, the storer's and the epilogue's
 accesses take the cycles the sequencer leaves free, so an ``EPILOGUE`` on one block runs beside
-the GEMM of the next (the compiler places it after that GEMM). An instruction with the header's ``fence`` bit set always waits; another ``GEMM`` waits for the
-engine's ``ready``. The results are therefore those of program order whatever the program (the
-golden model runs in program order), and a compiler gets the overlap by placing the next block's
-operands in other rows (double buffering: :mod:`sim.compiler`).
+the GEMM of the next (the compiler places it after that GEMM). An instruction with the
+header's ``fence`` bit set always waits; another ``GEMM`` waits for the engine's ``ready``.
+The results are therefore those of program order whatever the program (the golden model runs
+in program order), and a compiler gets the overlap by placing the next block's operands in
+other rows (double buffering: :mod:`sim.compiler`).
 
 An error pulses ``fault`` (code, ``pc``) and, the cycle after, ``finish``; a normal end pulses
 ``finish``; both wait until nothing is in flight (a failed ``STORE`` is reported first, then

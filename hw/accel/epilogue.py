@@ -173,12 +173,13 @@ class Epilogue(wiring.Component):
     pass's sums go there directly), so reads, arithmetic and writes overlap. Cycles per
     segment without stalls: ``SCALE`` and ``DROPOUT`` 2 (one pass), ``SGD`` 4 (two passes);
     the others go at the engine's read rate (4 reads per 5 cycles): ``RELU`` and ``CAST`` 5/4,
-    ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes ``6 + r + p`` cycles after the accept (``r`` the
-    reads per segment, ``p`` 1 without a pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12);
-    ``done`` pulses the cycle after the last write was taken (both ports); the next ``cmd`` may
-    be accepted in that cycle. The engine's ports stall the block in the cycles they are not
-    ready (in the accelerator, whose engine has ``host_acc_while_busy``, those in which a
-    running GEMM's sequencer uses the accumulator port).
+    ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes
+    ``6 + r + p`` cycles after the accept (``r`` the reads per segment, ``p`` 1 without a
+    pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12); ``done`` pulses the cycle after the last
+    write was taken (both ports); the next ``cmd`` may be accepted in that cycle. The engine's
+    ports stall the block in the cycles they are not ready (in the accelerator, whose engine
+    has ``host_acc_while_busy``, those in which a running GEMM's sequencer uses the
+    accumulator port).
 
     Ports
     -----

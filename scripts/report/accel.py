@@ -10,8 +10,8 @@ BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`D
           "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)",
           "epilogue": "epilogue (`Epilogue`, 8x8 engine)",
           "fp32multiplier": "FP32 multiplier (`FP32Multiplier`, combinational; one per lane)",
-          "accelerator": "the whole top without its systolic array (`Accelerator`, 8x8 engine, "
-                         "64 x 64 memories; the array a black box)"}
+          "accelerator": "the whole top without its systolic array (`Accelerator`, 8x8 "
+                         "engine, 64 x 64 memories; the array a black box)"}
 
 
 @block("accel.area")
