@@ -58,8 +58,8 @@ UNITS["fp32multiplier_d64_a32"] = (Design(FP32Multiplier, stages=0), CONFIGS["d6
 # --top: the whole top level, its systolic array a black box (the demo's engine, the default
 # bus)
 TOP_UNITS = {"accelerator_d64_a32": (Design(Accelerator, DEMO), DEMO)}
-#: the modules --top keeps as black boxes (Verilog names)
-BLACKBOXES = {"accelerator_d64_a32": ("accelerator_d64_a32.engine.array",)}
+#: the submodules --top keeps as black boxes (paths below the top)
+BLACKBOXES = {"accelerator_d64_a32": ("engine.array",)}
 
 FIELDS = ("cells", "memories", "memory_bits", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 

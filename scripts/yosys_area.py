@@ -108,5 +108,7 @@ def synthesize(verilog: str, top: str, blackboxes: tuple = ()) -> dict:
 
 def area_of(design, top: str, blackboxes: tuple = ()) -> dict:
     """Area of a design (:class:`sim.elaborate.Design`, Verilog from the elaboration cache; see
-    :func:`synthesize`)."""
-    return synthesize(generate_verilog(design, top), top, blackboxes)
+    :func:`synthesize`). ``blackboxes``: submodules kept as empty boxes, by their path below the
+    top (``"engine.array"``: Amaranth names a submodule's Verilog module ``top.path``)."""
+    return synthesize(generate_verilog(design, top), top,
+                      tuple(f"{top}.{path}" for path in blackboxes))

@@ -115,9 +115,9 @@ def training_steps() -> str:
                           for name, count in step["host_interactions"].items())
         lines.append(
             f"- `{key}`: {step['network']}, batch {step['batch']}, "
-            f"{step['beat_bytes'] * 8}-bit bus, {step['steps']} steps in a row, every program bit-exact against the golden model (DRAM image, status, "
-            f"counters); a training step (forward + backward_update) takes "
-            f"{step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
+            f"{step['beat_bytes'] * 8}-bit bus, {step['steps']} steps in a row, every program "
+            f"bit-exact against the golden model (DRAM image, status, counters); a training "
+            f"step (forward + backward_update) takes {step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
             f"(overlap efficiency {step['overlap_efficiency']:.1%}); DRAM "
             f"{step['dram_bytes_read']:,} bytes read, {step['dram_bytes_written']:,} written "
             f"per step; the host per step: {hosts} ({step['host_bytes_written']:,} bytes "
