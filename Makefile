@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparta-installed
 # parallel pytest workers (the machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: all demo test regress synth bench flow workloads report docs venv venv-full iverilog clean help
+.PHONY: all demo test regress synth bench flow workloads dse report docs venv venv-full iverilog clean help
 
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
@@ -16,6 +16,7 @@ help:
 	@echo "make synth    Yosys area (generic cells, ECP5 LUT/FF/DSP) -> docs/area.md"
 	@echo "make bench    FP bench vectors and speed -> docs/results/fp_units.json"
 	@echo "make flow     cold/warm times of make demo and make test, simulation speed -> docs/flow.md"
+	@echo "make dse      the example design-space sweep on 1 and 2 Dask workers -> docs/dse.md"
 	@echo "make report   regenerate the documentation's tables from docs/results (sparta report)"
 	@echo "make workloads train the digits CNN/MLP and ResNet-18 topology (FP32 vs accelerator numerics) -> docs/results/workloads.json"
 
@@ -72,6 +73,10 @@ workloads: venv-full
 	$(SPARTA) train --net digits_cnn
 	$(SPARTA) train --net digits_mlp
 	$(SPARTA) train --net resnet18
+
+# the example sweep (docs/sweeps/example.toml) cold on 2 and 1 workers -> docs/results/dse.json
+dse: venv-full
+	$(SPARTA) measure dse
 
 # every numeric table of docs/ comes from docs/results/ (tb/test_docs.py checks it)
 report: venv

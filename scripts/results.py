@@ -59,6 +59,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("sparsity_study", "scripts.sparsity_study", "sparta measure sparsity"),
     Result("accel_area", "scripts.accel_area", "sparta area accel"),
     Result("accel", "scripts.accel_bench", "sparta measure accel"),
+    Result("dse", "scripts.dse_bench", "sparta measure dse"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

@@ -12,8 +12,8 @@ Own commands:
 * ``sparta test``: the test suite (pytest on ``tb/``; arguments after ``--`` go to pytest).
 
 The others run the measurement and report entry points under ``scripts/`` (each keeps its own
-options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``area``,
-``measure``, ``flow``, ``report`` (the documentation's tables from ``docs/results``).
+options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``sweep``,
+``area``, ``measure``, ``flow``, ``report`` (the documentation's tables from ``docs/results``).
 
 A configuration comes from a TOML file (``--config``; keys of
 :class:`sim.config.EngineConfig`, an ``[array]`` table of :class:`sim.config.ArrayConfig`,
@@ -46,6 +46,8 @@ ENTRY_POINTS = {
     "replay": ("scripts.replay", "one training step's GEMMs (or your network's: --network-file) "
                                  "on the RTL engine, bit for bit"),
     "synth": ("scripts.synth", "Yosys area of the FP units -> docs/area.md"),
+    "sweep": ("scripts.sweep", "a design-space sweep from a TOML file on Dask: area, fmax, cycles, "
+                               "DRAM bytes, energy, accuracy; table and Pareto plots"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
     "report": ("scripts.report", "regenerate the documentation's tables from docs/results "
                                  "(--check: list what is out of date; --deps: results order)"),
@@ -69,6 +71,8 @@ MEASURE = {
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),
     "accel": ("scripts.accel_bench", "the accelerator running compiled GEMM programs from DRAM "
                                      "(RTL): cycles, overlap, bus bytes"),
+    "dse": ("scripts.dse_bench", "the example design-space sweep on 1 and 2 Dask workers, "
+                                 "cold and from the cache"),
 }
 
 
