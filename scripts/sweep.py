@@ -80,6 +80,7 @@ import os
 import sys
 import time
 import tomllib
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -701,8 +702,12 @@ def run_sweep(spec: SweepSpec, *, cache_dir, workers: int | None = None,
 
             # the tasks, then each row as a task depending on its configuration's and its
             # workload's tasks (a cached outcome is passed as a value)
-            leaves = {key: client.submit(run_task, tasks[key], str(cache_dir), paths, key=key,
-                                         pure=False, retries=0) for key in missing}
+            # Dask keys of this run: a task the same client cancelled a moment ago (a stopped
+            # sweep, resumed) may still be known to the scheduler under its cache key
+            run_id = uuid.uuid4().hex[:8]
+            leaves = {key: client.submit(run_task, tasks[key], str(cache_dir), paths,
+                                         key=f"{key}-{run_id}", pure=False, retries=0)
+                      for key in missing}
             row_futures = {}
             for (point_id, workload), kinds in needs.items():
                 outcomes = {kind: leaves.get(key, done.get(key)) for kind, key in kinds.items()}

@@ -206,17 +206,14 @@ def test_sweep_resumes_and_survives_a_killed_worker(tmp_path, cluster):
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(spec, cache_dir=tmp_path / "resume", client=client, on_progress=stop,
                         log=lambda line: None)
-    # tasks already running finish (and are cached); the others never start
-    def executing(dask_worker):
-        return len(dask_worker.state.executing)
-
-    _wait_for(lambda: not any(client.run(executing).values()), 120, "the workers to be idle")
+    # what had finished is cached; what had not started never runs (a task still running
+    # may finish and be cached in the meantime: the resumed run takes it from there)
     kept = len(list((tmp_path / "resume").glob("*.json")))
     resumed = sweep.run_sweep(spec, cache_dir=tmp_path / "resume", client=client,
                               log=lambda line: None)
-    assert 1 <= kept < resumed.tasks
-    assert resumed.from_cache == kept and resumed.computed == resumed.tasks - kept
-    assert resumed.rows == reference.rows
+    assert 1 <= kept < resumed.tasks and resumed.from_cache >= kept
+    assert resumed.computed == resumed.tasks - resumed.from_cache >= 1
+    assert resumed.failed_tasks == 0 and resumed.rows == reference.rows
 
     # a worker killed (SIGKILL) while it runs a task: its tasks run again elsewhere
     killed = []
@@ -234,8 +231,9 @@ def test_sweep_resumes_and_survives_a_killed_worker(tmp_path, cluster):
     survived = sweep.run_sweep(spec, cache_dir=tmp_path / "killed", client=client,
                                on_progress=kill, log=lambda line: None)
     assert killed, "no worker was busy after the first task: nothing was killed"
+    # (a task the killed worker had finished and cached is taken from the cache when Dask
+    # runs it again)
     assert survived.failed_tasks == 0 and survived.rows == reference.rows
-    assert survived.computed == survived.tasks
 
 
 def _wait_for(predicate, seconds: float, what: str):
