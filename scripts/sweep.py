@@ -85,6 +85,7 @@ from pathlib import Path
 from typing import Callable
 
 from scripts.engine_report import ENGINE_MEMORIES, engine_config
+from scripts.results import config_hash
 from sim.config import PRESETS, EngineConfig, config_to_dict, engine_config_from
 
 __all__ = ["MEASURES", "NUMERICS", "NETWORKS", "Workload", "Point", "SweepSpec", "Task",
@@ -214,11 +215,6 @@ def _flat(data: dict, prefix: str = "") -> dict:
     return out
 
 
-def _hash(value) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def _make_point(base: EngineConfig, settings: dict, *, default=False) -> Point:
     """The point of ``settings`` (swept keys, ``numerics``) over ``base`` (preset and
     ``[set]``)."""
@@ -238,9 +234,9 @@ def _make_point(base: EngineConfig, settings: dict, *, default=False) -> Point:
                              f"{list(config.array.a_formats)} and "
                              f"{list(config.array.b_formats)})")
     except ValueError as exc:
-        return Point(_hash(shown), shown, None, numerics, default, str(exc))
+        return Point(config_hash(shown), shown, None, numerics, default, str(exc))
     ident = {"config": config_to_dict(config), "numerics": numerics}
-    return Point(_hash(ident), shown, config, numerics, default)
+    return Point(config_hash(ident), shown, config, numerics, default)
 
 
 def _check_table(value, where: str) -> dict:
@@ -383,7 +379,7 @@ class Task:
 
 
 def _task(kind: str, inputs: dict, stamp: dict) -> Task:
-    return Task(kind, inputs, f"{kind}-{_hash({'kind': kind, 'inputs': inputs, **stamp})}")
+    return Task(kind, inputs, f"{kind}-{config_hash({'kind': kind, 'inputs': inputs, **stamp})}")
 
 
 def plan(spec: SweepSpec, stamp: dict) -> tuple[dict, dict]:
