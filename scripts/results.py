@@ -60,6 +60,8 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("accel_area", "scripts.accel_area", "sparta area accel"),
     Result("accel", "scripts.accel_bench", "sparta measure accel"),
     Result("dse", "scripts.dse_bench", "sparta measure dse"),
+    Result("pruning", "scripts.prune", "sparta prune --nets NET"),
+    Result("schedule", "scripts.schedule_bench", "sparta measure schedule"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.
@@ -68,6 +70,7 @@ READS: dict[str, tuple[str, ...]] = {
     "scripts.skip_area": ("engine_area",),
     "scripts.skip_measure": ("skip_area",),
     "scripts.fgmp_bench": ("workloads",),
+    "scripts.schedule_bench": ("pruning",),
 }
 
 #: modules allowed to read every results file (they write none)

@@ -46,6 +46,8 @@ ENTRY_POINTS = {
     "replay": ("scripts.replay", "one training step's GEMMs (or your network's: --network-file) "
                                  "on the RTL engine, bit for bit"),
     "synth": ("scripts.synth", "Yosys area of the FP units -> docs/area.md"),
+    "prune": ("scripts.prune", "magnitude pruning with fine-tuning of the workload networks: "
+                               "accuracy at 50/70/80/90% sparsity"),
     "sweep": ("scripts.sweep", "a design-space sweep from a TOML file on Dask: area, fmax, cycles, "
                                "DRAM bytes, energy, accuracy; table and Pareto plots"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
@@ -71,6 +73,8 @@ MEASURE = {
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),
     "accel": ("scripts.accel_bench", "the accelerator running compiled GEMM programs from DRAM "
                                      "(RTL): cycles, overlap, bus bytes"),
+    "schedule": ("scripts.schedule_bench", "schedulers of pruned filters onto the array's tiles "
+                                           "and units against the lower bound"),
     "dse": ("scripts.dse_bench", "the example design-space sweep on 1 and 2 Dask workers, "
                                  "cold and from the cache"),
 }

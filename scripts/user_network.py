@@ -306,7 +306,38 @@ def _measure_skip(args, build, network, data) -> dict:
                       "swap of the _compact / _swap designs are host work, not priced here"}
 
 
-MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip}
+def _measure_schedule(args, build, network, data) -> dict:
+    import tempfile
+
+    from sim.experiments.pruning import prune
+    from sim.experiments.schedule import measure_level
+    from sim.experiments.sparsity import timing_config
+
+    config = _config(args, network.name)
+    with tempfile.TemporaryDirectory(prefix="sparta-prune-") as folder:
+        pruned = prune(network, config, data, weights_dir=Path(folder) / network.name,
+                       finetune_epochs=args.finetune_epochs,
+                       log=lambda line: print(line, flush=True))
+        levels = []
+        for level in pruned["levels"]:
+            with np.load(Path(folder) / level["weights"]) as stored:
+                params = {name: stored[name] for name in stored.files}
+            measured = measure_level(network, params, timing_config(), args.time_limit)
+            level.pop("weights")
+            levels.append({**level, **measured})
+            print(f"{network.name} {level['sparsity']:.0%}: test accuracy "
+                  f"{level['test_accuracy_finetuned']:.4f}; ratio to bound max "
+                  f"{measured['ratio_to_bound_max']:.3f} mean "
+                  f"{measured['ratio_to_bound_mean']:.3f}; inference x"
+                  f"{measured['network']['inference']['speedup_vs_dense']:.3f} vs dense "
+                  f"(cycle model)")
+    return {"test_accuracy_dense": pruned["test_accuracy_dense"],
+            "finetune": pruned["finetune"], "levels": levels,
+            "source": "golden model (accuracy) and cycle model (sim.schedule.grouped_cycles: "
+                      "the sequencer mode that runs a schedule is not built yet)"}
+
+
+MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip, "schedule": _measure_schedule}
 
 
 def measure_main(what: str, argv=None) -> int:
@@ -320,6 +351,11 @@ def measure_main(what: str, argv=None) -> int:
         # the design the RTL builds by default (d = 3, docs/skip_measure.md)
         parser.add_argument("--design", default="la3_compact_swap", choices=VARIANT_NAMES,
                             help="design whose cycles are reported (all are recorded)")
+    if what == "schedule":
+        parser.add_argument("--finetune-epochs", type=int, default=2,
+                            help="fine-tuning epochs per sparsity level")
+        parser.add_argument("--time-limit", type=float, default=5.0,
+                            help="seconds per exact solve and local search")
     parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
     args = parser.parse_args(argv)
     try:

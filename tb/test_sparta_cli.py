@@ -180,6 +180,25 @@ def test_measure_a_network_file(tmp_path, capsys):
     assert "backward pass of a training step" in capsys.readouterr().out
 
 
+def test_schedule_a_network_file(tmp_path, capsys):
+    out = tmp_path / "schedule.json"
+    assert main(["measure", "schedule", "--network-file", str(EXAMPLES / "strided_cnn.py"),
+                 "--epochs", "1", "--finetune-epochs", "1", "--time-limit", "0.5",
+                 "--out", str(out)]) == 0
+    result = json.loads(out.read_text())["schedule"]
+    assert [level["sparsity"] for level in result["levels"]] == [0.5, 0.7, 0.8, 0.9]
+    for level in result["levels"]:
+        assert level["layers"], "no pruned layer was scheduled"
+        for layer in level["layers"]:
+            slots = {name: m["slots"] for name, m in layer["methods"].items()}
+            assert layer["bound_slots"] <= min(slots.values()) <= layer["dense_slots"]
+            assert layer["methods"][layer["best"]]["slots"] == min(slots.values())
+            assert layer["ratio_to_bound"] >= 1
+        inference = level["network"]["inference"]
+        assert inference["best"] <= inference["natural"] <= inference["dense"]
+    assert "ratio to bound" in capsys.readouterr().out
+
+
 def test_accelerator_configurations_round_trip_and_name_bad_keys():
     from sim.config import (AccelConfig, ArrayConfig, EngineConfig, accel_config_from,
                             accel_config_to_dict)

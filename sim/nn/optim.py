@@ -25,13 +25,18 @@ class SGD:
         L2 coefficient, >= 0.
     grad_scale : float
         The loss scale the gradients carry (divided out here), > 0.
+    masks : dict, optional
+        Keep masks of pruned tensors (:mod:`sim.pruning`), by qualified name: after every
+        update the pruned elements of the weight and of its velocity are set to ``+0``, so a
+        pruned weight stays an exact zero while the network is fine-tuned.
     """
 
     def __init__(self, parameters, *, lr: float, momentum: float = 0.9,
-                 weight_decay: float = 0.0, grad_scale: float = 1.0):
+                 weight_decay: float = 0.0, grad_scale: float = 1.0, masks=None):
         check_hyperparameters(lr=lr, momentum=momentum, weight_decay=weight_decay,
                               grad_scale=grad_scale)
         self.parameters = list(parameters)
+        self.masks = _check_masks(masks or {}, self.parameters)
         self.lr = np.float32(lr)
         self.momentum = np.float32(momentum)
         self.weight_decay = np.float32(weight_decay)
@@ -51,6 +56,27 @@ class SGD:
             velocity *= self.momentum
             velocity += grad
             weight -= self.lr * velocity
+            mask = self.masks.get(name)
+            if mask is not None:
+                weight[~mask] = 0.0
+                velocity[~mask] = 0.0
+
+
+def _check_masks(masks, parameters) -> dict:
+    if not isinstance(masks, dict):
+        raise ValueError(f"masks must be a dict of keep masks by parameter name, not {masks!r}")
+    shapes = {name: layer.params[key].shape for name, layer, key in parameters}
+    checked = {}
+    for name, mask in masks.items():
+        if name not in shapes:
+            raise ValueError(f"masks: no parameter {name!r}; the parameters are "
+                             f"{sorted(shapes)}")
+        mask = np.asarray(mask)
+        if mask.dtype != np.bool_ or mask.shape != shapes[name]:
+            raise ValueError(f"masks[{name!r}] must be a bool array of shape {shapes[name]}, "
+                             f"not {mask.dtype} {mask.shape}")
+        checked[name] = mask
+    return checked
 
 
 def _number(value, field: str) -> float:

@@ -188,7 +188,8 @@ def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
           network: Network | None = None,
           capture_dir: str | Path | None = None, capture_steps: Collection[int] = (),
           gemm_capture_steps: Collection[int] = (), log: Callable[[str], None] | None = None,
-          progress: Callable[[int, int], None] | None = None) -> TrainResult:
+          progress: Callable[[int, int], None] | None = None,
+          weight_masks: dict | None = None) -> TrainResult:
     """Train a network with ``backend`` for ``config.epochs`` epochs.
 
     Parameters
@@ -216,6 +217,9 @@ def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
         Progress lines.
     progress : callable, optional
         ``progress(steps_done, total_steps)`` after every training step (a progress bar).
+    weight_masks : dict, optional
+        Keep masks of pruned weights by parameter name (``"fc1.weight"``): the pruned
+        elements stay ``+0`` through training (:class:`sim.nn.optim.SGD` ``masks``).
     """
     if network is not None and not isinstance(network, Network):
         raise ValueError(f"network must be a sim.nn.Network, not {network!r}")
@@ -228,7 +232,8 @@ def train(config: TrainConfig, backend: GemmBackend, data: Dataset, *,
     if (capture_steps or gemm_capture_steps) and capture_dir is None:
         raise ValueError("capture_dir must be given when capture steps are requested")
     optimizer = SGD(net.parameters(), lr=config.lr, momentum=config.momentum,
-                    weight_decay=config.weight_decay, grad_scale=config.loss_scale)
+                    weight_decay=config.weight_decay, grad_scale=config.loss_scale,
+                    masks=weight_masks)
     weight_names = [layer.name for layer in net.weight_layers()]
     curve = {"epoch": [0], "test_accuracy": [evaluate(net, backend, data.x_test, data.y_test)],
              "train_loss": [None], "train_accuracy": [None]}

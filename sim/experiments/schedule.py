@@ -1,0 +1,160 @@
+"""The schedulers measured on a pruned network (``sparta measure schedule``, also on a user's
+network with ``--network-file``).
+
+For every pruned layer (:func:`sim.pruning.prunable`), the layer's forward GEMM (B = the
+weights, a filter per column) and its backward-data GEMM (B = the weights transposed, an input
+feature per column) are scheduled by every scheduler of :mod:`sim.schedule` at batch
+:data:`BATCH`. Per command: ``dense_cycles`` (:func:`sim.engine_model.command_cycles`), each
+scheduler's cycles (:func:`sim.schedule.grouped_cycles`, the cycle model of tiles stepping only
+through their filters' non-zero steps), its tile objective, the lower bounds
+(:func:`sim.schedule.tile_bounds`, the exact solver's proven bound and, where these do not prove
+the best schedule optimal, :func:`sim.schedule.lp_bound` with four times the time limit) and
+``ratio_to_bound`` of the best scheduler; where the LP's column generation stopped without a
+proof, ``lp_estimate`` (its restricted LP's value when the greedy pricing found no more columns:
+the LP optimum unless a column was missed, **not a proven bound**) and the ratio to it; solver
+times (host work, paid once per pruning mask); the size of the best grouping's scheduled
+weight format (:mod:`sim.step_lists`, fp16 B) against dense B.
+Per network: inference (forward GEMMs) and training-step (forward, weight gradient dense,
+backward data) cycles, dense against natural order against the best schedule; and the
+multi-unit case: the tiles of each forward GEMM (best grouping) over :data:`UNITS` engines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.engine_model import EngineCommand, command_cycles
+from sim.engine_spec import EngineTiming
+from sim.lowering import layer_commands
+from sim.nn import Network
+from sim.pruning import prunable
+from sim.schedule import (EXACT_MAX_FILTERS, TILE_SCHEDULERS, UNIT_SCHEDULERS, TileProblem,
+                          UnitProblem, grouped_cycles, lp_bound, schedule, tile_bounds)
+from sim.step_lists import step_lists
+
+__all__ = ["BATCH", "UNITS", "KINDS", "measure_command", "measure_units", "measure_level"]
+
+BATCH = 32
+UNITS = (2, 4)
+KINDS = ("forward", "backward_data")
+
+
+def _pattern(weight: np.ndarray, kind: str) -> np.ndarray:
+    """The non-zero pattern of B (K x N) of the layer's ``kind`` GEMM."""
+    nonzero = weight != 0
+    return nonzero if kind == "forward" else nonzero.T
+
+
+def _command(config, gemm) -> EngineCommand:
+    return EngineCommand(m=gemm.M, n=gemm.N, k=gemm.K, a_transpose=gemm.transpose_a,
+                         b_transpose=gemm.transpose_b, accumulate=gemm.accumulate)
+
+
+def measure_command(config, gemm, pattern, time_limit: float) -> dict:
+    """Every tile scheduler on one command (module docstring)."""
+    problem = TileProblem.of(config, pattern)
+    dense = command_cycles(config, _command(config, gemm))
+    bounds = tile_bounds(problem)
+    methods, groups = {}, {}
+    for method in TILE_SCHEDULERS:
+        if method == "exact" and problem.filters > EXACT_MAX_FILTERS:
+            continue                                # recorded as absent
+        result = schedule(problem, method, time_limit=time_limit)
+        sizes = [int(np.count_nonzero(pattern[:, list(g)].any(axis=1))) for g in result.groups]
+        methods[method] = {
+            "slots": result.cost,
+            "cycles": grouped_cycles(config, gemm.M, gemm.accumulate, sizes),
+            "tiles": len(result.groups),
+            "solver_time_s": round(result.solver_time_s, 4),
+        }
+        if result.proven is not None:
+            methods[method]["proven_bound"] = result.proven
+            bounds["exact"] = result.proven
+        groups[method] = result.groups
+    best = min(methods, key=lambda m: (methods[m]["slots"], m != "natural"))
+    slots = methods[best]["slots"]
+    lp = None
+    if max(bounds.values()) < slots:        # not proven optimal yet: the LP bound
+        lp = lp_bound(problem, time_limit=4 * time_limit, start=list(groups.values()))
+        bounds["lp"] = lp["bound"]
+    bound = max(bounds.values())
+    # the scheduled weight format of the best grouping, B in fp16 (sim.step_lists)
+    ones = np.where(pattern, np.uint16(0x3C00), np.uint16(0))
+    storage = step_lists(ones, groups[best], cols=problem.cols).storage_bits(16)
+    return {
+        "M": gemm.M, "N": gemm.N, "K": gemm.K,
+        "storage_bits": storage,
+        "nonzero_fraction": round(float(pattern.mean()), 6),
+        "dense_cycles": dense,
+        "dense_slots": problem.min_groups * max(problem.steps, problem.floor),
+        "bounds": bounds, "bound_slots": bound,
+        "lp": lp and {key: lp[key] for key in ("iterations", "columns", "converged")},
+        "lp_estimate": lp and lp["estimate"] and round(lp["estimate"], 3),
+        "ratio_to_lp_estimate": lp and lp["estimate"] and round(slots / lp["estimate"], 6),
+        "methods": methods, "best": best,
+        "ratio_to_bound": round(slots / bound, 6),
+        "speedup_vs_dense": round(dense / methods[best]["cycles"], 6),
+        "speedup_vs_natural": round(methods["natural"]["cycles"] / methods[best]["cycles"], 6),
+        "_groups": groups[best],
+    }
+
+
+def measure_units(config, gemm, pattern, groups, time_limit: float) -> dict:
+    """The forward GEMM's tiles (best grouping, every row band) over ``P`` engines."""
+    timing = EngineTiming.of(config)
+    bands = -(-gemm.M // timing.rows)
+    lengths = [timing.tile_slots(int(np.count_nonzero(pattern[:, list(g)].any(axis=1))))
+               for g in groups]
+    times = tuple(length for _ in range(bands) for length in lengths)
+    entry = {}
+    for units in UNITS:
+        problem = UnitProblem(times, units)
+        results = {m: schedule(problem, m, time_limit=time_limit) for m in UNIT_SCHEDULERS}
+        bound = max(r.bound for r in results.values())
+        entry[str(units)] = {
+            "jobs": len(times), "bound": bound,
+            "makespan": {m: r.cost for m, r in results.items()},
+            "solver_time_s": {m: round(r.solver_time_s, 4) for m, r in results.items()},
+            "ratio_to_bound": {m: round(r.cost / bound, 6) for m, r in results.items()},
+        }
+    return entry
+
+
+def measure_level(net: Network, params: dict, config, time_limit: float,
+                  on_command=None) -> dict:
+    """Every pruned layer of ``net`` with the weights ``params`` (by qualified name), the
+    whole network's inference and training-step cycles (module docstring)."""
+    layers, totals = [], {}
+    pruned = {name.rsplit(".", 1)[0] for name in prunable(net)}
+    for spec in net.specs():
+        if spec.kind not in ("conv2d", "linear"):
+            continue
+        weight = params[f"{spec.name}.weight"]
+        for gemm in layer_commands(spec, batch_size=BATCH):
+            dense = command_cycles(config, _command(config, gemm))
+            cycles = {"dense": dense, "natural": dense, "best": dense}
+            if spec.name in pruned and gemm.kind in KINDS:
+                entry = measure_command(config, gemm, _pattern(weight, gemm.kind), time_limit)
+                groups = entry.pop("_groups")
+                if gemm.kind == "forward":
+                    entry["units"] = measure_units(config, gemm, _pattern(weight, "forward"),
+                                                   groups, time_limit)
+                layers.append({"layer": spec.name, "kind": gemm.kind, **entry})
+                cycles["natural"] = entry["methods"]["natural"]["cycles"]
+                cycles["best"] = entry["methods"][entry["best"]]["cycles"]
+                if on_command:
+                    on_command()
+            for scope in ("training_step",) + (("inference",) if gemm.kind == "forward"
+                                                else ()):
+                for key, value in cycles.items():
+                    totals.setdefault(scope, {}).setdefault(key, 0)
+                    totals[scope][key] += value
+    for scope in totals.values():
+        scope["speedup_vs_dense"] = round(scope["dense"] / scope["best"], 6)
+        scope["speedup_natural_vs_dense"] = round(scope["dense"] / scope["natural"], 6)
+    ratios = [layer["ratio_to_bound"] for layer in layers]
+    return {"layers": layers, "network": totals,
+            "ratio_to_bound_max": max(ratios), "ratio_to_bound_mean":
+            round(float(np.mean(ratios)), 6)}
+
+
