@@ -7,7 +7,7 @@ STAMP := $(VENV)/.sparta-installed
 # parallel pytest workers (the machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: all demo test regress synth bench flow workloads dse schedule report docs venv venv-full iverilog clean help
+.PHONY: all demo test regress synth bench flow workloads dse schedule formal report docs venv venv-full iverilog clean help
 
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
@@ -18,6 +18,7 @@ help:
 	@echo "make flow     cold/warm times of make demo and make test, simulation speed -> docs/flow.md"
 	@echo "make dse      the example design-space sweep on 1 and 2 Dask workers -> docs/dse.md"
 	@echo "make schedule prune the three networks, schedule their filters, cycles vs bound -> docs/schedule.md"
+	@echo "make formal   formal checks of the gateware (SymbiYosys): properties, covers, mutants -> docs/formal.md"
 	@echo "make report   regenerate the documentation's tables from docs/results (sparta report)"
 	@echo "make workloads train the digits CNN/MLP and ResNet-18 topology (FP32 vs accelerator numerics) -> docs/results/workloads.json"
 
@@ -83,6 +84,10 @@ dse: venv-full
 schedule: venv-full
 	$(SPARTA) prune --nets digits_cnn,digits_mlp,resnet18
 	$(SPARTA) measure schedule
+
+# SymbiYosys on every harness of hw/formal at its full depth -> docs/results/formal.json
+formal: venv-full
+	$(SPARTA) formal
 
 # every numeric table of docs/ comes from docs/results/ (tb/test_docs.py checks it)
 report: venv

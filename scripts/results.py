@@ -62,6 +62,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("dse", "scripts.dse_bench", "sparta measure dse"),
     Result("pruning", "scripts.prune", "sparta prune --nets NET"),
     Result("schedule", "scripts.schedule_bench", "sparta measure schedule"),
+    Result("formal", "scripts.formal", "sparta formal"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

@@ -50,6 +50,8 @@ ENTRY_POINTS = {
                                "accuracy at 50/70/80/90% sparsity"),
     "sweep": ("scripts.sweep", "a design-space sweep from a TOML file on Dask: area, fmax, cycles, "
                                "DRAM bytes, energy, accuracy; table and Pareto plots"),
+    "formal": ("scripts.formal", "formal checks of the gateware with SymbiYosys: properties "
+                                 "proven to a depth, covers reached, mutants caught"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
     "report": ("scripts.report", "regenerate the documentation's tables from docs/results "
                                  "(--check: list what is out of date; --deps: results order)"),

@@ -1,0 +1,21 @@
+"""Formal properties of the gateware: harnesses that wrap a block, leave its inputs free (or
+constrain them with ``Assume``) and state what it promises with ``Assert`` and ``Cover``.
+
+Each harness is a :class:`amaranth.lib.wiring.Component` with the block's own ports, so the
+solver drives every input. ``mutant`` harnesses inject a known fault between the block and the
+properties: the runner (:mod:`scripts.formal`, ``sparta formal``) expects them to fail, which
+shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
+"""
+
+from .registers import RegistersProperties
+from .sequencer import SequencerProperties
+
+__all__ = ["HARNESSES", "Harness", "RegistersProperties", "SequencerProperties"]
+
+from .common import Harness  # noqa: E402
+
+#: Every harness by name: what it checks, how deep, and its mutants.
+HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
+    RegistersProperties.harness(),
+    SequencerProperties.harness(),
+)}

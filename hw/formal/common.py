@@ -1,0 +1,48 @@
+"""What the formal harnesses share: the harness record and registered past values."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from amaranth import Module, Signal, Value
+
+__all__ = ["Harness", "History"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Harness:
+    """A harness: ``factory(mutant)`` makes the component (``mutant`` is ``None`` or one of
+    ``mutants``); ``tasks`` maps an sby mode (``prove``, ``bmc``, ``cover``) to its depth;
+    every mutant must fail its ``prove`` or ``bmc`` task."""
+
+    name: str
+    description: str
+    factory: Callable
+    tasks: dict
+    mutants: tuple[str, ...]
+
+    def build(self, mutant: str | None = None):
+        """The harness component (ValueError naming the mutants for an unknown one)."""
+        if mutant is not None and mutant not in self.mutants:
+            raise ValueError(f"{self.name}: mutant must be one of {list(self.mutants)} or "
+                             f"None, not {mutant!r}")
+        return self.factory(mutant)
+
+
+class History:
+    """Values of the previous cycle (Amaranth 0.5 has no ``Past``): registers in ``sync``, so
+    a reset clears :attr:`valid` and the checks that look back skip the cycle after it.
+    Call it outside any ``m.If``: inside one, the register would update only when the
+    condition holds."""
+
+    def __init__(self, m: Module):
+        self.m = m
+        self.valid = Signal(name="past_valid")
+        m.d.sync += self.valid.eq(1)
+
+    def __call__(self, value, name: str):
+        value = Value.cast(value)
+        past = Signal(value.shape(), name=f"past_{name}")
+        self.m.d.sync += past.eq(value)
+        return past
