@@ -7,10 +7,12 @@ properties: the runner (:mod:`scripts.formal`, ``sparta formal``) expects them t
 shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 """
 
+from .bursts import BurstProperties
 from .registers import RegistersProperties
 from .sequencer import SequencerProperties
 
-__all__ = ["HARNESSES", "Harness", "RegistersProperties", "SequencerProperties"]
+__all__ = ["HARNESSES", "Harness", "BurstProperties", "RegistersProperties",
+           "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
 
@@ -18,4 +20,5 @@ from .common import Harness  # noqa: E402
 HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     RegistersProperties.harness(),
     SequencerProperties.harness(),
+    BurstProperties.harness(),
 )}
