@@ -41,7 +41,7 @@ from .engine_spec import EngineTiming
 
 __all__ = ["EXACT_MAX_FILTERS", "TileProblem", "UnitProblem", "Schedule", "TILE_SCHEDULERS", "UNIT_SCHEDULERS",
            "schedule", "tile_cost", "tile_bound", "tile_bounds", "makespan", "unit_bound",
-           "grouped_cycles", "check_groups", "check_assignment", "max_groups", "lp_bound"]
+           "grouped_cycles", "union_sizes", "check_groups", "check_assignment", "max_groups", "lp_bound"]
 
 
 def _positive(value, field: str) -> int:
@@ -167,7 +167,8 @@ def check_groups(problem: TileProblem, groups) -> tuple[tuple[int, ...], ...]:
     return groups
 
 
-def _union_sizes(problem: TileProblem, groups) -> list[int]:
+def union_sizes(problem: TileProblem, groups) -> list[int]:
+    """``|U_g|`` of each group: the steps its tile runs (groups as given, not checked)."""
     return [int(np.count_nonzero(problem.nonzero[:, list(group)].any(axis=1)))
             for group in groups]
 
@@ -175,7 +176,7 @@ def _union_sizes(problem: TileProblem, groups) -> list[int]:
 def tile_cost(problem: TileProblem, groups) -> int:
     """``sum_g max(|U_g|, floor)``: issue slots of one row band of the command."""
     groups = check_groups(problem, groups)
-    return sum(max(size, problem.floor) for size in _union_sizes(problem, groups))
+    return sum(max(size, problem.floor) for size in union_sizes(problem, groups))
 
 
 def max_groups(problem: TileProblem) -> int:

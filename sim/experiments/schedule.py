@@ -29,7 +29,8 @@ from sim.lowering import layer_commands
 from sim.nn import Network
 from sim.pruning import prunable
 from sim.schedule import (EXACT_MAX_FILTERS, TILE_SCHEDULERS, UNIT_SCHEDULERS, TileProblem,
-                          UnitProblem, grouped_cycles, lp_bound, schedule, tile_bounds)
+                          UnitProblem, grouped_cycles, lp_bound, schedule, tile_bounds,
+                          union_sizes)
 from sim.step_lists import step_lists
 
 __all__ = ["BATCH", "UNITS", "KINDS", "measure_command", "measure_units", "measure_level"]
@@ -60,7 +61,7 @@ def measure_command(config, gemm, pattern, time_limit: float) -> dict:
         if method == "exact" and problem.filters > EXACT_MAX_FILTERS:
             continue                                # recorded as absent
         result = schedule(problem, method, time_limit=time_limit)
-        sizes = [int(np.count_nonzero(pattern[:, list(g)].any(axis=1))) for g in result.groups]
+        sizes = union_sizes(problem, result.groups)
         methods[method] = {
             "slots": result.cost,
             "cycles": grouped_cycles(config, gemm.M, gemm.accumulate, sizes),
@@ -103,8 +104,8 @@ def measure_units(config, gemm, pattern, groups, time_limit: float) -> dict:
     """The forward GEMM's tiles (best grouping, every row band) over ``P`` engines."""
     timing = EngineTiming.of(config)
     bands = -(-gemm.M // timing.rows)
-    lengths = [timing.tile_slots(int(np.count_nonzero(pattern[:, list(g)].any(axis=1))))
-               for g in groups]
+    problem = TileProblem(pattern, cols=timing.cols, floor=timing.min_tile_slots)
+    lengths = [timing.tile_slots(size) for size in union_sizes(problem, groups)]
     times = tuple(length for _ in range(bands) for length in lengths)
     entry = {}
     for units in UNITS:
