@@ -24,20 +24,23 @@ from __future__ import annotations
 from amaranth import Module, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover
-from amaranth.lib import wiring
 
 from hw.accel.dma import BurstGenerator
 from sim.accel_spec import BURST_BOUNDARY, DMA_ROW_BYTES_BITS, MAX_BURST_BEATS
 from sim.config import AccelConfig
 
-from .common import Harness, History
+from .common import History, Properties
 
 __all__ = ["BurstProperties"]
 
 
-class BurstProperties(wiring.Component):
+class BurstProperties(Properties):
     """The burst generator of ``config`` with its properties (module docstring)."""
 
+    NAME = "bursts"
+    DESCRIPTION = ("DMA burst generator (64-bit beats, 32-bit addresses), up to 2 rows of up "
+                   "to 2,560 bytes")
+    TASKS = {"bmc": 12, "cover": 12}
     MUTANTS = ("long_burst",)
     MAX_ROWS = 2
     MAX_ROW_BYTES = 2560
@@ -45,22 +48,13 @@ class BurstProperties(wiring.Component):
     ADDR_BITS, STRIDE_BITS = 14, 13
 
     def __init__(self, config: AccelConfig | None = None, *, mutant: str | None = None):
-        self.config, self.mutant = config or AccelConfig(), mutant
-        self._dut = BurstGenerator(self.config)
-        super().__init__(self._dut.signature)
-
-    @classmethod
-    def harness(cls) -> Harness:
-        return Harness(name="bursts", description="DMA burst generator (64-bit beats, 32-bit "
-                       "addresses), up to 2 rows of up to 2,560 bytes",
-                       factory=lambda mutant: cls(mutant=mutant),
-                       tasks={"bmc": 12, "cover": 12}, mutants=cls.MUTANTS)
+        self.config = config or AccelConfig()
+        super().__init__(BurstGenerator(self.config), mutant=mutant)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
-        m.submodules.dut = dut = self._dut
-        wiring.connect(m, wiring.flipped(self), dut)
+        dut = self.instantiate(m)
         past = History(m)
         beat = cfg.beat_bytes
         shift = (beat - 1).bit_length()

@@ -1,4 +1,5 @@
-"""What the formal harnesses share: the harness record and registered past values."""
+"""What the formal harnesses share: their base class, the harness record and registered past
+values."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import dataclasses
 from typing import Callable
 
 from amaranth import Module, Signal, Value
+from amaranth.lib import wiring
 
-__all__ = ["Harness", "History"]
+__all__ = ["Harness", "History", "Properties"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +30,37 @@ class Harness:
             raise ValueError(f"{self.name}: mutant must be one of {list(self.mutants)} or "
                              f"None, not {mutant!r}")
         return self.factory(mutant)
+
+
+class Properties(wiring.Component):
+    """Base of a harness: the block under check (:attr:`dut`) with the block's own ports, so
+    the solver drives every input; ``mutant`` names a fault of :attr:`MUTANTS` to inject.
+    A subclass sets :attr:`NAME`, :attr:`DESCRIPTION`, :attr:`TASKS` and :attr:`MUTANTS` and
+    states the properties in ``elaborate``."""
+
+    NAME: str = ""
+    DESCRIPTION: str = ""
+    #: sby mode -> depth
+    TASKS: dict = {}
+    MUTANTS: tuple[str, ...] = ()
+
+    def __init__(self, dut, *, mutant: str | None = None):
+        if mutant not in (None, *self.MUTANTS):
+            raise ValueError(f"mutant must be one of {self.MUTANTS} or None, not {mutant!r}")
+        self.dut, self.mutant = dut, mutant
+        super().__init__(dut.signature)
+
+    def instantiate(self, m: Module):
+        """Put the block in ``m`` with every port wired to the harness's; returns it."""
+        m.submodules.dut = self.dut
+        wiring.connect(m, wiring.flipped(self), self.dut)
+        return self.dut
+
+    @classmethod
+    def harness(cls) -> Harness:
+        return Harness(name=cls.NAME, description=cls.DESCRIPTION,
+                       factory=lambda mutant: cls(mutant=mutant), tasks=dict(cls.TASKS),
+                       mutants=cls.MUTANTS)
 
 
 class History:

@@ -23,41 +23,32 @@ from __future__ import annotations
 from amaranth import Module, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Cover
-from amaranth.lib import wiring
 
 from hw.accel.registers import Registers
 from sim.accel_spec import INSTRUCTION_BYTES, Resp
 from sim.config import AccelConfig
 
-from .common import Harness, History
+from .common import History, Properties
 
 __all__ = ["RegistersProperties"]
 
 
-class RegistersProperties(wiring.Component):
+class RegistersProperties(Properties):
     """:class:`~hw.accel.registers.Registers` of ``config`` with its properties (module
     docstring)."""
 
+    NAME = "registers"
+    DESCRIPTION = "AXI4-Lite register slave (the demo accelerator's configuration)"
+    TASKS = {"bmc": 24, "cover": 24}
     MUTANTS = ("b_drop",)
 
     def __init__(self, config: AccelConfig | None = None, *, mutant: str | None = None):
-        if mutant not in (None, *self.MUTANTS):
-            raise ValueError(f"mutant must be one of {self.MUTANTS} or None, not {mutant!r}")
         self.config = config or AccelConfig()
-        self.mutant = mutant
-        self._dut = Registers(self.config)
-        super().__init__(self._dut.signature)
-
-    @classmethod
-    def harness(cls) -> Harness:
-        return Harness(name="registers", description="AXI4-Lite register slave (the demo "
-                       "accelerator's configuration)", factory=lambda mutant: cls(mutant=mutant),
-                       tasks={"bmc": 24, "cover": 24}, mutants=cls.MUTANTS)
+        super().__init__(Registers(self.config), mutant=mutant)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.dut = dut = self._dut
-        wiring.connect(m, wiring.flipped(self), dut)
+        dut = self.instantiate(m)
         bus = dut.bus
         past = History(m)
 

@@ -24,14 +24,13 @@ from __future__ import annotations
 from amaranth import Module, Mux, Signal
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover
-from amaranth.lib import wiring
 
 from hw.engine.commands import ErrorCode
 from hw.engine.sequencer import OutputStationarySequencer
 from sim.config import ArrayConfig, EngineConfig
 from sim.engine_spec import FIELD_BITS, REJECT_CYCLES, EngineTiming
 
-from .common import Harness, History
+from .common import History, Properties
 
 __all__ = ["SequencerProperties"]
 
@@ -40,33 +39,25 @@ CONFIG = EngineConfig(array=ArrayConfig(rows=2, cols=2), spad_width=16, a_rows=1
                       acc_width=16, acc_rows=16)
 
 
-class SequencerProperties(wiring.Component):
+class SequencerProperties(Properties):
     """The sequencer of ``config`` with its properties (module docstring)."""
 
+    NAME = "sequencer_2x2"
+    DESCRIPTION = "output-stationary tile sequencer, 2x2 array, 16x16 memories, m, n, k <= 4"
+    TASKS = {"bmc": 40, "cover": 40}
     MUTANTS = ("early_done",)
     #: Largest ``m``, ``n`` and ``k`` the free host may send (an assumption).
     MAX_SIZE = 4
 
     def __init__(self, config: EngineConfig = CONFIG, *, mutant: str | None = None):
-        if mutant not in (None, *self.MUTANTS):
-            raise ValueError(f"mutant must be one of {self.MUTANTS} or None, not {mutant!r}")
-        self.config, self.mutant = config, mutant
-        self._dut = OutputStationarySequencer(config)
-        super().__init__(self._dut.signature)
-
-    @classmethod
-    def harness(cls) -> Harness:
-        return Harness(name="sequencer_2x2", description="output-stationary tile sequencer, "
-                       "2x2 array, 16x16 memories, m, n, k <= 4",
-                       factory=lambda mutant: cls(mutant=mutant),
-                       tasks={"bmc": 40, "cover": 40}, mutants=cls.MUTANTS)
+        self.config = config
+        super().__init__(OutputStationarySequencer(config), mutant=mutant)
 
     def elaborate(self, platform):
         m = Module()
         cfg = self.config
         timing = EngineTiming.of(cfg)
-        m.submodules.dut = dut = self._dut
-        wiring.connect(m, wiring.flipped(self), dut)
+        dut = self.instantiate(m)
         past = History(m)
         status = dut.status
         done = status.done
