@@ -41,7 +41,8 @@ def pruning() -> str:
                                                "wall time (s)"], rows),
         "",
         f"Test accuracy on the {data[_present('pruning')[0]]['test_samples']}-sample test set, "
-        f"accelerator numerics (fp16 operands, FP32 accumulation) in training and test. "
+        f"golden model (`sim.nn` with the accelerator numerics: fp16 operands, FP32 "
+        f"accumulation) in training and test; no RTL ran. "
         f"Plot: [pruning.png](pruning.png).",
         "",
         f"_From `docs/results/pruning.json`, measured by `sparta prune --nets NET`; "
