@@ -63,6 +63,8 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("pruning", "scripts.prune", "sparta prune --nets NET"),
     Result("schedule", "scripts.schedule_bench", "sparta measure schedule"),
     Result("formal", "scripts.formal", "sparta formal"),
+    Result("step_list_area", "scripts.step_list_area", "sparta area steps"),
+    Result("schedule_rtl", "scripts.schedule_rtl", "sparta measure schedule-rtl"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.
@@ -72,6 +74,7 @@ READS: dict[str, tuple[str, ...]] = {
     "scripts.skip_measure": ("skip_area",),
     "scripts.fgmp_bench": ("workloads",),
     "scripts.schedule_bench": ("pruning",),
+    "scripts.schedule_rtl": ("pruning", "schedule"),
 }
 
 #: modules allowed to read every results file (they write none)

@@ -62,6 +62,8 @@ AREA = {
     "sparsity": ("scripts.sparsity_area", "zero detect and dropout mask units"),
     "skip": ("scripts.skip_area", "lookahead window and output masks"),
     "accel": ("scripts.accel_area", "the accelerator's AXI4-Lite registers and AXI4 DMA"),
+    "steps": ("scripts.step_list_area", "the step-list sequencer (runs a schedule) and the "
+                                        "scatter accumulator memory"),
 }
 MEASURE = {
     "gemm": ("scripts.gemm_bench", "engine cycles vs ideal vs SCALE-Sim v3"),
@@ -72,6 +74,8 @@ MEASURE = {
                                      "(yours: --network-file)"),
     "sparsity": ("scripts.sparsity_study", "cycle models of the zero-skip designs"),
     "fp": ("scripts.fp_report", "FP unit benches: vectors checked and speed"),
+    "schedule-rtl": ("scripts.schedule_rtl", "the digits CNN's pruned layers on the RTL engine "
+                                             "from their schedules: cycles vs the model"),
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),
     "accel": ("scripts.accel_bench", "the accelerator running compiled GEMM programs from DRAM "
                                      "(RTL): cycles, overlap, bus bytes"),

@@ -309,6 +309,8 @@ def _measure_skip(args, build, network, data) -> dict:
 def _measure_schedule(args, build, network, data) -> dict:
     import tempfile
 
+    from scripts.schedule_rtl import ROWS, RTL_CONFIG, level_gemms, run_on_rtl
+    from sim.config import config_to_dict
     from sim.experiments.pruning import prune
     from sim.experiments.schedule import measure_level
     from sim.experiments.sparsity import timing_config
@@ -318,23 +320,36 @@ def _measure_schedule(args, build, network, data) -> dict:
         pruned = prune(network, config, data, weights_dir=Path(folder) / network.name,
                        finetune_epochs=args.finetune_epochs,
                        log=lambda line: print(line, flush=True))
-        levels = []
+        levels, on_rtl = [], []
         for level in pruned["levels"]:
             with np.load(Path(folder) / level["weights"]) as stored:
                 params = {name: stored[name] for name in stored.files}
             measured = measure_level(network, params, timing_config(), args.time_limit)
             level.pop("weights")
             levels.append({**level, **measured})
+            if args.rtl:
+                on_rtl += level_gemms(level["sparsity"], measured["layers"], params,
+                                      time_limit=args.time_limit)
             print(f"{network.name} {level['sparsity']:.0%}: test accuracy "
                   f"{level['test_accuracy_finetuned']:.4f}; ratio to bound max "
                   f"{measured['ratio_to_bound_max']:.3f} mean "
                   f"{measured['ratio_to_bound_mean']:.3f}; inference x"
                   f"{measured['network']['inference']['speedup_vs_dense']:.3f} vs dense "
                   f"(cycle model)")
-    return {"test_accuracy_dense": pruned["test_accuracy_dense"],
-            "finetune": pruned["finetune"], "levels": levels,
-            "source": "golden model (accuracy) and cycle model (sim.schedule.grouped_cycles: "
-                      "the sequencer mode that runs a schedule is not built yet)"}
+    result = {"test_accuracy_dense": pruned["test_accuracy_dense"],
+              "finetune": pruned["finetune"], "levels": levels,
+              "source": "golden model (accuracy) and cycle model (sim.schedule.grouped_cycles, "
+                        "the cycles of the step-list engine's scheduled commands)"}
+    if args.rtl:
+        rows = run_on_rtl(on_rtl, log=lambda line: print(line, flush=True))
+        result["rtl"] = {"gemms": rows, "rows": ROWS, "engine": config_to_dict(RTL_CONFIG),
+                         "simulator": "verilator",
+                         "source": "RTL (scripts.schedule_rtl.run_on_rtl: every command's "
+                                   "cycles checked against the model, every result word "
+                                   "against the golden model)"}
+        print(f"{network.name}: {len(rows)} pruned GEMMs on the RTL, all equal to the cycle "
+              f"model: {all(row['equal'] for row in rows.values())}")
+    return result
 
 
 MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip, "schedule": _measure_schedule}
@@ -356,6 +371,9 @@ def measure_main(what: str, argv=None) -> int:
                             help="fine-tuning epochs per sparsity level")
         parser.add_argument("--time-limit", type=float, default=5.0,
                             help="seconds per exact solve and local search")
+        parser.add_argument("--rtl", action="store_true",
+                            help="also run every pruned GEMM's banked schedule on the RTL "
+                                 "engine (Verilator): cycles against the model, bit-exact")
     parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
     args = parser.parse_args(argv)
     try:

@@ -127,6 +127,15 @@ class EngineConfig:
         generator from a seed (``mask_cmd``); a command that selects them writes ``+0`` where
         the mask is 0, and a lookahead window (``array.skip_window >= 2``) skips the steps of
         rows and columns of a tile whose outputs are all masked (``hw/engine/mask.py``).
+    step_entries, tile_entries : int
+        Scheduled commands (``hw/engine/step_list_sequencer.py``, the scheduler's format
+        :mod:`sim.step_lists`): a step-index memory of ``step_entries`` entries and a tile
+        table of ``tile_entries`` entries, written by the host, from which a command with
+        ``scheduled`` runs each tile through its own list of steps and writes its lanes to
+        their own columns. Both 0 (the default: no such memories) or both 1..65536; the
+        engine must be output stationary with ``array.skip_zeros`` (a step left out is a
+        product with a zero weight, which the zero gate skips too), without a lookahead
+        window or output masks.
     """
 
     array: ArrayConfig = ArrayConfig()
@@ -137,6 +146,8 @@ class EngineConfig:
     acc_rows: int = 256
     out_formats: tuple = ("fp32", "fp16", "e4m3", "e5m2")
     output_mask: bool = False
+    step_entries: int = 0
+    tile_entries: int = 0
 
     def __post_init__(self):
         if not isinstance(self.array, ArrayConfig):
@@ -155,6 +166,29 @@ class EngineConfig:
                              f"{self.output_mask!r}")
         if self.output_mask and self.array.dataflow != "os":
             raise ValueError(f"output_mask needs dataflow 'os', not {self.array.dataflow!r}")
+        self._check_step_lists()
+
+    def _check_step_lists(self):
+        for name in ("step_entries", "tile_entries"):
+            _check_int(name, getattr(self, name), 0, 65536)
+        if (self.step_entries == 0) != (self.tile_entries == 0):
+            raise ValueError(f"step_entries and tile_entries must both be 0 (no scheduled "
+                             f"commands) or both 1..65536, not {self.step_entries} and "
+                             f"{self.tile_entries}")
+        if not self.step_lists:
+            return
+        a = self.array
+        needs = {"array.dataflow": (a.dataflow, "os"), "array.skip_zeros": (a.skip_zeros, True),
+                 "array.skip_window": (a.skip_window, 1), "output_mask": (self.output_mask, False)}
+        for name, (value, wanted) in needs.items():
+            if value != wanted:
+                raise ValueError(f"step lists (step_entries > 0) need {name} = {wanted!r}, "
+                                 f"not {value!r}")
+
+    @property
+    def step_lists(self) -> bool:
+        """The engine runs scheduled commands (``step_entries > 0``)."""
+        return self.step_entries > 0
 
     @property
     def a_banks(self) -> int:

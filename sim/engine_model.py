@@ -55,7 +55,8 @@ from .engine_spec import (ACCEPT_TO_ISSUE, FIELD_BITS, REJECT_CYCLES, RESULT_WRI
                           SPAD_READ_LATENCY, EngineError, EngineTiming,
                           OutputStationaryEngineTiming, WeightStationaryEngineTiming, _check_config)
 
-__all__ = ["EngineCommand", "validate", "tiles", "command_cycles", "done_cycles",
+__all__ = ["EngineCommand", "validate", "tiles", "command_cycles", "scheduled_cycles",
+           "done_cycles",
            "ideal_cycles", "utilization",
            # from sim.engine_spec
            "FIELD_BITS", "SPAD_READ_LATENCY", "ACCEPT_TO_ISSUE", "REJECT_CYCLES",
@@ -91,6 +92,11 @@ class EngineCommand:
         ``C`` is the host-written plane (``mask_host``) AND the generated dropout plane
         (``mask_dropout``), each read at ``(c_row + i, c_col + j)``; masked outputs are
         written ``+0``.
+    scheduled, tile_first, tile_count : bool, int, int
+        Step lists (engines with ``EngineConfig.step_entries`` only): the output's columns are
+        computed by the ``tile_count`` tiles of the tile table from entry ``tile_first`` on,
+        each stepping through its own list of ``k`` and reading B compacted from row
+        ``b_row`` on (:mod:`sim.step_lists`; cycles: :func:`scheduled_cycles`).
     """
 
     m: int
@@ -107,21 +113,26 @@ class EngineCommand:
     accumulate: bool = False
     mask_host: bool = False
     mask_dropout: bool = False
+    scheduled: bool = False
+    tile_first: int = 0
+    tile_count: int = 0
 
     NUMBERS = ("m", "n", "k", "a_row", "a_col", "b_row", "b_col", "c_row", "c_col")
     FLAGS = ("a_transpose", "b_transpose", "accumulate")
     #: Fields of the command word of an engine with ``output_mask`` only.
     MASK_FLAGS = ("mask_host", "mask_dropout")
+    #: Fields of the command word of an engine with step lists only.
+    SCHEDULE_FIELDS = ("scheduled", "tile_first", "tile_count")
 
     def __post_init__(self):
         top = (1 << FIELD_BITS) - 1
-        for name in self.NUMBERS:
+        for name in self.NUMBERS + ("tile_first", "tile_count"):
             value = getattr(self, name)
             if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral)
                     or not 0 <= value <= top):
                 raise ValueError(f"{name} must be an integer in 0..{top}, not {value!r}")
             object.__setattr__(self, name, int(value))      # numpy integers become ints
-        for name in self.FLAGS + self.MASK_FLAGS:
+        for name in self.FLAGS + self.MASK_FLAGS + ("scheduled",):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be a bool, not {value!r}")
@@ -142,10 +153,12 @@ class EngineCommand:
         """The command selects an output mask."""
         return self.mask_host or self.mask_dropout
 
-    def fields(self, *, masks: bool = False) -> dict[str, int]:
+    def fields(self, *, masks: bool = False, schedule: bool = False) -> dict[str, int]:
         """Field values as integers (for packing the hardware command word); ``masks``: with
-        the mask flags (the command word of an engine with ``output_mask``)."""
-        names = self.NUMBERS + self.FLAGS + (self.MASK_FLAGS if masks else ())
+        the mask flags (the command word of an engine with ``output_mask``), ``schedule``:
+        with the step-list fields (an engine with ``step_entries``)."""
+        names = (self.NUMBERS + self.FLAGS + (self.MASK_FLAGS if masks else ())
+                 + (self.SCHEDULE_FIELDS if schedule else ()))
         return {name: int(getattr(self, name)) for name in names}
 
 
@@ -163,17 +176,25 @@ def validate(config: EngineConfig, command: EngineCommand) -> EngineError:
     if command.masked and not config.output_mask:
         raise ValueError(f"mask_host / mask_dropout need an engine with output_mask=True "
                          f"(this one has output_mask=False): {command}")
+    if command.scheduled and not config.step_lists:
+        raise ValueError(f"scheduled needs an engine with step lists (step_entries > 0; this "
+                         f"one has none): {command}")
     c = command
-    if min(c.m, c.n, c.k) == 0:
+    if min(c.m, c.n, c.k) == 0 or (c.scheduled and c.tile_count == 0):
         return EngineError.ZERO_SIZE
     a_rows, a_cols = c.a_shape
     if c.a_row + a_rows > config.a_rows or c.a_col + a_cols > config.spad_width:
         return EngineError.A_RANGE
     b_rows, b_cols = c.b_shape
+    if c.scheduled:     # compacted B: C lanes from b_col on, its rows checked as they are read
+        b_rows, b_cols = 1, config.array.cols
     if c.b_row + b_rows > config.b_rows or c.b_col + b_cols > config.spad_width:
         return EngineError.B_RANGE
     if c.c_row + c.m > config.acc_rows or c.c_col + c.n > config.acc_width:
         return EngineError.C_RANGE
+    if c.scheduled and (c.b_transpose
+                        or c.tile_first + c.tile_count > config.tile_entries):
+        return EngineError.SCHEDULE
     return EngineError.NONE
 
 
@@ -193,7 +214,26 @@ def command_cycles(config: EngineConfig, command: EngineCommand) -> int:
     if error is not EngineError.NONE:
         raise ValueError(f"{command} does not fit this engine: the engine rejects it with "
                          f"{error.name}")
+    if command.scheduled:
+        raise ValueError(f"{command} is scheduled: its cycles depend on its tiles' step "
+                         f"counts (scheduled_cycles)")
     return EngineTiming.of(config).cycles(command)
+
+
+def scheduled_cycles(config: EngineConfig, command: EngineCommand, lengths) -> int:
+    """Cycles from accept to ``done`` of a good scheduled command whose tiles (table entries
+    ``tile_first ..``) have ``lengths`` steps: each band of ``R`` rows runs every tile for
+    ``max(length, min_tile_slots)`` slots, the rest as a dense command:
+    ``ceil(M/R) * sum_g max(len_g, 2R) + overhead``."""
+    error = validate(config, command)
+    if error is not EngineError.NONE or not command.scheduled:
+        raise ValueError(f"{command} is not a scheduled command this engine accepts "
+                         f"({error.name})")
+    lengths = [int(length) for length in lengths]
+    if len(lengths) != command.tile_count or min(lengths) < 0:
+        raise ValueError(f"lengths must be {command.tile_count} step counts >= 0, not "
+                         f"{lengths}")
+    return EngineTiming.of(config).scheduled_cycles(command.m, lengths, command.accumulate)
 
 
 def done_cycles(config: EngineConfig, command: EngineCommand) -> int:

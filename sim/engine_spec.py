@@ -18,7 +18,7 @@ from .config import EngineConfig
 if TYPE_CHECKING:        # a command: anything with the fields of sim.engine_model.EngineCommand
     from .engine_model import EngineCommand
 
-__all__ = ["FIELD_BITS", "SPAD_READ_LATENCY", "ACCEPT_TO_ISSUE", "REJECT_CYCLES",
+__all__ = ["step_index_bits", "tile_entry_error", "FIELD_BITS", "SPAD_READ_LATENCY", "ACCEPT_TO_ISSUE", "REJECT_CYCLES",
            "RESULT_WRITE_DELAY", "EngineError", "EngineTiming", "OutputStationaryEngineTiming",
            "WeightStationaryEngineTiming"]
 
@@ -63,6 +63,34 @@ class EngineError(enum.IntEnum):
     #: A host read whose ``fmt`` index is not one of the configured output formats: zeros
     #: are read.
     READ_FORMAT = 6
+    #: Step lists (``EngineConfig.step_entries``): a scheduled command the engine cannot run
+    #: (``b_transpose``, or tiles beyond the tile table), rejected; or one
+    #: whose tiles, met as it ran, name a step ``>= k``, a column ``>= n`` or a compacted B
+    #: row outside the B scratchpad (the command runs to its end, such lanes are not written,
+    #: and the error rises with ``done``); or a host write of a step index too wide for the
+    #: step memory or of a tile entry it cannot run (steps beyond the step memory, two lanes
+    #: in one accumulator bank), which is not written.
+    SCHEDULE = 7
+
+
+def step_index_bits(config: EngineConfig) -> int:
+    """Bits of an entry of the step-index memory (``EngineConfig.step_entries``): a step ``k``
+    is a column of A stored ``m x k`` (``< spad_width``) or a row of A stored transposed
+    (``< a_rows``)."""
+    return max(1, (max(config.spad_width, config.a_rows) - 1).bit_length())
+
+
+def tile_entry_error(config: EngineConfig, first: int, length: int, columns) -> "EngineError":
+    """``SCHEDULE`` for a tile-table entry the engine refuses to store (and does not write),
+    else ``NONE``: its steps ``first .. first + length - 1`` must lie in the step memory, it
+    has 1 to ``C`` lanes, and its columns must lie in the accumulator memory's row and fall in
+    distinct banks (``column % acc_banks``), so that a result row is written in one cycle."""
+    columns = [int(column) for column in columns]
+    banks = [column % config.acc_banks for column in columns]
+    if (first + length > config.step_entries or not 1 <= len(columns) <= config.array.cols
+            or max(columns) >= config.acc_width or len(set(banks)) != len(banks)):
+        return EngineError.SCHEDULE
+    return EngineError.NONE
 
 
 def _check_config(config):
@@ -177,6 +205,14 @@ class OutputStationaryEngineTiming(EngineTiming):
 
     def cycles(self, command: EngineCommand) -> int:
         return self.tiles(command) * self.tile_slots(command.k) + self.overhead(command.accumulate)
+
+    def scheduled_cycles(self, m: int, lengths, accumulate: bool) -> int:
+        """Cycles of a command whose tiles have their own step counts ``lengths`` (step
+        lists, ``hw.engine.step_list_sequencer``): every band of ``R`` rows runs every tile
+        for ``max(length, min_tile_slots)`` slots, ``ceil(M/R) * sum_g L_g + overhead``."""
+        bands = math.ceil(m / self.rows)
+        return (bands * sum(self.tile_slots(int(length)) for length in lengths)
+                + self.overhead(bool(accumulate)))
 
 
 @dataclasses.dataclass(frozen=True)

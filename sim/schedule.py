@@ -14,6 +14,11 @@ Tile grouping (:class:`TileProblem`)
     times ``ceil(M/R)`` plus the dense engine's overhead, :func:`grouped_cycles`). Filter
     order is free: each tile's results go back to their filters' own columns.
 
+    With ``banks`` (the hardware's accumulator banks, :attr:`TileProblem.banks`) a tile also
+    holds at most one filter of each residue class ``n % banks``: the engine writes a tile's
+    ``C`` result lanes to their original columns in one cycle, column ``n`` through bank ``n %
+    banks`` of the accumulator memory, so two columns of one tile must not share a bank.
+
 Units (:class:`UnitProblem`)
     Tiles with known lengths spread over ``P`` independent units (engines): ``P || C_max``,
     minimise the largest sum of a unit's lengths.
@@ -62,11 +67,17 @@ class TileProblem:
         Columns of the array (filters per tile).
     floor : int
         Fewest issue slots a tile occupies (``min_tile_slots``).
+    banks : int or None
+        ``None``: any ``cols`` filters may share a tile. Otherwise the accumulator memory's
+        bank count, a power of two ``>= cols``: the filters of a tile must be pairwise
+        distinct modulo ``banks`` (the one-cycle write-back of a tile's lanes to their
+        original columns, column ``n`` through bank ``n % banks``).
     """
 
     nonzero: np.ndarray
     cols: int
     floor: int
+    banks: int | None = None
 
     def __post_init__(self):
         nonzero = np.asarray(self.nonzero)
@@ -76,16 +87,24 @@ class TileProblem:
         object.__setattr__(self, "nonzero", nonzero)
         _positive(self.cols, "cols")
         _positive(self.floor, "floor")
+        banks = self.banks
+        if banks is not None and (isinstance(banks, bool) or not isinstance(
+                banks, numbers.Integral) or banks < self.cols or banks & (banks - 1)):
+            raise ValueError(f"banks must be None or a power of two >= cols ({self.cols}), "
+                             f"not {banks!r}")
 
     @classmethod
-    def of(cls, config: EngineConfig, nonzero) -> "TileProblem":
-        """The problem on ``config``'s output-stationary array."""
+    def of(cls, config: EngineConfig, nonzero, *, banked: bool = False) -> "TileProblem":
+        """The problem on ``config``'s output-stationary array: unconstrained, or with
+        ``banked`` the tiles the hardware accepts (``banks = config.acc_banks``)."""
         timing = EngineTiming.of(config)
         if config.array.dataflow != "os":
             raise ValueError(f"config.array.dataflow must be 'os' for tile grouping, not "
                              f"{config.array.dataflow!r}")
+        if not isinstance(banked, bool):
+            raise ValueError(f"banked must be a bool (True or False), not {banked!r}")
         return cls(nonzero=np.asarray(nonzero), cols=config.array.cols,
-                   floor=timing.min_tile_slots)
+                   floor=timing.min_tile_slots, banks=config.acc_banks if banked else None)
 
     @property
     def filters(self) -> int:
@@ -97,7 +116,14 @@ class TileProblem:
 
     @property
     def min_groups(self) -> int:
+        """Fewest tiles: ``ceil(N/C)``. Under ``banks`` a tile holds one filter of each residue
+        class, so at least ``ceil(N/banks)`` tiles (the largest class), never more than
+        ``ceil(N/C)`` since ``banks >= C``: the constraint does not raise it."""
         return -(-self.filters // self.cols)
+
+    def bank_of(self) -> np.ndarray | None:
+        """Each filter's residue class ``n % banks`` (``None`` when unconstrained)."""
+        return None if self.banks is None else np.arange(self.filters) % self.banks
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -155,7 +181,8 @@ class Schedule:
 
 def check_groups(problem: TileProblem, groups) -> tuple[tuple[int, ...], ...]:
     """``groups`` as tuples, checked: a partition of the filters into non-empty groups of at
-    most ``cols`` (ValueError naming what is wrong)."""
+    most ``cols``, under ``banks`` each group's filters pairwise distinct modulo ``banks``
+    (ValueError naming what is wrong)."""
     groups = tuple(tuple(int(f) for f in group) for group in groups)
     seen = [f for group in groups for f in group]
     for index, group in enumerate(groups):
@@ -164,6 +191,16 @@ def check_groups(problem: TileProblem, groups) -> tuple[tuple[int, ...], ...]:
                              f"{problem.cols}")
     if sorted(seen) != list(range(problem.filters)):
         raise ValueError(f"groups must hold every filter 0..{problem.filters - 1} exactly once")
+    if problem.banks is not None:
+        for index, group in enumerate(groups):
+            holder = {}
+            for f in group:
+                other = holder.setdefault(f % problem.banks, f)
+                if other != f:
+                    raise ValueError(f"groups[{index}]: columns {other} and {f} share "
+                                     f"accumulator bank {f % problem.banks} (banks = "
+                                     f"{problem.banks}): a tile writes its lanes back in one "
+                                     f"cycle, one column per bank")
     return groups
 
 
@@ -182,9 +219,21 @@ def tile_cost(problem: TileProblem, groups) -> int:
 def max_groups(problem: TileProblem) -> int:
     """Most tiles an optimal grouping needs: two tiles holding ``cols`` filters or fewer
     together can merge at no cost (``docs/schedule.md``), so some optimum has at most one tile
-    of ``cols // 2`` filters or fewer."""
-    half = problem.cols // 2
-    return max(problem.min_groups, min(problem.filters, 1 + problem.filters // (half + 1)))
+    of ``h = cols // 2`` filters or fewer.
+
+    Under ``banks`` two tiles merge only if their residue classes are disjoint as well. In an
+    optimum with the fewest tiles the small tiles (``h`` filters or fewer) then pairwise share
+    a class; each shares one with a first small tile, whose at most ``h`` classes of at most
+    ``m = ceil(N/banks)`` filters each lie in at most ``m - 1`` other tiles: at most ``S = 1 +
+    h (m - 1)`` small tiles, the others holding ``h + 1`` filters or more, so at most ``S +
+    (N - S) // (h + 1)`` tiles."""
+    n, half = problem.filters, problem.cols // 2
+    if problem.banks is None:
+        most = 1 + n // (half + 1)
+    else:
+        small = min(n, 1 + half * (-(-n // problem.banks) - 1))
+        most = small + (n - small) // (half + 1)
+    return max(problem.min_groups, min(n, most))
 
 
 def tile_bounds(problem: TileProblem) -> dict[str, int]:
@@ -192,9 +241,12 @@ def tile_bounds(problem: TileProblem) -> dict[str, int]:
 
     * ``floor``: ``ceil(N/C)`` tiles of at least ``floor`` slots;
     * ``largest``: the ``i``-th largest tile's union holds at least the ``((i-1)C+1)``-th
-      largest filter: ``sum_i max(s_((i-1)C+1), floor)``;
+      largest filter: ``sum_i max(s_((i-1)C+1), floor)``; under ``banks`` also at least the
+      ``i``-th largest filter of any residue class (the ``i`` largest of a class lie in ``i``
+      different tiles);
     * ``cover``: step ``k``, non-zero in ``n_k`` filters, is in at least ``ceil(n_k / C)``
-      tiles: ``sum_k ceil(n_k / C)``;
+      tiles: ``sum_k ceil(n_k / C)``; under ``banks`` in at least as many tiles as the
+      filters of one residue class non-zero at ``k``;
     * ``pairs``: inclusion-exclusion cut after the pairs, ``|U_g| >= sum_f s_f - sum_{f<h in
       g} |S_f & S_h|``, and filter ``f`` shares a tile with at most ``C-1`` others:
       ``sum_f s_f - (1/2) sum_f (its C-1 largest overlaps)``;
@@ -203,13 +255,27 @@ def tile_bounds(problem: TileProblem) -> dict[str, int]:
       at most ``T_f``, the sum of ``f``'s ``C-1`` largest overlaps; ``1/(1+x)`` is convex, so
       each filter's term is at least its value with ``T_f`` spread evenly under the caps
       (water-filling), :func:`_shared_term`.
+
+    Under ``banks`` every grouping the constraint allows is a grouping of the unconstrained
+    problem, so each bound stays a lower bound; ``pairs`` and ``shared`` ignore the
+    constraint, ``floor`` gains nothing from it (:attr:`TileProblem.min_groups`).
     """
     nz = problem.nonzero
     cols, groups = problem.cols, problem.min_groups
     support = nz.sum(axis=0)
     ordered = np.sort(support)[::-1]
-    largest = sum(max(int(ordered[i * cols]), problem.floor) for i in range(groups))
-    cover = int(np.sum(-(-nz.sum(axis=1) // cols)))
+    tops = [int(ordered[i * cols]) for i in range(groups)]
+    per_step = -(-nz.sum(axis=1) // cols)
+    if problem.banks is not None:
+        banks = problem.bank_of()
+        for bank in range(min(problem.banks, problem.filters)):
+            members = banks == bank
+            in_class = np.sort(support[members])[::-1]
+            tops = [max(top, int(in_class[i])) if i < in_class.size else top
+                    for i, top in enumerate(tops)]
+            per_step = np.maximum(per_step, nz[:, members].sum(axis=1))
+    largest = sum(max(top, problem.floor) for top in tops)
+    cover = int(np.sum(per_step))
     top = _top_overlaps(problem)
     pairs = int(support.sum()) - int(top.sum()) // 2
     shared = float(_shared_terms(problem, top).sum())
@@ -389,6 +455,10 @@ def lp_bound(problem: TileProblem, *, time_limit: float = 10.0, start=()) -> dic
     Returns ``{"bound", "iterations", "columns", "converged", "estimate"}``; ``estimate`` is
     the restricted LP's value when the greedy pricing last found no column: the LP optimum if
     no column was missed, but not proven (``None`` if that never happened).
+
+    The columns and the pricing ignore ``banks``: under the constraint the LP is a relaxation
+    (every allowed tile is among its columns), its bound still a lower bound (with ``G`` the
+    constrained :func:`max_groups`), and ``estimate`` that of the unconstrained LP.
     """
     from scipy.optimize import linprog
 
@@ -447,11 +517,9 @@ def grouped_cycles(config: EngineConfig, m: int, accumulate: bool, union_sizes) 
     """Cycles of a command run as tiles stepping only through their filters' union (the cycle
     model of the scheduled engine): ``ceil(M/R) * sum_g max(|U_g|, floor) + overhead``, the
     dense engine's formula with each tile's own length (equal to
-    :func:`sim.engine_model.command_cycles` when every union is the full ``K``)."""
-    timing = EngineTiming.of(config)
-    bands = -(-_positive(m, "m") // timing.rows)
-    slots = sum(timing.tile_slots(int(size)) for size in union_sizes)
-    return bands * slots + timing.overhead(bool(accumulate))
+    :func:`sim.engine_model.command_cycles` when every union is the full ``K``; what the RTL
+    takes: :func:`sim.engine_model.scheduled_cycles`)."""
+    return EngineTiming.of(config).scheduled_cycles(_positive(m, "m"), union_sizes, accumulate)
 
 
 def _chunks(order, cols: int):
@@ -459,21 +527,45 @@ def _chunks(order, cols: int):
     return tuple(tuple(order[i:i + cols]) for i in range(0, len(order), cols))
 
 
+def _first_fit(problem, order):
+    """The filters in ``order``, each into the first tile with a free column and, under
+    ``banks``, no filter of its residue class (a new tile if none): ``C`` per tile in order
+    when unconstrained."""
+    groups, classes = [], []
+    for f in order:
+        bank = None if problem.banks is None else f % problem.banks
+        for group, taken in zip(groups, classes):
+            if len(group) < problem.cols and bank not in taken:
+                break
+        else:
+            group, taken = [], set()
+            groups.append(group)
+            classes.append(taken)
+        group.append(f)
+        if bank is not None:
+            taken.add(bank)
+    return tuple(tuple(group) for group in groups)
+
+
 def _natural(problem, **_):
+    """``C`` consecutive filters per tile: pairwise distinct modulo any ``banks >= C``."""
     return _chunks(range(problem.filters), problem.cols)
 
 
 def _sorted(problem, **_):
     support = problem.nonzero.sum(axis=0)
     order = sorted(range(problem.filters), key=lambda f: (-int(support[f]), f))
-    return _chunks(order, problem.cols)
+    return _first_fit(problem, order)
 
 
 def _similarity(problem, **_):
     """Greedy: open a tile with the remaining filter of largest support, then add the filter
-    that grows its union least (ties: the larger filter, then the lower index)."""
+    that grows its union least (ties: the larger filter, then the lower index); under
+    ``banks`` only filters of a residue class the tile does not hold yet (the tile closes
+    early when every remaining filter clashes)."""
     nz = problem.nonzero
     support = nz.sum(axis=0)
+    banks = problem.bank_of()
     left = sorted(range(problem.filters), key=lambda f: (-int(support[f]), f))
     groups = []
     while left:
@@ -481,8 +573,12 @@ def _similarity(problem, **_):
         group, union = [seed], nz[:, seed].copy()
         while left and len(group) < problem.cols:
             candidates = np.array(left)
+            allowed = range(len(left)) if banks is None else \
+                np.flatnonzero(~np.isin(banks[candidates], banks[group])).tolist()
+            if not allowed:
+                break
             growth = (nz[:, candidates] & ~union[:, None]).sum(axis=0)
-            best = min(range(len(left)),
+            best = min(allowed,
                        key=lambda i: (int(growth[i]), -int(support[left[i]]), left[i]))
             chosen = left.pop(best)
             group.append(chosen)
@@ -493,14 +589,20 @@ def _similarity(problem, **_):
 
 def _improve(problem, groups, deadline: float):
     """Local search on a grouping: swap two filters of different tiles, or move one into a tile
-    with a free column, while the cost falls (first improvement, until none or ``deadline``)."""
+    with a free column, while the cost falls (first improvement, until none or ``deadline``);
+    under ``banks`` only moves and swaps that keep every tile's residue classes distinct."""
     nz = problem.nonzero.astype(np.int32)
     floor, cols = problem.floor, problem.cols
     groups = [list(g) for g in groups]
     counts = [nz[:, g].sum(axis=1) for g in groups]
+    banks = problem.bank_of()
 
     def cost_of(count):
         return max(int(np.count_nonzero(count)), floor)
+
+    def fits(f, group, leaving=None):
+        """Whether ``f`` can join ``group`` once ``leaving`` has left it."""
+        return banks is None or all(banks[g] != banks[f] for g in group if g != leaving)
 
     improved = True
     while improved and time.perf_counter() < deadline:
@@ -510,7 +612,7 @@ def _improve(problem, groups, deadline: float):
                 base = cost_of(counts[a]) + cost_of(counts[b])
                 for f in list(groups[a]):
                     ca = counts[a] - nz[:, f]
-                    if len(groups[b]) < cols:           # move f from a to b
+                    if len(groups[b]) < cols and fits(f, groups[b]):     # move f to b
                         cb = counts[b] + nz[:, f]
                         if len(groups[a]) > 1 and cost_of(ca) + cost_of(cb) < base:
                             groups[a].remove(f)
@@ -519,6 +621,8 @@ def _improve(problem, groups, deadline: float):
                             improved = True
                             break
                     for h in groups[b]:                 # swap f and h
+                        if not (fits(f, groups[b], h) and fits(h, groups[a], f)):
+                            continue
                         cb = counts[b] - nz[:, h] + nz[:, f]
                         if cost_of(ca + nz[:, h]) + cost_of(cb) < base:
                             groups[a][groups[a].index(f)] = h
@@ -535,17 +639,81 @@ def _improve(problem, groups, deadline: float):
     return tuple(tuple(g) for g in groups if g)
 
 
+def _reassign_banks(problem, groups, deadline: float):
+    """Under ``banks``, one residue class at a time: take its filters out of their tiles and
+    put each back where it costs least, into a tile with a free column (one of the class per
+    tile) or alone in a new tile. With the other filters fixed, a tile's added slots depend on
+    its own new filter only, so a linear assignment places the class at its best; repeated
+    while the cost falls (until ``deadline``). Full tiles leave the pairwise swaps of
+    :func:`_improve` only filters of one class to exchange: this moves a whole class at
+    once."""
+    from scipy.optimize import linear_sum_assignment
+
+    nz, floor, banks, n = problem.nonzero, problem.floor, problem.banks, problem.filters
+    groups = [list(g) for g in groups]
+    cost = sum(max(size, floor) for size in union_sizes(problem, groups))
+    improved = True
+    while improved and time.perf_counter() < deadline:
+        improved = False
+        for bank in range(min(banks, n)):
+            members = list(range(bank, n, banks))
+            rest = [[f for f in g if f % banks != bank] for g in groups]
+            unions = np.array([nz[:, g].any(axis=1) for g in rest])
+            sizes = unions.sum(axis=1)
+            base = np.where([len(g) > 0 for g in rest], np.maximum(sizes, floor), 0)
+            support = nz[:, members]
+            grown = sizes[:, None] + (~unions).astype(np.int32) @ support.astype(np.int32)
+            added = (np.maximum(grown, floor) - base[:, None]).astype(np.float64)
+            added[[len(g) >= problem.cols for g in rest]] = np.inf
+            alone = np.repeat(np.maximum(support.sum(axis=0), floor)[:, None], len(members),
+                              axis=1)
+            table = np.concatenate([added.T, alone], axis=1)
+            rows, places = linear_sum_assignment(table)
+            total = int(base.sum() + table[rows, places].sum())
+            if total < cost:
+                tiles = len(rest)
+                for row, place in zip(rows, places):
+                    if place < tiles:
+                        rest[place].append(members[row])
+                    else:
+                        rest.append([members[row]])
+                groups, cost, improved = [g for g in rest if g], total, True
+            if time.perf_counter() >= deadline:
+                break
+    return tuple(tuple(g) for g in groups)
+
+
 def _similarity_swap(problem, *, time_limit: float = 10.0, **_):
-    return _improve(problem, _similarity(problem), time.perf_counter() + time_limit)
+    """:func:`_similarity`, then :func:`_improve`; under ``banks`` :func:`_reassign_banks`
+    (the faster, larger move) and :func:`_improve` in turn while the cost falls (all within
+    ``time_limit``)."""
+    deadline = time.perf_counter() + time_limit
+    if problem.banks is None:
+        return _improve(problem, _similarity(problem), deadline)
+    groups = _similarity(problem)
+    cost = sum(max(size, problem.floor) for size in union_sizes(problem, groups))
+    while time.perf_counter() < deadline:
+        better = _improve(problem, _reassign_banks(problem, groups, deadline), deadline)
+        value = sum(max(size, problem.floor) for size in union_sizes(problem, better))
+        if value >= cost:
+            break
+        groups, cost = better, value
+    return groups
 
 
 def _exact_tiles(problem, *, time_limit: float = 10.0, hint=None, **_):
-    """CP-SAT over every grouping into at most :func:`max_groups` tiles, started from the best
-    heuristic grouping (``hint``). Returns ``(groups, proven bound)``."""
+    """CP-SAT over every grouping into at most :func:`max_groups` tiles (under ``banks``: at
+    most one filter of each residue class per tile), started from the best heuristic grouping
+    (``hint``). A tile costs at least ``floor``, so an optimum has at most ``cost(hint) //
+    floor`` tiles: the model has no more. Returns ``(groups, proven bound)``."""
     from ortools.sat.python import cp_model
 
     nz = problem.nonzero
     n, count = problem.filters, max_groups(problem)
+    if hint is not None:
+        count = min(count, tile_cost(problem, hint) // problem.floor)
+        # tile g's filters are >= g (symmetry breaking below): tiles in order of their first
+        hint = sorted(hint, key=min)
     active = [k for k in range(problem.steps) if nz[k].any()]
     model = cp_model.CpModel()
     x = [[model.new_bool_var(f"x{f}_{g}") if g <= f else None for g in range(count)]
@@ -558,6 +726,10 @@ def _exact_tiles(problem, *, time_limit: float = 10.0, hint=None, **_):
     for g in range(count):
         members = [x[f][g] for f in range(n) if x[f][g] is not None]
         model.add(sum(members) <= problem.cols)
+        if problem.banks is not None:
+            for bank in range(min(problem.banks, n)):
+                model.add_at_most_one(x[f][g] for f in range(bank, n, problem.banks)
+                                      if x[f][g] is not None)
         for v in members:
             model.add_implication(v, used[g])
         if g + 1 < count:

@@ -18,7 +18,10 @@ A tile therefore reads ``A[:, k]`` by index and B row by row: ``length`` steps i
 the zero-skip semantics of the engine (``sim.sparsity.gemm_skip``: a product with a zero operand
 never touches the accumulator), the results are those of the whole GEMM bit for bit, and each
 lands in its own column (:func:`gemm_step_lists`). Storage of the format:
-:meth:`StepLists.storage_bits`.
+:meth:`StepLists.storage_bits`. The engine runs the format as it is
+(``hw/engine/step_list_sequencer.py``: ``steps`` in its step memory, ``tiles`` in its tile
+table, ``b`` in the B scratchpad), when every tile's columns fall in distinct accumulator banks
+(:func:`sim.engine_spec.tile_entry_error`).
 
 Pure numpy; no Amaranth here.
 """
@@ -95,8 +98,9 @@ def gemm_step_lists(a_bits, lists: StepLists, *, a_fmt="fp16", b_fmt="fp16",
     columns its step list names by its compacted B rows (zero skipping), and writes its lanes
     to their own columns. Returns fp32 bits (M x N) in the original column order.
 
-    ``a_fmt`` / ``b_fmt`` are format names (the step lists keep B's elements, not per-element
-    tags); ``c_bits`` is the fp32 start, broadcastable to (M, N)."""
+    ``a_fmt`` / ``b_fmt`` are format names, or per-element tags shaped like ``a_bits`` /
+    ``lists.b`` (the engine's operands); ``c_bits`` is the fp32 start, broadcastable to
+    (M, N)."""
     a_bits = np.asarray(a_bits)
     if a_bits.ndim != 2 or a_bits.shape[1] != lists.k:
         raise ValueError(f"a_bits must be M x {lists.k}, not of shape {a_bits.shape}")
@@ -109,8 +113,15 @@ def gemm_step_lists(a_bits, lists: StepLists, *, a_fmt="fp16", b_fmt="fp16",
         c_in = start[:, lanes]
         steps = lists.steps[first:first + length]
         block = lists.b[first:first + length, :len(lanes)]
+        a_tags, b_tags = a_fmt, b_fmt
         if length == 0:             # no step: a zero step, skipped, leaves C_in (canonical)
             steps, block = [0], np.zeros((1, len(lanes)), dtype=lists.b.dtype)
-        out[:, lanes] = gemm_skip(a_bits[:, steps], block, a_fmt=a_fmt, b_fmt=b_fmt,
+        elif np.ndim(b_fmt) == 2:
+            b_tags = np.asarray(b_fmt)[first:first + length, :len(lanes)]
+        if np.ndim(a_fmt) == 2:
+            a_tags = np.asarray(a_fmt)[:, steps]
+        if length == 0 and np.ndim(b_fmt) == 2:
+            b_tags = np.broadcast_to(np.asarray(b_fmt).flat[0], block.shape)
+        out[:, lanes] = gemm_skip(a_bits[:, steps], block, a_fmt=a_tags, b_fmt=b_tags,
                                   c_bits=c_in)
     return out

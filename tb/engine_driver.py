@@ -12,6 +12,7 @@ next rising edge.
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 from amaranth import unsigned
 from amaranth.lib import data
@@ -19,11 +20,15 @@ from cocotb.triggers import FallingEdge, ReadOnly, SimTimeoutError, ValueChange,
 from cocotb.utils import get_sim_time
 
 from hw.engine.commands import (Status, command_layout, host_write_layout, operand_write_layout,
-                                read_data_layout, read_request_layout)
+                                read_data_layout, read_request_layout, step_write_layout,
+                                tile_write_layout)
 from hw.engine.mask import DROPOUT_BITS, MaskError, MaskStatus, mask_command_layout
 from hw.fp.operand import Operand
 from sim.config import EngineConfig
-from sim.engine_model import EngineCommand, EngineError, command_cycles, done_cycles, validate
+from sim.engine_model import (EngineCommand, EngineError, command_cycles, done_cycles,
+                              scheduled_cycles, validate)
+from sim.engine_spec import FIELD_BITS, step_index_bits, tile_entry_error
+from sim.step_lists import StepLists, gemm_step_lists
 from sim.skip_model import SparseGemm
 from sim.skip_timing import engine_cycles, mask_write_cycles
 from sim.formats import FP32, STORE_FORMATS
@@ -70,7 +75,8 @@ def config_to_case(config: EngineConfig) -> dict:
             "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
             "acc_width": config.acc_width, "acc_rows": config.acc_rows,
             "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros,
-            "skip_window": a.skip_window, "output_mask": config.output_mask}
+            "skip_window": a.skip_window, "output_mask": config.output_mask,
+            "step_entries": config.step_entries, "tile_entries": config.tile_entries}
 
 
 def config_from_case(case: dict) -> EngineConfig:
@@ -84,7 +90,8 @@ def config_from_case(case: dict) -> EngineConfig:
                           skip_window=case.get("skip_window", 1)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
-        out_formats=tuple(case["out_formats"]), output_mask=case.get("output_mask", False))
+        out_formats=tuple(case["out_formats"]), output_mask=case.get("output_mask", False),
+        step_entries=case.get("step_entries", 0), tile_entries=case.get("tile_entries", 0))
 
 
 def mask_command_error(config: EngineConfig, *, seed, threshold, m, n, row, col) -> MaskError:
@@ -175,6 +182,13 @@ class EngineDriver:
         names = ["cmd", "wr_a", "wr_b", "wr_acc", "rd_req", "rd_data"]
         if config.output_mask:
             names += ["wr_mask", "mask_cmd"]
+        if config.step_lists:
+            names += ["wr_steps", "wr_tiles"]
+            # shadows of the step memory and the tile table: (first, length, columns)
+            self.steps = np.zeros(config.step_entries, dtype=np.int64)
+            self.tiles = [(0, 0, ())] * config.tile_entries
+            self.pack_step = _packer(step_write_layout())
+            self.pack_tile = _packer(tile_write_layout(config))
         self.ports = {name: _Stream(dut, name) for name in names}
         self.pack_write = {
             "wr_a": (_packer(operand_write_layout(rows)), self.a, _OPERAND_WIDTH),
@@ -276,6 +290,113 @@ class EngineDriver:
         model.write(row, col, data, mask)
         await self._send(name, [pack(row=row, col=col, data=_lanes_word(data, width),
                                      mask=mask)])
+
+    # -- step lists (hw/engine/step_list_sequencer.py) -----------------------------------
+
+    def step_write_error(self, addr: int, index: int) -> EngineError:
+        """What a step-memory write raises (and, if nothing, the shadow takes it)."""
+        if addr >= self.config.step_entries:
+            return EngineError.ACCESS_RANGE
+        if index >> step_index_bits(self.config):
+            return EngineError.SCHEDULE
+        self.steps[addr] = index
+        return EngineError.NONE
+
+    def tile_write_error(self, addr: int, first: int, length: int, columns) -> EngineError:
+        """What a tile-table write raises (and, if nothing, the shadow takes it)."""
+        if addr >= self.config.tile_entries:
+            return EngineError.ACCESS_RANGE
+        columns = tuple(int(c) for c in columns)
+        if not columns:
+            return EngineError.SCHEDULE
+        error = tile_entry_error(self.config, first, length, columns)
+        if error is EngineError.NONE:
+            self.tiles[addr] = (first, length, columns)
+        return error
+
+    def step_words(self, entries) -> list[int]:
+        """Write words of ``(addr, index)`` step entries (shadow updated)."""
+        words = []
+        for addr, index in entries:
+            self.step_write_error(addr, index)
+            words.append(self.pack_step(addr=addr, index=index))
+        return words
+
+    def tile_words(self, entries) -> list[int]:
+        """Write words of ``(addr, first, length, columns)`` tile entries (shadow updated)."""
+        cols = self.config.array.cols
+        words = []
+        for addr, first, length, columns in entries:
+            self.tile_write_error(addr, first, length, columns)
+            lanes = list(columns) + [0] * (cols - len(columns))
+            words.append(self.pack_tile(addr=addr, first=first, length=length,
+                                        width=len(columns), cols=_lanes_word(lanes, FIELD_BITS)))
+        return words
+
+    async def load_step_lists(self, lists: StepLists, *, step_base: int, tile_base: int,
+                              b=None, p_idle=None):
+        """Write a GEMM's step lists at ``step_base`` of the step memory and its tiles at
+        ``tile_base`` of the table (and ``b = (compacted B words, row, col)``) at once."""
+        import cocotb
+
+        steps = [(step_base + p, int(index)) for p, index in enumerate(lists.steps)]
+        tiles = [(tile_base + g, step_base + first, length, columns)
+                 for g, (first, length, columns) in enumerate(lists.tiles)]
+        tasks = [cocotb.start_soon(self._send("wr_steps", self.step_words(steps),
+                                              p_idle=p_idle)),
+                 cocotb.start_soon(self._send("wr_tiles", self.tile_words(tiles),
+                                              p_idle=p_idle))]
+        if b is not None:
+            tasks.append(cocotb.start_soon(self._send("wr_b", self.write_words("wr_b", *b),
+                                                      p_idle=p_idle)))
+        for task in tasks:
+            await task
+
+    def scheduled_expected(self, command: EngineCommand):
+        """``(result or None, cycles, error)`` of a good scheduled command from the shadows:
+        :func:`sim.step_lists.gemm_step_lists` on the A region, the compacted B and the
+        command's table entries; ``SCHEDULE`` (result None: the lanes it could write are
+        undefined) when a tile names a step ``>= k``, a B row beyond the scratchpad or a
+        column ``>= n``. The accumulator shadow takes every written column."""
+        c = command
+        cfg = self.config
+        entries = self.tiles[c.tile_first:c.tile_first + c.tile_count]
+        cycles = scheduled_cycles(cfg, c, [length for _, length, _ in entries])
+        bad = any(int(index) >= c.k for first, length, _ in entries
+                  for index in self.steps[first:first + length])
+        bad |= any(c.b_row + first + length > cfg.b_rows for first, length, _ in entries
+                   if length)
+        bad |= any(col >= c.n for _, _, columns in entries for col in columns)
+        if bad:
+            return None, cycles, EngineError.SCHEDULE
+        ah, aw = c.a_shape
+        a_words = self.a.contents[c.a_row:c.a_row + ah, c.a_col:c.a_col + aw].astype(np.uint64)
+        a_bits, a_tags = split_operands(a_words.T if c.a_transpose else a_words)
+        rows = cfg.b_rows - c.b_row
+        b_words = self.b.contents[c.b_row:, c.b_col:c.b_col + cfg.array.cols]
+        b_bits, b_tags = split_operands(b_words.astype(np.uint64))
+        lists = StepLists(k=c.k, n=c.n, cols=cfg.array.cols, tiles=tuple(entries),
+                          steps=self.steps[:], b=b_bits[:rows])
+        c_old = None
+        if c.accumulate:
+            c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
+            c_old = c_old.astype(np.uint64)
+        result = gemm_step_lists(a_bits, lists, a_fmt=a_tags, b_fmt=b_tags[:rows],
+                                 c_bits=c_old)
+        # for explain(): B as the dense K x N it stands for
+        dense_bits = np.zeros((c.k, c.n), dtype=np.uint64)
+        dense_tags = np.full((c.k, c.n), b_tags.flat[0] if b_tags.size else 0, dtype=np.uint64)
+        for first, length, columns in entries:
+            for j in range(length):
+                for lane, col in enumerate(columns):
+                    dense_bits[self.steps[first + j], col] = b_bits[first + j, lane]
+                    dense_tags[self.steps[first + j], col] = b_tags[first + j, lane]
+        plain = dataclasses.replace(c, a_transpose=False, scheduled=False)
+        self.history.append((plain, a_bits, a_tags, dense_bits, dense_tags, c_old))
+        written = sorted({col for _, _, columns in entries for col in columns})
+        block = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
+        block[:, written] = result[:, written].astype(object)
+        return result, cycles, EngineError.NONE
 
     # -- commands ------------------------------------------------------------------------
 
@@ -390,9 +511,12 @@ class EngineDriver:
         (no Python per cycle); otherwise every cycle is checked (``busy`` high and
         ``cmd.ready`` low until ``done``).
         """
-        word = self.pack_command(**command.fields(masks=self.config.output_mask))
+        word = self.pack_command(**command.fields(masks=self.config.output_mask,
+                                                  schedule=self.config.step_lists))
         want_error = validate(self.config, command)
-        if self.check:
+        if command.scheduled and want_error is EngineError.NONE:
+            _, want_cycles, want_error = self.scheduled_expected(command)
+        elif self.check:
             _, want_cycles = self.expected(command)
         else:   # no golden GEMM: the dense model only bounds the wait (2x + 1000 below)
             want_cycles = done_cycles(self.config, command)

@@ -257,3 +257,4 @@ async def back_to_back_streams(dut):
     await bench.drain()
     bench.check_banks()
     record_metrics(reads=bench.reads, writes=bench.writes, cycles=bench.cycle)
+

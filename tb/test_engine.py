@@ -73,6 +73,29 @@ def test_engine_skip_zeros(simulator):
     run_random(CONFIGS["4x4 skip"], simulator)
 
 
+def run_step_lists(config, simulator):
+    run_bench(Design(GemmEngine, config), toplevel="gemm_engine",
+              bench_module="tb.step_list_tb", simulator=simulator,
+              testcase="scheduled_gemms", case={**config_to_case(config),
+                                                "commands": commands() // 2})
+
+
+def test_engine_step_lists(simulator):
+    """Scheduled commands (step lists): random pruning patterns (random per filter, all-zero
+    filters, one non-zero, dense, all zero), random groupings and lane orders, tables at random
+    positions, dense commands between; bits of :func:`sim.step_lists.gemm_step_lists`, cycles
+    of :func:`sim.engine_model.scheduled_cycles`; rejected commands, errors met as a command
+    runs and bad table writes. Verilator (one more engine build) in make regress."""
+    if simulator == "verilator" and not REGRESS:
+        pytest.skip("Verilator: make regress (a cold build is 30-60 s of the fast-flow budget)")
+    run_step_lists(CONFIGS["4x4 steps"], simulator)
+
+
+def test_engine_step_lists_odd_shape():
+    """Step lists on a 3 x 5 array (8 accumulator banks for 5 lanes), FP8 weights (Icarus)."""
+    run_step_lists(CONFIGS["3x5 steps"], "icarus")
+
+
 @pytest.mark.parametrize("name", ["3x5 window3", "4x4 window4", "4x4 window2"])
 def test_engine_skip_window(simulator, name):
     """The lookahead window: every row takes its own next non-zero step (sparsity 0..100 %,
@@ -341,3 +364,67 @@ def test_cycle_model_ws_formula():
     assert command_cycles(config, command) == 64 * 64 + 27
     # M = 1: tiles of max(2R + C - 2, result latency + write-back + read) = 22 slots
     assert command_cycles(config, EngineCommand(m=1, n=16, k=16)) == 3 * 22 + 1 + 27
+
+
+def test_step_list_config():
+    """Step lists need both memories, an output-stationary array with the zero gate, and no
+    window or output masks."""
+    with pytest.raises(ValueError, match="step_entries and tile_entries must both be 0"):
+        EngineConfig(array=ArrayConfig(skip_zeros=True), step_entries=8)
+    with pytest.raises(ValueError, match="step_entries must be an integer in 0..65536"):
+        EngineConfig(array=ArrayConfig(skip_zeros=True), step_entries=70000, tile_entries=4)
+    with pytest.raises(ValueError, match=r"need array.skip_zeros = True, not False"):
+        EngineConfig(step_entries=8, tile_entries=4)
+    with pytest.raises(ValueError, match=r"need array.dataflow = 'os', not 'ws'"):
+        EngineConfig(array=ArrayConfig(dataflow="ws", skip_zeros=True), step_entries=8,
+                     tile_entries=4)
+    with pytest.raises(ValueError, match=r"need array.skip_window = 1, not 2"):
+        EngineConfig(array=ArrayConfig(skip_zeros=True, skip_window=2), step_entries=8,
+                     tile_entries=4)
+    assert CONFIGS["4x4 steps"].step_lists and not CONFIGS["4x4 skip"].step_lists
+    layout = command_layout(CONFIGS["4x4 steps"])
+    assert set(fields(layout)) == set(EngineCommand.NUMBERS + EngineCommand.FLAGS
+                                      + EngineCommand.SCHEDULE_FIELDS)
+
+
+def test_step_list_commands():
+    """What the model says of scheduled commands: checks in the hardware's order, and cycles
+    that are the dense command's when every tile has K steps."""
+    from sim.engine_model import scheduled_cycles
+    from sim.engine_spec import tile_entry_error
+
+    config = CONFIGS["4x4 steps"]
+    good = EngineCommand(m=9, n=10, k=7, scheduled=True, tile_first=2, tile_count=3)
+    assert validate(config, good) is EngineError.NONE
+    with pytest.raises(ValueError, match="needs an engine with step lists"):
+        validate(CONFIGS["4x4 skip"], good)
+    cases = {EngineError.ZERO_SIZE: dict(tile_count=0),
+             EngineError.B_RANGE: dict(b_row=config.b_rows),
+             EngineError.C_RANGE: dict(c_col=config.acc_width - 9)}
+    cases[EngineError.SCHEDULE] = dict(tile_first=config.tile_entries - 2)
+    for code, change in cases.items():
+        assert validate(config, dataclasses.replace(good, **change)) is code, change
+    assert validate(config, dataclasses.replace(good, b_transpose=True)) is EngineError.SCHEDULE
+    assert validate(config, dataclasses.replace(good, accumulate=True)) is EngineError.NONE
+    # a B region no bigger than one compacted row: K x N of the dense command may not fit
+    wide = dataclasses.replace(good, n=30, b_col=config.spad_width - 4)
+    assert validate(config, wide) is EngineError.NONE
+    dense = EngineCommand(m=9, n=12, k=7)
+    natural = dataclasses.replace(dense, scheduled=True, tile_count=3)
+    assert scheduled_cycles(config, natural, [7, 7, 7]) == command_cycles(config, dense)
+    floor = EngineTiming.of(config).min_tile_slots
+    assert scheduled_cycles(config, natural, [0, 1, 20]) - scheduled_cycles(
+        config, natural, [7, 7, 7]) == 3 * (floor + floor + 20 - 3 * max(7, floor))
+    accumulating = dataclasses.replace(dense, accumulate=True)
+    assert scheduled_cycles(config, dataclasses.replace(natural, accumulate=True),
+                            [7, 7, 7]) == command_cycles(config, accumulating)
+    with pytest.raises(ValueError, match="lengths must be 3 step counts"):
+        scheduled_cycles(config, natural, [7, 7])
+    with pytest.raises(ValueError, match="is scheduled"):
+        command_cycles(config, natural)
+    assert tile_entry_error(config, 0, 5, (0, 1, 2, 3)) is EngineError.NONE
+    assert tile_entry_error(config, 0, 5, (3, 6, 1, 12)) is EngineError.NONE
+    for first, length, columns in ((0, 5, (3, 7)), (44, 5, (0,)), (0, 1, ()),
+                                   (0, 1, (0, 1, 2, 3, 4)), (0, 1, (config.acc_width,))):
+        assert tile_entry_error(config, first, length, columns) is EngineError.SCHEDULE, \
+            (first, length, columns)

@@ -36,6 +36,17 @@ def test_scratchpad(simulator, lanes, width, rows, element):
                     "operations": vectors(2000)})
 
 
+@pytest.mark.parametrize("lanes, width, rows", [(4, 16, 16), (5, 16, 13), (8, 8, 24)])
+def test_scratchpad_scatter(lanes, width, rows):
+    """Scatter accesses (the step-list engine's accumulator memory), Icarus."""
+    dut = Design(SkewedScratchpad, lanes=lanes, width=width, rows=rows, element=unsigned(32),
+                 scatter=True)
+    run_bench(dut, toplevel="skewed_scratchpad", bench_module="tb.scratchpad_scatter_tb",
+              simulator="icarus",
+              case={"lanes": lanes, "width": width, "rows": rows, "element": "u32",
+                    "operations": vectors(2000)})
+
+
 # -- golden mapping ----------------------------------------------------------------------
 
 GEOMETRIES = [(1, 1, 1), (1, 4, 3), (3, 4, 5), (4, 16, 16), (5, 16, 13), (8, 8, 24),

@@ -9,6 +9,7 @@ import pytest
 
 from scripts.sparta import main
 from sim.config import PRESETS, ArrayConfig, EngineConfig, config_to_dict, engine_config_from
+from tb.conftest import regress
 from tb.engines import CONFIGS
 
 SMALL = CONFIGS["4x4"]          # its Verilog is in the elaboration cache after tb/test_engine.py
@@ -197,6 +198,21 @@ def test_schedule_a_network_file(tmp_path, capsys):
         inference = level["network"]["inference"]
         assert inference["best"] <= inference["natural"] <= inference["dense"]
     assert "ratio to bound" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not regress(), reason="make regress only (a Verilator build of the "
+                    "8x8 step-list engine)")
+def test_schedule_a_network_file_on_the_rtl(tmp_path):
+    """``--rtl``: every pruned GEMM of the user's network runs its banked schedule on the RTL
+    engine; the driver holds every command to the cycle model and every word to the golden
+    model, and the results say so."""
+    out = tmp_path / "schedule.json"
+    assert main(["measure", "schedule", "--network-file", str(EXAMPLES / "strided_cnn.py"),
+                 "--epochs", "1", "--finetune-epochs", "1", "--time-limit", "0.5", "--rtl",
+                 "--out", str(out)]) == 0
+    rtl = json.loads(out.read_text())["schedule"]["rtl"]["gemms"]
+    assert len(rtl) == 8 and all(row["equal"] for row in rtl.values())
+    assert all(row["rtl_cycles"] <= row["dense_model_cycles"] for row in rtl.values())
 
 
 def test_accelerator_configurations_round_trip_and_name_bad_keys():

@@ -13,7 +13,7 @@ from hw.fp.operand import Operand
 from hw.spec_enum import hardware_enum
 from sim.engine_spec import FIELD_BITS, EngineError
 
-__all__ = ["GemmCommand", "command_layout", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
+__all__ = ["GemmCommand", "command_layout", "step_write_layout", "tile_write_layout", "ErrorCode", "Status", "host_write_layout", "operand_write_layout",
            "read_request_layout", "read_data_layout"]
 
 
@@ -43,11 +43,32 @@ class GemmCommand(data.Struct):
 def command_layout(config):
     """The command word of an engine: :class:`GemmCommand`, followed (above its bits) by the
     flags ``mask_host`` and ``mask_dropout`` on an engine with ``output_mask``
-    (:mod:`hw.engine.mask`; :class:`sim.engine_model.EngineCommand` has the same fields)."""
-    if not config.output_mask:
+    (:mod:`hw.engine.mask`), and by ``scheduled``, ``tile_first`` and ``tile_count`` on an
+    engine with step lists (:mod:`hw.engine.step_list_sequencer`);
+    :class:`sim.engine_model.EngineCommand` has the same fields."""
+    if not (config.output_mask or config.step_lists):
         return GemmCommand
     fields = {name: field.shape for name, field in data.Layout.cast(GemmCommand)}
-    return data.StructLayout({**fields, "mask_host": 1, "mask_dropout": 1})
+    if config.output_mask:
+        fields.update(mask_host=1, mask_dropout=1)
+    if config.step_lists:
+        fields.update(scheduled=1, tile_first=FIELD_BITS, tile_count=FIELD_BITS)
+    return data.StructLayout(fields)
+
+
+def step_write_layout():
+    """Host write word of the step-index memory: step ``index`` (a ``k``) into entry
+    ``addr``."""
+    return data.StructLayout({"addr": FIELD_BITS, "index": FIELD_BITS})
+
+
+def tile_write_layout(config):
+    """Host write word of the tile table: entry ``addr`` runs the steps ``first .. first +
+    length - 1`` of the step memory, and its lane ``c < width`` computes column ``cols[c]``
+    (relative to the command's ``c_col``)."""
+    return data.StructLayout({"addr": FIELD_BITS, "first": FIELD_BITS, "length": FIELD_BITS,
+                              "width": FIELD_BITS,
+                              "cols": data.ArrayLayout(FIELD_BITS, config.array.cols)})
 
 
 #: The engine's error codes as a 3-bit Amaranth enum, built member by member from

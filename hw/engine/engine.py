@@ -22,11 +22,13 @@ from amaranth.lib.wiring import In, Out
 
 from hw.engine.array import SystolicArray
 from hw.engine.commands import (ErrorCode, Status, command_layout, host_write_layout,
-                                operand_write_layout, read_data_layout, read_request_layout)
+                                operand_write_layout, read_data_layout, read_request_layout,
+                                step_write_layout, tile_write_layout)
 from hw.engine.mask import KEEP_PLANES, DropoutMaskWriter, MaskStatus, mask_command_layout
 from hw.engine.scratchpad import SkewedScratchpad
 from hw.engine.sequencer import OutputStationarySequencer, geometries
 from hw.engine.skip_sequencer import SkipSequencer
+from hw.engine.step_list_sequencer import StepListSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
 from hw.fp.converter import FP32Converter
 from hw.fp.operand import Operand
@@ -124,6 +126,9 @@ class GemmEngine(wiring.Component):
         self.timing = EngineTiming.of(config)
         rows, cols = config.array.rows, config.array.cols
         masks = {}
+        if config.step_lists:
+            masks = {"wr_steps": In(stream.Signature(step_write_layout())),
+                     "wr_tiles": In(stream.Signature(tile_write_layout(config)))}
         if config.output_mask:
             masks = {
                 "wr_mask": In(stream.Signature(host_write_layout(cols, unsigned(1)))),
@@ -149,6 +154,8 @@ class GemmEngine(wiring.Component):
 
         window = cfg.array.skip_window
         sequencer_class = SkipSequencer if window > 1 else self.SEQUENCERS[cfg.array.dataflow]
+        if cfg.step_lists:
+            sequencer_class = StepListSequencer
         sequencer = m.submodules.sequencer = sequencer_class(cfg)
         array = m.submodules.array = SystolicArray(cfg.array)
         spad_a = m.submodules.spad_a = SkewedScratchpad(
@@ -170,7 +177,8 @@ class GemmEngine(wiring.Component):
             for j, memory in flag_planes[prefix].items():
                 m.submodules[f"flags_{prefix}_{j}"] = memory
         acc = m.submodules.acc_memory = SkewedScratchpad(
-            lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32))
+            lanes=cols, width=cfg.acc_width, rows=cfg.acc_rows, element=unsigned(32),
+            scatter=cfg.step_lists)
         self._check_timing(array, spad_a)
         # output masks (hw/engine/mask.py): a copy of each keep plane per sequencer reader
         keep_planes = {}
@@ -258,10 +266,17 @@ class GemmEngine(wiring.Component):
         host_write = Signal.like(acc.i_write.payload, name="wr_acc_request")
         m.d.comb += [
             host_write.row.eq(self.wr_acc.payload.row),
-            host_write.col.eq(self.wr_acc.payload.col),
             host_write.data.eq(self.wr_acc.payload.data),
             host_write.mask.eq(self.wr_acc.payload.mask),
         ]
+        if acc.scatter:       # a row write as a scatter write: lane t to col + t
+            m.d.comb += [host_write.cols[t].eq(self.wr_acc.payload.col + t)
+                         for t in range(cols)]
+        else:
+            m.d.comb += host_write.col.eq(self.wr_acc.payload.col)
+        if cfg.step_lists:    # the step memory and tile table (checked by the sequencer)
+            wiring.connect(m, wiring.flipped(self.wr_steps), sequencer.steps_write)
+            wiring.connect(m, wiring.flipped(self.wr_tiles), sequencer.tiles_write)
         ours = sequencer.acc_write.valid
         m.d.comb += [
             acc.i_write.valid.eq(ours | (self.wr_acc.valid & self.wr_acc.ready & wr_acc_inside)),
@@ -335,11 +350,12 @@ class GemmEngine(wiring.Component):
         m.d.comb += [outside.eq(accepted & ~inside), bad_format.eq(accepted & inside & ~format_ok)]
 
         host_read = Signal.like(acc.i_read.payload, name="rd_req_request")
-        m.d.comb += [
-            host_read.row.eq(request.row),
-            host_read.col.eq(request.col),
-            host_read.column_mode.eq(0),
-        ]
+        m.d.comb += host_read.row.eq(request.row)
+        if acc.scatter:       # a row read as a scatter read: lane t from col + t
+            m.d.comb += [*[host_read.cols[t].eq(request.col + t) for t in range(cols)],
+                         host_read.mask.eq((1 << cols) - 1)]
+        else:
+            m.d.comb += [host_read.col.eq(request.col), host_read.column_mode.eq(0)]
         ours = sequencer.acc_read.valid
         m.d.comb += [
             acc.i_read.valid.eq(ours | (accepted & inside)),

@@ -81,11 +81,12 @@ def _lane_mask(m, origin, size, lanes, *, name):
     return mask
 
 
-def _advance_tile(m, m0, n0, cmd, rows, cols, last):
+def _advance_tile(m, m0, n0, cmd, rows, cols, last, *, extent=None):
     """Move the tile origin ``(m0, n0)`` to the next tile in row-major order (bands of ``R``
-    rows, tiles of ``C`` columns within a band); after the command's last tile, do ``last``
-    (a list of statements) instead of starting another band."""
-    with m.If(n0 + cols >= cmd.n):
+    rows, tiles of ``C`` columns within a band: ``n0`` steps by ``cols`` up to ``extent``,
+    ``cmd.n`` unless given); after the command's last tile, do ``last`` (a list of
+    statements) instead of starting another band."""
+    with m.If(n0 + cols >= (cmd.n if extent is None else extent)):
         m.d.sync += [n0.eq(0), m0.eq(m0 + rows)]
         with m.If(m0 + rows >= cmd.m):
             m.d.sync += last
@@ -146,8 +147,7 @@ class _Sequencer(wiring.Component):
             "status": Out(Status),
             "clear_error": In(1),
             "host_error": In(ErrorCode),
-            "acc_write": Out(stream.Signature(write_layout(self.acc_geometry, unsigned(32)),
-                                              always_ready=True)),
+            "acc_write": Out(stream.Signature(self._acc_write_layout(), always_ready=True)),
             **self._array_ports(),
         }
         for prefix, geometry, element in (("a", self.a_geometry, Operand),
@@ -160,6 +160,7 @@ class _Sequencer(wiring.Component):
                 for j in range(self.MASK_READERS):
                     for name, port in self._read_ports(self.acc_geometry, unsigned(1)).items():
                         ports[f"{plane}_{name}_{j}"] = port
+        ports["acc_read"] = Out(stream.Signature(self._acc_read_layout(), always_ready=True))
         ports.update(self._extra_ports())
         super().__init__(ports)
 
@@ -169,9 +170,23 @@ class _Sequencer(wiring.Component):
     def _array_ports(self):
         raise NotImplementedError
 
+    def _acc_write_layout(self):
+        """Layout of the result writes into the accumulator memory (row writes here)."""
+        return write_layout(self.acc_geometry, unsigned(32))
+
+    def _acc_read_layout(self):
+        """Layout of the ``C_old`` reads of the accumulator memory (row reads here)."""
+        return read_layout(self.acc_geometry)
+
     def _extra_ports(self):
         """More ports of a subclass (none here)."""
         return {}
+
+    def _command_checks(self, incoming, zero_size, b_outside):
+        """``(zero_size, b_outside, last)``: the ZERO_SIZE and B_RANGE conditions of the
+        command being accepted (a subclass may widen them) and the code checked after
+        C_RANGE (``NONE`` here)."""
+        return zero_size, b_outside, ErrorCode.NONE
 
     @staticmethod
     def _read_ports(geometry, element):
@@ -181,7 +196,7 @@ class _Sequencer(wiring.Component):
             "data": In(stream.Signature(data_layout(geometry, element), always_ready=True)),
         }
 
-    def _front_end(self, m, tile_size):
+    def _front_end(self, m, tile_size, *, host_error=None, run_error=None):
         """Accept with check, and status. ``tile_size(cmd)`` is the command field a tile's
         slots are counted from (``L = max(tile_size, min_tile_slots)``).
 
@@ -192,6 +207,10 @@ class _Sequencer(wiring.Component):
         command being accepted, for what ``begin`` sets up), ``slots`` (``L``), ``begin`` (the
         accept cycle of a good command: reset the schedule), ``start`` (issue time 0, the next
         cycle) and ``finished`` (to be driven high in the last result write's cycle).
+
+        ``host_error`` (an :class:`ErrorCode` value, default the ``host_error`` port) is what
+        the sticky status records from the host ports; ``run_error`` (1 bit, default none)
+        high with ``finished`` makes the command end with ``SCHEDULE``.
         """
         cfg = self.config
         state = Signal(_State, name="state")
@@ -215,11 +234,12 @@ class _Sequencer(wiring.Component):
         c_outside = ((incoming.c_row + incoming.m > cfg.acc_rows)
                      | (incoming.c_col + incoming.n > cfg.acc_width))
         # a priority chain of plain expressions (see _ICARUS_NOTE)
+        zero_size, b_outside, last = self._command_checks(incoming, zero_size, b_outside)
         m.d.comb += error_code.eq(
             Mux(zero_size, ErrorCode.ZERO_SIZE,
                 Mux(a_outside, ErrorCode.A_RANGE,
                     Mux(b_outside, ErrorCode.B_RANGE,
-                        Mux(c_outside, ErrorCode.C_RANGE, ErrorCode.NONE)))))
+                        Mux(c_outside, ErrorCode.C_RANGE, last)))))
 
         accepted = Signal(name="accepted")
         rejected = Signal(name="rejected")
@@ -248,11 +268,15 @@ class _Sequencer(wiring.Component):
                 with m.If(finished):
                     m.d.sync += [state.eq(_State.IDLE), self.status.done.eq(1)]
 
-        # sticky error: a rejected command, else a host-port error, else cleared
+        # sticky error: a rejected command, else one that met a bad schedule as it ran, else a
+        # host-port error, else cleared
+        host_error = self.host_error if host_error is None else host_error
         with m.If(rejected):
             m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(error_code)]
-        with m.Elif(self.host_error != ErrorCode.NONE):
-            m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(self.host_error)]
+        with m.Elif(finished & (0 if run_error is None else run_error)):
+            m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(ErrorCode.SCHEDULE)]
+        with m.Elif(host_error != ErrorCode.NONE):
+            m.d.sync += [self.status.error.eq(1), self.status.error_code.eq(host_error)]
         with m.Elif(accepted | self.clear_error):
             m.d.sync += [self.status.error.eq(0), self.status.error_code.eq(ErrorCode.NONE)]
         return {"cmd": cmd, "incoming": incoming, "slots": slots, "begin": begin,
@@ -324,25 +348,9 @@ class OutputStationarySequencer(_Sequencer):
         step inputs. Returns the signal that is high in the issue cycle of a tile's first
         step and of the flush step (what the shift groups are timed from)."""
         cfg = self.config
-        timing = self.timing
         rows, cols = cfg.array.rows, cfg.array.cols
         cmd, slots = front["cmd"], front["slots"]
-        armed = Signal(name="step_armed")               # tile slots or the flush still to issue
-        step_wait = Signal(range(timing.first_tile_issue + 1), name="step_wait")
-        stepping = Signal(name="stepping")              # a tile slot is issued this cycle
-        flush = Signal(name="flush")                    # the flush step is issued this cycle
-        slot = Signal(WIDE, name="slot")
-        m0 = Signal(WIDE, name="step_m0")
-        n0 = Signal(WIDE, name="step_n0")
-        incoming = front["incoming"]
-        with m.If(front["begin"]):
-            # an overwrite needs no initial shift group: every shadow already holds +0
-            m.d.sync += [armed.eq(1),
-                         step_wait.eq(Mux(incoming.accumulate, timing.first_tile_issue, 0)),
-                         m0.eq(0), n0.eq(0), slot.eq(0)]
-        with m.If(armed & (step_wait != 0)):
-            m.d.sync += step_wait.eq(step_wait - 1)
-        m.d.comb += stepping.eq(armed & (step_wait == 0))
+        armed, stepping, flush, slot, m0, n0 = self._issue_counters(m, front)
 
         # (plain expressions rather than m.If: see _ICARUS_NOTE)
         step_valid = Signal(name="step_valid")
@@ -368,21 +376,49 @@ class OutputStationarySequencer(_Sequencer):
                      *_step_read(self.b_read, cmd, "b", n0, slot)]
         a_lanes = _lane_mask(m, m0, cmd.m, rows, name="step_a_lanes")
         b_lanes = _lane_mask(m, n0, cmd.n, cols, name="step_b_lanes")
+        self._drive_array(m, step_valid, step_first, a_lanes, b_lanes)
+        return step_first
 
-        # the step meets its operands at the array
-        latency = timing.spad_read_latency
-        valid_at_array = _delay(m, step_valid, latency, name="step_valid")
-        first_at_array = _delay(m, step_first, latency, name="step_first")
+    def _issue_counters(self, m, front):
+        """The counters of issue stream A: ``(armed, stepping, flush, slot, m0, n0)``: tile
+        slots or the flush still to issue, a tile slot issued this cycle (after the initial
+        wait of an accumulating command), the flush step issued this cycle (set by the
+        caller), the slot in the tile and the tile origin (both advanced by the caller)."""
+        timing = self.timing
+        armed = Signal(name="step_armed")
+        step_wait = Signal(range(timing.first_tile_issue + 1), name="step_wait")
+        stepping = Signal(name="stepping")
+        flush = Signal(name="flush")
+        slot = Signal(WIDE, name="slot")
+        m0 = Signal(WIDE, name="step_m0")
+        n0 = Signal(WIDE, name="step_n0")
+        with m.If(front["begin"]):
+            # an overwrite needs no initial shift group: every shadow already holds +0
+            m.d.sync += [armed.eq(1),
+                         step_wait.eq(Mux(front["incoming"].accumulate,
+                                          timing.first_tile_issue, 0)),
+                         m0.eq(0), n0.eq(0), slot.eq(0)]
+        with m.If(armed & (step_wait != 0)):
+            m.d.sync += step_wait.eq(step_wait - 1)
+        m.d.comb += stepping.eq(armed & (step_wait == 0))
+        return armed, stepping, flush, slot, m0, n0
+
+    def _drive_array(self, m, step_valid, step_first, a_lanes, b_lanes):
+        """The step meets its operands at the array ``spad_read_latency`` cycles after its
+        reads: ``valid``, ``first`` and the operands, ``+0`` in the lanes not in ``a_lanes`` /
+        ``b_lanes``."""
+        cfg = self.config
+        latency = self.timing.spad_read_latency
         a_lanes_at_array = _delay(m, a_lanes, latency, name="step_a_lanes")
         b_lanes_at_array = _delay(m, b_lanes, latency, name="step_b_lanes")
-        m.d.comb += [self.array_valid.eq(valid_at_array), self.array_first.eq(first_at_array)]
-        for r in range(rows):
+        m.d.comb += [self.array_valid.eq(_delay(m, step_valid, latency, name="step_valid")),
+                     self.array_first.eq(_delay(m, step_first, latency, name="step_first"))]
+        for r in range(cfg.array.rows):
             m.d.comb += self.array_a[r].eq(Mux(a_lanes_at_array[r], self.a_data.payload[r],
                                                _plus_zero(cfg.array.a_formats)))
-        for c in range(cols):
+        for c in range(cfg.array.cols):
             m.d.comb += self.array_b[c].eq(Mux(b_lanes_at_array[c], self.b_data.payload[c],
                                                _plus_zero(cfg.array.b_formats)))
-        return step_first
 
     def _shift_groups(self, m, front, boundary):
         """Issue stream B (the shift groups, module docstring), ``group_delay`` cycles after
@@ -419,11 +455,12 @@ class OutputStationarySequencer(_Sequencer):
                 m.d.sync += [
                     prev_tile["m0"].eq(0), prev_tile["n0"].eq(0), prev_tile["valid"].eq(1),
                 ]
-                with m.If(cols >= incoming.n):  # tile 1
+                with m.If(self._tile_step(incoming) >= self._tile_extent(incoming)):  # tile 1
                     m.d.sync += [init_tile["m0"].eq(rows), init_tile["n0"].eq(0),
                                  init_tile["valid"].eq(rows < incoming.m)]
                 with m.Else():
-                    m.d.sync += [init_tile["m0"].eq(0), init_tile["n0"].eq(cols),
+                    m.d.sync += [init_tile["m0"].eq(0),
+                                 init_tile["n0"].eq(self._tile_step(incoming)),
                                  init_tile["valid"].eq(1)]
         group_active = Signal(name="group_active")
         m.d.comb += group_active.eq(group_trigger | shifting)
@@ -445,39 +482,21 @@ class OutputStationarySequencer(_Sequencer):
                 prev_tile["m0"].eq(init_tile["m0"]), prev_tile["n0"].eq(init_tile["n0"]),
                 prev_tile["valid"].eq(init_tile["valid"]),
             ]
-            with m.If(init_tile["n0"] + cols >= cmd.n):
-                m.d.sync += [init_tile["n0"].eq(0), init_tile["m0"].eq(init_tile["m0"] + rows)]
-                with m.If(init_tile["m0"] + rows >= cmd.m):
-                    m.d.sync += init_tile["valid"].eq(0)
-            with m.Else():
-                m.d.sync += init_tile["n0"].eq(init_tile["n0"] + cols)
+            _advance_tile(m, init_tile["m0"], init_tile["n0"], cmd, rows,
+                          self._tile_step(cmd), [init_tile["valid"].eq(0)],
+                          extent=self._tile_extent(cmd))
 
         # initial values: C_old rows (accumulate) or +0
         init_row = init_tile["m0"] + current_row
         init_row_in = Signal(name="init_row_inside")
         m.d.comb += init_row_in.eq(group_active & init_tile["valid"] & cmd.accumulate
                                    & (init_row < cmd.m))
-        init_lanes = Signal(cols, name="init_lanes")
-        m.d.comb += init_lanes.eq(Mux(init_row_in,
-                                      _lane_mask(m, init_tile["n0"], cmd.n, cols,
-                                                 name="init_lanes_inside"), 0))
-        m.d.comb += [
-            self.acc_read.valid.eq(init_row_in),
-            self.acc_read.payload.row.eq(cmd.c_row + init_row),
-            self.acc_read.payload.col.eq(cmd.c_col + init_tile["n0"]),
-            self.acc_read.payload.column_mode.eq(0),
-        ]
+        init_lanes = self._init_read(m, cmd, init_tile["n0"], init_row, init_row_in)
         # results: row R-1-j of tile g-2
         out_row = out_tile["m0"] + current_row
         out_row_in = Signal(name="out_row_inside")
         m.d.comb += out_row_in.eq(group_active & out_tile["valid"] & (out_row < cmd.m))
-        out_lanes = _lane_mask(m, out_tile["n0"], cmd.n, cols, name="out_lanes")
-        out_address = Signal(write_layout(self.acc_geometry, unsigned(32)), name="out_address")
-        m.d.comb += [
-            out_address.row.eq(cmd.c_row + out_row),
-            out_address.col.eq(cmd.c_col + out_tile["n0"]),
-            out_address.mask.eq(out_lanes),
-        ]
+        out_address = self._out_address(m, cmd, out_tile["n0"], out_row, out_row_in)
         last_group = ~init_tile["valid"] & ~prev_tile["valid"] & out_tile["valid"]
         final = Signal(name="final_shift")
         m.d.comb += final.eq(group_end & last_group)
@@ -506,12 +525,45 @@ class OutputStationarySequencer(_Sequencer):
         write = self.acc_write.payload
         m.d.comb += [
             self.acc_write.valid.eq(write_at_array),
-            write.row.eq(address_at_array.row),
-            write.col.eq(address_at_array.col),
-            write.mask.eq(address_at_array.mask),
+            *[getattr(write, name).eq(getattr(address_at_array, name))
+              for name, _ in data.Layout.cast(write.shape()) if name != "data"],
             write.data.eq(result),
             finished.eq(final_at_array),
         ]
+
+    def _tile_step(self, cmd):
+        """How far the tile origin ``n0`` moves from one tile of a band to the next."""
+        return self.config.array.cols
+
+    def _tile_extent(self, cmd):
+        """The band ends when ``n0 + step`` reaches this."""
+        return cmd.n
+
+    def _init_read(self, m, cmd, n0, row, valid):
+        """Read the ``C_old`` row ``row`` of the tile at ``n0`` when ``valid``; returns the
+        lanes that take it (0 when not ``valid``)."""
+        lanes = Signal(self.config.array.cols, name="init_lanes")
+        m.d.comb += [
+            lanes.eq(Mux(valid, _lane_mask(m, n0, cmd.n, self.config.array.cols,
+                                           name="init_lanes_inside"), 0)),
+            self.acc_read.valid.eq(valid),
+            self.acc_read.payload.row.eq(cmd.c_row + row),
+            self.acc_read.payload.col.eq(cmd.c_col + n0),
+            self.acc_read.payload.column_mode.eq(0),
+        ]
+        return lanes
+
+    def _out_address(self, m, cmd, n0, row, valid):
+        """Where row ``row`` of the results of the tile at ``n0`` goes: a
+        :meth:`_acc_write_layout` value without ``data``; ``valid``: the row is written."""
+        address = Signal(self._acc_write_layout(), name="out_address")
+        m.d.comb += [
+            address.row.eq(cmd.c_row + row),
+            address.col.eq(cmd.c_col + n0),
+            address.mask.eq(_lane_mask(m, n0, cmd.n, self.config.array.cols,
+                                       name="out_lanes")),
+        ]
+        return address
 
     def _keep_row(self, m, cmd, reader, valid, row, col):
         """Read ``C`` keep bits at ``(row, col)`` of the keep planes through read port

@@ -14,9 +14,19 @@ proof, ``lp_estimate`` (its restricted LP's value when the greedy pricing found 
 the LP optimum unless a column was missed, **not a proven bound**) and the ratio to it; solver
 times (host work, paid once per pruning mask); the size of the best grouping's scheduled
 weight format (:mod:`sim.step_lists`, fp16 B) against dense B.
+
+Per command also ``banked``: every scheduler again under the bank constraint of the engine
+(``TileProblem.of(config, pattern, banked=True)``: a tile's columns pairwise distinct modulo
+``config.acc_banks``, the groupings the hardware can run), its best cycles, its ratio to the
+same bound and LP estimate as the unconstrained best (valid for the constrained problem too),
+to the constrained problem's own best bound (the analytic bounds with the bank terms and the
+exact solver's proof under the constraint) and to the unconstrained best, its speedups over
+dense and natural order (natural order respects the banks).
+
 Per network: inference (forward GEMMs) and training-step (forward, weight gradient dense,
-backward data) cycles, dense against natural order against the best schedule; and the
-multi-unit case: the tiles of each forward GEMM (best grouping) over :data:`UNITS` engines.
+backward data) cycles, dense against natural order against the best schedule, unconstrained
+(``best``) and banked (``banked``); and the multi-unit case: the tiles of each forward GEMM
+(best unconstrained grouping) over :data:`UNITS` engines.
 """
 
 from __future__ import annotations
@@ -51,11 +61,9 @@ def _command(config, gemm) -> EngineCommand:
                          b_transpose=gemm.transpose_b, accumulate=gemm.accumulate)
 
 
-def measure_command(config, gemm, pattern, time_limit: float) -> dict:
-    """Every tile scheduler on one command (module docstring)."""
-    problem = TileProblem.of(config, pattern)
-    dense = command_cycles(config, _command(config, gemm))
-    bounds = tile_bounds(problem)
+def _run_schedulers(config, gemm, problem: TileProblem, time_limit: float):
+    """Every tile scheduler on ``problem``: ``(per method slots, cycles, tiles, solver time
+    and the exact solver's proven bound; per method the grouping; the best method)``."""
     methods, groups = {}, {}
     for method in TILE_SCHEDULERS:
         if method == "exact" and problem.filters > EXACT_MAX_FILTERS:
@@ -70,9 +78,20 @@ def measure_command(config, gemm, pattern, time_limit: float) -> dict:
         }
         if result.proven is not None:
             methods[method]["proven_bound"] = result.proven
-            bounds["exact"] = result.proven
         groups[method] = result.groups
     best = min(methods, key=lambda m: (methods[m]["slots"], m != "natural"))
+    return methods, groups, best
+
+
+def measure_command(config, gemm, pattern, time_limit: float) -> dict:
+    """Every tile scheduler on one command, unconstrained and under the engine's bank
+    constraint (module docstring)."""
+    problem = TileProblem.of(config, pattern)
+    dense = command_cycles(config, _command(config, gemm))
+    bounds = tile_bounds(problem)
+    methods, groups, best = _run_schedulers(config, gemm, problem, time_limit)
+    if "exact" in methods:
+        bounds["exact"] = methods["exact"]["proven_bound"]
     slots = methods[best]["slots"]
     lp = None
     if max(bounds.values()) < slots:        # not proven optimal yet: the LP bound
@@ -82,6 +101,7 @@ def measure_command(config, gemm, pattern, time_limit: float) -> dict:
     # the scheduled weight format of the best grouping, B in fp16 (sim.step_lists)
     ones = np.where(pattern, np.uint16(0x3C00), np.uint16(0))
     storage = step_lists(ones, groups[best], cols=problem.cols).storage_bits(16)
+    estimate = lp and lp["estimate"]
     return {
         "M": gemm.M, "N": gemm.N, "K": gemm.K,
         "storage_bits": storage,
@@ -96,7 +116,31 @@ def measure_command(config, gemm, pattern, time_limit: float) -> dict:
         "ratio_to_bound": round(slots / bound, 6),
         "speedup_vs_dense": round(dense / methods[best]["cycles"], 6),
         "speedup_vs_natural": round(methods["natural"]["cycles"] / methods[best]["cycles"], 6),
+        "banked": _measure_banked(config, gemm, pattern, time_limit, dense, bound, estimate,
+                                  methods),
         "_groups": groups[best],
+    }
+
+
+def _measure_banked(config, gemm, pattern, time_limit: float, dense: int, bound: int,
+                    estimate, unconstrained: dict) -> dict:
+    """Every tile scheduler under the engine's bank constraint; ``bound`` and ``estimate``:
+    the unconstrained problem's (a lower bound, an estimate, of the constrained one too)."""
+    problem = TileProblem.of(config, pattern, banked=True)
+    methods, _, best = _run_schedulers(config, gemm, problem, time_limit)
+    slots, cycles = methods[best]["slots"], methods[best]["cycles"]
+    own = max([bound, *tile_bounds(problem).values()]
+              + [m["proven_bound"] for m in methods.values() if "proven_bound" in m])
+    least = min(m["slots"] for m in unconstrained.values())
+    return {
+        "banks": problem.banks, "methods": methods, "best": best, "slots": slots,
+        "cycles": cycles, "bound_slots": own,
+        "ratio_to_bound": round(slots / bound, 6),
+        "ratio_to_own_bound": round(slots / own, 6),
+        "ratio_to_lp_estimate": estimate and round(slots / estimate, 6),
+        "ratio_to_unconstrained": round(slots / least, 6),
+        "speedup_vs_dense": round(dense / cycles, 6),
+        "speedup_vs_natural": round(unconstrained["natural"]["cycles"] / cycles, 6),
     }
 
 
@@ -133,7 +177,7 @@ def measure_level(net: Network, params: dict, config, time_limit: float,
         weight = params[f"{spec.name}.weight"]
         for gemm in layer_commands(spec, batch_size=BATCH):
             dense = command_cycles(config, _command(config, gemm))
-            cycles = {"dense": dense, "natural": dense, "best": dense}
+            cycles = {"dense": dense, "natural": dense, "best": dense, "banked": dense}
             if spec.name in pruned and gemm.kind in KINDS:
                 entry = measure_command(config, gemm, _pattern(weight, gemm.kind), time_limit)
                 groups = entry.pop("_groups")
@@ -143,6 +187,7 @@ def measure_level(net: Network, params: dict, config, time_limit: float,
                 layers.append({"layer": spec.name, "kind": gemm.kind, **entry})
                 cycles["natural"] = entry["methods"]["natural"]["cycles"]
                 cycles["best"] = entry["methods"][entry["best"]]["cycles"]
+                cycles["banked"] = entry["banked"]["cycles"]
                 if on_command:
                     on_command()
             for scope in ("training_step",) + (("inference",) if gemm.kind == "forward"
@@ -153,9 +198,13 @@ def measure_level(net: Network, params: dict, config, time_limit: float,
     for scope in totals.values():
         scope["speedup_vs_dense"] = round(scope["dense"] / scope["best"], 6)
         scope["speedup_natural_vs_dense"] = round(scope["dense"] / scope["natural"], 6)
+        scope["speedup_banked_vs_dense"] = round(scope["dense"] / scope["banked"], 6)
     ratios = [layer["ratio_to_bound"] for layer in layers]
+    banked = [layer["banked"]["ratio_to_bound"] for layer in layers]
     return {"layers": layers, "network": totals,
             "ratio_to_bound_max": max(ratios), "ratio_to_bound_mean":
-            round(float(np.mean(ratios)), 6)}
+            round(float(np.mean(ratios)), 6),
+            "banked_ratio_to_bound_max": max(banked), "banked_ratio_to_bound_mean":
+            round(float(np.mean(banked)), 6)}
 
 
