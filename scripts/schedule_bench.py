@@ -29,7 +29,9 @@ from scripts.results import load, record
 from sim.elaborate import build_root
 from sim.experiments.schedule import BATCH, measure_level
 from sim.experiments.sparsity import timing_config
+from sim.lowering import transposed_backward_data
 from sim.nn import build_network
+from sim.pruning import prunable
 
 NETS = ("digits_cnn", "digits_mlp", "resnet18")
 
@@ -64,7 +66,10 @@ def main(argv=None) -> int:
                              f"`python -m scripts.prune --nets {net}` (or give --weights-dir)")
         start = time.perf_counter()
         network = build_network(net)
-        per_level = 2 * (len(network.weight_layers()) - 1)
+        pruned = {name.rsplit(".", 1)[0] for name in prunable(network)}
+        per_level = 2 * len(pruned) + sum(
+            transposed_backward_data(spec, batch_size=BATCH) is not None
+            for spec in network.specs() if spec.name in pruned)
         entry = {"engine": "8x8 output stationary (sim.experiments.sparsity.timing_config)",
                  "acc_banks": config.acc_banks, "batch": BATCH,
                  "time_limit_s": args.time_limit, "levels": []}

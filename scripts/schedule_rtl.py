@@ -2,7 +2,8 @@
 RTL against the cycle model, bit-exact results.
 
 For every pruning level of ``docs/results/pruning.json`` and every pruned layer's forward and
-backward-data GEMM, the pattern of the pruned weights is scheduled again under the engine's bank
+backward-data GEMM (and a stride-1 convolution's backward data lowered as a transposed
+convolution, :func:`sim.lowering.transposed_backward_data`), the pattern of the pruned weights is scheduled again under the engine's bank
 constraint (``TileProblem.of(config, pattern, banked=True)``) by the scheduler that
 ``docs/results/schedule.json`` found best for it (``banked.best``, same time limit), laid out in
 the scheduled format and run on :data:`RTL_CONFIG` (an 8x8 output-stationary engine with the zero
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 
@@ -56,14 +58,19 @@ def level_gemms(sparsity: float, layers, params: dict, *, time_limit: float, met
     ``layers`` are the level's entries of a schedule measurement
     (:func:`sim.experiments.schedule.measure_level`), ``params`` the level's weights by
     qualified name; each GEMM is scheduled again by its best banked method (or ``method``)."""
+    from sim.experiments.schedule import TRANSPOSED
     from sim.experiments.sparsity import timing_config
+    from sim.nn.im2col import transposed_weight
     from sim.schedule import TileProblem, grouped_cycles, schedule, union_sizes
 
     config = timing_config()
     rng = np.random.default_rng(2026) if rng is None else rng
     for layer in layers:
         weight = params[f"{layer['layer']}.weight"]
-        b = weight if layer["kind"] == "forward" else weight.T
+        b = {"forward": weight, "backward_data": weight.T}.get(layer["kind"])
+        if layer["kind"] == TRANSPOSED:       # the flipped weight, C_in = N columns
+            kernel = math.isqrt(weight.shape[0] // layer["N"])
+            b = transposed_weight(weight, kernel=kernel, channels=layer["N"])
         b_bits = np.asarray(b, dtype=np.float32).astype(np.float16).view(np.uint16)
         if method is None and "banked" not in layer:
             raise SystemExit("the schedule measurement has no banked schedules: measure it "

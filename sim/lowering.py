@@ -53,7 +53,8 @@ import math
 from collections.abc import Iterable
 
 __all__ = ["GEMM_KINDS", "WEIGHT_KINDS", "LAYER_KINDS", "LayerSpec", "GemmCommand",
-           "layer_commands", "network_commands", "check_chain", "check_batch_size"]
+           "layer_commands", "transposed_backward_data", "network_commands", "check_chain",
+           "check_batch_size"]
 
 GEMM_KINDS = ("forward", "backward_data", "weight_grad")
 #: Layer kinds with weights (lowered to GEMMs) and without (host fp32 operations).
@@ -316,6 +317,27 @@ def layer_commands(spec: LayerSpec, *, batch_size: int, phase: str = "all") -> l
         backward.append(command("backward_data", "backward_data", rows, depth, features,
                                 transpose_b=True, a_mask=dy_mask, out_mask=gated))
     return {"forward": forward, "backward": backward, "all": forward + backward}[phase]
+
+
+def transposed_backward_data(spec: LayerSpec, *, batch_size: int) -> GemmCommand | None:
+    """The backward-data GEMM of a stride-1 convolution lowered as a transposed convolution
+    (None for any other layer, or one without ``input_grad``): ``dX = im2col(dY) . W'``,
+    ``M = batch * H_in * W_in`` rows, ``K = kernel^2 * C_out`` steps, ``N = C_in`` columns,
+    ``W'`` the flipped weight of :func:`sim.nn.im2col.transposed_weight`. Against
+    :func:`layer_commands`' backward data (``K = C_out``, ``N = kernel^2 * C_in``, then
+    col2im), its K is ``kernel^2`` times longer: what lets skipping beat the per-tile floor
+    of ``2R`` slots (docs/sparsity_study.md). The host builds im2col of dY instead of adding
+    the columns back with col2im; neither is priced here."""
+    if not isinstance(spec, LayerSpec):
+        raise ValueError(f"spec must be a LayerSpec, not {type(spec).__name__}")
+    check_batch_size(batch_size)
+    if spec.kind != "conv2d" or spec.stride != 1 or not spec.input_grad:
+        return None
+    height, width, channels = spec.in_shape
+    return GemmCommand(name=f"{spec.name}.backward_data_transposed", layer=spec.name,
+                       kind="backward_data", M=batch_size * height * width, N=channels,
+                       K=spec.kernel * spec.kernel * spec.features,
+                       a_mask=_describe(spec.output_mask), out_mask=_describe(spec.input_mask))
 
 
 def check_chain(layers: Iterable, *, input_shape: tuple[int, ...]) -> None:

@@ -227,6 +227,25 @@ def test_conv2d_against_textbook(kernel, stride, padding):
         np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,padding", [(3, 1), (3, 0), (1, 0), (5, 2), (2, 0)])
+def test_transposed_weight_gives_the_input_gradient(kernel, padding):
+    """Backward data of a stride-1 convolution as a transposed convolution: im2col of dY
+    (padding ``kernel - 1 - padding``) times the flipped weight is the textbook dX."""
+    from sim.nn.im2col import im2col, transposed_weight
+
+    rng = np.random.default_rng(kernel * 10 + padding)
+    x = rng.standard_normal((2, 7, 6, 3))
+    w = rng.standard_normal((kernel * kernel * 3, 4))
+    out_h, out_w = 7 + 2 * padding - kernel + 1, 6 + 2 * padding - kernel + 1
+    dy = rng.standard_normal((2, out_h, out_w, 4))
+    _, dx, _, _ = _conv_reference(x, w, 0.0, dy, kernel, 1, padding)
+    cols = im2col(dy, kernel=kernel, stride=1, padding=kernel - 1 - padding)
+    got = cols @ transposed_weight(w, kernel=kernel, channels=3)
+    np.testing.assert_allclose(got.reshape(dx.shape), dx, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="must have kernel \\* kernel \\* channels"):
+        transposed_weight(w, kernel=kernel, channels=4)
+
+
 def test_accel_backend_is_golden_gemm_of_fp16_operands():
     rng = np.random.default_rng(6)
     layer = Linear(name="fc", in_features=5, out_features=3, rng=rng)
@@ -406,6 +425,24 @@ def test_lowering_rejects_bad_batch_and_names():
         network_commands([spec, spec], batch_size=1)
     with pytest.raises(ValueError, match="spec must be a LayerSpec"):
         layer_commands({"kind": "conv2d"}, batch_size=1)
+
+
+def test_transposed_backward_data_lowering():
+    """Stride-1 convolutions with an input gradient only: K = kernel^2 x C_out, N = C_in, one
+    row per input pixel; the masks those of the original backward data, ungathered."""
+    from sim.lowering import transposed_backward_data
+
+    spec = LayerSpec(**{**CONV, "in_shape": (7, 5, 3), "padding": 0, "input_grad": True,
+                        "input_mask": ("relu1",), "output_mask": ("relu2",)})
+    gemm = transposed_backward_data(spec, batch_size=2)
+    assert (gemm.kind, gemm.M, gemm.K, gemm.N) == ("backward_data", 2 * 7 * 5, 9 * 4, 3)
+    assert (gemm.a_mask, gemm.out_mask) == ("relu2", "relu1")
+    original = layer_commands(spec, batch_size=2, phase="backward")[-1]
+    assert original.kind == "backward_data" and original.K == 4 and original.N == 27
+    for change in ({"stride": 2}, {"input_grad": False}):
+        assert transposed_backward_data(LayerSpec(**{**CONV, **change}), batch_size=2) is None
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        transposed_backward_data(spec, batch_size=0)
 
 
 def test_shape_mismatches_are_named():

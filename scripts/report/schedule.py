@@ -270,3 +270,48 @@ def units() -> str:
         "",
         "_From `docs/results/schedule.json` (`levels[].layers[].units`), measured by `sparta "
         "measure schedule`._"])
+
+
+@block("schedule.transposed")
+def transposed() -> str:
+    data = results("schedule")
+    rows, sources = [], []
+    for net in _present("schedule"):
+        for level in data[net]["levels"]:
+            by_kind = {(layer["layer"], layer["kind"]): layer for layer in level["layers"]}
+            network = level["network"]
+            if "training_step_transposed" not in network:
+                continue
+            for (name, kind), layer in by_kind.items():
+                if kind != "backward_data_transposed":
+                    continue
+                original = by_kind[(name, "backward_data")]
+                rows.append((net, f"{round(100 * level['sparsity'])}%", name,
+                             f"{original['K']}x{original['N']}",
+                             f"{original['dense_cycles']:,}",
+                             f"{original['banked']['cycles']:,}",
+                             f"{layer['K']}x{layer['N']}", f"{layer['dense_cycles']:,}",
+                             f"{layer['banked']['cycles']:,}",
+                             f"{original['dense_cycles'] / layer['banked']['cycles']:.2f}",
+                             f"{network['training_step']['speedup_banked_vs_dense']:.3f}",
+                             f"{network['training_step_transposed']['speedup_banked_vs_dense']:.3f}"))
+        sources.append(f"{net}: {measured_at(data['provenance'][net])}")
+    if not rows:
+        return "_No results with transposed backward data yet: run `sparta measure schedule`._"
+    return "\n".join([
+        table(("network", "sparsity", "layer", "backward data K x N", "dense cycles",
+               "banked cycles", "transposed K x N", "dense cycles", "banked cycles",
+               "x vs dense backward data", "training step x, banked",
+               "training step x, banked, transposed"), rows),
+        "",
+        "Backward data of every pruned stride-1 convolution, lowered as today (`dY . W^T`, "
+        "K = C_out, then col2im) and as a transposed convolution (`im2col(dY) . W'`, K = "
+        "kernel^2 x C_out, N = C_in; `sim.lowering.transposed_backward_data`), each scheduled "
+        "under the bank constraint. Cycle model, batch 32. x vs dense backward data: the "
+        "original lowering's dense cycles over the transposed GEMM's banked cycles. Training "
+        "step x: the whole step's dense cycles (original lowering) over its cycles with the "
+        "banked schedules, without and with the transposed backward data. Host reshaping "
+        "(col2im of dX's columns today, im2col of dY transposed) is not priced in either.",
+        "",
+        f"_From `docs/results/schedule.json`, measured by `sparta measure schedule`; "
+        f"{'; '.join(sources)}._"])

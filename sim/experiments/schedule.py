@@ -23,8 +23,14 @@ to the constrained problem's own best bound (the analytic bounds with the bank t
 exact solver's proof under the constraint) and to the unconstrained best, its speedups over
 dense and natural order (natural order respects the banks).
 
+Each pruned stride-1 convolution also gets its backward data lowered as a transposed
+convolution (:data:`TRANSPOSED`, :func:`sim.lowering.transposed_backward_data`: K = kernel^2 x
+C_out, N = C_in, B the flipped weight), measured the same way.
+
 Per network: inference (forward GEMMs) and training-step (forward, weight gradient dense,
-backward data) cycles, dense against natural order against the best schedule, unconstrained
+backward data) cycles, the training step also with the transposed backward data
+(``training_step_transposed``: its ``dense`` is the original lowering's, ``dense_transposed``
+the transposed GEMMs' run dense), dense against natural order against the best schedule, unconstrained
 (``best``) and banked (``banked``); and the multi-unit case: the tiles of each forward GEMM
 (best unconstrained grouping) over :data:`UNITS` engines.
 """
@@ -35,24 +41,32 @@ import numpy as np
 
 from sim.engine_model import EngineCommand, command_cycles
 from sim.engine_spec import EngineTiming
-from sim.lowering import layer_commands
+from sim.lowering import layer_commands, transposed_backward_data
 from sim.nn import Network
+from sim.nn.im2col import transposed_weight
 from sim.pruning import prunable
 from sim.schedule import (EXACT_MAX_FILTERS, TILE_SCHEDULERS, UNIT_SCHEDULERS, TileProblem,
                           UnitProblem, grouped_cycles, lp_bound, schedule, tile_bounds,
                           union_sizes)
 from sim.step_lists import step_lists
 
-__all__ = ["BATCH", "UNITS", "KINDS", "measure_command", "measure_units", "measure_level"]
+__all__ = ["BATCH", "UNITS", "KINDS", "TRANSPOSED", "measure_command", "measure_units",
+           "measure_level"]
 
 BATCH = 32
 UNITS = (2, 4)
 KINDS = ("forward", "backward_data")
+#: The backward data of a stride-1 convolution lowered as a transposed convolution
+#: (:func:`sim.lowering.transposed_backward_data`), measured beside ``backward_data``.
+TRANSPOSED = "backward_data_transposed"
 
 
-def _pattern(weight: np.ndarray, kind: str) -> np.ndarray:
-    """The non-zero pattern of B (K x N) of the layer's ``kind`` GEMM."""
+def _pattern(weight: np.ndarray, kind: str, spec=None) -> np.ndarray:
+    """The non-zero pattern of B (K x N) of the layer's ``kind`` GEMM (``TRANSPOSED``: the
+    flipped weight of the transposed convolution, for the layer ``spec``)."""
     nonzero = weight != 0
+    if kind == TRANSPOSED:
+        return transposed_weight(nonzero, kernel=spec.kernel, channels=spec.in_shape[2])
     return nonzero if kind == "forward" else nonzero.T
 
 
@@ -165,6 +179,19 @@ def measure_units(config, gemm, pattern, groups, time_limit: float) -> dict:
     return entry
 
 
+def _cycles(config, gemm) -> dict:
+    """A GEMM's cycles run dense, for every way of counting them."""
+    dense = command_cycles(config, _command(config, gemm))
+    return {"dense": dense, "natural": dense, "best": dense, "banked": dense}
+
+
+def _scheduled_cycles(entry: dict) -> dict:
+    """A measured GEMM's cycles in natural order, by the best schedule and the best banked."""
+    return {"natural": entry["methods"]["natural"]["cycles"],
+            "best": entry["methods"][entry["best"]]["cycles"],
+            "banked": entry["banked"]["cycles"]}
+
+
 def measure_level(net: Network, params: dict, config, time_limit: float,
                   on_command=None) -> dict:
     """Every pruned layer of ``net`` with the weights ``params`` (by qualified name), the
@@ -175,9 +202,10 @@ def measure_level(net: Network, params: dict, config, time_limit: float,
         if spec.kind not in ("conv2d", "linear"):
             continue
         weight = params[f"{spec.name}.weight"]
+        transposed = transposed_backward_data(spec, batch_size=BATCH) \
+            if spec.name in pruned else None
         for gemm in layer_commands(spec, batch_size=BATCH):
-            dense = command_cycles(config, _command(config, gemm))
-            cycles = {"dense": dense, "natural": dense, "best": dense, "banked": dense}
+            cycles = _cycles(config, gemm)
             if spec.name in pruned and gemm.kind in KINDS:
                 entry = measure_command(config, gemm, _pattern(weight, gemm.kind), time_limit)
                 groups = entry.pop("_groups")
@@ -185,16 +213,32 @@ def measure_level(net: Network, params: dict, config, time_limit: float,
                     entry["units"] = measure_units(config, gemm, _pattern(weight, "forward"),
                                                    groups, time_limit)
                 layers.append({"layer": spec.name, "kind": gemm.kind, **entry})
-                cycles["natural"] = entry["methods"]["natural"]["cycles"]
-                cycles["best"] = entry["methods"][entry["best"]]["cycles"]
-                cycles["banked"] = entry["banked"]["cycles"]
+                cycles.update(_scheduled_cycles(entry))
                 if on_command:
                     on_command()
-            for scope in ("training_step",) + (("inference",) if gemm.kind == "forward"
-                                                else ()):
-                for key, value in cycles.items():
+            scopes = {"training_step": cycles}
+            if gemm.kind == "forward":
+                scopes["inference"] = cycles
+            # the step with stride-1 convolutions' backward data transposed (dense: the
+            # original lowering's, the same baseline as the training step)
+            scopes["training_step_transposed"] = cycles
+            if transposed is not None and gemm.kind == "backward_data":
+                entry = measure_command(config, transposed,
+                                        _pattern(weight, TRANSPOSED, spec), time_limit)
+                entry.pop("_groups")
+                layers.append({"layer": spec.name, "kind": TRANSPOSED, **entry})
+                scopes["training_step_transposed"] = {
+                    **_scheduled_cycles(entry), "dense": cycles["dense"],
+                    "dense_transposed": entry["dense_cycles"]}
+                if on_command:
+                    on_command()
+            for scope, values in scopes.items():
+                for key, value in values.items():
                     totals.setdefault(scope, {}).setdefault(key, 0)
                     totals[scope][key] += value
+                if scope == "training_step_transposed" and "dense_transposed" not in values:
+                    totals[scope].setdefault("dense_transposed", 0)
+                    totals[scope]["dense_transposed"] += values["dense"]
     for scope in totals.values():
         scope["speedup_vs_dense"] = round(scope["dense"] / scope["best"], 6)
         scope["speedup_natural_vs_dense"] = round(scope["dense"] / scope["natural"], 6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_out_size", "im2col", "col2im"]
+__all__ = ["conv_out_size", "im2col", "col2im", "transposed_weight"]
 
 
 def conv_out_size(size: int, kernel: int, stride: int, padding: int) -> int:
@@ -49,3 +49,18 @@ def col2im(cols: np.ndarray, *, shape: tuple[int, int, int, int], kernel: int, s
             padded[:, ky:ky + stride * out_h:stride, kx:kx + stride * out_w:stride, :] += \
                 cols[:, :, :, ky, kx, :]
     return np.ascontiguousarray(padded[:, padding:padding + height, padding:padding + width, :])
+
+
+def transposed_weight(weight: np.ndarray, *, kernel: int, channels: int) -> np.ndarray:
+    """The weight of the backward-data pass of a stride-1 convolution lowered as a transposed
+    convolution: ``dX = im2col(dY, kernel, 1, kernel - 1 - padding) . W'`` with ``W'`` of
+    ``(kernel * kernel * C_out, C_in)``, rows ``(ky, kx, co)``, ``W'[(ky, kx, co), ci] =
+    W[(kernel - 1 - ky, kernel - 1 - kx, ci), co]`` (the kernel flipped). ``weight`` is the
+    layer's ``(kernel * kernel * C_in, C_out)`` (any dtype: a gather), ``channels`` = C_in."""
+    out_channels = weight.shape[1]
+    if weight.shape[0] != kernel * kernel * channels:
+        raise ValueError(f"weight must have kernel * kernel * channels = "
+                         f"{kernel * kernel * channels} rows, not {weight.shape[0]}")
+    taps = weight.reshape(kernel, kernel, channels, out_channels)[::-1, ::-1]
+    return np.ascontiguousarray(taps.transpose(0, 1, 3, 2)).reshape(
+        kernel * kernel * out_channels, channels)
