@@ -9,10 +9,11 @@ shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 
 from .bursts import BurstProperties
 from .registers import RegistersProperties
+from .scatter import ScatterProperties
 from .sequencer import SequencerProperties
 
 __all__ = ["HARNESSES", "Harness", "BurstProperties", "RegistersProperties",
-           "SequencerProperties"]
+           "ScatterProperties", "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
 
@@ -21,4 +22,5 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     RegistersProperties.harness(),
     SequencerProperties.harness(),
     BurstProperties.harness(),
+    ScatterProperties.harness(),
 )}
