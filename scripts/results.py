@@ -65,6 +65,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("formal", "scripts.formal", "sparta formal"),
     Result("step_list_area", "scripts.step_list_area", "sparta area steps"),
     Result("schedule_rtl", "scripts.schedule_rtl", "sparta measure schedule-rtl"),
+    Result("transposed", "scripts.transposed_bench", "sparta measure transposed"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

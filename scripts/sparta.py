@@ -74,6 +74,9 @@ MEASURE = {
                                      "(yours: --network-file)"),
     "sparsity": ("scripts.sparsity_study", "cycle models of the zero-skip designs"),
     "fp": ("scripts.fp_report", "FP unit benches: vectors checked and speed"),
+    "transposed": ("scripts.transposed_bench", "backward data of stride-1 convolutions as a "
+                                               "transposed convolution, on captured steps: "
+                                               "zero-skipping cycles of both lowerings"),
     "schedule-rtl": ("scripts.schedule_rtl", "the digits CNN's pruned layers on the RTL engine "
                                              "from their schedules: cycles vs the model"),
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),

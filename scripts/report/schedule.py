@@ -315,3 +315,49 @@ def transposed() -> str:
         "",
         f"_From `docs/results/schedule.json`, measured by `sparta measure schedule`; "
         f"{'; '.join(sources)}._"])
+
+
+@block("schedule.transposed_dynamic")
+def transposed_dynamic() -> str:
+    data = results("transposed")
+    rows, totals, sources = [], [], []
+    for net, entry in data.items():
+        if net == "provenance":
+            continue
+        for layer, row in entry["layers"].items():
+            for kind in ("original", "transposed"):
+                e = row[kind]
+                cycles = e["cycles"]
+                rows.append((net, layer, kind, f"{e['M']}x{e['N']}x{e['K']}",
+                             f"{cycles['dense']:,}", f"{cycles['la3']:,}",
+                             f"{cycles['la3_mask']:,}", f"{cycles['la3_compact_swap']:,}",
+                             f"{e['ideal']:,}",
+                             f"{cycles['dense'] / cycles['la3']:.2f}"))
+        back = entry["backward"]
+        for kind in ("original", "transposed"):
+            speedups = back[f"speedup_{kind}"]
+            totals.append((net, f"step {entry['step']}", kind,
+                           f"{back[kind]['dense']:,}" if kind == "original" else "(same)",
+                           f"{back[kind]['la3']:,}", f"{speedups['la3']:.3f}",
+                           f"{speedups['la3_mask']:.3f}", f"{speedups['la3_compact_swap']:.3f}"))
+        sources.append(f"{net}: {measured_at(data['provenance'][net])}")
+    return "\n".join([
+        table(("network", "layer", "backward data", "M x N x K", "dense", "window d = 3",
+               "+ output masks", "+ host compaction, swap", "ideal", "x, window alone"), rows),
+        "",
+        table(("network", "captured", "backward data lowered", "backward pass, dense",
+               "window d = 3", "x, window alone", "x, + output masks",
+               "x, + host compaction, swap"), totals),
+        "",
+        "Cycle model of the zero-skipping engine (`sim.experiments.skip.measure_gemm`, the "
+        "measurement of [skip_measure.md](skip_measure.md)) on the last captured training "
+        "step, dense weights, with the operands and masks the step produced. The window's "
+        "benches hold the RTL to this model on every command they run. Both lowerings do the "
+        "same non-zero MACs and have the same ideal. The backward pass: weight gradients and "
+        "backward data; the transposed row swaps in the transposed GEMM of each stride-1 "
+        "convolution, and its speedups are over the original dense pass. Host reshaping "
+        "(col2im today, im2col of dY transposed) and the host's compaction and swap (the last "
+        "columns) are host work, not priced.",
+        "",
+        f"_From `docs/results/transposed.json`, measured by `sparta measure transposed`; "
+        f"{'; '.join(sources)}._"])
