@@ -177,15 +177,17 @@ def config_hash(config) -> str:
 
 
 def provenance(config=None) -> dict:
-    """Where a measurement came from: commit, whether the tree had uncommitted changes, date
-    (UTC), the machine's CPU count and, given the configuration, its hash."""
+    """Where a measurement came from: commit, whether the tree had uncommitted changes (to
+    anything but ``docs/``: results files and the pages generated from them are what
+    measurements write, not what they measure), date (UTC), the machine's CPU count and, given
+    the configuration, its hash."""
     root = DOCS_DIR.parent
 
     def git(*args):
         result = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
         return result.stdout.strip() if result.returncode == 0 else None
 
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)docs")
     where = {"commit": git("rev-parse", "HEAD") or "unknown",
              "dirty": bool(status) if status is not None else None,
              "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

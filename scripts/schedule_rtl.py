@@ -3,12 +3,14 @@ RTL against the cycle model, bit-exact results.
 
 For every pruning level of ``docs/results/pruning.json`` and every pruned layer's forward and
 backward-data GEMM (and a stride-1 convolution's backward data lowered as a transposed
-convolution, :func:`sim.lowering.transposed_backward_data`), the pattern of the pruned weights is scheduled again under the engine's bank
-constraint (``TileProblem.of(config, pattern, banked=True)``) by the scheduler that
-``docs/results/schedule.json`` found best for it (``banked.best``, same time limit), laid out in
-the scheduled format and run on :data:`RTL_CONFIG` (an 8x8 output-stationary engine with the zero
-gate and step lists) in Verilator by ``tb/schedule_rtl_tb.py``: K in chunks of the scratchpad
-width (accumulating), a chunk's tiles in as many commands as the step memory needs. The driver checks every command's cycles against
+convolution, :func:`sim.lowering.transposed_backward_data`), the pattern of the pruned weights
+is scheduled again under the engine's bank constraint (``TileProblem.of(config, pattern,
+banked=True)``) by the scheduler that ``docs/results/schedule.json`` found best for it
+(``banked.best``, same time limit), laid out in the scheduled format and run on
+:data:`RTL_CONFIG` (an 8x8 output-stationary engine with the zero gate and step lists) in
+Verilator by ``tb/schedule_rtl_tb.py``: K in chunks of the scratchpad width (accumulating), a
+chunk's tiles in as many commands as the step memory needs. The driver checks every command's
+cycles against
 :func:`sim.engine_model.scheduled_cycles` and every result word against
 :func:`sim.step_lists.gemm_step_lists`. B is the fp16 weights (pruned weights are ``+0``), A a
 random fp16 matrix of :data:`ROWS` rows: cycles grow by exactly one band's slots per ``R`` rows

@@ -31,12 +31,17 @@ from sim.experiments.skip import measure_step
 from sim.experiments.sparsity import WIDTH, timing_config
 from sim.experiments.transposed import measure_layers
 from sim.nn import build_network
+from sim.skip_timing import with_window
+from tb.engines import CONFIGS
 
-__all__ = ["VARIANTS", "main"]
+__all__ = ["VARIANTS", "RTL_ENGINE", "network_entry", "rtl_runs", "main"]
 
 #: The variants reported (all are measured): dense, the RTL's window (d = 3) alone, with
 #: output masks, with the host's compaction and weight-gradient swap.
 VARIANTS = ("dense", "la3", "la3_mask", "la3_compact_swap")
+#: The engine of the RTL runs: the replay's 8x8 engine with the window of the RTL's default
+#: design (d = 3).
+RTL_ENGINE = with_window(CONFIGS["8x8"], 3)
 
 
 def network_entry(config, net_name: str, path) -> dict:
@@ -68,10 +73,64 @@ def network_entry(config, net_name: str, path) -> dict:
                                                 for v in VARIANTS}}}
 
 
+def rtl_runs(net_name: str, path, *, simulator: str = "verilator") -> dict:
+    """Both lowerings of every stride-1 convolution's backward data of the captured step
+    ``path`` on the RTL of :data:`RTL_ENGINE` (window d = 3, no output masks, no host work),
+    split into commands by :func:`sim.replay.split_gemm`: per GEMM the RTL's cycles, the cycle
+    model's summed over the same commands (:func:`sim.skip_timing.engine_cycles`), whether
+    they are equal, and whether every result word is the golden model's
+    (:func:`sim.sparsity.gemm_skip`)."""
+    import json
+
+    import numpy as np
+
+    from sim.experiments.sparsity import capture_gemms
+    from sim.replay import split_gemm
+    from sim.skip_model import SparseGemm
+    from sim.skip_timing import engine_cycles
+    from sim.sparsity import gemm_skip
+    from sim.experiments.transposed import transposed_gemms
+    from tb.engine_api import run_gemms, workload_gemm
+
+    net = build_network(net_name, width=WIDTH)
+    with np.load(path) as z:
+        batch = len(json.loads(str(z["meta"]))["labels"])
+        originals = {command.layer: (a, b) for command, a, b, _ in capture_gemms(net, z, batch)
+                     if command.kind == "backward_data"}
+        layers = {name: (originals[name], operands)
+                  for name, _, _, operands in transposed_gemms(net, z, batch)}
+    gemms, runs = [], []
+    for name, ((a, b), (a_t, b_t)) in layers.items():
+        gemms += [(name, "original", workload_gemm(a, b, transpose_b=True)),
+                  (name, "transposed", workload_gemm(a_t, b_t))]
+    results = run_gemms(RTL_ENGINE, [g for _, _, g in gemms], backend=simulator)
+    out = {}
+    for (name, kind, gemm), run in zip(gemms, results):
+        model = 0
+        for part in split_gemm(gemm, RTL_ENGINE):
+            (m0, m1), (n0, n1), (k0, k1) = part.rows, part.cols, part.depth
+            b = gemm.b_bits[n0:n1, k0:k1] if gemm.transpose_b else gemm.b_bits[k0:k1, n0:n1]
+            sparse = SparseGemm.from_bits(gemm.a_bits[m0:m1, k0:k1], b,
+                                          transpose_b=gemm.transpose_b,
+                                          accumulate=part.command.accumulate)
+            model += engine_cycles(RTL_ENGINE, part.command, sparse)
+        golden = gemm_skip(gemm.a_bits, gemm.b_bits, transpose_b=gemm.transpose_b)
+        out.setdefault(name, {})[kind] = {
+            "rtl_cycles": run.cycles, "model_cycles": model, "equal": run.cycles == model,
+            "commands": run.commands, "bit_exact": bool(np.array_equal(run.out_bits, golden))}
+        print(f"{net_name} {name} {kind}: RTL {run.cycles} cycles in {run.commands} commands, "
+              f"model {model}, bit-exact {out[name][kind]['bit_exact']}")
+    return {"engine": "8x8 output stationary, window d = 3 (tb.engines 8x8 with the window)",
+            "simulator": simulator, "layers": out}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_capture_arguments(parser)
     parser.set_defaults(nets=("digits_cnn",))
+    parser.add_argument("--rtl", action="store_true",
+                        help="also run both lowerings' GEMMs on the RTL engine with the window "
+                             "(Verilator): cycles against the model, bit-exact")
     args = parser.parse_args(argv)
     config = timing_config()
     steps = None if args.steps is None else [int(s) for s in args.steps.split(",")]
@@ -80,6 +139,8 @@ def main(argv=None) -> int:
     for net_name in args.nets:
         paths = captures(Path(args.capture_dir).expanduser(), net_name, steps)
         entry = network_entry(config, net_name, paths[-1])
+        if args.rtl:
+            entry["rtl"] = rtl_runs(net_name, paths[-1])
         for layer, row in entry["layers"].items():
             for kind in ("original", "transposed"):
                 e = row[kind]
@@ -92,7 +153,8 @@ def main(argv=None) -> int:
               f"x{back['speedup_original']['la3_mask']:.3f} -> "
               f"x{back['speedup_transposed']['la3_mask']:.3f} vs dense (cycle model)")
         entries[net_name] = {**entry, "wall_time_s": round(time.perf_counter() - began, 1),
-                             "command": "python -m scripts.transposed_bench"}
+                             "command": "python -m scripts.transposed_bench"
+                             + (" --rtl" if args.rtl else "")}
     if args.no_write:
         return 0
     from scripts import report

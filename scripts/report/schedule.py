@@ -282,6 +282,7 @@ def transposed() -> str:
             network = level["network"]
             if "training_step_transposed" not in network:
                 continue
+            transposed_step = network["training_step_transposed"]
             for (name, kind), layer in by_kind.items():
                 if kind != "backward_data_transposed":
                     continue
@@ -294,7 +295,7 @@ def transposed() -> str:
                              f"{layer['banked']['cycles']:,}",
                              f"{original['dense_cycles'] / layer['banked']['cycles']:.2f}",
                              f"{network['training_step']['speedup_banked_vs_dense']:.3f}",
-                             f"{network['training_step_transposed']['speedup_banked_vs_dense']:.3f}"))
+                             f"{transposed_step['speedup_banked_vs_dense']:.3f}"))
         sources.append(f"{net}: {measured_at(data['provenance'][net])}")
     if not rows:
         return "_No results with transposed backward data yet: run `sparta measure schedule`._"
@@ -320,10 +321,17 @@ def transposed() -> str:
 @block("schedule.transposed_dynamic")
 def transposed_dynamic() -> str:
     data = results("transposed")
-    rows, totals, sources = [], [], []
+    rows, totals, rtl, sources = [], [], [], []
     for net, entry in data.items():
         if net == "provenance":
             continue
+        for layer, kinds in entry.get("rtl", {}).get("layers", {}).items():
+            base = kinds["original"]["rtl_cycles"]
+            for kind, run in kinds.items():
+                rtl.append((net, layer, kind, f"{run['rtl_cycles']:,}", run["commands"],
+                            f"{run['model_cycles']:,}", "yes" if run["equal"] else "**no**",
+                            "yes" if run["bit_exact"] else "**no**",
+                            f"{base / run['rtl_cycles']:.2f}"))
         for layer, row in entry["layers"].items():
             for kind in ("original", "transposed"):
                 e = row[kind]
@@ -349,6 +357,14 @@ def transposed_dynamic() -> str:
                "window d = 3", "x, window alone", "x, + output masks",
                "x, + host compaction, swap"), totals),
         "",
+        *([table(("network", "layer", "backward data (RTL)", "RTL cycles", "commands",
+                  "model cycles", "equal", "bit-exact", "x over original"), rtl),
+           "",
+           "RTL: both GEMMs of the step on the 8x8 engine with the window d = 3 (no output "
+           "masks, no host work) in Verilator, split by `sim.replay.split_gemm` into commands "
+           "that fit its 64-wide memories (the commands' overhead is in the cycles); the model "
+           "is `sim.skip_timing.engine_cycles` summed over the same commands, the golden "
+           "`sim.sparsity.gemm_skip`.", ""] if rtl else []),
         "Cycle model of the zero-skipping engine (`sim.experiments.skip.measure_gemm`, the "
         "measurement of [skip_measure.md](skip_measure.md)) on the last captured training "
         "step, dense weights, with the operands and masks the step produced. The window's "
