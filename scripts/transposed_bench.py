@@ -42,6 +42,8 @@ VARIANTS = ("dense", "la3", "la3_mask", "la3_compact_swap")
 #: The engine of the RTL runs: the replay's 8x8 engine with the window of the RTL's default
 #: design (d = 3).
 RTL_ENGINE = with_window(CONFIGS["8x8"], 3)
+#: The row reordering of the RTL run (deterministic: no time limit reached).
+RTL_REORDER = "similarity"
 
 
 def network_entry(config, net_name: str, path) -> dict:
@@ -52,31 +54,42 @@ def network_entry(config, net_name: str, path) -> dict:
     backward = step["totals"]["backward"]
     layers, swapped = {}, dict(backward["cycles"])
     ideal = backward["ideal"]
+    reordered = dict(backward["cycles"])
     for name, entry in measured["layers"].items():
         original, transposed = entry["original"], entry["transposed"]
         layers[name] = {kind: {"M": e["M"], "N": e["N"], "K": e["K"], "ideal": e["ideal"],
                                "cycles": {v: e["cycles"][v] for v in VARIANTS}}
                         for kind, e in (("original", original), ("transposed", transposed))}
+        layers[name]["reordered"] = {
+            method: {"band_slots": e["band_slots"], "solver_time_s": e["solver_time_s"],
+                     "M": e["M"], "cycles": {v: e["cycles"][v] for v in VARIANTS}}
+            for method, e in entry["reordered"].items()}
+        best = min(entry["reordered"].values(), key=lambda e: e["cycles"]["la3"])
         for variant in swapped:
             if variant == "dense":           # the baseline stays the original lowering
                 continue
             swapped[variant] += transposed["cycles"][variant] - original["cycles"][variant]
+            reordered[variant] += best["cycles"][variant] - original["cycles"][variant]
     dense = backward["cycles"]["dense"]
     return {"step": step["step"], "batch": step["batch"], "capture": step["capture"],
             "layers": layers,
             "backward": {"original": {v: backward["cycles"][v] for v in VARIANTS},
                          "transposed": {v: swapped[v] for v in VARIANTS},
+                         "reordered": {v: reordered[v] for v in VARIANTS},
                          "ideal": ideal,
-                         "speedup_original": {v: round(dense / backward["cycles"][v], 4)
-                                              for v in VARIANTS},
-                         "speedup_transposed": {v: round(dense / swapped[v], 4)
-                                                for v in VARIANTS}}}
+                         **{f"speedup_{kind}": {v: round(dense / cycles[v], 4)
+                                                for v in VARIANTS}
+                            for kind, cycles in (("original", backward["cycles"]),
+                                                 ("transposed", swapped),
+                                                 ("reordered", reordered))}}}
 
 
 def rtl_runs(net_name: str, path, *, simulator: str = "verilator") -> dict:
     """Both lowerings of every stride-1 convolution's backward data of the captured step
-    ``path`` on the RTL of :data:`RTL_ENGINE` (window d = 3, no output masks, no host work),
-    split into commands by :func:`sim.replay.split_gemm`: per GEMM the RTL's cycles, the cycle
+    ``path``, and the transposed one with its rows reordered by :data:`RTL_REORDER` (zero rows
+    padding the bands; its result rows must be the transposed GEMM's), on the RTL of
+    :data:`RTL_ENGINE` (window d = 3, no output masks, no host work), split into commands by
+    :func:`sim.replay.split_gemm`: per GEMM the RTL's cycles, the cycle
     model's summed over the same commands (:func:`sim.skip_timing.engine_cycles`), whether
     they are equal, and whether every result word is the golden model's
     (:func:`sim.sparsity.gemm_skip`)."""
@@ -89,7 +102,7 @@ def rtl_runs(net_name: str, path, *, simulator: str = "verilator") -> dict:
     from sim.skip_model import SparseGemm
     from sim.skip_timing import engine_cycles
     from sim.sparsity import gemm_skip
-    from sim.experiments.transposed import transposed_gemms
+    from sim.experiments.transposed import row_order, transposed_gemms
     from tb.engine_api import run_gemms, workload_gemm
 
     net = build_network(net_name, width=WIDTH)
@@ -99,10 +112,14 @@ def rtl_runs(net_name: str, path, *, simulator: str = "verilator") -> dict:
                      if command.kind == "backward_data"}
         layers = {name: (originals[name], operands)
                   for name, _, _, operands in transposed_gemms(net, z, batch)}
-    gemms, runs = [], []
+    gemms, orders = [], {}
     for name, ((a, b), (a_t, b_t)) in layers.items():
+        order, _ = row_order(RTL_ENGINE, SparseGemm.from_bits(a_t, b_t), RTL_REORDER)
+        orders[name] = order
+        a_r = np.where((order >= 0)[:, None], a_t[np.maximum(order, 0)], 0).astype(a_t.dtype)
         gemms += [(name, "original", workload_gemm(a, b, transpose_b=True)),
-                  (name, "transposed", workload_gemm(a_t, b_t))]
+                  (name, "transposed", workload_gemm(a_t, b_t)),
+                  (name, f"transposed, rows by {RTL_REORDER}", workload_gemm(a_r, b_t))]
     results = run_gemms(RTL_ENGINE, [g for _, _, g in gemms], backend=simulator)
     out = {}
     for (name, kind, gemm), run in zip(gemms, results):
@@ -115,9 +132,17 @@ def rtl_runs(net_name: str, path, *, simulator: str = "verilator") -> dict:
                                           accumulate=part.command.accumulate)
             model += engine_cycles(RTL_ENGINE, part.command, sparse)
         golden = gemm_skip(gemm.a_bits, gemm.b_bits, transpose_b=gemm.transpose_b)
+        exact = bool(np.array_equal(run.out_bits, golden))
+        if kind.startswith("transposed, rows"):     # and its rows are the transposed GEMM's
+            order = orders[name]
+            plain = out[name]["transposed"]
+            exact &= bool(np.array_equal(run.out_bits[order >= 0],
+                                         plain.pop("_out")[order[order >= 0]]))
         out.setdefault(name, {})[kind] = {
             "rtl_cycles": run.cycles, "model_cycles": model, "equal": run.cycles == model,
-            "commands": run.commands, "bit_exact": bool(np.array_equal(run.out_bits, golden))}
+            "commands": run.commands, "bit_exact": exact}
+        if kind == "transposed":
+            out[name][kind]["_out"] = run.out_bits
         print(f"{net_name} {name} {kind}: RTL {run.cycles} cycles in {run.commands} commands, "
               f"model {model}, bit-exact {out[name][kind]['bit_exact']}")
     return {"engine": "8x8 output stationary, window d = 3 (tb.engines 8x8 with the window)",
@@ -148,10 +173,14 @@ def main(argv=None) -> int:
                       + ", ".join(f"{v} {e['cycles'][v]}" for v in VARIANTS)
                       + f", ideal {e['ideal']}")
         back = entry["backward"]
-        print(f"{net_name} backward pass: la3 x{back['speedup_original']['la3']:.3f} -> "
-              f"x{back['speedup_transposed']['la3']:.3f}, la3_mask "
-              f"x{back['speedup_original']['la3_mask']:.3f} -> "
-              f"x{back['speedup_transposed']['la3_mask']:.3f} vs dense (cycle model)")
+        for layer, row in entry["layers"].items():
+            for method, e in row["reordered"].items():
+                print(f"{net_name} {layer} transposed, rows by {method}: la3 "
+                      f"{e['cycles']['la3']} (solver {e['solver_time_s']} s)")
+        print(f"{net_name} backward pass, window d = 3 alone: original "
+              f"x{back['speedup_original']['la3']:.3f}, transposed "
+              f"x{back['speedup_transposed']['la3']:.3f}, rows reordered "
+              f"x{back['speedup_reordered']['la3']:.3f} vs dense (cycle model)")
         entries[net_name] = {**entry, "wall_time_s": round(time.perf_counter() - began, 1),
                              "command": "python -m scripts.transposed_bench"
                              + (" --rtl" if args.rtl else "")}

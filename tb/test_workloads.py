@@ -472,6 +472,35 @@ def test_transposed_backward_data_on_a_captured_step(digits, tmp_path):
     assert measured["original"]["K"] == spec.features
 
 
+def test_row_order_bands_rows_with_similar_zeros():
+    """Rows of A reordered into bands of R: every row once, bands padded with -1 to R rows,
+    and the reordered GEMM holds the rows (and masks) in that order."""
+    from sim.experiments.sparsity import timing_config
+    from sim.experiments.transposed import reordered, row_order
+    from sim.skip_model import SparseGemm
+
+    rng = np.random.default_rng(11)
+    config = timing_config()            # 8 rows per band
+    patterns = rng.random((4, 40)) < 0.3
+    a = patterns[rng.integers(0, 4, 37)] & (rng.random((37, 40)) < 0.9)
+    gemm = SparseGemm(a_nonzero=a, b_nonzero=np.ones((40, 5), dtype=bool),
+                      out_keep=rng.random((37, 5)) < 0.5)
+    for method in ("natural", "similarity"):
+        order, result = row_order(config, gemm, method)
+        assert len(order) % 8 == 0
+        assert sorted(order[order >= 0].tolist()) == list(range(37))
+        bands = order.reshape(-1, 8)
+        assert [tuple(r for r in band if r >= 0) for band in bands] == list(result.groups)
+        moved = reordered(gemm, order)
+        assert np.array_equal(moved.a_nonzero[order >= 0], a[order[order >= 0]])
+        assert not moved.a_nonzero[order < 0].any() and not moved.out_keep[order < 0].any()
+    natural, _ = row_order(config, gemm, "natural")
+    assert natural[:37].tolist() == list(range(37))
+    _, similar = row_order(config, gemm, "similarity")
+    _, plain = row_order(config, gemm, "natural")
+    assert similar.cost < plain.cost         # four patterns: grouping them pays
+
+
 def test_shape_mismatches_are_named():
     rng = np.random.default_rng(0)
     conv = Conv2d(name="conv1", in_shape=(8, 8, 1), out_channels=4, rng=rng)

@@ -333,18 +333,27 @@ def transposed_dynamic() -> str:
                             "yes" if run["bit_exact"] else "**no**",
                             f"{base / run['rtl_cycles']:.2f}"))
         for layer, row in entry["layers"].items():
-            for kind in ("original", "transposed"):
-                e = row[kind]
+            shape = f"{row['transposed']['M']}x{row['transposed']['N']}x{row['transposed']['K']}"
+            kinds = [("original", row["original"]), ("transposed", row["transposed"])]
+            kinds += [(f"transposed, rows by {method.replace('_', ' ')} "
+                       f"({e['solver_time_s']:.1f} s)", {**e, **row["transposed"],
+                                                          "cycles": e["cycles"]})
+                      for method, e in row.get("reordered", {}).items() if method != "natural"]
+            for kind, e in kinds:
                 cycles = e["cycles"]
-                rows.append((net, layer, kind, f"{e['M']}x{e['N']}x{e['K']}",
+                dims = f"{e['M']}x{e['N']}x{e['K']}" if kind == "original" else shape
+                rows.append((net, layer, kind, dims,
                              f"{cycles['dense']:,}", f"{cycles['la3']:,}",
                              f"{cycles['la3_mask']:,}", f"{cycles['la3_compact_swap']:,}",
                              f"{e['ideal']:,}",
-                             f"{cycles['dense'] / cycles['la3']:.2f}"))
+                             f"{row['original']['cycles']['dense'] / cycles['la3']:.2f}"))
         back = entry["backward"]
-        for kind in ("original", "transposed"):
+        for kind in ("original", "transposed", "reordered"):
+            if kind not in back:
+                continue
             speedups = back[f"speedup_{kind}"]
-            totals.append((net, f"step {entry['step']}", kind,
+            totals.append((net, f"step {entry['step']}",
+                           "transposed, rows reordered" if kind == "reordered" else kind,
                            f"{back[kind]['dense']:,}" if kind == "original" else "(same)",
                            f"{back[kind]['la3']:,}", f"{speedups['la3']:.3f}",
                            f"{speedups['la3_mask']:.3f}", f"{speedups['la3_compact_swap']:.3f}"))
@@ -369,9 +378,15 @@ def transposed_dynamic() -> str:
         "measurement of [skip_measure.md](skip_measure.md)) on the last captured training "
         "step, dense weights, with the operands and masks the step produced. The window's "
         "benches hold the RTL to this model on every command they run. Both lowerings do the "
-        "same non-zero MACs and have the same ideal. The backward pass: weight gradients and "
-        "backward data; the transposed row swaps in the transposed GEMM of each stride-1 "
-        "convolution, and its speedups are over the original dense pass. Host reshaping "
+        "same non-zero MACs and have the same ideal. Rows by a scheduler: the transposed "
+        "GEMM's rows reordered into bands of R with similar zero patterns "
+        "(`sim.experiments.transposed.row_order`, the tile grouping of `sim.schedule` on A's "
+        "rows; a band of fewer rows is padded with zero rows), solver time per step in "
+        "brackets (host work, paid every step: the zeros change). x, window alone: the "
+        "original lowering's dense cycles over these. The backward pass: weight gradients "
+        "and backward data; the transposed rows swap in the transposed GEMM of each stride-1 "
+        "convolution (with its best row order in the last row), and the speedups are over the "
+        "original dense pass. Host reshaping "
         "(col2im today, im2col of dY transposed) and the host's compaction and swap (the last "
         "columns) are host work, not priced.",
         "",

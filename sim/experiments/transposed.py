@@ -10,7 +10,10 @@ kernel^2 x C_out``, ``N = C_in``, :func:`sim.lowering.transposed_backward_data`,
 times the steps it can (docs/sparsity_study.md). :func:`measure_layers` rebuilds both GEMMs of
 every such layer from a captured step (operands as the accelerator stores them) and runs every
 zero-skipping variant of :mod:`sim.experiments.skip` on each (cycle model,
-:func:`sim.experiments.skip.measure_gemm`). Host reshaping is not priced: today's col2im of
+:func:`sim.experiments.skip.measure_gemm`); then the transposed GEMM again with its rows
+reordered by a scheduler into bands of similar zero patterns (:func:`row_order`): the host
+emits im2col's rows in that order and takes dX's rows back in it (a gather it makes anyway),
+and pays the solver's time per step. Host reshaping is not priced: today's col2im of
 ``dCols`` and the transposed lowering's im2col of ``dY`` are both host work.
 
 Pure numpy; no Amaranth here.
@@ -23,13 +26,20 @@ from pathlib import Path
 
 import numpy as np
 
+from sim.engine_spec import EngineTiming
 from sim.experiments.skip import measure_gemm
 from sim.experiments.sparsity import capture_gemms, input_keep
 from sim.lowering import transposed_backward_data
 from sim.nn.im2col import im2col, transposed_weight
+from sim.schedule import TileProblem, schedule
 from sim.skip_model import SparseGemm
 
-__all__ = ["transposed_gemms", "measure_layers"]
+__all__ = ["REORDER_METHODS", "transposed_gemms", "row_order", "reordered",
+           "measure_layers"]
+
+#: Schedulers of :mod:`sim.schedule` that group the rows of A into bands (``natural`` keeps
+#: them in place).
+REORDER_METHODS = ("natural", "similarity", "similarity_swap")
 
 
 def transposed_gemms(net, z, batch):
@@ -57,7 +67,35 @@ def transposed_gemms(net, z, batch):
                (cols, weight))
 
 
-def measure_layers(config, net, path: Path, variants=None) -> dict:
+def row_order(config, gemm: SparseGemm, method: str, *, time_limit: float = 10.0):
+    """Reorder the rows of A into bands of ``R`` rows with similar zero patterns: the tile
+    grouping problem of :mod:`sim.schedule` with A's rows as the filters (a band steps through
+    the union of its rows' non-zero ``k``). Returns ``(order, schedule)``: the row of A in each
+    position, ``-1`` for the all-zero rows that pad a band of fewer rows (the hardware's bands
+    are ``R`` consecutive rows), and the :class:`~sim.schedule.Schedule` (its ``cost``: the
+    slots of step lists over the bands, its ``solver_time_s``: host work per step)."""
+    timing = EngineTiming.of(config)
+    rows = config.array.rows
+    problem = TileProblem(nonzero=np.ascontiguousarray(gemm.a_nonzero.T), cols=rows,
+                          floor=timing.min_tile_slots)
+    result = schedule(problem, method, time_limit=time_limit)
+    order = [row for group in result.groups for row in (*group, *[-1] * (rows - len(group)))]
+    return np.array(order, dtype=np.int64), result
+
+
+def reordered(gemm: SparseGemm, order) -> SparseGemm:
+    """``gemm`` with A's rows (and the output mask's) in ``order`` (``-1``: an all-zero row,
+    its outputs masked)."""
+    order = np.asarray(order)
+    inside = order >= 0
+    rows = np.maximum(order, 0)
+    a = gemm.a_nonzero[rows] & inside[:, None]
+    keep = None if gemm.out_keep is None else gemm.out_keep[rows] & inside[:, None]
+    return SparseGemm(a_nonzero=a, b_nonzero=gemm.b_nonzero, out_keep=keep,
+                      accumulate=gemm.accumulate)
+
+
+def measure_layers(config, net, path: Path, variants=None, *, time_limit: float = 10.0) -> dict:
     """Both lowerings of every stride-1 convolution's backward data in the captured step
     ``path``: per layer ``original`` and ``transposed``, each :func:`measure_gemm`'s entry
     (shape, sparsity, cycles of every variant, ideal)."""
@@ -70,6 +108,14 @@ def measure_layers(config, net, path: Path, variants=None) -> dict:
         layers[name] = {
             "original": measure_gemm(config, original, "backward_data", b_transpose=True,
                                      **kwargs),
-            "transposed": measure_gemm(config, transposed, "backward_data", **kwargs)}
+            "transposed": measure_gemm(config, transposed, "backward_data", **kwargs),
+            "reordered": {}}
+        for method in REORDER_METHODS:
+            order, result = row_order(config, transposed, method, time_limit=time_limit)
+            layers[name]["reordered"][method] = {
+                "band_slots": int(result.cost), "bands": len(result.groups),
+                "solver_time_s": round(result.solver_time_s, 3),
+                **measure_gemm(config, reordered(transposed, order), "backward_data",
+                               **kwargs)}
     return {"capture": str(path).replace(str(Path.home()), "~"), "step": meta["step"],
             "batch": batch, "layers": layers}
