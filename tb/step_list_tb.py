@@ -99,7 +99,8 @@ async def scheduled_command(driver, rng, pattern):
             or max(entries, 1) > cfg.b_rows):
         return None
     # compacted B: row b_row + p holds step-memory entry p
-    step_base = int(rng.integers(0, min(cfg.step_entries, cfg.b_rows) - entries + 1))
+    step_base = int(rng.integers(0, min(cfg.step_entries - entries,
+                                        cfg.b_rows - max(entries, 1)) + 1))
     tile_base = int(rng.integers(0, cfg.tile_entries - tiles + 1))
     b_row = int(rng.integers(0, cfg.b_rows - step_base - max(entries, 1) + 1))
     b_col = int(rng.integers(0, cfg.spad_width - cols + 1))

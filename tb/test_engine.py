@@ -73,11 +73,12 @@ def test_engine_skip_zeros(simulator):
     run_random(CONFIGS["4x4 skip"], simulator)
 
 
-def run_step_lists(config, simulator):
+def run_step_lists(config, simulator, share=3):
+    """The step-list bench with ``commands() // share`` scheduled commands (20 by default)."""
     run_bench(Design(GemmEngine, config), toplevel="gemm_engine",
               bench_module="tb.step_list_tb", simulator=simulator,
               testcase="scheduled_gemms", case={**config_to_case(config),
-                                                "commands": commands() // 2})
+                                                "commands": commands() // share})
 
 
 def test_engine_step_lists(simulator):
@@ -93,7 +94,7 @@ def test_engine_step_lists(simulator):
 
 def test_engine_step_lists_odd_shape():
     """Step lists on a 3 x 5 array (8 accumulator banks for 5 lanes), FP8 weights (Icarus)."""
-    run_step_lists(CONFIGS["3x5 steps"], "icarus")
+    run_step_lists(CONFIGS["3x5 steps"], "icarus", share=6)
 
 
 @pytest.mark.parametrize("name", ["3x5 window3", "4x4 window4", "4x4 window2"])
