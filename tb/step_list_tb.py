@@ -190,7 +190,10 @@ async def scheduled_gemms(dut):
     dense = 0
     target = int(case().get("commands", 20))
     attempts = 0
-    while sum(ran.values()) < target and attempts < 20 * target:
+    # every pattern at least once (a random one may not fit a small engine's memories on the
+    # first tries), and the target in all
+    while ((sum(ran.values()) < target or not all(ran.values()))
+           and attempts < 40 * max(target, len(PATTERNS))):
         attempts += 1
         pattern = PATTERNS[attempts % len(PATTERNS)]
         outcome = await scheduled_command(driver, rng, pattern)
