@@ -92,6 +92,8 @@ def test_engine_step_lists(simulator):
     run_step_lists(CONFIGS["4x4 steps"], simulator)
 
 
+@pytest.mark.skipif(not REGRESS, reason="make regress only (the 4x4 step-list bench runs in "
+                    "make test)")
 def test_engine_step_lists_odd_shape():
     """Step lists on a 3 x 5 array (8 accumulator banks for 5 lanes), FP8 weights (Icarus)."""
     run_step_lists(CONFIGS["3x5 steps"], "icarus", share=6)

@@ -36,9 +36,12 @@ def test_scratchpad(simulator, lanes, width, rows, element):
                     "operations": vectors(2000)})
 
 
-@pytest.mark.parametrize("lanes, width, rows", [(4, 16, 16), (5, 16, 13), (8, 8, 24)])
+@pytest.mark.parametrize("lanes, width, rows", [(5, 16, 13), (4, 16, 16), (8, 8, 24)])
 def test_scratchpad_scatter(lanes, width, rows):
-    """Scatter accesses (the step-list engine's accumulator memory), Icarus."""
+    """Scatter accesses (the step-list engine's accumulator memory), Icarus; the first
+    configuration (banks > lanes) in make test, all in make regress."""
+    if (lanes, width, rows) != (5, 16, 13) and vectors(0) < 100_000:
+        pytest.skip("make regress only")
     dut = Design(SkewedScratchpad, lanes=lanes, width=width, rows=rows, element=unsigned(32),
                  scatter=True)
     run_bench(dut, toplevel="skewed_scratchpad", bench_module="tb.scratchpad_scatter_tb",
