@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from scripts.results import DOCS_DIR, load, record
+from scripts.results import load, record
 from sim.config import ArrayConfig, EngineConfig, config_to_dict
 from sim.elaborate import Design
 from sim.engine_model import EngineCommand, EngineTiming
@@ -190,8 +190,7 @@ def main(argv=None):
         + (f" --method {args.method}" if args.method else "")}},
         writer=__name__, config=RTL_CONFIG)
     print(f"wrote {path}")
-    for written in report.write([DOCS_DIR / "step_lists.md"]):
-        print(f"wrote {written}")
+    report.rewrite("step_lists.md")
     return 0
 
 

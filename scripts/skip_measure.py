@@ -148,8 +148,7 @@ def publish(design, skip_area, measured=None) -> None:
         print(f"wrote {', '.join(sorted(entries))} of {path} (default {design})")
     plot(networks, design, DOCS_DIR / "skip_measure.png")
     print(f"wrote {DOCS_DIR / 'skip_measure.png'}")
-    for written in report.write([DOCS_DIR / "skip_measure.md"]):
-        print(f"wrote {written}")
+    report.rewrite("skip_measure.md")
 
 
 def main(argv=None) -> int:

@@ -152,8 +152,7 @@ def publish(entries, networks, *, only_changed=False) -> None:
         print(f"wrote {', '.join(sorted(entries))} of {path}")
     plot(networks, DOCS_DIR / "sparsity_study.png")
     print(f"wrote {DOCS_DIR / 'sparsity_study.png'}")
-    for written in report.write([DOCS_DIR / "sparsity_study.md"]):
-        print(f"wrote {written}")
+    report.rewrite("sparsity_study.md")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import sys
 import time
 
 from scripts.engine_report import engine_config
-from scripts.results import DOCS_DIR, record
+from scripts.results import record
 from sim.elaborate import Design
 
 __all__ = ["STEP_ENTRIES", "TILE_ENTRIES", "units", "main"]
@@ -123,8 +123,7 @@ def main(argv=None):
         writer=__name__, config={"step_entries": STEP_ENTRIES, "tile_entries": TILE_ENTRIES,
                                  "sequencer": gated("8x8"), "engine": gated("4x4")})
     print(f"wrote {path}")
-    for written in report.write([DOCS_DIR / "step_lists.md"]):
-        print(f"wrote {written}")
+    report.rewrite("step_lists.md")
     return 0
 
 

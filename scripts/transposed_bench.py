@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.results import DOCS_DIR, record
+from scripts.results import record
 from scripts.sparsity_study import add_capture_arguments, captures
 from sim.experiments.skip import measure_step
 from sim.experiments.sparsity import WIDTH, timing_config
@@ -190,8 +190,7 @@ def main(argv=None) -> int:
 
     path = record("transposed", entries, writer=__name__, config=config)
     print(f"wrote {path}")
-    for written in report.write([DOCS_DIR / "schedule.md"]):
-        print(f"wrote {written}")
+    report.rewrite("schedule.md")
     return 0
 
 

@@ -25,8 +25,8 @@ from typing import Callable, Iterable
 
 from scripts.results import DOCS_DIR, RESULTS, dependency_order, load
 
-__all__ = ["block", "page", "results", "table", "render", "check", "main", "numeric_tables",
-           "DOCUMENTS"]
+__all__ = ["block", "page", "results", "table", "render", "check", "rewrite", "main",
+           "numeric_tables", "DOCUMENTS"]
 
 REPO = DOCS_DIR.parent
 #: the renderer modules (imported when a report is made)
@@ -145,6 +145,15 @@ def write(paths: Iterable[Path] | None = None) -> list[str]:
             path.write_text(text)
             changed.append(_relative(path))
     return changed
+
+
+def rewrite(*pages: str) -> list[str]:
+    """Regenerate the pages ``docs/<page>`` of a measurement that was just recorded, printing
+    each one that changed; returns them."""
+    written = write([DOCS_DIR / page for page in pages])
+    for page in written:
+        print(f"wrote {page}")
+    return written
 
 
 _NUMBER = re.compile(r"^[+\-−~≈<>≤≥]*\s*\d[\d,]*(\.\d+)?\s*(%|x|×|s|ms|us|ns|MHz|B|KiB|MiB|k|M|"
