@@ -34,6 +34,9 @@ def step_list_area() -> str:
         table(("step lists add, to the", "cells", "of the unit", "ECP5 LUTs", "ECP5 FFs",
                "memory bits"), added),
         "",
+        f"Measured by Yosys (`synth -flatten` cells, `synth_ecp5`), not composed: each "
+        f"unit synthesised with and without step lists, the 8x8 and 4x4 presets with the "
+        f"zero gate and 64 x 64 memories (`scripts.engine_report.engine_config`). "
         f"Step memory of {entry['step_entries']} entries, tile table of "
         f"{entry['tile_entries']}; both read combinationally, so Yosys keeps them as "
         f"memories in the generic count (memory bits) and maps them to LUTs on the ECP5.",
