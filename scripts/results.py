@@ -66,6 +66,8 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("step_list_area", "scripts.step_list_area", "sparta area steps"),
     Result("schedule_rtl", "scripts.schedule_rtl", "sparta measure schedule-rtl"),
     Result("transposed", "scripts.transposed_bench", "sparta measure transposed"),
+    Result("aip_area", "scripts.aip_area", "sparta area aip"),
+    Result("inference", "scripts.inference_bench", "sparta measure inference"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

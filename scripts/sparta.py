@@ -62,6 +62,7 @@ AREA = {
     "sparsity": ("scripts.sparsity_area", "zero detect and dropout mask units"),
     "skip": ("scripts.skip_area", "lookahead window and output masks"),
     "accel": ("scripts.accel_area", "the accelerator's AXI4-Lite registers and AXI4 DMA"),
+    "aip": ("scripts.aip_area", "the AIP output selection unit (threshold, top-n)"),
     "steps": ("scripts.step_list_area", "the step-list sequencer (runs a schedule) and the "
                                         "scatter accumulator memory"),
 }
@@ -77,6 +78,8 @@ MEASURE = {
     "transposed": ("scripts.transposed_bench", "backward data of stride-1 convolutions as a "
                                                "transposed convolution, on captured steps: "
                                                "zero-skipping cycles of both lowerings"),
+    "inference": ("scripts.inference_bench", "inference-time approximation: AIP on FC layers and "
+                                             "DrowsyNet on convolutions, accuracy vs saving"),
     "schedule-rtl": ("scripts.schedule_rtl", "the digits CNN's pruned layers on the RTL engine "
                                              "from their schedules: cycles vs the model"),
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),

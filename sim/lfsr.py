@@ -49,7 +49,7 @@ from .lfsr_spec import (FEEDBACK_MASK, MAX_BITS, MAX_ROWS, MAXIMAL_MASKS, ROW_ST
                         lfsr_jump)
 
 __all__ = ["lfsr_step", "lfsr_bits", "drop_threshold", "layer_seed", "DropoutMask",
-           "dropout_keep_mask",
+           "dropout_values", "dropout_keep_mask",
            # from sim.lfsr_spec
            "WIDTH", "FEEDBACK_MASK", "MAXIMAL_MASKS", "ROW_STRIDE", "MAX_ROWS", "MAX_BITS",
            "lfsr_jump"]
@@ -94,6 +94,13 @@ def _check_bits(bits) -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= MAX_BITS:
         raise ValueError(f"bits must be an integer in 1..{MAX_BITS}, not {bits!r}")
     return bits
+
+
+def _check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 < seed < (1 << WIDTH):
+        raise ValueError(f"seed must be an integer in 1..{(1 << WIDTH) - 1} (0 is the "
+                         f"LFSR's fixed point), not {seed!r}")
+    return seed
 
 
 def drop_threshold(p, *, bits: int = 8) -> int:
@@ -147,10 +154,7 @@ class DropoutMask:
 
     def __post_init__(self):
         _check_bits(self.bits)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or \
-                not 0 < self.seed < (1 << WIDTH):
-            raise ValueError(f"seed must be an integer in 1..{(1 << WIDTH) - 1} (0 is the "
-                             f"LFSR's fixed point), not {self.seed!r}")
+        _check_seed(self.seed)
         top = (1 << self.bits) - 1
         if isinstance(self.threshold, bool) or not isinstance(self.threshold, int) or \
                 not 0 < self.threshold <= top:
@@ -183,15 +187,16 @@ def _row_starts(seed: int, rows: int) -> np.ndarray:
     return states[:rows]
 
 
-def dropout_keep_mask(shape: tuple[int, ...], *, seed: int, threshold: int,
-                      bits: int = 8) -> np.ndarray:
-    """Keep mask (``True`` = kept) of a tensor of ``shape`` (module docstring).
+def dropout_values(shape: tuple[int, ...], *, seed: int, bits: int = 8) -> np.ndarray:
+    """The ``bits``-bit value ``u`` of every element of a tensor of ``shape`` (module
+    docstring), which a mask of threshold ``t`` keeps where ``u >= t``
+    (:func:`dropout_keep_mask`): one generation serves every threshold of the same seed.
+    Unsigned integers of ``shape``, uint8 up to 8 bits, else uint16.
 
-    Raises ValueError naming the field for a bad seed, threshold or bits, an empty or
-    non-integer shape, more than :data:`MAX_ROWS` rows, or rows of more than
-    :data:`ROW_STRIDE` bits.
+    Raises ValueError naming the field for a bad seed or bits, an empty or non-integer shape,
+    more than :data:`MAX_ROWS` rows, or rows of more than :data:`ROW_STRIDE` bits.
     """
-    spec = DropoutMask(seed=seed, threshold=threshold, bits=bits)
+    seed, bits = _check_seed(seed), _check_bits(bits)
     if not isinstance(shape, tuple) or not shape or \
             any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in shape):
         raise ValueError(f"shape must be a non-empty tuple of integers >= 1, not {shape!r}")
@@ -200,14 +205,28 @@ def dropout_keep_mask(shape: tuple[int, ...], *, seed: int, threshold: int,
     if rows > MAX_ROWS:
         raise ValueError(f"shape {shape} has {rows} rows; at most {MAX_ROWS} fit in the "
                          f"LFSR period without overlap")
-    if cols * spec.bits > ROW_STRIDE:
-        raise ValueError(f"shape {shape}: a row of {cols} elements x {spec.bits} bits exceeds "
+    if cols * bits > ROW_STRIDE:
+        raise ValueError(f"shape {shape}: a row of {cols} elements x {bits} bits exceeds "
                          f"the row stride of {ROW_STRIDE} LFSR steps")
-    states = _row_starts(spec.seed, rows)
+    dtype = np.uint8 if bits <= 8 else np.uint16
+    states = _row_starts(seed, rows)
     feedback = np.uint64(FEEDBACK_MASK)
-    values = np.zeros((rows, cols), dtype=np.uint32)
+    values = np.zeros((rows, cols), dtype=dtype)
     for column in range(cols):
-        for _ in range(spec.bits):
+        for _ in range(bits):
             out, states = _step(states, feedback)
-            values[:, column] = (values[:, column] << np.uint32(1)) | out
-    return (values >= spec.threshold).reshape(shape)
+            values[:, column] = (values[:, column] << dtype(1)) | out
+    return values.reshape(shape)
+
+
+def dropout_keep_mask(shape: tuple[int, ...], *, seed: int, threshold: int,
+                      bits: int = 8) -> np.ndarray:
+    """Keep mask (``True`` = kept) of a tensor of ``shape`` (module docstring):
+    :func:`dropout_values` ``>= threshold``.
+
+    Raises ValueError naming the field for a bad seed, threshold or bits, an empty or
+    non-integer shape, more than :data:`MAX_ROWS` rows, or rows of more than
+    :data:`ROW_STRIDE` bits.
+    """
+    spec = DropoutMask(seed=seed, threshold=threshold, bits=bits)
+    return dropout_values(shape, seed=spec.seed, bits=spec.bits) >= spec.threshold

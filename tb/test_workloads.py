@@ -571,7 +571,7 @@ def test_train_config_builds_only_built_in_networks():
     """Any name labels a user's network (train(..., network=)); only the built-in ones build."""
     config = TrainConfig(net="vgg16")
     with pytest.raises(ValueError, match=r"net must be one of \['digits_cnn', 'digits_mlp', "
-                                         r"'resnet18'\] to be built, not 'vgg16'"):
+                                         r"'resnet18', 'vgg_small'\] to be built, not 'vgg16'"):
         config.build()
 
 

@@ -17,7 +17,8 @@ from .layers import (AvgPool2d, BasicBlock, Conv2d, Dropout, Flatten, GlobalAvgP
 from .loss import softmax_cross_entropy
 from .model_import import UnsupportedModelError, from_onnx, from_torch
 from .network import Network
-from .networks import INPUT_SHAPES, NETWORKS, build_network, digits_cnn, digits_mlp, resnet18
+from .networks import (INPUT_SHAPES, NETWORKS, build_network, cancer_mlp, digits_cnn, digits_mlp,
+                       resnet18, vgg_small)
 from .optim import SGD
 from .train import TrainConfig, TrainResult, evaluate, train, train_step
 
@@ -26,4 +27,5 @@ __all__ = ["BACKENDS", "AccelBackend", "Fp32Backend", "GemmBackend", "GemmCall",
            "GlobalAvgPool", "Layer", "Linear", "ReLU", "StepContext", "softmax_cross_entropy",
            "MaxPool2d", "AvgPool2d", "UnsupportedModelError", "from_onnx", "from_torch",
            "Network", "INPUT_SHAPES", "NETWORKS", "build_network", "digits_cnn", "digits_mlp",
-           "resnet18", "SGD", "TrainConfig", "TrainResult", "evaluate", "train", "train_step"]
+           "resnet18", "vgg_small", "cancer_mlp", "SGD", "TrainConfig", "TrainResult", "evaluate",
+           "train", "train_step"]

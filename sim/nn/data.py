@@ -1,5 +1,7 @@
-"""Data sets: :class:`Dataset` (any fixed train/test split a user brings) and the digits
-(``sklearn.datasets.load_digits``, ships with scikit-learn)."""
+"""Data sets: :class:`Dataset` (any fixed train/test split a user brings), the digits
+(``sklearn.datasets.load_digits``) and the breast-cancer table
+(``sklearn.datasets.load_breast_cancer``), both shipped with scikit-learn (nothing is
+downloaded), and :func:`validation_split` (a validation set carved from the training rows)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import dataclasses
 
 import numpy as np
 
-__all__ = ["Dataset", "Digits", "split_table", "load_digits_split"]
+__all__ = ["Dataset", "Digits", "split_table", "load_digits_split", "load_breast_cancer_split",
+           "validation_split"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,3 +102,40 @@ def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0, upsample: in
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed, stratify=labels)
     return Dataset(np.ascontiguousarray(x_train), y_train, np.ascontiguousarray(x_test), y_test)
+
+
+def load_breast_cancer_split(*, test_fraction: float = 0.25, seed: int = 0) -> Dataset:
+    """569 samples of 30 features, 2 classes (malignant 0, benign 1;
+    ``sklearn.datasets.load_breast_cancer``), split at random and standardised with the
+    training rows' statistics (:func:`split_table`): 427 train / 142 test at the defaults."""
+    from sklearn.datasets import load_breast_cancer
+
+    table = load_breast_cancer()
+    return split_table(table.data, table.target, test_fraction=test_fraction, seed=seed)
+
+
+def validation_split(data: Dataset, *, fraction: float = 0.2, seed: int = 0) -> Dataset:
+    """A validation set carved from ``data``'s training rows (stratified by class when every
+    class has at least two training rows, else at random; ``seed``): a :class:`Dataset`
+    whose *train* part is the remaining training rows and whose *test* part is the validation
+    rows. ``data``'s own test set is not touched (train on the result, choose on its test
+    part, report on ``data.x_test``)."""
+    from sklearn.model_selection import train_test_split
+
+    if not isinstance(data, Dataset):
+        raise ValueError(f"data must be a Dataset, not {data!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or \
+            not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), not {fraction!r}")
+    _, counts = np.unique(data.y_train, return_counts=True)
+    stratify = data.y_train if counts.min() >= 2 else None
+    rows = np.arange(len(data.y_train))
+    try:
+        fit, check = train_test_split(rows, test_size=fraction, random_state=seed,
+                                      stratify=stratify)
+    except ValueError as error:            # too few rows for the split asked
+        raise ValueError(f"fraction {fraction!r} does not split {len(rows)} training rows "
+                         f"({error})") from None
+    fit, check = np.sort(fit), np.sort(check)
+    return Dataset(np.ascontiguousarray(data.x_train[fit]), data.y_train[fit],
+                   np.ascontiguousarray(data.x_train[check]), data.y_train[check])

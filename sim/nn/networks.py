@@ -1,4 +1,5 @@
-"""The workload networks: digits CNN, digits MLP, ResNet-18 topology on 32x32 digits.
+"""The workload networks: digits CNN, digits MLP, ResNet-18 topology and a VGG-style network
+on 32x32 digits.
 
 Every builder takes ``seed`` (the initial weights come from ``numpy.random.default_rng(seed)``
 in layer order, so two builds with the same arguments are identical) and ``width`` (channel or
@@ -11,10 +12,12 @@ import math
 
 import numpy as np
 
-from .layers import BasicBlock, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, ReLU
+from .layers import (BasicBlock, Conv2d, Dropout, Flatten, GlobalAvgPool, Linear, MaxPool2d,
+                     ReLU)
 from .network import Network
 
-__all__ = ["NETWORKS", "INPUT_SHAPES", "digits_cnn", "digits_mlp", "resnet18", "build_network"]
+__all__ = ["NETWORKS", "INPUT_SHAPES", "digits_cnn", "digits_mlp", "resnet18", "vgg_small",
+           "cancer_mlp", "build_network"]
 
 DIGITS_SHAPE = (8, 8, 1)
 RESNET_SHAPE = (32, 32, 1)
@@ -103,10 +106,67 @@ def resnet18(*, width: int = 8, seed: int = 0) -> Network:
     return Network(name="resnet18", input_shape=RESNET_SHAPE, layers=layers + [pool, fc])
 
 
-#: Network builders by name.
-NETWORKS = {"digits_cnn": digits_cnn, "digits_mlp": digits_mlp, "resnet18": resnet18}
+def vgg_small(*, width: int = 8, hidden: int = 512, dropout: float = 0.5,
+              seed: int = 0) -> Network:
+    """VGG-style on 32x32x1 inputs, most of its weights in the fully connected layers:
+    three stages of conv3x3 -> ReLU -> 2x2 max-pool with ``width, 2 width, 4 width`` channels
+    (32 -> 16 -> 8 -> 4 pixels), then FC(hidden) -> ReLU -> dropout -> FC(hidden) -> ReLU ->
+    dropout -> FC(10). At the defaults the three FC layers hold 530,442 of the 536,330
+    parameters (the network AIP is measured on)."""
+    _check_width(width)
+    _check_width(hidden)
+    rng = _check_seed(seed)
+    layers = []
+    shape = RESNET_SHAPE
+    for stage in range(3):
+        conv = Conv2d(name=f"conv{stage + 1}", in_shape=shape, out_channels=width << stage,
+                      input_grad=stage > 0, rng=rng)
+        relu = ReLU(name=f"relu{stage + 1}", in_shape=conv.out_shape)
+        pool = MaxPool2d(name=f"pool{stage + 1}", in_shape=conv.out_shape, kernel=2)
+        layers += [conv, relu, pool]
+        shape = pool.out_shape
+    flatten = Flatten(name="flatten", in_shape=shape)
+    layers.append(flatten)
+    features = flatten.out_shape[0]
+    for index in (1, 2):
+        fc = Linear(name=f"fc{index}", in_features=features, out_features=hidden, rng=rng)
+        layers += [fc, ReLU(name=f"relu_fc{index}", in_shape=fc.out_shape),
+                   Dropout(name=f"drop{index}", in_shape=fc.out_shape, p=dropout)]
+        features = hidden
+    layers.append(Linear(name="fc3", in_features=hidden, out_features=CLASSES, rng=rng,
+                         init_gain=math.sqrt(0.5)))
+    return Network(name="vgg_small", input_shape=RESNET_SHAPE, layers=layers)
+
+
+def cancer_mlp(*, features: int = 30, hidden: int = 256, classes: int = 2,
+               dropout: float = 0.5, seed: int = 0) -> Network:
+    """``features -> FC(hidden) -> ReLU -> dropout -> FC(hidden) -> ReLU -> dropout ->
+    FC(classes)`` on feature vectors: the breast-cancer table
+    (:func:`sim.nn.data.load_breast_cancer_split`). Not a digits network, so not in
+    :data:`NETWORKS` (whose users train and lower on the digits)."""
+    for field, value in (("features", features), ("hidden", hidden), ("classes", classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{field} must be an integer >= 1, not {value!r}")
+    rng = _check_seed(seed)
+    layers, width = [], features
+    for index in (1, 2):
+        fc = Linear(name=f"fc{index}", in_features=width, out_features=hidden,
+                    input_grad=index > 1, rng=rng)
+        layers += [fc, ReLU(name=f"relu{index}", in_shape=fc.out_shape),
+                   Dropout(name=f"drop{index}", in_shape=fc.out_shape, p=dropout)]
+        width = hidden
+    layers.append(Linear(name="fc3", in_features=hidden, out_features=classes, rng=rng,
+                         init_gain=math.sqrt(0.5)))
+    return Network(name="cancer_mlp", input_shape=(features,), layers=layers)
+
+
+#: Network builders by name (the digits networks; :func:`cancer_mlp` is built by name in
+#: :func:`sim.experiments.training.workload_network`).
+NETWORKS = {"digits_cnn": digits_cnn, "digits_mlp": digits_mlp, "resnet18": resnet18,
+            "vgg_small": vgg_small}
 #: Per-sample input shape of each network (the digits upsampled 4x for the ResNet).
-INPUT_SHAPES = {"digits_cnn": DIGITS_SHAPE, "digits_mlp": DIGITS_SHAPE, "resnet18": RESNET_SHAPE}
+INPUT_SHAPES = {"digits_cnn": DIGITS_SHAPE, "digits_mlp": DIGITS_SHAPE, "resnet18": RESNET_SHAPE,
+                "vgg_small": RESNET_SHAPE}
 
 
 def build_network(name: str, *, width: int = 8, dropout: float = 0.25, seed: int = 0) -> Network:

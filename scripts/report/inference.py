@@ -1,0 +1,177 @@
+"""Inference-time approximation: the tables of docs/inference.md.
+
+* ``docs/results/inference.json`` (``scripts.inference_bench``): ``aip`` (per network, per
+  subset policy, the point chosen on validation and the test Pareto front) and ``drowsy`` (per
+  network, per method and rescaling, the accuracy at each fraction of convolution MACs
+  skipped; one engine point per method);
+* ``docs/results/aip_area.json`` (``scripts.aip_area``): the AIP selection unit's area.
+"""
+
+from __future__ import annotations
+
+from scripts.report import block, measured_at, results, table
+
+__all__ = []
+
+
+def _ratio(value) -> str:
+    return f"x{value:.3f}"
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.2f}"
+
+
+def _aip():
+    return results("inference", missing_ok=True).get("aip")
+
+
+def _drowsy():
+    return results("inference", missing_ok=True).get("drowsy")
+
+
+def _footer(key: str, what: str) -> str:
+    data = results("inference", missing_ok=True)
+    return (f"_From `docs/results/inference.json` (`{key}`), measured by `sparta measure "
+            f"inference` ({what}); {measured_at(data.get('provenance', {}).get(key))}._")
+
+
+@block("inference.aip_area")
+def aip_area() -> str:
+    data = results("aip_area", missing_ok=True)
+    if "units_area" not in data:
+        return "_Not synthesised yet: run `sparta area aip`._"
+    rows = []
+    for name, row in data["units_area"].items():
+        o = row["options"]
+        rows.append((f"`AipSelect(lanes={o['lanes']}, max_len={o['max_len']}, "
+                     f"max_n={o['max_n']})`", f"{row['cells']:,}", f"{row['ecp5_lut']:,}",
+                     f"{row['ecp5_ff']:,}", row["ecp5_lutram"], row["ecp5_bram"]))
+    return "\n".join([
+        table(("unit", "generic cells", "ECP5 LUT", "ECP5 FF", "ECP5 LUTRAM (DPR16X4)",
+               "ECP5 BRAM"), rows),
+        "",
+        f"_From `docs/results/aip_area.json`, measured by `sparta area aip` (Yosys: generic "
+        f"cells after `synth`, ECP5 cells after `synth_ecp5`); "
+        f"{measured_at(data['provenance'].get('units_area'))}._"])
+
+
+@block("inference.aip")
+def aip() -> str:
+    entry = _aip()
+    if not entry:
+        return "_No AIP results yet: run `sparta measure inference --only aip`._"
+    rows = []
+    for net, network in entry["networks"].items():
+        dense = network["dense"]["test"]["accuracy"]
+        classes = network["classes"]
+        for name, policy in network["policies"].items():
+            chosen = policy["chosen"]
+            if chosen is None:
+                rows.append((net, name, "none within 1 point on validation", "", "", "", "", "",
+                             "", ""))
+                continue
+            test, val = chosen["test"], chosen["validation"]
+            top_n = "exact" if chosen["top_n"] is None else chosen["top_n"]
+            top5 = (f"{_pct(test['accuracy']['top5'])} ({_pct(dense['top5'])})"
+                    if classes > 5 else "-")
+            rows.append((
+                net, name, f"{chosen['alpha']:g}, {top_n}",
+                _pct(network["dense"]["validation"]["accuracy"]["top1"]
+                     - val["accuracy"]["top1"]),
+                f"{_pct(test['accuracy']['top1'])} ({_pct(dense['top1'])})", top5,
+                f"{_ratio(test['batch_1']['fc_weight_bytes'])} "
+                f"({_ratio(test['batch_32']['fc_weight_bytes'])})",
+                f"{_ratio(test['batch_1']['dram_bytes'])} "
+                f"({_ratio(test['batch_32']['dram_bytes'])})",
+                _ratio(test["batch_1"]["macs"]), _ratio(test["batch_1"]["macs_nonzero"])))
+    goal = entry["vgg_goal"]
+    met = [name for name, g in goal.items() if g["met"] and not name.endswith("_per_layer")]
+    lines = [
+        table(("network", "policy", "alpha, top-n", "validation top-1 loss (points)",
+               "test top-1 % (dense)", "test top-5 % (dense)",
+               "FC weight bytes / dense, batch 1 (batch 32)",
+               "DRAM bytes / dense, batch 1 (batch 32)", "MACs / dense", "non-zero MACs / dense"),
+              rows),
+        "",
+        "Goal on `vgg_small` (at least 50% less FC weight traffic, at most 1 point of test "
+        "top-1 lost, batch 1): "
+        + "; ".join(f"`{name}` -{100 * g['fc_traffic_saving']:.1f}% at "
+                    f"{g['test_top1_loss_points']:.2f} points ({'met' if g['met'] else 'not met'})"
+                    for name, g in goal.items() if not name.endswith("_per_layer"))
+        + f". {'Met by ' + ', '.join(met) if met else 'Not met'}. Published AIP point: DRAM "
+        f"access energy x{entry['published']['dram_access_energy_ratio']} for "
+        f"{entry['published']['top5_loss_points']:g} points of top-5 (VGG-f, ImageNet).",
+        "",
+        _footer("aip", "model figures: byte and MAC counts of the golden procedure "
+                "`sim.aip.aip`, accuracy in the accelerator's numerics; networks trained in "
+                "FP32; operating points chosen on the validation rows, test rows only reported")]
+    return "\n".join(lines)
+
+
+@block("inference.drowsy")
+def drowsy() -> str:
+    entry = _drowsy()
+    if not entry:
+        return "_No DrowsyNet results yet: run `sparta measure inference --only drowsy`._"
+    rows = []
+    for net, network in entry["networks"].items():
+        dense = network["dense"]["test_accel"]["top1"]
+        methods = network["methods"]
+        for target in sorted(methods["uniform"]["rescale"], key=float):
+            def cell(method):
+                scaled = methods[method]["rescale"][target]["test"]["top1"]
+                plain = methods[method]["no_rescale"][target]["test"]["top1"]
+                return f"{_pct(scaled)} ({_pct(plain)})"
+            removal = methods["channel_removal"][target]
+            thresholds = network["chosen_thresholds"][target]
+            rows.append((f"{net} ({_pct(dense)})", f"{100 * float(target):g}%",
+                         cell("uniform"), cell("chosen"), _pct(removal["test"]["top1"]),
+                         ", ".join(f"{layer} {t}" for layer, t in thresholds.items())))
+    lines = [table(("network (dense test top-1 %)", "conv MACs skipped",
+                    "uniform rates: top-1 % rescaled (not rescaled)",
+                    "chosen rates: top-1 % rescaled (not rescaled)",
+                    "whole channels removed: top-1 %", "chosen thresholds (of 256)"), rows), ""]
+    for net, network in entry["networks"].items():
+        goal = network["goal"]
+        lines.append(
+            f"- `{net}`: at {100 * goal['skip']:g}% of conv MACs skipped the chosen rates "
+            f"({goal['chosen_rescaling'].replace('_', ' ')}) lose "
+            f"{goal['chosen_test_top1_loss_points']:.2f} points of test top-1: goal "
+            f"{'met' if goal['met_skip_at_loss'] else 'not met'}; chosen better than uniform "
+            f"at every measured saving: {'yes' if goal['chosen_better_everywhere'] else 'no'}.")
+    lines += ["", _footer("drowsy", "accuracy in the accelerator's numerics on the test rows, "
+                          "mean over the mask seeds; rates chosen on the validation rows in FP32 "
+                          "numerics; networks trained in FP32")]
+    return "\n".join(lines)
+
+
+@block("inference.drowsy_engine")
+def drowsy_engine() -> str:
+    entry = _drowsy()
+    if not entry:
+        return "_No DrowsyNet results yet: run `sparta measure inference --only drowsy`._"
+    rows = []
+    for net, network in entry["networks"].items():
+        point = network["engine_point"]
+        for method in ("dense", "uniform", "chosen", "channel_removal"):
+            p = point[method]
+            c = p["cycles"]
+            rows.append((net, method.replace("_", " "), f"{c['dense']:,}", f"{c['window']:,}",
+                         f"{c['window_mask']:,}", f"{c['mask_write']:,}",
+                         f"{c['window_compact']:,}",
+                         f"{100 * p['energy_saved_vs_dense_zero_gated']:.1f}%"))
+        batch, skip = point["batch"], point["skip"]
+    return "\n".join([
+        table(("network", "method", "dense engine", "window-4 engine, no mask",
+               "window-4 engine, output mask", "dropout plane writes",
+               "window-4, dropped rows and channels compacted by the host",
+               "conv MAC energy saved (vs zero-gated dense)"), rows),
+        "",
+        f"Cycles of the convolutions' forward GEMMs for one batch of {batch} test images at "
+        f"{100 * skip:g}% of conv MACs skipped: cycle model (`sim.skip_timing.engine_cycles`, "
+        f"8x8 output-stationary engine; the RTL holds to it, `tb/test_drowsy.py`); energy: model "
+        f"(per-op table, conv forward MACs and the rescaling multiplies, no memory traffic). The "
+        f"compacted column is an estimate of host work that is not priced.",
+        "",
+        _footer("drowsy", "cycle and energy models")])
