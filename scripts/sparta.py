@@ -79,7 +79,8 @@ MEASURE = {
                                                "transposed convolution, on captured steps: "
                                                "zero-skipping cycles of both lowerings"),
     "inference": ("scripts.inference_bench", "inference-time approximation: AIP on FC layers and "
-                                             "DrowsyNet on convolutions, accuracy vs saving"),
+                                             "DrowsyNet on convolutions, accuracy vs saving "
+                                             "(yours: --network-file)"),
     "schedule-rtl": ("scripts.schedule_rtl", "the digits CNN's pruned layers on the RTL engine "
                                              "from their schedules: cycles vs the model"),
     "tool": ("scripts.tool_bench", "user code and waiting times of the examples, generate"),

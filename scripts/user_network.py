@@ -10,6 +10,7 @@ provenance of the run.
 
     sparta train --network-file examples/wine_mlp.py --epochs 15 --backends accel,fgmp,fp32
     sparta replay --network-file examples/wine_mlp.py --preset 4x4 --simulator verilator
+    sparta measure inference --network-file examples/strided_cnn.py
 """
 
 from __future__ import annotations
@@ -352,7 +353,81 @@ def _measure_schedule(args, build, network, data) -> dict:
     return result
 
 
-MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip, "schedule": _measure_schedule}
+def _aip_line(name: str, entry: dict) -> str:
+    """The chosen point of each AIP policy, one line."""
+    from sim.experiments.aip import BATCH, MAX_LOSS_POINTS
+
+    dense = entry["dense"]["test"]["accuracy"]["top1"]
+    parts = []
+    for policy, result in entry["policies"].items():
+        chosen = result["chosen"]
+        if chosen is None:
+            parts.append(f"{policy}: no point within {MAX_LOSS_POINTS:g} validation point")
+            continue
+        test = chosen["test"]
+        parts.append(f"{policy} alpha {chosen['alpha']} top-n {chosen['top_n']}: top-1 "
+                     f"{test['accuracy']['top1']:.4f}, FC weight bytes x"
+                     f"{test['batch_1']['fc_weight_bytes']:.3f} (batch 1) x"
+                     f"{test[f'batch_{BATCH}']['fc_weight_bytes']:.3f} (batch {BATCH})")
+    return (f"{name} AIP on {', '.join(entry['planned_layers'])}, test (dense top-1 "
+            f"{dense:.4f}): {'; '.join(parts)} (model figures)")
+
+
+def _drowsy_line(name: str, entry: dict) -> str:
+    """The chosen rates at the engine point, one line."""
+    point = f"{entry['engine_point']['skip']:g}"
+    chosen = entry["methods"]["chosen"]["rescale"][point]
+    uniform = entry["methods"]["uniform"]["rescale"][point]
+    channels = entry["methods"]["channel_removal"][point]
+    dense_point, chosen_point = entry["engine_point"]["dense"], entry["engine_point"]["chosen"]
+    rates = ", ".join(f"{conv} {t}/256" for conv, t in entry["chosen_thresholds"][point].items())
+    return (f"{name} DrowsyNet, chosen drop rates {rates} "
+            f"(conv MACs skipped {chosen['expected_skip']:.3f} expected, "
+            f"{chosen['measured_skip_test']:.3f} measured): test top-1 "
+            f"{chosen['test']['top1']:.4f} (dense {entry['dense']['test_accel']['top1']:.4f}, "
+            f"uniform {uniform['test']['top1']:.4f}, channel removal "
+            f"{channels['test']['top1']:.4f}); conv MAC energy "
+            f"-{100 * chosen_point['energy_saved_vs_dense_zero_gated']:.1f} % (model), "
+            f"cycles {chosen_point['cycles']['window_mask']} with the mask vs "
+            f"{dense_point['cycles']['window']} (cycle model)")
+
+
+def _measure_inference(args, build, network, data) -> dict:
+    from sim.drowsy import conv_layers
+    from sim.experiments.aip import measure_network, planned_layers
+    from sim.experiments.drowsy import measure_net
+    from sim.experiments.training import fp32_train
+
+    config = _config(args, network.name)
+    trained = fp32_train(network, config, data, log=lambda line: print(line, flush=True))
+
+    def quiet(line):            # the measurements' own logs: the summary lines below say it
+        pass
+
+    result = {"training": trained.info(), "quick": args.quick}
+    if planned_layers(network):
+        result["aip"] = measure_network(trained, quick=args.quick, log=quiet)
+        print(_aip_line(network.name, result["aip"]), flush=True)
+    else:
+        result["aip"] = {"not_applicable": "no fully connected layer AIP runs (a top-level "
+                                           "Linear followed by a ReLU, or a Linear last layer)"}
+        print(f"{network.name} AIP: not applicable: {result['aip']['not_applicable']}")
+    if conv_layers(network):
+        result["drowsy"] = measure_net(trained, quick=args.quick, log=quiet)
+        print(_drowsy_line(network.name, result["drowsy"]), flush=True)
+    else:
+        result["drowsy"] = {"not_applicable": "no convolution (DrowsyNet drops convolution "
+                                              "outputs)"}
+        print(f"{network.name} DrowsyNet: not applicable: {result['drowsy']['not_applicable']}")
+    result["source"] = ("golden model (accuracy: FP32 training, accelerator numerics at "
+                        "inference), model figures (AIP bytes and MACs: sim.experiments.aip."
+                        "traffic; DrowsyNet energy: sim.fgmp_energy table) and cycle model "
+                        "(DrowsyNet cycles: sim.skip_timing.engine_cycles)")
+    return result
+
+
+MEASURES = {"fgmp": _measure_fgmp, "skip": _measure_skip, "schedule": _measure_schedule,
+            "inference": _measure_inference}
 
 
 def measure_main(what: str, argv=None) -> int:
@@ -374,6 +449,10 @@ def measure_main(what: str, argv=None) -> int:
         parser.add_argument("--rtl", action="store_true",
                             help="also run every pruned GEMM's banked schedule on the RTL "
                                  "engine (Verilator): cycles against the model, bit-exact")
+    if what == "inference":
+        parser.add_argument("--quick", action="store_true",
+                            help="short sweeps on at most 96 validation and test rows (a "
+                                 "smoke run)")
     parser.add_argument("--out", type=Path, help=f"results JSON (default <network>-{what}.json)")
     args = parser.parse_args(argv)
     try:

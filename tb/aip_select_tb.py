@@ -29,7 +29,7 @@ from hw.aip.select import (AipSelect, SelectFault, SelectStatus, keep_layout,
                            select_command_layout, threshold_write_layout)
 from sim.aip import select_keep
 from sim.aip_spec import SelectMode
-from tb.harness import StreamChecker, case, make_rng, next_cycle, reset, start_clock
+from tb.harness import clear_error, StreamChecker, case, make_rng, next_cycle, reset, start_clock
 from tb.packing import fields
 
 #: FP32 words a row draws its special values from
@@ -401,13 +401,7 @@ def bad_cases(cfg: Config, rng) -> list[tuple[str, SelectFault, Job, dict]]:
 
 
 async def clear_status(cfg: Config, dut, what: str):
-    dut.clear_error.value = 1
-    await next_cycle(dut)
-    dut.clear_error.value = 0
-    await ReadOnly()
-    assert status_of(cfg, dut) == (0, 0, SelectFault.NONE), \
-        f"{what}: status {status_of(cfg, dut)} after clear_error"
-    await next_cycle(dut)
+    await clear_error(dut, lambda: status_of(cfg, dut), SelectFault.NONE, what)
 
 
 @cocotb.test()

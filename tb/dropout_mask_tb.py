@@ -32,7 +32,7 @@ from cocotb.utils import get_sim_time
 from hw.sparsity.dropout_mask import (DropoutError, DropoutMaskGenerator, DropoutStatus,
                                       dropout_command_layout, dropout_tile_layout)
 from sim.lfsr import WIDTH, drop_threshold, dropout_keep_mask, layer_seed
-from tb.harness import PERIOD_NS, StreamChecker, case, make_rng, next_cycle, reset, start_clock
+from tb.harness import clear_error, PERIOD_NS, StreamChecker, case, make_rng, next_cycle, reset, start_clock
 from tb.packing import fields
 
 
@@ -198,13 +198,7 @@ def compare_tiles(cfg: Config, got: list[int], want: list[int], notes: list[str]
 
 
 async def clear_status(cfg: Config, dut, what: str):
-    dut.clear_error.value = 1
-    await next_cycle(dut)
-    dut.clear_error.value = 0
-    await ReadOnly()
-    assert status_of(cfg, dut) == (0, 0, DropoutError.NONE), \
-        f"{what}: status {status_of(cfg, dut)} after clear_error"
-    await next_cycle(dut)
+    await clear_error(dut, lambda: status_of(cfg, dut), DropoutError.NONE, what)
 
 
 def bad_commands(cfg: Config, good: Command) -> list[tuple[Command, DropoutError]]:

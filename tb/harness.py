@@ -45,6 +45,17 @@ def next_cycle(dut):
     return FallingEdge(dut.clk) if has_clock(dut) else Timer(PERIOD_NS, unit="ns")
 
 
+async def clear_error(dut, status, none, what: str):
+    """Pulse ``clear_error`` for one cycle and check that ``status()`` (a unit's ``(busy, error,
+    code)``) then reads idle and clear with the code ``none``."""
+    dut.clear_error.value = 1
+    await next_cycle(dut)
+    dut.clear_error.value = 0
+    await ReadOnly()
+    assert status() == (0, 0, none), f"{what}: status {status()} after clear_error"
+    await next_cycle(dut)
+
+
 async def start_clock(dut):
     if has_clock(dut):
         Clock(dut.clk, PERIOD_NS, unit="ns").start()

@@ -1,6 +1,7 @@
 """The ``sparta`` command: configurations from TOML, presets and --set with errors that name
 the key; ``generate`` writes Verilog and a datasheet that agrees with it; dispatch."""
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -180,6 +181,54 @@ def test_measure_a_network_file(tmp_path, capsys):
                                                         "backward_data"}
     assert "backward pass of a training step" in capsys.readouterr().out
 
+
+def test_measure_inference_of_a_network_file(tmp_path, capsys):
+    """AIP on a user's FC layers, DrowsyNet on its convolutions, trained in FP32 without a
+    cache; a technique with nothing to act on says so instead of failing."""
+    wine, cnn = tmp_path / "wine.json", tmp_path / "cnn.json"
+    assert main(["measure", "inference", "--network-file", str(EXAMPLES / "wine_mlp.py"),
+                 "--epochs", "2", "--quick", "--out", str(wine)]) == 0
+    result = json.loads(wine.read_text())["inference"]
+    assert result["training"]["weights"] is None and not result["training"]["cached"]
+    aip = result["aip"]
+    assert aip["planned_layers"] == {"fc1": "THRESHOLD", "fc2": "TOP_N"} and aip["classes"] == 3
+    for policy in aip["policies"].values():
+        assert policy["points"] and (policy["chosen"] is None or
+                                     policy["chosen"] in policy["points"])
+    assert result["drowsy"]["not_applicable"].startswith("no convolution")
+    assert main(["measure", "inference", "--network-file", str(EXAMPLES / "strided_cnn.py"),
+                 "--epochs", "1", "--quick", "--out", str(cnn)]) == 0
+    result = json.loads(cnn.read_text())["inference"]
+    assert result["aip"]["planned_layers"] == {"fc": "TOP_N"}
+    drowsy = result["drowsy"]
+    assert drowsy["chosen_thresholds"]["0.5"] == {"conv1": 128}      # one conv: the target
+    point = drowsy["methods"]["chosen"]["rescale"]["0.5"]
+    assert point["expected_skip"] == pytest.approx(0.5, abs=0.01)
+    assert 0 <= point["test"]["top1"] <= point["test"]["top5"] <= 1
+    out = capsys.readouterr().out
+    assert "wine_mlp AIP on fc1, fc2" in out and "(model figures)" in out
+    assert "wine_mlp DrowsyNet: not applicable" in out
+    assert "strided_cnn DrowsyNet, chosen drop rates conv1 128/256" in out
+
+
+def test_inference_measurements_name_what_they_lack():
+    from examples.strided_cnn import build as cnn
+    from examples.wine_mlp import build as mlp
+    from examples.wine_mlp import load
+    from sim.experiments.aip import measure_network
+    from sim.experiments.drowsy import measure_net
+    from sim.experiments.training import Fp32Trained
+    from sim.nn import Network, ReLU, TrainConfig
+
+    data = load()
+    untrained = Fp32Trained(mlp(), TrainConfig(net="wine_mlp"), data, data, None, cached=False)
+    with pytest.raises(ValueError, match="wine_mlp has no convolution"):
+        measure_net(untrained, log=lambda _: None)
+    convs_only = Network(name="convs", input_shape=(8, 8, 1),
+                         layers=cnn().layers[:1] + [ReLU(name="relu")])
+    untrained = dataclasses.replace(untrained, network=convs_only)
+    with pytest.raises(ValueError, match="convs has no fully connected layer"):
+        measure_network(untrained)
 
 def test_schedule_a_network_file(tmp_path, capsys):
     out = tmp_path / "schedule.json"

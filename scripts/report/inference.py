@@ -92,7 +92,7 @@ def aip() -> str:
                "test top-1 % (dense)", "test top-5 % (dense)",
                "FC weight bytes / dense, batch 1 (batch 32)",
                "DRAM bytes / dense, batch 1 (batch 32)", "MACs / dense", "non-zero MACs / dense"),
-              rows),
+              rows, align="lllrrrrrrr"),
         "",
         "Goal on `vgg_small` (at least 50% less FC weight traffic, at most 1 point of test "
         "top-1 lost, batch 1): "
@@ -125,13 +125,19 @@ def drowsy() -> str:
                 return f"{_pct(scaled)} ({_pct(plain)})"
             removal = methods["channel_removal"][target]
             thresholds = network["chosen_thresholds"][target]
+            if len(thresholds) > 4:      # a deep network: the range (every layer in the JSON)
+                chosen = (f"{len(thresholds)} convolutions, {min(thresholds.values())} to "
+                          f"{max(thresholds.values())}")
+            else:
+                chosen = ", ".join(f"{layer} {t}" for layer, t in thresholds.items())
             rows.append((f"{net} ({_pct(dense)})", f"{100 * float(target):g}%",
                          cell("uniform"), cell("chosen"), _pct(removal["test"]["top1"]),
-                         ", ".join(f"{layer} {t}" for layer, t in thresholds.items())))
+                         chosen))
     lines = [table(("network (dense test top-1 %)", "conv MACs skipped",
                     "uniform rates: top-1 % rescaled (not rescaled)",
                     "chosen rates: top-1 % rescaled (not rescaled)",
-                    "whole channels removed: top-1 %", "chosen thresholds (of 256)"), rows), ""]
+                    "whole channels removed: top-1 %", "chosen thresholds (of 256)"), rows,
+                   align="lrrrrl"), ""]
     for net, network in entry["networks"].items():
         goal = network["goal"]
         lines.append(
@@ -166,7 +172,7 @@ def drowsy_engine() -> str:
         table(("network", "method", "dense engine", "window-4 engine, no mask",
                "window-4 engine, output mask", "dropout plane writes",
                "window-4, dropped rows and channels compacted by the host",
-               "conv MAC energy saved (vs zero-gated dense)"), rows),
+               "conv MAC energy saved (vs zero-gated dense)"), rows, align="llrrrrrr"),
         "",
         f"Cycles of the convolutions' forward GEMMs for one batch of {batch} test images at "
         f"{100 * skip:g}% of conv MACs skipped: cycle model (`sim.skip_timing.engine_cycles`, "

@@ -43,7 +43,7 @@ import numpy as np
 from sim.aip import (BIAS_BYTES, POLICIES, WEIGHT_BYTES, AipPlan, aip, aip_rank,
                      approximate_pass, approximate_weights)
 from sim.aip_spec import SelectMode
-from sim.experiments.training import fp32_trained
+from sim.experiments.training import Fp32Trained, fp32_trained
 from sim.nn import Linear, Network, ReLU, StepContext, make_backend
 
 __all__ = ["NETS", "ALPHAS", "TOP_NS", "BATCH", "MAX_LOSS_POINTS", "CALIBRATION_SAMPLES",
@@ -251,18 +251,30 @@ def _dominates(q: dict, p: dict) -> bool:
     return qb <= pb and qa >= pa and (qb < pb or qa > pa)
 
 
-def measure_network(net: str, *, quick: bool = False, cache_dir: Path | None = None,
-                    policies=POLICIES, log: Callable[[str], None] | None = None) -> dict:
+def measure_network(net: str | Fp32Trained, *, quick: bool = False,
+                    cache_dir: Path | None = None, policies=POLICIES,
+                    log: Callable[[str], None] | None = None) -> dict:
     """The AIP entry of one network (module docstring): dense accuracy and figures, per
-    policy the curve of operating points and the chosen one."""
+    policy the curve of operating points and the chosen one.
+
+    ``net`` is a name of :data:`NETS` (trained by :func:`sim.experiments.training.
+    fp32_trained`, ``quick``: 2 epochs) or a network already trained
+    (:func:`sim.experiments.training.fp32_train`: a user's); ``quick`` also shortens the
+    sweep. Raises ValueError naming the network when it has no layer AIP plans
+    (:func:`planned_layers`)."""
     start_time = time.perf_counter()
-    trained = fp32_trained(net, cache_dir=cache_dir, quick=quick, log=log)
+    trained = net if isinstance(net, Fp32Trained) else \
+        fp32_trained(net, cache_dir=cache_dir, quick=quick, log=log)
     network, config, data, fit = trained.network, trained.config, trained.data, trained.fit
+    net = network.name
     backend = make_backend("accel")
     modes = planned_layers(network)
+    if not modes:
+        raise ValueError(f"{net} has no fully connected layer AIP runs (a top-level Linear "
+                         f"followed by a ReLU, or a Linear last layer)")
     names = [layer.name for layer in network.layers]
     start = min(names.index(name) for name in modes)
-    classes = network.layers[-1].params["weight"].shape[1]
+    classes = int(network.layers[-1].out_shape[-1])
     x_cal, x_val, y_val = fit.x_train[:CALIBRATION_SAMPLES], fit.x_test, fit.y_test
     x_test, y_test = data.x_test, data.y_test
     alphas, top_ns = ALPHAS, TOP_NS

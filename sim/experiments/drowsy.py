@@ -49,7 +49,7 @@ from sim.drowsy import (MAX_THRESHOLD, RATE_BITS, ChannelRemoval, DrowsyBackend,
                         conv_layers, conv_macs, expected_skip, skip_counts)
 from sim.experiments.skip import stored
 from sim.experiments.sparsity import timing_config
-from sim.experiments.training import VALIDATION_FRACTION, fp32_trained
+from sim.experiments.training import VALIDATION_FRACTION, Fp32Trained, fp32_trained
 from sim.fgmp_energy import HOROWITZ_45NM
 from sim.lfsr import dropout_values
 from sim.nn import Network, StepContext, make_backend
@@ -334,12 +334,21 @@ def cycles_and_energy(net: Network, x: np.ndarray, plan, *, window: int = WINDOW
                              f"{FP32_MUL_PJ} pJ; conv forward MACs only, no memory traffic"}
 
 
-def measure_net(net_name: str, *, quick: bool = False, log: Callable[[str], None] = print
-                ) -> dict:
-    """The DrowsyNet measurement of one network (see :func:`measure_drowsy`)."""
+def measure_net(net_name: str | Fp32Trained, *, quick: bool = False,
+                log: Callable[[str], None] = print) -> dict:
+    """The DrowsyNet measurement of one network (see :func:`measure_drowsy`).
+
+    ``net_name`` is a name of :data:`NETS` (trained by :func:`sim.experiments.training.
+    fp32_trained`, ``quick``: 2 epochs) or a network already trained
+    (:func:`sim.experiments.training.fp32_train`: a user's); ``quick`` also shortens the
+    measurement. Raises ValueError naming the network when it has no convolution."""
     start = time.perf_counter()
-    trained = fp32_trained(net_name, quick=quick, log=log)
+    trained = net_name if isinstance(net_name, Fp32Trained) else \
+        fp32_trained(net_name, quick=quick, log=log)
     net, training = trained.network, trained.info()
+    net_name = net.name
+    if not conv_layers(net):
+        raise ValueError(f"{net_name} has no convolution for DrowsyNet to drop outputs of")
     x_val, y_val = trained.x_val, trained.y_val
     x_test, y_test = trained.data.x_test, trained.data.y_test
     targets, probes = TARGETS, PROBES

@@ -9,7 +9,9 @@ configurations (:func:`workload_config`), so its FP32 run is the one of workload
 The inference studies (AIP, :mod:`sim.experiments.aip`; DrowsyNet,
 :mod:`sim.experiments.drowsy`) share one FP32-trained copy of each network,
 :func:`fp32_trained`: trained on the training rows minus a validation split
-(:func:`sim.nn.data.validation_split`, :data:`VALIDATION_FRACTION`), cached as npz.
+(:func:`sim.nn.data.validation_split`, :data:`VALIDATION_FRACTION`), cached as npz. A user's
+network (``sparta measure inference --network-file``) is trained the same way by
+:func:`fp32_train`, without a cache.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sim.nn.train import SPARSITY_KEYS
 __all__ = ["DEFAULTS", "UPSAMPLE", "TRAINING", "GEMM_FIELDS", "VALIDATION_FRACTION",
            "QUICK_EPOCHS", "workload_config", "workload_data", "workload_network",
            "default_capture_steps", "gemm_entries", "network_entry", "Fp32Trained",
-           "default_cache_dir", "fp32_trained"]
+           "default_cache_dir", "fp32_trained", "fp32_train"]
 
 #: Per-network hyperparameters (the ``sparta train`` options override them).
 #: The loss scale 1024 (a power of two: exact, no effect on the FP32 run) keeps the small
@@ -166,14 +168,15 @@ class Fp32Trained:
     network : Network
         The trained network.
     config : TrainConfig
-        How it was trained (:func:`workload_config`).
+        How it was trained (:func:`workload_config`, or a user's configuration).
     data : Dataset
-        The full split (:func:`workload_data`); its test rows are never trained or chosen on.
+        The full split (:func:`workload_data`, or a user's); its test rows are never trained or
+        chosen on.
     fit : Dataset
         What it was trained on: train part the training rows minus the validation rows, test
         part the validation rows (:func:`sim.nn.data.validation_split`).
-    weights : Path
-        The npz cache file.
+    weights : Path or None
+        The npz cache file (None: not cached, :func:`fp32_train`).
     cached : bool
         The weights came from ``weights`` (no training in this call).
     train_time_s : float or None
@@ -184,7 +187,7 @@ class Fp32Trained:
     config: TrainConfig
     data: Dataset
     fit: Dataset
-    weights: Path
+    weights: Path | None
     cached: bool
     train_time_s: float | None = None
 
@@ -200,7 +203,8 @@ class Fp32Trained:
         """How the network was trained (JSON-able)."""
         info = {"config": dataclasses.asdict(self.config), "backend": "fp32",
                 "train_samples": len(self.fit.y_train), "validation_samples": len(self.y_val),
-                "validation_fraction": VALIDATION_FRACTION, "weights": self.weights.name,
+                "validation_fraction": VALIDATION_FRACTION,
+                "weights": None if self.weights is None else self.weights.name,
                 "cached": self.cached}
         if self.train_time_s is not None:
             info["train_time_s"] = round(self.train_time_s, 1)
@@ -247,4 +251,22 @@ def fp32_trained(net: str, *, cache_dir: Path | None = None, quick: bool = False
     if log:
         log(f"[fp32 {net}] trained in {result.wall_time_s:.0f} s, saved {path}")
     return Fp32Trained(network, config, data, fit, path, cached=False,
+                       train_time_s=result.wall_time_s)
+
+
+def fp32_train(network: Network, config: TrainConfig, data: Dataset, *,
+               log: Callable[[str], None] | None = None) -> Fp32Trained:
+    """``network`` (a user's, untrained; trained in place) trained from scratch in FP32
+    numerics with ``config`` on ``data``'s training rows minus :data:`VALIDATION_FRACTION` of
+    them (stratified, seeded by ``config.seed``), as :func:`fp32_trained` trains a workload
+    network, but never cached (a user's ``build()`` can change under the same name)."""
+    if not isinstance(network, Network):
+        raise ValueError(f"network must be a sim.nn.Network, not {network!r}")
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, not {config!r}")
+    fit = validation_split(data, fraction=VALIDATION_FRACTION, seed=config.seed)
+    result = train(config, make_backend("fp32"), fit, network=network, log=log)
+    if log:
+        log(f"[fp32 {network.name}] trained in {result.wall_time_s:.1f} s (not cached)")
+    return Fp32Trained(network, config, data, fit, None, cached=False,
                        train_time_s=result.wall_time_s)

@@ -60,19 +60,25 @@ def digits_mlp(*, width: int = 8, dropout: float = 0.25, seed: int = 0) -> Netwo
     """64 -> FC(16 width) -> ReLU -> dropout -> FC(16 width) -> ReLU -> dropout -> FC(10)."""
     _check_width(width)
     rng = _check_seed(seed)
-    units = 16 * width
     flatten = Flatten(name="flatten", in_shape=DIGITS_SHAPE)
-    layers = [flatten]
-    features = flatten.out_shape[0]
+    return Network(name="digits_mlp", input_shape=DIGITS_SHAPE,
+                   layers=[flatten] + _mlp_layers(rng, flatten.out_shape[0], 16 * width,
+                                                  CLASSES, dropout))
+
+
+def _mlp_layers(rng, features: int, units: int, classes: int, dropout: float) -> list:
+    """FC(units) -> ReLU -> dropout, twice, then FC(classes): the body of the MLPs (weights
+    drawn from ``rng`` in layer order)."""
+    layers = []
     for index in (1, 2):
         fc = Linear(name=f"fc{index}", in_features=features, out_features=units,
                     input_grad=index > 1, rng=rng)
         layers += [fc, ReLU(name=f"relu{index}", in_shape=fc.out_shape),
                    Dropout(name=f"drop{index}", in_shape=fc.out_shape, p=dropout)]
         features = units
-    layers.append(Linear(name="fc3", in_features=units, out_features=CLASSES, rng=rng,
+    layers.append(Linear(name="fc3", in_features=units, out_features=classes, rng=rng,
                          init_gain=math.sqrt(0.5)))
-    return Network(name="digits_mlp", input_shape=DIGITS_SHAPE, layers=layers)
+    return layers
 
 
 def resnet18(*, width: int = 8, seed: int = 0) -> Network:
@@ -148,16 +154,8 @@ def cancer_mlp(*, features: int = 30, hidden: int = 256, classes: int = 2,
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{field} must be an integer >= 1, not {value!r}")
     rng = _check_seed(seed)
-    layers, width = [], features
-    for index in (1, 2):
-        fc = Linear(name=f"fc{index}", in_features=width, out_features=hidden,
-                    input_grad=index > 1, rng=rng)
-        layers += [fc, ReLU(name=f"relu{index}", in_shape=fc.out_shape),
-                   Dropout(name=f"drop{index}", in_shape=fc.out_shape, p=dropout)]
-        width = hidden
-    layers.append(Linear(name="fc3", in_features=hidden, out_features=classes, rng=rng,
-                         init_gain=math.sqrt(0.5)))
-    return Network(name="cancer_mlp", input_shape=(features,), layers=layers)
+    return Network(name="cancer_mlp", input_shape=(features,),
+                   layers=_mlp_layers(rng, features, hidden, classes, dropout))
 
 
 #: Network builders by name (the digits networks; :func:`cancer_mlp` is built by name in
