@@ -8,11 +8,16 @@ RTL). Byte, MAC, cycle and energy figures are model figures (counts of the golde
 and the engine's cycle model); the RTL checks of both techniques are the benches
 ``tb/test_aip_select.py`` and ``tb/test_drowsy.py``.
 
-Records ``docs/results/inference.json`` (``aip``, ``drowsy``) and the plots
+With ``--rtl``, AIP's two FC layers of the trained digits CNN (per policy) and one DrowsyNet
+convolution run on the RTL (:mod:`scripts.inference_rtl`; the benches fail unless every result
+is bit-exact and the cycles equal the cycle model), recorded under ``rtl``.
+
+Records ``docs/results/inference.json`` (``aip``, ``drowsy``, ``rtl``) and the plots
 ``docs/inference_aip.png`` and ``docs/inference_drowsy.png``; ``sparta report`` renders the
 tables of ``docs/inference.md``.
 
-Usage: python -m scripts.inference_bench [--only aip|drowsy] [--nets NET,...] [--quick]
+Usage: python -m scripts.inference_bench [--only aip|drowsy|rtl] [--nets NET,...] [--quick]
+       [--rtl] [--simulator icarus|verilator]
 """
 
 from __future__ import annotations
@@ -139,7 +144,13 @@ def plot_drowsy(entry: dict, path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("aip", "drowsy"), help="one technique only")
+    parser.add_argument("--only", choices=("aip", "drowsy", "rtl"),
+                        help="one technique only, or only the RTL runs")
+    parser.add_argument("--rtl", action="store_true",
+                        help="also run AIP's FC layers and a DrowsyNet convolution of the "
+                             "trained digits CNN on the RTL (cycles against the model)")
+    parser.add_argument("--simulator", default="verilator", choices=("icarus", "verilator"),
+                        help="simulator of the RTL runs (default verilator)")
     parser.add_argument("--nets", help="comma-separated networks (default: each technique's)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny training and sweeps (a smoke run; records nothing)")
@@ -166,6 +177,24 @@ def main(argv=None) -> int:
         entry["command"] = "python -m scripts.inference_bench --only drowsy"
         entries["drowsy"] = entry
         print(f"DrowsyNet measured in {time.perf_counter() - began:.0f} s")
+    if args.rtl or args.only == "rtl":
+        from scripts.inference_rtl import aip_rtl_layers, drowsy_rtl_layer
+
+        began = time.perf_counter()
+        rtl = {"aip": aip_rtl_layers(args.simulator), "drowsy": drowsy_rtl_layer(args.simulator),
+               "command": f"python -m scripts.inference_bench --only rtl --simulator "
+                          f"{args.simulator}"}
+        for policy, run in rtl["aip"]["policies"].items():
+            for layer, row in run["layers"].items():
+                print(f"AIP RTL {policy} {layer}: approximate {row['rtl_cycles']['approx']}, "
+                      f"selection {row['rtl_cycles']['select']}, exact "
+                      f"{row['rtl_cycles']['exact']} cycles (model equal: {row['equal']}), "
+                      f"kept {row['kept']}/{row['total']}, bit-exact {row['bit_exact']}")
+        d = rtl["drowsy"]
+        print(f"DrowsyNet RTL {d['layer']}: {d['rtl_cycles']} cycles, model {d['model_cycles']}, "
+              f"dropped {d['dropped']}/{d['total']}, bit-exact {d['bit_exact']}")
+        print(f"RTL runs took {time.perf_counter() - began:.0f} s")
+        entries["rtl"] = rtl
     if args.quick:
         print("quick run: nothing recorded")
         return 0

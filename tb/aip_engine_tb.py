@@ -11,7 +11,21 @@ golden approximate results: a keep bit the RTL got wrong shows as a result that 
 ``+0``), and the cycles of both passes against the engine's cycle model. The selection's
 cycles (selection command accepted to ``select_status.busy`` low) are logged and recorded.
 
-The engine configuration and selection limits come from the pytest runner.
+``aip_network``: the planned FC layers of a trained network (:func:`tb.aip_case.network_case`:
+the digits CNN's ``fc1`` with ``THRESHOLD``, ``fc2`` with ``TOP_N``), each from the operands the
+golden procedure :func:`sim.aip.aip` multiplied (so a layer's input is the golden one, not the
+previous layer's RTL output, which is checked equal to it anyway): the approximate pass with the
+compact weights and the bias as the accumulator start, read back and compared bit for bit with
+the golden approximate results; the selection into the keep plane; the exact pass with the full
+weight masked by that plane, read back: the golden exact output where the golden selection kept
+it, ``+0`` elsewhere (the golden model's ``TOP_N`` fill is ``-inf``; a wrong keep bit shows as a
+result that is, or is not, ``+0``, and in the cycles). Both passes' cycles must equal the case's
+cycle-model counts (:func:`sim.skip_timing.engine_cycles`, computed before the run; the driver
+also checks them against its own shadow model). Each layer's figures are recorded
+(:func:`tb.harness.record_metrics`) for :func:`sim.runner.read_metrics`.
+
+The engine configuration and selection limits (and the network case) come from the pytest
+runner.
 """
 
 from __future__ import annotations
@@ -24,8 +38,10 @@ from hw.aip.select import SelectStatus, select_command_layout, threshold_write_l
 from sim.aip import select_keep
 from sim.aip_spec import SelectMode
 from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
+from sim.gemm import TAG_OF
+from tb.aip_case import layer_commands
 from tb.aip_select_tb import pack_word
-from tb.engine_driver import EngineDriver, config_from_case
+from tb.engine_driver import EngineDriver, config_from_case, operand_words
 from tb.engine_tb import operand_matrix
 from tb.harness import case, make_rng, record_metrics
 from tb.packing import fields
@@ -68,25 +84,12 @@ def thresholds_for(rng, y: np.ndarray) -> np.ndarray:
     return np.where(np.isnan(t), np.float32(0), t).astype(np.float32)
 
 
-async def aip_layer(driver, rng, *, M, K, N, mode, n=0, Y=None) -> dict:
-    """One layer through the AIP procedure; returns its cycles."""
-    dut, cfg, C = driver.dut, driver.config, driver.config.array.cols
-    Y = cfg.acc_rows - M if Y is None else Y
-    a = operand_matrix(rng, (M, K), cfg.array.a_formats, "moderate")
-    b = operand_matrix(rng, (K, N), cfg.array.b_formats, "moderate")
-    await driver.load(a=(a, 0, 0), b=(b, 0, 0))
-    approx = EngineCommand(m=M, n=N, k=-(-K // 4), c_row=Y)
-    exact = EngineCommand(m=M, n=N, k=K, mask_host=True)
-    for command in (approx, exact):
-        assert validate(cfg, command) is EngineError.NONE, f"{command}: {validate(cfg, command)}"
-    approx_cycles = await driver.command(approx)
-
-    # the golden selection of the golden approximate results (the driver's shadow holds them)
-    y = np.array(driver.acc.contents[Y:Y + M, :N], dtype=np.uint32).view(np.float32)
-    thresholds = thresholds_for(rng, y) if mode == SelectMode.THRESHOLD else None
-    keep = select_keep(y, mode, thresholds=thresholds, n=n)
-    what = (f"{SelectMode(mode).name}{f' n={n}' if mode == SelectMode.TOP_N else ''} "
-            f"M={M} K={K} N={N}")
+async def select_into_plane(driver, *, Y, M, N, mode, n, thresholds, what) -> int:
+    """The selection of the ``M x N`` approximate results at accumulator row ``Y`` into the
+    keep plane at ``(0, 0)``: thresholds written (``THRESHOLD``), ``route = 1``, the selection
+    command, read requests row by row, wait for ``select_status.busy`` low, ``route = 0``.
+    Returns the cycles from the command's offer to ``busy`` low."""
+    dut, C = driver.dut, driver.config.array.cols
     if thresholds is not None:
         words = []
         t = np.zeros(-(-N // C) * C, np.float32)
@@ -118,6 +121,30 @@ async def aip_layer(driver, rng, *, M, K, N, mode, n=0, Y=None) -> dict:
     select_cycles = driver.cycle() - start
     await FallingEdge(dut.clk)
     dut.route.value = 0
+    return select_cycles
+
+
+async def aip_layer(driver, rng, *, M, K, N, mode, n=0, Y=None) -> dict:
+    """One layer through the AIP procedure; returns its cycles."""
+    dut, cfg = driver.dut, driver.config
+    Y = cfg.acc_rows - M if Y is None else Y
+    a = operand_matrix(rng, (M, K), cfg.array.a_formats, "moderate")
+    b = operand_matrix(rng, (K, N), cfg.array.b_formats, "moderate")
+    await driver.load(a=(a, 0, 0), b=(b, 0, 0))
+    approx = EngineCommand(m=M, n=N, k=-(-K // 4), c_row=Y)
+    exact = EngineCommand(m=M, n=N, k=K, mask_host=True)
+    for command in (approx, exact):
+        assert validate(cfg, command) is EngineError.NONE, f"{command}: {validate(cfg, command)}"
+    approx_cycles = await driver.command(approx)
+
+    # the golden selection of the golden approximate results (the driver's shadow holds them)
+    y = np.array(driver.acc.contents[Y:Y + M, :N], dtype=np.uint32).view(np.float32)
+    thresholds = thresholds_for(rng, y) if mode == SelectMode.THRESHOLD else None
+    keep = select_keep(y, mode, thresholds=thresholds, n=n)
+    what = (f"{SelectMode(mode).name}{f' n={n}' if mode == SelectMode.TOP_N else ''} "
+            f"M={M} K={K} N={N}")
+    select_cycles = await select_into_plane(driver, Y=Y, M=M, N=N, mode=mode, n=n,
+                                            thresholds=thresholds, what=what)
     driver.mask_host.contents[:M, :N] = keep.astype(np.int64).astype(object)
 
     exact_cycles = await driver.command(exact)
@@ -133,17 +160,23 @@ async def aip_layer(driver, rng, *, M, K, N, mode, n=0, Y=None) -> dict:
     return row
 
 
+async def start(dut, cfg, rng, **kwargs) -> EngineDriver:
+    """The selection ports idle, ``route = 0``, the engine driver started (clock, reset)."""
+    for name in ("select_cmd", "select_threshold"):
+        getattr(dut, f"{name}__valid").value = 0
+        getattr(dut, f"{name}__payload").value = 0
+    dut.route.value = 0
+    driver = EngineDriver(dut, cfg, rng, **kwargs)
+    await driver.start()
+    return driver
+
+
 @cocotb.test()
 async def aip_layers(dut):
     spec = case()
     cfg = config_from_case(spec)
     rng = make_rng(dut)
-    for name in ("select_cmd", "select_threshold"):
-        getattr(dut, f"{name}__valid").value = 0
-        getattr(dut, f"{name}__payload").value = 0
-    dut.route.value = 0
-    driver = EngineDriver(dut, cfg, rng, p_idle=0.2, p_stall=0.2)
-    await driver.start()
+    driver = await start(dut, cfg, rng, p_idle=0.2, p_stall=0.2)
     max_len = min(spec["max_len"], cfg.acc_width)
     R = cfg.array.rows
     layers = []       # THRESHOLD and TOP_N in turn, n = 1, the largest, random, ...
@@ -160,4 +193,90 @@ async def aip_layers(dut):
     top = min(max_len, spec.get("max_n") or spec["max_len"])
     layers.append(await aip_layer(driver, rng, M=2 * R, K=cfg.spad_width, N=max_len,
                                   mode=SelectMode.TOP_N, n=int(rng.integers(1, top + 1))))
+    assert select_status(dut) == {"busy": 0, "error": 0, "error_code": 0}
+
+
+# ----------------------------------------------------------------------- a trained network
+
+
+def _compare(driver, got, want, row, what, *, keep=None):
+    """``got`` (RTL words, the block at accumulator ``row``) against ``want`` bit for bit;
+    the first difference is reported with its operands in hex (``keep``: where the golden
+    selection kept the output)."""
+    wrong = np.argwhere(got != want)
+    if wrong.size:
+        i, j = (int(v) for v in wrong[0])
+        kept = "" if keep is None else f" (golden keep {bool(keep[i, j])})"
+        raise AssertionError(f"{what}: {len(wrong)} outputs differ from sim.aip; first ({i}, "
+                             f"{j}){kept}: rtl {int(got[i, j]):#010x}, golden "
+                             f"{int(want[i, j]):#010x}; {driver.explain(row + i, j)}")
+
+
+async def network_layer(driver, data, layer) -> dict:
+    """One planned layer of the network case (:func:`tb.aip_case.network_case`) through the
+    AIP procedure on the engine, checked bit for bit and cycle for cycle; returns its row."""
+    dut = driver.dut
+    name, m, n = layer["name"], layer["m"], layer["n"]
+    mode = SelectMode[layer["mode"]]
+    approx, exact = layer_commands(m, n, layer["k_approx"], layer["k"])
+
+    def operands(key):
+        bits = data[f"{name}.{key}"]
+        return operand_words(bits, np.full(bits.shape, TAG_OF["fp16"]))
+
+    bias_rows = np.tile(data[f"{name}.bias"].astype(np.uint64), (m, 1))
+    # the approximate pass: compact weights, the bias as the accumulator start
+    await driver.load(a=(operands("a_approx"), 0, 0), b=(operands("b_approx"), 0, 0),
+                      acc=(bias_rows, approx.c_row, 0), p_idle=0)
+    approx_cycles = await driver.command(approx, hardware_alone=True)
+    answers = await driver.read_matrix(approx.c_row, 0, m, n)
+    got = np.array(answers, dtype=np.uint32).reshape(m, -1)[:, :n]
+    _compare(driver, got, data[f"{name}.approx"], approx.c_row, f"{name} approximate pass")
+
+    # the selection into the keep plane, then the exact pass masked by it
+    keep = data[f"{name}.keep"]
+    thresholds = data[f"{name}.thresholds"].view(np.float32) \
+        if mode == SelectMode.THRESHOLD else None
+    select_cycles = await select_into_plane(driver, Y=approx.c_row, M=m, N=n, mode=mode,
+                                            n=layer["n_select"], thresholds=thresholds,
+                                            what=name)
+    driver.mask_host.contents[:m, :n] = keep.astype(np.int64).astype(object)
+    await driver.load(a=(operands("a_exact"), 0, 0), b=(operands("b_exact"), 0, 0),
+                      acc=(bias_rows, exact.c_row, 0), p_idle=0)
+    exact_cycles = await driver.command(exact, hardware_alone=True)
+    answers = await driver.read_matrix(exact.c_row, 0, m, n)
+    got = np.array(answers, dtype=np.uint32).reshape(m, -1)[:, :n]
+    # kept: the golden exact output; not kept: +0 (a wrong keep bit shows here)
+    _compare(driver, got, data[f"{name}.out"], exact.c_row, f"{name} exact pass", keep=keep)
+    for what, cycles in (("approx", approx_cycles), ("exact", exact_cycles)):
+        model = layer[f"{what}_cycles"]
+        assert cycles == model, f"{name} {what} pass: {cycles} cycles, the cycle model says {model}"
+    dut._log.info("%s (%s%s, %d x %d x %d, approximate K %d): approximate pass %d cycles, "
+                  "selection %d, exact pass %d (model %d; dense %d, dense with the window %d), "
+                  "%d of %d outputs kept", name, mode.name,
+                  f" n={layer['n_select']}" if mode == SelectMode.TOP_N else "", m, n,
+                  layer["k"], layer["k_approx"], approx_cycles, select_cycles, exact_cycles,
+                  layer["exact_cycles"], layer["dense_cycles"], layer["dense_window_cycles"],
+                  layer["kept"], layer["total"])
+    row = dict(layer=name, mode=mode.name, n=layer["n_select"], M=m, K=layer["k"], N=n,
+               K_approx=layer["k_approx"], approx_cycles=approx_cycles,
+               approx_model_cycles=layer["approx_cycles"], select_cycles=select_cycles,
+               exact_cycles=exact_cycles, exact_model_cycles=layer["exact_cycles"],
+               dense_cycles=layer["dense_cycles"],
+               dense_window_cycles=layer["dense_window_cycles"], kept=int(keep.sum()),
+               total=int(keep.size), bit_exact=True)
+    record_metrics(**row)
+    return row
+
+
+@cocotb.test()
+async def aip_network(dut):
+    """The planned layers of a trained network (:func:`tb.aip_case.network_case`, data from
+    the runner) in order, each from the golden model's operands."""
+    spec = case()
+    driver = await start(dut, config_from_case(spec), make_rng(dut), p_idle=0.1, p_stall=0.1)
+    with np.load(spec["data"]) as stored:
+        data = {key: stored[key] for key in stored.files}
+    for layer in spec["layers"]:
+        await network_layer(driver, data, layer)
     assert select_status(dut) == {"busy": 0, "error": 0, "error_code": 0}

@@ -1,7 +1,7 @@
 """Bench: one DrowsyNet convolution on :class:`hw.engine.engine.GemmEngine` with the engine's
 dropout plane, against :mod:`sim.drowsy`.
 
-``drowsy_conv``: the GEMM saved by the pytest runner (:func:`tb.test_drowsy.conv_case`:
+``drowsy_conv``: the GEMM saved by the pytest runner (:func:`tb.drowsy_case.conv_case`:
 operands as the engine stores them, A transposed, the bias as the accumulator start) is loaded,
 the engine regenerates the dropout plane from the layer's seed and threshold, and one
 ``mask_dropout`` command runs. The outputs read back must equal the golden model's bit for bit

@@ -7,8 +7,9 @@ from hw.aip.engine import AipEngine
 from hw.aip.select import AipSelect
 from sim.aip_spec import N_BITS
 from sim.config import MAX_DIM
-from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from sim.runner import Design, read_metrics, run_bench
+from tb.aip_case import design, network_case
+from tb.conftest import regress, vectors, verilator_builds_first_only
 from tb.engine_driver import config_to_case
 from tb.engines import CONFIGS as ENGINES
 
@@ -40,8 +41,36 @@ def test_aip_engine():
     config = ENGINES["4x4 window4"]
     unit = Design(AipEngine, config, max_len=config.acc_width, max_n=8)
     run_bench(unit, toplevel="aip_engine", bench_module="tb.aip_engine_tb", simulator="icarus",
+              testcase="aip_layers",
               case={**config_to_case(config), "max_len": config.acc_width, "max_n": 8,
                     "layers": 4})
+
+
+def _trained_layers(tmp_path, layers, simulator="icarus"):
+    spec = network_case(tmp_path / "aip.npz", samples=4, policy="stride", layers=layers)
+    run_dir = run_bench(design(), toplevel="aip_engine", bench_module="tb.aip_engine_tb",
+                        simulator=simulator, testcase="aip_network", case=spec)
+    rows = {row["layer"]: row for row in read_metrics(run_dir)}
+    assert set(rows) == set(layers)
+    for layer in spec["layers"]:
+        row = rows[layer["name"]]
+        assert (row["approx_cycles"], row["exact_cycles"], row["kept"]) == \
+            (layer["approx_cycles"], layer["exact_cycles"], layer["kept"])
+
+
+def test_aip_engine_trained_fc2(tmp_path):
+    """The last layer of the trained digits CNN (64 -> 10, top-3; stride policy, 4 test
+    digits) as AIP on the engine, bit for bit and cycle for cycle against sim.aip and the
+    cycle model, on Icarus."""
+    _trained_layers(tmp_path, ("fc2",))
+
+
+@pytest.mark.skipif(not regress(), reason="make regress only (fc1's weight loads and "
+                    "8k-cycle exact pass: ~75 s on Icarus; a ~40 s Verilator build)")
+def test_aip_engine_trained_layers(tmp_path, simulator):
+    """Both FC layers of the trained digits CNN (fc1 1024 -> 64 with the thresholds of
+    alpha = 0, then fc2 top-3), as the fc2 test, on both simulators."""
+    _trained_layers(tmp_path, ("fc1", "fc2"), simulator)
 
 
 def test_aip_engine_needs_output_mask():

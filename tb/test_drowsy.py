@@ -16,21 +16,16 @@ import json
 import numpy as np
 import pytest
 
-from hw.engine.engine import GemmEngine
-from sim.config import ArrayConfig, EngineConfig
 from sim.drowsy import (MAX_THRESHOLD, ChannelRemoval, DrowsyBackend, DrowsyPlan, conv_layers,
                         conv_macs, drowsy, expected_skip, rescale_factor, skip_counts)
 from sim.epilogue import scale as epilogue_scale
-from sim.engine_model import EngineCommand, EngineError, validate
 from sim.experiments.drowsy import channel_plan, choose_thresholds, measure_drowsy
 from sim.lfsr import dropout_keep_mask, dropout_values, layer_seed
-from sim.nn import Network, StepContext, load_digits_split, make_backend
+from sim.nn import Network, StepContext, make_backend
 from sim.nn.layers import BasicBlock, Conv2d, Flatten, GlobalAvgPool, Linear, ReLU
 from sim.nn.networks import digits_cnn
-from sim.runner import Design, run_bench
-from sim.skip_model import SparseGemm
-from sim.skip_timing import engine_cycles
-from tb.engine_driver import config_to_case
+from sim.runner import run_bench
+from tb.drowsy_case import conv_case, design
 
 BACKENDS = ("fp32", "accel")
 
@@ -209,44 +204,7 @@ def test_quick_measurement(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- RTL
 
-#: The engine of the RTL check: 4 x 4, zero gate, lookahead window 4, output masks; memories
-#: that hold conv2's GEMM in one command (A stored transposed: K x M = 72 x 64).
-RTL_ENGINE = EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=True, skip_window=4),
-                          spad_width=64, a_rows=72, b_rows=72, acc_width=16, acc_rows=64,
-                          output_mask=True)
-RTL_LAYER, RTL_THRESHOLD, RTL_SEED = "conv2", 128, 5
-
-
-def conv_case(path) -> dict:
-    """Save conv2's operands as the engine stores them, the mask's seed and threshold, the
-    output of :mod:`sim.drowsy` and the cycle model's count to ``path``; return the case."""
-    net = digits_cnn(seed=0)
-    rng = np.random.default_rng(18)
-    for conv in conv_layers(net):            # non-zero biases: a dropped output must be +0
-        conv.params["bias"] = (0.1 * rng.standard_normal(conv.spec.features)).astype(np.float32)
-    calls = {}
-    backend = make_backend("accel")
-    backend.listener = lambda call: calls.setdefault(call.name, call)
-    net.forward(load_digits_split().x_test[:1], StepContext(backend=backend))
-    call = calls[f"{RTL_LAYER}.forward"]
-    plan = DrowsyPlan({RTL_LAYER: RTL_THRESHOLD}, seed=RTL_SEED)
-    model = DrowsyBackend(make_backend("accel"), plan, convs=[RTL_LAYER])
-    out = model.gemm(call.a, call.b, name=call.name, kind="forward", c=call.c)
-    keep = model.masks[RTL_LAYER]
-    a_stored = np.ascontiguousarray(call.a.T)
-    command = EngineCommand(m=call.M, n=call.N, k=call.K, a_transpose=True, accumulate=True,
-                            mask_dropout=True)
-    assert validate(RTL_ENGINE, command) is EngineError.NONE
-    cycles = engine_cycles(RTL_ENGINE, command, SparseGemm.from_bits(
-        a_stored, call.b, transpose_a=True, out_mask=keep, accumulate=True))
-    np.savez(path, a_bits=a_stored, b_bits=call.b,
-             c_bits=np.ascontiguousarray(call.c).view(np.uint32), out_bits=out.view(np.uint32))
-    return {**config_to_case(RTL_ENGINE), "data": str(path), "m": call.M, "n": call.N,
-            "k": call.K, "seed": plan.mask_seed(RTL_LAYER, 0), "threshold": RTL_THRESHOLD,
-            "cycles": cycles, "dropped": int((~keep).sum())}
-
-
 def test_drowsy_conv_rtl(tmp_path):
-    run_bench(Design(GemmEngine, RTL_ENGINE), toplevel="gemm_engine",
+    run_bench(design(), toplevel="gemm_engine",
               bench_module="tb.drowsy_tb", simulator="icarus", testcase="drowsy_conv",
               case=conv_case(tmp_path / "conv.npz"))

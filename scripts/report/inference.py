@@ -181,3 +181,44 @@ def drowsy_engine() -> str:
         f"compacted column is an estimate of host work that is not priced.",
         "",
         _footer("drowsy", "cycle and energy models")])
+
+
+@block("inference.rtl")
+def rtl() -> str:
+    data = results("inference", missing_ok=True)
+    entry = data.get("rtl")
+    if not entry:
+        return "_No RTL runs recorded yet: run `sparta measure inference --only rtl`._"
+    aip_runs, d = entry["aip"], entry["drowsy"]
+    rows = []
+    for policy, run in aip_runs["policies"].items():
+        for layer, row in run["layers"].items():
+            c, model = row["rtl_cycles"], row["model_cycles"]
+            mode = row["mode"] if row["top_n"] is None else f"{row['mode']} {row['top_n']}"
+            rows.append((f"AIP `{policy}`", f"{layer} ({mode})",
+                         f"{row['m']}x{row['n']}x{row['k']} (approximate K {row['k_approx']})",
+                         f"{c['approx']:,} / {model['approx']:,}", f"{c['select']:,}",
+                         f"{c['exact']:,} / {model['exact']:,}",
+                         f"{row['dense_window_cycles']:,}", f"{row['dense_cycles']:,}",
+                         f"{row['kept']}/{row['total']}",
+                         "yes" if row["bit_exact"] else "NO"))
+    rows.append(("DrowsyNet", f"{d['layer']} (threshold {d['threshold']}/256)",
+                 f"{d['m']}x{d['n']}x{d['k']}", "-", "-",
+                 f"{d['rtl_cycles']:,} / {d['model_cycles']:,}", "-", "-",
+                 f"{d['total'] - d['dropped']}/{d['total']}", "yes" if d["bit_exact"] else "NO"))
+    return "\n".join([
+        table(("technique", "layer", "M x N x K", "approximate pass: RTL / model cycles",
+               "selection: RTL cycles", "exact (masked) pass: RTL / model cycles",
+               "exact pass unmasked, same engine (model)", "dense engine (model)",
+               "outputs kept", "bit-exact"), rows, align="llllrrrrrl"),
+        "",
+        f"AIP: {aip_runs['network']}, {aip_runs['samples']} test digits, "
+        f"{aip_runs['thresholds']}; DrowsyNet: {d['network']}. Engines: "
+        f"{aip_runs['engine']['array']['rows']}x{aip_runs['engine']['array']['cols']} with a "
+        f"lookahead window of {aip_runs['engine']['array']['skip_window']} and output masks; "
+        f"simulator {aip_runs['simulator']}.",
+        "",
+        f"_From `docs/results/inference.json` (`rtl`), measured by `sparta measure inference "
+        f"--only rtl` (RTL cycles from the benches, which fail unless every result word is the "
+        f"golden model's and the cycles equal the cycle model); "
+        f"{measured_at(data.get('provenance', {}).get('rtl'))}._"])
