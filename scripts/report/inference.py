@@ -69,7 +69,7 @@ def aip() -> str:
             chosen = policy["chosen"]
             if chosen is None:
                 rows.append((net, name, "none within 1 point on validation", "", "", "", "", "",
-                             "", ""))
+                             "", "", ""))
                 continue
             test, val = chosen["test"], chosen["validation"]
             top_n = "exact" if chosen["top_n"] is None else chosen["top_n"]
@@ -84,15 +84,21 @@ def aip() -> str:
                 f"({_ratio(test['batch_32']['fc_weight_bytes'])})",
                 f"{_ratio(test['batch_1']['dram_bytes'])} "
                 f"({_ratio(test['batch_32']['dram_bytes'])})",
-                _ratio(test["batch_1"]["macs"]), _ratio(test["batch_1"]["macs_nonzero"])))
+                _ratio(test["batch_1"]["macs"]), _ratio(test["batch_1"]["macs_nonzero"]),
+                _ratio(test["batch_1"]["energy_pj"])))
     goal = entry["vgg_goal"]
+    vgg = entry["networks"].get("vgg_small", {}).get("policies", {})
+    energy = "; ".join(f"`{name}` x{policy['chosen']['test']['batch_1']['energy_pj']:.3f}"
+                       for name, policy in vgg.items()
+                       if policy["chosen"] and "energy_pj" in policy["chosen"]["test"]["batch_1"])
     met = [name for name, g in goal.items() if g["met"] and not name.endswith("_per_layer")]
     lines = [
         table(("network", "policy", "alpha, top-n", "validation top-1 loss (points)",
                "test top-1 % (dense)", "test top-5 % (dense)",
                "FC weight bytes / dense, batch 1 (batch 32)",
-               "DRAM bytes / dense, batch 1 (batch 32)", "MACs / dense", "non-zero MACs / dense"),
-              rows, align="lllrrrrrrr"),
+               "DRAM bytes / dense, batch 1 (batch 32)", "MACs / dense", "non-zero MACs / dense",
+               "energy / dense (model)"),
+              rows, align="lllrrrrrrrr"),
         "",
         "Goal on `vgg_small` (at least 50% less FC weight traffic, at most 1 point of test "
         "top-1 lost, batch 1): "
@@ -101,11 +107,14 @@ def aip() -> str:
                     for name, g in goal.items() if not name.endswith("_per_layer"))
         + f". {'Met by ' + ', '.join(met) if met else 'Not met'}. Published AIP point: DRAM "
         f"access energy x{entry['published']['dram_access_energy_ratio']} for "
-        f"{entry['published']['top5_loss_points']:g} points of top-5 (VGG-f, ImageNet).",
+        f"{entry['published']['top5_loss_points']:g} points of top-5 (VGG-f, ImageNet)"
+        + (f"; the chosen `vgg_small` points' energy per inference over dense (model: DRAM, "
+           f"SRAM and MAC energy of the per-op table, batch 1): {energy}." if energy else "."),
         "",
         _footer("aip", "model figures: byte and MAC counts of the golden procedure "
-                "`sim.aip.aip`, accuracy in the accelerator's numerics; networks trained in "
-                "FP32; operating points chosen on the validation rows, test rows only reported")]
+                "`sim.aip.aip` and energy from the per-op table `sim.fgmp_energy.HOROWITZ_45NM`, "
+                "accuracy in the accelerator's numerics; networks trained in FP32; operating "
+                "points chosen on the validation rows, test rows only reported")]
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ from sim.aip import (BIAS_BYTES, POLICIES, WEIGHT_BYTES, AipPlan, aip, aip_rank,
                      approximate_pass, approximate_weights)
 from sim.aip_spec import SelectMode
 from sim.experiments.training import Fp32Trained, fp32_trained
+from sim.fgmp_energy import step_energy
 from sim.nn import Linear, Network, ReLU, StepContext, make_backend
 
 __all__ = ["NETS", "ALPHAS", "TOP_NS", "BATCH", "MAX_LOSS_POINTS", "CALIBRATION_SAMPLES",
@@ -133,7 +134,11 @@ def traffic(net: Network, keeps: dict, approx: dict, *, samples: int, batch: int
     * ``macs``: as the engine runs them, per sample: dense layers ``outputs x k x n``, planned
       layers the approximate pass (:attr:`sim.aip.ApproxWeights.macs`) plus ``k`` per column
       of the batch's union; ``macs_nonzero`` counts the magnitude policy's approximate pass at
-      its kept weights only.
+      its kept weights only;
+    * ``energy_pj``: a model, :func:`sim.fgmp_energy.step_energy` with the per-op table
+      :data:`sim.fgmp_energy.HOROWITZ_45NM`: an fp16 product and an FP32 add per non-zero MAC
+      (the zero gate spends nothing on a zero weight), and every DRAM byte with its SRAM write
+      and read.
     """
     groups = _groups(samples, batch)
     fc_bytes = dram = macs = nonzero = 0
@@ -161,8 +166,12 @@ def traffic(net: Network, keeps: dict, approx: dict, *, samples: int, batch: int
         dram += weights + activations
         macs += layer_macs
         nonzero += layer_nonzero
+    products = nonzero / samples          # the zero gate: a zero weight costs no product
+    energy = step_energy(products={"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": products,
+                                   "macs": products}, dram_bytes=dram / samples)
     return {"fc_weight_bytes": fc_bytes / samples, "dram_bytes": dram / samples,
-            "macs": macs / samples, "macs_nonzero": nonzero / samples}
+            "macs": macs / samples, "macs_nonzero": nonzero / samples,
+            "energy_pj": energy["total_pj"]}
 
 
 def _accuracy(rank: np.ndarray, labels: np.ndarray, classes: int) -> dict:
