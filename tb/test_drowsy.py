@@ -25,6 +25,7 @@ from sim.nn import Network, StepContext, make_backend
 from sim.nn.layers import BasicBlock, Conv2d, Flatten, GlobalAvgPool, Linear, ReLU
 from sim.nn.networks import digits_cnn
 from sim.runner import run_bench
+from tb.conftest import regress
 from tb.drowsy_case import conv_case, design
 
 BACKENDS = ("fp32", "accel")
@@ -204,7 +205,11 @@ def test_quick_measurement(tmp_path, monkeypatch):
 
 # ----------------------------------------------------------------------------- RTL
 
+@pytest.mark.skipif(not regress(), reason="make regress only (~30 s of Icarus; the trained "
+                    "layer runs on the RTL in sparta measure inference --only rtl)")
 def test_drowsy_conv_rtl(tmp_path):
+    """conv2 of the digits CNN on one digit with the engine's dropout plane: every output
+    equals sim.drowsy, the cycles the cycle model (Icarus)."""
     run_bench(design(), toplevel="gemm_engine",
               bench_module="tb.drowsy_tb", simulator="icarus", testcase="drowsy_conv",
               case=conv_case(tmp_path / "conv.npz"))

@@ -7,12 +7,13 @@ properties: the runner (:mod:`scripts.formal`, ``sparta formal``) expects them t
 shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 """
 
+from .aip_select import AipSelectProperties
 from .bursts import BurstProperties
 from .registers import RegistersProperties
 from .scatter import ScatterProperties
 from .sequencer import SequencerProperties
 
-__all__ = ["HARNESSES", "Harness", "BurstProperties", "RegistersProperties",
+__all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties", "RegistersProperties",
            "ScatterProperties", "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
@@ -23,4 +24,5 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     SequencerProperties.harness(),
     BurstProperties.harness(),
     ScatterProperties.harness(),
+    AipSelectProperties.harness(),
 )}
