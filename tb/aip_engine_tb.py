@@ -40,7 +40,7 @@ from sim.aip_spec import SelectMode
 from sim.engine_model import EngineCommand, EngineError, command_cycles, validate
 from sim.gemm import TAG_OF
 from tb.aip_case import layer_commands
-from tb.aip_select_tb import pack_word
+from tb.packing import pack_word
 from tb.engine_driver import EngineDriver, config_from_case, operand_words
 from tb.engine_tb import operand_matrix
 from tb.harness import case, make_rng, record_metrics

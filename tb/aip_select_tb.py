@@ -30,7 +30,7 @@ from hw.aip.select import (AipSelect, SelectFault, SelectStatus, keep_layout,
 from sim.aip import select_keep
 from sim.aip_spec import SelectMode
 from tb.harness import clear_error, StreamChecker, case, make_rng, next_cycle, reset, start_clock
-from tb.packing import fields
+from tb.packing import fields, pack_word
 
 #: FP32 words a row draws its special values from
 SPECIALS = np.array([
@@ -43,17 +43,6 @@ SPECIALS = np.array([
 ], dtype=np.uint32)
 NAN_WORDS = SPECIALS[:4]
 FIELD_MASK = (1 << 16) - 1
-
-
-def pack_word(layout, **values) -> int:
-    """One port word of ``layout`` from Python ints (fields wider than 64 bits included)."""
-    geometry = fields(layout)
-    word = 0
-    for name, value in values.items():
-        offset, width = geometry[name]
-        assert 0 <= int(value) < 1 << width, f"{name}={value} does not fit {width} bits"
-        word |= int(value) << offset
-    return word
 
 
 class Config:

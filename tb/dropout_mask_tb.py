@@ -33,7 +33,7 @@ from hw.sparsity.dropout_mask import (DropoutError, DropoutMaskGenerator, Dropou
                                       dropout_command_layout, dropout_tile_layout)
 from sim.lfsr import WIDTH, drop_threshold, dropout_keep_mask, layer_seed
 from tb.harness import clear_error, PERIOD_NS, StreamChecker, case, make_rng, next_cycle, reset, start_clock
-from tb.packing import fields
+from tb.packing import fields, pack_word
 
 
 class Config:
@@ -51,15 +51,6 @@ class Config:
         self.status = fields(DropoutStatus)
         self.max_cols = self.unit.max_cols
         self.vectors = cfg.get("vectors", 0)
-
-
-def pack_word(geometry, **values) -> int:
-    word = 0
-    for name, value in values.items():
-        offset, width = geometry[name]
-        assert 0 <= int(value) < 1 << width, f"{name}={value} does not fit {width} bits"
-        word |= int(value) << offset
-    return word
 
 
 def get_field(geometry, word: int, name: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from amaranth.lib import data
 
-__all__ = ["fields", "pack", "unpack"]
+__all__ = ["fields", "pack", "pack_word", "unpack"]
 
 
 def fields(layout) -> dict[str, tuple[int, int]]:
@@ -45,6 +45,18 @@ def pack(layout, **values) -> list[int]:
             words[index] |= value << offset
     mask = (1 << size) - 1
     return [w & mask for w in words]
+
+
+def pack_word(layout, **values) -> int:
+    """One port word from Python ints, fields of any width (``pack`` stops at 64 bits);
+    ``layout`` is a layout or its :func:`fields` geometry (computed once by a bench)."""
+    geometry = layout if isinstance(layout, dict) else fields(layout)
+    word = 0
+    for name, value in values.items():
+        offset, width = geometry[name]
+        assert 0 <= int(value) < 1 << width, f"{name}={value} does not fit {width} bits"
+        word |= int(value) << offset
+    return word
 
 
 def unpack(layout, words) -> dict[str, np.ndarray]:
