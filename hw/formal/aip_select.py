@@ -3,14 +3,19 @@ FP32 results in, keep beats out, in ``THRESHOLD`` and ``TOP_N`` mode.
 
 A unit of 2 lanes, rows of at most 4 elements and ``n`` at most 2. Every input is free
 (commands, threshold writes, input beats, the output's ``ready``, ``clear_error``) except the
-host's promise (assumed): no threshold write while a command runs or is accepted. The harness
-shadows the threshold memory and its NaN flags, restates the command check of the module
-docstring and counts beats. Promised:
+host's promise (assumed): no threshold write while a command runs or is accepted; and, to keep
+the solver's work small, commands of at most 2 rows (assumed; each row repeats the same
+logic). The depth, 10 steps, holds a ``TOP_N`` row of 4 (its last keep beat is out 8 cycles
+after the command); at 12 the ``bmc`` task ran for more than 10 minutes. The harness shadows
+the threshold memory and its NaN flags, restates the command check of the module docstring and
+counts beats. Promised:
 
 * **keep bits**: for one input beat and lane chosen by the solver (any constant) in a
   ``THRESHOLD`` row, the keep bit that comes out for it is ``y > t`` in IEEE order (restated
   here from signs and magnitudes, not from the unit's order keys: ``-0 == +0``) or ``y`` NaN,
-  and 0 past the row's end; in ``TOP_N`` every output row has exactly ``n`` keep bits;
+  and 0 past the row's end; in ``TOP_N`` every output row has exactly ``n`` keep bits, and of
+  two chosen elements of a row the strictly greater one (NaN above every number) is kept when
+  the other is;
 * every keep beat's ``mask`` is the row's lanes (0 past its length) and no keep bit lies outside
   it; an input beat taken in ``THRESHOLD`` is on ``o`` two cycles later when ``o`` was ready
   in between;
@@ -22,9 +27,9 @@ docstring and counts beats. Promised:
   kept until ``clear_error``, and nothing else changes the error.
 
 Covers: a ``THRESHOLD`` row of 3 and a ``TOP_N`` row of 4 (``n = 2``) sent, the chosen
-element's keep bit 1, each error code. Mutants: ``keep_equal``, the chosen element's keep bit
-as if the compare were ``>=`` (kept when equal to its threshold); ``drop_keep``, a keep bit
-of a ``TOP_N`` beat cleared at the solver's choice.
+element's keep bit 1, a positive ``TOP_N`` element kept over a negative one, each error code.
+Mutants: ``keep_equal``, the chosen element's keep bit as if the compare were ``>=`` (kept when
+equal to its threshold); ``drop_keep``, a ``TOP_N`` keep bit cleared at the solver's choice.
 """
 
 from __future__ import annotations
