@@ -14,7 +14,7 @@ import sys
 
 from hw.aip.select import AipSelect
 from scripts.results import record
-from scripts.yosys_area import area_of
+from scripts.yosys_area import print_unit_rows, unit_row
 from sim.elaborate import Design
 
 __all__ = ["UNITS", "main"]
@@ -26,24 +26,13 @@ UNITS = {
     "aip_select_8x512_top10": dict(lanes=8, max_len=512, max_n=10),
 }
 
-FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
-
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args(argv)
-    area = {}
-    for name, options in UNITS.items():
-        print(f"synthesising {name} {options} ...", flush=True)
-        result = area_of(Design(AipSelect, **options), name)
-        row = {key: result[key] for key in FIELDS}
-        row["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
-        row["options"] = options
-        area[name] = row
-    print(f"{'unit':26s} {'cells':>7s} {'LUT':>6s} {'FF':>5s} {'LUTRAM':>6s}")
-    for name, row in area.items():
-        print(f"{name:26s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
-              f"{row['ecp5_lutram']:6d}")
+    area = {name: unit_row(Design(AipSelect, **options), name, options)
+            for name, options in UNITS.items()}
+    print_unit_rows(area)
     from scripts import report
 
     path = record("aip_area", {"units_area": area}, writer=__name__, config=UNITS)

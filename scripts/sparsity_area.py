@@ -19,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from hw.sparsity.dropout_mask import DropoutMaskGenerator, jump_network
 from hw.sparsity.zero_detect import ZeroDetector
 from scripts.results import record
-from scripts.yosys_area import area_of
+from scripts.yosys_area import print_unit_rows, unit_row
 from sim.elaborate import Design
 from sim.lfsr import ROW_STRIDE, WIDTH
 
@@ -37,9 +37,6 @@ UNITS = {
     "dropout_mask_u4": dict(rows=8, cols=8, bits=8, steps_per_cycle=4),
     "jump_network": dict(),
 }
-
-FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
-
 
 class JumpNetwork(wiring.Component):
     """The row-stride jump of the dropout mask LFSRs alone (combinational)."""
@@ -66,20 +63,14 @@ def main(argv=None):
     parser.parse_args(argv)
     area = {}
     for name, options in UNITS.items():
-        print(f"synthesising {name} {options} ...", flush=True)
         design = _design(name, options)
-        result = area_of(design, name)
-        row = {key: result[key] for key in FIELDS}
-        row["options"] = options
+        row = unit_row(design, name, options)
         if name.startswith("dropout_mask"):
             unit = design.build()
             row["tile_cycles"] = unit.tile_cycles
             row["setup_cycles_per_band"] = unit.setup_cycles
         area[name] = row
-    print(f"{'unit':24s} {'cells':>7s} {'LUT':>6s} {'FF':>5s} {'DSP':>4s}")
-    for name, row in area.items():
-        print(f"{name:24s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
-              f"{row['ecp5_dsp']:4d}")
+    print_unit_rows(area)
     from scripts import report
 
     path = record("sparsity_area", {"units_area": area}, writer=__name__, config=UNITS)

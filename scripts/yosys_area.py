@@ -26,7 +26,8 @@ from pathlib import Path
 
 from sim.runner import build_root, generate_verilog
 
-__all__ = ["FLOW_VERSION", "synth_ecp5_commands", "synthesize", "area_of"]
+__all__ = ["FLOW_VERSION", "UNIT_FIELDS", "synth_ecp5_commands", "synthesize", "area_of",
+           "unit_row", "print_unit_rows"]
 
 FLOW_VERSION = "3"
 
@@ -120,3 +121,27 @@ def area_of(design, top: str, blackboxes: tuple = ()) -> dict:
     top (``"engine.array"``: Amaranth names a submodule's Verilog module ``top.path``)."""
     return synthesize(generate_verilog(design, top), top,
                       tuple(f"{top}.{path}" for path in blackboxes))
+
+
+#: The figures a unit's area row records (besides its LUT RAM cells and its options).
+UNIT_FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
+
+
+def unit_row(design, name: str, options: dict) -> dict:
+    """One unit's area row, printed as it starts: :data:`UNIT_FIELDS`, ``ecp5_lutram`` (ECP5
+    distributed RAM cells, which ``ecp5_lut`` leaves out) and the unit's ``options``."""
+    print(f"synthesising {name} {options} ...", flush=True)
+    result = area_of(design, name)
+    row = {key: result[key] for key in UNIT_FIELDS}
+    row["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
+    row["options"] = options
+    return row
+
+
+def print_unit_rows(area: dict) -> None:
+    """A table of unit area rows (:func:`unit_row`) on standard output."""
+    width = max(len("unit"), *(len(name) for name in area))
+    print(f"{'unit':{width}s} {'cells':>7s} {'LUT':>6s} {'FF':>5s} {'LUTRAM':>6s} {'DSP':>4s}")
+    for name, row in area.items():
+        print(f"{name:{width}s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
+              f"{row['ecp5_lutram']:6d} {row['ecp5_dsp']:4d}")
