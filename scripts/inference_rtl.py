@@ -15,6 +15,7 @@ recorded (:func:`sim.runner.read_metrics`). No recording or report here: the cal
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +30,14 @@ def _check_simulator(simulator):
         raise ValueError(f"simulator must be one of {list(SIMULATORS)}, not {simulator!r}")
 
 
-def _work_dir() -> Path:
+@contextlib.contextmanager
+def _work_dir():
+    """A directory for one run's case file, removed afterwards (the bench's run directory,
+    which holds its metrics, is the runner's)."""
     root = build_root() / "inference_rtl"
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=root))
+    with tempfile.TemporaryDirectory(dir=root) as work:
+        yield Path(work)
 
 
 def aip_rtl_layers(simulator: str = "icarus", *, policies=("stride", "magnitude"),
@@ -56,10 +61,12 @@ def aip_rtl_layers(simulator: str = "icarus", *, policies=("stride", "magnitude"
            "policies": {}}
     for policy in policies:
         started = time.perf_counter()
-        spec = network_case(_work_dir() / f"aip_{policy}.npz", samples=samples, policy=policy,
-                            top_n=top_n)
-        run_dir = run_bench(design(), toplevel="aip_engine", bench_module="tb.aip_engine_tb",
-                            simulator=simulator, testcase="aip_network", case=spec, quiet=True)
+        with _work_dir() as work:
+            spec = network_case(work / f"aip_{policy}.npz", samples=samples, policy=policy,
+                                top_n=top_n)
+            run_dir = run_bench(design(), toplevel="aip_engine",
+                                bench_module="tb.aip_engine_tb", simulator=simulator,
+                                testcase="aip_network", case=spec, quiet=True)
         recorded = {row["layer"]: row for row in read_metrics(run_dir)}
         layers = {}
         for layer in spec["layers"]:
@@ -93,9 +100,10 @@ def drowsy_rtl_layer(simulator: str = "icarus", *, trained: bool = True) -> dict
 
     _check_simulator(simulator)
     started = time.perf_counter()
-    spec = conv_case(_work_dir() / "conv.npz", trained=trained)
-    run_dir = run_bench(design(), toplevel="gemm_engine", bench_module="tb.drowsy_tb",
-                        simulator=simulator, testcase="drowsy_conv", case=spec, quiet=True)
+    with _work_dir() as work:
+        spec = conv_case(work / "conv.npz", trained=trained)
+        run_dir = run_bench(design(), toplevel="gemm_engine", bench_module="tb.drowsy_tb",
+                            simulator=simulator, testcase="drowsy_conv", case=spec, quiet=True)
     (row,) = read_metrics(run_dir)
     return {"engine": config_to_dict(RTL_ENGINE), "simulator": simulator,
             "network": f"digits_cnn ({'FP32-trained' if trained else 'initialised, seed 0'})",
