@@ -112,7 +112,9 @@ def aip() -> str:
            f"SRAM and MAC energy of the per-op table, batch 1): {energy}." if energy else "."),
         "",
         _footer("aip", "model figures: byte and MAC counts of the golden procedure "
-                "`sim.aip.aip` and energy from the per-op table `sim.fgmp_energy.HOROWITZ_45NM`, "
+                "`sim.aip.aip`, which assume a DMA that fetches only the selected weight rows (not "
+                "built: the engine's masked exact pass reads every row), and energy from the "
+                "per-op table `sim.fgmp_energy.HOROWITZ_45NM`, "
                 "accuracy in the accelerator's numerics; networks trained in FP32; operating "
                 "points chosen on the validation rows, test rows only reported")]
     return "\n".join(lines)
