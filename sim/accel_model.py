@@ -184,7 +184,8 @@ from .numerics import convert
 from .sparsity import gemm_skip
 
 __all__ = ["AcceleratorModel", "RunResult", "InstructionRecord", "assemble", "write_matrix",
-           "read_matrix", "instruction_error", "waits_for_store", "epilogue_overlap"]
+           "read_matrix", "instruction_error", "waits_for_store", "epilogue_overlap",
+           "transfer_span"]
 
 _ENGINE_ERRORS = {EngineError.ZERO_SIZE: AccelError.BAD_FIELD,
                   EngineError.A_RANGE: AccelError.SPAD_OVERFLOW,
@@ -575,7 +576,7 @@ def waits_for_store(config: AccelConfig, opcode: Opcode, fields: dict, store: di
         return True
     if opcode == Opcode.LOAD:
         top = 1 << config.addr_width
-        spans = [_span(config, f) for f in (fields, store)]
+        spans = [transfer_span(config, f) for f in (fields, store)]
         if any(hi > top for _, hi in spans):
             return True
         (lo, hi), (store_lo, store_hi) = spans
@@ -608,7 +609,7 @@ def _runs_behind_loads(config: AccelConfig, opcode: int, fields: dict, stores) -
     return not any(s[1] and waits_for_store(config, Opcode.LOAD, fields, s[2]) for s in stores)
 
 
-def _span(config: AccelConfig, f: dict) -> tuple[int, int]:
+def transfer_span(config: AccelConfig, f: dict) -> tuple[int, int]:
     """``[first byte, end)`` of a transfer's beats in DRAM, without wrapping."""
     fmt = _format_name(f["dram_format"])
     size = FORMAT_BYTES[fmt] if fmt is not None else 1

@@ -31,16 +31,21 @@ from tb.harness import PERIOD_NS, reset
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam  # noqa: E402
 
-__all__ = ["Dram", "RtlBackend", "CSR_WATCHDOG_CYCLES"]
+__all__ = ["Dram", "RtlBackend", "CSR_WATCHDOG_CYCLES", "pauses"]
 
 #: Cycles a register access may take before the bench fails (pauses included)
 CSR_WATCHDOG_CYCLES = 5_000
 
 
-def pauses(rng, probability):
-    """An endless pause pattern for a cocotbext-axi channel (True: paused this cycle)."""
+def pauses(rng, probability, *, stall: float = 0.0, longest: int = 0):
+    """An endless pause pattern for a cocotbext-axi channel (True: paused this cycle): each
+    cycle paused with ``probability``; with ``stall``, a cycle may instead begin a long stall
+    of 1..``longest`` cycles."""
     while True:
-        yield bool(rng.random() < probability)
+        if stall and rng.random() < stall:
+            yield from [True] * int(rng.integers(1, longest + 1))
+        else:
+            yield bool(rng.random() < probability)
 
 
 class Dram:
@@ -141,11 +146,16 @@ class RtlBackend:
         self.host = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil_"), dut.clk, dut.rst)
         logging.getLogger(f"cocotb.{dut._name}.s_axil_").setLevel(logging.WARNING)
         if pause:
-            host = self.host
-            for channel in (*self.dram.channels, host.write_if.aw_channel,
-                            host.write_if.w_channel, host.write_if.b_channel,
-                            host.read_if.ar_channel, host.read_if.r_channel):
-                channel.set_pause_generator(pauses(rng, pause))
+            self.set_pauses(lambda: pauses(rng, pause))
+
+    def set_pauses(self, patterns):
+        """Give each of the ten AXI channels its own pause pattern, ``patterns()`` (an endless
+        iterator of booleans, True: paused this cycle); ``None``: no pauses."""
+        host = self.host
+        for channel in (*self.dram.channels, host.write_if.aw_channel, host.write_if.w_channel,
+                        host.write_if.b_channel, host.read_if.ar_channel,
+                        host.read_if.r_channel):
+            channel.set_pause_generator(patterns() if patterns else None)
 
     async def reset(self):
         await reset(self.dut)

@@ -80,7 +80,9 @@ its source rows (one with ``broadcast``) meet them or it writes keep bits (``wri
 engine is built with ``host_acc_while_busy``: the loader's, the storer's and the epilogue's
 accesses take the cycles the sequencer leaves free, so an ``EPILOGUE`` on one block runs beside
 the GEMM of the next (the compiler places it after that GEMM). An instruction with the
-header's ``fence`` bit set always waits; another ``GEMM`` waits for the engine's ``ready``.
+header's ``fence`` bit set always waits (a ``LOAD`` of several groups before its first group
+only: its later groups go on behind the first, whatever the first's read answered); another
+``GEMM`` waits for the engine's ``ready``.
 The results are therefore those of program order whatever the program (the golden model runs
 in program order), and a compiler gets the overlap by placing the next block's operands in
 other rows (double buffering: :mod:`sim.compiler`).
@@ -227,6 +229,7 @@ class Controller(wiring.Component):
         group_addr = Signal(config.addr_width)
         group_row = Signal(len(t.mem_row))
         groups_left = Signal(len(t.groups))
+        later_group = Signal()            # issuing a group after the LOAD's first
         span_rows = decoder.span_rows     # the memory rows of the whole transfer
         abort = Signal()              # soft reset seen: stop at the next quiet point
         issued_dma, issued_path = Signal(), Signal()
@@ -425,7 +428,7 @@ class Controller(wiring.Component):
                      st_fault.eq(~st_wait & (needs & st_failed).any())]
         # the LOADs in flight: another LOAD goes on behind them (unless fenced or the queue is
         # full), anything else waits for them and then ends the program if one failed
-        needs_loads = ~is_load | fence
+        needs_loads = ~is_load | (fence & ~later_group)     # a fence waits before group 0 only
         ld_wait, ld_fault = Signal(), Signal()
         m.d.comb += [ld_wait.eq((needs_loads & loads_busy)
                                 | (is_load & ~issued_dma & (dma_pending == LOADS_IN_FLIGHT))),
@@ -554,7 +557,7 @@ class Controller(wiring.Component):
                                         + (t.rows - 1) * t.dram_stride)
                 m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
                              group_addr.eq(t.dram_addr), group_row.eq(t.mem_row),
-                             groups_left.eq(decoder.groups - 1),
+                             groups_left.eq(decoder.groups - 1), later_group.eq(0),
                              span_lo.eq(t.dram_addr),
                              span_hi.eq(t.dram_addr + last_row + row_bytes),
                              span_wraps.eq((t.dram_addr + last_row + row_bytes)
@@ -607,7 +610,8 @@ class Controller(wiring.Component):
                                 m.d.sync += [issued_dma.eq(0), issued_path.eq(0),
                                              group_addr.eq(group_addr + t.group_stride),
                                              group_row.eq(group_row + decoder.group_rows),
-                                             groups_left.eq(groups_left - 1)]
+                                             groups_left.eq(groups_left - 1),
+                                             later_group.eq(1)]
                     else:
                         # issued: the store runs on in the background (module docstring)
                         with m.Elif(dma_issued & path_issued):
