@@ -12,7 +12,7 @@ JOBS ?= 2
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
 	@echo "make test     golden-model tests and cocotb benches on Icarus and Verilator (CI)"
-	@echo "make regress  long random regressions (1e6 vectors per unit and simulator)"
+	@echo "make regress  every bench, 1e6 vectors per run, both simulators, seed printed -> docs/regress.md"
 	@echo "make synth    Yosys area (generic cells, ECP5 LUT/FF/DSP) -> docs/area.md"
 	@echo "make bench    FP bench vectors and speed -> docs/results/fp_units.json"
 	@echo "make flow     cold/warm times of make demo and make test, simulation speed -> docs/flow.md"
@@ -58,8 +58,11 @@ demo: venv
 test: venv-full iverilog
 	$(PYTEST) -n $(JOBS) -q --durations=25 tb
 
+# every test of tb/ with 1e6 vectors per bench run and the regress-only configurations, sharded
+# over JOBS workers; one seed (SPARTA_SEED, else random; printed first)
+# -> docs/results/regress.json, docs/regress.md (sparta regress --help: partial runs)
 regress: venv-full iverilog
-	SPARTA_VECTORS=1000000 SPARTA_SEED=$${SPARTA_SEED:-$$RANDOM$$RANDOM} $(PYTEST) -n $(JOBS) -q tb
+	$(SPARTA) regress --jobs $(JOBS)
 
 synth: venv
 	$(SPARTA) synth

@@ -68,6 +68,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("transposed", "scripts.transposed_bench", "sparta measure transposed"),
     Result("aip_area", "scripts.aip_area", "sparta area aip"),
     Result("inference", "scripts.inference_bench", "sparta measure inference"),
+    Result("regress", "scripts.regress", "sparta regress"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.
@@ -78,6 +79,7 @@ READS: dict[str, tuple[str, ...]] = {
     "scripts.fgmp_bench": ("workloads",),
     "scripts.schedule_bench": ("pruning",),
     "scripts.schedule_rtl": ("pruning", "schedule"),
+    "scripts.regress": ("formal",),
 }
 
 #: modules allowed to read every results file (they write none)

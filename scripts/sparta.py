@@ -13,7 +13,8 @@ Own commands:
 
 The others run the measurement and report entry points under ``scripts/`` (each keeps its own
 options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``sweep``,
-``area``, ``measure``, ``flow``, ``report`` (the documentation's tables from ``docs/results``).
+``area``, ``measure``, ``flow``, ``regress`` (``make regress``), ``report`` (the
+documentation's tables from ``docs/results``).
 
 A configuration comes from a TOML file (``--config``; keys of
 :class:`sim.config.EngineConfig`, an ``[array]`` table of :class:`sim.config.ArrayConfig`,
@@ -53,6 +54,8 @@ ENTRY_POINTS = {
     "formal": ("scripts.formal", "formal checks of the gateware with SymbiYosys: properties "
                                  "proven to a depth, covers reached, mutants caught"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),
+    "regress": ("scripts.regress", "long random regressions of every bench on both simulators "
+                                   "(make regress): seed, vectors, commands, failures"),
     "report": ("scripts.report", "regenerate the documentation's tables from docs/results "
                                  "(--check: list what is out of date; --deps: results order)"),
 }

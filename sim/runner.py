@@ -137,12 +137,23 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _export_metrics(run_dir: Path, **labels):
+def _export_metrics(run_dir: Path, *, seed: int | None, **labels):
     """Append a run's metrics, labelled, to ``$SPARTA_METRICS_OUT`` when it is set (used by
-    the measurement scripts to see exactly what the test suite checks)."""
+    the measurement scripts to see exactly what the test suite checks).
+
+    Every line also carries ``seed``, the cocotb seed the run used: ``seed`` when the runner
+    chose it, else the one cocotb drew and wrote into ``results.xml`` (its ``random_seed``
+    property), so that a run can be repeated with ``SPARTA_SEED``."""
     target = os.environ.get("SPARTA_METRICS_OUT")
     if not target:
         return
+    if seed is None and (run_dir / "results.xml").exists():
+        import xml.etree.ElementTree as ElementTree
+
+        drawn = {prop.get("value") for prop in ElementTree.parse(run_dir / "results.xml").iter(
+            "property") if prop.get("name") == "random_seed"}
+        seed = int(drawn.pop()) if len(drawn) == 1 else None
+    labels["seed"] = seed
     lines = [json.dumps({**labels, **metrics}) + "\n" for metrics in read_metrics(run_dir)]
     with open(target, "a") as out:
         fcntl.flock(out, fcntl.LOCK_EX)
@@ -340,7 +351,7 @@ def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case:
         except SystemExit as exit_:     # cocotb_tools exits when a test failed
             raise AssertionError(f"{bench_module} on {simulator} failed: {_failures(run_dir)} "
                                  f"(run directory {run_dir})") from exit_
-    _export_metrics(run_dir, toplevel=toplevel, simulator=simulator, case=case)
+    _export_metrics(run_dir, seed=seed, toplevel=toplevel, simulator=simulator, case=case)
     total, failed = get_results(results)
     if total == 0:
         raise AssertionError(f"{bench_module} on {simulator}: no cocotb test ran ({run_dir})")
