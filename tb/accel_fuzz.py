@@ -337,9 +337,12 @@ class ProgramFuzzer:
         else:
             start = int(rng.integers(0, self.layout.size))
             end = start + 0x400
-        start = min(int(rng.integers(start, max(start, end - 1) + 1)), self.layout.size - 1)
+        size = self.layout.size
+        if start >= size:                   # a spoiled address past DRAM: a range inside it
+            start, end = int(rng.integers(0, size)), size
+        start = min(int(rng.integers(start, max(start, min(end, size) - 1) + 1)), size - 1)
         length = int(rng.integers(1, 257))
-        return start, min(start + length, self.layout.size)
+        return start, min(start + length, size)
 
 
 def _decoded(opcode: Opcode, fields: dict) -> dict:
