@@ -9,11 +9,14 @@ shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 
 from .aip_select import AipSelectProperties
 from .bursts import BurstProperties
+from .fgmp_packer import FgmpPackerProperties
+from .fgmp_unpacker import FgmpUnpackerProperties
 from .registers import RegistersProperties
 from .scatter import ScatterProperties
 from .sequencer import SequencerProperties
 
-__all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties", "RegistersProperties",
+__all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties",
+           "FgmpPackerProperties", "FgmpUnpackerProperties", "RegistersProperties",
            "ScatterProperties", "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
@@ -25,4 +28,6 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     BurstProperties.harness(),
     ScatterProperties.harness(),
     AipSelectProperties.harness(),
+    FgmpPackerProperties.harness(),
+    FgmpUnpackerProperties.harness(),
 )}
