@@ -4,7 +4,12 @@ Writes to docs/results/fp_units.json (each key replaced by a run, the file's oth
 * ``vectors_checked``: {unit: {simulator: vectors compared bit for bit against the golden model}}
   summed over every configuration the runners check;
 * ``sim_cycles_per_s``: {simulator: clock cycles simulated per wall-clock second}, over the same
-  benches (inputs driven and outputs checked from Python every cycle, random idle and stalls).
+  benches, as ``make test`` runs them (the stream player where the runner asks for it);
+* ``bench_speed``: {unit: {simulator: {mode: {vectors, seconds, vectors_per_s}}}}: the same
+  benches run twice, ``player`` (the unit inside :mod:`sim.stream_player`, no Python in the
+  cycles) and ``python`` (``SPARTA_PLAYER=0``: inputs driven and outputs checked from Python
+  every cycle); ``seconds`` is the checker's wall time only (no build, no vector generation);
+  a unit whose runner does not use the player runs the Python loop in both.
 
 Usage: python -m scripts.fp_report [--vectors N]
 """
@@ -28,10 +33,10 @@ RUNNERS = ["tb/test_operand_decoder.py", "tb/test_fp_mul.py", "tb/test_fp_add.py
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(vectors: int | None) -> list[dict]:
+def measure(vectors: int | None, player: bool = True) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "metrics.jsonl"
-        env = dict(os.environ, SPARTA_METRICS_OUT=str(out))
+        env = dict(os.environ, SPARTA_METRICS_OUT=str(out), SPARTA_PLAYER=str(int(player)))
         if vectors:
             env["SPARTA_VECTORS"] = str(vectors)
         runners = [r for r in RUNNERS if (ROOT / r).exists()]
@@ -49,6 +54,18 @@ def main(argv=None):
     if args.vectors is not None and args.vectors < 1:
         parser.error(f"--vectors must be >= 1, not {args.vectors}")
     records = measure(args.vectors)
+    bench_speed = collections.defaultdict(lambda: collections.defaultdict(dict))
+    for mode, mode_records in (("player", records), ("python", measure(args.vectors, False))):
+        sums = collections.defaultdict(lambda: [0, 0.0])
+        for r in mode_records:
+            key = (unit_of_record(r), r["simulator"])
+            sums[key][0] += r["vectors"]
+            sums[key][1] += r["seconds"]
+        for (unit, sim), (n, seconds) in sums.items():
+            bench_speed[unit][sim][mode] = {"vectors": n, "seconds": round(seconds, 2),
+                                            "vectors_per_s": round(n / seconds)}
+    bench_speed = {unit: {sim: dict(modes) for sim, modes in sorted(sims.items())}
+                   for unit, sims in sorted(bench_speed.items())}
     vectors = collections.defaultdict(lambda: collections.defaultdict(int))
     cycles = collections.defaultdict(int)
     seconds = collections.defaultdict(float)
@@ -58,7 +75,15 @@ def main(argv=None):
         seconds[r["simulator"]] += r["seconds"]
     speed = {sim: round(cycles[sim] / seconds[sim]) for sim in cycles}
     vectors = {unit: dict(sims) for unit, sims in sorted(vectors.items())}
-    path = record("fp_units", {"vectors_checked": vectors, "sim_cycles_per_s": speed},
+    for unit, sims in bench_speed.items():
+        for sim, modes in sims.items():
+            if {"player", "python"} <= modes.keys():
+                ratio = modes["player"]["vectors_per_s"] / modes["python"]["vectors_per_s"]
+                print(f"{unit:18s} {sim:10s} {modes['python']['vectors_per_s']:>8,d} -> "
+                      f"{modes['player']['vectors_per_s']:>8,d} vectors/s with the player "
+                      f"(x{ratio:.1f})")
+    path = record("fp_units", {"vectors_checked": vectors, "sim_cycles_per_s": speed,
+                               "bench_speed": bench_speed},
                   writer=__name__, config={"vectors": args.vectors, "runners": RUNNERS})
     for unit, sims in vectors.items():
         print(f"{unit:18s} " + "  ".join(f"{sim} {n:>9,d}" for sim, n in sorted(sims.items())))

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim.elaborate import REPO_ROOT, Design, build_root, convert, verilog_of
+from sim.stream_player import player_name, player_verilog
 
 __all__ = ["SIMULATORS", "Design", "build_root", "verilator_env", "generate_verilog",
            "read_metrics", "run_bench", "build_model"]
@@ -288,7 +289,7 @@ def build_model(verilog: str, *, toplevel: str, simulator: str, waves: bool = Fa
 def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case: dict | None = None,
               seed: int | None = None, waves: bool = False, testcase: str | list[str] | None = None,
               verilog: str | None = None, quiet: bool = False,
-              public: Sequence[tuple[str, str]] = ()) -> Path:
+              public: Sequence[tuple[str, str]] = (), player: bool = False) -> Path:
     """Build ``design`` and run the cocotb bench ``bench_module`` against it.
 
     Parameters
@@ -312,6 +313,11 @@ def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case:
         Verilog text to simulate instead of the design's.
     quiet : bool
         Send the simulator's output to ``sim.log`` in the run directory instead of stdout.
+    player : bool
+        Simulate the design inside its stream player (:mod:`sim.stream_player`): the bench's
+        ``tb.harness.StreamChecker`` then runs long vector runs without Python in every cycle;
+        the unit's ports stay ports of the top level under their own names.
+        ``SPARTA_PLAYER=0`` turns it off (the bench then drives the unit from Python).
     public : sequence of (module, variable) patterns
         Signals below the top module that the bench reads or writes (Verilator makes only the
         top module's signals visible to cocotb otherwise).
@@ -329,7 +335,11 @@ def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case:
     waves = waves or os.environ.get("WAVES", "0") not in ("", "0")
     if verilog is None:
         verilog = generate_verilog(design, toplevel)
-    runner, build_dir, env = build_model(verilog, toplevel=toplevel, simulator=simulator,
+    hdl_toplevel = toplevel
+    if player and os.environ.get("SPARTA_PLAYER", "1") != "0":
+        verilog = player_verilog(verilog, toplevel)
+        hdl_toplevel = player_name(toplevel)
+    runner, build_dir, env = build_model(verilog, toplevel=hdl_toplevel, simulator=simulator,
                                          waves=waves, public=public)
 
     with _patched_environ(env):
@@ -342,7 +352,7 @@ def run_bench(design, *, toplevel: str, bench_module: str, simulator: str, case:
         pythonpath = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         try:
             results = runner.test(
-                test_module=bench_module, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                test_module=bench_module, hdl_toplevel=hdl_toplevel, hdl_toplevel_lang="verilog",
                 build_dir=build_dir, test_dir=run_dir, testcase=testcase, seed=seed, waves=waves,
                 timescale=TIMESCALE, results_xml=str(run_dir / "results.xml"),
                 extra_env={"SPARTA_CASE": json.dumps(case), "PYTHONPATH": pythonpath, **env},

@@ -6,11 +6,15 @@ import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
-from cocotb.triggers import FallingEdge, ReadOnly, RisingEdge, Timer
+from cocotb.triggers import (FallingEdge, ReadOnly, RisingEdge, SimTimeoutError, Timer,
+                             with_timeout)
+
+from sim.stream_player import DEPTH_BITS, IN_FILE, OUT_FILE, STATUS
 
 __all__ = ["case", "make_rng", "has_clock", "next_cycle", "start_clock", "reset", "StreamChecker", "record_metrics", "drive_and_check", "check_latency"]
 
@@ -91,6 +95,7 @@ class StreamChecker:
     def __init__(self, dut, rng, *, i="i", o="o", p_idle=0.25, p_stall=0.25):
         self.dut = dut
         self.rng = rng
+        self.i_name, self.o_name = i, o
         self.i_valid = getattr(dut, f"{i}__valid")
         self.i_ready = getattr(dut, f"{i}__ready")
         self.i_payload = getattr(dut, f"{i}__payload")
@@ -139,8 +144,93 @@ class StreamChecker:
                              show=show or _hex)
         return outputs
 
+    def _has_player(self) -> bool:
+        """Whether the unit runs inside the stream player (on its ``i`` and ``o`` streams)."""
+        if (self.i_name, self.o_name) != ("i", "o"):
+            return False
+        try:
+            self.dut.player__mode
+        except AttributeError:
+            return False
+        return True
+
+    async def _play(self, inputs, n_out, take, *, max_latency, drain, show) -> int:
+        """:meth:`_transfer` run by the stream player around the unit (:mod:`sim.stream_player`):
+        the same random idle and backpressure (drawn in the wrapper, seeded from ``rng``), the
+        same stream rules and final silence, the outputs compared here afterwards."""
+        dut, n_in = self.dut, len(inputs)
+        Path(IN_FILE).write_text("".join(f"{int(word):x}\n" for word in inputs))
+        out_file = Path(OUT_FILE)
+        out_file.unlink(missing_ok=True)
+        settings = {"mode": 1, "count_in": n_in, "count_out": n_out,
+                    "seed": int(self.rng.integers(1, 1 << 32)),
+                    "p_idle": round(self.p_idle * 256), "p_stall": round(self.p_stall * 256),
+                    "max_latency": max_latency, "drain": drain, "load": 1}
+        for name, value in settings.items():
+            getattr(dut, f"player__{name}").value = value
+        await next_cycle(dut)
+        dut.player__load.value = 0
+        dut.player__start.value = 1
+        await next_cycle(dut)
+        dut.player__start.value = 0
+        limit = 64 * (n_in + n_out) + 16 * (max_latency + drain) + 1024
+        try:
+            await with_timeout(RisingEdge(dut.player__done), limit * PERIOD_NS, "ns")
+        except SimTimeoutError:
+            raise AssertionError(f"stream player: no end within {limit} cycles (sent "
+                                 f"{int(dut.player__sent.value)} of {n_in}, received "
+                                 f"{int(dut.player__received.value)} of {n_out})") from None
+        await next_cycle(dut)
+        status, bad = int(dut.player__status.value), dut.player__bad.value
+        bad = show(int(bad)) if bad.is_resolvable else f"{bad} (X or Z bits)"
+        sent, received = int(dut.player__sent.value), int(dut.player__received.value)
+        cycles = int(dut.player__cycles.value)
+        dut.player__dump.value = 1
+        await next_cycle(dut)
+        dut.player__dump.value = 0
+        dut.player__mode.value = 0
+        await next_cycle(dut)
+        words = [line.strip() for line in (out_file.read_text().splitlines() if received
+                                           else [])
+                 if line.strip() and not line.lstrip().startswith(("//", "@"))]
+        if len(words) != received:
+            raise AssertionError(f"stream player: {received} outputs taken, {len(words)} in "
+                                 f"{OUT_FILE}")
+        for index, word in enumerate(words):
+            try:
+                value = int(word, 16)
+            except ValueError:
+                raise AssertionError(f"output {index} is not a number: {word!r} (X or Z bits)"
+                                     ) from None
+            take(index, value)
+        if status == STATUS["rule"]:
+            raise AssertionError(f"output {bad} offered but not taken changed "
+                                 f"(stream rule broken)")
+        if status in (STATUS["extra"], STATUS["drain"]):
+            raise AssertionError(f"unexpected extra output {bad} after {n_out}")
+        if status == STATUS["stalled"]:
+            raise AssertionError(f"stream stalled: sent {sent} of {n_in}, received {received} "
+                                 f"of {n_out}, no progress for more than {max_latency + 16} "
+                                 f"cycles")
+        self.cycles += cycles
+        return cycles
+
     async def _transfer(self, inputs, n_out, take, *, max_latency, drain, show) -> int:
-        """The handshake loop: ``take(k, word)`` for output ``k``; returns cycles."""
+        """The handshake loop: ``take(k, word)`` for output ``k``; returns cycles. With the
+        stream player around the unit, :meth:`_play` instead."""
+        depth = 1 << DEPTH_BITS
+        if self._has_player() and max(len(inputs), n_out) <= depth:
+            return await self._play(inputs, n_out, take, max_latency=max_latency, drain=drain,
+                                    show=show)
+        if self._has_player() and len(inputs) == n_out:      # one output per input: in chunks
+            cycles = 0
+            for first in range(0, n_out, depth):
+                def take_chunk(index, got, first=first):
+                    take(first + index, got)
+                cycles += await self._play(inputs[first:first + depth],
+                                           min(depth, n_out - first), take_chunk,
+                                           max_latency=max_latency, drain=drain, show=show)
+            return cycles
         n_in = len(inputs)
         sent = received = 0
         idle_since = 0

@@ -21,7 +21,8 @@ CONFIGS = [(4, 20, None), (3, 13, 5)]
 def _bench(simulator, lanes, max_len, max_n, n_vectors):
     unit = Design(AipSelect, lanes=lanes, max_len=max_len, max_n=max_n)
     run_bench(unit, toplevel="aip_select", bench_module="tb.aip_select_tb", simulator=simulator,
-              case={"lanes": lanes, "max_len": max_len, "max_n": max_n, "vectors": n_vectors})
+              case={"lanes": lanes, "max_len": max_len, "max_n": max_n, "vectors": n_vectors},
+              player=True)
 
 
 @pytest.mark.parametrize("lanes,max_len,max_n", CONFIGS)

@@ -22,7 +22,7 @@ def _bench(simulator, rows, cols, bits, steps_per_cycle):
     run_bench(unit, toplevel="dropout_mask", bench_module="tb.dropout_mask_tb",
               simulator=simulator, case={"rows": rows, "cols": cols, "bits": bits,
                                          "steps_per_cycle": steps_per_cycle,
-                                         "vectors": vectors()})
+                                         "vectors": vectors()}, player=True)
 
 
 @pytest.mark.parametrize("rows,cols,bits,steps_per_cycle", CONFIGS)

@@ -32,7 +32,7 @@ def _packer(block, bus_bytes, formats, convert_stages, encode_stages):
 
 def _bench(top, toplevel, simulator, testcase, **case):
     run_bench(top, toplevel=toplevel, bench_module="tb.fgmp_tb", simulator=simulator,
-              testcase=testcase, case=case)
+              testcase=testcase, case=case, player=True)
 
 
 @pytest.mark.parametrize("stages,formats", [(1, BOTH), (0, ("e5m2",))])

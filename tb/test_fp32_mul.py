@@ -13,7 +13,7 @@ def test_fp32_mul(simulator, stages):
     verilator_builds_first_only(simulator, stages, 0)
     run_bench(Design(FP32Multiplier, stages=stages), toplevel="fp32_multiplier",
               bench_module="tb.fp32_mul_tb", simulator=simulator,
-              case={"stages": stages, "vectors": vectors()})
+              case={"stages": stages, "vectors": vectors()}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, FP32Multiplier.CUT_POINTS + 1, "1", None])

@@ -12,7 +12,7 @@ from tb.conftest import vectors
 def test_fp_acc(simulator, stages):
     run_bench(Design(FP32Accumulator, stages=stages), toplevel="fp32_accumulator",
               bench_module="tb.fp_acc_tb", simulator=simulator,
-              case={"stages": stages, "vectors": vectors()})
+              case={"stages": stages, "vectors": vectors()}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, 2, "1", None])

@@ -11,7 +11,7 @@ from tb.conftest import vectors
 @pytest.mark.parametrize("stages", [0, FP32Adder.CUT_POINTS])
 def test_fp_add(simulator, stages):
     run_bench(Design(FP32Adder, stages=stages), toplevel="fp32_adder", bench_module="tb.fp_add_tb",
-              simulator=simulator, case={"stages": stages, "vectors": vectors()})
+              simulator=simulator, case={"stages": stages, "vectors": vectors()}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, FP32Adder.CUT_POINTS + 1, "1", None])

@@ -17,7 +17,7 @@ def test_fp_convert(simulator, fmt):
     stages = STAGES[fmt]
     run_bench(Design(FP32Converter, fmt=fmt, stages=stages), toplevel="fp32_converter",
               bench_module="tb.fp_convert_tb", simulator=simulator,
-              case={"fmt": fmt, "stages": stages, "vectors": vectors()})
+              case={"fmt": fmt, "stages": stages, "vectors": vectors()}, player=True)
 
 
 def test_fp_convert_accepts_format_object():

@@ -18,7 +18,8 @@ CONFIGURATIONS = {
 def test_fp_mac(simulator, config):
     params = CONFIGURATIONS[config]
     run_bench(Design(FPMac, **params), toplevel="fp_mac", bench_module="tb.fp_mac_tb",
-              simulator=simulator, case={"config": config, **params, "vectors": vectors()})
+              simulator=simulator, case={"config": config, **params, "vectors": vectors()},
+              player=True)
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -12,7 +12,7 @@ from tb.conftest import vectors
 def test_operand_decoder(simulator, stages):
     run_bench(Design(OperandDecoder, stages=stages), toplevel="operand_decoder",
               bench_module="tb.operand_decoder_tb", simulator=simulator,
-              case={"stages": stages, "vectors": vectors()})
+              case={"stages": stages, "vectors": vectors()}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, 2, "1", True])

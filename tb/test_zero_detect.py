@@ -17,7 +17,7 @@ def test_zero_detect(simulator, lanes, stages, index_list):
     run_bench(Design(ZeroDetector, lanes=lanes, stages=stages, index_list=index_list),
               toplevel="zero_detect", bench_module="tb.zero_detect_tb", simulator=simulator,
               case={"lanes": lanes, "stages": stages, "index_list": index_list,
-                    "vectors": max(64, vectors() // lanes)})
+                    "vectors": max(64, vectors() // lanes)}, player=True)
 
 
 @pytest.mark.parametrize("lanes", [0, MAX_LANES + 1, -1, "8", 8.0, True, None])

@@ -80,3 +80,31 @@ def formats() -> str:
             for fmt in FORMATS.values()]
     return table(("name", "bits", "exp", "man", "bias", "largest finite", "smallest subnormal",
                   "+inf", "canonical NaN"), rows, "lrrrrrrll")
+
+
+@block("fp.bench_speed")
+def bench_speed() -> str:
+    data = results("fp_units")
+    speed = data.get("bench_speed")
+    if not speed:
+        return "_Not measured yet: `sparta measure fp` (`make bench`) runs both modes._"
+    rows = []
+    for unit in _ordered(speed, UNIT_ORDER):
+        for sim, modes in speed[unit].items():
+            if not {"player", "python"} <= modes.keys():
+                continue
+            player, python = modes["player"], modes["python"]
+            rows.append((f"`{unit}`", sim, f"{python['vectors_per_s']:,}",
+                         f"{player['vectors_per_s']:,}",
+                         f"x{player['vectors_per_s'] / python['vectors_per_s']:.1f}",
+                         f"{player['vectors']:,}"))
+    where = measured_at(data.get("provenance", {}).get("bench_speed"))
+    return "\n".join([
+        table(("unit", "simulator", "vectors/s, Python every cycle", "vectors/s, stream player",
+               "ratio", "vectors per run"), rows),
+        "",
+        f"_From `docs/results/fp_units.json` (`bench_speed`), measured by `sparta measure fp` "
+        f"({where}): the RTL checked every vector in both modes; seconds are the checker's "
+        f"wall time (no build, no vector generation); `fp_mul` keeps a per-cycle Python monitor "
+        f"(its `narrow` output and operand isolation), so it runs the Python loop in both._",
+    ])
