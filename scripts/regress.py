@@ -29,6 +29,9 @@ Recorded (``docs/results/regress.json``, key ``full``; a partial run under ``par
   watchdog's message (:data:`HANG_MARKERS`), counted once a bench ran under a watchdog (one
   that records ``watchdog_cycles``); ``program_records`` (lines with a
   ``program`` key: one per compiled program a bench ran);
+* ``fuzz``: {configuration of ``tb/test_accel_fuzz.py``: {simulator: programs, instructions,
+  spoiled, soft resets, SLVERR ranges (``faults``), resynchronisations, cycles, and per
+  ``endings.<error>`` and ``beats_refused.<response>``}} of the accelerator fuzzer's runs;
 * ``seeds``: the cocotb seeds the benches ran with (one, ``seed``, unless a test sets its own);
 * ``formal``: per harness of ``docs/results/formal.json`` (``sparta formal``; ``make regress``
   reruns the same checks in ``tb/test_formal.py``), each task's depth, verdict and seconds and
@@ -194,6 +197,23 @@ def _nested(depth: int):
         collections.defaultdict(int)
 
 
+def _fuzz_name(case: dict) -> str:
+    """A fuzzing run's configuration in a few words, from the configuration in its case."""
+    config = case.get("config", {})
+    engine = config.get("engine", {})
+    array = engine.get("array", {})
+    words = [f"{array.get('rows', '?')}x{array.get('cols', '?')} {array.get('dataflow', '')}",
+             "A " + "/".join(array.get("a_formats", [])),
+             "B " + "/".join(array.get("b_formats", [])),
+             f"{config.get('data_width', '?')}-bit data", f"{config.get('addr_width', '?')}-bit "
+             f"addresses"]
+    if array.get("skip_zeros"):
+        words.append(f"zero skipping (window {array.get('skip_window', 1)})")
+    if engine.get("output_mask"):
+        words.append("output masks")
+    return ", ".join(words)
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in sorted(value.items())}
@@ -232,6 +252,18 @@ def summarise(outcome: dict, *, vectors: int, seed: int, jobs: int, selection: l
     if any("watchdog_cycles" in line for line in metrics) or any(
             test.get("hang") for test in tests.values()):
         totals["hangs"] = sum(bool(test.get("hang")) for test in tests.values())
+    fuzz = _nested(3)           # {configuration: {simulator: {count or "what.key": n}}}
+    for line in metrics:
+        if "endings" not in line:
+            continue
+        config = _fuzz_name(line.get("case", {}))
+        counts = fuzz[config][line.get("simulator", "?")]
+        for key in ("programs", "instructions", "spoiled", "soft_resets", "faults", "resyncs",
+                    "cycles"):
+            counts[key] += line.get(key, 0)
+        for what in ("endings", "beats_refused"):
+            for name, n in line.get(what, {}).items():
+                counts[f"{what}.{name}"] += n
     failures = [{"nodeid": nodeid, "outcome": test["outcome"],
                  "reproduce": reproduce(nodeid, seed=seed, vectors=vectors)}
                 for nodeid, test in tests.items() if test["outcome"] in ("failed", "error")]
@@ -247,6 +279,7 @@ def summarise(outcome: dict, *, vectors: int, seed: int, jobs: int, selection: l
         "engine_commands": _plain(engine),
         "bench_counts": _plain(bench),
         "totals": {**totals, "program_records": sum("program" in line for line in metrics)},
+        "fuzz": _plain(fuzz),
         "seeds": sorted({line["seed"] for line in metrics if line.get("seed") is not None}),
         "formal": formal_summary(),
     }

@@ -150,3 +150,41 @@ def formal() -> str:
         f"checks in the regression (cached by RTLIL, task and tool versions).",
         "",
         _label(key, entry, where)])
+
+
+@block("regress.fuzz")
+def fuzz() -> str:
+    run = _run()
+    if run is None:
+        return NOT_RUN
+    key, entry, where = run
+    if "fuzz" not in entry:
+        return ("_This run's results have no per-configuration breakdown of the fuzzer (recorded "
+                "from the next run of `sparta regress` on); its programs, faults and soft resets "
+                "are in the summary above._\n\n" + _label(key, entry, where))
+    runs = entry["fuzz"]
+    if not runs:
+        return "_The accelerator fuzzer did not run in this regression._\n\n" + \
+            _label(key, entry, where)
+    names = ("programs", "instructions", "spoiled", "soft_resets", "faults", "resyncs")
+    rows = []
+    for config, sims in sorted(runs.items()):
+        for sim, counts in sorted(sims.items()):
+            endings = ", ".join(f"{name.removeprefix('endings.')} {n:,}"
+                                for name, n in sorted(counts.items())
+                                if name.startswith("endings."))
+            refused = ", ".join(f"{name.removeprefix('beats_refused.')} {n:,}"
+                                for name, n in sorted(counts.items())
+                                if name.startswith("beats_refused."))
+            rows.append((config, sim, *(f"{counts.get(n, 0):,}" for n in names),
+                         refused, endings, f"{counts.get('cycles', 0):,}"))
+    return "\n".join([
+        table(("configuration", "simulator", "programs", "instructions", "spoiled",
+               "soft resets", "SLVERR ranges", "resyncs", "beats refused", "programs ended by",
+               "cycles"), rows, "llrrrrrrllr"),
+        "",
+        "Every program was compared with the golden model (status, error index, counters, the "
+        "whole DRAM) and checked for DRAM written outside its STOREs; a hang, a wrong answer "
+        "or a lost byte fails the test (the regression's failures above).",
+        "",
+        _label(key, entry, where)])
