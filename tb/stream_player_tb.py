@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 from tb.harness import StreamChecker, case, make_rng, reset, start_clock
 
 #: fault -> the words the failure message must hold
-FAULTS = {"none": None, "wrong": "mismatch at output", "unstable": "stream rule broken",
+FAULTS = {"none": None, "wrong": "mismatch at output 9:", "unstable": "stream rule broken",
           "extra": "unexpected extra output", "stall": "stream stalled"}
 #: the unit's output is its input XOR this
 MASK = 0x5A5A
@@ -21,7 +21,7 @@ MASK = 0x5A5A
 class FaultyStage(wiring.Component):
     """One register stage, ``o = i ^ MASK``, with a fault: ``wrong`` (output 9 off by one
     bit), ``unstable`` (an output held back changes while offered), ``extra`` (one output more
-    after ``n``), ``stall`` (stops after 5 outputs)."""
+    after ``n``), ``stall`` (accepts no input after the fifth)."""
 
     i: In(stream.Signature(16))
     o: Out(stream.Signature(16))
@@ -34,15 +34,19 @@ class FaultyStage(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        taken = Signal(16)
+        taken, accepted = Signal(16), Signal(16)
         held = Signal(4)
         load = Signal()
-        m.d.comb += [load.eq(~self.o.valid | self.o.ready), self.i.ready.eq(load)]
+        # ``stall``: no input accepted after the fifth (the outputs before it still drain)
+        gate = (accepted < 5) if self.fault == "stall" else 1
+        m.d.comb += [load.eq(~self.o.valid | self.o.ready), self.i.ready.eq(load & gate)]
         with m.If(self.o.valid & self.o.ready):
             m.d.sync += taken.eq(taken + 1)
-        flip = (taken == 9) if self.fault == "wrong" else 0
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += accepted.eq(accepted + 1)
+        flip = (accepted == 9) if self.fault == "wrong" else 0
         with m.If(load):
-            m.d.sync += [self.o.valid.eq(self.i.valid),
+            m.d.sync += [self.o.valid.eq(self.i.valid & self.i.ready),
                          self.o.payload.eq(self.i.payload ^ Mux(flip, MASK ^ 1, MASK))]
         if self.fault == "unstable":
             with m.If(self.o.valid & ~self.o.ready):
@@ -52,10 +56,6 @@ class FaultyStage(wiring.Component):
         if self.fault == "extra":
             with m.If((taken == self.n) & ~self.o.valid):
                 m.d.sync += [self.o.valid.eq(1), taken.eq(taken + 1)]
-        if self.fault == "stall":
-            with m.If(taken >= 5):
-                m.d.comb += self.i.ready.eq(0)
-                m.d.sync += self.o.valid.eq(0)
         return m
 
 
