@@ -257,13 +257,13 @@ def summarise(outcome: dict, *, vectors: int, seed: int, jobs: int, selection: l
         if "endings" not in line:
             continue
         config = _fuzz_name(line.get("case", {}))
-        counts = fuzz[config][line.get("simulator", "?")]
+        tally = fuzz[config][line.get("simulator", "?")]
         for key in ("programs", "instructions", "spoiled", "soft_resets", "faults", "resyncs",
                     "cycles"):
-            counts[key] += line.get(key, 0)
+            tally[key] += line.get(key, 0)
         for what in ("endings", "beats_refused"):
             for name, n in line.get(what, {}).items():
-                counts[f"{what}.{name}"] += n
+                tally[f"{what}.{name}"] += n
     failures = [{"nodeid": nodeid, "outcome": test["outcome"],
                  "reproduce": reproduce(nodeid, seed=seed, vectors=vectors)}
                 for nodeid, test in tests.items() if test["outcome"] in ("failed", "error")]
