@@ -5,6 +5,7 @@ The blocks show the full run (key ``full``); before there is one, the last parti
 (``partial``, recorded with ``sparta regress --write``) under a heading that says so; before
 either, that the regression has not been run."""
 
+import functools
 import shlex
 
 from scripts.report import block, measured_at, results, table
@@ -31,6 +32,16 @@ def _run():
     return None
 
 
+def _of_run(render):
+    """A block of the run the page shows: ``render(key, entry, provenance)``, or
+    :data:`NOT_RUN` before any run."""
+    @functools.wraps(render)
+    def block_text() -> str:
+        run = _run()
+        return NOT_RUN if run is None else render(*run)
+    return block_text
+
+
 def _label(key: str, entry: dict, where) -> str:
     what = (f"_From `docs/results/regress.json` (`{key}`), run by `sparta regress` "
             f"({measured_at(where)}, {where.get('cpus', '?') if where else '?'} CPUs)")
@@ -45,11 +56,8 @@ def _count(value) -> str:
 
 
 @block("regress.summary")
-def summary() -> str:
-    run = _run()
-    if run is None:
-        return NOT_RUN
-    key, entry, where = run
+@_of_run
+def summary(key: str, entry: dict, where) -> str:
     tests, totals = entry["tests"], entry["totals"]
     rows = [
         ("seed (`SPARTA_SEED`)", entry["seed"]),
@@ -83,11 +91,8 @@ def summary() -> str:
 
 
 @block("regress.coverage")
-def coverage() -> str:
-    run = _run()
-    if run is None:
-        return NOT_RUN
-    key, entry, where = run
+@_of_run
+def coverage(key: str, entry: dict, where) -> str:
     vectors = entry["vectors_checked"]
 
     def meets(counts: dict, target: int) -> str:
@@ -124,11 +129,8 @@ def coverage() -> str:
 
 
 @block("regress.formal")
-def formal() -> str:
-    run = _run()
-    if run is None:
-        return NOT_RUN
-    key, entry, where = run
+@_of_run
+def formal(key: str, entry: dict, where) -> str:
     rows = []
     for harness, summary in entry["formal"].items():
         for mode, task in summary["tasks"].items():
@@ -153,11 +155,8 @@ def formal() -> str:
 
 
 @block("regress.fuzz")
-def fuzz() -> str:
-    run = _run()
-    if run is None:
-        return NOT_RUN
-    key, entry, where = run
+@_of_run
+def fuzz(key: str, entry: dict, where) -> str:
     if "fuzz" not in entry:
         return ("_This run's results have no per-configuration breakdown of the fuzzer (recorded "
                 "from the next run of `sparta regress` on); its programs, faults and soft resets "
