@@ -101,6 +101,31 @@ def _log(entry: dict):
             out.write(json.dumps(entry) + "\n")
 
 
+def _last_seconds() -> dict[str, float]:
+    """Each test's seconds in the last recorded run (the full one, else the partial one)."""
+    data = load("regress", reader=__name__, missing_ok=True)
+    seconds: dict[str, float] = {}
+    for key in ("partial", "full"):             # the full run's figures win
+        for test in data.get(key, {}).get("per_test", []):
+            seconds[test["nodeid"]] = test["seconds"]
+    return seconds
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Longest tests first, by the last recorded run's seconds (unknown ones after them, the
+    simulator runs first among those), so that no long test starts last and keeps one worker
+    busy after the other ran out of tests. Every worker collects the same order."""
+    if not os.environ.get(OUTCOMES_ENV):
+        return
+    seconds = _last_seconds()
+
+    def cost(item):
+        simulated = any(sim in item.nodeid for sim in ("[icarus", "[verilator"))
+        return (-seconds.get(item.nodeid, 0.0), not simulated)
+
+    items.sort(key=cost)
+
+
 def pytest_runtest_logreport(report):
     entry = {"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
              "seconds": report.duration}

@@ -55,9 +55,10 @@ def _outside(before: bytes, after: bytes, spans) -> list:
 class Fuzzing:
     """One fuzzing run: the pair of back ends, the fuzzer and the counts."""
 
-    def __init__(self, dut, pair: Pair, fuzzer: ProgramFuzzer, layout: Layout, seed: int):
-        self.dut, self.pair, self.fuzzer, self.layout, self.seed = \
-            dut, pair, fuzzer, layout, seed
+    def __init__(self, dut, pair: Pair, fuzzer: ProgramFuzzer, layout: Layout, seed: int,
+                 shard: int = 0):
+        self.dut, self.pair, self.fuzzer, self.layout, self.seed, self.shard = \
+            dut, pair, fuzzer, layout, seed, shard
         self.config = fuzzer.config
         self.probe = False
         self.errors = collections.Counter()
@@ -73,7 +74,8 @@ class Fuzzing:
             await driver.write_dram(base, words[:end - base])
 
     def _context(self, index: int, program) -> str:
-        return (f"seed {self.seed}, program {index} ({dict(self.counts)} so far):\n"
+        return (f"seed {self.seed}, shard {self.shard}, program {index} "
+                f"({dict(self.counts)} so far):\n"
                 f"{program.describe()}")
 
     async def program(self, index: int, soft_reset: bool):
@@ -164,7 +166,8 @@ async def random_programs(dut):
     them, ``soft_reset`` the probability of a soft reset in the middle of one."""
     data = case()
     config = accel_config_from(data["config"])
-    rng = make_rng(dut)
+    shard = data.get("shard", 0)
+    rng = make_rng(dut, salt=shard)
     seed = int(cocotb.RANDOM_SEED)
     layout = Layout()
     pair = await Pair.create(dut, config, rng, dram_size=layout.size)
@@ -172,7 +175,7 @@ async def random_programs(dut):
     pair.backend.set_pauses(lambda: pauses(rng, pause, stall=stall, longest=longest))
     await pair.load_image(initial_image(rng, layout))
     await pair.reset()
-    run = Fuzzing(dut, pair, ProgramFuzzer(config, rng, layout), layout, seed)
+    run = Fuzzing(dut, pair, ProgramFuzzer(config, rng, layout), layout, seed, shard)
     run.probe = bool(data.get("probe", False))
     start = pair.backend.cycle()
     for index in range(data["programs"]):

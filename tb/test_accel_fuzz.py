@@ -4,7 +4,8 @@ fuzzer (tb/accel_fuzz.py) on the golden model alone.
 
 ``make test`` runs a short fuzzing run on Verilator (its build of the 4x4-d64 configuration is
 the one tb/test_accelerator.py makes) and thousands of programs on the model; ``make regress``
-runs PROGRAMS programs per configuration and simulator (>= 10,000 in all).
+runs SHARDS runs of SHARD programs per configuration and simulator (10,000 in all), each
+shard with its own random stream (the seed and the shard number).
 ``SPARTA_FUZZ_PROGRAMS=N`` sets the number of programs, ``SPARTA_FUZZ_PROBE=1`` compares the
 accumulators after every program (tb/accel_fuzz_tb.py), ``SPARTA_SEED`` reruns a seed."""
 
@@ -40,26 +41,38 @@ CONFIGS = {
                             output_mask=True),
         data_width=128, addr_width=64),
 }
-#: programs per configuration and simulator: make test (Verilator, the first configuration
-#: only), make regress (both simulators; Icarus is ~5x slower)
-PROGRAMS = {"test": 40, "verilator": 3000, "icarus": 2000}
+#: programs of make test's run (Verilator, the first configuration only)
+TEST_PROGRAMS = 40
+#: make regress: runs of SHARD programs each (tests of their own, so that the two workers
+#: share them out), SHARDS per configuration and simulator: 10,000 programs in all. Icarus runs
+#: a program about 4x slower than Verilator, so Verilator runs most of them.
+SHARD = 500
+SHARDS = {"verilator": 9, "icarus": 1}
 #: AXI pauses: per-cycle probability, long stalls' start probability and longest stall
 STALLS = {"pause": 0.15, "stall": 0.002, "longest": 300, "soft_reset": 0.04}
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_random_programs_on_the_rtl(simulator, name):
-    if not regress() and (simulator != "verilator" or name != next(iter(CONFIGS))):
-        pytest.skip("make test fuzzes the first configuration on Verilator; make regress "
-                    "every configuration on both simulators")
+def fuzz_runs() -> list:
+    """(simulator, configuration, shard) of every fuzzing run: make test's one, or make
+    regress's shards."""
+    if not regress():
+        return [pytest.param("verilator", next(iter(CONFIGS)), 0,
+                             id=f"verilator-{next(iter(CONFIGS))}")]
+    return [pytest.param(simulator, name, shard, id=f"{simulator}-{name}-shard{shard}")
+            for simulator, shards in SHARDS.items() for name in CONFIGS
+            for shard in range(shards)]
+
+
+@pytest.mark.parametrize("simulator, name, shard", fuzz_runs())
+def test_random_programs_on_the_rtl(simulator, name, shard):
     config = CONFIGS[name]
     programs = int(os.environ.get("SPARTA_FUZZ_PROGRAMS", 0)) or (
-        PROGRAMS[simulator] if regress() else PROGRAMS["test"])
+        SHARD if regress() else TEST_PROGRAMS)
     run_bench(Design(Accelerator, config), toplevel="accelerator",
               bench_module="tb.accel_fuzz_tb", simulator=simulator,
               testcase="random_programs",
               case={"config": accel_config_to_dict(config), "programs": programs, **STALLS,
-                    "probe": os.environ.get("SPARTA_FUZZ_PROBE", "0") == "1"})
+                    "shard": shard, "probe": os.environ.get("SPARTA_FUZZ_PROBE", "0") == "1"})
 
 
 @pytest.mark.parametrize("name", CONFIGS)

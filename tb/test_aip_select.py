@@ -9,7 +9,7 @@ from sim.aip_spec import N_BITS
 from sim.config import MAX_DIM
 from sim.runner import Design, read_metrics, run_bench
 from tb.aip_case import design, network_case
-from tb.conftest import regress, vectors, verilator_builds_first_only
+from tb.conftest import regress, unit_vectors, vectors, verilator_builds_first_only
 from tb.engine_driver import config_to_case
 from tb.engines import CONFIGS as ENGINES
 
@@ -28,7 +28,7 @@ def _bench(simulator, lanes, max_len, max_n, n_vectors):
 @pytest.mark.parametrize("lanes,max_len,max_n", CONFIGS)
 def test_aip_select(simulator, lanes, max_len, max_n):
     verilator_builds_first_only(simulator, (lanes, max_len, max_n), CONFIGS[0])
-    _bench(simulator, lanes, max_len, max_n, vectors())
+    _bench(simulator, lanes, max_len, max_n, unit_vectors(len(CONFIGS)))
 
 
 def test_aip_select_one_lane():

@@ -13,7 +13,7 @@ from sim.accel_spec import AccelError, Opcode
 from sim.compiler import compile_gemms
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
 from sim.gemm import gemm
-from tb.conftest import vectors
+from tb.conftest import scaled
 from tb.engine_api import workload_gemm
 
 #: SPARTA_SEED reruns a case (make regress sets a random one)
@@ -55,7 +55,7 @@ def test_compiled_gemms_are_bit_exact(name):
     print(f"seed {SEED} (SPARTA_SEED)")
     formats = [f for f in ("fp16", "e4m3", "e5m2") if f in config.engine.array.a_formats]
     gemms = []
-    for index in range(max(4, vectors(400) // 100)):
+    for index in range(scaled(4)):
         shape = tuple(int(v) for v in rng.integers(1, 70, 3))
         gemms.append(_random_gemm(
             rng, f"g{index}", shape, a_format=str(rng.choice(formats)),

@@ -6,7 +6,7 @@ import pytest
 from hw.accel.decoder import InstructionDecoder
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 
 CONFIGS = {
     "default": AccelConfig(),
@@ -26,7 +26,7 @@ def test_decoder(simulator, name):
     spec = accel_config_to_dict(config)
     run_bench(Design(InstructionDecoder, config), toplevel="instruction_decoder",
               bench_module="tb.decoder_tb", simulator=simulator,
-              case={"config": spec, "vectors": vectors(3000)})
+              case={"config": spec, "vectors": scaled(3000)})
 
 
 def test_decoder_rejects_a_bad_config():

@@ -9,7 +9,7 @@ from sim.accel_spec import (BURST_BOUNDARY, MAX_BURST_BEATS, AccelError, burst_s
                             dma_command_error)
 from sim.config import AccelConfig
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 
 CONFIGS = [
     # data_width, addr_width, reads_outstanding
@@ -30,7 +30,7 @@ def test_dma(simulator, data_width, addr_width, reads_outstanding):
               case={"data_width": data_width, "addr_width": addr_width,
                     "reads_outstanding": reads_outstanding,
                     # random transfers per direction (make regress enlarges it)
-                    "transfers": max(8, vectors(10_000) // 800)})
+                    "transfers": max(8, scaled(12))})
 
 
 # -- the burst rules the bench checks the bus against ------------------------------------------

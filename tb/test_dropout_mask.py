@@ -9,7 +9,7 @@ from hw.sparsity.dropout_mask import DropoutMaskGenerator
 from sim.config import MAX_DIM
 from sim.lfsr import MAX_BITS
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 # (rows, cols, bits, steps_per_cycle): the area configuration (one element per row per
 # cycle); odd sizes with an element over 3 cycles (U < b, b not a power of two)
@@ -22,7 +22,7 @@ def _bench(simulator, rows, cols, bits, steps_per_cycle):
     run_bench(unit, toplevel="dropout_mask", bench_module="tb.dropout_mask_tb",
               simulator=simulator, case={"rows": rows, "cols": cols, "bits": bits,
                                          "steps_per_cycle": steps_per_cycle,
-                                         "vectors": vectors()}, player=True)
+                                         "vectors": unit_vectors(len(CONFIGS))}, player=True)
 
 
 @pytest.mark.parametrize("rows,cols,bits,steps_per_cycle", CONFIGS)

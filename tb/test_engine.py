@@ -4,7 +4,6 @@ Python-side checks of the engine's configuration, commands and cycle model."""
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 import pytest
@@ -24,22 +23,23 @@ from sim.engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, Eng
 from sim.runner import Design, run_bench
 from sim.skip_model import SparseGemm
 from sim.skip_timing import engine_cycles, lookahead_latency, mask_write_cycles, with_window
+from tb.conftest import engine_commands, regress
 from tb.engine_driver import config_to_case
 from tb.engines import CONFIGS
 from tb.packing import fields
 
-REGRESS = int(os.environ.get("SPARTA_VECTORS", 10_000)) >= 100_000
+REGRESS = regress()
 
 
-def commands() -> int:
-    """Random commands per bench run: ``$SPARTA_VECTORS / 160`` (62 by default, 1500 at most)."""
-    return min(1500, max(20, int(os.environ.get("SPARTA_VECTORS", 10_000)) // 160))
+def commands(config, simulator) -> int:
+    """Random commands of a bench run on ``config`` (:func:`tb.conftest.engine_commands`)."""
+    return engine_commands(simulator, config.array.rows, config.array.cols)
 
 
 def run_random(config, simulator):
     run_bench(Design(GemmEngine, config), toplevel="gemm_engine", bench_module="tb.engine_tb",
               simulator=simulator, testcase="random_gemms",
-              case={**config_to_case(config), "commands": commands()})
+              case={**config_to_case(config), "commands": commands(config, simulator)})
 
 
 @pytest.mark.parametrize("name", ["4x4", "8x8", "4x4 ws"])
@@ -47,17 +47,25 @@ def test_engine(simulator, name):
     run_random(CONFIGS[name], simulator)
 
 
+def icarus_below_regress(simulator):
+    """Configurations that make test runs on Icarus only (it builds in seconds, a cold
+    Verilator build costs 30-60 s of the fast-flow budget); make regress runs both."""
+    if simulator == "verilator" and not REGRESS:
+        pytest.skip("Verilator: make regress (make test runs this configuration on Icarus)")
+
+
 @pytest.mark.parametrize("name", ["3x5", "5x3 ws"])
-def test_engine_odd_shape(name):
-    """Arrays that are not square, deeper multiplier pipelines, restricted operand formats
-    (Icarus: it builds in seconds)."""
-    run_random(CONFIGS[name], "icarus")
+def test_engine_odd_shape(simulator, name):
+    """Arrays that are not square, deeper multiplier pipelines, restricted operand formats."""
+    icarus_below_regress(simulator)
+    run_random(CONFIGS[name], simulator)
 
 
-def test_engine_output_mask():
-    """Output masks without a window (Icarus): ``+0`` where the host or dropout plane says
-    so, dense cycles; bad dropout mask commands raise ``mask_status`` errors."""
-    run_random(CONFIGS["5x3 mask"], "icarus")
+def test_engine_output_mask(simulator):
+    """Output masks without a window: ``+0`` where the host or dropout plane says so, dense
+    cycles; bad dropout mask commands raise ``mask_status`` errors."""
+    icarus_below_regress(simulator)
+    run_random(CONFIGS["5x3 mask"], simulator)
 
 
 @pytest.mark.skipif(not REGRESS, reason="make regress only ($SPARTA_VECTORS >= 100000)")
@@ -74,11 +82,13 @@ def test_engine_skip_zeros(simulator):
 
 
 def run_step_lists(config, simulator, share=3):
-    """The step-list bench with ``commands() // share`` scheduled commands (20 by default)."""
+    """The step-list bench with :func:`commands` scheduled commands, a ``share`` of them
+    below make regress (20 in make test)."""
+    count = commands(config, simulator)
     run_bench(Design(GemmEngine, config), toplevel="gemm_engine",
               bench_module="tb.step_list_tb", simulator=simulator,
               testcase="scheduled_gemms", case={**config_to_case(config),
-                                                "commands": commands() // share})
+                                                "commands": count if REGRESS else count // share})
 
 
 def test_engine_step_lists(simulator):
@@ -87,16 +97,15 @@ def test_engine_step_lists(simulator):
     positions, dense commands between; bits of :func:`sim.step_lists.gemm_step_lists`, cycles
     of :func:`sim.engine_model.scheduled_cycles`; rejected commands, errors met as a command
     runs and bad table writes. Verilator (one more engine build) in make regress."""
-    if simulator == "verilator" and not REGRESS:
-        pytest.skip("Verilator: make regress (a cold build is 30-60 s of the fast-flow budget)")
+    icarus_below_regress(simulator)
     run_step_lists(CONFIGS["4x4 steps"], simulator)
 
 
 @pytest.mark.skipif(not REGRESS, reason="make regress only (the 4x4 step-list bench runs in "
                     "make test)")
-def test_engine_step_lists_odd_shape():
-    """Step lists on a 3 x 5 array (8 accumulator banks for 5 lanes), FP8 weights (Icarus)."""
-    run_step_lists(CONFIGS["3x5 steps"], "icarus", share=6)
+def test_engine_step_lists_odd_shape(simulator):
+    """Step lists on a 3 x 5 array (8 accumulator banks for 5 lanes), FP8 weights."""
+    run_step_lists(CONFIGS["3x5 steps"], simulator)
 
 
 @pytest.mark.parametrize("name", ["3x5 window3", "4x4 window4", "4x4 window2"])

@@ -19,7 +19,7 @@ from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
 from sim.formats import FP32, format_by_name
 from sim.numerics import convert
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 
 CONFIGS = {
     "default": AccelConfig(),
@@ -135,7 +135,7 @@ def test_epilogue(simulator, name):
               case={"engine": config_to_dict(config.engine), "data_width": config.data_width,
                     "addr_width": config.addr_width,
                     # random commands (make regress enlarges it)
-                    "commands": max(28, vectors(10_000) // 250)})
+                    "commands": max(28, scaled(40))})
 
 
 # -- FP32 widening of the engine's converted reads (CAST) ---------------------------------------

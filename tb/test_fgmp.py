@@ -9,7 +9,7 @@ from hw.fgmp.encoder import FgmpEncoder
 from hw.fgmp.packer import FgmpPacker
 from hw.fgmp.unpacker import FgmpUnpacker
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 from tb.fgmp_tops import PackerTop, RoundTripTop, UnpackerTop
 
 BOTH = ("e4m3", "e5m2")
@@ -38,7 +38,7 @@ def _bench(top, toplevel, simulator, testcase, **case):
 @pytest.mark.parametrize("stages,formats", [(1, BOTH), (0, ("e5m2",))])
 def test_fgmp_encoder(simulator, stages, formats):
     _bench(Design(FgmpEncoder, formats=formats, stages=stages), "fgmp_encoder", simulator,
-           "encoder_matches_golden", stages=stages, formats=formats, vectors=vectors())
+           "encoder_matches_golden", stages=stages, formats=formats, vectors=unit_vectors(2))
 
 
 # every fp16 code, both formats, flush off and on (262,144 elements): the built configuration
@@ -53,14 +53,14 @@ def test_fgmp_packer(simulator, block, bus_bytes, formats, convert_stages, encod
     packer = _packer(block, bus_bytes, formats, convert_stages, encode_stages)
     _bench(Design(PackerTop, packer), "fgmp_packer", simulator, "packer_bytes_match_golden",
            block=block, bus_bytes=bus_bytes, formats=formats, convert_stages=convert_stages,
-           encode_stages=encode_stages, vectors=vectors())
+           encode_stages=encode_stages, vectors=unit_vectors(len(PACKERS)))
 
 
 @pytest.mark.parametrize("block,bus_bytes,formats", UNPACKERS)
 def test_fgmp_unpacker(simulator, block, bus_bytes, formats):
     unpacker = Design(FgmpUnpacker, formats=formats, block=block, bus_bytes=bus_bytes)
     _bench(Design(UnpackerTop, unpacker), "fgmp_unpacker", simulator, "unpacker_operands_match_golden",
-           block=block, bus_bytes=bus_bytes, formats=formats, vectors=vectors())
+           block=block, bus_bytes=bus_bytes, formats=formats, vectors=unit_vectors(len(UNPACKERS)))
 
 
 # tensors longer than a block and not a multiple of it; tensors shorter than a block and a word
@@ -69,7 +69,7 @@ def test_fgmp_round_trip(simulator, block, bus_bytes, fmt8, length):
     top = Design(RoundTripTop, Design(FgmpPacker, block=block, bus_bytes=bus_bytes),
                  Design(FgmpUnpacker, block=block, bus_bytes=bus_bytes))
     _bench(top, "fgmp_round_trip", simulator, "round_trip", block=block, bus_bytes=bus_bytes,
-           fmt8=fmt8, length=length, vectors=vectors() // 2)
+           fmt8=fmt8, length=length, vectors=unit_vectors(2) // 2)
 
 
 # the configurations of the data benches (Verilator builds are shared)

@@ -5,7 +5,7 @@ import pytest
 
 from hw.fp.fp32_multiplier import FP32Multiplier
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import unit_vectors, verilator_builds_first_only
 
 
 @pytest.mark.parametrize("stages", [0, FP32Multiplier.CUT_POINTS])
@@ -13,7 +13,7 @@ def test_fp32_mul(simulator, stages):
     verilator_builds_first_only(simulator, stages, 0)
     run_bench(Design(FP32Multiplier, stages=stages), toplevel="fp32_multiplier",
               bench_module="tb.fp32_mul_tb", simulator=simulator,
-              case={"stages": stages, "vectors": vectors()}, player=True)
+              case={"stages": stages, "vectors": unit_vectors(2)}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, FP32Multiplier.CUT_POINTS + 1, "1", None])

@@ -5,14 +5,14 @@ import pytest
 
 from hw.fp.adder import FP32Accumulator
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 
 @pytest.mark.parametrize("stages", [0, 1])
 def test_fp_acc(simulator, stages):
     run_bench(Design(FP32Accumulator, stages=stages), toplevel="fp32_accumulator",
               bench_module="tb.fp_acc_tb", simulator=simulator,
-              case={"stages": stages, "vectors": vectors()}, player=True)
+              case={"stages": stages, "vectors": unit_vectors(2)}, player=True)
 
 
 @pytest.mark.parametrize("stages", [-1, 2, "1", None])

@@ -6,7 +6,7 @@ import pytest
 from hw.fp.converter import FP32Converter
 from sim.formats import E4M3, FP32
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 # the deepest pipeline on two formats, the combinational one on the other two (keeps time modest)
 STAGES = {"fp16": FP32Converter.CUT_POINTS, "e4m3": FP32Converter.CUT_POINTS, "bf16": 0, "e5m2": 0}
@@ -17,7 +17,7 @@ def test_fp_convert(simulator, fmt):
     stages = STAGES[fmt]
     run_bench(Design(FP32Converter, fmt=fmt, stages=stages), toplevel="fp32_converter",
               bench_module="tb.fp_convert_tb", simulator=simulator,
-              case={"fmt": fmt, "stages": stages, "vectors": vectors()}, player=True)
+              case={"fmt": fmt, "stages": stages, "vectors": unit_vectors(len(STAGES))}, player=True)
 
 
 def test_fp_convert_accepts_format_object():

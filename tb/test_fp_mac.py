@@ -5,7 +5,7 @@ import pytest
 
 from hw.fp.mac import FPMac
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 FULL = ["fp16", "e4m3", "e5m2"]
 CONFIGURATIONS = {
@@ -18,7 +18,7 @@ CONFIGURATIONS = {
 def test_fp_mac(simulator, config):
     params = CONFIGURATIONS[config]
     run_bench(Design(FPMac, **params), toplevel="fp_mac", bench_module="tb.fp_mac_tb",
-              simulator=simulator, case={"config": config, **params, "vectors": vectors()},
+              simulator=simulator, case={"config": config, **params, "vectors": unit_vectors(len(CONFIGURATIONS))},
               player=True)
 
 

@@ -8,7 +8,7 @@ from amaranth.back import rtlil
 
 from hw.fp.multiplier import FPMultiplier, ProductDatapath
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 FULL = ("fp16", "e4m3", "e5m2")
 NARROW = ("e4m3", "e5m2")
@@ -33,7 +33,7 @@ def test_fp_mul(simulator, config):
               simulator=simulator,
               case={"config": config, "a_formats": list(params["a_formats"]),
                     "b_formats": list(params["b_formats"]), "stages": params["stages"],
-                    "narrow_path": params.get("narrow_path", True), "vectors": vectors()})
+                    "narrow_path": params.get("narrow_path", True), "vectors": unit_vectors(len(CONFIGURATIONS))})
 
 
 def multiplier_cells(component):

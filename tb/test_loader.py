@@ -9,7 +9,7 @@ from hw.accel.loader import FormatCode, LoadCommand, Loader, TargetCode
 from sim.accel_spec import FORMAT_BITS, TRANSFER_FIELDS, Target
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 from tb.loader_tb import config_of
 
 CONFIGS = {
@@ -36,7 +36,7 @@ def test_loader(simulator, name):
               simulator=simulator,
               case={"name": name, "config": case_config(config),
                     # random LOADs (make regress: 100 times more)
-                    "loads": max(16, vectors(10_000) // 400), "throughput_beats": 16})
+                    "loads": max(16, scaled(25)), "throughput_beats": 16})
 
 
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))

@@ -12,7 +12,7 @@ from sim.accel_spec import FORMAT_BITS
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.formats import OPERAND_FORMATS, STORE_FORMATS
 from sim.runner import Design, generate_verilog, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 from tb.registers_tb import config_of, expected_capabilities
 
 CONFIGS = {
@@ -41,7 +41,7 @@ def test_registers(simulator, name):
     run_bench(Design(Registers, config), toplevel="registers", bench_module="tb.registers_tb",
               simulator=simulator,
               case={"name": name, "config": case_config(config),
-                    "operations": vectors(10_000) // 80, "counter_reads": vectors(10_000) // 250,
+                    "operations": scaled(125), "counter_reads": scaled(40),
                     "wrap_cycles": 65537})
 
 

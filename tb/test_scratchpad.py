@@ -11,7 +11,7 @@ from hw.engine.scratchpad import SkewedScratchpad
 from hw.fp.operand import Operand
 from sim.runner import Design, run_bench
 from sim.scratchpad_model import ScratchpadGeometry, ScratchpadModel
-from tb.conftest import vectors
+from tb.conftest import regress, scaled
 
 ELEMENTS = {"operand": Operand, "u32": unsigned(32)}
 
@@ -33,21 +33,21 @@ def test_scratchpad(simulator, lanes, width, rows, element):
     run_bench(dut, toplevel="skewed_scratchpad", bench_module="tb.scratchpad_tb",
               simulator=simulator,
               case={"lanes": lanes, "width": width, "rows": rows, "element": element,
-                    "operations": vectors(2000)})
+                    "operations": scaled(2000)})
 
 
 @pytest.mark.parametrize("lanes, width, rows", [(5, 16, 13), (4, 16, 16), (8, 8, 24)])
 def test_scratchpad_scatter(lanes, width, rows):
     """Scatter accesses (the step-list engine's accumulator memory), Icarus; the first
     configuration (banks > lanes) in make test, all in make regress."""
-    if (lanes, width, rows) != (5, 16, 13) and vectors(0) < 100_000:
+    if (lanes, width, rows) != (5, 16, 13) and not regress():
         pytest.skip("make regress only")
     dut = Design(SkewedScratchpad, lanes=lanes, width=width, rows=rows, element=unsigned(32),
                  scatter=True)
     run_bench(dut, toplevel="skewed_scratchpad", bench_module="tb.scratchpad_scatter_tb",
               simulator="icarus",
               case={"lanes": lanes, "width": width, "rows": rows, "element": "u32",
-                    "operations": vectors(2000)})
+                    "operations": scaled(2000)})
 
 
 # -- golden mapping ----------------------------------------------------------------------

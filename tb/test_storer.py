@@ -18,7 +18,7 @@ from hw.engine.engine import GemmEngine
 from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, config_to_dict
 from sim.runner import Design, run_bench
-from tb.conftest import vectors, verilator_builds_first_only
+from tb.conftest import scaled, verilator_builds_first_only
 
 CONFIGS = {
     "default": AccelConfig(),
@@ -96,7 +96,7 @@ def test_storer(simulator, name):
               case={"engine": config_to_dict(config.engine), "data_width": config.data_width,
                     "addr_width": config.addr_width,
                     # random stores (make regress enlarges it)
-                    "stores": max(24, vectors(10_000) // 400)})
+                    "stores": max(24, scaled(25))})
 
 
 # -- the Storer alone against an ideal read port ---------------------------------------------------

@@ -5,7 +5,7 @@ import pytest
 
 from hw.sparsity.zero_detect import MAX_LANES, ZeroDetector
 from sim.runner import Design, run_bench
-from tb.conftest import vectors
+from tb.conftest import unit_vectors
 
 # (lanes, stages, index_list): the area configuration; an odd lane count, combinational, with
 # the index list (two Verilator builds keep the file within its CI time)
@@ -17,7 +17,7 @@ def test_zero_detect(simulator, lanes, stages, index_list):
     run_bench(Design(ZeroDetector, lanes=lanes, stages=stages, index_list=index_list),
               toplevel="zero_detect", bench_module="tb.zero_detect_tb", simulator=simulator,
               case={"lanes": lanes, "stages": stages, "index_list": index_list,
-                    "vectors": max(64, vectors() // lanes)}, player=True)
+                    "vectors": max(64, unit_vectors(len(CONFIGS)) // lanes)}, player=True)
 
 
 @pytest.mark.parametrize("lanes", [0, MAX_LANES + 1, -1, "8", 8.0, True, None])

@@ -78,7 +78,10 @@ class DropoutMaskWriter(wiring.Component):
     per bit per row per cycle) makes the mask tile by tile; each tile is written in ``R``
     cycles, one plane row of ``C`` lanes per cycle, lanes and rows outside the ``m x n`` tensor
     left as they are. A command whose mask does not fit the plane is refused (``RANGE``); one
-    the generator refuses raises its code.
+    the generator refuses raises its code. A command that fits is not taken while a tile is
+    being written: the host may send the next command before ``busy`` falls, and it then waits
+    (found by the formal harness :mod:`hw.formal.mask_writer`: taken at once, it moved the rows
+    of the tile still being written).
 
     Parameters
     ----------
@@ -118,13 +121,19 @@ class DropoutMaskWriter(wiring.Component):
         fits = Signal(name="mask_fits")
         m.d.comb += fits.eq((command.row + command.m <= self.geometry.rows)
                             & (command.col + command.n <= self.geometry.width))
+        # a command that fits waits while a tile is still being written: its accept latches
+        # the placement below, which that tile's rows still use (the generator itself is
+        # ready again as soon as it offers its last tile)
+        writing = Signal(name="mask_tile_writing")
+        accept = Signal(name="mask_accept_ready")
         m.d.comb += [
-            generator.i.valid.eq(self.i.valid & fits),
+            accept.eq(generator.i.ready & ~writing),
+            generator.i.valid.eq(self.i.valid & fits & ~writing),
             generator.i.payload.seed.eq(command.seed),
             generator.i.payload.threshold.eq(command.threshold),
             generator.i.payload.m.eq(command.m),
             generator.i.payload.n.eq(command.n),
-            self.i.ready.eq(Mux(fits, generator.i.ready, 1)),
+            self.i.ready.eq(Mux(fits, accept, 1)),
         ]
         # placement and size of the mask being written
         origin_row = Signal(FIELD_BITS, name="mask_row")
@@ -141,6 +150,7 @@ class DropoutMaskWriter(wiring.Component):
         last_row = Signal(name="tile_last_row")
         m.d.comb += [last_row.eq(r == rows - 1),
                      generator.o.ready.eq(last_row)]
+        m.d.comb += writing.eq(generator.o.valid)
         with m.If(generator.o.valid):
             m.d.sync += r.eq(Mux(last_row, 0, r + 1))
         row_in = Signal(name="tile_row_inside")

@@ -9,15 +9,18 @@ shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 
 from .aip_select import AipSelectProperties
 from .bursts import BurstProperties
+from .dma import DmaProperties
 from .fgmp_packer import FgmpPackerProperties
 from .fgmp_unpacker import FgmpUnpackerProperties
+from .mask_writer import MaskWriterProperties
 from .registers import RegistersProperties
 from .scatter import ScatterProperties
 from .sequencer import SequencerProperties
 
 __all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties",
-           "FgmpPackerProperties", "FgmpUnpackerProperties", "RegistersProperties",
-           "ScatterProperties", "SequencerProperties"]
+           "DmaProperties", "FgmpPackerProperties",
+           "FgmpUnpackerProperties", "MaskWriterProperties",
+           "RegistersProperties", "ScatterProperties", "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
 
@@ -26,8 +29,10 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     RegistersProperties.harness(),
     SequencerProperties.harness(),
     BurstProperties.harness(),
+    DmaProperties.harness(),
     ScatterProperties.harness(),
     AipSelectProperties.harness(),
     FgmpPackerProperties.harness(),
     FgmpUnpackerProperties.harness(),
+    MaskWriterProperties.harness(),
 )}

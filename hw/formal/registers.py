@@ -6,8 +6,8 @@ controller's inputs. Promised, on the bus:
 * a B or R response, once valid, holds with its payload until taken (``bvalid`` & ``bresp``,
   ``rvalid`` & ``rdata`` & ``rresp``);
 * no response without a request: every B follows an AW and a W handshake not yet answered,
-  every R an AR handshake, and at most two of each are outstanding (one buffered, one being
-  answered);
+  every R an AR handshake, and at most two of each are outstanding: exactly one per request
+  waiting in its buffer (its ``ready`` low) and one being answered (``bvalid`` / ``rvalid``);
 
 and to the controller: ``start`` is a single-cycle pulse that comes only with a non-zero
 ``PROG_LEN``, a 32-byte aligned ``PROG_BASE``, and neither ``busy`` nor a start pulse in the
@@ -39,7 +39,8 @@ class RegistersProperties(Properties):
 
     NAME = "registers"
     DESCRIPTION = "AXI4-Lite register slave (the demo accelerator's configuration)"
-    TASKS = {"bmc": 24, "cover": 24}
+    #: ``prove``: k-induction; the counts' exact values (buffer + response) make it inductive
+    TASKS = {"bmc": 24, "cover": 24, "prove": 2}
     MUTANTS = ("b_drop",)
 
     def __init__(self, config: AccelConfig | None = None, *, mutant: str | None = None):
@@ -84,6 +85,11 @@ class RegistersProperties(Properties):
             Assert(~bvalid | ((pending["aw"] >= 1) & (pending["w"] >= 1)),
                    "B response without an unanswered AW and W"),
             Assert(~bus.rvalid | (pending["ar"] >= 1), "R response without an unanswered AR"),
+            # exactly: one waiting in the buffer (ready low), one answered (valid); this also
+            # makes the counts inductive for the prove task
+            Assert(pending["aw"] == ~bus.awready + bvalid, "AW count is not buffer + B"),
+            Assert(pending["w"] == ~bus.wready + bvalid, "W count is not buffer + B"),
+            Assert(pending["ar"] == ~bus.arready + bus.rvalid, "AR count is not buffer + R"),
         ]
 
         # -- the start pulse -----------------------------------------------------------------
