@@ -583,11 +583,16 @@ class Controller(wiring.Component):
             for state, dma_cmd, path_cmd in (("LOAD", self.read_cmd, load_cmd),
                                              ("STORE", write_cmd, store_cmd)):
                 with m.State(state):
-                    # both parts are issued, or neither (a soft reset stops only the latter)
+                    # both parts are issued, or neither (a soft reset stops only the latter).
+                    # The waits (``hold``) decide before either part is issued: once one is,
+                    # the other follows, so that a part on offer stays on offer. (A fenced
+                    # LOAD whose loader command went first used to see that command as a LOAD
+                    # in flight and withdraw its DMA read: found by hw/formal/controller.py.)
                     none_issued = ~issued_dma & ~issued_path
                     stop = abort & none_issued
-                    m.d.comb += [dma_cmd.valid.eq(~issued_dma & ~stop & ~hold),
-                                 path_cmd.valid.eq(~issued_path & ~stop & ~hold)]
+                    go = ~hold | ~none_issued
+                    m.d.comb += [dma_cmd.valid.eq(~issued_dma & ~stop & go),
+                                 path_cmd.valid.eq(~issued_path & ~stop & go)]
                     dma_issued = issued_dma | (dma_cmd.valid & dma_cmd.ready)
                     path_issued = issued_path | (path_cmd.valid & path_cmd.ready)
                     with m.If(dma_cmd.valid & dma_cmd.ready):

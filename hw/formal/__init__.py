@@ -9,6 +9,7 @@ shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 
 from .aip_select import AipSelectProperties
 from .bursts import BurstProperties
+from .controller import ControllerProperties
 from .dma import DmaProperties
 from .fgmp_packer import FgmpPackerProperties
 from .fgmp_unpacker import FgmpUnpackerProperties
@@ -18,7 +19,7 @@ from .scatter import ScatterProperties
 from .sequencer import SequencerProperties
 
 __all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties",
-           "DmaProperties", "FgmpPackerProperties",
+           "ControllerProperties", "DmaProperties", "FgmpPackerProperties",
            "FgmpUnpackerProperties", "MaskWriterProperties",
            "RegistersProperties", "ScatterProperties", "SequencerProperties"]
 
@@ -35,4 +36,5 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     FgmpPackerProperties.harness(),
     FgmpUnpackerProperties.harness(),
     MaskWriterProperties.harness(),
+    ControllerProperties.harness(),
 )}
