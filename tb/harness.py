@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import os
 import time
@@ -75,6 +76,22 @@ async def reset(dut, cycles: int = 2):
     dut.rst.value = 0
 
 
+def player_chunks(n: int, depth: int, cuts=None) -> list[tuple[int, int]]:
+    """``[first, end)`` of the chunks of a run of ``n`` inputs of at most ``depth`` each, each
+    ending at one of ``cuts`` (or anywhere without them)."""
+    ends = sorted({e for e in cuts if 0 < e < n} | {n}) if cuts is not None else \
+        [*range(depth, n, depth), n]
+    chunks, first = [], 0
+    while first < n:
+        last = bisect.bisect_right(ends, first + depth) - 1      # the last end in reach
+        if last < 0 or ends[last] <= first:
+            raise ValueError(f"cuts: no place to end a chunk within {depth} inputs of "
+                             f"input {first}")
+        chunks.append((first, ends[last]))
+        first = ends[last]
+    return chunks
+
+
 class StreamChecker:
     """Drive a sink stream and check a source stream against expected words.
 
@@ -113,13 +130,18 @@ class StreamChecker:
         self.o_ready.value = 0
 
     async def run(self, inputs: Sequence[int], expected: Sequence[int],
-                  describe: Callable[[int], str], *, max_latency: int = 64) -> int:
+                  describe: Callable[[int], str], *, max_latency: int = 64,
+                  cuts: Sequence[int] | None = None) -> int:
         """Send ``inputs``, check ``expected`` in order; returns the number of cycles taken.
 
         ``inputs`` and ``expected`` may differ in length (a reducer takes many inputs per
         output); ``describe(k)`` names the inputs that produced output ``k``. Besides the
         values, the checker enforces the stream rules: an output offered but not taken stays
         unchanged until taken, every input is consumed, nothing extra comes out at the end.
+
+        ``cuts``: for a unit whose output ``k`` may wait for later inputs (one that sees a
+        whole row first), the input counts after which every output so far is due; a run
+        longer than the stream player's memory is played in chunks that end there only.
         """
         def take(index, got):
             want = int(expected[index])
@@ -128,7 +150,7 @@ class StreamChecker:
                                      f"rtl=0x{got:x} golden=0x{want:x}")
 
         return await self._transfer(inputs, len(expected), take, max_latency=max_latency,
-                                    drain=max_latency + 4, show=_hex)
+                                    drain=max_latency + 4, show=_hex, cuts=cuts)
 
     async def collect(self, inputs: Sequence[int], n_out: int, *, max_latency: int = 64,
                       drain: int | None = None, show: Callable[[int], str] = None) -> list[int]:
@@ -215,20 +237,21 @@ class StreamChecker:
         self.cycles += cycles
         return cycles
 
-    async def _transfer(self, inputs, n_out, take, *, max_latency, drain, show) -> int:
+    async def _transfer(self, inputs, n_out, take, *, max_latency, drain, show,
+                        cuts=None) -> int:
         """The handshake loop: ``take(k, word)`` for output ``k``; returns cycles. With the
-        stream player around the unit, :meth:`_play` instead."""
+        stream player around the unit, :meth:`_play` instead (in chunks ending at ``cuts``,
+        :meth:`run`)."""
         depth = 1 << DEPTH_BITS
         if self._has_player() and max(len(inputs), n_out) <= depth:
             return await self._play(inputs, n_out, take, max_latency=max_latency, drain=drain,
                                     show=show)
         if self._has_player() and len(inputs) == n_out:      # one output per input: in chunks
             cycles = 0
-            for first in range(0, n_out, depth):
+            for first, end in player_chunks(n_out, depth, cuts):
                 def take_chunk(index, got, first=first):
                     take(first + index, got)
-                cycles += await self._play(inputs[first:first + depth],
-                                           min(depth, n_out - first), take_chunk,
+                cycles += await self._play(inputs[first:end], end - first, take_chunk,
                                            max_latency=max_latency, drain=drain, show=show)
             return cycles
         n_in = len(inputs)

@@ -7,6 +7,7 @@ import pytest
 
 from sim.runner import Design, run_bench
 from sim.stream_player import player_verilog
+from tb.harness import player_chunks
 from tb.stream_player_tb import FAULTS, FaultyStage
 
 
@@ -29,3 +30,12 @@ def test_player_needs_streams():
 def test_faulty_stage_refuses_an_unknown_fault():
     with pytest.raises(ValueError, match="fault must be one of"):
         FaultyStage(fault="slow")
+
+
+def test_long_runs_are_cut_where_the_unit_owes_every_output():
+    """A run longer than the player's memory is played in chunks; with ``cuts`` (a unit that
+    waits for a row's last input) each chunk ends at one of them, never past the depth."""
+    assert player_chunks(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert player_chunks(10, 4, cuts=[3, 6, 7, 9, 10]) == [(0, 3), (3, 7), (7, 10)]
+    with pytest.raises(ValueError, match="no place to end a chunk within 2 inputs of input 0"):
+        player_chunks(10, 2, cuts=[5])
