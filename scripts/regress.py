@@ -152,8 +152,11 @@ def run(*, vectors: int, seed: int, jobs: int, selection: list[str]) -> dict:
         metrics.touch()
         env = dict(os.environ, SPARTA_VECTORS=str(vectors), SPARTA_SEED=str(seed),
                    SPARTA_METRICS_OUT=str(metrics), **{OUTCOMES_ENV: str(outcomes)})
-        command = [sys.executable, "-m", "pytest", "-n", str(jobs), "-q", "-p", PLUGIN,
-                   *selection]
+        # one test at a time to a free worker: pytest-xdist's default hands a worker up to
+        # half of the tests left in one step, and an idle worker cannot take them back (the
+        # first full run sat on one worker for its last 231 tests)
+        command = [sys.executable, "-m", "pytest", "-n", str(jobs), "--dist", "load",
+                   "--maxschedchunk", "1", "-q", "-p", PLUGIN, *selection]
         python = Path(sys.executable)
         shown = [str(python.relative_to(ROOT)) if python.is_relative_to(ROOT) else str(python),
                  *command[1:]]
