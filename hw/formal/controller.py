@@ -101,8 +101,8 @@ class ControllerProperties(Properties):
     NAME = "controller"
     DESCRIPTION = ("program controller, 2x2 engine, 16x16 memories, 256-bit DMA data, "
                    "programs of at most 2 instructions")
-    #: ``bmc``: a two-instruction program's STORE fails by step 10 (290 to 400 s at 10 on the
-    #: diagnostic, far more at 11); ``cover``: every cover by step 10
+    #: ``bmc``: a two-instruction program's STORE fails by step 10 (about 6 minutes at 10, far
+    #: more at 11); ``cover``: every cover by step 10
     TASKS = {"bmc": 10, "cover": 12}
     MUTANTS = ("lost_code", "drop_store")
     #: Longest program the free registers may start (an assumption)
