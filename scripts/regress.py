@@ -64,7 +64,8 @@ from scripts.results import load, record
 __all__ = ["main", "run", "summarise", "FULL_VECTORS", "COUNTS"]
 
 ROOT = Path(__file__).resolve().parent.parent
-#: vectors per bench run of the full regression (issue 21: 10^6 per FP unit and simulator)
+#: ``SPARTA_VECTORS`` of the full regression: 10^6 per FP unit and simulator (issue 21); the
+#: other benches' counts follow it (tb/conftest.py)
 FULL_VECTORS = 1_000_000
 #: the keys of a bench's metrics that count what it checked (summed in ``bench_counts``)
 COUNTS = ("vectors", "commands", "scheduled", "dense", "transfers", "loads", "stores", "reads",
@@ -361,7 +362,8 @@ def main(argv=None) -> int:
                f"{FULL_VECTORS:,} vectors) writes nothing unless --write; it never replaces a "
                "full run's figures.")
     parser.add_argument("--vectors", type=int, default=FULL_VECTORS,
-                        help=f"SPARTA_VECTORS: vectors per bench run (default {FULL_VECTORS:,})")
+                        help=f"SPARTA_VECTORS: random vectors per unit and simulator; the other "
+                             f"benches' counts follow it (default {FULL_VECTORS:,})")
     parser.add_argument("--seed", type=int, default=None,
                         help="SPARTA_SEED for every bench (default: $SPARTA_SEED, else random)")
     parser.add_argument("-j", "--jobs", type=int, default=2,
@@ -389,7 +391,7 @@ def main(argv=None) -> int:
         ([f"pytest arguments {shlex.join(extra)}"] if extra else []) + \
         ([f"{args.vectors:,} vectors < {FULL_VECTORS:,}"] if args.vectors < FULL_VECTORS else [])
     print(f"sparta regress: seed {seed} (rerun with --seed {seed} or SPARTA_SEED={seed}), "
-          f"{args.vectors:,} vectors per bench run, {args.jobs} worker(s)", flush=True)
+          f"{args.vectors:,} vectors per unit and simulator, {args.jobs} worker(s)", flush=True)
     outcome = run(vectors=args.vectors, seed=seed, jobs=args.jobs, selection=selection)
     if outcome["returncode"] not in (0, 1):
         print(f"sparta regress: pytest stopped with exit status {outcome['returncode']} "

@@ -62,7 +62,7 @@ def summary(key: str, entry: dict, where) -> str:
     tests, totals = entry["tests"], entry["totals"]
     rows = [
         ("seed (`SPARTA_SEED`)", entry["seed"]),
-        ("vectors per bench run (`SPARTA_VECTORS`)", f"{entry['vectors']:,}"),
+        ("vectors per unit and simulator (`SPARTA_VECTORS`)", f"{entry['vectors']:,}"),
         ("pytest-xdist workers", entry["jobs"]),
         ("selection (pytest arguments)", f"`{shlex.join(entry['selection'])}`"),
         ("wall time", f"{entry['wall_s']:,.0f} s ({entry['wall_s'] / 3600:.2f} h)"),
