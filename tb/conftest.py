@@ -9,10 +9,12 @@ from sim.runner import SIMULATORS
 
 #: random vectors of a bench run in make test (``$SPARTA_VECTORS`` unset)
 TEST_VECTORS = 10_000
-#: make regress: random vectors per unit and simulator; random commands per engine
-#: configuration on Verilator, and on Icarus ``ICARUS_PE_COMMANDS / (rows * cols)`` (Icarus
-#: takes about 0.5-0.9 s per command on a 4x4 engine, Verilator 20-70 ms)
-REGRESS_VECTORS = 1_000_000
+#: ``$SPARTA_VECTORS`` from which the runners run at regression size (:func:`regress`; make
+#: regress sets 10^6: random vectors per unit and simulator)
+REGRESS_FROM = 100_000
+#: make regress: random commands per engine configuration on Verilator, and on Icarus
+#: ``ICARUS_PE_COMMANDS / (rows * cols)`` (Icarus takes about 0.5-0.9 s per command on a 4x4
+#: engine, Verilator 20-70 ms)
 REGRESS_COMMANDS = 10_000
 ICARUS_PE_COMMANDS = 2_500
 
@@ -47,7 +49,7 @@ def engine_commands(simulator: str, rows: int, cols: int) -> int:
     ``REGRESS_COMMANDS`` on Verilator, and a quarter of that divided by the array's PEs on
     Icarus (2,500 / (rows * cols) at 10^6: 157 on a 4x4, 40 on an 8x8), at least 20."""
     total = vectors()
-    if total < 100_000:
+    if total < REGRESS_FROM:
         return max(20, total // 160)
     commands = min(REGRESS_COMMANDS, total // 100)
     if simulator != "verilator":
@@ -63,7 +65,7 @@ def simulator(request):
 def regress() -> bool:
     """``make regress`` (``$SPARTA_VECTORS`` >= 100,000) runs every configuration on both
     simulators."""
-    return vectors(0) >= 100_000
+    return vectors(0) >= REGRESS_FROM
 
 
 def verilator_builds_first_only(simulator: str, configuration, first) -> None:
