@@ -79,6 +79,8 @@ TOTALS = ("programs", "faults", "hangs", "soft_resets")
 HANG_MARKERS = ("AcceleratorTimeout", "no IRQ within", "cycles of polling",
                 "cycles after a soft reset", "no bus response within")
 OUTCOMES_ENV = "SPARTA_REGRESS_OUTCOMES"
+#: node ids of the tests that usually take minutes: simulator runs and SymbiYosys checks
+LONG_KINDS = ("[icarus", "[verilator", "tb/test_formal.py")
 #: this module, as pytest loads it (``__name__`` is ``__main__`` under ``python -m``)
 PLUGIN = "scripts.regress"
 
@@ -114,15 +116,16 @@ def _last_seconds() -> dict[str, float]:
 
 def pytest_collection_modifyitems(session, config, items):
     """Longest tests first, by the last recorded run's seconds (unknown ones after them, the
-    simulator runs first among those), so that no long test starts last and keeps one worker
-    busy after the other ran out of tests. Every worker collects the same order."""
+    simulator runs and formal checks first among those), so that no long test starts last and
+    keeps one worker busy after the other ran out of tests. Every worker collects the same
+    order."""
     if not os.environ.get(OUTCOMES_ENV):
         return
     seconds = _last_seconds()
 
     def cost(item):
-        simulated = any(sim in item.nodeid for sim in ("[icarus", "[verilator"))
-        return (-seconds.get(item.nodeid, 0.0), not simulated)
+        long_kind = any(mark in item.nodeid for mark in LONG_KINDS)
+        return (-seconds.get(item.nodeid, 0.0), not long_kind)
 
     items.sort(key=cost)
 

@@ -16,7 +16,7 @@ REGRESS_FROM = 100_000
 #: ``ICARUS_PE_COMMANDS / (rows * cols)`` (Icarus takes about 0.5-0.9 s per command on a 4x4
 #: engine, Verilator 20-70 ms)
 REGRESS_COMMANDS = 10_000
-ICARUS_PE_COMMANDS = 2_500
+ICARUS_PE_COMMANDS = 1_000
 
 
 def vectors(default: int = TEST_VECTORS) -> int:
@@ -47,7 +47,7 @@ def engine_commands(simulator: str, rows: int, cols: int) -> int:
     """Random commands of one engine bench run: ``$SPARTA_VECTORS / 160`` below make regress
     (62 in make test); from 10^5 vectors on, ``$SPARTA_VECTORS / 100`` up to
     ``REGRESS_COMMANDS`` on Verilator, and a quarter of that divided by the array's PEs on
-    Icarus (2,500 / (rows * cols) at 10^6: 157 on a 4x4, 40 on an 8x8), at least 20."""
+    Icarus (1,000 / (rows * cols) at 10^6: 63 on a 4x4, 20 on an 8x8), at least 20."""
     total = vectors()
     if total < REGRESS_FROM:
         return max(20, total // 160)
