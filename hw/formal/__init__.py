@@ -16,12 +16,13 @@ from .fgmp_unpacker import FgmpUnpackerProperties
 from .mask_writer import MaskWriterProperties
 from .registers import RegistersProperties
 from .scatter import ScatterProperties
-from .sequencer import SequencerProperties
+from .sequencer import Sequencer4x4Properties, SequencerProperties
 
 __all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties",
            "ControllerProperties", "DmaProperties", "FgmpPackerProperties",
            "FgmpUnpackerProperties", "MaskWriterProperties",
-           "RegistersProperties", "ScatterProperties", "SequencerProperties"]
+           "RegistersProperties", "ScatterProperties", "Sequencer4x4Properties",
+           "SequencerProperties"]
 
 from .common import Harness  # noqa: E402
 
@@ -29,6 +30,7 @@ from .common import Harness  # noqa: E402
 HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     RegistersProperties.harness(),
     SequencerProperties.harness(),
+    Sequencer4x4Properties.harness(),
     BurstProperties.harness(),
     DmaProperties.harness(),
     ScatterProperties.harness(),

@@ -1,8 +1,10 @@
 """Formal properties of the output-stationary tile sequencer
-(:class:`hw.engine.sequencer.OutputStationarySequencer`), on a 2x2 engine with 16 x 16 memories.
+(:class:`hw.engine.sequencer.OutputStationarySequencer`), on a 2x2 and a 4x4 engine with
+16 x 16 memories.
 
-Every input is free: the host's commands (sizes up to :attr:`SequencerProperties.MAX_SIZE`,
-assumed, so that a command ends within the checked depth; positions and flags free), the
+Every input is free: the host's commands (sizes up to :attr:`SequencerProperties.MAX_M`,
+``MAX_N`` and ``MAX_K``, assumed, so that a command ends within the checked depth; positions
+and flags free), the
 memories' read data, the array's results, ``clear_error`` and the host-port errors. Promised:
 
 * ``cmd.ready`` is ``~status.busy``: one command at a time;
@@ -15,7 +17,9 @@ memories' read data, the array's results, ``clear_error`` and the host-port erro
 * the error is sticky: it and its code stay until ``clear_error``, a host-port error or the
   next accepted command.
 
-Covers: every command-check error code, a good command with and without ``accumulate``.
+Covers: every command-check error code, a good command with and without ``accumulate``
+(without: one of more than one tile row, and of more than one tile column where ``MAX_N``
+allows it).
 Mutant ``early_done``: the observed ``done`` may rise at the solver's choice.
 """
 
@@ -32,11 +36,13 @@ from sim.engine_spec import FIELD_BITS, REJECT_CYCLES, EngineTiming
 
 from .common import History, Properties
 
-__all__ = ["SequencerProperties"]
+__all__ = ["SequencerProperties", "Sequencer4x4Properties"]
 
-#: The engine the properties are proven on.
-CONFIG = EngineConfig(array=ArrayConfig(rows=2, cols=2), spad_width=16, a_rows=16, b_rows=16,
-                      acc_width=16, acc_rows=16)
+
+def _engine(size: int) -> EngineConfig:
+    """A ``size`` x ``size`` engine with 16 x 16 memories."""
+    return EngineConfig(array=ArrayConfig(rows=size, cols=size), spad_width=16, a_rows=16,
+                        b_rows=16, acc_width=16, acc_rows=16)
 
 
 class SequencerProperties(Properties):
@@ -44,14 +50,17 @@ class SequencerProperties(Properties):
 
     NAME = "sequencer_2x2"
     DESCRIPTION = "output-stationary tile sequencer, 2x2 array, 16x16 memories, m, n, k <= 4"
+    #: the longest command under the assumption takes 26 cycles
     TASKS = {"bmc": 40, "cover": 40}
     MUTANTS = ("early_done",)
+    #: The engine the properties are proven on.
+    CONFIG = _engine(2)
     #: Largest ``m``, ``n`` and ``k`` the free host may send (an assumption).
-    MAX_SIZE = 4
+    MAX_M = MAX_N = MAX_K = 4
 
-    def __init__(self, config: EngineConfig = CONFIG, *, mutant: str | None = None):
-        self.config = config
-        super().__init__(OutputStationarySequencer(config), mutant=mutant)
+    def __init__(self, *, mutant: str | None = None):
+        self.config = self.CONFIG
+        super().__init__(OutputStationarySequencer(self.config), mutant=mutant)
 
     def elaborate(self, platform):
         m = Module()
@@ -66,8 +75,8 @@ class SequencerProperties(Properties):
 
         incoming = dut.cmd.payload
         with m.If(dut.cmd.valid):
-            m.d.comb += Assume((incoming.m <= self.MAX_SIZE) & (incoming.n <= self.MAX_SIZE)
-                               & (incoming.k <= self.MAX_SIZE))
+            m.d.comb += Assume((incoming.m <= self.MAX_M) & (incoming.n <= self.MAX_N)
+                               & (incoming.k <= self.MAX_K))
         m.d.comb += Assert(dut.cmd.ready == ~status.busy, "cmd.ready is not ~busy")
 
         # -- the specification's verdict and cycle count of the command being accepted -----
@@ -145,7 +154,22 @@ class SequencerProperties(Properties):
         for code in (ErrorCode.ZERO_SIZE, ErrorCode.A_RANGE, ErrorCode.B_RANGE,
                      ErrorCode.C_RANGE):
             m.d.comb += Cover(done & status.error & (status.error_code == code))
+        several_tiles = command.m > rows
+        if self.MAX_N > cols:
+            several_tiles &= command.n > cols
         m.d.comb += [Cover(done & running & command_good & command.accumulate),
                      Cover(done & running & command_good & ~command.accumulate
-                           & (command.m > cols) & (command.n > cols))]
+                           & several_tiles)]
         return m
+
+
+class Sequencer4x4Properties(SequencerProperties):
+    """The same properties on a 4x4 engine: four result lanes per accumulator write, tiles of
+    at least 8 issue slots; commands of up to two tile rows (``m <= 8``) and one tile column
+    (``n <= 4``), ``k <= 8`` (the longest takes 34 cycles)."""
+
+    NAME = "sequencer_4x4"
+    DESCRIPTION = "output-stationary tile sequencer, 4x4 array, 16x16 memories, m, k <= 8, n <= 4"
+    TASKS = {"bmc": 36, "cover": 36}
+    CONFIG = _engine(4)
+    MAX_M, MAX_N, MAX_K = 8, 4, 8
