@@ -8,7 +8,8 @@ Every harness of :data:`hw.formal.HARNESSES` is exported to RTLIL and checked by
 up to the depth, or for ever; ``cover``: every cover is reached) must pass, and each mutant (a
 known fault injected between the block and its properties) must fail its first task: proof that
 the properties check something. Results are cached under ``$SPARTA_BUILD_DIR/formal`` by a hash
-of the RTLIL, the task and the tool versions. Records ``docs/results/formal.json``: per harness
+of the RTLIL (without source locations: the same in any checkout), the task and the tool
+versions. Records ``docs/results/formal.json``: per harness
 and task the depth, the verdict and the wall time, and where the traces are.
 
 The bundled sby calls ``yosys``, ``yosys-smtbmc``, ``yosys-witness`` and ``boolector`` by those
@@ -70,7 +71,7 @@ def tool_env() -> dict:
     return _ENV
 
 
-def rtlil_of(harness, mutant) -> str:
+def rtlil_of(harness, mutant, *, emit_src: bool = True) -> str:
     from amaranth import Signal, Value
     from amaranth.back import rtlil
 
@@ -79,7 +80,8 @@ def rtlil_of(harness, mutant) -> str:
     # always-ready stream) are not ports. A port left out would be an undriven constant 0
     # to the solver, and every property over it vacuous.
     ports = [Value.cast(value) for _, _, value in top.signature.flatten(top)]
-    return rtlil.convert(top, name="top", ports=[p for p in ports if isinstance(p, Signal)])
+    return rtlil.convert(top, name="top", ports=[p for p in ports if isinstance(p, Signal)],
+                         emit_src=emit_src)
 
 
 def _sby(mode: str, depth: int) -> str:
@@ -94,7 +96,9 @@ def run_task(harness, mutant, mode: str, depth: int) -> dict:
     the run that produced it), ``cached``, ``workdir`` and the trace files."""
     design = rtlil_of(harness, mutant)
     sby = _sby(mode, depth)
-    key = config_hash([design, sby, tool_versions()])
+    # the key is the netlist without source locations (the same in any checkout, and after an
+    # edit that only moves lines); the solver gets them, so a failure names its line
+    key = config_hash([rtlil_of(harness, mutant, emit_src=False), sby, tool_versions()])
     folder = build_root() / "formal" / f"{harness.name}-{mutant or 'design'}-{mode}-{key}"
     result_file = folder / "result.json"
     if result_file.exists():

@@ -9,7 +9,7 @@ shows that the properties are not vacuous. :data:`HARNESSES` lists them all.
 
 from .aip_select import AipSelectProperties
 from .bursts import BurstProperties
-from .controller import ControllerProperties
+from .controller import ControllerInterlockProperties, ControllerProperties
 from .dma import DmaProperties
 from .fgmp_packer import FgmpPackerProperties
 from .fgmp_unpacker import FgmpUnpackerProperties
@@ -19,7 +19,7 @@ from .scatter import ScatterProperties
 from .sequencer import Sequencer4x4Properties, SequencerProperties
 
 __all__ = ["HARNESSES", "Harness", "AipSelectProperties", "BurstProperties",
-           "ControllerProperties", "DmaProperties", "FgmpPackerProperties",
+           "ControllerInterlockProperties", "ControllerProperties", "DmaProperties", "FgmpPackerProperties",
            "FgmpUnpackerProperties", "MaskWriterProperties",
            "RegistersProperties", "ScatterProperties", "Sequencer4x4Properties",
            "SequencerProperties"]
@@ -39,4 +39,5 @@ HARNESSES: dict[str, Harness] = {harness.name: harness for harness in (
     FgmpUnpackerProperties.harness(),
     MaskWriterProperties.harness(),
     ControllerProperties.harness(),
+    ControllerInterlockProperties.harness(),
 )}

@@ -71,7 +71,8 @@ loader command counted as a ``LOAD`` in flight to the fence) and then waited for
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal
+from amaranth import Module, Mux, Signal, Value
+from amaranth.lib import data
 from amaranth.asserts import AnySeq
 from amaranth.hdl import Assert, Assume, Cover
 
@@ -79,12 +80,12 @@ from hw.accel.controller import Controller, Phase
 from hw.accel.decoder import InstructionDecoder
 from hw.accel.dma import ErrorCode
 from hw.engine.commands import ErrorCode as EngineErrorCode
-from sim.accel_spec import INSTRUCTION_BYTES, Opcode
+from sim.accel_spec import EPILOGUE_SOURCE_OPS, INSTRUCTION_BYTES, Opcode, Target
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
 
 from .common import History, Properties
 
-__all__ = ["ControllerProperties"]
+__all__ = ["ControllerInterlockProperties", "ControllerProperties", "Environment"]
 
 #: The accelerator the properties are checked on: the smallest engine, one beat an instruction
 CONFIG = AccelConfig(engine=EngineConfig(array=ArrayConfig(rows=2, cols=2), spad_width=16,
@@ -95,50 +96,17 @@ REJECT_CODES = (EngineErrorCode.ZERO_SIZE, EngineErrorCode.A_RANGE, EngineErrorC
                 EngineErrorCode.C_RANGE)
 
 
-class ControllerProperties(Properties):
-    """The controller of ``config`` with its properties (module docstring)."""
+class Environment:
+    """What the controller's neighbours promise, as ``Assume`` (the module docstring's
+    contract), and the harness's view of the program's life, the read side and the engine: the
+    signals the properties are stated over. Built in ``m`` around ``dut``; ``streams`` maps each
+    outgoing stream's name to (the ``valid`` the harness observes, the port); ``slots`` is the
+    longest program."""
 
-    NAME = "controller"
-    DESCRIPTION = ("program controller, 2x2 engine, 16x16 memories, 256-bit DMA data, "
-                   "programs of at most 2 instructions")
-    #: ``bmc``: a two-instruction program's STORE fails by step 10 (about 6 minutes at 10, far
-    #: more at 11); ``cover``: every cover by step 10
-    TASKS = {"bmc": 10, "cover": 12}
-    MUTANTS = ("lost_code", "drop_store")
-    #: Longest program the free registers may start (an assumption)
-    MAX_PROGRAM = 2
-
-    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
-        if config.data_width != 8 * INSTRUCTION_BYTES:
-            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
-                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
-        self.config = config
-        super().__init__(Controller(config), mutant=mutant)
-
-    def elaborate(self, platform):
-        m = Module()
-        dut = self.instantiate(m)
-        past = History(m)
+    def __init__(self, m: Module, dut: Controller, past: History, streams: dict, slots: int):
         status = dut.engine_status
-        slots = self.MAX_PROGRAM
-
-        # -- what the harness observes (a mutant changes it) ---------------------------------
-        fault_code = dut.fault_code.as_value()
-        store_valid = dut.store_cmd.valid
-        fault_before = past(dut.fault, "fault")
-        if self.mutant == "lost_code":
-            fault_code = Mux(fault_before, ErrorCode.NONE.value, fault_code)
-        elif self.mutant == "drop_store":
-            store_valid = dut.store_cmd.valid & ~AnySeq(1)
-        streams = {"read_cmd": (dut.read_cmd.valid, dut.read_cmd),
-                   "write_cmd": (dut.write_cmd.valid, dut.write_cmd),
-                   "load_cmd": (dut.load_cmd.valid, dut.load_cmd),
-                   "load_data": (dut.load_data.valid, dut.load_data),
-                   "store_cmd": (store_valid, dut.store_cmd),
-                   "engine_cmd": (dut.engine_cmd.valid, dut.engine_cmd),
-                   "epilogue_cmd": (dut.epilogue_cmd.valid, dut.epilogue_cmd)}
-        taken = {name: valid & port.ready for name, (valid, port) in streams.items()}
-
+        self.taken = taken = {name: valid & port.ready
+                              for name, (valid, port) in streams.items()}
         # -- the program's life: start accepted, soft reset seen (the controller's abort) ----
         started = Signal()
         m.d.comb += started.eq(dut.start & ~dut.busy)
@@ -226,6 +194,61 @@ class ControllerProperties(Properties):
             Assume(status.busy == (gemm_running & ~status.done)),
             Assume(~gemm_new | status.busy | rejection),
         ]
+
+        self.started, self.stopping, self.fetching = started, stopping, fetching
+        self.fetch_beat, self.fetch_beats = fetch_beat, fetch_beats
+        self.fetch_done, self.fetch_dones = fetch_done, fetch_dones
+        self.loading, self.load_done = loading, load_done
+        self.gemm_running, self.gemm_new, self.rejection = gemm_running, gemm_new, rejection
+
+
+class ControllerProperties(Properties):
+    """The controller of ``config`` with its properties (module docstring)."""
+
+    NAME = "controller"
+    DESCRIPTION = ("program controller, 2x2 engine, 16x16 memories, 256-bit DMA data, "
+                   "programs of at most 2 instructions")
+    #: ``bmc``: a two-instruction program's STORE fails by step 10 (about 6 minutes at 10, far
+    #: more at 11); ``cover``: every cover by step 10
+    TASKS = {"bmc": 10, "cover": 12}
+    MUTANTS = ("lost_code", "drop_store")
+    #: Longest program the free registers may start (an assumption)
+    MAX_PROGRAM = 2
+
+    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
+        if config.data_width != 8 * INSTRUCTION_BYTES:
+            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
+                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
+        self.config = config
+        super().__init__(Controller(config), mutant=mutant)
+
+    def elaborate(self, platform):
+        m = Module()
+        dut = self.instantiate(m)
+        past = History(m)
+        status = dut.engine_status
+        slots = self.MAX_PROGRAM
+
+        # -- what the harness observes (a mutant changes it) ---------------------------------
+        fault_code = dut.fault_code.as_value()
+        store_valid = dut.store_cmd.valid
+        fault_before = past(dut.fault, "fault")
+        if self.mutant == "lost_code":
+            fault_code = Mux(fault_before, ErrorCode.NONE.value, fault_code)
+        elif self.mutant == "drop_store":
+            store_valid = dut.store_cmd.valid & ~AnySeq(1)
+        streams = {"read_cmd": (dut.read_cmd.valid, dut.read_cmd),
+                   "write_cmd": (dut.write_cmd.valid, dut.write_cmd),
+                   "load_cmd": (dut.load_cmd.valid, dut.load_cmd),
+                   "load_data": (dut.load_data.valid, dut.load_data),
+                   "store_cmd": (store_valid, dut.store_cmd),
+                   "engine_cmd": (dut.engine_cmd.valid, dut.engine_cmd),
+                   "epilogue_cmd": (dut.epilogue_cmd.valid, dut.epilogue_cmd)}
+        env = Environment(m, dut, past, streams, slots)
+        taken, started, stopping = env.taken, env.started, env.stopping
+        fetch_beat, fetch_beats = env.fetch_beat, env.fetch_beats
+        fetch_done, fetch_dones = env.fetch_done, env.fetch_dones
+        load_done, gemm_new, rejection = env.load_done, env.gemm_new, env.rejection
 
         # -- streams hold until taken; none without a program -----------------------------------
         droppable = ("read_cmd", "engine_cmd", "epilogue_cmd")    # after a soft reset
@@ -381,4 +404,180 @@ class ControllerProperties(Properties):
             Cover(taken["load_data"]),
             Cover(taken["epilogue_cmd"]),
         ]
+        return m
+
+
+class ControllerInterlockProperties(Properties):
+    """The controller's interlock with the GEMM in flight, and the payload of every command
+    it issues, on programs of two instructions: a ``GEMM``, then a ``LOAD``, a ``STORE`` or
+    an ``EPILOGUE`` (fence free). The neighbours keep the contract of :class:`Environment`;
+    besides, nothing fails (no DMA error, the decoder finds no error in either instruction),
+    and no soft reset comes: :class:`ControllerProperties` checks those paths.
+
+    Promised, with the conflict rules restated from the :mod:`hw.accel.controller` docstring
+    ("Overlap and its interlock"; the GEMM reads A rows ``[a_row, a_row + m)`` (``k`` rows
+    when transposed) and B rows ``[b_row, b_row + k)`` (``n`` when transposed), and writes C
+    rows ``[c_row, c_row + m)``):
+
+    * while the engine is busy with the GEMM, no loader command is taken whose memory rows
+      (``[mem_row, mem_row + rows - K + 1)``, ``K`` the copies) meet the GEMM's rows in its
+      target memory; no store-path command whose accumulator rows meet the C rows; no epilogue
+      command whose destination rows, or source rows (an op with a source; one row with
+      ``broadcast``), meet the C rows, nor one that writes keep bits;
+    * payloads: the engine's command is the program's ``GEMM`` field for field; the loader's,
+      the store path's and the epilogue's commands and the DMA transfers (address, stride,
+      rows) are the second instruction's fields, the loader's ``mem_row`` advancing by the
+      group's rows (``rows - K + 1``) and the DMA address by ``group_stride`` per group.
+
+    Covers: a loader, a store-path and an epilogue command taken while the GEMM runs (the
+    overlap happens), and one of each that met the GEMM's rows taken after its ``done`` (the
+    interlock held it and let it go).
+
+    Mutant ``edge_rows``: the properties count rows that only touch the GEMM's (adjacent) as
+    meeting them; the controller lets such an instruction overlap, so a property must fail.
+    """
+
+    NAME = "controller_interlock"
+    DESCRIPTION = ("program controller, 2x2 engine, 16x16 memories: a GEMM then a LOAD, STORE "
+                   "or EPILOGUE; the interlock and every command's payload")
+    TASKS = {"bmc": 13, "cover": 13}
+    MUTANTS = ("edge_rows",)
+    PROGRAM = 2
+
+    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
+        if config.data_width != 8 * INSTRUCTION_BYTES:
+            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
+                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
+        self.config = config
+        super().__init__(Controller(config), mutant=mutant)
+
+    def meets(self, lo, hi, first, count):
+        """Rows ``[first, first + count)`` meet ``[lo, hi)`` (``edge_rows``: or touch it)."""
+        if self.mutant == "edge_rows":
+            return (first <= hi) & (lo <= first + count)
+        return (first < hi) & (lo < first + count)
+
+    def elaborate(self, platform):
+        m = Module()
+        dut = self.instantiate(m)
+        past = History(m)
+        status = dut.engine_status
+        streams = {name: (getattr(dut, name).valid, getattr(dut, name))
+                   for name in ("read_cmd", "write_cmd", "load_cmd", "load_data", "store_cmd",
+                                "engine_cmd", "epilogue_cmd")}
+        env = Environment(m, dut, past, streams, self.PROGRAM)
+        taken = env.taken
+
+        # -- the programs: GEMM, then LOAD / STORE / EPILOGUE, all good ---------------------
+        m.d.comb += [Assume(~dut.soft_reset), Assume(~dut.dma_error)]
+        with m.If(dut.start):
+            m.d.comb += Assume(dut.prog_len == self.PROGRAM)
+        m.submodules.spec_decoder = decoder = InstructionDecoder(self.config)
+        m.d.comb += decoder.instruction.eq(dut.read_data.payload.data)
+        first = env.fetch_beat & (env.fetch_beats == 0)
+        second = env.fetch_beat & (env.fetch_beats == 1)
+        good = decoder.error.as_value() == ErrorCode.NONE.value
+        with m.If(first):
+            m.d.comb += Assume(good & (decoder.opcode == Opcode.GEMM) & ~decoder.header.fence)
+        with m.If(second):
+            m.d.comb += Assume(good & ((decoder.opcode == Opcode.LOAD)
+                                       | (decoder.opcode == Opcode.STORE)
+                                       | (decoder.opcode == Opcode.EPILOGUE)))
+        gemm = Signal.like(decoder.gemm, name="spec_gemm")
+        op = Signal(8, name="spec_opcode")
+        t = Signal.like(decoder.transfer, name="spec_transfer")
+        e = Signal.like(decoder.epilogue, name="spec_epilogue")
+        copies, group_rows = Signal.like(decoder.copies), Signal.like(decoder.group_rows)
+        with m.If(first):
+            m.d.sync += gemm.eq(decoder.gemm)
+        with m.If(second):
+            m.d.sync += [op.eq(decoder.opcode), t.eq(decoder.transfer), e.eq(decoder.epilogue),
+                         copies.eq(decoder.copies), group_rows.eq(decoder.group_rows)]
+
+        # -- payloads -------------------------------------------------------------------------
+        engine = dut.engine_cmd.payload
+        with m.If(dut.engine_cmd.valid):
+            for name, _ in data.Layout.cast(engine.shape()):
+                m.d.comb += Assert(getattr(engine, name) == getattr(gemm, name),
+                                   f"engine_cmd.{name} is not the GEMM's")
+        groups_loaded, groups_read = Signal(8), Signal(8)
+        with m.If(env.started):
+            m.d.sync += [groups_loaded.eq(0), groups_read.eq(0)]
+        with m.Else():
+            m.d.sync += [groups_loaded.eq(groups_loaded + taken["load_cmd"]),
+                         groups_read.eq(groups_read + (taken["read_cmd"] & ~env.fetching))]
+        load = dut.load_cmd.payload
+        with m.If(dut.load_cmd.valid):
+            for name in ("target", "dram_format", "operand_format", "saturate", "rows", "cols",
+                         "mem_col", "copy_cols"):
+                m.d.comb += Assert(Value.cast(getattr(load, name)) == Value.cast(getattr(t, name)),
+                                   f"load_cmd.{name} is not the LOAD's")
+            m.d.comb += [
+                Assert(load.copies == copies, "load_cmd.copies is not the LOAD's"),
+                Assert(load.mem_row == t.mem_row + groups_loaded * group_rows,
+                       "load_cmd.mem_row is not the LOAD's group's"),
+            ]
+        store = dut.store_cmd.payload
+        with m.If(dut.store_cmd.valid):
+            for name in ("dram_format", "saturate", "rows", "cols", "mem_row", "mem_col"):
+                m.d.comb += Assert(Value.cast(getattr(store, name)) == Value.cast(getattr(t, name)),
+                                   f"store_cmd.{name} is not the STORE's")
+        with m.If(dut.epilogue_cmd.valid):
+            m.d.comb += Assert(dut.epilogue_cmd.payload.as_value() == e.as_value(),
+                               "epilogue_cmd is not the EPILOGUE's")
+        for name, valid, transfer, group in (
+                ("read_cmd", dut.read_cmd.valid & ~env.fetching, dut.read_cmd.payload,
+                 groups_read),
+                ("write_cmd", dut.write_cmd.valid, dut.write_cmd.payload, 0)):
+            width = len(transfer.addr)
+            with m.If(valid):
+                m.d.comb += [
+                    Assert(transfer.addr == (t.dram_addr + group * t.group_stride)[:width],
+                           f"{name}.addr is not the transfer's group's"),
+                    Assert(transfer.stride == t.dram_stride[:width],
+                           f"{name}.stride is not the transfer's"),
+                    Assert(transfer.rows == t.rows, f"{name}.rows is not the transfer's"),
+                ]
+
+        # -- the interlock --------------------------------------------------------------------
+        g = dut.engine_cmd.payload
+        a_lo, a_hi, b_lo, b_hi, c_lo, c_hi = (
+            Signal(17, name=f"spec_{side}_{end}") for side in "abc" for end in ("lo", "hi"))
+        with m.If(taken["engine_cmd"]):
+            m.d.sync += [a_lo.eq(g.a_row), a_hi.eq(g.a_row + Mux(g.a_transpose, g.k, g.m)),
+                         b_lo.eq(g.b_row), b_hi.eq(g.b_row + Mux(g.b_transpose, g.n, g.k)),
+                         c_lo.eq(g.c_row), c_hi.eq(g.c_row + g.m)]
+        load_rows = load.rows - Mux(load.copies == 0, 1, load.copies) + 1
+        load_meets = Mux(load.target.as_value() == Target.A, self.meets(a_lo, a_hi, load.mem_row, load_rows),
+                         Mux(load.target.as_value() == Target.B,
+                             self.meets(b_lo, b_hi, load.mem_row, load_rows),
+                             self.meets(c_lo, c_hi, load.mem_row, load_rows)))
+        store_meets = self.meets(c_lo, c_hi, store.mem_row, store.rows)
+        ep = dut.epilogue_cmd.payload
+        sourced = 0
+        for source_op in EPILOGUE_SOURCE_OPS:
+            sourced = sourced | (Value.cast(ep.op) == source_op)
+        epilogue_meets = (ep.write_mask | self.meets(c_lo, c_hi, ep.dst_row, ep.rows)
+                          | (sourced & self.meets(c_lo, c_hi, ep.src_row,
+                                                   Mux(ep.broadcast, 1, ep.rows))))
+        busy = status.busy
+        m.d.comb += [
+            Assert(~(taken["load_cmd"] & busy & load_meets),
+                   "a loader command meeting the GEMM's rows while it runs"),
+            Assert(~(taken["store_cmd"] & busy & store_meets),
+                   "a store-path command meeting the GEMM's C rows while it runs"),
+            Assert(~(taken["epilogue_cmd"] & busy & epilogue_meets),
+                   "an epilogue command meeting the GEMM's C rows while it runs"),
+        ]
+
+        # -- covers -----------------------------------------------------------------------------
+        gemm_ran = Signal()         # the GEMM was accepted and not rejected
+        with m.If(env.gemm_new & ~env.rejection):
+            m.d.sync += gemm_ran.eq(1)
+        with m.If(env.started):
+            m.d.sync += gemm_ran.eq(0)
+        for name, meets in (("load_cmd", load_meets), ("store_cmd", store_meets),
+                            ("epilogue_cmd", epilogue_meets)):
+            m.d.comb += [Cover(taken[name] & busy),
+                         Cover(taken[name] & gemm_ran & ~busy & meets)]
         return m
