@@ -165,11 +165,11 @@ class SequencerProperties(Properties):
 
 class Sequencer4x4Properties(SequencerProperties):
     """The same properties on a 4x4 engine: four result lanes per accumulator write, tiles of
-    at least 8 issue slots; commands of up to two tile rows (``m <= 8``) and one tile column
-    (``n <= 4``), ``k <= 8`` (the longest takes 34 cycles)."""
+    at least 8 issue slots; commands of up to 2 x 2 tiles (``m, n <= 8``), ``k <= 8`` (the
+    longest takes 50 cycles)."""
 
     NAME = "sequencer_4x4"
-    DESCRIPTION = "output-stationary tile sequencer, 4x4 array, 16x16 memories, m, k <= 8, n <= 4"
-    TASKS = {"bmc": 36, "cover": 36}
+    DESCRIPTION = "output-stationary tile sequencer, 4x4 array, 16x16 memories, m, n, k <= 8"
+    TASKS = {"bmc": 52, "cover": 52}
     CONFIG = _engine(4)
-    MAX_M, MAX_N, MAX_K = 8, 4, 8
+    MAX_M = MAX_N = MAX_K = 8
