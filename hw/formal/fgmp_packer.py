@@ -24,8 +24,15 @@ checked here is the stream around it. The chosen tensor's words are read with
   first fault's code kept until ``clear_error``; a fault in the cycle of ``clear_error`` is
   kept), ``clear_error`` clears it otherwise, and nothing else changes it.
 
+* **bounded liveness**: when the bus was ready in every cycle from the chosen tensor's first
+  element on, and nothing of an earlier tensor was owed then, its final word is taken at most
+  :meth:`FgmpPackerProperties.final_word_bound` cycles after its last element (checked where
+  that deadline falls within the depth: tensors of one or two elements).
+
 Covers: the chosen element checked as FP8 and as fp16 (not element 0), in the second tensor
-too; a word held under backpressure and then taken; ``BAD_FORMAT``. Mutants: ``flip_bit``, one
+too; a word held under backpressure and then taken; ``BAD_FORMAT``. Mutants: ``early_deadline``,
+the bound 3 cycles shorter (the packer takes 8 cycles for a tensor of two elements, the bound
+allows 10); ``flip_bit``, one
 bit of every bus word inverted; ``early_last``, every word marked ``last``;
 ``corrupt_element``, the byte of element 0 in each tensor's first word changed (each fault
 fixed for the whole trace, as a bug would be; only the check of the chosen element's bytes
@@ -34,7 +41,7 @@ can see the last one).
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Module, Mux, Signal
+from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.asserts import AnyConst
 from amaranth.hdl import Assert, Cover
 
@@ -56,7 +63,7 @@ class FgmpPackerProperties(Properties):
     DESCRIPTION = ("FGMP packer, blocks of 8, 4-byte bus words, both FP8 formats, no pipeline "
                    "registers")
     TASKS = {"bmc": 13, "cover": 13}
-    MUTANTS = ("flip_bit", "early_last", "corrupt_element")
+    MUTANTS = ("flip_bit", "early_last", "corrupt_element", "early_deadline")
     BLOCK, BUS_BYTES = 8, 4
     #: width of the tensor and element counters (more than the depth can hold)
     COUNT_BITS = 5
@@ -65,6 +72,20 @@ class FgmpPackerProperties(Properties):
         super().__init__(FgmpPacker(formats=("e4m3", "e5m2"), block=self.BLOCK,
                                     bus_bytes=self.BUS_BYTES, convert_stages=0,
                                     encode_stages=0), mutant=mutant)
+
+    def final_word_bound(self, remainder: int) -> int:
+        """Most cycles from taking a tensor's last element to taking its final word when the bus
+        is always ready, for a tensor of ``n`` elements with ``n mod B = remainder`` (the
+        :class:`~hw.fgmp.block_writer.FgmpBlockWriter` docstring's model): the converter's and
+        encoder's stages, the block FIFO (2), one chunk per element of the last block, the
+        padding chunks, the accumulator and the output register (2), the flush."""
+        B, W = self.BLOCK, self.BUS_BYTES
+        tag_bytes = -(-B // 8)
+        elements = remainder or B
+        padding = -(-((B - remainder) % B) // (tag_bytes + 2))
+        flush = -(-(W + tag_bytes + 1) // W)
+        stages = self.dut.convert_stages + self.dut.encode_stages
+        return stages + 2 + elements + padding + 2 + flush
 
     def elaborate(self, platform):
         m = Module()
@@ -164,6 +185,29 @@ class FgmpPackerProperties(Properties):
                 Assert(reader.tag_now | (reader.high_now == want[8:]),
                        "the chosen element's high byte"),
             ]
+
+        # -- bounded liveness: the chosen tensor's final word --------------------------------------
+        # within final_word_bound cycles of its last element, when the bus was ready in every
+        # cycle from the tensor's first element on and nothing of an earlier tensor was owed
+        timed = Signal(name="liveness_timed")
+        owed = Signal(name="final_word_owed")
+        longest = max(self.final_word_bound(r) for r in range(B))
+        since = Signal(range(longest + 2), name="cycles_after_last_element")
+        bound = Signal.like(since, name="final_word_bound")
+        early = 3 if self.mutant == "early_deadline" else 0
+        bounds = Array(Const(self.final_word_bound(r) - early, since.shape()) for r in range(B))
+        with m.If(taken_in & in_chosen & (in_index == 0)):
+            m.d.sync += timed.eq(in_done == out_done)
+        with m.If(taken_in & in_chosen & i.payload.last):
+            m.d.sync += [owed.eq(1), since.eq(0), bound.eq(bounds[(in_index + 1) % B])]
+        with m.Elif(owed & (since <= bound)):
+            m.d.sync += since.eq(since + 1)
+        with m.If(reading & last):
+            m.d.sync += owed.eq(0)
+        with m.If(~o.ready & (out_done <= chosen_tensor)):
+            m.d.sync += timed.eq(0)
+        m.d.comb += Assert(~(timed & owed & (since == bound)),
+                           "the final word later than final_word_bound after the last element")
 
         # -- the error ---------------------------------------------------------------------------
         code = status.error_code.as_value()
