@@ -202,7 +202,19 @@ class Environment:
         self.gemm_running, self.gemm_new, self.rejection = gemm_running, gemm_new, rejection
 
 
-class ControllerProperties(Properties):
+class ControllerHarness(Properties):
+    """Base of the controller's harnesses: the controller of ``config``, which must fetch an
+    instruction in one read beat."""
+
+    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
+        if config.data_width != 8 * INSTRUCTION_BYTES:
+            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
+                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
+        self.config = config
+        super().__init__(Controller(config), mutant=mutant)
+
+
+class ControllerProperties(ControllerHarness):
     """The controller of ``config`` with its properties (module docstring)."""
 
     NAME = "controller"
@@ -214,13 +226,6 @@ class ControllerProperties(Properties):
     MUTANTS = ("lost_code", "drop_store")
     #: Longest program the free registers may start (an assumption)
     MAX_PROGRAM = 2
-
-    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
-        if config.data_width != 8 * INSTRUCTION_BYTES:
-            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
-                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
-        self.config = config
-        super().__init__(Controller(config), mutant=mutant)
 
     def elaborate(self, platform):
         m = Module()
@@ -407,7 +412,7 @@ class ControllerProperties(Properties):
         return m
 
 
-class ControllerInterlockProperties(Properties):
+class ControllerInterlockProperties(ControllerHarness):
     """The controller's interlock with the GEMM in flight, and the payload of every command
     it issues, on programs of two instructions: a ``GEMM``, then a ``LOAD``, a ``STORE`` or
     an ``EPILOGUE`` (fence free). The neighbours keep the contract of :class:`Environment`;
@@ -443,13 +448,6 @@ class ControllerInterlockProperties(Properties):
     TASKS = {"bmc": 13, "cover": 13}
     MUTANTS = ("edge_rows",)
     PROGRAM = 2
-
-    def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
-        if config.data_width != 8 * INSTRUCTION_BYTES:
-            raise ValueError(f"the harness needs one beat per instruction: data_width must be "
-                             f"{8 * INSTRUCTION_BYTES}, not {config.data_width!r}")
-        self.config = config
-        super().__init__(Controller(config), mutant=mutant)
 
     def meets(self, lo, hi, first, count):
         """Rows ``[first, first + count)`` meet ``[lo, hi)`` (``edge_rows``: or touch it)."""
