@@ -330,8 +330,9 @@ def record_metrics(**metrics):
         out.write(json.dumps(metrics) + "\n")
 
 
-async def drive_and_check(dut, rng, inputs, expected, describe, **kwargs) -> int:
-    """Clock, reset and one :class:`StreamChecker` run; returns cycles.
+async def drive_and_check(dut, rng, inputs, expected, describe, *, cuts=None, **kwargs) -> int:
+    """Clock, reset and one :class:`StreamChecker` run (``cuts``: :meth:`StreamChecker.run`);
+    returns cycles.
 
     Records ``vectors``, ``cycles`` and wall-clock ``seconds`` with :func:`record_metrics`.
     """
@@ -340,7 +341,7 @@ async def drive_and_check(dut, rng, inputs, expected, describe, **kwargs) -> int
     await start_clock(dut)
     await reset(dut)
     start = time.perf_counter()
-    cycles = await checker.run(inputs, expected, describe)
+    cycles = await checker.run(inputs, expected, describe, cuts=cuts)
     record_metrics(vectors=len(inputs), cycles=cycles, seconds=time.perf_counter() - start)
     dut._log.info("checked %d vectors against the golden model in %d cycles", len(inputs), cycles)
     return cycles
