@@ -21,8 +21,9 @@ Recorded (``docs/results/regress.json``, key ``full``; a partial run under ``par
   ``per_test``: node id, outcome, seconds (and a skip's reason);
 * ``vectors_checked``: {unit: {simulator: vectors}} (``vectors`` summed by
   ``scripts.fp_units.unit_of_record``: the toplevel, FP variants named apart);
-* ``engine_commands``: {configuration of ``tb.engines``: {simulator: {commands (random),
-  scheduled, dense (step-list bench)}}};
+* ``engine_commands``: {configuration of ``tb.engines``: {simulator: {commands (random:
+  good and bad engine commands), accesses (bad host accesses), mask_commands (bad dropout
+  mask commands), scheduled, dense (step-list bench)}}};
 * ``bench_counts``: {toplevel: {simulator: {count: n}}} for every count key of :data:`COUNTS`;
 * ``totals``: ``programs``, ``faults``, ``soft_resets`` summed over the benches that record
   them (``null``: no bench recorded it); ``hangs``: the failed tests whose report holds a
@@ -68,9 +69,11 @@ ROOT = Path(__file__).resolve().parent.parent
 #: other benches' counts follow it (tb/conftest.py)
 FULL_VECTORS = 1_000_000
 #: the keys of a bench's metrics that count what it checked (summed in ``bench_counts``)
-COUNTS = ("vectors", "commands", "scheduled", "dense", "transfers", "loads", "stores", "reads",
-          "writes", "tiles", "programs", "instructions", "faults", "soft_resets", "spoiled",
-          "resyncs")
+COUNTS = ("vectors", "commands", "scheduled", "dense", "accesses", "mask_commands", "transfers",
+          "loads", "stores", "reads", "writes", "tiles", "programs", "instructions", "faults",
+          "soft_resets", "spoiled", "resyncs")
+#: what an engine bench counts per configuration (``engine_commands``)
+ENGINE_COUNTS = ("commands", "scheduled", "dense", "accesses", "mask_commands")
 #: totals over every bench (``null`` when none records the key)
 TOTALS = ("programs", "faults", "hangs", "soft_resets")
 #: what a watchdog says when it stops a bench that waited too long (the host driver's
@@ -267,10 +270,10 @@ def summarise(outcome: dict, *, vectors: int, seed: int, jobs: int, selection: l
         simulator, toplevel = line.get("simulator", "?"), line.get("toplevel", "?")
         if isinstance(line.get("vectors"), int):
             vectors_checked[unit_of_record(line)][simulator] += line["vectors"]
-        if any(isinstance(line.get(key), int) for key in ("commands", "scheduled", "dense")) \
+        if any(isinstance(line.get(key), int) for key in ENGINE_COUNTS) \
                 and "rows" in line.get("case", {}):
             config = _engine_name(line["case"], names, toplevel)
-            for key in ("commands", "scheduled", "dense"):
+            for key in ENGINE_COUNTS:
                 if isinstance(line.get(key), int):
                     engine[config][simulator][key] += line[key]
         for key in COUNTS:

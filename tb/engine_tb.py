@@ -25,6 +25,7 @@ then checks the results.
 """
 
 import dataclasses
+import itertools
 import time
 
 import cocotb
@@ -440,7 +441,11 @@ async def random_gemms(dut):
     # commands 1, 2 and 3 are a bad command, a bad access and (with masks) a bad mask command,
     # whatever the seed, so that every run covers each; the others are drawn
     forced = {1: "bad", 2: "access", 3: "bad_mask" if cfg.output_mask else None}
-    for index in range(case()["commands"]):
+    # until ``commands`` engine commands (good and bad) have run; bad host accesses and bad
+    # mask commands come on top
+    for index in itertools.count():
+        if driver.commands >= case()["commands"]:
+            break
         choice = rng.random()
         profile = str(rng.choice(list(PROFILES), p=list(PROFILES.values())))
         kind = forced.get(index) or ("bad" if choice < 0.15 else "access" if choice < 0.22 else
@@ -481,7 +486,8 @@ async def random_gemms(dut):
         dut._log.info("%r", driver.skip_tally)
         driver.skip_tally.check_coverage()
     seconds = time.perf_counter() - start
-    record_metrics(commands=driver.commands, cycles=counts["cycles"], seconds=seconds)
+    record_metrics(commands=driver.commands, accesses=counts["access"],
+                   mask_commands=counts["bad_mask"], cycles=counts["cycles"], seconds=seconds)
     dut._log.info("%d good commands (%d MACs in %d cycles), %d bad commands, %d bad accesses",
                   counts["good"], counts["ideal"], counts["cycles"], counts["bad"],
                   counts["access"])

@@ -334,7 +334,8 @@ async def drive_and_check(dut, rng, inputs, expected, describe, *, cuts=None, **
     """Clock, reset and one :class:`StreamChecker` run (``cuts``: :meth:`StreamChecker.run`);
     returns cycles.
 
-    Records ``vectors``, ``cycles`` and wall-clock ``seconds`` with :func:`record_metrics`.
+    Records ``vectors`` (the inputs or the outputs, whichever are more: a reducer's addends, an
+    unpacker's operands), ``cycles`` and wall-clock ``seconds`` with :func:`record_metrics`.
     """
     checker = StreamChecker(dut, rng, **kwargs)
     checker.idle()
@@ -342,7 +343,8 @@ async def drive_and_check(dut, rng, inputs, expected, describe, *, cuts=None, **
     await reset(dut)
     start = time.perf_counter()
     cycles = await checker.run(inputs, expected, describe, cuts=cuts)
-    record_metrics(vectors=len(inputs), cycles=cycles, seconds=time.perf_counter() - start)
+    record_metrics(vectors=max(len(inputs), len(expected)), cycles=cycles,
+                   seconds=time.perf_counter() - start)
     dut._log.info("checked %d vectors against the golden model in %d cycles", len(inputs), cycles)
     return cycles
 

@@ -69,7 +69,7 @@ def test_fgmp_round_trip(simulator, block, bus_bytes, fmt8, length):
     top = Design(RoundTripTop, Design(FgmpPacker, block=block, bus_bytes=bus_bytes),
                  Design(FgmpUnpacker, block=block, bus_bytes=bus_bytes))
     _bench(top, "fgmp_round_trip", simulator, "round_trip", block=block, bus_bytes=bus_bytes,
-           fmt8=fmt8, length=length, vectors=unit_vectors(2) // 2)
+           fmt8=fmt8, length=length, vectors=unit_vectors(2))
 
 
 # the configurations of the data benches (Verilator builds are shared)

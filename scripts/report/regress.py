@@ -19,6 +19,17 @@ NOT_RUN = ("_Not run yet: `make regress` (`sparta regress`) writes "
 #: over both simulators, each of which runs it (tb/conftest.py: 10,000 on Verilator, 10,000 /
 #: PEs on Icarus)
 TARGET_VECTORS = 1_000_000
+
+
+def target_unit(name: str) -> str:
+    """The unit whose 10^6 vectors a toplevel of ``scripts.fp_units.unit_of_record`` counts
+    towards: the multiplier's configurations together, the converter's four formats together
+    (``tb.conftest.unit_vectors`` shares a unit's vectors among its configurations)."""
+    if name.startswith("fp_mul"):
+        return "fp_mul"
+    if name.startswith("fp32_to_"):
+        return "fp32_converter"
+    return name
 TARGET_COMMANDS = 10_000
 SIMULATORS = ("icarus", "verilator")
 SLOWEST = 12
@@ -99,9 +110,15 @@ def coverage(key: str, entry: dict, where) -> str:
     def meets(counts: dict, target: int) -> str:
         return "yes" if all(counts.get(sim, 0) >= target for sim in SIMULATORS) else "no"
 
-    unit_rows = [(f"`{unit}`", *(f"{vectors[unit].get(sim, 0):,}" for sim in SIMULATORS),
-                  meets(vectors[unit], TARGET_VECTORS))
-                 for unit in _ordered(vectors, UNIT_ORDER)]
+    groups: dict[str, list[str]] = {}       # the target's unit -> its toplevels (variants)
+    for name in _ordered(vectors, UNIT_ORDER):
+        groups.setdefault(target_unit(name), []).append(name)
+    unit_rows = []
+    for unit, names in groups.items():
+        counts = {sim: sum(vectors[name].get(sim, 0) for name in names) for sim in SIMULATORS}
+        unit_rows.append((f"`{unit}`", ", ".join(f"`{name}`" for name in names),
+                          *(f"{counts[sim]:,}" for sim in SIMULATORS),
+                          meets(counts, TARGET_VECTORS)))
     engine_rows = []
     for config, sims in sorted(entry["engine_commands"].items()):
         random = {sim: sims.get(sim, {}).get("commands", 0) for sim in SIMULATORS}
@@ -112,16 +129,18 @@ def coverage(key: str, entry: dict, where) -> str:
                             *(f"{scheduled[sim]:,}" for sim in SIMULATORS),
                             "yes" if min(ran) > 0 and sum(ran) >= TARGET_COMMANDS else "no"))
     return "\n".join([
-        f"Vectors checked per unit and simulator (target {TARGET_VECTORS:,} on each):",
+        f"Vectors checked per unit and simulator (target {TARGET_VECTORS:,} on each; a unit's "
+        f"configurations, reported apart as toplevels, share it):",
         "",
-        table(("unit (toplevel)", "Icarus", "Verilator", "target met"), unit_rows, "lrrl")
+        table(("unit", "toplevels", "Icarus", "Verilator", "target met"), unit_rows, "llrrl")
         if unit_rows else "_No bench recorded vectors._",
         "",
         f"Commands per engine configuration of `tb/engines.py` and simulator (target "
         f"{TARGET_COMMANDS:,} per configuration over both simulators, each of which runs it: "
-        f"Verilator runs {TARGET_COMMANDS:,}, Icarus {TARGET_COMMANDS:,} / (rows x cols)): "
-        f"random commands of `tb/engine_tb.py` (good, bad, bad accesses, bad mask commands), "
-        f"and scheduled plus dense commands of the step-list bench:",
+        f"Verilator runs nearly all of them, Icarus a few, `tb/conftest.py`): random engine "
+        f"commands of `tb/engine_tb.py` (good and bad; its bad host accesses and bad dropout "
+        f"mask commands come on top, in `regress.json`), and scheduled plus dense commands of "
+        f"the step-list bench:",
         "",
         table(("configuration", "random, Icarus", "random, Verilator", "step lists, Icarus",
                "step lists, Verilator", "target met"), engine_rows, "lrrrrl")
