@@ -441,10 +441,11 @@ async def random_gemms(dut):
     # commands 1, 2 and 3 are a bad command, a bad access and (with masks) a bad mask command,
     # whatever the seed, so that every run covers each; the others are drawn
     forced = {1: "bad", 2: "access", 3: "bad_mask" if cfg.output_mask else None}
-    # until ``commands`` engine commands (good and bad) have run; bad host accesses and bad
-    # mask commands come on top
+    # until ``commands`` engine commands (good and bad) of this loop have run (the directed
+    # cases above ran their own); bad host accesses and bad mask commands come on top
+    directed = driver.commands
     for index in itertools.count():
-        if driver.commands >= case()["commands"]:
+        if driver.commands - directed >= case()["commands"]:
             break
         choice = rng.random()
         profile = str(rng.choice(list(PROFILES), p=list(PROFILES.values())))
