@@ -206,6 +206,9 @@ class ControllerHarness(Properties):
     """Base of the controller's harnesses: the controller of ``config``, which must fetch an
     instruction in one read beat."""
 
+    #: Longest program the free registers may start (an assumption)
+    MAX_PROGRAM = 2
+
     def __init__(self, config: AccelConfig = CONFIG, *, mutant: str | None = None):
         if config.data_width != 8 * INSTRUCTION_BYTES:
             raise ValueError(f"the harness needs one beat per instruction: data_width must be "
@@ -224,9 +227,6 @@ class ControllerProperties(ControllerHarness):
     #: more at 11); ``cover``: every cover by step 10
     TASKS = {"bmc": 10, "cover": 12}
     MUTANTS = ("lost_code", "drop_store")
-    #: Longest program the free registers may start (an assumption)
-    MAX_PROGRAM = 2
-
     def elaborate(self, platform):
         m = Module()
         dut = self.instantiate(m)
@@ -447,7 +447,6 @@ class ControllerInterlockProperties(ControllerHarness):
                    "or EPILOGUE; the interlock and every command's payload")
     TASKS = {"bmc": 13, "cover": 13}
     MUTANTS = ("edge_rows",)
-    PROGRAM = 2
 
     def meets(self, lo, hi, first, count):
         """Rows ``[first, first + count)`` meet ``[lo, hi)`` (``edge_rows``: or touch it)."""
@@ -463,13 +462,13 @@ class ControllerInterlockProperties(ControllerHarness):
         streams = {name: (getattr(dut, name).valid, getattr(dut, name))
                    for name in ("read_cmd", "write_cmd", "load_cmd", "load_data", "store_cmd",
                                 "engine_cmd", "epilogue_cmd")}
-        env = Environment(m, dut, past, streams, self.PROGRAM)
+        env = Environment(m, dut, past, streams, self.MAX_PROGRAM)
         taken = env.taken
 
         # -- the programs: GEMM, then LOAD / STORE / EPILOGUE, all good ---------------------
         m.d.comb += [Assume(~dut.soft_reset), Assume(~dut.dma_error)]
         with m.If(dut.start):
-            m.d.comb += Assume(dut.prog_len == self.PROGRAM)
+            m.d.comb += Assume(dut.prog_len == self.MAX_PROGRAM)
         m.submodules.spec_decoder = decoder = InstructionDecoder(self.config)
         m.d.comb += decoder.instruction.eq(dut.read_data.payload.data)
         first = env.fetch_beat & (env.fetch_beats == 0)
