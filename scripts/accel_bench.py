@@ -20,10 +20,11 @@ and writes use separate AXI channels, so it can exceed 1).
 Training steps (``digits_cnn_step``, ``digits_mlp_step``): three steps and an inference pass
 of a compiled network (``training_steps_from_dram``), the counters of the last step's programs
 against the cycle model of their GEMMs. ``profile``: the CNN's run is made on a build whose
-controller phase is visible (``hw.accel.accelerator.PROFILE_SIGNALS``), the bench counting per
-program of the last step (and the inference pass) the cycles of each controller phase, with
-the engine busy and with a read or write beat on the bus: where the cycles go, from the same
-run as the step's figures.
+controller phase and ``pc`` are visible (``hw.accel.accelerator.PROFILE_SIGNALS``), the bench
+counting per program of the last step (and the inference pass) the cycles of each controller
+phase, with the engine busy and with a read or write beat on the bus, and the cycles spent on
+each instruction, summed by section of the program (a GEMM with its epilogues and stores):
+where the cycles go, from the same run as the step's figures.
 
 Usage: python -m scripts.accel_bench   (sparta measure accel)
 """
@@ -39,7 +40,7 @@ import numpy as np
 from hw.accel.accelerator import PROFILE_SIGNALS, Accelerator
 from scripts.progress import spinner
 from scripts.results import record
-from sim.accel_spec import Opcode
+from sim.accel_spec import INSTRUCTION_BYTES, Opcode
 from sim.compiler import compile_gemms
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.elaborate import Design
@@ -183,17 +184,22 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             "host_bytes_written": host_bytes_written, "host_bytes_read": host_bytes_read,
             "host_program_seconds": round(host_program_seconds, 4),
             "programs": programs,
-            **({"profile": _profile(metrics)} if profile else {})}
+            **({"profile": _profile(metrics, compiled, config)} if profile else {})}
 
 
 #: the training step whose cycles are profiled (the same run as its measurement)
 PROFILED = "digits_cnn_step"
 
 
-def _profile(metrics: list) -> dict:
+def _profile(metrics: list, compiled, config: AccelConfig) -> dict:
     """Where the cycles of the last training step and the inference pass go, on the RTL: per
     program, the cycles of each controller phase (``hw.accel.controller.Phase``) and, among
-    them, those with the engine busy, a read beat and a write beat on the bus."""
+    them, those with the engine busy, a read beat and a write beat on the bus; and per
+    section of the program (a GEMM with its blocks' epilogues and stores,
+    :attr:`sim.train_compiler.Program.sections`) the cycles the controller spent on its
+    instructions (sampled ``pc``), beside the cycle model of its GEMM commands and the beats
+    its transfers and fetches move (the compiler's count)."""
+    from sim.train_compiler import moved_bytes
     programs = {}
     for row in metrics:
         if "profile" not in row:
@@ -206,8 +212,25 @@ def _profile(metrics: list) -> dict:
             entry["engine_busy"] += count * engine
             entry["read_beats"] += count * read
             entry["write_beats"] += count * write
-        programs[row["profile"]] = {"cycles": sum(p["cycles"] for p in phases.values()),
-                                    "phases": phases}
+        at_pc = dict(map(tuple, row["pc_cycles"]))
+        program = compiled.programs[row["profile"]]
+        sections = []           # in program order
+        for name, first, end in program.sections:
+            part = program.instructions[first:end]
+            moved = moved_bytes(part, config.beat_bytes)
+            commands, engine = gemm_cycles(config, part)
+            sections.append({
+                "name": name, "instructions": end - first, "gemm_commands": commands,
+                "cycles": sum(at_pc.get(pc, 0) for pc in range(first, end)),
+                "engine_cycles": engine,
+                "read_beats": (moved[Opcode.LOAD] + INSTRUCTION_BYTES * (end - first))
+                // config.beat_bytes,
+                "write_beats": moved[Opcode.STORE] // config.beat_bytes})
+        total = sum(p["cycles"] for p in phases.values())
+        if sum(s["cycles"] for s in sections) != total:
+            raise RuntimeError(f"{row['profile']}: the sections' cycles do not add up to the "
+                               f"program's {total}")
+        programs[row["profile"]] = {"cycles": total, "phases": phases, "sections": sections}
     return programs
 
 

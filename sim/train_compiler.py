@@ -164,7 +164,7 @@ __all__ = ["SUPPORTED_KINDS", "CONV_KERNEL", "CONV_STRIDE", "CONV_PADDING", "For
            "CompiledTraining", "ReferenceStep", "plan_training",
            "initial_image", "initial_state", "read_state", "training_programs",
            "write_programs", "compile_training_step", "batch_bits", "host_loss_gradient",
-           "reference_step", "run_training_step", "run_inference", "describe"]
+           "reference_step", "run_training_step", "run_inference", "describe", "moved_bytes"]
 
 #: Layer kinds the compiler takes
 SUPPORTED_KINDS = ("flatten", "linear", "conv2d", "relu", "dropout")
@@ -825,11 +825,14 @@ class _Builder:
         # operand; they swap at every output block (module docstring)
         self.result, self.aux = 0, engine.acc_rows // 2
         self.instructions: list = []
+        self.section = "start"          # the part of the program being emitted (a GEMM's name)
+        self.sections: list = []        # per instruction, its section
         self.commands = 0
         self.im2col_loads = self.im2col_taps = self.im2col_bytes = 0
 
     def emit(self, opcode: Opcode, fields: dict):
         self.instructions.append((opcode, fields))
+        self.sections.append(self.section)
 
     def transfer(self, opcode, tensor, rows: tuple, cols: tuple, *, mem_row: int | None = None,
                  operand_format: str | None = None, target: Target = Target.ACC):
@@ -896,6 +899,7 @@ class _Builder:
         block's bias ``LOAD`` then waits for the stores of the block two before, issued just
         before it.)"""
         engine = self.layout.config.engine
+        self.section = shape.name
         try:
             chunks = _chunks(self.layout, shape, steps, tiles, parts=4 if overlap else 2)
         except ValueError:
@@ -1137,6 +1141,7 @@ def _backward_update(builder: _Builder, seeds: dict, lr: int, weight_decay: int)
     regions, batch = layout.regions, layout.batch
     last = layout.layers[-1]
     if last.activations:        # dlogits -> the last layer's dY, through its activations
+        builder.section = f"{last.name}.grad_output"
         logits = _Shape("dlogits", batch, last.out_features, 1, False, False, False)
         chunks = _chunks(layout, logits)
         for m0 in range(0, batch, chunks["m"]):
@@ -1194,6 +1199,12 @@ class Program:
         The ``LOAD`` s that gather im2col matrices (one per kernel row, or tap, and run of
         image rows of a block; the ones columns not counted), the kernel taps and image rows
         they gather (``9 B H`` per gather) and the bytes they read.
+    sections : tuple of (str, int, int)
+        The program's parts in order, ``(name, first instruction, end)``: a GEMM's
+        instructions with its blocks' epilogues and stores, named after it
+        (``conv2.weight_grad``); ``fc2.grad_output``: the last layer's activations backward
+        on dLogits; ``DONE`` in the part before it. For profiles (where the cycles go, by
+        layer).
     """
     name: str
     prog_base: int
@@ -1205,6 +1216,7 @@ class Program:
     im2col_loads: int = 0
     im2col_taps: int = 0
     im2col_bytes: int = 0
+    sections: tuple = ()
 
     @property
     def fetch_bytes(self) -> int:
@@ -1231,18 +1243,32 @@ class Program:
         return counts
 
 
-def _program(name: str, slot: ProgramSlot, built: _Builder, beat: int) -> Program:
-    instructions = built.instructions
-    if len(instructions) != slot.length:     # the layout's slot came from the same builder
-        raise AssertionError(f"{name}: {len(instructions)} instructions, slot of {slot.length}")
+def moved_bytes(instructions, beat: int) -> dict:
+    """``{Opcode.LOAD: bytes read, Opcode.STORE: bytes written}`` by the DMA for the
+    ``LOAD`` s and ``STORE`` s among ``instructions`` (whole beats; fetches not counted)."""
     moved = {Opcode.LOAD: 0, Opcode.STORE: 0}
     for opcode, fields in instructions:
         if opcode in moved:
             row = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
             moved[opcode] += group_count(fields) * fields["rows"] * _ceil_to(row, beat)
+    return moved
+
+
+def _program(name: str, slot: ProgramSlot, built: _Builder, beat: int) -> Program:
+    instructions = built.instructions
+    if len(instructions) != slot.length:     # the layout's slot came from the same builder
+        raise AssertionError(f"{name}: {len(instructions)} instructions, slot of {slot.length}")
+    moved = moved_bytes(instructions, beat)
+    sections = []
+    for index, section in enumerate(built.sections):
+        if sections and sections[-1][0] == section:
+            sections[-1][2] = index + 1
+        else:
+            sections.append([section, index, index + 1])
     return Program(name, slot.addr, slot.length, instructions, assemble(instructions),
                    moved[Opcode.LOAD] + INSTRUCTION_BYTES * slot.length, moved[Opcode.STORE],
-                   built.im2col_loads, built.im2col_taps, built.im2col_bytes)
+                   built.im2col_loads, built.im2col_taps, built.im2col_bytes,
+                   tuple(map(tuple, sections)))
 
 
 def training_programs(layout: TrainingLayout, *, lr: float, weight_decay: float,

@@ -203,8 +203,9 @@ def _network(spec: dict):
 
 async def _profile(dut, programs: list):
     """Per program (a ``busy`` period of the controller), cycles counted by (controller phase,
-    engine busy, a read beat moved, a write beat moved), sampled every clock edge (the
-    signals of :data:`hw.accel.accelerator.PROFILE_SIGNALS`)."""
+    engine busy, a read beat moved, a write beat moved) and by the controller's ``pc`` (the
+    instruction it is on), sampled every clock edge (the signals of
+    :data:`hw.accel.accelerator.PROFILE_SIGNALS`): a pair of dicts per program."""
     from hw.accel.controller import Phase
     names = {phase.value: phase.name for phase in Phase}
     controller, registers = dut.controller, dut.registers
@@ -216,8 +217,10 @@ async def _profile(dut, programs: list):
             current = None
             continue
         if current is None:
-            current = {}
-            programs.append(current)
+            current, at_pc = {}, {}
+            programs.append((current, at_pc))
+        pc = int(controller.pc.value)
+        at_pc[pc] = at_pc.get(pc, 0) + 1
         rvalid, rready, wvalid, wready = (int(signal.value) for signal in bus)
         key = (names[int(controller.phase.value)], int(registers.engine_busy.value),
                rvalid & rready, wvalid & wready)
@@ -291,9 +294,10 @@ async def training_steps_from_dram(dut):
     if data.get("profile"):     # the programs in order: (forward, backward_update) per step
         names = ["forward", "backward_update"] * steps + ["inference"]
         assert len(profiled) == len(names), f"profile: {len(profiled)} programs seen"
-        for name, counts in list(zip(names, profiled))[-3:]:
+        for name, (counts, at_pc) in list(zip(names, profiled))[-3:]:
             record_metrics(network=spec["network"], profile=name,
-                           cycles=[[*key, count] for key, count in sorted(counts.items())])
+                           cycles=[[*key, count] for key, count in sorted(counts.items())],
+                           pc_cycles=sorted([pc, count] for pc, count in at_pc.items()))
 
 
 # -- bad programs and bad buses -----------------------------------------------------------------

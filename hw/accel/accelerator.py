@@ -37,7 +37,7 @@ __all__ = ["Accelerator", "PROFILE_SIGNALS"]
 #: controller's ``phase`` and ``busy``, and the engine-busy event of the performance counters;
 #: a Verilator build must make them public (``sim.runner.run_bench(public=...)``)
 PROFILE_SIGNALS = (("accelerator.controller", "phase"), ("accelerator.controller", "busy"),
-                   ("accelerator.registers", "engine_busy"))
+                   ("accelerator.controller", "pc"), ("accelerator.registers", "engine_busy"))
 
 
 class Accelerator(wiring.Component):

@@ -172,3 +172,39 @@ def cycle_profile() -> str:
         f"the phase's cycles with the engine busy, an R beat and a W beat moving; "
         f"{measured_at(where)}._"])
 
+
+
+@block("accel.sections")
+def section_profile() -> str:
+    data = results("accel")
+    profile = data.get("profile", {})
+    if not any("sections" in p for p in profile.get("programs", {}).values()):
+        return "_Not measured yet: `sparta measure accel`._"
+    where = data["provenance"]["profile"]
+    rows = []
+    for kind in ("forward", "backward_update", "inference"):
+        program = profile["programs"].get(kind)
+        if program is None:
+            continue
+        for s in program["sections"]:
+            name = s["name"]
+            floor = max(s["engine_cycles"], s["read_beats"], s["write_beats"])
+            rows.append((kind, f"`{name}`", f"{s['instructions']:,}", f"{s['gemm_commands']:,}",
+                         f"{s['cycles']:,}", f"{s['cycles'] / program['cycles']:.1%}",
+                         f"{s['engine_cycles']:,}", f"{s['read_beats']:,}",
+                         f"{s['write_beats']:,}",
+                         f"{s['engine_cycles'] / s['cycles']:.0%}" if s["cycles"] else "-",
+                         f"{s['cycles'] / floor:.2f}x" if floor else "-"))
+    return "\n".join([
+        table(("program", "section", "instructions", "GEMM commands", "cycles (RTL)", "share",
+               "engine alone (cycle model)", "read beats (compiler)", "write beats (compiler)",
+               "engine / cycles", "cycles / floor"), rows, "llrrrrrrrrr"), "",
+        f"_From `docs/results/accel.json` (`profile`, `sections`), measured by `sparta measure "
+        f"accel`: the same run and programs as the phase table above; a section is a GEMM's "
+        f"instructions with its blocks' epilogues and stores "
+        f"(`sim.train_compiler.Program.sections`), its cycles those the controller spent on "
+        f"its instructions (the `pc` sampled in every cycle: waiting included, so work in "
+        f"flight from a section counts in the one after); engine alone: the cycle model of "
+        f"its GEMM commands; beats: the compiler's count of its transfers and instruction "
+        f"fetches on the {data['digits_cnn_step']['beat_bytes'] * 8}-bit bus; floor: the largest "
+        f"of the three (a model, not a run); {measured_at(where)}._"])
