@@ -41,7 +41,7 @@ from hw.accel.accelerator import PROFILE_SIGNALS, Accelerator
 from scripts.progress import spinner
 from scripts.results import record
 from sim.accel_spec import INSTRUCTION_BYTES, Opcode
-from sim.compiler import compile_gemms
+from sim.compiler import compile_gemms, moved_bytes
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.elaborate import Design
 from sim.engine_model import EngineCommand, command_cycles
@@ -199,7 +199,6 @@ def _profile(metrics: list, compiled, config: AccelConfig) -> dict:
     :attr:`sim.train_compiler.Program.sections`) the cycles the controller spent on its
     instructions (sampled ``pc``), beside the cycle model of its GEMM commands and the beats
     its transfers and fetches move (the compiler's count)."""
-    from sim.train_compiler import moved_bytes
     programs = {}
     for row in metrics:
         if "profile" not in row:

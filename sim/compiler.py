@@ -30,14 +30,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from .accel_model import assemble, read_matrix, write_matrix
-from .accel_spec import FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode, Target
+from .accel_spec import (FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode, Target,
+                         group_count)
 from .config import AccelConfig
 from .gemm import OPERAND_TAGS
 from .engine_model import EngineCommand, validate
 from .engine_spec import EngineError
 from .replay import WorkloadGemm, chunk_limits
 
-__all__ = ["Region", "RegionPlacer", "CompiledGemms", "compile_gemms"]
+__all__ = ["Region", "RegionPlacer", "CompiledGemms", "compile_gemms", "moved_bytes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,6 +120,17 @@ def _single_format(tags: np.ndarray, what: str) -> str:
 
 def _ceil_to(value: int, step: int) -> int:
     return -(-value // step) * step
+
+
+def moved_bytes(instructions, beat: int) -> dict:
+    """``{Opcode.LOAD: bytes read, Opcode.STORE: bytes written}`` by the DMA for the
+    ``LOAD`` s and ``STORE`` s among ``instructions`` (whole beats; fetches not counted)."""
+    moved = {Opcode.LOAD: 0, Opcode.STORE: 0}
+    for opcode, fields in instructions:
+        if opcode in moved:
+            row = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
+            moved[opcode] += group_count(fields) * fields["rows"] * _ceil_to(row, beat)
+    return moved
 
 
 def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
@@ -257,11 +269,7 @@ def compile_gemms(config: AccelConfig, gemms: Sequence[WorkloadGemm], *,
         raise AssertionError(f"{len(instructions)} instructions, {program_len} planned")
     image[base:base + program_len * INSTRUCTION_BYTES] = assemble(instructions)
 
-    moved = {Opcode.LOAD: 0, Opcode.STORE: 0}
-    for opcode, fields in instructions:
-        if opcode in moved:
-            row_bytes = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
-            moved[opcode] += fields["rows"] * _ceil_to(row_bytes, beat)
+    moved = moved_bytes(instructions, beat)
     return CompiledGemms(image=image, prog_base=base, prog_len=program_len, regions=regions,
                          outputs=[out.name for _, _, _, _, out, _ in layout],
                          instructions=instructions,

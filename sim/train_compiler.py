@@ -148,7 +148,7 @@ import numpy as np
 from .accel_model import assemble, read_matrix, write_matrix
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
                          TRANSFER_FIELDS, EpilogueOp, Opcode, Target, group_count)
-from .compiler import Region, RegionPlacer, _tiles
+from .compiler import Region, RegionPlacer, _tiles, moved_bytes
 from .config import AccelConfig
 from .epilogue import dropout, dropout_keep, relu, relu_backward, sgd
 from .gemm import gemm
@@ -164,7 +164,7 @@ __all__ = ["SUPPORTED_KINDS", "CONV_KERNEL", "CONV_STRIDE", "CONV_PADDING", "For
            "CompiledTraining", "ReferenceStep", "plan_training",
            "initial_image", "initial_state", "read_state", "training_programs",
            "write_programs", "compile_training_step", "batch_bits", "host_loss_gradient",
-           "reference_step", "run_training_step", "run_inference", "describe", "moved_bytes"]
+           "reference_step", "run_training_step", "run_inference", "describe"]
 
 #: Layer kinds the compiler takes
 SUPPORTED_KINDS = ("flatten", "linear", "conv2d", "relu", "dropout")
@@ -1241,17 +1241,6 @@ class Program:
                 name = EpilogueOp(fields["op"]).name
                 counts[name] = counts.get(name, 0) + 1
         return counts
-
-
-def moved_bytes(instructions, beat: int) -> dict:
-    """``{Opcode.LOAD: bytes read, Opcode.STORE: bytes written}`` by the DMA for the
-    ``LOAD`` s and ``STORE`` s among ``instructions`` (whole beats; fetches not counted)."""
-    moved = {Opcode.LOAD: 0, Opcode.STORE: 0}
-    for opcode, fields in instructions:
-        if opcode in moved:
-            row = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
-            moved[opcode] += group_count(fields) * fields["rows"] * _ceil_to(row, beat)
-    return moved
 
 
 def _program(name: str, slot: ProgramSlot, built: _Builder, beat: int) -> Program:
