@@ -147,7 +147,7 @@ import numpy as np
 
 from .accel_model import assemble, read_matrix, write_matrix
 from .accel_spec import (EPILOGUE_DROPOUT_BITS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
-                         TRANSFER_FIELDS, EpilogueOp, Opcode, Target, group_count)
+                         TRANSFER_FIELDS, EpilogueOp, Opcode, Target)
 from .compiler import Region, RegionPlacer, _tiles, moved_bytes
 from .config import AccelConfig
 from .epilogue import dropout, dropout_keep, relu, relu_backward, sgd
