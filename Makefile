@@ -7,13 +7,14 @@ STAMP := $(VENV)/.sparta-installed
 # parallel pytest workers (the machine has 2 cores)
 JOBS ?= 2
 
-.PHONY: all demo test regress synth bench flow workloads dse schedule formal report docs venv venv-full iverilog clean help
+.PHONY: all demo test regress synth bitstream bench flow workloads dse schedule formal report docs venv venv-full iverilog clean help
 
 help:
 	@echo "make demo     generate Verilog, simulate on Verilator against the golden model, print area"
 	@echo "make test     golden-model tests and cocotb benches on Icarus and Verilator (CI)"
 	@echo "make regress  every bench, 1e6 vectors per run, both simulators, seed printed -> docs/regress.md"
 	@echo "make synth    Yosys area (generic cells, ECP5 LUT/FF/DSP) -> docs/area.md"
+	@echo "make bitstream ULX3S (ECP5-85F) bitstream of the board build, timing and resources -> docs/board.md"
 	@echo "make bench    FP bench vectors and speed -> docs/results/fp_units.json"
 	@echo "make flow     cold/warm times of make demo and make test, simulation speed -> docs/flow.md"
 	@echo "make dse      the example design-space sweep on 1 and 2 Dask workers -> docs/dse.md"
@@ -66,6 +67,11 @@ regress: venv-full iverilog
 
 synth: venv
 	$(SPARTA) synth
+
+# the board build (accelerator, on-chip RAM, UART bridge) for a ULX3S 85F, open tools only;
+# the bitstream stays in the build cache (never committed) -> docs/results/board.json
+bitstream: venv-full
+	$(PY) -m scripts.bitstream
 
 bench: venv-full iverilog
 	$(SPARTA) measure fp

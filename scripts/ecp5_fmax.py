@@ -32,7 +32,7 @@ from amaranth.lib.wiring import In, Out
 from scripts.yosys_area import synth_ecp5_commands, yowasp_command
 from sim.runner import Design, build_root, generate_verilog
 
-__all__ = ["FLOW_VERSION", "DEVICE", "PinShell", "fmax_of", "place_and_route"]
+__all__ = ["FLOW_VERSION", "DEVICE", "PinShell", "fmax_of", "place_and_route", "critical_path"]
 
 FLOW_VERSION = "3"
 
@@ -130,7 +130,7 @@ def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: in
         fmax = float(found[-1])
     result = {
         "fmax_mhz": round(fmax, 2),
-        "critical_path": _critical_path((work / "pnr.log").read_text()),
+        "critical_path": critical_path((work / "pnr.log").read_text()),
         "target_mhz": freq_mhz,
         "seed": seed,
         "device": " ".join(DEVICE),
@@ -141,7 +141,7 @@ def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: in
     return result
 
 
-def _critical_path(log: str) -> dict:
+def critical_path(log: str) -> dict:
     """First source, last sink and delay of the last (post-route) clock critical path."""
     reports = re.findall(r"Critical path report for clock [^\n]*\n(.*?)\n(?:Info: )?\s*\n", log,
                          flags=re.S)

@@ -65,6 +65,9 @@ def _units():
         "pe_os": ("OS PE, fp16/e4m3/e5m2 operands", Design(OutputStationaryPE, ArrayConfig())),
         "pe_os_fp8": ("OS PE, e4m3/e5m2 operands only",
                       Design(OutputStationaryPE, ArrayConfig(a_formats=_FP8, b_formats=_FP8))),
+        "pe_os_wide_only": ("OS PE, fp16/e4m3/e5m2 operands, no narrow FP8 multiplier "
+                            "(narrow_path=False)",
+                            Design(OutputStationaryPE, ArrayConfig(narrow_path=False))),
         "pe_os_s3": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3",
                      Design(OutputStationaryPE, ArrayConfig(mul_stages=3))),
         "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",

@@ -69,6 +69,7 @@ RESULTS: dict[str, Result] = {result.name: result for result in (
     Result("aip_area", "scripts.aip_area", "sparta area aip"),
     Result("inference", "scripts.inference_bench", "sparta measure inference"),
     Result("regress", "scripts.regress", "sparta regress"),
+    Result("board", "scripts.bitstream", "make bitstream"),
 )}
 
 #: module -> the results files it reads (besides its own). ``scripts.report`` reads them all.

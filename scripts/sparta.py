@@ -12,7 +12,7 @@ Own commands:
 * ``sparta test``: the test suite (pytest on ``tb/``; arguments after ``--`` go to pytest).
 
 The others run the measurement and report entry points under ``scripts/`` (each keeps its own
-options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``sweep``,
+options: ``sparta <command> --help``): ``demo``, ``train``, ``replay``, ``synth``, ``bitstream``, ``board``, ``sweep``,
 ``area``, ``measure``, ``flow``, ``regress`` (``make regress``), ``report`` (the
 documentation's tables from ``docs/results``).
 
@@ -51,6 +51,10 @@ ENTRY_POINTS = {
                                "accuracy at 50/70/80/90% sparsity"),
     "sweep": ("scripts.sweep", "a design-space sweep from a TOML file on Dask: area, fmax, cycles, "
                                "DRAM bytes, energy, accuracy; table and Pareto plots"),
+    "bitstream": ("scripts.bitstream", "ULX3S (ECP5-85F) bitstream of the board build: clock, "
+                                       "slack, resources (make bitstream)"),
+    "board": ("scripts.board_host", "run a GEMM on a board over its serial port, checked bit "
+                                    "for bit (--model: the golden model instead)"),
     "formal": ("scripts.formal", "formal checks of the gateware with SymbiYosys: properties "
                                  "proven to a depth, covers reached, mutants caught"),
     "flow": ("scripts.flow_bench", "cold/warm times of make demo and make test, simulation speed"),

@@ -68,6 +68,11 @@ class ArrayConfig:
         of the whole window flow down the columns (:mod:`sim.skip_model`,
         ``SkipOption(schedule="lookahead", depth=skip_window)``). ``1`` (the default) is the
         dense schedule.
+    narrow_path : bool
+        A second, narrow significand multiplier in each PE for products of two FP8 operands
+        (``True``, the default; :class:`hw.fp.multiplier.ProductDatapath`). ``False`` builds
+        the wide one only, which computes FP8 products too: one DSP and a few dozen LUTs less
+        per PE on an ECP5, the same results and cycles.
     """
 
     rows: int = 8
@@ -78,6 +83,7 @@ class ArrayConfig:
     mul_stages: int = 0
     skip_zeros: bool = False
     skip_window: int = 1
+    narrow_path: bool = True
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -90,6 +96,9 @@ class ArrayConfig:
         if not isinstance(self.skip_zeros, bool):
             raise ValueError(f"skip_zeros must be a bool (True or False), not {self.skip_zeros!r}")
         _check_int("skip_window", self.skip_window, 1, MAX_SKIP_WINDOW)
+        if not isinstance(self.narrow_path, bool):
+            raise ValueError(f"narrow_path must be a bool (True or False), "
+                             f"not {self.narrow_path!r}")
         if self.skip_window > 1 and not (self.skip_zeros and self.dataflow == "os"):
             raise ValueError(f"skip_window {self.skip_window} needs skip_zeros=True and "
                              f"dataflow 'os' (got skip_zeros={self.skip_zeros}, dataflow "
@@ -218,12 +227,17 @@ class AccelConfig:
         Bits of the DMA's AXI4 addresses: 32 or 64.
     reads_outstanding : int
         Read bursts the DMA may have issued and not yet received (1..16).
+    epilogue_stages : int
+        Pipeline registers in each of the epilogue's FP32 multipliers and adders (0..3): 0
+        computes a pass in two cycles, one per unit; ``s`` adds ``s`` cycles to each unit
+        (``docs/accel.md``, "Epilogue"), for a shorter critical path (``docs/board.md``).
     """
 
     engine: EngineConfig = EngineConfig()
     data_width: int = 64
     addr_width: int = 32
     reads_outstanding: int = 4
+    epilogue_stages: int = 0
 
     def __post_init__(self):
         from .accel_spec import ADDR_WIDTHS, DATA_WIDTHS
@@ -237,6 +251,7 @@ class AccelConfig:
             raise ValueError(f"addr_width must be one of {', '.join(map(str, ADDR_WIDTHS))}, "
                              f"not {self.addr_width!r}")
         _check_int("reads_outstanding", self.reads_outstanding, 1, 16)
+        _check_int("epilogue_stages", self.epilogue_stages, 0, 3)
 
     @property
     def beat_bytes(self) -> int:

@@ -38,10 +38,12 @@ PROGRAM, DATA = 0, 4096
 
 
 def accel_config_of_case() -> AccelConfig:
-    """The AccelConfig of the case's ``engine``, ``data_width`` and ``addr_width``."""
+    """The AccelConfig of the case's ``engine``, ``data_width``, ``addr_width`` and
+    ``epilogue_stages``."""
     cfg = case()
     return AccelConfig(engine=engine_config_from(cfg.get("engine", {})),
-                       data_width=cfg.get("data_width", 64), addr_width=cfg.get("addr_width", 32))
+                       data_width=cfg.get("data_width", 64), addr_width=cfg.get("addr_width", 32),
+                       epilogue_stages=cfg.get("epilogue_stages", 0))
 
 
 def hex_words(values) -> str:

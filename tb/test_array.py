@@ -26,6 +26,9 @@ CONFIGURATIONS = {
     "os-4x4-fp8-s2": (dict(dataflow="os", rows=4, cols=4, mul_stages=2, a_formats=FP8,
                            b_formats=FP8), dict(tiles=6)),
     "os-8x8-s2": (dict(dataflow="os", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+    # FP8 products on the wide multiplier alone (no narrow one)
+    "os-4x4-wide-only": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, narrow_path=False),
+                         dict(tiles=8)),
     "ws-1x1-s3": (dict(dataflow="ws", rows=1, cols=1, mul_stages=3), dict(tiles=12)),
     "ws-5x3-s1": (dict(dataflow="ws", rows=5, cols=3, mul_stages=1), dict(tiles=8)),
     "ws-4x4": (dict(dataflow="ws", rows=4, cols=4, mul_stages=0), dict(tiles=8)),

@@ -30,6 +30,8 @@ CONFIGS = {
                             b_rows=16, acc_width=32, acc_rows=37, output_mask=True,
                             out_formats=("e4m3", "fp32", "bf16", "fp16", "e5m2"))),
 }
+# the same with three registers in each multiplier and adder (the board build's epilogue)
+CONFIGS["4x4-mask-s3"] = dataclasses.replace(CONFIGS["4x4-mask"], epilogue_stages=3)
 
 #: Stall gates between the Epilogue and the engine (bits of the top's ``stall`` input)
 STALLS = ("rd_req", "rd_data", "wr_acc", "wr_mask")
@@ -134,6 +136,7 @@ def test_epilogue(simulator, name):
               bench_module="tb.epilogue_tb", simulator=simulator,
               case={"engine": config_to_dict(config.engine), "data_width": config.data_width,
                     "addr_width": config.addr_width,
+                    "epilogue_stages": config.epilogue_stages,
                     # random commands (make regress enlarges it)
                     "commands": max(28, scaled(40))})
 

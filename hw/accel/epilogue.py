@@ -17,6 +17,7 @@ from amaranth.lib.wiring import In, Out
 from hw.engine.commands import host_write_layout, read_data_layout, read_request_layout
 from hw.fp.adder import fp32_add_datapath, leading_zeros
 from hw.fp.fp32_multiplier import fp32_mul_datapath
+from hw.pipeline import Pipeline
 from hw.sparsity.dropout_mask import DropoutMaskGenerator
 from hw.spec_enum import hardware_enum
 from sim.accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS,
@@ -163,7 +164,8 @@ class Epilogue(wiring.Component):
     ----------
     config : AccelConfig
         The engine's configuration gives ``C``, the output formats (``fp32`` must be one of them
-        for any op but ``CAST``) and ``output_mask`` (the ``wr_mask`` port).
+        for any op but ``CAST``) and ``output_mask`` (the ``wr_mask`` port);
+        ``epilogue_stages`` (``s``) the registers in each multiplier and adder.
 
     Latency and throughput
     ----------------------
@@ -176,7 +178,10 @@ class Epilogue(wiring.Component):
     ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes
     ``6 + r + p`` cycles after the accept (``r`` the reads per segment, ``p`` 1 without a
     pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12); ``done`` pulses the cycle after the last
-    write was taken (both ports); the next ``cmd`` may be accepted in that cycle. The engine's
+    write was taken (both ports); the next ``cmd`` may be accepted in that cycle. With
+    ``epilogue_stages = s`` each pass takes ``2 + 2s`` cycles instead of 2 (the compute stage
+    waits ``s`` cycles for each unit): ``SCALE`` and ``DROPOUT`` ``2 + 2s`` a segment, ``SGD``
+    ``4 + 4s``, ``ADD`` the larger of ``2 + 2s`` and 5/2; first writes ``2s`` later per pass. The engine's
     ports stall the block in the cycles they are not ready (in the accelerator, whose engine
     has ``host_acc_while_busy``, those in which a running GEMM's sequencer uses the
     accumulator port).
@@ -280,6 +285,32 @@ class Epilogue(wiring.Component):
                 m.d.comb += mul_b.eq(Mux(second, c.imm0 ^ FP32.sign_mask, c.imm1))
             with m.Default():
                 m.d.comb += mul_b.eq(c.imm0)
+        stages = self._config.epilogue_stages
+
+        def unit_pipeline(name):
+            """The free-running registers of one multiplier or adder (``epilogue_stages``);
+            its inputs hold still while the compute stage waits for its output."""
+            if not stages:
+                return None
+            pipeline = Pipeline(stages=stages, cut_points=3, name=name)
+            m.d.comb += pipeline.enable.eq(1)
+            return pipeline
+
+        # cycles the compute stage still waits for the unit of its state (MUL, ADD); none
+        # without registers
+        wait = Signal(range(stages + 1), name="unit_wait") if stages else None
+
+        def waiting():
+            """High while the unit of this state has not reached the compute stage's inputs
+            (never without registers); counts down."""
+            if not stages:
+                return Const(0, 1)
+            with m.If(wait != 0):
+                m.d.sync += wait.eq(wait - 1)
+            return wait != 0
+
+        def restart_wait():
+            return [wait.eq(stages)] if stages else []
         products, sums, results, keeps = [], [], [], []
         for lane in range(lanes):
             mul_a = Mux(second, t[lane], dest[lane])
@@ -291,8 +322,10 @@ class Epilogue(wiring.Component):
                     m.d.comb += add_c.eq(Mux(second, dest[lane], source[lane]))
                 with m.Default():
                     m.d.comb += add_c.eq(_NEG_ZERO)
-            products.append(fp32_mul_datapath(m, mul_a, mul_b, name=f"lane{lane}_mul"))
-            sums.append(fp32_add_datapath(m, add_c, t[lane], name=f"lane{lane}_add"))
+            products.append(fp32_mul_datapath(m, mul_a, mul_b, name=f"lane{lane}_mul",
+                                              pipeline=unit_pipeline(f"lane{lane}_mul")))
+            sums.append(fp32_add_datapath(m, add_c, t[lane], name=f"lane{lane}_add",
+                                          pipeline=unit_pipeline(f"lane{lane}_add")))
             x, s = dest[lane], source[lane]
             result = Signal(32, name=f"lane{lane}_result")
             canonical = Mux(_is_nan(x), FP32.nan_bits, x)
@@ -375,7 +408,7 @@ class Epilogue(wiring.Component):
             """Start the gathered segment, if there is one, else wait for it."""
             m.d.comb += take.eq(g_valid)
             with m.If(g_valid):
-                m.d.sync += [source.eq(g_src), dest.eq(g_dst), second.eq(0)]
+                m.d.sync += [source.eq(g_src), dest.eq(g_dst), second.eq(0), *restart_wait()]
                 with m.If(passes):
                     m.next = "MUL"
                 with m.Else():
@@ -418,12 +451,16 @@ class Epilogue(wiring.Component):
             with m.State("WAIT"):
                 take_next()
             with m.State("MUL"):
-                m.d.sync += [t[lane].eq(products[lane]) for lane in range(lanes)]
-                m.next = "ADD"
+                with m.If(~waiting()):
+                    m.d.sync += [t[lane].eq(products[lane]) for lane in range(lanes)]
+                    m.d.sync += restart_wait()
+                    m.next = "ADD"
             with m.State("ADD"):
-                with m.If(_is(op, EpilogueOp.SGD) & ~second):
+                with m.If(waiting()):
+                    pass
+                with m.Elif(_is(op, EpilogueOp.SGD) & ~second):
                     m.d.sync += [t[lane].eq(sums[lane]) for lane in range(lanes)]
-                    m.d.sync += second.eq(1)
+                    m.d.sync += [second.eq(1), *restart_wait()]
                     m.next = "MUL"
                 with m.Else():          # the last pass: its sums are the results
                     tile_ready = ~is_dropout | generator.o.valid

@@ -69,7 +69,8 @@ def _multiplier(m, config, a_operand, b_operand, extra=None):
     pipeline = Pipeline(stages=config.mul_stages, cut_points=ProductDatapath.CUT_POINTS,
                         name="mul")
     m.d.comb += pipeline.enable.eq(1)         # no stall inside the array
-    datapath = ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats)
+    datapath = ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats,
+                               narrow_path=config.narrow_path)
     return datapath.build(m, pipeline, a_operand, b_operand, extra=extra)
 
 

@@ -31,7 +31,7 @@ __all__ = ["block", "page", "results", "table", "render", "check", "rewrite", "m
 REPO = DOCS_DIR.parent
 #: the renderer modules (imported when a report is made)
 MODULES = ("flow", "tool", "gemm", "fp", "fgmp", "sparsity", "workloads", "accel", "dse",
-           "schedule", "formal", "step_lists", "inference", "regress")
+           "schedule", "formal", "step_lists", "inference", "regress", "board")
 #: every page that may hold numeric tables: docs/*.md and the README
 DOCUMENTS = lambda: sorted(DOCS_DIR.glob("*.md")) + [REPO / "README.md"]  # noqa: E731
 

@@ -77,6 +77,7 @@ AREA_BLOCKS = {
     "pe_os": "OS PE",
     "pe_os_fp8": "OS PE, FP8-only operands",
     "pe_os_s3": "OS PE, `S = 3`",
+    "pe_os_wide_only": "OS PE, no narrow FP8 multiplier (`narrow_path=False`)",
     "pe_ws": "WS PE",
     "pe_os_skip": "OS PE with the zero gate",
     "pe_ws_skip": "WS PE with the zero gate",

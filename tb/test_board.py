@@ -1,0 +1,73 @@
+# amaranth: UnusedElaboratable=no
+"""Runner: the board build's system (accelerator, on-chip RAM, UART bridge) driven through its
+two serial pins by the host driver's serial back end, against the golden model; the bridge's
+protocol rules byte for byte; the board configuration's and the UART's argument checks."""
+
+import dataclasses
+
+import pytest
+
+from hw.board.system import BoardSystem
+from hw.board.uart import UartRx
+from hw.board.ulx3s import OSCILLATOR_HZ, pll_dividers
+from sim.board_spec import BoardConfig
+from sim.config import AccelConfig, accel_config_to_dict
+from sim.runner import Design, run_bench
+from tb.test_accelerator import SMALL
+
+#: the accelerator of make test's accelerator benches, 8 KiB of RAM, 4 cycles per serial bit
+#: (the fastest line the UART takes: every bit of the line protocol is exercised, the bench
+#: just spends fewer cycles per byte than a board's 108)
+CONFIG = BoardConfig(accel=AccelConfig(engine=SMALL), clock_hz=4_000_000, baud=1_000_000,
+                     ram_bytes=8192)
+
+
+def _case(config, **extra):
+    return {"config": accel_config_to_dict(config.accel), "clock_hz": config.clock_hz,
+            "baud": config.baud, "ram_bytes": config.ram_bytes, **extra}
+
+
+def test_board_runs_gemms_over_the_serial_line(simulator):
+    run_bench(Design(BoardSystem, CONFIG), toplevel="board", bench_module="tb.board_tb",
+              simulator=simulator, testcase=["compiled_gemms_over_the_serial_line",
+                                             "protocol_errors_are_answered",
+                                             "host_script_runs_a_gemm"],
+              case=_case(CONFIG, programs=1, gemms=2, largest=12, host_gemm=[6, 5, 9]))
+
+
+def test_host_script_on_the_model(capsys):
+    from scripts.board_host import main
+    assert main(["--model", "--gemm", "20,12,33", "--seed", "3"]) == 0
+    assert "PASS: all 240 results equal sim.gemm" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("ram_bytes", 3000, "ram_bytes must be a power of two"),
+    ("ram_bytes", 1 << 21, "ram_bytes must be a power of two"),
+    ("baud", 2_000_000, "baud must be at most"),
+    ("baud", 0, "baud must be a positive integer"),
+    ("clock_hz", 12_500_000 + 1, None),
+])
+def test_board_config_checks(field, value, message):
+    if message is None:             # a legal clock the PLL cannot make exactly
+        config = dataclasses.replace(BoardConfig(), **{field: value})
+        with pytest.raises(ValueError, match="cannot be made exactly"):
+            pll_dividers(OSCILLATOR_HZ, config.clock_hz)
+        return
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(BoardConfig(clock_hz=4_000_000), **{field: value})
+
+
+def test_baud_error_is_refused():
+    with pytest.raises(ValueError, match="off clock_hz"):
+        BoardConfig(clock_hz=1_000_000, baud=230_400)
+    with pytest.raises(ValueError, match="divisor must be an integer >= 4"):
+        UartRx(divisor=3)
+
+
+@pytest.mark.parametrize("mhz", [12.5, 25, 40, 50])
+def test_pll_makes_the_clock_exactly(mhz):
+    hz = round(mhz * 1e6)
+    d = pll_dividers(OSCILLATOR_HZ, hz)
+    assert OSCILLATOR_HZ * d["CLKFB_DIV"] == hz * d["CLKI_DIV"]
+    assert 400e6 <= hz * d["CLKOP_DIV"] <= 800e6
