@@ -13,13 +13,14 @@ from hw.board.ulx3s import OSCILLATOR_HZ, pll_dividers
 from sim.board_spec import BoardConfig
 from sim.config import AccelConfig, accel_config_to_dict
 from sim.runner import Design, run_bench
+from tb.conftest import regress
 from tb.test_accelerator import SMALL
 
-#: the accelerator of make test's accelerator benches, 8 KiB of RAM, 4 cycles per serial bit
+#: the accelerator of make test's accelerator benches, 4 KiB of RAM, 4 cycles per serial bit
 #: (the fastest line the UART takes: every bit of the line protocol is exercised, the bench
 #: just spends fewer cycles per byte than a board's 108)
 CONFIG = BoardConfig(accel=AccelConfig(engine=SMALL), clock_hz=4_000_000, baud=1_000_000,
-                     ram_bytes=8192)
+                     ram_bytes=4096)
 
 
 def _case(config, **extra):
@@ -28,6 +29,9 @@ def _case(config, **extra):
 
 
 def test_board_runs_gemms_over_the_serial_line(simulator):
+    if simulator == "verilator" and not regress():
+        pytest.skip("Icarus in make test (a Verilator build of the board costs more than the "
+                    "run), both simulators in make regress")
     run_bench(Design(BoardSystem, CONFIG), toplevel="board", bench_module="tb.board_tb",
               simulator=simulator, testcase=["compiled_gemms_over_the_serial_line",
                                              "protocol_errors_are_answered",
