@@ -73,8 +73,9 @@ class Ulx3sTop(Elaboratable):
             i_PHASESEL0=0, i_PHASESEL1=0, i_PHASEDIR=1, i_PHASESTEP=1, i_PHASELOADREG=1,
             i_PLLWAKESYNC=0, i_ENCLKOP=0,
             o_CLKOP=clock, o_LOCK=locked)
+        # nextpnr derives the constraint of CLKOP from the oscillator's (the platform's clk25
+        # resource) and the dividers
         m.d.comb += ClockSignal("sync").eq(clock)
-        platform.add_clock_constraint(clock, config.clock_hz)
         # reset until the PLL has been locked for 2**10 cycles
         settle = Signal(11, reset_less=True)
         with m.If(~locked):
