@@ -152,7 +152,9 @@ async def host_script_runs_a_gemm(dut):
     config = _config()
     link = await _start(dut, config)
     shape = tuple(case()["host_gemm"])
-    seen = await run(BoardBackend(dut, link), config, shape, seed=int(cocotb.RANDOM_SEED))
+    seed = int(cocotb.RANDOM_SEED)
+    dut._log.info("seed %d (rerun with SPARTA_SEED=%d)", seed, seed)
+    seen = await run(BoardBackend(dut, link), config, shape, seed=seed)
     assert not len(seen["wrong"]), f"host GEMM {shape}: {len(seen['wrong'])} results differ, " \
         f"first at {seen['first_wrong'][0]}: RTL {seen['first_wrong'][1]:#010x}, golden " \
         f"{seen['first_wrong'][2]:#010x}"
