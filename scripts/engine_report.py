@@ -70,6 +70,9 @@ def _units():
                             Design(OutputStationaryPE, ArrayConfig(narrow_path=False))),
         "pe_os_s3": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3",
                      Design(OutputStationaryPE, ArrayConfig(mul_stages=3))),
+        "pe_os_s3_l4": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3, four interleaved "
+                        "accumulations (acc_interleave=4)",
+                        Design(OutputStationaryPE, ArrayConfig(mul_stages=3, acc_interleave=4))),
         "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",
                   Design(WeightStationaryPE, ArrayConfig(dataflow="ws"))),
         "pe_os_skip": ("OS PE with the zero gate (skip_zeros=True)",
@@ -125,29 +128,40 @@ def measure_area(names=None) -> dict:
     return area
 
 
-#: Multiplier depths whose 4x4 OS array is placed and routed; the first is the default array.
-FMAX_MUL_STAGES = (0, 3)
+#: (multiplier stages S, interleaved accumulations L) of the 4x4 OS arrays placed and routed;
+#: the first is the default array
+FMAX_POINTS = ((0, 1), (3, 1), (3, 4))
+#: the multiplier depths among them with L = 1 (``fmax_mhz_ecp5_4x4_by_mul_stages``)
+FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interleave == 1)
 
 
-def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
-    """ECP5 fmax (MHz) of the 4x4 OS array (default formats) in a pin shell, per multiplier
-    depth, and a note on how it was obtained."""
+def point_name(stages: int, interleave: int) -> str:
+    """The key of an fmax point: ``"S3_L4"``."""
+    return f"S{stages}_L{interleave}"
+
+
+def measure_fmax(points=FMAX_POINTS) -> tuple[dict, dict, str]:
+    """ECP5 fmax (MHz) of the 4x4 OS array (default formats) in a pin shell, per (multiplier
+    depth, interleaved accumulations); their critical paths; a note on how they were
+    obtained."""
     from hw.engine.array import SystolicArray
     from scripts.ecp5_fmax import fmax_of
 
-    fmax, paths, result = {}, [], None
-    for stages in mul_stages:
+    fmax, critical, paths, result = {}, {}, [], None
+    for stages, interleave in points:
         began = time.perf_counter()
-        print(f"fmax: 4x4 OS array, mul_stages={stages}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...",
-              flush=True)
-        top = "fmax_array_os_4x4" if stages == 0 else f"fmax_array_os_4x4_s{stages}"
+        print(f"fmax: 4x4 OS array, mul_stages={stages}, acc_interleave={interleave}, on ECP5 "
+              f"(synth_ecp5 + nextpnr-ecp5) ...", flush=True)
+        top = "fmax_array_os_4x4" + (f"_s{stages}" if stages else "") + \
+            (f"_l{interleave}" if interleave > 1 else "")
         with spinner(f"nextpnr-ecp5: {top}"):
-            result = fmax_of(Design(SystolicArray, ArrayConfig(rows=4, cols=4,
-                                                               mul_stages=stages)), top)
-        fmax[stages] = result["fmax_mhz"]
+            result = fmax_of(Design(SystolicArray, ArrayConfig(
+                rows=4, cols=4, mul_stages=stages, acc_interleave=interleave)), top)
+        fmax[(stages, interleave)] = result["fmax_mhz"]
         path = result.get("critical_path", {})
-        paths.append(f"mul_stages={stages}: {result['fmax_mhz']} MHz, {path.get('from')} -> "
-                     f"{path.get('to')} ({path.get('ns')} ns)")
+        critical[point_name(stages, interleave)] = path
+        paths.append(f"mul_stages={stages}, acc_interleave={interleave}: {result['fmax_mhz']} "
+                     f"MHz, {path.get('from')} -> {path.get('to')} ({path.get('ns')} ns)")
         print(f"      {result['fmax_mhz']} MHz; critical path {path}  "
               f"({time.perf_counter() - began:.0f} s)", flush=True)
     note = (
@@ -159,7 +173,7 @@ def measure_fmax(mul_stages=FMAX_MUL_STAGES) -> tuple[dict, str]:
         "that drives every array input bit, serial_out from a signature register XOR-folding "
         "every output bit), because its ~400 port bits exceed the package's pins. Critical "
         f"paths: {'; '.join(paths)}. Command: python -m scripts.engine_report")
-    return fmax, note
+    return fmax, critical, note
 
 
 def run_hardware_alone(config: EngineConfig, simulator: str, gemm, *, quiet=True,
@@ -202,15 +216,20 @@ def main(argv=None):
             area = {**kept, **area}
         entries.update(area=area, area_note=_AREA_NOTE)
     if not args.skip_fmax:
-        by_stages, note = measure_fmax()
-        entries.update(fmax_mhz_ecp5_4x4=by_stages[FMAX_MUL_STAGES[0]], fmax_note=note,
-                       fmax_mhz_ecp5_4x4_by_mul_stages={str(k): v for k, v in by_stages.items()})
+        by_point, critical, note = measure_fmax()
+        entries.update(
+            fmax_mhz_ecp5_4x4=by_point[FMAX_POINTS[0]], fmax_note=note,
+            fmax_mhz_ecp5_4x4_by_mul_stages={str(stages): by_point[(stages, 1)]
+                                             for stages in FMAX_MUL_STAGES},
+            fmax_mhz_ecp5_4x4_by_point={point_name(*point): value
+                                        for point, value in by_point.items()},
+            fmax_critical_path_4x4=critical)
     if entries:
         full = not (args.skip_area or args.skip_fmax or args.units)
         measured_with = {"flow_version": FLOW_VERSION,
                          **({"units": {name: AREA_UNITS[name][1].spec() for name in units}}
                             if not args.skip_area else {}),
-                         **({"fmax_mul_stages": FMAX_MUL_STAGES} if not args.skip_fmax else {})}
+                         **({"fmax_points": FMAX_POINTS} if not args.skip_fmax else {})}
         path = record("engine_area", entries, writer=__name__, config=measured_with,
                       replace=full)
         print(f"wrote {', '.join(sorted(entries))} into {path}"

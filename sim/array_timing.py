@@ -157,6 +157,8 @@ class OutputStationaryTiming(_Timing):
 
     def __init__(self, config):
         super().__init__(_checked(config, "os"))
+        #: ``L``: tiles in flight at once, their steps interleaved (``acc_interleave``)
+        self.interleave = config.acc_interleave
 
     @property
     def first_swap_offset(self) -> int:
@@ -165,14 +167,15 @@ class OutputStationaryTiming(_Timing):
 
     @property
     def swap_done_offset(self) -> int:
-        """Cycles from a ``first`` step's entry to the last swap (PE (R-1, C-1))."""
-        return self.rows + self.cols - 2 + self.mul_stages
+        """Cycles from a group's first ``first`` step's entry to the last swap (PE (R-1, C-1),
+        the group's last tile)."""
+        return self.rows + self.cols - 2 + self.mul_stages + self.interleave - 1
 
     @property
     def column_swap_done_offset(self) -> int:
-        """Cycles from a ``first`` step's entry, plus the column index ``c``, to the last swap
-        of column ``c`` (PE (R-1, c)): the shifts a column sees come after it."""
-        return self.rows - 1 + self.mul_stages
+        """Cycles from a group's first ``first`` step's entry, plus the column index ``c``, to
+        the last swap of column ``c`` (PE (R-1, c)): the shifts a column sees come after it."""
+        return self.rows - 1 + self.mul_stages + self.interleave - 1
 
     @property
     def shift_result_latency(self) -> int:
@@ -182,14 +185,20 @@ class OutputStationaryTiming(_Timing):
 
     @property
     def shifts_per_tile(self) -> int:
-        """Shift cycles that move one tile's results out (rows R-1, ..., 0 in that order) and
-        the next tile's init rows in (the row pushed in first ends at the bottom)."""
-        return self.rows
+        """Shift cycles that move one group's results out and the next group's init rows in
+        (the row pushed in first ends at the bottom): ``R L``, shift ``j`` carrying row
+        ``R - 1 - j // L`` of the group's tile ``j % L`` (``L = 1``: rows R-1, ..., 0)."""
+        return self.rows * self.interleave
+
+    def shift_row(self, j: int) -> tuple[int, int]:
+        """``(tile within its group, row)`` that shift ``j`` of a group's shifts carries."""
+        return j % self.interleave, self.rows - 1 - j // self.interleave
 
     @property
     def min_tile_cycles(self) -> int:
-        """Fewest cycles between the ``first`` steps of consecutive tiles: in every column the
-        swaps of one tile, then its shifts, all before the next tile's swap in row 0 (``2R``)."""
+        """Fewest cycles between the first ``first`` steps of consecutive groups: in every
+        column the swaps of one group, then its shifts, all before the next group's first swap
+        in row 0 (``2R`` for ``L = 1``, ``R L + R + L - 1`` in general)."""
         return self.column_swap_done_offset - self.first_swap_offset + self.shifts_per_tile + 1
 
     @property
@@ -209,39 +218,54 @@ class OutputStationaryTiming(_Timing):
         """Cycle-by-cycle reference schedule of a command.
 
         ``tiles[T]`` lists the step slots of tile ``T`` in order: ``k`` (a step) or ``None``
-        (a bubble); ``first`` goes on the first slot, whatever it holds. Tiles are padded with
-        bubbles to :attr:`min_tile_cycles`; the init rows of tile 0 are shifted in at cycles
-        ``0 .. R-1``; after each swap the ``R`` shifts come as early as possible; after the last
-        tile a flush step (``valid=0, first=1``) swaps the last results into the shadows and
-        ``R`` more shifts bring them out. Every cycle of the command is listed, up to the last
-        result row.
+        (a bubble); ``first`` goes on the first slot, whatever it holds. Tiles go in groups of
+        ``L`` (the last group may hold fewer): slot ``i`` of a group's tile ``l`` is entered
+        at ``i L + l`` cycles after the group starts, each tile padded with bubbles to the
+        group's longest and the group to at least :attr:`min_tile_cycles`. The init rows of
+        group 0 are shifted in at cycles ``0 .. R L - 1``; after each group's swaps its
+        ``R L`` shifts come as early as possible; after the last group ``L`` flush steps
+        (``valid=0, first=1``) swap the last results into the shadows and ``R L`` more shifts
+        bring them out. Every cycle of the command is listed, up to the last result row.
+        ``L = 1``: one tile after the other.
         """
         tiles = _check_tiles(tiles, "step")
-        rows = self.rows
+        interleave = self.interleave
+        groups = [tiles[i:i + interleave] for i in range(0, len(tiles), interleave)]
+        fewest = -(-self.min_tile_cycles // interleave)        # slots per tile of a group
+        lengths = [max(fewest, *(len(tile) for tile in group)) for group in groups]
         starts = [self.first_tile_start]
-        for tile in tiles:
-            starts.append(starts[-1] + self.tile_cycles(len(tile)))
+        for length in lengths:
+            starts.append(starts[-1] + length * interleave)
         flush = starts[-1]
         shift_start = self.column_swap_done_offset + 1
-        cycles = [OSCycle() for _ in range(flush + shift_start + rows
+        shifts = self.shifts_per_tile
+        cycles = [OSCycle() for _ in range(flush + shift_start + shifts
                                            + self.shift_result_latency)]
-        for index, tile in enumerate(tiles):
-            for offset, k in enumerate(tile):
-                cycle = cycles[starts[index] + offset]
-                cycle.step = None if k is None else (index, k)
-                cycle.first = offset == 0
-        cycles[flush].first = True
-        for j in range(rows):
+        for g, (group, start, length) in enumerate(zip(groups, starts, lengths)):
+            for lane in range(interleave):
+                tile = group[lane] if lane < len(group) else []
+                for index in range(length):
+                    cycle = cycles[start + index * interleave + lane]
+                    k = tile[index] if index < len(tile) else None
+                    cycle.step = None if k is None else (g * interleave + lane, k)
+                    cycle.first = index == 0
+        for lane in range(interleave):
+            cycles[flush + lane].first = True
+        for j in range(shifts):
+            lane, row = self.shift_row(j)
             cycles[j].shift = True
-            cycles[j].shift_in = (0, rows - 1 - j)
-        for index, start in enumerate(starts):           # a tile's swap, or the flush
-            for j in range(rows):
+            if lane < len(groups[0]):
+                cycles[j].shift_in = (lane, row)
+        for g, start in enumerate(starts):           # a group's swaps, or the flush
+            for j in range(shifts):
+                lane, row = self.shift_row(j)
                 shift = start + shift_start + j
                 cycles[shift].shift = True
-                if index + 1 < len(tiles):
-                    cycles[shift].shift_in = (index + 1, rows - 1 - j)
-                if index >= 1:
-                    cycles[shift + self.shift_result_latency].result = (index - 1, rows - 1 - j)
+                if g + 1 < len(groups) and lane < len(groups[g + 1]):
+                    cycles[shift].shift_in = ((g + 1) * interleave + lane, row)
+                if g >= 1 and lane < len(groups[g - 1]):
+                    cycles[shift + self.shift_result_latency].result = (
+                        (g - 1) * interleave + lane, row)
         return cycles
 
 

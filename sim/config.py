@@ -11,7 +11,7 @@ import dataclasses
 
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
-__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "ArrayConfig", "EngineConfig", "AccelConfig", "PRESETS",
+__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "MAX_ACC_INTERLEAVE", "ArrayConfig", "EngineConfig", "AccelConfig", "PRESETS",
            "engine_config_from", "load_engine_config", "config_to_dict", "accel_config_to_dict",
            "accel_config_from"]
 
@@ -20,6 +20,9 @@ MAX_DIM = 32
 MUL_CUT_POINTS = 3          # hw.fp.multiplier.ProductDatapath.CUT_POINTS
 #: Deepest zero-skip lookahead window of the array (``ArrayConfig.skip_window``).
 MAX_SKIP_WINDOW = 4
+#: Most outputs an output-stationary PE accumulates in rotation (``ArrayConfig.acc_interleave``):
+#: its loop's FP32 adder has three cut points (hw.fp.adder.ADD_CUT_POINTS)
+MAX_ACC_INTERLEAVE = 4
 
 
 def _check_int(name, value, low, high):
@@ -73,6 +76,14 @@ class ArrayConfig:
         (``True``, the default; :class:`hw.fp.multiplier.ProductDatapath`). ``False`` builds
         the wide one only, which computes FP8 products too: one DSP and a few dozen LUTs less
         per PE on an ECP5, the same results and cycles.
+    acc_interleave : int
+        Outputs each output-stationary PE accumulates in rotation, ``L`` in 1..4 (the loop's
+        FP32 adder gets ``L - 1`` pipeline registers, so the accumulate loop is no longer one
+        combinational cycle; each output still adds its products in ``k`` order: the same bits).
+        The array takes ``L`` tiles at once, their steps interleaved
+        (:mod:`sim.array_timing`). ``1`` (the default) is today's PE; ``L > 1`` is built for the
+        array alone so far: the engine's sequencers do not drive it yet (``EngineConfig``
+        refuses it).
     """
 
     rows: int = 8
@@ -84,6 +95,7 @@ class ArrayConfig:
     skip_zeros: bool = False
     skip_window: int = 1
     narrow_path: bool = True
+    acc_interleave: int = 1
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -99,6 +111,12 @@ class ArrayConfig:
         if not isinstance(self.narrow_path, bool):
             raise ValueError(f"narrow_path must be a bool (True or False), "
                              f"not {self.narrow_path!r}")
+        _check_int("acc_interleave", self.acc_interleave, 1, MAX_ACC_INTERLEAVE)
+        if self.acc_interleave > 1 and (self.dataflow != "os" or self.skip_window > 1):
+            raise ValueError(
+                f"acc_interleave {self.acc_interleave} needs dataflow 'os' and skip_window 1 "
+                f"(got {self.dataflow!r}, skip_window {self.skip_window}): a weight-stationary "
+                f"partial sum moves down its column and no loop holds it; 1 is today's PE")
         if self.skip_window > 1 and not (self.skip_zeros and self.dataflow == "os"):
             raise ValueError(f"skip_window {self.skip_window} needs skip_zeros=True and "
                              f"dataflow 'os' (got skip_zeros={self.skip_zeros}, dataflow "
@@ -161,6 +179,10 @@ class EngineConfig:
     def __post_init__(self):
         if not isinstance(self.array, ArrayConfig):
             raise ValueError(f"array must be an ArrayConfig, not {self.array!r}")
+        if self.array.acc_interleave != 1:
+            raise ValueError(f"array.acc_interleave must be 1 in an engine, not "
+                             f"{self.array.acc_interleave!r}: the tile sequencers do not drive "
+                             f"interleaved tiles yet (the array alone takes 1..4)")
         for name, banks in (("spad_width", max(self.a_banks, self.b_banks)),
                             ("acc_width", self.acc_banks)):
             value = getattr(self, name)

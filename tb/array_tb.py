@@ -58,7 +58,8 @@ NEGATIVE_ZERO_SHARE = {"a": 0.9, "b": 0.1, "init": 0.9}
 def config_from_case(cfg) -> ArrayConfig:
     return ArrayConfig(rows=cfg["rows"], cols=cfg["cols"], dataflow=cfg["dataflow"],
                        a_formats=tuple(cfg["a_formats"]), b_formats=tuple(cfg["b_formats"]),
-                       mul_stages=cfg["mul_stages"], skip_zeros=cfg.get("skip_zeros", False))
+                       mul_stages=cfg["mul_stages"], skip_zeros=cfg.get("skip_zeros", False),
+                       acc_interleave=cfg.get("acc_interleave", 1))
 
 
 # -- stimulus ------------------------------------------------------------------------------------

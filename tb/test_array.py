@@ -26,6 +26,15 @@ CONFIGURATIONS = {
     "os-4x4-fp8-s2": (dict(dataflow="os", rows=4, cols=4, mul_stages=2, a_formats=FP8,
                            b_formats=FP8), dict(tiles=6)),
     "os-8x8-s2": (dict(dataflow="os", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+    # interleaved accumulation: L tiles in flight, the loop's adder pipelined (sim.array_timing)
+    "os-1x1-l3": (dict(dataflow="os", rows=1, cols=1, mul_stages=0, acc_interleave=3),
+                  dict(tiles=12)),
+    "os-3x5-l2-s1": (dict(dataflow="os", rows=3, cols=5, mul_stages=1, acc_interleave=2),
+                     dict(tiles=8)),
+    "os-4x4-l4-s3": (dict(dataflow="os", rows=4, cols=4, mul_stages=3, acc_interleave=4),
+                     dict(tiles=9)),
+    "os-4x4-skip-l4": (dict(dataflow="os", rows=4, cols=4, mul_stages=0, skip_zeros=True,
+                            acc_interleave=4), dict(tiles=8)),
     # FP8 products on the wide multiplier alone (no narrow one)
     "os-4x4-wide-only": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, narrow_path=False),
                          dict(tiles=8)),
@@ -62,36 +71,46 @@ def _swap_cycles(timing, starts):
             for r in range(timing.rows) for c in range(timing.cols)}
 
 
-@pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),
-                                                (2, 8, 3), (32, 32, 2)])
-def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages):
-    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages))
+@pytest.mark.parametrize("rows, cols, stages, interleave",
+                         [(1, 1, 0, 1), (1, 1, 3, 1), (3, 5, 1, 1), (8, 2, 0, 1), (2, 8, 3, 1),
+                          (32, 32, 2, 1), (1, 1, 0, 4), (3, 5, 1, 2), (4, 4, 3, 4), (8, 2, 0, 3)])
+def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages, interleave):
+    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages,
+                                      acc_interleave=interleave))
     tiles = [[0], [None, 0, 1], list(range(3 * rows + cols)), [0, None]]
     schedule = timing.schedule(tiles)
     starts = [t for t, cycle in enumerate(schedule) if cycle.first]
     shifts = [t for t, cycle in enumerate(schedule) if cycle.shift]
     swaps = _swap_cycles(timing, starts)
-    assert len(starts) == len(tiles) + 1                            # the tiles and the flush
+    groups = -(-len(tiles) // interleave)
+    # every tile of every group (a short last group padded with empty tiles) and the flush
+    assert len(starts) == (groups + 1) * interleave
+    chain = rows * interleave                  # shadow registers in a column's chain
     for (r, c), swapped in swaps.items():
         # column c's chain moves c cycles after the shift input
         moves = sorted(t + c for t in shifts)
         assert not set(moves) & swapped, (r, c)
-        # between two swaps of a PE its shadow is shifted exactly R times (loaded, emptied)
+        # a group's swaps come in consecutive cycles; between two groups' the chain is shifted
+        # exactly R L times (loaded, emptied)
         edges = sorted(swapped)
         for before, after in zip(edges, edges[1:]):
-            assert len([t for t in moves if before < t < after]) == rows, (r, c, before)
-    assert min(b - a for a, b in zip(starts, starts[1:])) >= timing.min_tile_cycles == 2 * rows
+            between = len([t for t in moves if before < t < after])
+            assert between == (0 if after - before == 1 else chain), (r, c, before)
+    group_starts = starts[::interleave]
+    assert timing.min_tile_cycles == rows * interleave + rows + interleave - 1
+    assert min(b - a for a, b in zip(group_starts, group_starts[1:])) >= timing.min_tile_cycles
     results = [(t, cycle.result) for t, cycle in enumerate(schedule) if cycle.result]
-    assert [r for _, r in results] == [(tile, row) for tile in range(len(tiles))
-                                       for row in reversed(range(rows))]
+    assert [r for _, r in results] == [
+        (g * interleave + j % interleave, rows - 1 - j // interleave)
+        for g in range(groups) for j in range(chain) if g * interleave + j % interleave < len(tiles)]
     # a result row is at the output shift_result_latency after its shift
     assert all(schedule[t - timing.shift_result_latency].shift for t, _ in results)
-    assert results[-1][0] == len(schedule) - 1
+    assert results[-1][0] == len(schedule) - 1 or groups * interleave > len(tiles)
     assert timing.command_cycles([len(t) for t in tiles]) == len(schedule)
-    # a lone long tile: init shifts, K steps, drain
+    # a lone long tile: init shifts, K steps (in every L-th cycle), drain
     k = 2 * rows + cols + 7
-    assert timing.command_cycles([k]) == (max(0, rows - stages) + k + rows - 1 + stages + 1
-                                          + rows + cols - 1)
+    assert timing.command_cycles([k]) == (max(0, chain - stages) + interleave * k + rows - 1
+                                          + stages + interleave - 1 + 1 + chain + cols - 1)
 
 
 @pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),
@@ -151,6 +170,13 @@ def test_array_rejects_bad_configuration(factory, config, message):
     (dict(skip_window=2), r"skip_window 2 needs skip_zeros=True and dataflow 'os' \(got "
                           r"skip_zeros=False"),
     (dict(skip_zeros=True, skip_window=2, dataflow="ws"), "dataflow 'ws'"),
+    (dict(narrow_path=1), r"narrow_path must be a bool \(True or False\), not 1"),
+    (dict(acc_interleave=0), "acc_interleave must be an integer in 1..4, not 0"),
+    (dict(acc_interleave=5), "acc_interleave must be an integer in 1..4, not 5"),
+    (dict(acc_interleave=2, dataflow="ws"),
+     r"acc_interleave 2 needs dataflow 'os' and skip_window 1 \(got 'ws', skip_window 1\)"),
+    (dict(acc_interleave=3, skip_zeros=True, skip_window=2),
+     r"acc_interleave 3 needs dataflow 'os' and skip_window 1 \(got 'os', skip_window 2\)"),
 ])
 def test_array_config_is_validated(fields, message):
     with pytest.raises(ValueError, match=message):

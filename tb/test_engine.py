@@ -145,6 +145,9 @@ def test_engine_hardware_alone(simulator):
 def test_engine_rejects_bad_config():
     with pytest.raises(ValueError, match="config must be an EngineConfig"):
         GemmEngine(ArrayConfig())
+    # interleaved accumulation is built for the array alone so far
+    with pytest.raises(ValueError, match=r"array.acc_interleave must be 1 in an engine, not 2"):
+        EngineConfig(array=ArrayConfig(acc_interleave=2))
     with pytest.raises(ValueError, match="config must be an EngineConfig"):
         OutputStationarySequencer(None)
 

@@ -27,7 +27,7 @@ from amaranth import Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.fp.adder import fp32_add_datapath
+from hw.fp.adder import ADD_CUT_POINTS, fp32_add_datapath
 from hw.fp.multiplier import ProductDatapath
 from hw.fp.operand import Operand
 from hw.pipeline import Pipeline
@@ -111,11 +111,24 @@ class OutputStationaryPE(wiring.Component):
     (the shadow above, or an init value at the top); ``shadow_out`` is the shadow register. A
     shift and a swap must not happen in the same cycle (the sequencer's schedule ensures it).
 
+    Interleaved accumulation (``config.acc_interleave = L > 1``): the PE owns ``L`` outputs,
+    whose steps arrive in rotation (output ``l`` in the cycles ``l`` modulo ``L``), and the
+    loop's FP32 adder has ``L - 1`` pipeline registers, so a sum is back at the adder's input
+    exactly when the next step of its output arrives: each output still adds its products in
+    ``k`` order, rounding each time (bit-exact with ``L = 1``), while the loop's path is cut
+    into ``L`` cycles. ``acc`` and the adder's registers are updated every cycle; a bubble
+    (``valid=0``) adds ``-0``. The shadow is ``L`` registers deep (``shadow_0`` takes
+    ``shadow_in``, ``shadow_out`` is ``shadow_{L-1}``); a step with ``first`` adds its product
+    to ``shadow_{L-1}`` (its output's init) and moves the chain by one with ``acc`` (the
+    output's finished sum) entering ``shadow_0``. The ``L`` firsts of a group of tiles come in
+    consecutive cycles, after which the shadows hold the ``L`` finished sums in the order the
+    inits had (:mod:`sim.array_timing`).
+
     Parameters
     ----------
     config : ArrayConfig
-        ``dataflow="os"``; ``a_formats``, ``b_formats``, ``mul_stages`` and ``skip_zeros``
-        are used.
+        ``dataflow="os"``; ``a_formats``, ``b_formats``, ``mul_stages``, ``skip_zeros``,
+        ``skip_window``, ``narrow_path`` and ``acc_interleave`` are used.
 
     Latency: a step's operands reach ``a_out`` / ``b_out`` one cycle after ``a_in`` / ``b_in``;
     its product is accumulated at the clock edge ``mul_stages`` cycles after the one that
@@ -175,6 +188,9 @@ class OutputStationaryPE(wiring.Component):
         if self.config.skip_zeros:
             product = _gated_product(m, product, control["live"])
 
+        if self.config.acc_interleave > 1:
+            self._interleaved_loop(m, product, control)
+            return m
         acc = Signal(32, name="acc")
         shadow = Signal(32, name="shadow")
         base = Signal(32, name="acc_base")       # what the product is added to
@@ -196,6 +212,35 @@ class OutputStationaryPE(wiring.Component):
             m.d.sync += shadow.eq(self.shadow_in)
         m.d.comb += self.shadow_out.eq(shadow)
         return m
+
+    def _interleaved_loop(self, m, product, control):
+        """The accumulate loop of ``L = acc_interleave`` outputs in rotation (class docstring):
+        the adder's ``L - 1`` registers and ``acc`` hold the ``L`` running sums; the shadows
+        are an ``L``-deep piece of the column's chain."""
+        interleave = self.config.acc_interleave
+        shadows = [Signal(32, name=f"shadow_{j}") for j in range(interleave)]
+        acc = Signal(32, name="acc")
+        base = Signal(32, name="acc_base")
+        addend = Signal(32, name="acc_addend")
+        m.d.comb += [
+            base.eq(Mux(control["first"], shadows[-1], acc)),
+            # a bubble adds -0, the identity (a NaN sum stays the canonical NaN it already is
+            # after its first product, or becomes it one step early: the same final bits)
+            addend.eq(Mux(control["valid"], product, Const(FP32.sign_mask, 32))),
+        ]
+        pipeline = Pipeline(stages=interleave - 1, cut_points=ADD_CUT_POINTS, name="acc_loop")
+        m.d.comb += pipeline.enable.eq(1)
+        m.d.sync += acc.eq(fp32_add_datapath(m, base, addend, pipeline=pipeline,
+                                             name="acc_add"))
+        # a swap and a shift move the same chain: the swap feeds in the finished sum of the
+        # output whose first step arrives (and hands that output's init to the adder)
+        with m.If(control["first"]):
+            m.d.sync += [shadows[0].eq(acc),
+                         *(shadows[j].eq(shadows[j - 1]) for j in range(1, interleave))]
+        with m.If(self.shift):
+            m.d.sync += [shadows[0].eq(self.shadow_in),
+                         *(shadows[j].eq(shadows[j - 1]) for j in range(1, interleave))]
+        m.d.comb += self.shadow_out.eq(shadows[-1])
 
 
 class WeightStationaryPE(wiring.Component):

