@@ -77,7 +77,9 @@ class SerialBackend:
         await self.link.send(bytes([op]) + payload)
         timeout = (len(payload) + 1 + answer) * self.link.byte_cycles + self.slack_cycles
         got = await self.link.receive(answer, timeout)
-        if got[:1] == bytes([BAD_OPCODE]):
+        # BAD_OPCODE is a whole answer of one byte: a longer answer may begin with the same
+        # value as data (a read's first byte), a status byte never
+        if got == bytes([BAD_OPCODE]) and (answer == 1 or len(got) < answer):
             raise LinkError(f"{what}: the bridge answered BAD_OPCODE to {op.name}")
         if len(got) != answer:
             raise LinkError(f"{what}: {len(got)} of the {answer} answer bytes of {op.name} came "

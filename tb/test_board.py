@@ -75,3 +75,44 @@ def test_pll_makes_the_clock_exactly(mhz):
     d = pll_dividers(OSCILLATOR_HZ, hz)
     assert OSCILLATOR_HZ * d["CLKFB_DIV"] == hz * d["CLKI_DIV"]
     assert 400e6 <= hz * d["CLKOP_DIV"] <= 800e6
+
+
+class _ScriptedLink:
+    """A :class:`sim.board_link.Link` that answers every frame with the next scripted bytes."""
+
+    byte_cycles = 40
+
+    def __init__(self, answers):
+        self.answers, self.sent = list(answers), []
+
+    async def send(self, data):
+        self.sent.append(bytes(data))
+
+    async def receive(self, count, timeout_cycles):
+        return self.answers.pop(0)[:count]
+
+    async def wait_cycles(self, cycles):
+        pass
+
+    def cycle(self):
+        return 0
+
+
+def test_serial_backend_tells_data_from_bad_opcode():
+    """A read whose first data byte is 0x80 (BAD_OPCODE's value) is data; a lone 0x80 where
+    more was due, or as a write's status, is BAD_OPCODE."""
+    import asyncio
+
+    from sim.board_link import LinkError, SerialBackend
+    from sim.accel_spec import Resp
+
+    link = _ScriptedLink([bytes([0x80, 0x01, 0, 0, 0]), bytes([0x80]), bytes([0x80]),
+                          bytes([0x00])])
+    backend = SerialBackend(link)
+    assert asyncio.run(backend.read_csr(0x60)) == (0x180, Resp.OKAY)
+    with pytest.raises(LinkError, match="BAD_OPCODE to READ_CSR"):
+        asyncio.run(backend.read_csr(0x60))
+    with pytest.raises(LinkError, match="BAD_OPCODE to WRITE_CSR"):
+        asyncio.run(backend.write_csr(0x08, 1))
+    assert asyncio.run(backend.write_csr(0x08, 1)) == Resp.OKAY
+    assert link.sent[0] == bytes([0x02, 0x60, 0, 0, 0])
