@@ -12,10 +12,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: What the gateware is built from (configuration, formats, field widths, error codes, timing,
 #: the FGMP formats and stream geometry, the dropout LFSR, the scratchpad geometry, the AIP
-#: output selection)
+#: output selection, the board build and its serial protocol)
 SPEC_MODULES = {"sim.config", "sim.formats", "sim.engine_spec", "sim.array_timing",
                 "sim.fgmp_spec", "sim.lfsr_spec", "sim.scratchpad_spec", "sim.accel_spec",
-                "sim.aip_spec"}
+                "sim.aip_spec", "sim.board_spec"}
 #: What a specification module may import besides the standard library and other
 #: specification modules: numpy and its low-precision dtypes (``sim.formats``)
 NUMERIC_LIBRARIES = {"numpy", "ml_dtypes"}
