@@ -20,7 +20,8 @@ The area table of docs/engine.md is generated from the file (``sparta report``,
 Every result is cached (synthesis and place and route by the hash of the Verilog, Verilator
 builds by the runner), so a rerun only redoes what changed.
 
-Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax]
+Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax] [--units U,..]
+       [--fmax-points S3_L5,..]
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def measure_area(names=None) -> dict:
 
 #: (multiplier stages S, interleaved accumulations L) of the 4x4 OS arrays placed and routed;
 #: the first is the default array
-FMAX_POINTS = ((0, 1), (3, 1), (3, 4))
+FMAX_POINTS = ((0, 1), (3, 1), (3, 4), (3, 5))
 #: the multiplier depths among them with L = 1 (``fmax_mhz_ecp5_4x4_by_mul_stages``)
 FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interleave == 1)
 
@@ -199,6 +200,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-area", action="store_true", help="no Yosys area")
     parser.add_argument("--skip-fmax", action="store_true", help="no ECP5 place and route")
+    parser.add_argument("--fmax-points", type=comma_subset(
+                            "fmax points", [point_name(*p) for p in FMAX_POINTS]), default=None,
+                        help="comma-separated fmax points to place and route (default: all of "
+                             f"{','.join(point_name(*p) for p in FMAX_POINTS)}); the others "
+                             "keep their recorded figures")
     parser.add_argument("--units", type=comma_subset("units", AREA_UNITS), default=None,
                         help=f"comma-separated area units (default: {','.join(DEFAULT_UNITS)}; "
                              f"also {','.join(sorted(set(AREA_UNITS) - set(DEFAULT_UNITS)))})")
@@ -216,16 +222,24 @@ def main(argv=None):
             area = {**kept, **area}
         entries.update(area=area, area_note=_AREA_NOTE)
     if not args.skip_fmax:
-        by_point, critical, note = measure_fmax()
+        points = FMAX_POINTS if not args.fmax_points else \
+            [p for p in FMAX_POINTS if point_name(*p) in args.fmax_points]
+        by_point, critical, note = measure_fmax(points)
+        named = {point_name(*point): value for point, value in by_point.items()}
+        if args.fmax_points:    # a subset: keep the other points' figures
+            kept = load("engine_area", reader=__name__, missing_ok=True)
+            named = {**kept.get("fmax_mhz_ecp5_4x4_by_point", {}), **named}
+            critical = {**kept.get("fmax_critical_path_4x4", {}), **critical}
+            note = kept.get("fmax_note", "") + f" Merged by --fmax-points: {note}"
+        named = {point_name(*p): named[point_name(*p)] for p in FMAX_POINTS
+                 if point_name(*p) in named}
         entries.update(
-            fmax_mhz_ecp5_4x4=by_point[FMAX_POINTS[0]], fmax_note=note,
-            fmax_mhz_ecp5_4x4_by_mul_stages={str(stages): by_point[(stages, 1)]
+            fmax_mhz_ecp5_4x4=named[point_name(*FMAX_POINTS[0])], fmax_note=note,
+            fmax_mhz_ecp5_4x4_by_mul_stages={str(stages): named[point_name(stages, 1)]
                                              for stages in FMAX_MUL_STAGES},
-            fmax_mhz_ecp5_4x4_by_point={point_name(*point): value
-                                        for point, value in by_point.items()},
-            fmax_critical_path_4x4=critical)
+            fmax_mhz_ecp5_4x4_by_point=named, fmax_critical_path_4x4=critical)
     if entries:
-        full = not (args.skip_area or args.skip_fmax or args.units)
+        full = not (args.skip_area or args.skip_fmax or args.units or args.fmax_points)
         measured_with = {"flow_version": FLOW_VERSION,
                          **({"units": {name: AREA_UNITS[name][1].spec() for name in units}}
                             if not args.skip_area else {}),

@@ -21,8 +21,8 @@ MUL_CUT_POINTS = 3          # hw.fp.multiplier.ProductDatapath.CUT_POINTS
 #: Deepest zero-skip lookahead window of the array (``ArrayConfig.skip_window``).
 MAX_SKIP_WINDOW = 4
 #: Most outputs an output-stationary PE accumulates in rotation (``ArrayConfig.acc_interleave``):
-#: its loop's FP32 adder has three cut points (hw.fp.adder.ADD_CUT_POINTS)
-MAX_ACC_INTERLEAVE = 4
+#: its loop's FP32 adder has four cut points (hw.fp.adder.ADD_CUT_POINTS and one inside align)
+MAX_ACC_INTERLEAVE = 5
 
 
 def _check_int(name, value, low, high):
@@ -77,7 +77,7 @@ class ArrayConfig:
         the wide one only, which computes FP8 products too: one DSP and a few dozen LUTs less
         per PE on an ECP5, the same results and cycles.
     acc_interleave : int
-        Outputs each output-stationary PE accumulates in rotation, ``L`` in 1..4 (the loop's
+        Outputs each output-stationary PE accumulates in rotation, ``L`` in 1..5 (the loop's
         FP32 adder gets ``L - 1`` pipeline registers, so the accumulate loop is no longer one
         combinational cycle; each output still adds its products in ``k`` order: the same bits).
         The array takes ``L`` tiles at once, their steps interleaved
@@ -182,7 +182,7 @@ class EngineConfig:
         if self.array.acc_interleave != 1:
             raise ValueError(f"array.acc_interleave must be 1 in an engine, not "
                              f"{self.array.acc_interleave!r}: the tile sequencers do not drive "
-                             f"interleaved tiles yet (the array alone takes 1..4)")
+                             f"interleaved tiles yet (the array alone takes 1..5)")
         for name, banks in (("spad_width", max(self.a_banks, self.b_banks)),
                             ("acc_width", self.acc_banks)):
             value = getattr(self, name)

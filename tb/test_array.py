@@ -35,6 +35,8 @@ CONFIGURATIONS = {
                      dict(tiles=9)),
     "os-4x4-skip-l4": (dict(dataflow="os", rows=4, cols=4, mul_stages=0, skip_zeros=True,
                             acc_interleave=4), dict(tiles=8)),
+    "os-4x4-l5-s3": (dict(dataflow="os", rows=4, cols=4, mul_stages=3, acc_interleave=5),
+                     dict(tiles=10)),
     # FP8 products on the wide multiplier alone (no narrow one)
     "os-4x4-wide-only": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, narrow_path=False),
                          dict(tiles=8)),
@@ -73,7 +75,8 @@ def _swap_cycles(timing, starts):
 
 @pytest.mark.parametrize("rows, cols, stages, interleave",
                          [(1, 1, 0, 1), (1, 1, 3, 1), (3, 5, 1, 1), (8, 2, 0, 1), (2, 8, 3, 1),
-                          (32, 32, 2, 1), (1, 1, 0, 4), (3, 5, 1, 2), (4, 4, 3, 4), (8, 2, 0, 3)])
+                          (32, 32, 2, 1), (1, 1, 0, 4), (3, 5, 1, 2), (4, 4, 3, 4), (8, 2, 0, 3),
+                          (4, 4, 3, 5)])
 def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages, interleave):
     timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages,
                                       acc_interleave=interleave))
@@ -171,8 +174,8 @@ def test_array_rejects_bad_configuration(factory, config, message):
                           r"skip_zeros=False"),
     (dict(skip_zeros=True, skip_window=2, dataflow="ws"), "dataflow 'ws'"),
     (dict(narrow_path=1), r"narrow_path must be a bool \(True or False\), not 1"),
-    (dict(acc_interleave=0), "acc_interleave must be an integer in 1..4, not 0"),
-    (dict(acc_interleave=5), "acc_interleave must be an integer in 1..4, not 5"),
+    (dict(acc_interleave=0), "acc_interleave must be an integer in 1..5, not 0"),
+    (dict(acc_interleave=6), "acc_interleave must be an integer in 1..5, not 6"),
     (dict(acc_interleave=2, dataflow="ws"),
      r"acc_interleave 2 needs dataflow 'os' and skip_window 1 \(got 'ws', skip_window 1\)"),
     (dict(acc_interleave=3, skip_zeros=True, skip_window=2),

@@ -228,10 +228,12 @@ class OutputStationaryPE(wiring.Component):
             # after its first product, or becomes it one step early: the same final bits)
             addend.eq(Mux(control["valid"], product, Const(FP32.sign_mask, 32))),
         ]
-        pipeline = Pipeline(stages=interleave - 1, cut_points=ADD_CUT_POINTS, name="acc_loop")
+        # the adder's cut points and one more inside its align step
+        pipeline = Pipeline(stages=interleave - 1, cut_points=ADD_CUT_POINTS + 1,
+                            name="acc_loop")
         m.d.comb += pipeline.enable.eq(1)
         m.d.sync += acc.eq(fp32_add_datapath(m, base, addend, pipeline=pipeline,
-                                             name="acc_add"))
+                                             name="acc_add", align_cut=True))
         # a swap and a shift move the same chain: the swap feeds in the finished sum of the
         # output whose first step arrives (and hands that output's init to the adder)
         with m.If(control["first"]):

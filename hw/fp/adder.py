@@ -117,22 +117,28 @@ def _align_step(m, a, b, name):
         exp_diff.eq(big_exp - small_exp),
         shift.eq(Mux(exp_diff > _WIDE, _WIDE, exp_diff)),   # beyond the field all is sticky
     ]
-    # upper half: the aligned field; lower half: what was shifted out of it
-    spread = Signal(2 * _WIDE, name=f"{name}_spread")
-    m.d.comb += spread.eq(Cat(Const(0, _WIDE + _EXTRA), small_sig) >> shift)
-    sticky = spread[_WIDE] | spread[:_WIDE].any()
-    small = Signal(_WIDE, name=f"{name}_small_aligned")
-    m.d.comb += small.eq(Cat(sticky, spread[_WIDE + 1:]))
-
     nan = Signal(name=f"{name}_nan")
     m.d.comb += nan.eq(x["nan"] | y["nan"] | (x["inf"] & y["inf"] & (x["sign"] != y["sign"])))
     return {
-        "big": big_sig, "small": small, "exp": big_exp,
+        "big": big_sig, "small_sig": small_sig, "shift": shift, "exp": big_exp,
         "sign": sign,                                   # also the sign of an infinite result
         "subtract": x["sign"] ^ y["sign"],
         "zero_sign": x["sign"] & y["sign"],             # an exact zero is -0 only for -0 + -0
         "nan": nan, "inf": x["inf"] | y["inf"],
     }
+
+
+def _shift_step(m, v, name):
+    """The second half of *align*: the smaller significand shifted into its field."""
+    # upper half: the aligned field; lower half: what was shifted out of it
+    spread = Signal(2 * _WIDE, name=f"{name}_spread")
+    m.d.comb += spread.eq(Cat(Const(0, _WIDE + _EXTRA), v["small_sig"]) >> v["shift"])
+    sticky = spread[_WIDE] | spread[:_WIDE].any()
+    small = Signal(_WIDE, name=f"{name}_small_aligned")
+    m.d.comb += small.eq(Cat(sticky, spread[_WIDE + 1:]))
+    passed = {key: v[key] for key in ("big", "exp", "sign", "subtract", "zero_sign", "nan",
+                                      "inf")}
+    return {"small": small, **passed}
 
 
 def _add_step(m, v, name):
@@ -186,7 +192,7 @@ def _round_step(m, v, name):
     return result.as_value()
 
 
-def fp32_add_datapath(m, a, b, *, pipeline=None, name="fp32_add"):
+def fp32_add_datapath(m, a, b, *, pipeline=None, name="fp32_add", align_cut=False):
     """Build ``round_fp32(a + b)`` into module ``m``; returns the 32-bit result Value.
 
     Parameters
@@ -200,11 +206,18 @@ def fp32_add_datapath(m, a, b, *, pipeline=None, name="fp32_add"):
         after add, after normalise); ``None`` builds a purely combinational adder.
     name : str
         Prefix of the internal signal names (use distinct names for several adders in a module).
+    align_cut : bool
+        One more cut point, inside *align* (after the operands are ordered, before the
+        smaller one is shifted): the datapath then uses ``ADD_CUT_POINTS + 1`` of the
+        pipeline's cut points (the interleaved accumulate loop of ``hw.engine.pe``).
     """
     def cut(values):
         return dict(values) if pipeline is None else pipeline.cut(m, values)
 
-    aligned = cut(_align_step(m, a, b, name))
+    ordered = _align_step(m, a, b, name)
+    if align_cut:
+        ordered = cut(ordered)
+    aligned = cut(_shift_step(m, ordered, name))
     summed = cut(_add_step(m, aligned, name))
     normalised = cut(_normalise_step(m, summed, name))
     return _round_step(m, normalised, name)
