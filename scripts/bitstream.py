@@ -21,10 +21,8 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 
 from scripts.ecp5_fmax import critical_path
 from scripts.results import record

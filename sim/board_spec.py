@@ -36,7 +36,7 @@ import enum
 from .config import AccelConfig, ArrayConfig, EngineConfig
 
 __all__ = ["Op", "BAD_OPCODE", "LINK_MAGIC", "LINK_VERSION", "LinkStatus", "MEM_WORDS_MAX",
-           "FRAME_TIMEOUT_BYTES", "BOARD_ACCEL", "BoardConfig", "frame_bytes", "answer_bytes"]
+           "FRAME_TIMEOUT_BYTES", "BOARD_ACCEL", "BoardConfig", "answer_bytes"]
 
 
 class Op(enum.IntEnum):
@@ -65,12 +65,6 @@ class LinkStatus(enum.IntFlag):
     IRQ = 1 << 0
     OVERRUN = 1 << 1        # a byte arrived before the bridge took the previous one
     FRAMING = 1 << 2        # a byte's stop bit was low
-
-
-def frame_bytes(op: Op, words: int = 1) -> int:
-    """Bytes of a request frame of ``op`` moving ``words`` words."""
-    return {Op.WRITE_CSR: 10, Op.READ_CSR: 5, Op.WRITE_MEM: 7 + 4 * words,
-            Op.READ_MEM: 6, Op.STATUS: 1}[op]
 
 
 def answer_bytes(op: Op, words: int = 1) -> int:
