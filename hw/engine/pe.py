@@ -189,7 +189,7 @@ class OutputStationaryPE(wiring.Component):
             product = _gated_product(m, product, control["live"])
 
         if self.config.acc_interleave > 1:
-            self._interleaved_loop(m, product, control)
+            self._interleaved_loop(m, product, control, self._first_ahead(m))
             return m
         acc = Signal(32, name="acc")
         shadow = Signal(32, name="shadow")
@@ -213,27 +213,53 @@ class OutputStationaryPE(wiring.Component):
         m.d.comb += self.shadow_out.eq(shadow)
         return m
 
-    def _interleaved_loop(self, m, product, control):
+    def _first_ahead(self, m):
+        """The ``first`` flag of the step that reaches the accumulate loop in the next cycle
+        (``control_in.first`` delayed ``mul_stages - 1`` cycles), or ``None`` when
+        ``mul_stages`` is 0 (no stage to take it from)."""
+        stages = self.config.mul_stages
+        if stages == 0:
+            return None
+        first = self.control_in.first
+        for stage in range(stages - 1):
+            delayed = Signal(name=f"first_ahead_d{stage + 1}")
+            m.d.sync += delayed.eq(first)
+            first = delayed
+        return first
+
+    def _interleaved_loop(self, m, product, control, first_ahead):
         """The accumulate loop of ``L = acc_interleave`` outputs in rotation (class docstring):
         the adder's ``L - 1`` registers and ``acc`` hold the ``L`` running sums; the shadows
-        are an ``L``-deep piece of the column's chain."""
+        are an ``L``-deep piece of the column's chain.
+
+        With ``first_ahead`` (``mul_stages >= 1``) the adder's input ``acc_base`` is a
+        register, chosen one cycle early between the adder's result and the shadow the
+        chain will hand over: the select (a flag that fans out to every bit, and that
+        synthesis shares between the PEs whose steps arrive in the same cycle) then ends the
+        loop's last stage instead of starting its first one, the longest. ``acc`` still
+        holds the adder's result, the finished sum a swap moves into the chain."""
         interleave = self.config.acc_interleave
         shadows = [Signal(32, name=f"shadow_{j}") for j in range(interleave)]
         acc = Signal(32, name="acc")
         base = Signal(32, name="acc_base")
         addend = Signal(32, name="acc_addend")
-        m.d.comb += [
-            base.eq(Mux(control["first"], shadows[-1], acc)),
-            # a bubble adds -0, the identity (a NaN sum stays the canonical NaN it already is
-            # after its first product, or becomes it one step early: the same final bits)
-            addend.eq(Mux(control["valid"], product, Const(FP32.sign_mask, 32))),
-        ]
+        # a bubble adds -0, the identity (a NaN sum stays the canonical NaN it already is
+        # after its first product, or becomes it one step early: the same final bits)
+        m.d.comb += addend.eq(Mux(control["valid"], product, Const(FP32.sign_mask, 32)))
         # the adder's cut points and one more inside its align step
         pipeline = Pipeline(stages=interleave - 1, cut_points=ADD_CUT_POINTS + 1,
                             name="acc_loop")
         m.d.comb += pipeline.enable.eq(1)
-        m.d.sync += acc.eq(fp32_add_datapath(m, base, addend, pipeline=pipeline,
-                                             name="acc_add", align_cut=True))
+        total = fp32_add_datapath(m, base, addend, pipeline=pipeline, name="acc_add",
+                                  align_cut=True)
+        m.d.sync += acc.eq(total)
+        moves = control["first"] | self.shift          # the chain moves down by one
+        if first_ahead is None:
+            m.d.comb += base.eq(Mux(control["first"], shadows[-1], acc))
+        else:
+            # what the mux above would give in the next cycle: acc <- total, and
+            # shadows[-1] <- shadows[-2] when the chain moves
+            m.d.sync += base.eq(Mux(first_ahead, Mux(moves, shadows[-2], shadows[-1]), total))
         # a swap and a shift move the same chain: the swap feeds in the finished sum of the
         # output whose first step arrives (and hands that output's init to the adder)
         with m.If(control["first"]):
