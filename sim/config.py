@@ -81,9 +81,8 @@ class ArrayConfig:
         FP32 adder gets ``L - 1`` pipeline registers, so the accumulate loop is no longer one
         combinational cycle; each output still adds its products in ``k`` order: the same bits).
         The array takes ``L`` tiles at once, their steps interleaved
-        (:mod:`sim.array_timing`). ``1`` (the default) is today's PE; ``L > 1`` is built for the
-        array alone so far: the engine's sequencers do not drive it yet (``EngineConfig``
-        refuses it).
+        (:mod:`sim.array_timing`); the engine's output-stationary sequencer issues them in
+        groups of ``L`` (not with step lists). ``1`` (the default) is one tile at a time.
     """
 
     rows: int = 8
@@ -179,10 +178,6 @@ class EngineConfig:
     def __post_init__(self):
         if not isinstance(self.array, ArrayConfig):
             raise ValueError(f"array must be an ArrayConfig, not {self.array!r}")
-        if self.array.acc_interleave != 1:
-            raise ValueError(f"array.acc_interleave must be 1 in an engine, not "
-                             f"{self.array.acc_interleave!r}: the tile sequencers do not drive "
-                             f"interleaved tiles yet (the array alone takes 1..5)")
         for name, banks in (("spad_width", max(self.a_banks, self.b_banks)),
                             ("acc_width", self.acc_banks)):
             value = getattr(self, name)
@@ -208,6 +203,10 @@ class EngineConfig:
                              f"{self.tile_entries}")
         if not self.step_lists:
             return
+        if self.array.acc_interleave != 1:
+            raise ValueError(f"step lists (step_entries > 0) need array.acc_interleave = 1, "
+                             f"not {self.array.acc_interleave!r}: their sequencer issues one "
+                             f"tile at a time")
         a = self.array
         needs = {"array.dataflow": (a.dataflow, "os"), "array.skip_zeros": (a.skip_zeros, True),
                  "array.skip_window": (a.skip_window, 1), "output_mask": (self.output_mask, False)}

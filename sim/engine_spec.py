@@ -113,12 +113,16 @@ class EngineTiming:
         Read request to data, A and B scratchpads.
     acc_read_latency : int
         Read request to data, accumulator memory.
+    interleave : int
+        Tiles the sequencer issues at once, their steps interleaved
+        (``ArrayConfig.acc_interleave``, output stationary only; 1: one tile at a time).
     """
 
     rows: int
     cols: int
     spad_read_latency: int
     acc_read_latency: int
+    interleave: int = 1
 
     @staticmethod
     def of(config: EngineConfig) -> EngineTiming:
@@ -130,7 +134,8 @@ class EngineTiming:
             return OutputStationaryEngineTiming(
                 rows=array.rows, cols=array.cols, first_swap=array.first_swap_offset,
                 last_swap=array.column_swap_done_offset,
-                result_latency=array.shift_result_latency, **common)
+                result_latency=array.shift_result_latency, interleave=array.interleave,
+                **common)
         array = WeightStationaryTiming(config.array)
         return WeightStationaryEngineTiming(
             rows=array.rows, cols=array.cols, result_latency=array.result_latency,
@@ -148,13 +153,19 @@ class EngineTiming:
 class OutputStationaryEngineTiming(EngineTiming):
     """Schedule constants of the output-stationary engine (``hw.engine.sequencer``).
 
+    With interleaved accumulation (``interleave = L > 1``, ``ArrayConfig.acc_interleave``) the
+    tiles go in groups of ``L``, their steps interleaved: slot ``i`` of a group's tile ``l``
+    is issued ``i L + l`` cycles after the group starts, and a group's shift cycles are
+    ``R L``. Every constant below is per group then; ``L = 1`` is one tile at a time.
+
     Parameters
     ----------
     first_swap : int
-        From a tile's first step entering the array to the first accumulator swap (PE (0, 0)).
+        From a group's first step entering the array to the first accumulator swap (PE (0, 0)).
     last_swap : int
-        From a tile's first step entering the array to the last accumulator swap of column 0
-        (PE (R-1, 0)); column ``c`` swaps, and sees the shifts, ``c`` cycles later.
+        From a group's first step entering the array to the last accumulator swap of column 0
+        (PE (R-1, 0), the group's last tile); column ``c`` swaps, and sees the shifts, ``c``
+        cycles later.
     result_latency : int
         From a shift at the array's ports to its result row at the array's output.
     """
@@ -165,21 +176,28 @@ class OutputStationaryEngineTiming(EngineTiming):
 
     @property
     def shift_start(self) -> int:
-        """From a tile's first step entering the array to its group of shift cycles (the
-        cycle after the last swap of column 0)."""
+        """From a group's first step entering the array to its shift cycles (the cycle after
+        the last swap of column 0)."""
         return self.last_swap + 1
 
     @property
+    def shifts_per_group(self) -> int:
+        """Shift cycles of one group: ``R L``."""
+        return self.rows * self.interleave
+
+    @property
     def min_tile_slots(self) -> int:
-        """Fewest issue slots per tile: the ``R`` shifts after one tile boundary must end
-        before the first swap of the next (``2R`` for the output-stationary array)."""
-        return self.shift_start + self.rows - self.first_swap
+        """Fewest issue slots per tile: the ``R L`` shifts after one group boundary must end
+        before the first swap of the next group, ``L`` slots' cycles apart (``2R`` for
+        ``L = 1``)."""
+        return -(-(self.shift_start + self.shifts_per_group - self.first_swap)
+                 // self.interleave)
 
     @property
     def first_tile_issue(self) -> int:
-        """Issue time of the first step of an ``accumulate`` command: the ``R`` initial shifts
-        (issued from time 0) end before the first swap. An overwrite starts at 0."""
-        return max(0, self.acc_read_latency + self.rows - self.spad_read_latency
+        """Issue time of the first step of an ``accumulate`` command: the ``R L`` initial
+        shifts (issued from time 0) end before the first swap. An overwrite starts at 0."""
+        return max(0, self.acc_read_latency + self.shifts_per_group - self.spad_read_latency
                    - self.first_swap)
 
     @property
@@ -192,11 +210,11 @@ class OutputStationaryEngineTiming(EngineTiming):
         shifts (``accumulate`` only), the flush step's shift group, the result latency, the
         write and ``done``."""
         return (ACCEPT_TO_ISSUE + (self.first_tile_issue if accumulate else 0)
-                + self.group_delay + self.rows - 1 + self.acc_read_latency
+                + self.group_delay + self.shifts_per_group - 1 + self.acc_read_latency
                 + self.result_latency + 1)
 
     def tile_slots(self, k: int) -> int:
-        """Issue slots per tile, ``L = max(K, min_tile_slots)``."""
+        """Issue slots per tile, ``max(K, min_tile_slots)``."""
         return max(k, self.min_tile_slots)
 
     def tiles(self, command: EngineCommand) -> int:
@@ -204,7 +222,11 @@ class OutputStationaryEngineTiming(EngineTiming):
         return math.ceil(command.m / self.rows) * math.ceil(command.n / self.cols)
 
     def cycles(self, command: EngineCommand) -> int:
-        return self.tiles(command) * self.tile_slots(command.k) + self.overhead(command.accumulate)
+        """``ceil(tiles / L) L max(K, min_tile_slots) + overhead``: a last group of fewer than
+        ``L`` tiles takes the cycles of a whole one (its empty lanes issue bubbles)."""
+        groups = math.ceil(self.tiles(command) / self.interleave)
+        return (groups * self.interleave * self.tile_slots(command.k)
+                + self.overhead(command.accumulate))
 
     def scheduled_cycles(self, m: int, lengths, accumulate: bool) -> int:
         """Cycles of a command whose tiles have their own step counts ``lengths`` (step

@@ -75,7 +75,8 @@ def config_to_case(config: EngineConfig) -> dict:
             "spad_width": config.spad_width, "a_rows": config.a_rows, "b_rows": config.b_rows,
             "acc_width": config.acc_width, "acc_rows": config.acc_rows,
             "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros,
-            "skip_window": a.skip_window, "output_mask": config.output_mask,
+            "skip_window": a.skip_window, "narrow_path": a.narrow_path,
+            "acc_interleave": a.acc_interleave, "output_mask": config.output_mask,
             "step_entries": config.step_entries, "tile_entries": config.tile_entries}
 
 
@@ -87,7 +88,9 @@ def config_from_case(case: dict) -> EngineConfig:
                           mul_stages=case["mul_stages"], a_formats=tuple(case["a_formats"]),
                           b_formats=tuple(case["b_formats"]),
                           skip_zeros=case.get("skip_zeros", False),
-                          skip_window=case.get("skip_window", 1)),
+                          skip_window=case.get("skip_window", 1),
+                          narrow_path=case.get("narrow_path", True),
+                          acc_interleave=case.get("acc_interleave", 1)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
         out_formats=tuple(case["out_formats"]), output_mask=case.get("output_mask", False),

@@ -61,6 +61,14 @@ def test_engine_odd_shape(simulator, name):
     run_random(CONFIGS[name], simulator)
 
 
+@pytest.mark.parametrize("name", ["4x4 l5", "3x5 l2"])
+def test_engine_interleaved(simulator, name):
+    """Interleaved accumulation: the sequencer issues tiles in groups of ``L`` (partial last
+    groups, the flush, accumulating and overwriting commands), bit-exact, cycles equal to
+    the model."""
+    run_random(CONFIGS[name], simulator)
+
+
 def test_engine_output_mask(simulator):
     """Output masks without a window: ``+0`` where the host or dropout plane says so, dense
     cycles; bad dropout mask commands raise ``mask_status`` errors."""
@@ -145,9 +153,11 @@ def test_engine_hardware_alone(simulator):
 def test_engine_rejects_bad_config():
     with pytest.raises(ValueError, match="config must be an EngineConfig"):
         GemmEngine(ArrayConfig())
-    # interleaved accumulation is built for the array alone so far
-    with pytest.raises(ValueError, match=r"array.acc_interleave must be 1 in an engine, not 2"):
-        EngineConfig(array=ArrayConfig(acc_interleave=2))
+    # interleaved accumulation: not with step lists (their sequencer issues one tile at a time)
+    with pytest.raises(ValueError, match=r"step lists \(step_entries > 0\) need "
+                                         r"array.acc_interleave = 1, not 2"):
+        EngineConfig(array=ArrayConfig(acc_interleave=2, skip_zeros=True), step_entries=4,
+                     tile_entries=2)
     with pytest.raises(ValueError, match="config must be an EngineConfig"):
         OutputStationarySequencer(None)
 

@@ -420,7 +420,8 @@ class GemmEngine(wiring.Component):
         if spad.READ_LATENCY != self.timing.spad_read_latency:
             mismatches.append(f"scratchpad READ_LATENCY {spad.READ_LATENCY} != "
                               f"{self.timing.spad_read_latency}")
-        if array.timing.min_tile_cycles > self.timing.min_tile_slots:
+        if (array.timing.min_tile_cycles
+                > self.timing.min_tile_slots * self.timing.interleave):
             mismatches.append("array min_tile_cycles")
         if mismatches:
             raise RuntimeError("engine timing disagrees with its parts: " + "; ".join(mismatches))

@@ -64,14 +64,16 @@ def check_array_config(config, dataflow, who):
     return config
 
 
-def _multiplier(m, config, a_operand, b_operand, extra=None):
-    """The PE's multiplier: a free-running :class:`Pipeline` of ``config.mul_stages``."""
+def _multiplier(m, config, a_operand, b_operand, extra=None, zero_unless=()):
+    """The PE's multiplier: a free-running :class:`Pipeline` of ``config.mul_stages``; the
+    product is ``-0`` unless the flags of ``extra`` named in ``zero_unless`` are all 1."""
     pipeline = Pipeline(stages=config.mul_stages, cut_points=ProductDatapath.CUT_POINTS,
                         name="mul")
     m.d.comb += pipeline.enable.eq(1)         # no stall inside the array
     datapath = ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats,
                                narrow_path=config.narrow_path)
-    return datapath.build(m, pipeline, a_operand, b_operand, extra=extra)
+    return datapath.build(m, pipeline, a_operand, b_operand, extra=extra,
+                          zero_unless=zero_unless)
 
 
 def _live_flag(m, a_operand, b_operand):
@@ -184,13 +186,17 @@ class OutputStationaryPE(wiring.Component):
         extra = {"valid": self.control_in.valid, "first": self.control_in.first}
         if self.config.skip_zeros:
             extra["live"] = _live_flag(m, self.a_in, b_operand)
+        if self.config.acc_interleave > 1:
+            # a bubble's or a skipped product is -0, chosen inside the multiplier
+            product, control = _multiplier(m, self.config, self.a_in, b_operand, extra=extra,
+                                           zero_unless=[k for k in ("valid", "live")
+                                                        if k in extra])
+            self._interleaved_loop(m, product, control, self._first_ahead(m))
+            return m
         product, control = _multiplier(m, self.config, self.a_in, b_operand, extra=extra)
         if self.config.skip_zeros:
             product = _gated_product(m, product, control["live"])
 
-        if self.config.acc_interleave > 1:
-            self._interleaved_loop(m, product, control, self._first_ahead(m))
-            return m
         acc = Signal(32, name="acc")
         shadow = Signal(32, name="shadow")
         base = Signal(32, name="acc_base")       # what the product is added to
@@ -242,10 +248,10 @@ class OutputStationaryPE(wiring.Component):
         shadows = [Signal(32, name=f"shadow_{j}") for j in range(interleave)]
         acc = Signal(32, name="acc")
         base = Signal(32, name="acc_base")
-        addend = Signal(32, name="acc_addend")
-        # a bubble adds -0, the identity (a NaN sum stays the canonical NaN it already is
-        # after its first product, or becomes it one step early: the same final bits)
-        m.d.comb += addend.eq(Mux(control["valid"], product, Const(FP32.sign_mask, 32)))
+        # a bubble's product is -0 (elaborate), the identity: a NaN sum stays the canonical
+        # NaN it already is after its first product, or becomes it one step early (the same
+        # final bits)
+        addend = product
         # the adder's cut points and one more inside its align step
         pipeline = Pipeline(stages=interleave - 1, cut_points=ADD_CUT_POINTS + 1,
                             name="acc_loop")

@@ -114,6 +114,20 @@ def _plus_zero(formats):
     return Operand.const({"bits": 0, "fmt": OperandFormat.of(formats[0])}).as_value()
 
 
+def _tile_record(name):
+    """Signals of a tile: its origin ``m0``, ``n0`` and ``valid`` (a tile of the command)."""
+    return {"m0": Signal(WIDE, name=f"{name}_m0"), "n0": Signal(WIDE, name=f"{name}_n0"),
+            "valid": Signal(name=f"{name}_valid")}
+
+
+def _rotate(ring, incoming):
+    """Statements that move a ring of tile records by one: each record takes the next one's
+    value, the last takes ``incoming``."""
+    following = [*ring[1:], incoming]
+    return [ring[j][name].eq(following[j][name])
+            for j in range(len(ring)) for name in ("m0", "n0", "valid")]
+
+
 _ICARUS_NOTE = """Control signals are built from plain expressions rather than assignments under
 m.If: Icarus evaluates a continuous assignment at time 0 but may miss an always block whose
 inputs do not change before the first command, and an X there would reach the schedule."""
@@ -335,6 +349,9 @@ class OutputStationarySequencer(_Sequencer):
     def elaborate(self, platform):
         m = Module()
         front = self._front_end(m, lambda cmd: cmd.k)
+        if self.timing.interleave > 1:
+            self._interleaved_shift_groups(m, front, self._issue_groups(m, front))
+            return m
 
         # ---- issue stream A: steps --------------------------------------------------------------
         step_first = self._issue_steps(m, front)
@@ -378,6 +395,160 @@ class OutputStationarySequencer(_Sequencer):
         b_lanes = _lane_mask(m, n0, cmd.n, cols, name="step_b_lanes")
         self._drive_array(m, step_valid, step_first, a_lanes, b_lanes)
         return step_first
+
+    def _issue_groups(self, m, front):
+        """Issue stream A with interleaved accumulation (``L = acc_interleave > 1``): the
+        tiles in groups of ``L``, slot ``i`` of lane ``l`` in the group's cycle ``i L + l``
+        (module docstring of :mod:`sim.array_timing`). In slot 0 each lane takes the next
+        tile of a walk in row-major order (``m0``, ``n0``: invalid after the last tile, so
+        the last group's spare lanes issue bubbles), and a ring of ``L`` tile records gives
+        the lanes back their tiles in the later slots. A group that starts with the walk
+        done is the flush: ``L`` steps ``valid=0, first=1``. Returns the signal high in the
+        issue cycle of a group's first step (lane 0, slot 0) and of the flush's first."""
+        cfg = self.config
+        interleave = self.timing.interleave
+        rows, cols = cfg.array.rows, cfg.array.cols
+        cmd, slots = front["cmd"], front["slots"]
+        armed, stepping, _, slot, m0, n0 = self._issue_counters(m, front)
+        walking = Signal(name="walk_valid")            # (m0, n0) is a tile of the command
+        lane = Signal(range(interleave), name="lane")
+        flushing = Signal(name="flushing")             # lanes 1 .. L-1 of the flush
+        ring = [_tile_record(f"lane_tile_{j}") for j in range(interleave)]
+        with m.If(front["begin"]):
+            m.d.sync += [walking.eq(1), lane.eq(0), flushing.eq(0)]
+
+        # the lane's tile: the walk's in slot 0, the ring's after
+        tile = _tile_record("issue_tile")
+        for name in ("m0", "n0", "valid"):
+            walk = {"m0": m0, "n0": n0, "valid": walking}[name]
+            m.d.comb += tile[name].eq(Mux(slot == 0, walk, ring[0][name]))
+        flush_start = Signal(name="flush_start")
+        m.d.comb += flush_start.eq(stepping & (slot == 0) & (lane == 0) & ~walking)
+        with m.If(stepping):
+            m.d.sync += _rotate(ring, tile)
+            with m.If(lane == interleave - 1):
+                m.d.sync += lane.eq(0)
+                with m.If(flush_start | flushing):
+                    m.d.sync += [armed.eq(0), flushing.eq(0)]
+                with m.Elif(slot == slots - 1):
+                    m.d.sync += slot.eq(0)
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+            with m.Else():
+                m.d.sync += lane.eq(lane + 1)
+                with m.If(flush_start):
+                    m.d.sync += flushing.eq(1)
+            with m.If((slot == 0) & walking):
+                _advance_tile(m, m0, n0, cmd, rows, cols, [walking.eq(0)])
+
+        # (plain expressions rather than m.If: see _ICARUS_NOTE)
+        step_valid = Signal(name="step_valid")
+        step_first = Signal(name="step_first")
+        group_start = Signal(name="group_start")
+        m.d.comb += [
+            step_valid.eq(stepping & tile["valid"] & (slot < cmd.k)),
+            step_first.eq(stepping & (slot == 0)),
+            group_start.eq(step_first & (lane == 0)),
+            self.a_read.valid.eq(step_valid),
+            self.b_read.valid.eq(step_valid),
+            *_step_read(self.a_read, cmd, "a", tile["m0"], slot),
+            *_step_read(self.b_read, cmd, "b", tile["n0"], slot),
+        ]
+        a_lanes = _lane_mask(m, tile["m0"], cmd.m, rows, name="step_a_lanes")
+        b_lanes = _lane_mask(m, tile["n0"], cmd.n, cols, name="step_b_lanes")
+        self._drive_array(m, step_valid, step_first, a_lanes, b_lanes)
+        return group_start
+
+    def _interleaved_shift_groups(self, m, front, boundary):
+        """Issue stream B with interleaved accumulation: ``group_delay`` cycles after each
+        group's first step (and the flush's) ``R L`` shift cycles, shift ``j`` on lane
+        ``j % L``, row ``R - 1 - j // L`` (:meth:`sim.array_timing.OutputStationaryTiming.shift_row`):
+        it pushes in that row of the next group's tile on the lane (``C_old`` or ``+0``) and
+        takes out that row of the previous group's. A walk gives the next group's tiles in
+        the group's first ``L`` shifts, and rings of ``L`` tile records (rotated every shift)
+        hold the tiles whose inits go in (``init``), that compute (``prev``) and whose results
+        come out (``out``); at a group's end ``out <- prev <- init``. An overwrite starts with
+        a silent group of ``L`` cycles at issue time 0 (no shift, no read): it walks the
+        first group's tiles into ``prev``, as if their ``+0`` inits had been pushed (the
+        shadows hold ``+0`` between commands)."""
+        cfg = self.config
+        timing = self.timing
+        interleave = timing.interleave
+        rows, cols = cfg.array.rows, cfg.array.cols
+        cmd, start = front["cmd"], front["start"]
+        group_trigger = Signal(name="group_trigger")
+        m.d.comb += group_trigger.eq(start | _delay(m, boundary, timing.group_delay,
+                                                    name="boundary"))
+        rings = {name: [_tile_record(f"{name}_tile_{j}") for j in range(interleave)]
+                 for name in ("init", "prev", "out")}
+        walk = _tile_record("init_walk")
+        silent = Signal(name="silent_group")          # the overwrite's group 0
+        shifting = Signal(name="shifting")            # shifts 1 .. R L - 1 of a group
+        lane_next = Signal(range(interleave), name="shift_lane")
+        row_next = Signal(range(rows), name="shift_row")
+        with m.If(front["begin"]):
+            m.d.sync += [walk["m0"].eq(0), walk["n0"].eq(0), walk["valid"].eq(1),
+                         *(ring[j]["valid"].eq(0) for ring in rings.values()
+                           for j in range(interleave))]
+
+        lane = Signal(range(interleave), name="shift_lane_now")
+        row = Signal(range(rows), name="shift_row_now")
+        active = Signal(name="group_active")
+        group_end = Signal(name="group_end")
+        first_rows = Signal(name="shift_first_row")   # the group's first L shifts
+        m.d.comb += [
+            lane.eq(Mux(group_trigger, 0, lane_next)),
+            row.eq(Mux(group_trigger, rows - 1, row_next)),
+            active.eq(group_trigger | shifting),
+            first_rows.eq(row == rows - 1),
+            # a silent group ends after its first L cycles
+            group_end.eq(active & (lane == interleave - 1)
+                         & ((row == 0) | (Mux(group_trigger, start & ~cmd.accumulate, silent)))),
+        ]
+        with m.If(group_trigger):
+            m.d.sync += silent.eq(start & ~cmd.accumulate)
+        with m.If(active):
+            m.d.sync += shifting.eq(~group_end)
+            with m.If(lane == interleave - 1):
+                m.d.sync += [lane_next.eq(0), row_next.eq(row - 1)]
+            with m.Else():
+                m.d.sync += [lane_next.eq(lane + 1), row_next.eq(row)]
+
+        init_tile = _tile_record("init_tile")
+        for name in ("m0", "n0", "valid"):
+            m.d.comb += init_tile[name].eq(Mux(first_rows, walk[name], rings["init"][0][name]))
+        out_tile = rings["out"][0]
+        with m.If(active):
+            m.d.sync += [*_rotate(rings["init"], init_tile), *_rotate(rings["out"], out_tile)]
+            with m.If(first_rows & walk["valid"]):
+                _advance_tile(m, walk["m0"], walk["n0"], cmd, rows, cols, [walk["valid"].eq(0)])
+            with m.If(group_end):
+                # the init ring as rotated in this cycle, the prev ring as it stands
+                inits = [*rings["init"][1:], init_tile]
+                m.d.sync += [rings["prev"][j][name].eq(inits[j][name])
+                             for j in range(interleave) for name in ("m0", "n0", "valid")]
+                m.d.sync += [rings["out"][j][name].eq(rings["prev"][j][name])
+                             for j in range(interleave) for name in ("m0", "n0", "valid")]
+
+        shift = Signal(name="shift_cycle")
+        m.d.comb += shift.eq(active & ~Mux(group_trigger, start & ~cmd.accumulate, silent))
+        init_row = init_tile["m0"] + row
+        init_row_in = Signal(name="init_row_inside")
+        m.d.comb += init_row_in.eq(shift & init_tile["valid"] & cmd.accumulate
+                                   & (init_row < cmd.m))
+        init_lanes = self._init_read(m, cmd, init_tile["n0"], init_row, init_row_in)
+        out_row = out_tile["m0"] + row
+        out_row_in = Signal(name="out_row_inside")
+        m.d.comb += out_row_in.eq(shift & out_tile["valid"] & (out_row < cmd.m))
+        out_address = self._out_address(m, cmd, out_tile["n0"], out_row, out_row_in)
+        # the group after the flush: no tile of its own or computing, results to take out
+        inits_valid = Cat(init_tile["valid"], *(t["valid"] for t in rings["init"][1:]))
+        prev_valid = Cat(*(t["valid"] for t in rings["prev"]))
+        out_valid = Cat(*(t["valid"] for t in rings["out"]))
+        final = Signal(name="final_shift")
+        m.d.comb += final.eq(shift & group_end & ~inits_valid.any() & ~prev_valid.any()
+                             & out_valid.any())
+        self._shift_outputs(m, front, shift, init_lanes, out_row_in, out_address, final)
 
     def _issue_counters(self, m, front):
         """The counters of issue stream A: ``(armed, stepping, flush, slot, m0, n0)``: tile
@@ -500,10 +671,21 @@ class OutputStationarySequencer(_Sequencer):
         last_group = ~init_tile["valid"] & ~prev_tile["valid"] & out_tile["valid"]
         final = Signal(name="final_shift")
         m.d.comb += final.eq(group_end & last_group)
+        self._shift_outputs(m, front, group_active, init_lanes, out_row_in, out_address, final)
 
+    def _shift_outputs(self, m, front, shifting, init_lanes, out_row_in, out_address, final):
+        """What the shift cycles drive, delayed to the array: its ``shift`` input (high in the
+        issue cycles ``shifting``) with the init row (``C_old`` where ``init_lanes``), and
+        the write of the result row taken out (``out_row_in``, at ``out_address``, masked
+        by the keep planes with ``output_mask``); ``finished`` with the write of the
+        ``final`` shift."""
+        cfg = self.config
+        timing = self.timing
+        cols = cfg.array.cols
+        cmd, finished = front["cmd"], front["finished"]
         # at the array, acc_read_latency later; the result row comes out result_latency later
         latency = timing.acc_read_latency
-        shift_at_array = _delay(m, group_active, latency, name="shift")
+        shift_at_array = _delay(m, shifting, latency, name="shift")
         init_lanes_at_array = _delay(m, init_lanes, latency, name="init_lanes")
         latency += timing.result_latency
         write_at_array = _delay(m, out_row_in, latency, name="out_write")

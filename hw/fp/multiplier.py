@@ -187,11 +187,15 @@ class ProductDatapath:
         assert FP32.emin <= self._a.exp_min + self._b.exp_min
         assert self._a.exp_max + self._b.exp_max + 1 <= FP32.emax
 
-    def build(self, m, pipeline, a_operand, b_operand, extra=None, *, narrow_out=None):
+    def build(self, m, pipeline, a_operand, b_operand, extra=None, *, narrow_out=None,
+              zero_unless=()):
         """Build the multiplier into ``m``, using ``CUT_POINTS`` cut points of ``pipeline``.
 
         Returns the fp32 product, or ``(product, extra)`` when ``extra`` (a dict of values that
-        travel alongside, e.g. control flags of a MAC) is given. A 1-bit signal given as
+        travel alongside, e.g. control flags of a MAC) is given. ``zero_unless`` names 1-bit
+        values of ``extra``: the product is ``-0`` (the identity of an fp32 addition) unless
+        they are all 1, chosen ahead of the last cut point (so a register holds it when the
+        pipeline has stages). A 1-bit signal given as
         ``narrow_out`` is driven, aligned with the product, high when the product was computed
         on a significand multiplier of FP8 width (both tags FP8 formats allowed on their side,
         and a narrow path built or the whole multiplier FP8-only); it is only carried through
@@ -255,7 +259,10 @@ class ProductDatapath:
             fraction.eq(Mux(carry, s2["sig_product"][:-1], s2["sig_product"][:-2].shift_left(1))),
         ]
         result = Signal(FP32.layout, name="product")
-        with m.If(s2["nan"]):
+        passed = Cat(s2[f"x_{k}"] for k in zero_unless).all() if zero_unless else 1
+        with m.If(~passed):
+            m.d.comb += result.sign.eq(1)
+        with m.Elif(s2["nan"]):
             m.d.comb += result.eq(FP32.nan_bits)
         with m.Elif(s2["inf"]):
             m.d.comb += [result.sign.eq(s2["sign"]), result.exp.eq(FP32.exp_max_field)]
