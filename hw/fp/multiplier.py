@@ -26,7 +26,7 @@ one's inputs are held at zero (operand isolation: its array does not toggle, whi
 FP8 x FP8 product saves energy), so its product is zero and the two products combine with an OR.
 """
 
-from amaranth import Module, Signal, Mux, Cat
+from amaranth import Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -259,10 +259,7 @@ class ProductDatapath:
             fraction.eq(Mux(carry, s2["sig_product"][:-1], s2["sig_product"][:-2].shift_left(1))),
         ]
         result = Signal(FP32.layout, name="product")
-        passed = Cat(s2[f"x_{k}"] for k in zero_unless).all() if zero_unless else 1
-        with m.If(~passed):
-            m.d.comb += result.sign.eq(1)
-        with m.Elif(s2["nan"]):
+        with m.If(s2["nan"]):
             m.d.comb += result.eq(FP32.nan_bits)
         with m.Elif(s2["inf"]):
             m.d.comb += [result.sign.eq(s2["sign"]), result.exp.eq(FP32.exp_max_field)]
@@ -274,6 +271,11 @@ class ProductDatapath:
                 result.exp.eq(s2["exp_sum"] + carry + FP32.bias),
                 result.man.eq(fraction.shift_left(FP32.man_bits - (product_width - 1))),
             ]
+        if zero_unless:
+            gated = Signal(32, name="product_gated")
+            m.d.comb += gated.eq(Mux(Cat(s2[f"x_{k}"] for k in zero_unless).all(), result,
+                                     Const(FP32.sign_mask, 32)))
+            result = gated
         flags = {"narrow": s2["narrow"]} if report else {}
         s3 = pipeline.cut(m, {"product": result, **flags, **carried(s2)})
         if report:
