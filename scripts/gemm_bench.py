@@ -16,8 +16,12 @@ SCALE-Sim's figure of a shape does not change when our engine does, and a 512-cu
 minutes: figures already in ``gemm_bench.json`` for the same array, dataflow and shape are reused
 unless ``--rerun-scalesim`` is given.
 
+Output-stationary shapes are also timed with interleaved accumulation
+(``ArrayConfig.acc_interleave = L``, tiles in groups of ``L``: ``cycles_by_interleave``).
+
 Usage: python -m scripts.gemm_bench [--arrays 8x8,4x4] [--dataflows os,ws]
-       [--squares 64,128,256,512] [--nets digits_cnn,resnet18] [--no-scalesim]
+       [--squares 64,128,256,512] [--nets digits_cnn,resnet18] [--interleave 2,3,4,5]
+       [--no-scalesim]
        [--rerun-scalesim]
 """
 
@@ -30,14 +34,17 @@ import time
 from scripts.results import DOCS_DIR, load, record
 from scripts.scalesim_peer import scalesim_cycles
 from scripts.cli import comma_subset
-from sim.config import DATAFLOWS, ArrayConfig, EngineConfig
+from sim.config import DATAFLOWS, MAX_ACC_INTERLEAVE, ArrayConfig, EngineConfig
 from sim.engine_model import EngineCommand, command_cycles, ideal_cycles
 
 NETS = {"digits_cnn": ({}, 32), "resnet18": ({"width": 8}, 4)}    # build kwargs, batch size
+#: interleaved accumulations timed beside L = 1 by default (ArrayConfig.acc_interleave)
+INTERLEAVES = tuple(range(2, MAX_ACC_INTERLEAVE + 1))
 
 
-def timing_config(rows, cols, dataflow) -> EngineConfig:
-    return EngineConfig(array=ArrayConfig(rows=rows, cols=cols, dataflow=dataflow),
+def timing_config(rows, cols, dataflow, interleave=1) -> EngineConfig:
+    return EngineConfig(array=ArrayConfig(rows=rows, cols=cols, dataflow=dataflow,
+                                          acc_interleave=interleave),
                         spad_width=4096, a_rows=65536, b_rows=65536, acc_width=4096,
                         acc_rows=65536)
 
@@ -69,6 +76,16 @@ def _parse_arrays(text):
     return out
 
 
+def _parse_interleaves(text):
+    levels = []
+    for item in filter(None, text.split(",")):
+        if not item.isdigit() or not 2 <= int(item) <= MAX_ACC_INTERLEAVE:
+            raise SystemExit(f"--interleave: each L must be an integer in 2..{MAX_ACC_INTERLEAVE}, "
+                             f"not {item!r}")
+        levels.append(int(item))
+    return tuple(dict.fromkeys(levels))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arrays", default="8x8", help="comma-separated RxC list")
@@ -76,6 +93,9 @@ def main(argv=None):
                         default=DATAFLOWS)
     parser.add_argument("--squares", default="64,128,256,512")
     parser.add_argument("--nets", type=comma_subset("nets", NETS), default=tuple(NETS))
+    parser.add_argument("--interleave", default=",".join(map(str, INTERLEAVES)),
+                        help="interleaved accumulations L timed beside L = 1 (output "
+                             "stationary), comma-separated, each in 2..%d" % MAX_ACC_INTERLEAVE)
     parser.add_argument("--no-scalesim", action="store_true", help="skip the peer tool")
     parser.add_argument("--rerun-scalesim", action="store_true",
                         help="run SCALE-Sim even for shapes it already has a figure for")
@@ -83,6 +103,7 @@ def main(argv=None):
     arrays = _parse_arrays(args.arrays)
     dataflows = args.dataflows
     squares = [int(s) for s in args.squares.split(",") if s]
+    interleaves = _parse_interleaves(args.interleave)
     nets = args.nets
 
     labelled = {(s, s, s): f"square {s}" for s in squares}
@@ -106,18 +127,26 @@ def main(argv=None):
                 print(f"{rows}x{cols} {dataflow}: SCALE-Sim ran {len(missing)} shapes in "
                       f"{time.perf_counter() - began:.0f} s, reused {len(shapes) - len(missing)}",
                       flush=True)
+            grouped = {level: timing_config(rows, cols, dataflow, level)
+                       for level in interleaves} if dataflow == "os" else {}
             for m, n, k in shapes:
                 scalesim = peer.get((m, n, k))
                 command = EngineCommand(m=m, n=n, k=k)
-                rows_out.append({
+                row = {
                     "rows": rows, "cols": cols, "dataflow": dataflow, "M": m, "N": n, "K": k,
                     "label": labelled[(m, n, k)],
                     "cycles": command_cycles(config, command),
                     "ideal_cycles": ideal_cycles(config, command),
                     "scalesim_cycles": scalesim,
-                })
+                }
+                if grouped:
+                    row["cycles_by_interleave"] = {
+                        str(level): command_cycles(timing, command)
+                        for level, timing in grouped.items()}
+                rows_out.append(row)
 
     measured_with = {"arrays": arrays, "dataflows": list(dataflows), "squares": squares,
+                     "interleave": list(interleaves),
                      "nets": {net: NETS[net] for net in nets}, "scalesim": not args.no_scalesim}
     path = record("gemm_bench", {"shapes": rows_out}, writer=__name__, config=measured_with)
     from scripts.report import write

@@ -68,7 +68,48 @@ def gemm_bench_page() -> str:
     slower = [r for r in shapes if r["scalesim_cycles"] and r["cycles"] >= r["scalesim_cycles"]]
     if slower:
         lines += ["", "Not fewer cycles than SCALE-Sim:", "", *map(_not_fewer, slower)]
+    grouped = [r for r in shapes if r.get("cycles_by_interleave")]
+    if grouped:
+        lines += ["", *_interleaved_section(grouped)]
     return "\n".join(lines)
+
+
+def _interleaved_section(shapes):
+    """The output-stationary shapes again, with ``L`` tiles in flight (``cycles_by_interleave``)."""
+    levels = list(shapes[0]["cycles_by_interleave"])
+    top = levels[-1]
+    rows = []
+    for r in shapes:
+        by_level = {"1": r["cycles"], **r["cycles_by_interleave"]}
+        scalesim = r["scalesim_cycles"]
+        rows.append((f"{r['rows']}x{r['cols']}", f"{r['M']}x{r['N']}x{r['K']}", r["label"],
+                     *(f"{r['ideal_cycles'] / by_level[level]:.1%}" for level in by_level),
+                     by_level[top],
+                     f"{by_level[top] / scalesim:.3f}" if scalesim else "-"))
+    compared = [r for r in shapes if r["scalesim_cycles"]]
+    fewer = {level: sum(r["cycles_by_interleave"][level] < r["scalesim_cycles"] for r in compared)
+             for level in levels}
+    fewer_dense = sum(r["cycles"] < r["scalesim_cycles"] for r in compared)
+    big = [r for r in shapes if min(r["M"], r["N"], r["K"]) >= 256]
+    notes = [f"fewer cycles than SCALE-Sim: L = 1 on {fewer_dense} of {len(compared)} shapes, "
+             + ", ".join(f"L = {level} on {fewer[level]}" for level in levels)]
+    if big:
+        notes.append(f"lowest utilization with M, N, K >= 256 at L = {top}: "
+                     f"{min(r['ideal_cycles'] / r['cycles_by_interleave'][top] for r in big):.2%}")
+    return [
+        "## Interleaved accumulation (output stationary)", "",
+        "The same shapes with `ArrayConfig.acc_interleave = L`: the sequencer issues the tiles "
+        "in groups of `L`, their steps interleaved, so that each PE's accumulate loop can be "
+        "pipelined `L` deep (the clock it allows: `docs/engine.md`, Fmax). Cycles from the "
+        "same exact cycle model (`EngineTiming`, asserted equal to the RTL by the engine "
+        "benches `4x4 l5` and `3x5 l2`); a last group of fewer than `L` tiles costs a whole "
+        "group, and a group's floor is `R L + R + L - 1` cycles (`sim.array_timing`) instead "
+        "of `2R` per tile.", "",
+        table(("array", "shape (M, N, K)", "from",
+               *(f"utilization L = {level}" for level in ["1", *levels]),
+               f"cycles L = {top}", f"L = {top} / SCALE-Sim"),
+              rows, "lll" + "r" * (len(levels) + 3)),
+        "", "; ".join(notes) + "."]
 
 
 #: the blocks of scripts.engine_report in the order of its AREA_UNITS, as docs/engine.md calls
