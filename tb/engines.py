@@ -58,6 +58,9 @@ CONFIGS = {
     # on an odd shape with output masks
     "4x4 l5": EngineConfig(array=ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5),
                            spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
+    "8x8 l5": EngineConfig(array=ArrayConfig(rows=8, cols=8, mul_stages=3, acc_interleave=5),
+                           spad_width=64, a_rows=72, b_rows=64, acc_width=64, acc_rows=68,
+                           out_formats=("fp32", "bf16", "e4m3")),
     "3x5 l2": EngineConfig(array=ArrayConfig(rows=3, cols=5, acc_interleave=2,
                                              a_formats=("e4m3", "fp16"),
                                              b_formats=("e5m2", "e4m3")),

@@ -31,6 +31,13 @@ Schedule (times in cycles; see :mod:`sim.engine_model` for the derived constants
   group of every command pushes zeros in), which is what group 0 would push. Group
   ``tiles + 1`` (after the flush) takes out the last tile; ``done`` rises the cycle after its
   last write.
+* **Interleaved accumulation** (``ArrayConfig.acc_interleave = L > 1``): the tiles go in
+  groups of ``L`` in the same row-major order, slot ``i`` of a group's tile ``l`` issued
+  ``i L + l`` cycles after the group starts (:meth:`OutputStationarySequencer._issue_groups`),
+  each group ``L max(K, min_tile_slots)`` cycles, a last group of fewer tiles padded with
+  bubble lanes, and ``L`` flush steps; a shift group is ``R L`` shifts, shift ``j`` on lane
+  ``j % L`` and row ``R-1-j//L`` (:meth:`OutputStationarySequencer._interleaved_shift_groups`).
+  An overwrite walks its first group's tiles in a silent group (no shift) at issue time 0.
 * **Output masks** (``EngineConfig.output_mask``, :mod:`hw.engine.mask`): with each result
   row's shift the keep planes' row is read (port 0), and the write puts ``+0`` in the lanes the
   command's selected planes mask. No cycles change.
