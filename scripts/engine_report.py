@@ -74,6 +74,13 @@ def _units():
         "pe_os_s3_l4": ("OS PE, fp16/e4m3/e5m2 operands, mul_stages=3, four interleaved "
                         "accumulations (acc_interleave=4)",
                         Design(OutputStationaryPE, ArrayConfig(mul_stages=3, acc_interleave=4))),
+        "pe_os_edge": ("OS PE, fp16/e4m3/e5m2 operands decoded at the array's edge "
+                       "(edge_decode=True)",
+                       Design(OutputStationaryPE, ArrayConfig(edge_decode=True))),
+        "pe_os_edge_wide_only": ("OS PE, operands decoded at the edge, no narrow FP8 "
+                                 "multiplier (edge_decode=True, narrow_path=False)",
+                                 Design(OutputStationaryPE, ArrayConfig(edge_decode=True,
+                                                                        narrow_path=False))),
         "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",
                   Design(WeightStationaryPE, ArrayConfig(dataflow="ws"))),
         "pe_os_skip": ("OS PE with the zero gate (skip_zeros=True)",
@@ -83,6 +90,10 @@ def _units():
         "array_os_4x4": ("OS array 4x4 (skew/deskew registers included)",
                          Design(SystolicArray, ArrayConfig(rows=4, cols=4))),
         "array_os_8x8": ("OS array 8x8", Design(SystolicArray, ArrayConfig())),
+        "array_os_8x8_small": ("OS array 8x8, operands decoded at the edge, no narrow FP8 "
+                               "multiplier (edge_decode=True, narrow_path=False)",
+                               Design(SystolicArray, ArrayConfig(edge_decode=True,
+                                                                 narrow_path=False))),
         "array_ws_4x4": ("WS array 4x4",
                          Design(SystolicArray, ArrayConfig(rows=4, cols=4, dataflow="ws"))),
         "engine_os_4x4": ("GemmEngine, preset 4x4 with 64x64 scratchpads",

@@ -83,6 +83,12 @@ class ArrayConfig:
         The array takes ``L`` tiles at once, their steps interleaved
         (:mod:`sim.array_timing`); the engine's output-stationary sequencer issues them in
         groups of ``L`` (not with step lists). ``1`` (the default) is one tile at a time.
+    edge_decode : bool
+        Decode each operand once, at the array's edge (one decoder per row and per column),
+        and pass the decoded fields (sign, exponent, normalised significand, class, FP8 flag)
+        through the PEs instead of the tagged operands, so that no PE decodes (output
+        stationary, ``skip_window`` 1). The same results and cycles; ``False`` (the default)
+        decodes in every PE.
     """
 
     rows: int = 8
@@ -95,6 +101,7 @@ class ArrayConfig:
     skip_window: int = 1
     narrow_path: bool = True
     acc_interleave: int = 1
+    edge_decode: bool = False
 
     def __post_init__(self):
         _check_int("rows", self.rows, 1, MAX_DIM)
@@ -116,6 +123,14 @@ class ArrayConfig:
                 f"acc_interleave {self.acc_interleave} needs dataflow 'os' and skip_window 1 "
                 f"(got {self.dataflow!r}, skip_window {self.skip_window}): a weight-stationary "
                 f"partial sum moves down its column and no loop holds it; 1 is today's PE")
+        if not isinstance(self.edge_decode, bool):
+            raise ValueError(f"edge_decode must be a bool (True or False), "
+                             f"not {self.edge_decode!r}")
+        if self.edge_decode and (self.dataflow != "os" or self.skip_window > 1):
+            raise ValueError(
+                f"edge_decode needs dataflow 'os' and skip_window 1 (got {self.dataflow!r}, "
+                f"skip_window {self.skip_window}): a weight-stationary PE keeps its operand "
+                f"and a window's B operands are chosen in the PE")
         if self.skip_window > 1 and not (self.skip_zeros and self.dataflow == "os"):
             raise ValueError(f"skip_window {self.skip_window} needs skip_zeros=True and "
                              f"dataflow 'os' (got skip_zeros={self.skip_zeros}, dataflow "

@@ -59,7 +59,9 @@ def config_from_case(cfg) -> ArrayConfig:
     return ArrayConfig(rows=cfg["rows"], cols=cfg["cols"], dataflow=cfg["dataflow"],
                        a_formats=tuple(cfg["a_formats"]), b_formats=tuple(cfg["b_formats"]),
                        mul_stages=cfg["mul_stages"], skip_zeros=cfg.get("skip_zeros", False),
-                       acc_interleave=cfg.get("acc_interleave", 1))
+                       acc_interleave=cfg.get("acc_interleave", 1),
+                       narrow_path=cfg.get("narrow_path", True),
+                       edge_decode=cfg.get("edge_decode", False))
 
 
 # -- stimulus ------------------------------------------------------------------------------------

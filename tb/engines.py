@@ -55,13 +55,13 @@ CONFIGS = {
                               tile_entries=7),
     # interleaved accumulation (ArrayConfig.acc_interleave): tiles in groups of L, the loop's
     # adder pipelined; L = 5 with a 3-stage multiplier (the Fmax point), and L = 2 with none
-    # on an odd shape with output masks
+    # on an odd shape with output masks and the operands decoded at the array's edge
     "4x4 l5": EngineConfig(array=ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5),
                            spad_width=32, a_rows=40, b_rows=36, acc_width=32, acc_rows=44),
     "8x8 l5": EngineConfig(array=ArrayConfig(rows=8, cols=8, mul_stages=3, acc_interleave=5),
                            spad_width=64, a_rows=72, b_rows=64, acc_width=64, acc_rows=68,
                            out_formats=("fp32", "bf16", "e4m3")),
-    "3x5 l2": EngineConfig(array=ArrayConfig(rows=3, cols=5, acc_interleave=2,
+    "3x5 l2": EngineConfig(array=ArrayConfig(rows=3, cols=5, acc_interleave=2, edge_decode=True,
                                              a_formats=("e4m3", "fp16"),
                                              b_formats=("e5m2", "e4m3")),
                            spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,

@@ -37,6 +37,13 @@ CONFIGURATIONS = {
                             acc_interleave=4), dict(tiles=8)),
     "os-4x4-l5-s3": (dict(dataflow="os", rows=4, cols=4, mul_stages=3, acc_interleave=5),
                      dict(tiles=10)),
+    # operands decoded once at the array's edge (edge_decode), with the zero gate reading the
+    # decoded class, and with interleaved accumulation
+    "os-4x4-edge-skip-s1": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, skip_zeros=True,
+                                 edge_decode=True), dict(tiles=8)),
+    "os-3x5-edge-l5-s3": (dict(dataflow="os", rows=3, cols=5, mul_stages=3, acc_interleave=5,
+                               edge_decode=True, a_formats=FP8, b_formats=FULL),
+                          dict(tiles=11)),
     # FP8 products on the wide multiplier alone (no narrow one)
     "os-4x4-wide-only": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, narrow_path=False),
                          dict(tiles=8)),

@@ -11,7 +11,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.engine.pe import (OutputStationaryPE, RowControl, WeightStationaryPE, check_array_config,
-                          select_shape)
+                          product_datapath, select_shape)
 from hw.fp.operand import Operand
 from sim.array_timing import OutputStationaryTiming, WeightStationaryTiming
 from sim.config import ArrayConfig
@@ -154,8 +154,12 @@ class OutputStationaryArray(SystolicArray):
         m.d.comb += [control.valid.eq(self.valid), control.first.eq(self.first)]
         control_taps = _delay_taps(m, control, rows - 1, RowControl, "control_skew")
         window = self.config.skip_window
+        # with edge_decode the operands are decoded after the skew, once per row and column
+        datapath = product_datapath(self.config) if self.config.edge_decode else None
         for r in range(rows):
             a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
+            if datapath is not None:
+                a_skewed = datapath.decode(m, "a", a_skewed)
             m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].control_in.eq(control_taps[r])]
             if window > 1:
                 select = _delay_taps(m, self.a_select[r], r, select_shape(window),
@@ -166,6 +170,8 @@ class OutputStationaryArray(SystolicArray):
         shift_taps = _delay_taps(m, self.shift, cols - 1, 1, "shift_skew")
         for c in range(cols):
             b_skewed = _delay_taps(m, self.b_in[c], c, self.b_in[c].shape(), f"b_skew_{c}")[-1]
+            if datapath is not None:
+                b_skewed = datapath.decode(m, "b", b_skewed)
             init_skewed = _delay_taps(m, self.init_in[c], c, 32, f"init_skew_{c}")[-1]
             m.d.comb += [pes[0][c].b_in.eq(b_skewed), pes[0][c].shadow_in.eq(init_skewed)]
 

@@ -35,8 +35,8 @@ from hw.sparsity.zero_detect import operand_nonzero
 from sim.config import ArrayConfig
 from sim.formats import FP32
 
-__all__ = ["RowControl", "select_shape", "OutputStationaryPE", "WeightStationaryPE",
-           "check_array_config"]
+__all__ = ["RowControl", "select_shape", "product_datapath", "operand_shapes",
+           "OutputStationaryPE", "WeightStationaryPE", "check_array_config"]
 
 
 class RowControl(data.Struct):
@@ -64,23 +64,44 @@ def check_array_config(config, dataflow, who):
     return config
 
 
+def product_datapath(config):
+    """The multiplier datapath of ``config``'s PEs (:class:`ProductDatapath`)."""
+    return ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats,
+                           narrow_path=config.narrow_path)
+
+
+def operand_shapes(config):
+    """``(a, b)``: the shapes of the operands that flow through ``config``'s PEs, tagged
+    :class:`~hw.fp.operand.Operand` or, with ``edge_decode``, decoded fields."""
+    if not config.edge_decode:
+        return Operand, Operand
+    datapath = product_datapath(config)
+    return datapath.decoded_layout("a"), datapath.decoded_layout("b")
+
+
 def _multiplier(m, config, a_operand, b_operand, extra=None, zero_unless=()):
     """The PE's multiplier: a free-running :class:`Pipeline` of ``config.mul_stages``; the
-    product is ``-0`` unless the flags of ``extra`` named in ``zero_unless`` are all 1."""
+    product is ``-0`` unless the flags of ``extra`` named in ``zero_unless`` are all 1. The
+    operands come decoded with ``config.edge_decode``."""
     pipeline = Pipeline(stages=config.mul_stages, cut_points=ProductDatapath.CUT_POINTS,
                         name="mul")
     m.d.comb += pipeline.enable.eq(1)         # no stall inside the array
-    datapath = ProductDatapath(a_formats=config.a_formats, b_formats=config.b_formats,
-                               narrow_path=config.narrow_path)
-    return datapath.build(m, pipeline, a_operand, b_operand, extra=extra,
-                          zero_unless=zero_unless)
+    return product_datapath(config).build(m, pipeline, a_operand, b_operand, extra=extra,
+                                          zero_unless=zero_unless,
+                                          decoded=config.edge_decode)
 
 
-def _live_flag(m, a_operand, b_operand):
-    """1 when neither operand is ``+-0`` in its format: the product is not skipped."""
+def _live_flag(m, a_operand, b_operand, decoded=False):
+    """1 when neither operand is ``+-0`` in its format: the product is not skipped. A decoded
+    operand (``edge_decode``) is zero when its class says so and it is not a NaN (an unknown
+    tag, which decodes as a NaN with no significand, is never zero)."""
+    live = Signal(name="product_live")
+    if decoded:
+        m.d.comb += live.eq((~a_operand.fields.zero | a_operand.fields.nan)
+                            & (~b_operand.fields.zero | b_operand.fields.nan))
+        return live
     a_nonzero, _ = operand_nonzero(m, a_operand, name="skip_a")
     b_nonzero, _ = operand_nonzero(m, b_operand, name="skip_b")
-    live = Signal(name="product_live")
     m.d.comb += live.eq(a_nonzero & b_nonzero)
     return live
 
@@ -153,10 +174,12 @@ class OutputStationaryPE(wiring.Component):
     def __init__(self, config):
         self.config = check_array_config(config, "os", "OutputStationaryPE")
         window = config.skip_window
-        b_shape = Operand if window == 1 else data.ArrayLayout(Operand, window)
+        a_shape, b_shape = operand_shapes(config)
+        if window > 1:
+            b_shape = data.ArrayLayout(Operand, window)
         ports = {
-            "a_in": In(Operand),
-            "a_out": Out(Operand),
+            "a_in": In(a_shape),
+            "a_out": Out(a_shape),
             "control_in": In(RowControl),
             "control_out": Out(RowControl),
             "b_in": In(b_shape),
@@ -185,7 +208,7 @@ class OutputStationaryPE(wiring.Component):
             m.d.comb += b_operand.eq(self.b_in[self.select_in])
         extra = {"valid": self.control_in.valid, "first": self.control_in.first}
         if self.config.skip_zeros:
-            extra["live"] = _live_flag(m, self.a_in, b_operand)
+            extra["live"] = _live_flag(m, self.a_in, b_operand, self.config.edge_decode)
         if self.config.acc_interleave > 1:
             # a bubble's or a skipped product is -0, chosen inside the multiplier
             product, control = _multiplier(m, self.config, self.a_in, b_operand, extra=extra,

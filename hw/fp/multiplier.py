@@ -187,15 +187,40 @@ class ProductDatapath:
         assert FP32.emin <= self._a.exp_min + self._b.exp_min
         assert self._a.exp_max + self._b.exp_max + 1 <= FP32.emax
 
+    def decoded_layout(self, side):
+        """Layout of an operand of side ``"a"`` or ``"b"`` decoded by :meth:`decode`: its
+        ``fields`` (sign, exponent, normalised significand, class) and ``fp8`` (its tag is
+        an FP8 format: the narrow path's selection)."""
+        return data.StructLayout({"fields": self._side(side).layout, "fp8": 1})
+
+    def decode(self, m, side, operand):
+        """Decode an :class:`~hw.fp.operand.Operand` of side ``"a"`` or ``"b"`` once, for
+        several multipliers built with ``decoded=True`` (a systolic array decodes at its edge
+        and passes the fields through its PEs). Combinational; returns a
+        :meth:`decoded_layout` value."""
+        info = self._side(side)
+        decoded = Signal(self.decoded_layout(side), name=f"{info.name}_edge_decoded")
+        m.d.comb += [
+            decoded.fields.eq(_decode(m, info, operand)),
+            decoded.fp8.eq(_is_one_of(operand.fmt, info.fp8_tags) if info.fp8_tags else 0),
+        ]
+        return decoded
+
+    def _side(self, side):
+        if side not in ("a", "b"):
+            raise ValueError(f"side must be 'a' or 'b', not {side!r}")
+        return self._a if side == "a" else self._b
+
     def build(self, m, pipeline, a_operand, b_operand, extra=None, *, narrow_out=None,
-              zero_unless=()):
+              zero_unless=(), decoded=False):
         """Build the multiplier into ``m``, using ``CUT_POINTS`` cut points of ``pipeline``.
 
         Returns the fp32 product, or ``(product, extra)`` when ``extra`` (a dict of values that
         travel alongside, e.g. control flags of a MAC) is given. ``zero_unless`` names 1-bit
         values of ``extra``: the product is ``-0`` (the identity of an fp32 addition) unless
         they are all 1, chosen ahead of the last cut point (so a register holds it when the
-        pipeline has stages). A 1-bit signal given as
+        pipeline has stages). ``decoded``: the operands are :meth:`decode` results, not
+        operands (no decode is built here). A 1-bit signal given as
         ``narrow_out`` is driven, aligned with the product, high when the product was computed
         on a significand multiplier of FP8 width (both tags FP8 formats allowed on their side,
         and a narrow path built or the whole multiplier FP8-only); it is only carried through
@@ -208,13 +233,16 @@ class ProductDatapath:
         flags = {}
         if self.has_narrow_path or report:
             fp8_pair = Signal(name="fp8_pair")
-            m.d.comb += fp8_pair.eq(_is_one_of(a_operand.fmt, self._a.fp8_tags)
-                                    & _is_one_of(b_operand.fmt, self._b.fp8_tags))
+            if decoded:
+                m.d.comb += fp8_pair.eq(a_operand.fp8 & b_operand.fp8)
+            else:
+                m.d.comb += fp8_pair.eq(_is_one_of(a_operand.fmt, self._a.fp8_tags)
+                                        & _is_one_of(b_operand.fmt, self._b.fp8_tags))
             flags["fp8_pair"] = fp8_pair
         # 1. decode
         s1 = pipeline.cut(m, {
-            "a": _decode(m, self._a, a_operand),
-            "b": _decode(m, self._b, b_operand),
+            "a": a_operand.fields if decoded else _decode(m, self._a, a_operand),
+            "b": b_operand.fields if decoded else _decode(m, self._b, b_operand),
             **flags,
             **{f"x_{k}": v for k, v in extra.items()},
         })
