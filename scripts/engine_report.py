@@ -21,7 +21,7 @@ Every result is cached (synthesis and place and route by the hash of the Verilog
 builds by the runner), so a rerun only redoes what changed.
 
 Usage: python -m scripts.engine_report [--skip-area] [--skip-fmax] [--units U,..]
-       [--fmax-points S3_L5,..]
+       [--fmax-points S3_L5,..] [--fmax-arrays 8x8_s3_l5_small,..]
 """
 
 from __future__ import annotations
@@ -147,6 +147,41 @@ FMAX_POINTS = ((0, 1), (3, 1), (3, 4), (3, 5))
 FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interleave == 1)
 
 
+#: More arrays placed and routed, on request only (``--fmax-arrays``: the 8x8 takes about an
+#: hour): name -> (description, ArrayConfig); recorded under ``fmax_arrays``
+FMAX_ARRAYS = {
+    "4x4_s3_l5_small": ("4x4 OS array, S = 3, L = 5, operands decoded at the edge, no narrow "
+                        "FP8 multiplier",
+                        ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5,
+                                    edge_decode=True, narrow_path=False)),
+    "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no narrow "
+                        "FP8 multiplier",
+                        ArrayConfig(rows=8, cols=8, mul_stages=3, acc_interleave=5,
+                                    edge_decode=True, narrow_path=False)),
+}
+
+
+def measure_fmax_arrays(names) -> dict:
+    """ECP5 fmax, critical path and nextpnr's utilization of the :data:`FMAX_ARRAYS` named."""
+    from hw.engine.array import SystolicArray
+    from scripts.ecp5_fmax import fmax_of
+
+    out = {}
+    for name in names:
+        description, config = FMAX_ARRAYS[name]
+        began = time.perf_counter()
+        print(f"fmax: {description}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...", flush=True)
+        with spinner(f"nextpnr-ecp5: {name}"):
+            result = fmax_of(Design(SystolicArray, config), f"fmax_array_{name}")
+        out[name] = {"description": description, "config": dataclasses.asdict(config),
+                     "fmax_mhz": result["fmax_mhz"],
+                     "critical_path": result.get("critical_path", {}),
+                     "utilization": result.get("utilization", {})}
+        print(f"      {result['fmax_mhz']} MHz; critical path {out[name]['critical_path']}  "
+              f"({time.perf_counter() - began:.0f} s)", flush=True)
+    return out
+
+
 def point_name(stages: int, interleave: int) -> str:
     """The key of an fmax point: ``"S3_L4"``."""
     return f"S{stages}_L{interleave}"
@@ -159,7 +194,7 @@ def measure_fmax(points=FMAX_POINTS) -> tuple[dict, dict, str]:
     from hw.engine.array import SystolicArray
     from scripts.ecp5_fmax import fmax_of
 
-    fmax, critical, paths, result = {}, {}, [], None
+    fmax, critical, result = {}, {}, None
     for stages, interleave in points:
         began = time.perf_counter()
         print(f"fmax: 4x4 OS array, mul_stages={stages}, acc_interleave={interleave}, on ECP5 "
@@ -172,8 +207,6 @@ def measure_fmax(points=FMAX_POINTS) -> tuple[dict, dict, str]:
         fmax[(stages, interleave)] = result["fmax_mhz"]
         path = result.get("critical_path", {})
         critical[point_name(stages, interleave)] = path
-        paths.append(f"mul_stages={stages}, acc_interleave={interleave}: {result['fmax_mhz']} "
-                     f"MHz, {path.get('from')} -> {path.get('to')} ({path.get('ns')} ns)")
         print(f"      {result['fmax_mhz']} MHz; critical path {path}  "
               f"({time.perf_counter() - began:.0f} s)", flush=True)
     note = (
@@ -184,7 +217,7 @@ def measure_fmax(points=FMAX_POINTS) -> tuple[dict, dict, str]:
         "clk, rst, serial_in feeding a chain of flip-flops (chain[i] <- chain[i-1] ^ chain[i]) "
         "that drives every array input bit, serial_out from a signature register XOR-folding "
         "every output bit), because its ~400 port bits exceed the package's pins. Critical "
-        f"paths: {'; '.join(paths)}. Command: python -m scripts.engine_report")
+        "paths: fmax_critical_path_4x4 (per point). Command: python -m scripts.engine_report")
     return fmax, critical, note
 
 
@@ -216,6 +249,9 @@ def main(argv=None):
                         help="comma-separated fmax points to place and route (default: all of "
                              f"{','.join(point_name(*p) for p in FMAX_POINTS)}); the others "
                              "keep their recorded figures")
+    parser.add_argument("--fmax-arrays", type=comma_subset("fmax arrays", FMAX_ARRAYS),
+                        default=(), help="also place and route these arrays (of "
+                                         f"{','.join(FMAX_ARRAYS)}); recorded under fmax_arrays")
     parser.add_argument("--units", type=comma_subset("units", AREA_UNITS), default=None,
                         help=f"comma-separated area units (default: {','.join(DEFAULT_UNITS)}; "
                              f"also {','.join(sorted(set(AREA_UNITS) - set(DEFAULT_UNITS)))})")
@@ -241,7 +277,8 @@ def main(argv=None):
             kept = load("engine_area", reader=__name__, missing_ok=True)
             named = {**kept.get("fmax_mhz_ecp5_4x4_by_point", {}), **named}
             critical = {**kept.get("fmax_critical_path_4x4", {}), **critical}
-            note = kept.get("fmax_note", "") + f" Merged by --fmax-points: {note}"
+            note += (f" Points placed and routed in this run: {', '.join(args.fmax_points)}; "
+                     f"the others are kept from earlier runs.")
         named = {point_name(*p): named[point_name(*p)] for p in FMAX_POINTS
                  if point_name(*p) in named}
         entries.update(
@@ -249,12 +286,17 @@ def main(argv=None):
             fmax_mhz_ecp5_4x4_by_mul_stages={str(stages): named[point_name(stages, 1)]
                                              for stages in FMAX_MUL_STAGES},
             fmax_mhz_ecp5_4x4_by_point=named, fmax_critical_path_4x4=critical)
+    if args.fmax_arrays:
+        kept = load("engine_area", reader=__name__, missing_ok=True).get("fmax_arrays", {})
+        entries["fmax_arrays"] = {**kept, **measure_fmax_arrays(args.fmax_arrays)}
     if entries:
-        full = not (args.skip_area or args.skip_fmax or args.units or args.fmax_points)
+        full = not (args.skip_area or args.skip_fmax or args.units or args.fmax_points
+                    or args.fmax_arrays)
         measured_with = {"flow_version": FLOW_VERSION,
                          **({"units": {name: AREA_UNITS[name][1].spec() for name in units}}
                             if not args.skip_area else {}),
-                         **({"fmax_points": FMAX_POINTS} if not args.skip_fmax else {})}
+                         **({"fmax_points": FMAX_POINTS} if not args.skip_fmax else {}),
+                         **({"fmax_arrays": list(args.fmax_arrays)} if args.fmax_arrays else {})}
         path = record("engine_area", entries, writer=__name__, config=measured_with,
                       replace=full)
         print(f"wrote {', '.join(sorted(entries))} into {path}"

