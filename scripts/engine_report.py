@@ -154,6 +154,8 @@ FMAX_ARRAYS = {
                         "FP8 multiplier",
                         ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5,
                                     edge_decode=True, narrow_path=False)),
+    "ws_4x4_s3_p3": ("4x4 WS array, S = 3, P = 3 registers in each PE's partial-sum adder",
+                     ArrayConfig(rows=4, cols=4, dataflow="ws", mul_stages=3, psum_stages=3)),
     "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no narrow "
                         "FP8 multiplier",
                         ArrayConfig(rows=8, cols=8, mul_stages=3, acc_interleave=5,

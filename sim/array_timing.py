@@ -23,14 +23,17 @@ Output stationary (:class:`OutputStationaryTiming`), with ``S = mul_stages``:
   ``t_next`` is the entry cycle of the next ``first``: hence ``t_next - t >= min_tile_cycles =
   2R``, whatever ``C``.
 
-Weight stationary (:class:`WeightStationaryTiming`):
+Weight stationary (:class:`WeightStationaryTiming`), with ``P = psum_stages`` registers in
+each PE's adder (0: none):
 
-* PE ``(r, c)`` multiplies a step at ``t + r + c``, with the weight it swapped in at that very
-  cycle when the step carries ``first``; its partial sum leaves it at ``t + r + c + S``;
+* PE ``(r, c)`` multiplies a step at ``t + r (1 + P) + c``, with the weight it swapped in at
+  that very cycle when the step carries ``first``; its partial sum leaves it at
+  ``t + r (1 + P) + c + S + P``;
 * the aligned output row of a step entered at ``t`` is at ``result_out`` during cycle
-  ``t + result_latency`` with ``result_latency = R + C - 1 + S``;
-* the ``R`` weight loads of the next tile go anywhere in ``[t + R + C - 2, t_next - 1]``:
-  ``t_next - t >= min_tile_cycles = 2R + C - 2``.
+  ``t + result_latency`` with ``result_latency = R (1 + P) + C - 1 + S``;
+* the ``R`` weight loads of the next tile go anywhere in ``[t + (R - 1)(1 + P) + C - 1,
+  t_next - 1]``: ``t_next - t >= min_tile_cycles = (R - 1)(1 + P) + C - 1 + R`` (``2R + C
+  - 2`` for ``P = 0``).
 
 ``schedule`` builds the tightest legal cycle-by-cycle schedule of a sequence of tiles (the
 reference the benches drive and the sequencer follows); ``command_cycles`` is its length.
@@ -280,11 +283,31 @@ class WeightStationaryTiming(_Timing):
 
     def __init__(self, config):
         super().__init__(_checked(config, "ws"))
+        #: ``P``: pipeline registers in each PE's adder (``psum_stages``); a step spends
+        #: ``1 + P`` cycles in each row
+        self.psum_stages = config.psum_stages
+
+    @property
+    def row_cycles(self) -> int:
+        """Cycles a step spends in one row of PEs: ``1 + P``."""
+        return 1 + self.psum_stages
+
+    def pe_offset(self, row: int, col: int) -> int:
+        """Cycles from a step's entry to its multiply in PE ``(row, col)``: ``row (1 + P) +
+        col``."""
+        super().pe_offset(row, col)
+        return row * self.row_cycles + col
+
+    def accumulate_offset(self, row: int, col: int) -> int:
+        """Cycles from a step's entry to the partial-sum register update of PE ``(row,
+        col)`` that holds its sum (after the multiplier's ``S`` and the adder's ``P``
+        registers)."""
+        return self.pe_offset(row, col) + self.mul_stages + self.psum_stages
 
     @property
     def result_latency(self) -> int:
         """Cycles from a step's entry to its aligned result row at ``result_out``."""
-        return self.rows + self.cols - 1 + self.mul_stages
+        return self.rows * self.row_cycles + self.cols - 1 + self.mul_stages
 
     @property
     def loads_per_tile(self) -> int:
@@ -295,7 +318,7 @@ class WeightStationaryTiming(_Timing):
     def last_swap_offset(self) -> int:
         """Cycles from a ``first`` step's entry to the last PE's weight swap (PE (R-1, C-1));
         the next tile's loads may start in that very cycle."""
-        return self.rows + self.cols - 2
+        return self.pe_offset(self.rows - 1, self.cols - 1)
 
     @property
     def min_tile_cycles(self) -> int:

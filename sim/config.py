@@ -18,6 +18,9 @@ __all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "MAX_ACC_INTERLEAVE", "ArrayConfig", 
 DATAFLOWS = ("os", "ws")
 MAX_DIM = 32
 MUL_CUT_POINTS = 3          # hw.fp.multiplier.ProductDatapath.CUT_POINTS
+#: Places in the FP32 adder where a pipeline register may go (after align, add, normalise);
+#: ``hw.fp.adder`` builds on this number
+ADD_CUT_POINTS = 3
 #: Deepest zero-skip lookahead window of the array (``ArrayConfig.skip_window``).
 MAX_SKIP_WINDOW = 4
 #: Most outputs an output-stationary PE accumulates in rotation (``ArrayConfig.acc_interleave``):
@@ -83,6 +86,14 @@ class ArrayConfig:
         The array takes ``L`` tiles at once, their steps interleaved
         (:mod:`sim.array_timing`); the engine's output-stationary sequencer issues them in
         groups of ``L`` (not with step lists). ``1`` (the default) is one tile at a time.
+    psum_stages : int
+        Pipeline registers inside each weight-stationary PE's FP32 adder, ``P`` in 0..3
+        (``dataflow="ws"`` only). The partial sum moves down the column with no loop around
+        it, so the add can be cut freely: a step then spends ``1 + P`` cycles in each row
+        (the array skews the rows of A ``1 + P`` cycles apart), results come ``R P`` cycles
+        later and weight tiles are at least ``(R - 1) P`` cycles longer
+        (:class:`sim.array_timing.WeightStationaryTiming`); the same bits. ``0`` (the default)
+        adds in the cycle of the step.
     edge_decode : bool
         Decode each operand once, at the array's edge (one decoder per row and per column),
         and pass the decoded fields (sign, exponent, normalised significand, class, FP8 flag)
@@ -101,6 +112,7 @@ class ArrayConfig:
     skip_window: int = 1
     narrow_path: bool = True
     acc_interleave: int = 1
+    psum_stages: int = 0
     edge_decode: bool = False
 
     def __post_init__(self):
@@ -123,6 +135,11 @@ class ArrayConfig:
                 f"acc_interleave {self.acc_interleave} needs dataflow 'os' and skip_window 1 "
                 f"(got {self.dataflow!r}, skip_window {self.skip_window}): a weight-stationary "
                 f"partial sum moves down its column and no loop holds it; 1 is today's PE")
+        _check_int("psum_stages", self.psum_stages, 0, ADD_CUT_POINTS)
+        if self.psum_stages and self.dataflow != "ws":
+            raise ValueError(f"psum_stages {self.psum_stages} needs dataflow 'ws', not "
+                             f"{self.dataflow!r}: an output-stationary PE's sum loops back "
+                             f"into its adder (acc_interleave pipelines that loop)")
         if not isinstance(self.edge_decode, bool):
             raise ValueError(f"edge_decode must be a bool (True or False), "
                              f"not {self.edge_decode!r}")

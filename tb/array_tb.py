@@ -61,7 +61,8 @@ def config_from_case(cfg) -> ArrayConfig:
                        mul_stages=cfg["mul_stages"], skip_zeros=cfg.get("skip_zeros", False),
                        acc_interleave=cfg.get("acc_interleave", 1),
                        narrow_path=cfg.get("narrow_path", True),
-                       edge_decode=cfg.get("edge_decode", False))
+                       edge_decode=cfg.get("edge_decode", False),
+                       psum_stages=cfg.get("psum_stages", 0))
 
 
 # -- stimulus ------------------------------------------------------------------------------------

@@ -77,6 +77,7 @@ def config_to_case(config: EngineConfig) -> dict:
             "out_formats": list(config.out_formats), "skip_zeros": a.skip_zeros,
             "skip_window": a.skip_window, "narrow_path": a.narrow_path,
             "acc_interleave": a.acc_interleave, "edge_decode": a.edge_decode,
+            "psum_stages": a.psum_stages,
             "output_mask": config.output_mask,
             "step_entries": config.step_entries, "tile_entries": config.tile_entries}
 
@@ -92,7 +93,8 @@ def config_from_case(case: dict) -> EngineConfig:
                           skip_window=case.get("skip_window", 1),
                           narrow_path=case.get("narrow_path", True),
                           acc_interleave=case.get("acc_interleave", 1),
-                          edge_decode=case.get("edge_decode", False)),
+                          edge_decode=case.get("edge_decode", False),
+                          psum_stages=case.get("psum_stages", 0)),
         spad_width=case["spad_width"], a_rows=case["a_rows"], b_rows=case["b_rows"],
         acc_width=case["acc_width"], acc_rows=case["acc_rows"],
         out_formats=tuple(case["out_formats"]), output_mask=case.get("output_mask", False),

@@ -66,6 +66,10 @@ CONFIGS = {
                                              b_formats=("e5m2", "e4m3")),
                            spad_width=16, a_rows=20, b_rows=24, acc_width=16, acc_rows=18,
                            out_formats=("fp16", "fp32", "e5m2"), output_mask=True),
+    # the weight-stationary partial-sum adder pipelined (psum_stages)
+    "4x4 ws p3": EngineConfig(array=ArrayConfig(rows=4, cols=4, dataflow="ws", mul_stages=3,
+                                                psum_stages=3),
+                              spad_width=32, a_rows=36, b_rows=44, acc_width=32, acc_rows=40),
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16, mul_stages=2), spad_width=64,
                           a_rows=80, b_rows=72, acc_width=64, acc_rows=76),
     "16x16 ws": EngineConfig(array=ArrayConfig(rows=16, cols=16, dataflow="ws"), spad_width=64,

@@ -53,6 +53,11 @@ CONFIGURATIONS = {
     "ws-4x4-a-fp16-s3": (dict(dataflow="ws", rows=4, cols=4, mul_stages=3, a_formats=("fp16",),
                               b_formats=FULL), dict(tiles=6)),
     "ws-8x8-s2": (dict(dataflow="ws", rows=8, cols=8, mul_stages=2), dict(tiles=3, commands=1)),
+    # the partial-sum adder pipelined (psum_stages): rows of A skewed 1 + P apart
+    "ws-4x4-p3-s3": (dict(dataflow="ws", rows=4, cols=4, mul_stages=3, psum_stages=3),
+                     dict(tiles=6)),
+    "ws-5x3-skip-p1": (dict(dataflow="ws", rows=5, cols=3, mul_stages=0, psum_stages=1,
+                            skip_zeros=True), dict(tiles=6)),
     # the zero gate (golden: sim.sparsity.gemm_skip); the OS one with a multiplier pipeline
     # that the skip flag must travel through
     "os-4x4-skip-s1": (dict(dataflow="os", rows=4, cols=4, mul_stages=1, skip_zeros=True),
@@ -123,10 +128,12 @@ def test_os_schedule_keeps_shifts_and_swaps_apart(rows, cols, stages, interleave
                                           + stages + interleave - 1 + 1 + chain + cols - 1)
 
 
-@pytest.mark.parametrize("rows, cols, stages", [(1, 1, 0), (1, 1, 3), (3, 5, 1), (8, 2, 0),
-                                                (2, 8, 3), (32, 32, 2)])
-def test_ws_schedule_loads_before_use(rows, cols, stages):
-    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages, dataflow="ws"))
+@pytest.mark.parametrize("rows, cols, stages, psum", [(1, 1, 0, 0), (1, 1, 3, 0), (3, 5, 1, 0),
+                                                      (8, 2, 0, 0), (2, 8, 3, 0), (32, 32, 2, 0),
+                                                      (1, 1, 0, 3), (3, 5, 1, 2), (8, 2, 3, 3)])
+def test_ws_schedule_loads_before_use(rows, cols, stages, psum):
+    timing = array_timing(ArrayConfig(rows=rows, cols=cols, mul_stages=stages, dataflow="ws",
+                                      psum_stages=psum))
     tiles = [[0], [None, 0, 1], list(range(3 * rows + cols)), [0, None, 1]]
     schedule = timing.schedule(tiles)
     starts = [t for t, cycle in enumerate(schedule) if cycle.first]
@@ -146,7 +153,7 @@ def test_ws_schedule_loads_before_use(rows, cols, stages):
     results = [(t, cycle.result) for t, cycle in enumerate(schedule) if cycle.result]
     steps = [(t, cycle.step) for t, cycle in enumerate(schedule) if cycle.step]
     assert [(t + timing.result_latency, s) for t, s in steps] == results
-    assert timing.result_latency == rows + cols - 1 + stages
+    assert timing.result_latency == rows * (1 + psum) + cols - 1 + stages
     assert timing.command_cycles([len(t) for t in tiles]) == len(schedule)
 
 

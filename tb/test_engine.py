@@ -61,10 +61,11 @@ def test_engine_odd_shape(simulator, name):
     run_random(CONFIGS[name], simulator)
 
 
-@pytest.mark.parametrize("name", ["4x4 l5", "3x5 l2"])
+@pytest.mark.parametrize("name", ["4x4 l5", "3x5 l2", "4x4 ws p3"])
 def test_engine_interleaved(simulator, name):
-    """Interleaved accumulation: the sequencer issues tiles in groups of ``L`` (partial last
-    groups, the flush, accumulating and overwriting commands), bit-exact, cycles equal to
+    """Pipelined accumulation. OS: the sequencer issues tiles in groups of ``L`` (partial
+    last groups, the flush, accumulating and overwriting commands); WS: the partial-sum adder
+    pipelined, K slices chained through the accumulator memory. Bit-exact, cycles equal to
     the model."""
     run_random(CONFIGS[name], simulator)
 

@@ -206,7 +206,8 @@ class WeightStationaryArray(SystolicArray):
     ``round(...round(round(init + a_0 w_0) + a_1 w_1)... + a_R-1 w_R-1)`` for every column
     (``k`` ascending, as :func:`sim.gemm.gemm`) with ``result_valid=1``.
 
-    The array delays row ``r`` of ``a_in`` (and ``first``) by ``r`` cycles, column ``c`` of
+    The array delays row ``r`` of ``a_in`` (and ``first``) by ``r (1 + P)`` cycles (``P =
+    psum_stages``, the registers in each PE's adder; 0 by default), column ``c`` of
     ``init_in`` by ``c + S`` cycles (so the partial sum meets the product), and column ``c`` of
     the results by ``C - 1 - c`` cycles: the outside sees aligned rows.
 
@@ -224,11 +225,11 @@ class WeightStationaryArray(SystolicArray):
     Timing (``S = mul_stages``; see :class:`sim.array_timing.WeightStationaryTiming`,
     ``self.timing``):
 
-    * ``result_latency = R + C - 1 + S``;
-    * PE ``(r, c)`` multiplies a step at ``t + r + c``; the last swap of a tile entered at
-      ``t`` is at ``t + R + C - 2``: the next tile's ``R`` loads fit in
-      ``[t + R + C - 2, t_next - 1]``, so ``first`` steps are at least
-      ``min_tile_cycles = 2R + C - 2`` cycles apart.
+    * ``result_latency = R (1 + P) + C - 1 + S``;
+    * PE ``(r, c)`` multiplies a step at ``t + r (1 + P) + c``; the last swap of a tile
+      entered at ``t`` is at ``t + (R - 1)(1 + P) + C - 1``: the next tile's ``R`` loads fit
+      after it and before ``t_next``, so ``first`` steps are at least ``min_tile_cycles =
+      (R - 1)(1 + P) + C - 1 + R`` cycles apart (``2R + C - 2`` with ``P = 0``).
 
     Throughput: R*C MACs per cycle; a tile of ``M >= 2R + C - 2`` rows pays no weight-load
     time, and the output latency is paid once per command.
@@ -272,10 +273,13 @@ class WeightStationaryArray(SystolicArray):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
 
-        first_taps = _delay_taps(m, self.first, rows - 1, 1, "first_skew")
+        # row r enters (1 + P) r cycles late: a step spends 1 + P cycles in each row
+        row_cycles = self.timing.row_cycles
+        first_taps = _delay_taps(m, self.first, (rows - 1) * row_cycles, 1, "first_skew")
         for r in range(rows):
-            a_skewed = _delay_taps(m, self.a_in[r], r, Operand, f"a_skew_{r}")[-1]
-            m.d.comb += [pes[r][0].a_in.eq(a_skewed), pes[r][0].first_in.eq(first_taps[r])]
+            a_skewed = _delay_taps(m, self.a_in[r], r * row_cycles, Operand, f"a_skew_{r}")[-1]
+            m.d.comb += [pes[r][0].a_in.eq(a_skewed),
+                         pes[r][0].first_in.eq(first_taps[r * row_cycles])]
         for c in range(cols):
             init_skewed = _delay_taps(m, self.init_in[c], c + stages, 32, f"init_skew_{c}")[-1]
             m.d.comb += [pes[0][c].psum_in.eq(init_skewed),

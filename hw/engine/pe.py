@@ -326,12 +326,16 @@ class WeightStationaryPE(wiring.Component):
     Parameters
     ----------
     config : ArrayConfig
-        ``dataflow="ws"``; ``a_formats``, ``b_formats`` (weights), ``mul_stages`` and
-        ``skip_zeros`` are used.
+        ``dataflow="ws"``; ``a_formats``, ``b_formats`` (weights), ``mul_stages``,
+        ``psum_stages`` and ``skip_zeros`` are used.
 
-    Latency: ``psum_out`` shows the sum of a step ``mul_stages + 1`` cycles after its ``a_in``
-    (one cycle after its ``psum_in``); ``a_out`` one cycle after ``a_in``. Throughput: one MAC
-    per cycle.
+    With ``config.psum_stages = P`` the adder has ``P`` pipeline registers (a partial sum has
+    no loop to close, so nothing else changes here; the array skews the rows of A ``1 + P``
+    apart so that each partial sum meets its product).
+
+    Latency: ``psum_out`` shows the sum of a step ``mul_stages + P + 1`` cycles after its
+    ``a_in`` (``P + 1`` cycles after its ``psum_in``); ``a_out`` one cycle after ``a_in``.
+    Throughput: one MAC per cycle.
 
     Ports
     -----
@@ -379,6 +383,10 @@ class WeightStationaryPE(wiring.Component):
             product = _gated_product(m, product, carried["live"])
         else:
             product = _multiplier(m, self.config, self.a_in, weight_used)
-        total = fp32_add_datapath(m, self.psum_in, product, name="psum_add")
+        # psum_stages registers inside the add (no loop: the sum moves on down the column)
+        pipeline = Pipeline(stages=self.config.psum_stages, cut_points=ADD_CUT_POINTS,
+                            name="psum")
+        m.d.comb += pipeline.enable.eq(1)
+        total = fp32_add_datapath(m, self.psum_in, product, pipeline=pipeline, name="psum_add")
         m.d.sync += self.psum_out.eq(total)
         return m

@@ -24,13 +24,15 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.pipeline import Pipeline, PipelinedComponent
+from sim.config import ADD_CUT_POINTS as CONFIG_ADD_CUT_POINTS
 from sim.formats import FP32
 
 __all__ = ["AddOperands", "AccInput", "ADD_CUT_POINTS", "leading_zeros", "fp32_add_datapath",
            "FP32Adder", "FP32Accumulator"]
 
-#: Places in :func:`fp32_add_datapath` where a pipeline register may go.
-ADD_CUT_POINTS = 3
+#: Places in :func:`fp32_add_datapath` where a pipeline register may go (the configuration's
+#: number: ``ArrayConfig.psum_stages`` is checked against it).
+ADD_CUT_POINTS = CONFIG_ADD_CUT_POINTS
 
 _SIG = FP32.man_bits + 1        # significand with its hidden bit
 _EXTRA = 3                      # guard, round and sticky bits below the significand
