@@ -17,7 +17,9 @@ minutes: figures already in ``gemm_bench.json`` for the same array, dataflow and
 unless ``--rerun-scalesim`` is given.
 
 Output-stationary shapes are also timed with interleaved accumulation
-(``ArrayConfig.acc_interleave = L``, tiles in groups of ``L``: ``cycles_by_interleave``).
+(``ArrayConfig.acc_interleave = L``, tiles in groups of ``L``: ``cycles_by_interleave``), and
+weight-stationary ones with the partial-sum adder pipelined (``ArrayConfig.psum_stages = P``,
+1..3: ``cycles_by_psum_stages``).
 
 Usage: python -m scripts.gemm_bench [--arrays 8x8,4x4] [--dataflows os,ws]
        [--squares 64,128,256,512] [--nets digits_cnn,resnet18] [--interleave 2,3,4,5]
@@ -34,17 +36,19 @@ import time
 from scripts.results import DOCS_DIR, load, record
 from scripts.scalesim_peer import scalesim_cycles
 from scripts.cli import comma_subset
-from sim.config import DATAFLOWS, MAX_ACC_INTERLEAVE, ArrayConfig, EngineConfig
+from sim.config import ADD_CUT_POINTS, DATAFLOWS, MAX_ACC_INTERLEAVE, ArrayConfig, EngineConfig
 from sim.engine_model import EngineCommand, command_cycles, ideal_cycles
 
 NETS = {"digits_cnn": ({}, 32), "resnet18": ({"width": 8}, 4)}    # build kwargs, batch size
 #: interleaved accumulations timed beside L = 1 by default (ArrayConfig.acc_interleave)
 INTERLEAVES = tuple(range(2, MAX_ACC_INTERLEAVE + 1))
+#: weight-stationary partial-sum adder registers timed beside P = 0 (ArrayConfig.psum_stages)
+PSUM_STAGES = tuple(range(1, ADD_CUT_POINTS + 1))
 
 
-def timing_config(rows, cols, dataflow, interleave=1) -> EngineConfig:
+def timing_config(rows, cols, dataflow, interleave=1, psum_stages=0) -> EngineConfig:
     return EngineConfig(array=ArrayConfig(rows=rows, cols=cols, dataflow=dataflow,
-                                          acc_interleave=interleave),
+                                          acc_interleave=interleave, psum_stages=psum_stages),
                         spad_width=4096, a_rows=65536, b_rows=65536, acc_width=4096,
                         acc_rows=65536)
 
@@ -127,8 +131,13 @@ def main(argv=None):
                 print(f"{rows}x{cols} {dataflow}: SCALE-Sim ran {len(missing)} shapes in "
                       f"{time.perf_counter() - began:.0f} s, reused {len(shapes) - len(missing)}",
                       flush=True)
-            grouped = {level: timing_config(rows, cols, dataflow, level)
-                       for level in interleaves} if dataflow == "os" else {}
+            if dataflow == "os":
+                pipelined = {level: timing_config(rows, cols, dataflow, interleave=level)
+                             for level in interleaves}
+            else:
+                pipelined = {level: timing_config(rows, cols, dataflow, psum_stages=level)
+                             for level in PSUM_STAGES}
+            key = {"os": "cycles_by_interleave", "ws": "cycles_by_psum_stages"}[dataflow]
             for m, n, k in shapes:
                 scalesim = peer.get((m, n, k))
                 command = EngineCommand(m=m, n=n, k=k)
@@ -139,10 +148,9 @@ def main(argv=None):
                     "ideal_cycles": ideal_cycles(config, command),
                     "scalesim_cycles": scalesim,
                 }
-                if grouped:
-                    row["cycles_by_interleave"] = {
-                        str(level): command_cycles(timing, command)
-                        for level, timing in grouped.items()}
+                if pipelined:
+                    row[key] = {str(level): command_cycles(timing, command)
+                                for level, timing in pipelined.items()}
                 rows_out.append(row)
 
     measured_with = {"arrays": arrays, "dataflows": list(dataflows), "squares": squares,
