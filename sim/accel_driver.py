@@ -128,6 +128,8 @@ class ArrayInfo:
     dataflow: str
     mul_stages: int
     skip_window: int
+    acc_interleave: int
+    psum_stages: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -343,7 +345,9 @@ class AcceleratorDriver:
             version=version,
             array=ArrayInfo(rows=array["rows"], cols=array["cols"],
                             dataflow="ws" if array["dataflow"] else "os",
-                            mul_stages=array["mul_stages"], skip_window=array["skip_window"]),
+                            mul_stages=array["mul_stages"], skip_window=array["skip_window"],
+                            acc_interleave=array["acc_interleave"],
+                            psum_stages=array["psum_stages"]),
             formats=FormatInfo(a=format_names(formats["a"]), b=format_names(formats["b"]),
                                out=format_names(formats["out"])),
             memory=MemoryInfo(spad_row_bits=memory["spad_rows"],

@@ -11,7 +11,8 @@ offset    name            R/W   content
 0x00      ID              R     :data:`ACCEL_ID` (ASCII ``SPRT``)
 0x04      VERSION         R     ``major << 16 | minor`` (:data:`VERSION`)
 0x08      CAP_ARRAY       R     rows [7:0], cols [15:8], dataflow [16] (0 OS, 1 WS),
-                                mul_stages [19:17], skip window [23:20]
+                                mul_stages [19:17], skip window [23:20], interleaved
+                                accumulations L [26:24], partial-sum adder stages [28:27]
 0x0C      CAP_FORMATS     R     operand formats of A [3:0] and B [7:4], output formats
                                 [15:8] (bit i: :data:`FORMAT_BITS` order)
 0x10      CAP_MEMORY      R     log2 of the scratchpad rows [7:0] and columns [15:8],
@@ -143,7 +144,7 @@ FORMAT_BITS = ("fp16", "e4m3", "e5m2", "fp32", "bf16")
 #: the :class:`Feature` bits)
 CAP_FIELDS = {
     Reg.CAP_ARRAY: {"rows": (0, 8), "cols": (8, 8), "dataflow": (16, 1), "mul_stages": (17, 3),
-                    "skip_window": (20, 4)},
+                    "skip_window": (20, 4), "acc_interleave": (24, 3), "psum_stages": (27, 2)},
     Reg.CAP_FORMATS: {"a": (0, 4), "b": (4, 4), "out": (8, 8)},
     Reg.CAP_MEMORY: {"spad_rows": (0, 8), "spad_cols": (8, 8), "acc_rows": (16, 8),
                      "acc_cols": (24, 8)},
@@ -187,7 +188,9 @@ def capability_fields(config) -> dict[Reg, dict[str, int]]:
     return {
         Reg.CAP_ARRAY: {"rows": array.rows, "cols": array.cols,
                         "dataflow": int(array.dataflow == "ws"), "mul_stages": array.mul_stages,
-                        "skip_window": array.skip_window},
+                        "skip_window": array.skip_window,
+                        "acc_interleave": array.acc_interleave,
+                        "psum_stages": array.psum_stages},
         Reg.CAP_FORMATS: {"a": format_mask(array.a_formats, "a_formats"),
                           "b": format_mask(array.b_formats, "b_formats"),
                           "out": format_mask(engine.out_formats, "out_formats")},

@@ -82,7 +82,8 @@ def expected_capabilities(config: AccelConfig) -> dict[int, int]:
         Reg.ID: ACCEL_ID,
         Reg.VERSION: VERSION[0] * 0x10000 + VERSION[1],
         Reg.CAP_ARRAY: (array.rows + (array.cols << 8) + ((array.dataflow == "ws") << 16)
-                        + (array.mul_stages << 17) + (array.skip_window << 20)),
+                        + (array.mul_stages << 17) + (array.skip_window << 20)
+                        + (array.acc_interleave << 24) + (array.psum_stages << 27)),
         Reg.CAP_FORMATS: mask(array.a_formats) + (mask(array.b_formats) << 4)
                          + (mask(engine.out_formats) << 8),
         Reg.CAP_MEMORY: (log2(max(engine.a_rows, engine.b_rows)) + (log2(engine.spad_width) << 8)

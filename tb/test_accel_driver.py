@@ -31,7 +31,10 @@ SMALL = EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=32
 CONFIGS = {
     "default": AccelConfig(),
     "ws": AccelConfig(engine=EngineConfig(array=ArrayConfig(dataflow="ws", a_formats=("fp16",),
-                                                            b_formats=("fp16",)))),
+                                                            b_formats=("fp16",),
+                                                            psum_stages=3))),
+    "interleaved": AccelConfig(engine=EngineConfig(array=ArrayConfig(mul_stages=3,
+                                                                     acc_interleave=5))),
     "small-128-a64": AccelConfig(engine=SMALL, data_width=128, addr_width=64),
     "fp8-skip": AccelConfig(
         engine=EngineConfig(array=ArrayConfig(rows=5, cols=3, mul_stages=2,
@@ -63,7 +66,8 @@ def test_discover_describes_the_configuration(name):
     engine, array = config.engine, config.engine.array
     assert info.version == VERSION
     assert dataclasses.astuple(info.array) == (array.rows, array.cols, array.dataflow,
-                                               array.mul_stages, array.skip_window)
+                                               array.mul_stages, array.skip_window,
+                                               array.acc_interleave, array.psum_stages)
     assert (set(info.formats.a), set(info.formats.b), set(info.formats.out)) == (
         set(array.a_formats), set(array.b_formats), set(engine.out_formats))
     assert dataclasses.astuple(info.memory) == (
