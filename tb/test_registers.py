@@ -62,6 +62,9 @@ CAPABILITY_CONFIGS = [
                 reads_outstanding=1),
     # skip_zeros without a lookahead window: products gated, no time saved
     AccelConfig(engine=EngineConfig(array=ArrayConfig(skip_zeros=True, dataflow="ws"))),
+    # pipelined accumulation: the largest L, and the largest P
+    AccelConfig(engine=EngineConfig(array=ArrayConfig(mul_stages=3, acc_interleave=5))),
+    AccelConfig(engine=EngineConfig(array=ArrayConfig(dataflow="ws", psum_stages=3))),
 ]
 
 
