@@ -81,6 +81,14 @@ def _units():
                                  "multiplier (edge_decode=True, narrow_path=False)",
                                  Design(OutputStationaryPE, ArrayConfig(edge_decode=True,
                                                                         narrow_path=False))),
+        "pe_os_small_fast": ("OS PE of the 8x8 build: operands decoded at the edge, no narrow "
+                             "FP8 multiplier, mul_stages=3, five interleaved accumulations",
+                             Design(OutputStationaryPE, ArrayConfig(
+                                 edge_decode=True, narrow_path=False, mul_stages=3,
+                                 acc_interleave=5))),
+        "pe_ws_p3": ("WS PE, mul_stages=3, psum_stages=3",
+                     Design(WeightStationaryPE, ArrayConfig(dataflow="ws", mul_stages=3,
+                                                            psum_stages=3))),
         "pe_ws": ("WS PE, fp16/e4m3/e5m2 operands",
                   Design(WeightStationaryPE, ArrayConfig(dataflow="ws"))),
         "pe_os_skip": ("OS PE with the zero gate (skip_zeros=True)",
