@@ -4,6 +4,8 @@ paths, GEMM engine) driven by the host driver (sim.accel_driver) on Verilator an
 program also run on the driver's golden-model back end and compared: compiled GEMM programs
 from DRAM, bad programs and bad bus answers, every register through the bus."""
 
+import dataclasses
+
 import pytest
 
 from hw.accel.accelerator import Accelerator
@@ -18,7 +20,14 @@ CASES = {
     "4x4-d64": (AccelConfig(engine=SMALL), {"programs": 2, "gemms": 3, "largest": 40}),
     "4x4-d128-a64": (AccelConfig(engine=SMALL, data_width=128, addr_width=64),
                      {"programs": 1, "gemms": 2, "largest": 40}),
+    # pipelined accumulation (L = 5, S = 3) under the controller: make regress only
+    "4x4-l5-d64": (AccelConfig(engine=dataclasses.replace(
+                       SMALL, array=ArrayConfig(rows=4, cols=4, mul_stages=3,
+                                                acc_interleave=5))),
+                   {"programs": 1, "gemms": 3, "largest": 40}),
 }
+#: cases make test leaves to make regress
+REGRESS_ONLY = {"4x4-l5-d64"}
 
 
 #: the benches of tb/accelerator_tb.py that every configuration runs
@@ -45,6 +54,8 @@ def _spec(config):
 @pytest.mark.parametrize("name", CASES)
 def test_accelerator_runs_compiled_gemms(simulator, name):
     config, sizes = CASES[name]
+    if name in REGRESS_ONLY and not regress():
+        pytest.skip(f"{name}: make regress only")
     verilator_builds_first_only(simulator, name, next(iter(CASES)))
     run_bench(Design(Accelerator, config), toplevel="accelerator",
               bench_module="tb.accelerator_tb", simulator=simulator, testcase=PROGRAM_TESTS,
