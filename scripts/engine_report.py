@@ -155,35 +155,52 @@ FMAX_POINTS = ((0, 1), (3, 1), (3, 4), (3, 5))
 FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interleave == 1)
 
 
-#: More arrays placed and routed, on request only (``--fmax-arrays``: the 8x8 takes about an
-#: hour): name -> (description, ArrayConfig); recorded under ``fmax_arrays``
-FMAX_ARRAYS = {
-    "4x4_s3_l5_small": ("4x4 OS array, S = 3, L = 5, operands decoded at the edge, no narrow "
-                        "FP8 multiplier",
-                        ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5,
-                                    edge_decode=True, narrow_path=False)),
-    "ws_4x4_s3_p3": ("4x4 WS array, S = 3, P = 3 registers in each PE's partial-sum adder",
-                     ArrayConfig(rows=4, cols=4, dataflow="ws", mul_stages=3, psum_stages=3)),
-    "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no narrow "
-                        "FP8 multiplier",
-                        ArrayConfig(rows=8, cols=8, mul_stages=3, acc_interleave=5,
-                                    edge_decode=True, narrow_path=False)),
-}
+#: More designs placed and routed, on request only (``--fmax-arrays``: the 8x8 takes about an
+#: hour): name -> (description, factory of the design); recorded under ``fmax_arrays``
+_SMALL_FAST = dict(mul_stages=3, acc_interleave=5, edge_decode=True, narrow_path=False)
+
+
+def _fmax_designs():
+    from hw.engine.array import SystolicArray
+    from hw.engine.engine import GemmEngine
+    from hw.engine.pe import OutputStationaryPE
+
+    return {
+        "pe_s3_l5_small": ("OS PE, S = 3, L = 5, operands decoded at the edge, no narrow FP8 "
+                           "multiplier",
+                           Design(OutputStationaryPE, ArrayConfig(**_SMALL_FAST))),
+        "4x4_s3_l5_small": ("4x4 OS array, S = 3, L = 5, operands decoded at the edge, no "
+                            "narrow FP8 multiplier",
+                            Design(SystolicArray, ArrayConfig(rows=4, cols=4, **_SMALL_FAST))),
+        "ws_4x4_s3_p3": ("4x4 WS array, S = 3, P = 3 registers in each PE's partial-sum adder",
+                         Design(SystolicArray, ArrayConfig(rows=4, cols=4, dataflow="ws",
+                                                           mul_stages=3, psum_stages=3))),
+        "engine_4x4_s3_l5_small": ("GemmEngine, the 4x4 S = 3, L = 5 small array, 64x64 "
+                                   "scratchpads",
+                                   Design(GemmEngine, EngineConfig(
+                                       array=ArrayConfig(rows=4, cols=4, **_SMALL_FAST),
+                                       **ENGINE_MEMORIES))),
+        "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no "
+                            "narrow FP8 multiplier",
+                            Design(SystolicArray, ArrayConfig(rows=8, cols=8, **_SMALL_FAST))),
+    }
+
+
+FMAX_ARRAYS = _fmax_designs()
 
 
 def measure_fmax_arrays(names) -> dict:
     """ECP5 fmax, critical path and nextpnr's utilization of the :data:`FMAX_ARRAYS` named."""
-    from hw.engine.array import SystolicArray
     from scripts.ecp5_fmax import fmax_of
 
     out = {}
     for name in names:
-        description, config = FMAX_ARRAYS[name]
+        description, design = FMAX_ARRAYS[name]
         began = time.perf_counter()
         print(f"fmax: {description}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...", flush=True)
         with spinner(f"nextpnr-ecp5: {name}"):
-            result = fmax_of(Design(SystolicArray, config), f"fmax_array_{name}")
-        out[name] = {"description": description, "config": dataclasses.asdict(config),
+            result = fmax_of(design, f"fmax_array_{name}")
+        out[name] = {"description": description, "design": design.spec(),
                      "fmax_mhz": result["fmax_mhz"],
                      "critical_path": result.get("critical_path", {}),
                      "utilization": result.get("utilization", {})}
