@@ -111,14 +111,19 @@ def _align_step(m, a, b, name):
         return sig
 
     big_sig, big_exp, sign = pick("sig", _SIG, "big"), pick("exp", 8, "big"), pick("sign", 1, "big")
-    small_sig, small_exp = pick("sig", _SIG, "small"), pick("exp", 8, "small")
+    small_sig = pick("sig", _SIG, "small")
 
-    exp_diff = Signal(8, name=f"{name}_exp_diff")
+    # the exponent difference both ways, each clamped (beyond the field all is sticky), beside
+    # the magnitude compare rather than behind it: the compare only selects
+    shifts = []
+    for high, low, role in ((x, y, "xy"), (y, x, "yx")):
+        diff = Signal(8, name=f"{name}_exp_diff_{role}")
+        clamped = Signal(range(_WIDE + 1), name=f"{name}_align_shift_{role}")
+        m.d.comb += [diff.eq(high["exp"] - low["exp"]),
+                     clamped.eq(Mux(diff > _WIDE, _WIDE, diff))]
+        shifts.append(clamped)
     shift = Signal(range(_WIDE + 1), name=f"{name}_align_shift")
-    m.d.comb += [
-        exp_diff.eq(big_exp - small_exp),
-        shift.eq(Mux(exp_diff > _WIDE, _WIDE, exp_diff)),   # beyond the field all is sticky
-    ]
+    m.d.comb += shift.eq(Mux(swap, shifts[1], shifts[0]))
     nan = Signal(name=f"{name}_nan")
     m.d.comb += nan.eq(x["nan"] | y["nan"] | (x["inf"] & y["inf"] & (x["sign"] != y["sign"])))
     return {
