@@ -539,15 +539,8 @@ class OutputStationarySequencer(_Sequencer):
 
         shift = Signal(name="shift_cycle")
         m.d.comb += shift.eq(active & ~Mux(group_trigger, start & ~cmd.accumulate, silent))
-        init_row = init_tile["m0"] + row
-        init_row_in = Signal(name="init_row_inside")
-        m.d.comb += init_row_in.eq(shift & init_tile["valid"] & cmd.accumulate
-                                   & (init_row < cmd.m))
-        init_lanes = self._init_read(m, cmd, init_tile["n0"], init_row, init_row_in)
-        out_row = out_tile["m0"] + row
-        out_row_in = Signal(name="out_row_inside")
-        m.d.comb += out_row_in.eq(shift & out_tile["valid"] & (out_row < cmd.m))
-        out_address = self._out_address(m, cmd, out_tile["n0"], out_row, out_row_in)
+        init_lanes, out_row_in, out_address = self._shift_rows(m, cmd, shift, init_tile,
+                                                               out_tile, row)
         # the group after the flush: no tile of its own or computing, results to take out
         inits_valid = Cat(init_tile["valid"], *(t["valid"] for t in rings["init"][1:]))
         prev_valid = Cat(*(t["valid"] for t in rings["prev"]))
@@ -664,21 +657,29 @@ class OutputStationarySequencer(_Sequencer):
                           self._tile_step(cmd), [init_tile["valid"].eq(0)],
                           extent=self._tile_extent(cmd))
 
-        # initial values: C_old rows (accumulate) or +0
-        init_row = init_tile["m0"] + current_row
-        init_row_in = Signal(name="init_row_inside")
-        m.d.comb += init_row_in.eq(group_active & init_tile["valid"] & cmd.accumulate
-                                   & (init_row < cmd.m))
-        init_lanes = self._init_read(m, cmd, init_tile["n0"], init_row, init_row_in)
-        # results: row R-1-j of tile g-2
-        out_row = out_tile["m0"] + current_row
-        out_row_in = Signal(name="out_row_inside")
-        m.d.comb += out_row_in.eq(group_active & out_tile["valid"] & (out_row < cmd.m))
-        out_address = self._out_address(m, cmd, out_tile["n0"], out_row, out_row_in)
+        # initial values (C_old rows or +0) of tile g in, results of tile g-2 out: row R-1-j
+        init_lanes, out_row_in, out_address = self._shift_rows(m, cmd, group_active, init_tile,
+                                                               out_tile, current_row)
         last_group = ~init_tile["valid"] & ~prev_tile["valid"] & out_tile["valid"]
         final = Signal(name="final_shift")
         m.d.comb += final.eq(group_end & last_group)
         self._shift_outputs(m, front, group_active, init_lanes, out_row_in, out_address, final)
+
+    def _shift_rows(self, m, cmd, shifting, init_tile, out_tile, row):
+        """In a shift cycle (``shifting``): the ``C_old`` read of row ``row`` of ``init_tile``
+        (``accumulate`` only) and the write address of that row of ``out_tile``'s results.
+        Returns ``(init_lanes, out_row_in, out_address)`` (:meth:`_init_read`, the row is
+        written, :meth:`_out_address`)."""
+        init_row = init_tile["m0"] + row
+        init_row_in = Signal(name="init_row_inside")
+        m.d.comb += init_row_in.eq(shifting & init_tile["valid"] & cmd.accumulate
+                                   & (init_row < cmd.m))
+        init_lanes = self._init_read(m, cmd, init_tile["n0"], init_row, init_row_in)
+        out_row = out_tile["m0"] + row
+        out_row_in = Signal(name="out_row_inside")
+        m.d.comb += out_row_in.eq(shifting & out_tile["valid"] & (out_row < cmd.m))
+        out_address = self._out_address(m, cmd, out_tile["n0"], out_row, out_row_in)
+        return init_lanes, out_row_in, out_address
 
     def _shift_outputs(self, m, front, shifting, init_lanes, out_row_in, out_address, final):
         """What the shift cycles drive, delayed to the array: its ``shift`` input (high in the
