@@ -11,6 +11,7 @@ from hw.engine.pe import OutputStationaryPE, WeightStationaryPE
 from sim.array_timing import array_timing
 from sim.config import ArrayConfig
 from sim.runner import Design, generate_verilog, run_bench
+from tb.conftest import regress
 
 FULL = ("fp16", "e4m3", "e5m2")
 FP8 = ("e4m3", "e5m2")
@@ -66,10 +67,15 @@ CONFIGURATIONS = {
                     dict(tiles=8)),
 }
 VERILATOR_TILES = 4         # times more tiles per command on Verilator
+#: configurations make test runs on Icarus only (a Verilator build costs 15-30 s of the
+#: fast-flow budget); make regress runs them on both
+ICARUS_BELOW_REGRESS = {"os-4x4-edge-skip-s1", "os-3x5-edge-l5-s3", "ws-5x3-skip-p1"}
 
 
 @pytest.mark.parametrize("name", CONFIGURATIONS)
 def test_array(simulator, name):
+    if simulator == "verilator" and name in ICARUS_BELOW_REGRESS and not regress():
+        pytest.skip("Verilator: make regress (make test runs this configuration on Icarus)")
     fields, sizes = CONFIGURATIONS[name]
     config = ArrayConfig(**fields)
     case = {**dataclasses.asdict(config), "commands": 2, **sizes, "config": name}
