@@ -314,8 +314,10 @@ def main(argv=None):
                                              for stages in FMAX_MUL_STAGES},
             fmax_mhz_ecp5_4x4_by_point=named, fmax_critical_path_4x4=critical)
     if args.fmax_arrays:
+        measured = measure_fmax_arrays(args.fmax_arrays)
+        # read after the (long) run: another run may have recorded meanwhile
         kept = load("engine_area", reader=__name__, missing_ok=True).get("fmax_arrays", {})
-        entries["fmax_arrays"] = {**kept, **measure_fmax_arrays(args.fmax_arrays)}
+        entries["fmax_arrays"] = {**kept, **measured}
     if entries:
         full = not (args.skip_area or args.skip_fmax or args.units or args.fmax_points
                     or args.fmax_arrays)
