@@ -131,6 +131,7 @@ _AREA_NOTE = (
 
 def measure_area(names=None) -> dict:
     """``{name: {"cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp"[, memory fields]}}``."""
+    from scripts.results import provenance
     from scripts.yosys_area import area_of
 
     area = {}
@@ -143,6 +144,10 @@ def measure_area(names=None) -> dict:
         row = {key: result[key] for key in _AREA_FIELDS}
         if result.get("memory_bits") or result.get("ecp5_bram"):
             row.update({key: result[key] for key in _MEMORY_FIELDS})
+        # each row says where it came from: a partial run (--units) keeps older rows
+        where = provenance()
+        row["measured_at"] = {"commit": where["commit"][:10], "dirty": where["dirty"],
+                              "date": where["date"]}
         area[name] = row
         print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
     return area

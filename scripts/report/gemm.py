@@ -227,8 +227,16 @@ def engine_area() -> str:
         row = area[name]
         memory = (f"{row['memory_bits']:,} bits, {row.get('ecp5_bram', 0)} DP16KD"
                   if row.get("memory_bits") else "")
+        where = row.get("measured_at")
         rows.append((f"{AREA_BLOCKS.get(name, name)} (`{name}`)", f"{row['cells']:,}",
                      f"{row['ecp5_lut']:,}", f"{row['ecp5_ff']:,}", f"{row['ecp5_dsp']:,}",
-                     memory))
-    return table(("block (`engine_area.json` name)", "generic cells", "ECP5 LUT", "ECP5 FF",
-                  "ECP5 DSP", "memory"), rows, "lrrrrl")
+                     memory,
+                     (f"{where['commit']}{' (dirty)' if where['dirty'] else ''}, {where['date']}"
+                      if where else "an earlier run")))
+    return "\n".join([
+        table(("block (`engine_area.json` name)", "generic cells", "ECP5 LUT", "ECP5 FF",
+               "ECP5 DSP", "memory", "measured at"), rows, "lrrrrll"),
+        "",
+        "_Rows are merged from the runs that measured them (`--units` re-measures some and "
+        "keeps the others): each names its commit; \"an earlier run\" is a row recorded "
+        "before rows named their commit, at or before the last full run._"])
