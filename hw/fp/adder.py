@@ -155,23 +155,23 @@ def _add_step(m, v, name):
         m.d.comb += total.eq(big - v["small"])
     with m.Else():
         m.d.comb += total.eq(big + v["small"])
-    passed = {key: v[key] for key in ("exp", "sign", "zero_sign", "nan", "inf")}
-    return {"sum": total, "zero": total == 0, **passed}
-
-
-def _normalise_step(m, v, name):
-    total = v["sum"]
-    # the left shift stops at the subnormal exponent: at most exp - 1 places. A one placed
-    # exp - 1 places below the top of the word the zeros are counted in makes the count
-    # min(leading zeros, exp - 1) without a compare after it (the floor is decoded from the
-    # exponent, beside the sum, not behind it)
+    # normalise's left shift stops at the subnormal exponent: at most exp - 1 places. A one
+    # placed exp - 1 places below the top of the word the zeros are counted in makes the
+    # count min(leading zeros, exp - 1) without a compare after it; the floor is decoded here,
+    # beside the add, so that normalise starts from it
     limit = Signal(8, name=f"{name}_norm_limit")
     floor = Signal(_WIDE, name=f"{name}_norm_floor")
     m.d.comb += [
         limit.eq(v["exp"] - 1),
         floor.eq(Mux(limit < _WIDE, Const(1 << (_WIDE - 1), _WIDE) >> limit, 0)),
     ]
-    left = leading_zeros(m, total[:_WIDE] | floor, name=f"{name}_norm_shift")
+    passed = {key: v[key] for key in ("exp", "sign", "zero_sign", "nan", "inf")}
+    return {"sum": total, "zero": total == 0, "floor": floor, **passed}
+
+
+def _normalise_step(m, v, name):
+    total = v["sum"]
+    left = leading_zeros(m, total[:_WIDE] | v["floor"], name=f"{name}_norm_shift")
     norm = Signal(_WIDE, name=f"{name}_norm")
     exp = Signal(9, name=f"{name}_norm_exp")
     with m.If(total[_WIDE]):
