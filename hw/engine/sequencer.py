@@ -603,16 +603,9 @@ class OutputStationarySequencer(_Sequencer):
         m.d.comb += group_trigger.eq((start & cmd.accumulate)
                                      | _delay(m, boundary, timing.group_delay, name="boundary"))
 
-        def tile_record(name):
-            return {
-                "m0": Signal(WIDE, name=f"{name}_m0"),
-                "n0": Signal(WIDE, name=f"{name}_n0"),
-                "valid": Signal(name=f"{name}_valid"),
-            }
-
-        init_tile = tile_record("init_tile")      # tile whose initial values go in (tile g)
-        prev_tile = tile_record("prev_tile")      # tile g-1 (computing during group g)
-        out_tile = tile_record("out_tile")        # tile g-2, whose results come out
+        init_tile = _tile_record("init_tile")     # tile whose initial values go in (tile g)
+        prev_tile = _tile_record("prev_tile")     # tile g-1 (computing during group g)
+        out_tile = _tile_record("out_tile")       # tile g-2, whose results come out
         shifting = Signal(name="shifting")              # shifts 1..R-1 of a group
         row_offset = Signal(range(rows), name="shift_row")     # R-1-j for those
         with m.If(front["begin"]):
