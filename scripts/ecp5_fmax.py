@@ -94,14 +94,20 @@ class PinShell(wiring.Component):
         return m
 
 
-def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: int = 1) -> dict:
+def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: int = 1,
+                    router: str = "router1") -> dict:
     """Synthesise ``verilog`` for the ECP5 and place and route it on :data:`DEVICE`.
 
-    Returns ``{"fmax_mhz", "target_mhz", "seed", "device", "utilization", "build_dir"}``
+    ``router``: nextpnr's router (``router1``, its default, or ``router2``, which converges
+    on congested designs such as the 8x8 array at 89% of the LUTs where ``router1`` did not
+    in over an hour). Returns ``{"fmax_mhz", "target_mhz", "seed", "router", "device",
+    "utilization", "build_dir"}``
     (``utilization``: nextpnr's used/available per cell type, e.g. ``TRELLIS_COMB``).
     """
+    if router not in ("router1", "router2"):
+        raise ValueError(f"router: {router!r} is not one of 'router1', 'router2'")
     options = [*DEVICE, "--freq", f"{freq_mhz:g}", "--seed", str(seed), "--timing-allow-fail",
-               "--lpf-allow-unconstrained"]
+               "--lpf-allow-unconstrained", *(["--router", router] if router != "router1" else [])]
     digest = hashlib.sha256(
         f"{FLOW_VERSION}\n{top}\n{options}\n{verilog}".encode()).hexdigest()[:16]
     work = build_root() / "fmax" / f"{top}-{digest}"
@@ -133,6 +139,7 @@ def place_and_route(verilog: str, top: str, *, freq_mhz: float = 100.0, seed: in
         "critical_path": critical_path((work / "pnr.log").read_text()),
         "target_mhz": freq_mhz,
         "seed": seed,
+        "router": router,
         "device": " ".join(DEVICE),
         "utilization": report.get("utilization", {}),
         "build_dir": str(work),

@@ -161,7 +161,8 @@ FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interlea
 
 
 #: More designs placed and routed, on request only (``--fmax-arrays``: the 8x8 takes about an
-#: hour): name -> (description, factory of the design); recorded under ``fmax_arrays``
+#: hour): name -> (description, design, options of :func:`scripts.ecp5_fmax.place_and_route`);
+#: recorded under ``fmax_arrays``
 _SMALL_FAST = dict(mul_stages=3, acc_interleave=5, edge_decode=True, narrow_path=False)
 
 
@@ -173,21 +174,22 @@ def _fmax_designs():
     return {
         "pe_s3_l5_small": ("OS PE, S = 3, L = 5, operands decoded at the edge, no narrow FP8 "
                            "multiplier",
-                           Design(OutputStationaryPE, ArrayConfig(**_SMALL_FAST))),
+                           Design(OutputStationaryPE, ArrayConfig(**_SMALL_FAST)), {}),
         "4x4_s3_l5_small": ("4x4 OS array, S = 3, L = 5, operands decoded at the edge, no "
                             "narrow FP8 multiplier",
-                            Design(SystolicArray, ArrayConfig(rows=4, cols=4, **_SMALL_FAST))),
+                            Design(SystolicArray, ArrayConfig(rows=4, cols=4, **_SMALL_FAST)), {}),
         "ws_4x4_s3_p3": ("4x4 WS array, S = 3, P = 3 registers in each PE's partial-sum adder",
                          Design(SystolicArray, ArrayConfig(rows=4, cols=4, dataflow="ws",
-                                                           mul_stages=3, psum_stages=3))),
+                                                           mul_stages=3, psum_stages=3)), {}),
         "engine_4x4_s3_l5_small": ("GemmEngine, the 4x4 S = 3, L = 5 small array, 64x64 "
                                    "scratchpads",
                                    Design(GemmEngine, EngineConfig(
                                        array=ArrayConfig(rows=4, cols=4, **_SMALL_FAST),
-                                       **ENGINE_MEMORIES))),
+                                       **ENGINE_MEMORIES)), {}),
         "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no "
                             "narrow FP8 multiplier",
-                            Design(SystolicArray, ArrayConfig(rows=8, cols=8, **_SMALL_FAST))),
+                            Design(SystolicArray, ArrayConfig(rows=8, cols=8, **_SMALL_FAST)),
+                            {"router": "router2"}),
     }
 
 
@@ -200,13 +202,13 @@ def measure_fmax_arrays(names) -> dict:
 
     out = {}
     for name in names:
-        description, design = FMAX_ARRAYS[name]
+        description, design, options = FMAX_ARRAYS[name]
         began = time.perf_counter()
         print(f"fmax: {description}, on ECP5 (synth_ecp5 + nextpnr-ecp5) ...", flush=True)
         with spinner(f"nextpnr-ecp5: {name}"):
-            result = fmax_of(design, f"fmax_array_{name}")
+            result = fmax_of(design, f"fmax_array_{name}", **options)
         out[name] = {"description": description, "design": design.spec(),
-                     "fmax_mhz": result["fmax_mhz"],
+                     "fmax_mhz": result["fmax_mhz"], "router": result.get("router", "router1"),
                      "critical_path": result.get("critical_path", {}),
                      "utilization": result.get("utilization", {})}
         print(f"      {result['fmax_mhz']} MHz; critical path {out[name]['critical_path']}  "
