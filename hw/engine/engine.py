@@ -74,8 +74,9 @@ class GemmEngine(wiring.Component):
       (the host must not overwrite the operands of the running command). The data are in
       memory at the end of the accept cycle.
     * ``wr_acc``: one row segment per cycle, not ready while ``status.busy``.
-    * ``rd_req`` / ``rd_data``: one row segment per cycle; ``rd_data`` comes 3 cycles after
-      its request at the earliest (memory read 2, FIFO 1), in request order, held under
+    * ``rd_req`` / ``rd_data``: one row segment per cycle; ``rd_data`` comes 5 cycles after
+      its request at the earliest (memory read 2, conversion :attr:`READ_CONVERT_STAGES`,
+      FIFO 1), in request order, held under
       backpressure (up to :attr:`READ_BUFFER` requests in flight). ``rd_req`` is not ready
       while ``status.busy``. Results of a command are readable from the cycle of its ``done``.
     * With ``host_acc_while_busy=True`` (the accelerator's controller, which keeps the host's
@@ -112,8 +113,12 @@ class GemmEngine(wiring.Component):
     ARRAY_PORTS = {"a_in": "a", "b_in": "b", "init_in": "init", "weight_in": "weight",
                    "result_out": "result"}
 
+    #: Pipeline registers in the read path's FP32 -> output format conversion (``FP32Converter``
+    #: stages: after shift and round, after pack), so that the memory read, the conversion and
+    #: the FIFO write are not one path (25.6 ns on ECP5 without them, the engine's longest).
+    READ_CONVERT_STAGES = 2
     #: Read requests the read path holds at once (enough for one read per cycle).
-    READ_BUFFER = SPAD_READ_LATENCY + 2
+    READ_BUFFER = SPAD_READ_LATENCY + READ_CONVERT_STAGES + 2
 
     def __init__(self, config, *, host_acc_while_busy: bool = False):
         if not isinstance(config, EngineConfig):
@@ -373,24 +378,34 @@ class GemmEngine(wiring.Component):
             pending.fmt.eq(request.fmt),
             pending.saturate.eq(request.saturate),
         ]
-        for stage in range(SkewedScratchpad.READ_LATENCY):
+        for stage in range(SkewedScratchpad.READ_LATENCY + self.READ_CONVERT_STAGES):
+            if stage == SkewedScratchpad.READ_LATENCY:
+                at_memory = pending         # the fields beside the memory's data
             delayed = Signal(pending_layout, name=f"read_pending_d{stage + 1}")
             m.d.sync += delayed.eq(pending)
             pending = delayed
+        if not self.READ_CONVERT_STAGES:
+            at_memory = pending
 
         lanes = []
         for c in range(cols):
             raw = acc.o_read.payload[c]
             choices = {}
             for index, name in enumerate(cfg.out_formats):
-                if name == "fp32":
-                    choices[index] = raw
+                if name == "fp32":        # no conversion: as many registers as it has
+                    late = raw
+                    for stage in range(self.READ_CONVERT_STAGES):
+                        delayed = Signal(32, name=f"read_fp32_{c}_d{stage + 1}")
+                        m.d.sync += delayed.eq(late)
+                        late = delayed
+                    choices[index] = late
                     continue
-                convert = m.submodules[f"convert_{name}_{c}"] = FP32Converter(fmt=name, stages=0)
+                convert = m.submodules[f"convert_{name}_{c}"] = FP32Converter(
+                    fmt=name, stages=self.READ_CONVERT_STAGES)
                 m.d.comb += [
                     convert.i.valid.eq(1),
                     convert.i.payload.value.eq(raw),
-                    convert.i.payload.saturate.eq(pending.saturate),
+                    convert.i.payload.saturate.eq(at_memory.saturate),
                     convert.o.ready.eq(1),
                 ]
                 choices[index] = convert.o.payload
