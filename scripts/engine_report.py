@@ -199,6 +199,7 @@ FMAX_ARRAYS = _fmax_designs()
 def measure_fmax_arrays(names) -> dict:
     """ECP5 fmax, critical path and nextpnr's utilization of the :data:`FMAX_ARRAYS` named."""
     from scripts.ecp5_fmax import fmax_of
+    from scripts.results import provenance
 
     out = {}
     for name in names:
@@ -211,6 +212,9 @@ def measure_fmax_arrays(names) -> dict:
                      "fmax_mhz": result["fmax_mhz"], "router": result.get("router", "router1"),
                      "critical_path": result.get("critical_path", {}),
                      "utilization": result.get("utilization", {})}
+        where = provenance()    # a run of a few arrays keeps the others' entries
+        out[name]["measured_at"] = {"commit": where["commit"][:10], "dirty": where["dirty"],
+                                    "date": where["date"]}
         print(f"      {result['fmax_mhz']} MHz; critical path {out[name]['critical_path']}  "
               f"({time.perf_counter() - began:.0f} s)", flush=True)
     return out
