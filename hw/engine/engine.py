@@ -82,8 +82,9 @@ class GemmEngine(wiring.Component):
     * With ``host_acc_while_busy=True`` (the accelerator's controller, which keeps the host's
       accesses out of the running command's ``C`` rows): ``wr_acc`` and ``rd_req`` are also
       ready while a command runs, in every cycle in which the sequencer does not use that port
-      of the accumulator memory (the sequencer has priority; the command's timing does not
-      change). The host must not touch the running command's ``C`` region: a read of it returns
+      of the accumulator memory (``wr_acc``) or does not claim it (``rd_req``: the shift cycles
+      of an accumulating command, which read ``C_old``); the sequencer has priority and the
+      command's timing does not change. The host must not touch the running command's ``C`` region: a read of it returns
       undefined values, a write makes the result undefined.
 
     Errors (sticky in ``status``, see :class:`~hw.engine.commands.Status`): a bad command is
@@ -337,7 +338,7 @@ class GemmEngine(wiring.Component):
         accepted = Signal(name="read_accepted")
         popped = Signal(name="read_popped")
         m.d.comb += [
-            self.rd_req.ready.eq((~sequencer.acc_read.valid if self.host_acc_while_busy
+            self.rd_req.ready.eq((~sequencer.acc_read_claim if self.host_acc_while_busy
                                   else ~busy) & (outstanding < self.READ_BUFFER)),
             accepted.eq(self.rd_req.valid & self.rd_req.ready),
             popped.eq(self.rd_data.valid & self.rd_data.ready),
@@ -361,10 +362,13 @@ class GemmEngine(wiring.Component):
                          host_read.mask.eq((1 << cols) - 1)]
         else:
             m.d.comb += [host_read.col.eq(request.col), host_read.column_mode.eq(0)]
-        ours = sequencer.acc_read.valid
+        # the port's address goes to the sequencer in the cycles it claims (known early: its
+        # read's validity waits for the address arithmetic, the engine's longest path when it
+        # chose the address)
         m.d.comb += [
-            acc.i_read.valid.eq(ours | (accepted & inside)),
-            acc.i_read.payload.eq(Mux(ours, sequencer.acc_read.payload, host_read)),
+            acc.i_read.valid.eq(sequencer.acc_read.valid | (accepted & inside)),
+            acc.i_read.payload.eq(Mux(sequencer.acc_read_claim, sequencer.acc_read.payload,
+                                      host_read)),
         ]
 
         # the request's fields meet its data SPAD_READ_LATENCY cycles later

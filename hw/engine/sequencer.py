@@ -182,6 +182,7 @@ class _Sequencer(wiring.Component):
                     for name, port in self._read_ports(self.acc_geometry, unsigned(1)).items():
                         ports[f"{plane}_{name}_{j}"] = port
         ports["acc_read"] = Out(stream.Signature(self._acc_read_layout(), always_ready=True))
+        ports["acc_read_claim"] = Out(1)
         ports.update(self._extra_ports())
         super().__init__(ports)
 
@@ -325,6 +326,10 @@ class OutputStationarySequencer(_Sequencer):
         cycle (``NONE`` otherwise), recorded in the sticky status
     a_read, b_read, acc_read : scratchpad read-request streams (out, always ready)
     a_data, b_data, acc_data : scratchpad read-data streams (in, fixed latency)
+    acc_read_claim : 1 bit (out), the cycles in which ``acc_read`` may be valid: a superset
+        that needs no address arithmetic (the shift cycles of an accumulating command), so that
+        the engine can hand the accumulator memory's read port to the sequencer or to the host
+        without waiting for ``acc_read.valid``
     acc_write : accumulator-memory write stream (out, always ready)
     array_a : ``R`` x Operand; array_b : ``C`` x Operand; array_valid, array_first,
     array_shift : 1 bit; array_init : ``C`` x 32 bits (out) — the array's step, shift and init
@@ -664,6 +669,7 @@ class OutputStationarySequencer(_Sequencer):
         Returns ``(init_lanes, out_row_in, out_address)`` (:meth:`_init_read`, the row is
         written, :meth:`_out_address`)."""
         init_row = init_tile["m0"] + row
+        m.d.comb += self.acc_read_claim.eq(shifting & cmd.accumulate)
         init_row_in = Signal(name="init_row_inside")
         m.d.comb += init_row_in.eq(shifting & init_tile["valid"] & cmd.accumulate
                                    & (init_row < cmd.m))

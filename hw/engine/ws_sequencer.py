@@ -56,8 +56,8 @@ class WeightStationarySequencer(_Sequencer):
 
     Ports
     -----
-    cmd, status, clear_error, host_error, a_read, a_data, b_read, b_data, acc_read, acc_data,
-    acc_write
+    cmd, status, clear_error, host_error, a_read, a_data, b_read, b_data, acc_read,
+    acc_read_claim, acc_data, acc_write
         As :class:`~hw.engine.sequencer.OutputStationarySequencer`.
     array_a : ``R`` x Operand; array_valid, array_first : 1 bit; array_init : ``C`` x 32 bits;
     array_weight : ``C`` x Operand; array_load : 1 bit (out) — the array's inputs
@@ -137,6 +137,7 @@ class WeightStationarySequencer(_Sequencer):
         m.d.comb += [
             self.a_read.valid.eq(step_valid),
             self.acc_read.valid.eq(needs_init),
+            self.acc_read_claim.eq(needs_init),
             self.acc_read.payload.row.eq(cmd.c_row + slot),
             self.acc_read.payload.col.eq(cmd.c_col + n0),
             self.acc_read.payload.column_mode.eq(0),

@@ -126,6 +126,8 @@ class SequencerProperties(Properties):
             Assert(~running | command_good | (~reads & ~write.valid),
                    "a rejected command reads or writes"),
             Assert(~write.valid | running, "an accumulator write without a command"),
+            # the engine hands the read port's address over by the claim alone
+            Assert(~dut.acc_read.valid | dut.acc_read_claim, "an accumulator read not claimed"),
         ]
         with m.If(write.valid):
             row, col = write.payload.row, write.payload.col

@@ -204,18 +204,25 @@ def engine_fmax_arrays() -> str:
             cell = used.get(kind) or {}
             return (f"{cell['used']:,} / {cell['available']:,}" if cell else "-")
         path = row.get("critical_path") or {}
+        where = row.get("measured_at")
         rows.append((f"`{name}`", row["description"], f"{row['fmax_mhz']:g}",
                      cells("TRELLIS_COMB"), cells("TRELLIS_FF"), cells("MULT18X18D"),
                      f"`{path.get('from')}` -> `{path.get('to')}` ({path.get('ns')} ns)"
-                     if path else "-"))
+                     if path else "-", row.get("router", "router1"),
+                     (f"{where['commit']}{' (dirty)' if where['dirty'] else ''}, {where['date']}"
+                      if where else "an earlier run")))
     return "\n".join([
         table(("name", "array", "Fmax (MHz)", "LUT4 cells (used / LFE5U-85F)", "FF",
-               "MULT18X18D", "critical path (post-route)"), rows, "llrrrrl"),
+               "MULT18X18D", "critical path (post-route)", "router", "measured at"), rows,
+              "llrrrrlll"),
         "",
         f"_From `docs/results/engine_area.json` (`fmax_arrays`), measured by `python -m "
         f"scripts.engine_report --skip-area --skip-fmax --fmax-arrays {','.join(arrays)}` "
-        f"(the same flow and shell as above; cells from nextpnr's utilization report); "
-        f"{measured_at(data['provenance'].get('fmax_arrays'))}._"])
+        f"(the same flow and shell as above; cells from nextpnr's utilization report; "
+        f"`router2` where nextpnr's default `router1` did not converge); entries are merged "
+        f"from the runs that measured them, each names its commit (\"an earlier run\": "
+        f"before entries named it, at or before "
+        f"{measured_at(data['provenance'].get('fmax_arrays'))})._"])
 
 
 @block("gemm.area")
