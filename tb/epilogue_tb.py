@@ -15,11 +15,14 @@ engine must raise no error; a watchdog fails a hang.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import cocotb
 import numpy as np
 from cocotb.triggers import FallingEdge, ReadOnly
 
 from hw.accel.epilogue import EpilogueCommand
+from hw.engine.engine import GemmEngine
 from hw.engine.commands import host_write_layout, read_request_layout
 from sim.accel_model import AcceleratorModel, assemble, instruction_error
 from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
@@ -35,30 +38,28 @@ from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
 #: Cycles without any handshake while a command runs before the bench fails
 WATCHDOG = 300
-#: Cycles per segment of each op without stalls, as (cycles, segments): the compute stage's
-#: cycles, or, where the reads are the limit, the engine's rate of 4 reads per 5 cycles (one
-#: read a segment: 5 cycles per 4 segments; two: 5 per 2); and the cycles from the accept to
-#: the first write (the Epilogue's docstring)
-SEGMENT_CYCLES = {EpilogueOp.RELU: (5, 4), EpilogueOp.CAST: (5, 4),
-                  EpilogueOp.RELU_BACKWARD: (5, 2), EpilogueOp.ADD: (5, 2),
-                  EpilogueOp.SCALE: (2, 1), EpilogueOp.DROPOUT: (2, 1), EpilogueOp.SGD: (4, 1)}
-FIRST_WRITE = {EpilogueOp.RELU: 8, EpilogueOp.CAST: 8, EpilogueOp.RELU_BACKWARD: 9,
-               EpilogueOp.SCALE: 9, EpilogueOp.DROPOUT: 9, EpilogueOp.ADD: 10, EpilogueOp.SGD: 12}
+#: Engine reads per segment of each op (the source segment, then the destination)
+READS = {EpilogueOp.RELU: 1, EpilogueOp.CAST: 1, EpilogueOp.RELU_BACKWARD: 2,
+         EpilogueOp.ADD: 2, EpilogueOp.SCALE: 1, EpilogueOp.DROPOUT: 1, EpilogueOp.SGD: 2}
 #: Passes (multiply, add) of each op: ``epilogue_stages = s`` adds ``2s`` cycles to each
 PASSES = {EpilogueOp.RELU: 0, EpilogueOp.CAST: 0, EpilogueOp.RELU_BACKWARD: 0,
           EpilogueOp.ADD: 1, EpilogueOp.SCALE: 1, EpilogueOp.DROPOUT: 1, EpilogueOp.SGD: 2}
 
 
 def expected_timing(op: EpilogueOp, stages: int) -> tuple[tuple[int, int], int]:
-    """``((cycles, segments), first write)`` of ``op`` with ``epilogue_stages = stages``: each
-    pass takes ``2 + 2 * stages`` cycles; a read-bound op stays read-bound while its passes
-    are faster than its reads (``ADD``: two reads, 5 cycles per 2 segments)."""
-    passes = PASSES[op]
-    cycles, segments = SEGMENT_CYCLES[op]
-    compute = passes * (2 + 2 * stages)
-    if passes and compute * segments > cycles:
-        cycles, segments = compute, 1
-    return (cycles, segments), FIRST_WRITE[op] + 2 * stages * passes
+    """``((cycles, segments), first write)`` of ``op`` with ``epilogue_stages = stages``
+    without stalls (the Epilogue's docstring). The segments go at the slower of the compute
+    stage (each pass ``2 + 2 * stages`` cycles) and the engine's read port, which takes
+    ``READ_BUFFER`` reads per ``READ_LATENCY + 1`` cycles; the first write comes
+    ``READ_LATENCY + 2 + r + p`` cycles after the accept (``r`` reads a segment, ``p`` 1
+    without a pass, else ``2 + 2 * stages`` per pass)."""
+    reads, passes = READS[op], PASSES[op]
+    compute = Fraction(passes * (2 + 2 * stages))
+    read_bound = Fraction(reads * (GemmEngine.READ_LATENCY + 1), GemmEngine.READ_BUFFER)
+    per_segment = max(compute, read_bound)
+    pass_cycles = passes * (2 + 2 * stages) if passes else 1
+    first_write = GemmEngine.READ_LATENCY + 2 + reads + pass_cycles
+    return (per_segment.numerator, per_segment.denominator), first_write
 #: Immediates: zeros, one, infinities, NaNs (quiet, signalling, negative), subnormals, the
 #: largest finite value, typical learning rates and weight decays
 SPECIAL_IMMEDIATES = [0x00000000, 0x80000000, 0x3F800000, 0xBF800000, 0x7F800000, 0xFF800000,
@@ -422,9 +423,9 @@ async def edge_commands(dut):
 @cocotb.test()
 async def throughput(dut):
     """Without stalls or idle cycles: every run of ``q`` consecutive gaps between segment
-    writes takes exactly ``p`` cycles, ``(p, q)`` the op's :data:`SEGMENT_CYCLES` (``q = 1``:
-    every gap is ``p``), rows back to back; the first write :data:`FIRST_WRITE` cycles after
-    the accept, ``done`` the cycle after the last write. Records them in ``metrics.jsonl``."""
+    writes takes exactly ``p`` cycles, ``(p, q)`` of :func:`expected_timing` (``q = 1``:
+    every gap is ``p``), rows back to back; the first write as many cycles after the accept as
+    :func:`expected_timing` says, ``done`` the cycle after the last write. Records them in ``metrics.jsonl``."""
     rng = make_rng(dut, 2)
     bench = Bench(dut, rng, p_idle=0.0)
     await bench.start()

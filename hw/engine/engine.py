@@ -74,9 +74,9 @@ class GemmEngine(wiring.Component):
       (the host must not overwrite the operands of the running command). The data are in
       memory at the end of the accept cycle.
     * ``wr_acc``: one row segment per cycle, not ready while ``status.busy``.
-    * ``rd_req`` / ``rd_data``: one row segment per cycle; ``rd_data`` comes 5 cycles after
-      its request at the earliest (memory read 2, conversion :attr:`READ_CONVERT_STAGES`,
-      FIFO 1), in request order, held under
+    * ``rd_req`` / ``rd_data``: one row segment per cycle; ``rd_data`` comes
+      :attr:`READ_LATENCY` (7) cycles after its request at the earliest (memory read 2,
+      conversion :attr:`READ_CONVERT_STAGES`, FIFO 2), in request order, held under
       backpressure (up to :attr:`READ_BUFFER` requests in flight). ``rd_req`` is not ready
       while ``status.busy``. Results of a command are readable from the cycle of its ``done``.
     * With ``host_acc_while_busy=True`` (the accelerator's controller, which keeps the host's
@@ -114,12 +114,17 @@ class GemmEngine(wiring.Component):
     ARRAY_PORTS = {"a_in": "a", "b_in": "b", "init_in": "init", "weight_in": "weight",
                    "result_out": "result"}
 
-    #: Pipeline registers in the read path's FP32 -> output format conversion (``FP32Converter``
-    #: stages: after shift and round, after pack), so that the memory read, the conversion and
-    #: the FIFO write are not one path (25.6 ns on ECP5 without them, the engine's longest).
-    READ_CONVERT_STAGES = 2
-    #: Read requests the read path holds at once (enough for one read per cycle).
-    READ_BUFFER = SPAD_READ_LATENCY + READ_CONVERT_STAGES + 2
+    #: Pipeline registers in the read path's FP32 -> output format conversion (all three of
+    #: ``FP32Converter``'s cut points), so that the memory read, the conversion and the FIFO
+    #: write are not one path (25.6 ns on ECP5 without them, the engine's longest; with the
+    #: last two cut points only, the unpack, shift and round stage took 17.4 ns).
+    READ_CONVERT_STAGES = 3
+    #: Cycles from a read's accept to its answer on ``rd_data`` at the earliest: the memory,
+    #: the conversion, and the read buffer (``SyncFIFOBuffered``: 2 from write to ``r_rdy``).
+    READ_LATENCY = SPAD_READ_LATENCY + READ_CONVERT_STAGES + 2
+    #: Read requests the read path holds at once: one read per cycle (the count of reads in
+    #: flight drops the cycle after an answer is taken).
+    READ_BUFFER = READ_LATENCY + 1
 
     def __init__(self, config, *, host_acc_while_busy: bool = False):
         if not isinstance(config, EngineConfig):
