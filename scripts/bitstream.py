@@ -118,7 +118,12 @@ def main(argv=None) -> int:
     if path:
         print(f"critical path: {path['from']} -> {path['to']}, {path['ns']} ns")
     entry = {k: v for k, v in summary.items() if k != "bitstream"}
+    array = config.accel.engine.array
     record("board", {key: {"board": "ULX3S (LFE5U-85F, CABGA381, speed 6)",
+                           "array": (f"{array.rows}x{array.cols} {array.dataflow.upper()}, "
+                                     f"S = {array.mul_stages}, L = {array.acc_interleave}"
+                                     + (", edge decode" if array.edge_decode else "")
+                                     + ("" if array.narrow_path else ", wide multiplier only")),
                            "epilogue_stages": config.accel.epilogue_stages,
                            "baud": config.baud, "ram_bytes": config.ram_bytes, **entry}},
            writer=__name__, config=config)

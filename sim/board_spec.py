@@ -36,7 +36,7 @@ import enum
 from .config import AccelConfig, ArrayConfig, EngineConfig
 
 __all__ = ["Op", "BAD_OPCODE", "LINK_MAGIC", "LINK_VERSION", "LinkStatus", "MEM_WORDS_MAX",
-           "FRAME_TIMEOUT_BYTES", "BOARD_ACCEL", "BoardConfig", "answer_bytes"]
+           "FRAME_TIMEOUT_BYTES", "BOARD_ARRAY", "BOARD_ACCEL", "BoardConfig", "answer_bytes"]
 
 
 class Op(enum.IntEnum):
@@ -73,11 +73,17 @@ def answer_bytes(op: Op, words: int = 1) -> int:
             Op.STATUS: 5}[op]
 
 
-#: The accelerator of a board build by default: a 4x4 OS array with 64 x 64 scratchpads and
-#: accumulators (the 8x8 array alone needs more LUTs than the largest ECP5 has), 64-bit bus,
-#: three registers in each of the epilogue's multipliers and adders (without them the
-#: epilogue's single-cycle multiply-add is the critical path: ``docs/board.md``)
-BOARD_ACCEL = AccelConfig(engine=EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=64,
+#: The array of a board build: 4x4 OS, the small fast PE (three multiplier stages, five
+#: accumulations in rotation, operands decoded at the array's edge, the wide multiplier only;
+#: ``docs/engine.md``, "Clock")
+BOARD_ARRAY = ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5, edge_decode=True,
+                          narrow_path=False)
+#: The accelerator of a board build by default: :data:`BOARD_ARRAY` with 64 x 64 scratchpads
+#: and accumulators (an 8x8 array with the rest of the accelerator needs more LUTs than the
+#: largest ECP5 has), 64-bit bus, three registers in each of the epilogue's multipliers and
+#: adders (without them the epilogue's single-cycle multiply-add is the critical path:
+#: ``docs/board.md``)
+BOARD_ACCEL = AccelConfig(engine=EngineConfig(array=BOARD_ARRAY, spad_width=64,
                                               a_rows=64, b_rows=64, acc_width=64, acc_rows=64),
                           epilogue_stages=3)
 

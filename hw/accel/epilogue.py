@@ -174,14 +174,15 @@ class Epilogue(wiring.Component):
     a gathered segment in the cycle it hands the one before to the write register (the last
     pass's sums go there directly), so reads, arithmetic and writes overlap. Cycles per
     segment without stalls: ``SCALE`` and ``DROPOUT`` 2 (one pass), ``SGD`` 4 (two passes);
-    the others go at the engine's read rate (4 reads per 5 cycles): ``RELU`` and ``CAST`` 5/4,
-    ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 5/2. The first write comes
-    ``6 + r + p`` cycles after the accept (``r`` the reads per segment, ``p`` 1 without a
-    pass, else 2 per pass: ``RELU`` 8, ``SGD`` 12); ``done`` pulses the cycle after the last
+    the others go at the engine's read rate (one read per cycle): ``RELU`` and ``CAST`` 1,
+    ``RELU_BACKWARD`` and ``ADD`` (two reads a segment) 2. The first write comes
+    ``L + 2 + r + p`` cycles after the accept (``L`` the engine's ``READ_LATENCY``, 7; ``r``
+    the reads per segment, ``p`` 1 without a pass, else 2 per pass: ``RELU`` 11, ``SGD`` 15);
+    ``done`` pulses the cycle after the last
     write was taken (both ports); the next ``cmd`` may be accepted in that cycle. With
     ``epilogue_stages = s`` each pass takes ``2 + 2s`` cycles instead of 2 (the compute stage
     waits ``s`` cycles for each unit): ``SCALE`` and ``DROPOUT`` ``2 + 2s`` a segment, ``SGD``
-    ``4 + 4s``, ``ADD`` the larger of ``2 + 2s`` and 5/2; first writes ``2s`` later per pass. The engine's
+    ``4 + 4s``, ``ADD`` ``2 + 2s``; first writes ``2s`` later per pass. The engine's
     ports stall the block in the cycles they are not ready (in the accelerator, whose engine
     has ``host_acc_while_busy``, those in which a running GEMM's sequencer uses the
     accumulator port).

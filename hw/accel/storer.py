@@ -94,9 +94,9 @@ class Storer(wiring.Component):
     ``N`` reads takes ``N + L + 2`` cycles from accept to ``done``: one beat per cycle when
     ``C >= per_beat`` (each read fills a beat), else one beat per ``ceil(per_beat / C)``
     cycles (the engine's read width, ``C * bytes`` bytes per cycle, is the limit). The
-    :class:`~hw.engine.engine.GemmEngine` itself answers at most ``READ_BUFFER`` (4) reads per
-    ``L + 1`` cycles with ``L = 4`` (measured; docs/accel.md, "Storer"): 4 beats per 5 cycles
-    at best.
+    :class:`~hw.engine.engine.GemmEngine` itself answers one read per cycle after
+    ``L = READ_LATENCY`` (7) cycles (``READ_BUFFER = L + 1`` in flight; docs/accel.md,
+    "Storer"): one beat per cycle at best.
 
     Ports
     -----

@@ -30,7 +30,8 @@ def board_ulx3s() -> str:
         b = data[key]
         path = b.get("critical_path") or {}
         used = b["resources"]
-        builds.append((f"`{key}`", b["epilogue_stages"], f"{b['clock_mhz']:g}",
+        builds.append((f"`{key}`", b.get("array", "4x4 OS, S = 0, L = 1 (the PE of the time)"),
+                       b["epilogue_stages"], f"{b['clock_mhz']:g}",
                        f"{b['fmax_mhz']:g}", f"{b['slack_ns']:+.2f}",
                        "yes" if b["timing_met"] else "no",
                        f"{used['lut']['used']:,}", f"{used['ff']['used']:,}",
@@ -42,7 +43,8 @@ def board_ulx3s() -> str:
         f"{board['board']}: system clock {board['clock_mhz']:g} MHz from the PLL, achieved "
         f"{board['fmax_mhz']:g} MHz after routing, slack {board['slack_ns']:+.2f} ns: timing "
         f"{verdict} (nextpnr seed {board['seed']}); serial link {board['baud']:,} baud; "
-        f"{board['ram_bytes'] // 1024} KiB of on-chip RAM as DRAM; epilogue stages "
+        f"{board['ram_bytes'] // 1024} KiB of on-chip RAM as DRAM; array "
+        f"{board.get('array', '4x4 OS, S = 0, L = 1')}; epilogue stages "
         f"{board['epilogue_stages']}."
         + (f" The build took {board['build_seconds']:,} s." if board["build_seconds"] else ""),
         "",
@@ -50,9 +52,9 @@ def board_ulx3s() -> str:
         "",
         "Every build measured (the default first):",
         "",
-        table(("key", "epilogue stages", "clock (MHz)", "Fmax (MHz)", "slack (ns)", "met",
-               "LUT4", "FF", "DSP", "BRAM", "critical path (post-route)", "measured"),
-              builds, "lrrrrcrrrrll"),
+        table(("key", "array", "epilogue stages", "clock (MHz)", "Fmax (MHz)", "slack (ns)",
+               "met", "LUT4", "FF", "DSP", "BRAM", "critical path (post-route)", "measured"),
+              builds, "llrrrrcrrrrll"),
         "",
         f"_From `docs/results/board.json`, measured by `make bitstream` "
         f"(`python -m scripts.bitstream [--epilogue-stages S]`: YoWASP Yosys `synth_ecp5`, "
