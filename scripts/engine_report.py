@@ -329,6 +329,8 @@ def main(argv=None):
         # read after the (long) run: another run may have recorded meanwhile
         kept = load("engine_area", reader=__name__, missing_ok=True).get("fmax_arrays", {})
         entries["fmax_arrays"] = {**kept, **measured}
+        if "8x8_s3_l5_small" in measured:   # the 8x8 array that fits the LFE5U-85F
+            entries["fmax_mhz_ecp5_8x8"] = measured["8x8_s3_l5_small"]["fmax_mhz"]
     if entries:
         full = not (args.skip_area or args.skip_fmax or args.units or args.fmax_points
                     or args.fmax_arrays)
