@@ -33,7 +33,7 @@ import time
 
 from scripts.cli import comma_subset
 from scripts.progress import spinner
-from sim.config import PRESETS, ArrayConfig, EngineConfig
+from sim.config import FAST_ARRAY, PRESETS, ArrayConfig, EngineConfig
 from sim.elaborate import Design
 
 __all__ = ["ENGINE_MEMORIES", "engine_config", "SPEED_CONFIG", "AREA_UNITS",
@@ -83,9 +83,7 @@ def _units():
                                                                         narrow_path=False))),
         "pe_os_small_fast": ("OS PE of the 8x8 build: operands decoded at the edge, no narrow "
                              "FP8 multiplier, mul_stages=3, five interleaved accumulations",
-                             Design(OutputStationaryPE, ArrayConfig(
-                                 edge_decode=True, narrow_path=False, mul_stages=3,
-                                 acc_interleave=5))),
+                             Design(OutputStationaryPE, ArrayConfig(**FAST_ARRAY))),
         "pe_ws_p3": ("WS PE, mul_stages=3, psum_stages=3",
                      Design(WeightStationaryPE, ArrayConfig(dataflow="ws", mul_stages=3,
                                                             psum_stages=3))),
@@ -162,10 +160,7 @@ FMAX_MUL_STAGES = tuple(stages for stages, interleave in FMAX_POINTS if interlea
 
 #: More designs placed and routed, on request only (``--fmax-arrays``: the 8x8 takes about an
 #: hour): name -> (description, design, options of :func:`scripts.ecp5_fmax.place_and_route`);
-#: recorded under ``fmax_arrays``
-_SMALL_FAST = dict(mul_stages=3, acc_interleave=5, edge_decode=True, narrow_path=False)
-
-
+#: recorded under ``fmax_arrays``; the small arrays are built from ``sim.config.FAST_ARRAY``
 def _fmax_designs():
     from hw.engine.array import SystolicArray
     from hw.engine.engine import GemmEngine
@@ -174,21 +169,21 @@ def _fmax_designs():
     return {
         "pe_s3_l5_small": ("OS PE, S = 3, L = 5, operands decoded at the edge, no narrow FP8 "
                            "multiplier",
-                           Design(OutputStationaryPE, ArrayConfig(**_SMALL_FAST)), {}),
+                           Design(OutputStationaryPE, ArrayConfig(**FAST_ARRAY)), {}),
         "4x4_s3_l5_small": ("4x4 OS array, S = 3, L = 5, operands decoded at the edge, no "
                             "narrow FP8 multiplier",
-                            Design(SystolicArray, ArrayConfig(rows=4, cols=4, **_SMALL_FAST)), {}),
+                            Design(SystolicArray, ArrayConfig(rows=4, cols=4, **FAST_ARRAY)), {}),
         "ws_4x4_s3_p3": ("4x4 WS array, S = 3, P = 3 registers in each PE's partial-sum adder",
                          Design(SystolicArray, ArrayConfig(rows=4, cols=4, dataflow="ws",
                                                            mul_stages=3, psum_stages=3)), {}),
         "engine_4x4_s3_l5_small": ("GemmEngine, the 4x4 S = 3, L = 5 small array, 64x64 "
                                    "scratchpads",
                                    Design(GemmEngine, EngineConfig(
-                                       array=ArrayConfig(rows=4, cols=4, **_SMALL_FAST),
+                                       array=ArrayConfig(rows=4, cols=4, **FAST_ARRAY),
                                        **ENGINE_MEMORIES)), {}),
         "8x8_s3_l5_small": ("8x8 OS array, S = 3, L = 5, operands decoded at the edge, no "
                             "narrow FP8 multiplier",
-                            Design(SystolicArray, ArrayConfig(rows=8, cols=8, **_SMALL_FAST)),
+                            Design(SystolicArray, ArrayConfig(rows=8, cols=8, **FAST_ARRAY)),
                             {"router": "router2"}),
     }
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from .config import AccelConfig, ArrayConfig, EngineConfig
+from .config import FAST_ARRAY, AccelConfig, ArrayConfig, EngineConfig
 
 __all__ = ["Op", "BAD_OPCODE", "LINK_MAGIC", "LINK_VERSION", "LinkStatus", "MEM_WORDS_MAX",
            "FRAME_TIMEOUT_BYTES", "BOARD_ARRAY", "BOARD_ACCEL", "BoardConfig", "answer_bytes"]
@@ -76,8 +76,7 @@ def answer_bytes(op: Op, words: int = 1) -> int:
 #: The array of a board build: 4x4 OS, the small fast PE (three multiplier stages, five
 #: accumulations in rotation, operands decoded at the array's edge, the wide multiplier only;
 #: ``docs/engine.md``, "Clock")
-BOARD_ARRAY = ArrayConfig(rows=4, cols=4, mul_stages=3, acc_interleave=5, edge_decode=True,
-                          narrow_path=False)
+BOARD_ARRAY = ArrayConfig(rows=4, cols=4, **FAST_ARRAY)
 #: The accelerator of a board build by default: :data:`BOARD_ARRAY` with 64 x 64 scratchpads
 #: and accumulators (an 8x8 array with the rest of the accelerator needs more LUTs than the
 #: largest ECP5 has), 64-bit bus, three registers in each of the epilogue's multipliers and

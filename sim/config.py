@@ -11,7 +11,7 @@ import dataclasses
 
 from .formats import OPERAND_FORMATS, STORE_FORMATS
 
-__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "MAX_ACC_INTERLEAVE", "ArrayConfig", "EngineConfig", "AccelConfig", "PRESETS",
+__all__ = ["DATAFLOWS", "MAX_SKIP_WINDOW", "MAX_ACC_INTERLEAVE", "ArrayConfig", "EngineConfig", "AccelConfig", "FAST_ARRAY", "PRESETS",
            "engine_config_from", "load_engine_config", "config_to_dict", "accel_config_to_dict",
            "accel_config_from"]
 
@@ -312,11 +312,20 @@ class AccelConfig:
         return self.data_width // 8
 
 
+#: The fast, small output-stationary PE (``ArrayConfig`` fields): three multiplier stages,
+#: five outputs accumulated in rotation, operands decoded at the array's edge, the wide
+#: multiplier only. On an ECP5 its 4x4 array clocks 4.8x the default PE's and its 8x8 array
+#: fits the LFE5U-85F (``docs/engine.md``, "Clock"); it needs ``skip_window = 1`` and no step
+#: lists, so it is not the default.
+FAST_ARRAY = dict(mul_stages=3, acc_interleave=5, edge_decode=True, narrow_path=False)
+
 PRESETS = {
     "4x4": EngineConfig(array=ArrayConfig(rows=4, cols=4)),
     "8x8": EngineConfig(),
     "16x16": EngineConfig(array=ArrayConfig(rows=16, cols=16), a_rows=512, b_rows=512,
                           acc_rows=512),
+    "4x4-fast": EngineConfig(array=ArrayConfig(rows=4, cols=4, **FAST_ARRAY)),
+    "8x8-fast": EngineConfig(array=ArrayConfig(**FAST_ARRAY)),
 }
 
 
