@@ -38,7 +38,7 @@ def test_config_round_trip_and_presets():
     ({"array": {"rows": 0}}, r"array\.rows must be an integer in 1\.\.32, not 0"),
     ({"array": {"colums": 4}}, r"unknown configuration key 'array\.colums'; allowed: .*array\.cols"),
     ({"spad": 4}, r"unknown configuration key 'spad'; allowed: a_rows, .*spad_width"),
-    ({"preset": "3x3"}, r"preset must be one of \['16x16', '4x4', '8x8'\], not '3x3'"),
+    ({"preset": "3x3"}, r"preset must be one of \['16x16', '4x4', '4x4-fast', '8x8', '8x8-fast'\], not '3x3'"),
     ({"array": {"dataflow": "rs"}}, r"array\.dataflow must be one of \['os', 'ws'\]"),
     ({"out_formats": ["fp32", "fp8"]}, r"out_formats must contain only .* not 'fp8'"),
     ({"array": [4, 4]}, r"array must be a table of"),
