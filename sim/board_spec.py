@@ -75,7 +75,7 @@ def answer_bytes(op: Op, words: int = 1) -> int:
 
 #: The array of a board build: 4x4 OS, the small fast PE (three multiplier stages, five
 #: accumulations in rotation, operands decoded at the array's edge, the wide multiplier only;
-#: ``docs/engine.md``, "Clock")
+#: ``docs/engine.md``, "ECP5 maximum frequency")
 BOARD_ARRAY = ArrayConfig(rows=4, cols=4, **FAST_ARRAY)
 #: The accelerator of a board build by default: :data:`BOARD_ARRAY` with 64 x 64 scratchpads
 #: and accumulators (an 8x8 array with the rest of the accelerator needs more LUTs than the

@@ -315,8 +315,8 @@ class AccelConfig:
 #: The fast, small output-stationary PE (``ArrayConfig`` fields): three multiplier stages,
 #: five outputs accumulated in rotation, operands decoded at the array's edge, the wide
 #: multiplier only. On an ECP5 its 4x4 array clocks 4.8x the default PE's and its 8x8 array
-#: fits the LFE5U-85F (``docs/engine.md``, "Clock"); it needs ``skip_window = 1`` and no step
-#: lists, so it is not the default.
+#: fits the LFE5U-85F (``docs/engine.md``, "ECP5 maximum frequency"); it needs
+#: ``skip_window = 1`` and no step lists, so it is not the default.
 FAST_ARRAY = dict(mul_stages=3, acc_interleave=5, edge_decode=True, narrow_path=False)
 
 PRESETS = {
