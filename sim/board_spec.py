@@ -97,7 +97,9 @@ class BoardConfig:
         The accelerator (its DMA's data width is the RAM's width); :data:`BOARD_ACCEL` by
         default.
     clock_hz : int
-        The system clock (the PLL's output on a board).
+        The system clock (the PLL's output on a board); 20 MHz by default, which the default
+        accelerator meets (``docs/board.md``: its longest path is then the controller's decode
+        of a ``STORE``'s DRAM span into the interlock, 25.95 MHz after routing).
     baud : int
         Serial link bits per second (8N1).
     ram_bytes : int
@@ -105,7 +107,7 @@ class BoardConfig:
     """
 
     accel: AccelConfig = BOARD_ACCEL
-    clock_hz: int = 12_500_000
+    clock_hz: int = 20_000_000
     baud: int = 115_200
     ram_bytes: int = 64 * 1024
 

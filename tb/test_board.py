@@ -69,7 +69,7 @@ def test_baud_error_is_refused():
         UartRx(divisor=3)
 
 
-@pytest.mark.parametrize("mhz", [12.5, 25, 40, 50])
+@pytest.mark.parametrize("mhz", [12.5, 20, 25, 40, 50])
 def test_pll_makes_the_clock_exactly(mhz):
     hz = round(mhz * 1e6)
     d = pll_dividers(OSCILLATOR_HZ, hz)
