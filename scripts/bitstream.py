@@ -94,7 +94,8 @@ def build(config: BoardConfig, *, seed: int = 1) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clock-mhz", type=float, default=BoardConfig().clock_hz / 1e6,
-                        help="system clock made by the PLL from 25 MHz (default %(default)g)")
+                        help="system clock made by the PLL from 25 MHz (default %(default)g; another "
+                             "value is recorded under its own key)")
     parser.add_argument("--epilogue-stages", type=int, choices=range(4),
                         default=BoardConfig().accel.epilogue_stages,
                         help="registers in each epilogue multiplier and adder "
@@ -105,8 +106,9 @@ def main(argv=None) -> int:
     config = dataclasses.replace(
         default, clock_hz=round(args.clock_mhz * 1e6),
         accel=dataclasses.replace(default.accel, epilogue_stages=args.epilogue_stages))
-    key = "ulx3s" if config.accel == default.accel else \
-        f"ulx3s_epilogue_stages_{args.epilogue_stages}"
+    key = "ulx3s" + ("" if config.accel == default.accel else
+                     f"_epilogue_stages_{args.epilogue_stages}") \
+        + ("" if config.clock_hz == default.clock_hz else f"_clock_{args.clock_mhz:g}mhz")
     summary = build(config, seed=args.seed)
     verdict = "met" if summary["timing_met"] else "NOT met"
     used = ", ".join(f"{kind} {use['used']:,}/{use['available']:,}"
