@@ -237,6 +237,10 @@ class Controller(wiring.Component):
 
         with m.If(self.soft_reset):
             m.d.sync += abort.eq(1)
+        # the end of a program also looks at the pulse itself: a soft reset in the cycle of
+        # the finish (or of the fault) must win over it, as it does a cycle later
+        stopping = Signal()
+        m.d.comb += stopping.eq(abort | self.soft_reset)
         # a DMA error pulse comes with the done of its transfer: a read's or a write's
         read_error = self.dma_error & self.read_done
         write_error = self.dma_error & self.write_done
@@ -661,13 +665,13 @@ class Controller(wiring.Component):
                     m.d.sync += in_flight.eq(status.busy)
                     end()
             with m.State("FAULT"):
-                with m.If(abort):
+                with m.If(stopping):
                     quiesce()
                 with m.Elif(~in_flight & ~stores_busy & ~loads_busy):
                     m.d.comb += self.fault.eq(1)
                     m.next = "FINISH"
             with m.State("DRAIN"):
-                with m.If(abort):
+                with m.If(stopping):
                     quiesce()
                 with m.Elif(~in_flight & ~stores_busy & ~loads_busy):
                     with m.If(store_failed | ld_failed):
@@ -680,7 +684,7 @@ class Controller(wiring.Component):
                     m.next = "IDLE"
             with m.State("FINISH"):
                 # a soft reset seen by now wins: idle without the finish (no done, no IRQ)
-                m.d.comb += self.finish.eq(~abort)
+                m.d.comb += self.finish.eq(~stopping)
                 m.d.sync += self.busy.eq(0)
                 m.next = "IDLE"
         phases = {"IDLE": Phase.IDLE, "FETCH": Phase.FETCH, "DECODE": Phase.DECODE,

@@ -37,7 +37,7 @@ Promised:
   exactly such a ``start`` (a start while busy changes nothing); ``busy`` falls only after
   ``finish`` or, after a ``soft_reset``, without it; ``finish`` and ``fault`` are one-cycle
   pulses while busy; ``fault`` is followed by ``finish`` unless a soft reset came; no
-  ``finish`` after a ``soft_reset``;
+  ``finish`` after or with a ``soft_reset``, no ``fault`` with one;
 * the fault status is sticky: from a ``fault`` pulse until the next ``start``,
   ``fault_code`` and ``fault_index`` stay unchanged; a fault's code is one of the
   controller's (never ``NONE``, ``START_WHILE_BUSY``, ``EMPTY_PROGRAM``) and its index lies
@@ -272,22 +272,25 @@ class ControllerProperties(ControllerHarness):
         start_before = past(started, "started")
         finish_before = past(dut.finish, "finish")
         stopping_before = past(stopping, "stopping")
+        reset_before = past(dut.soft_reset, "soft_reset")
         m.d.comb += [
             Assert(dut.engine_clear == started, "engine_clear is not a start while idle"),
             Assert(~dut.finish | dut.busy, "finish while idle"),
             Assert(~dut.fault | dut.busy, "fault while idle"),
-            Assert(~dut.finish | ~stopping, "finish after a soft reset"),
+            Assert(~dut.finish | ~(stopping | dut.soft_reset), "finish after or with a soft reset"),
+            Assert(~dut.fault | ~dut.soft_reset, "fault with a soft reset"),
             Assert(~(dut.finish & dut.fault), "finish with the fault"),
         ]
         with m.If(past.valid):
             m.d.comb += [
                 Assert(~dut.busy | busy_before | start_before, "busy without a start"),
                 Assert(~start_before | dut.busy, "no busy the cycle after a start"),
-                Assert(dut.busy | ~busy_before | finish_before | stopping_before,
+                Assert(dut.busy | ~busy_before | finish_before | stopping_before | reset_before,
                        "busy fell without finish or soft reset"),
                 Assert(~finish_before | ~dut.busy, "busy after finish"),
                 Assert(~fault_before | ~dut.fault, "fault longer than a cycle"),
-                Assert(~fault_before | dut.finish | stopping, "fault without finish"),
+                Assert(~fault_before | dut.finish | stopping | dut.soft_reset,
+                       "fault without finish"),
             ]
 
         # -- the fault status is sticky -------------------------------------------------------
