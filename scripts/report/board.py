@@ -57,5 +57,5 @@ def board_ulx3s() -> str:
               builds, "llrrrrcrrrrll"),
         "",
         f"_From `docs/results/board.json`, measured by `make bitstream` "
-        f"(`python -m scripts.bitstream [--epilogue-stages S]`: YoWASP Yosys `synth_ecp5`, "
+        f"(`python -m scripts.bitstream [--epilogue-stages S] [--clock-mhz F]`: YoWASP Yosys `synth_ecp5`, "
         f"nextpnr-ecp5's report, ecppack); the default build {measured_at(where)}._"])
