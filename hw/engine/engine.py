@@ -26,7 +26,7 @@ from hw.engine.commands import (ErrorCode, Status, command_layout, host_write_la
                                 step_write_layout, tile_write_layout)
 from hw.engine.mask import KEEP_PLANES, DropoutMaskWriter, MaskStatus, mask_command_layout
 from hw.engine.scratchpad import SkewedScratchpad
-from hw.engine.sequencer import OutputStationarySequencer, geometries
+from hw.engine.sequencer import OutputStationarySequencer, _delay, geometries
 from hw.engine.skip_sequencer import SkipSequencer
 from hw.engine.step_list_sequencer import StepListSequencer
 from hw.engine.ws_sequencer import WeightStationarySequencer
@@ -387,14 +387,9 @@ class GemmEngine(wiring.Component):
             pending.fmt.eq(request.fmt),
             pending.saturate.eq(request.saturate),
         ]
-        for stage in range(SkewedScratchpad.READ_LATENCY + self.READ_CONVERT_STAGES):
-            if stage == SkewedScratchpad.READ_LATENCY:
-                at_memory = pending         # the fields beside the memory's data
-            delayed = Signal(pending_layout, name=f"read_pending_d{stage + 1}")
-            m.d.sync += delayed.eq(pending)
-            pending = delayed
-        if not self.READ_CONVERT_STAGES:
-            at_memory = pending
+        # beside the memory's data, then beside the converted data
+        at_memory = _delay(m, pending, SkewedScratchpad.READ_LATENCY, name="read_pending")
+        pending = _delay(m, at_memory, self.READ_CONVERT_STAGES, name="read_converting")
 
         lanes = []
         for c in range(cols):
@@ -402,12 +397,8 @@ class GemmEngine(wiring.Component):
             choices = {}
             for index, name in enumerate(cfg.out_formats):
                 if name == "fp32":        # no conversion: as many registers as it has
-                    late = raw
-                    for stage in range(self.READ_CONVERT_STAGES):
-                        delayed = Signal(32, name=f"read_fp32_{c}_d{stage + 1}")
-                        m.d.sync += delayed.eq(late)
-                        late = delayed
-                    choices[index] = late
+                    choices[index] = _delay(m, raw, self.READ_CONVERT_STAGES,
+                                            name=f"read_fp32_{c}")
                     continue
                 convert = m.submodules[f"convert_{name}_{c}"] = FP32Converter(
                     fmt=name, stages=self.READ_CONVERT_STAGES)
