@@ -38,9 +38,6 @@ from tb.vectors import edge_bits, mixed_bits, moderate_bits
 
 #: Cycles without any handshake while a command runs before the bench fails
 WATCHDOG = 300
-#: Engine reads per segment of each op (the source segment, then the destination)
-READS = {EpilogueOp.RELU: 1, EpilogueOp.CAST: 1, EpilogueOp.RELU_BACKWARD: 2,
-         EpilogueOp.ADD: 2, EpilogueOp.SCALE: 1, EpilogueOp.DROPOUT: 1, EpilogueOp.SGD: 2}
 #: Passes (multiply, add) of each op: ``epilogue_stages = s`` adds ``2s`` cycles to each
 PASSES = {EpilogueOp.RELU: 0, EpilogueOp.CAST: 0, EpilogueOp.RELU_BACKWARD: 0,
           EpilogueOp.ADD: 1, EpilogueOp.SCALE: 1, EpilogueOp.DROPOUT: 1, EpilogueOp.SGD: 2}
@@ -53,7 +50,8 @@ def expected_timing(op: EpilogueOp, stages: int) -> tuple[tuple[int, int], int]:
     ``READ_BUFFER`` reads per ``READ_LATENCY + 1`` cycles; the first write comes
     ``READ_LATENCY + 2 + r + p`` cycles after the accept (``r`` reads a segment, ``p`` 1
     without a pass, else ``2 + 2 * stages`` per pass)."""
-    reads, passes = READS[op], PASSES[op]
+    reads = 1 + (op in EPILOGUE_SOURCE_OPS)     # the source segment, then the destination
+    passes = PASSES[op]
     compute = Fraction(passes * (2 + 2 * stages))
     read_bound = Fraction(reads * (GemmEngine.READ_LATENCY + 1), GemmEngine.READ_BUFFER)
     per_segment = max(compute, read_bound)
