@@ -190,6 +190,13 @@ def engine_fmax() -> str:
         f"in a 4-pin shell); {measured_at(data['provenance'].get('fmax_mhz_ecp5_4x4_by_point'))}._"])
 
 
+def _row_measured_at(where: dict | None) -> str:
+    """A row's ``measured_at`` (rows merged from several runs each name their commit)."""
+    if not where:
+        return "an earlier run"
+    return f"{where['commit']}{' (dirty)' if where['dirty'] else ''}, {where['date']}"
+
+
 @block("gemm.fmax_arrays")
 def engine_fmax_arrays() -> str:
     data = results("engine_area")
@@ -209,8 +216,7 @@ def engine_fmax_arrays() -> str:
                      cells("TRELLIS_COMB"), cells("TRELLIS_FF"), cells("MULT18X18D"),
                      f"`{path.get('from')}` -> `{path.get('to')}` ({path.get('ns')} ns)"
                      if path else "-", row.get("router", "router1"),
-                     (f"{where['commit']}{' (dirty)' if where['dirty'] else ''}, {where['date']}"
-                      if where else "an earlier run")))
+                     _row_measured_at(where)))
     return "\n".join([
         table(("name", "array", "Fmax (MHz)", "LUT4 cells (used / LFE5U-85F)", "FF",
                "MULT18X18D", "critical path (post-route)", "router", "measured at"), rows,
@@ -238,8 +244,7 @@ def engine_area() -> str:
         rows.append((f"{AREA_BLOCKS.get(name, name)} (`{name}`)", f"{row['cells']:,}",
                      f"{row['ecp5_lut']:,}", f"{row['ecp5_ff']:,}", f"{row['ecp5_dsp']:,}",
                      memory,
-                     (f"{where['commit']}{' (dirty)' if where['dirty'] else ''}, {where['date']}"
-                      if where else "an earlier run")))
+                     _row_measured_at(where)))
     return "\n".join([
         table(("block (`engine_area.json` name)", "generic cells", "ECP5 LUT", "ECP5 FF",
                "ECP5 DSP", "memory", "measured at"), rows, "lrrrrll"),
