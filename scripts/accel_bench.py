@@ -24,7 +24,9 @@ controller phase and ``pc`` are visible (``hw.accel.accelerator.PROFILE_SIGNALS`
 counting per program of the last step (and the inference pass) the cycles of each controller
 phase, with the engine busy and with a read or write beat on the bus, and the cycles spent on
 each instruction, summed by section of the program (a GEMM with its epilogues and stores):
-where the cycles go, from the same run as the step's figures.
+where the cycles go, from the same run as the step's figures. :data:`VARIANTS`: the CNN's
+step again on other configurations (a 128-bit bus; the default accelerator, whose memories are
+four times the demo's in each direction), each a key of its own.
 
 Usage: python -m scripts.accel_bench   (sparta measure accel)
 """
@@ -93,9 +95,15 @@ TRAININGS = {
     "digits_mlp_step": {"network": "digits_mlp", "width": 8, "batch": 32, "steps": 3,
                         **HYPERPARAMETERS},
 }
-#: the training steps also measured on another bus width (the demo's engine): key -> (the
-#: training measured, data width)
-WIDER_BUS = {"digits_cnn_step_bus128": ("digits_cnn_step", 128)}
+#: the training steps also measured on another configuration: key -> (the training measured,
+#: the configuration, what differs from the demo's)
+VARIANTS = {
+    "digits_cnn_step_bus128": ("digits_cnn_step", dataclasses.replace(CONFIG, data_width=128),
+                               "the demo's engine on a 128-bit bus"),
+    "digits_cnn_step_default": ("digits_cnn_step", AccelConfig(),
+                                "the default accelerator (`AccelConfig()`: 256 x 256 "
+                                "scratchpads and accumulators, 64-bit bus)"),
+}
 
 
 def measure_training(config: AccelConfig, training: dict, *, simulator: str = "verilator",
@@ -235,23 +243,22 @@ def _profile(metrics: list, compiled, config: AccelConfig) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS, *WIDER_BUS],
+    parser.add_argument("--only", choices=["gemm_programs", *TRAININGS, *VARIANTS],
                         action="append",
                         help="measure only these keys (default: all; digits_cnn_step writes "
                              "profile too)")
     args = parser.parse_args(argv)
-    keys = args.only or ["gemm_programs", *TRAININGS, *WIDER_BUS]
+    keys = args.only or ["gemm_programs", *TRAININGS, *VARIANTS]
     spec = accel_config_to_dict(CONFIG)
     entries = {}
     for key in keys:
-        if key in WIDER_BUS:
-            training, width = WIDER_BUS[key]
-            config = dataclasses.replace(CONFIG, data_width=width)
-            with spinner(f"accelerator on Verilator: {key} ({width}-bit bus)"):
-                row = measure_training(config, TRAININGS[training])
+        if key in VARIANTS:
+            training, config, variant = VARIANTS[key]
+            with spinner(f"accelerator on Verilator: {key} ({variant})"):
+                row = {**measure_training(config, TRAININGS[training]), "variant": variant}
             path = record("accel", {key: row}, writer=__name__,
                           config=accel_config_to_dict(config))
-            print(f"{key}: {row['cycles']:,} cycles per step (RTL, {width}-bit bus), engine "
+            print(f"{key}: {row['cycles']:,} cycles per step (RTL, {variant}), engine "
                   f"alone {row['engine_cycles']:,} (overlap {row['overlap_efficiency']:.1%}), "
                   f"DRAM {row['dram_bytes_read']:,} bytes read")
         elif key in TRAININGS:

@@ -86,8 +86,8 @@ def gemm_programs() -> str:
 @block("accel.training")
 def training_steps() -> str:
     data = results("accel")
-    keys = [key for key in ("digits_cnn_step", "digits_mlp_step", "digits_cnn_step_bus128")
-            if key in data]
+    keys = [key for key in ("digits_cnn_step", "digits_mlp_step", "digits_cnn_step_bus128",
+                            "digits_cnn_step_default") if key in data]
     rows = []
     for key in keys:
         step = data[key]
@@ -113,9 +113,10 @@ def training_steps() -> str:
         where = data["provenance"][key]
         hosts = ", ".join(f"{name.replace('_', ' ')} {count}"
                           for name, count in step["host_interactions"].items())
+        bus = f"{step['beat_bytes'] * 8}-bit bus"
         lines.append(
             f"- `{key}`: {step['network']}, batch {step['batch']}, "
-            f"{step['beat_bytes'] * 8}-bit bus, {step['steps']} steps in a row, every program "
+            f"{step.get('variant', bus)}, {step['steps']} steps in a row, every program "
             f"bit-exact against the golden model (DRAM image, status, counters); a training "
             f"step (forward + backward_update) takes {step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
             f"(overlap efficiency {step['overlap_efficiency']:.1%}); DRAM "
