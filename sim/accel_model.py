@@ -26,7 +26,9 @@ Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_
   one group, :func:`~sim.accel_spec.group_count`) this repeats for ``g = 0 .. G - 1``: group
   ``g``'s rows at ``dram_addr + g * group_stride`` (``mod 2**addr_width``), into ``mem_row + g
   * R``; the instruction reads ``G * rows`` DRAM rows and writes ``G * R`` memory rows
-  (``group_stride`` is ignored for one group, ``copy_cols`` for one copy).
+  (``group_stride`` is ignored for one group, ``copy_cols`` for one copy). A ``LOAD`` of one
+  copy with ``dram_stride = 0`` reads each group's row once (``G`` DRAM rows, counted once in
+  ``bytes_read``) and writes it into all its memory rows (:func:`sim.accel_spec.read_rows`).
 * ``STORE``: ``target`` must be ``ACC`` (the only memory a store reads); the region is
   converted to ``dram_format``, one of the engine's ``out_formats``, exactly as the engine's
   host read (:func:`sim.numerics.convert` with ``saturate``; ``fp32``: the words as they are);
@@ -172,7 +174,7 @@ from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE
                          FETCH_BLOCK, FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
                          STORES_IN_FLIGHT,
                          AccelError, EpilogueOp, Opcode, Target, copy_count, decode, encode,
-                         group_count, group_rows)
+                         group_count, group_rows, read_rows)
 from .config import AccelConfig
 from .engine_model import EngineCommand, EngineError, validate
 from .epilogue import apply as apply_epilogue
@@ -456,15 +458,19 @@ class AcceleratorModel:
         size = FORMAT_BYTES[dram_format]
         cols, row_bytes = f["cols"], f["cols"] * size
         groups, copies, out = group_count(f), copy_count(f), group_rows(f)
+        # a LOAD that repeats its row (dram_stride 0, one copy) reads it once per group
+        read = read_rows(Opcode.LOAD, f)
         pieces = [memory.rows((f["dram_addr"] + g * f["group_stride"]) % memory.top,
-                              f["dram_stride"], f["rows"], row_bytes) for g in range(groups)]
+                              f["dram_stride"], read, row_bytes) for g in range(groups)]
         addresses = np.concatenate([a for a, _ in pieces])
         faulty = np.concatenate([bad for _, bad in pieces])
         moved = (addresses.size, 0, 0)
         if faulty.any():
             return AccelError.DRAM_RESPONSE, moved
         raw = np.ascontiguousarray(memory.read(addresses[:, :row_bytes]))
-        words = raw.view(f"<u{size}").reshape(groups, f["rows"], cols)
+        words = raw.view(f"<u{size}").reshape(groups, read, cols)
+        if read != f["rows"]:
+            words = np.repeat(words, f["rows"], axis=1)
         if target != Target.ACC and dram_format != operand_format:     # fp32 -> operand
             words = convert(FP32, FORMATS[operand_format], words, saturate=bool(f["saturate"]))
         bits, tags = self._memory(target)

@@ -52,6 +52,7 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
            "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
            "FETCH_BLOCK", "LOADS_IN_FLIGHT", "STORES_IN_FLIGHT", "group_count", "copy_count",
+           "repeats_row", "read_rows",
            "group_rows"]
 
 #: ``ID`` register: ASCII "SPRT"
@@ -451,6 +452,19 @@ def copy_count(fields: dict) -> int:
 def group_rows(fields: dict) -> int:
     """The memory rows one group of a transfer writes: ``rows - copies + 1``."""
     return fields["rows"] - copy_count(fields) + 1
+
+
+def repeats_row(opcode, fields: dict) -> bool:
+    """A ``LOAD`` of one copy with ``dram_stride = 0`` (every memory row gets the same DRAM
+    row, as a bias is loaded): the DMA reads the row once per group and the loader writes it
+    into every row, so its bytes cross the bus once (``docs/accel.md``, "Loader")."""
+    return opcode == Opcode.LOAD and fields.get("dram_stride", 0) == 0 and \
+        copy_count(fields) == 1
+
+
+def read_rows(opcode, fields: dict) -> int:
+    """DRAM rows a transfer moves per group: ``rows``, or 1 for a :func:`repeats_row` LOAD."""
+    return 1 if repeats_row(opcode, fields) else fields["rows"]
 
 
 def encode(opcode: Opcode, **fields) -> bytes:

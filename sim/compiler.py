@@ -31,7 +31,7 @@ import numpy as np
 
 from .accel_model import assemble, read_matrix, write_matrix
 from .accel_spec import (FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES, Opcode, Target,
-                         group_count)
+                         group_count, read_rows)
 from .config import AccelConfig
 from .gemm import OPERAND_TAGS
 from .engine_model import EngineCommand, validate
@@ -124,12 +124,14 @@ def _ceil_to(value: int, step: int) -> int:
 
 def moved_bytes(instructions, beat: int) -> dict:
     """``{Opcode.LOAD: bytes read, Opcode.STORE: bytes written}`` by the DMA for the
-    ``LOAD`` s and ``STORE`` s among ``instructions`` (whole beats; fetches not counted)."""
+    ``LOAD`` s and ``STORE`` s among ``instructions`` (whole beats; fetches not counted; a
+    ``LOAD`` that repeats its row reads it once per group: :func:`sim.accel_spec.read_rows`)."""
     moved = {Opcode.LOAD: 0, Opcode.STORE: 0}
     for opcode, fields in instructions:
         if opcode in moved:
             row = fields["cols"] * FORMAT_BYTES[FORMAT_BITS[fields["dram_format"]]]
-            moved[opcode] += group_count(fields) * fields["rows"] * _ceil_to(row, beat)
+            moved[opcode] += group_count(fields) * read_rows(opcode, fields) * \
+                _ceil_to(row, beat)
     return moved
 
 

@@ -35,7 +35,8 @@ from hw.accel.loader import LoadCommand
 from hw.engine.commands import host_write_layout, operand_write_layout
 from hw.fp.operand import Operand
 from sim.accel_model import AcceleratorModel, assemble
-from sim.accel_spec import FORMAT_BITS, FORMAT_BYTES, AccelError, Opcode, Target, dma_bursts
+from sim.accel_spec import (FORMAT_BITS, FORMAT_BYTES, AccelError, Opcode, Target, dma_bursts,
+                             read_rows, repeats_row)
 from sim.config import AccelConfig, accel_config_from
 from sim.formats import FORMATS, FP32
 from sim.numerics import convert
@@ -199,16 +200,23 @@ def plan_load(config: AccelConfig, model: AcceleratorModel, dram: bytearray, rng
 
     beat_layout = fields(ReadBeat(config.data_width))
     last_bit = beat_layout["last"][0]
-    addresses = [a + k * bb for a, n in dma_bursts(addr, row_beats * bb, rows, stride, bb,
+    # a LOAD that repeats its row (dram_stride 0, one copy) gets that row's beats only
+    read = read_rows(Opcode.LOAD, fields_)
+    addresses = [a + k * bb for a, n in dma_bursts(addr, row_beats * bb, read, stride, bb,
                                                    config.addr_width) for k in range(n)]
     beats = [int.from_bytes(dram[a:a + bb], "little") | (int(k == len(addresses) - 1) << last_bit)
              for k, a in enumerate(addresses)]
     lanes = lanes_of(config, target)
-    # per word, its copies k in order: memory row mem_row + r - k when 0 <= r - k <= rows - K
-    words = [(PORTS[target], mem_row + r - k, mem_col + c0 + k * copy_cols,
-              (1 << min(lanes, cols - c0)) - 1)
-             for r in range(rows) for c0 in range(0, cols, lanes) for k in range(copies)
-             if 0 <= r - k <= rows - copies]
+    # per word, its copies k in order: memory row mem_row + r - k when 0 <= r - k <= rows - K;
+    # repeating, each word of the one row into memory rows mem_row .. mem_row + rows - 1
+    if repeats_row(Opcode.LOAD, fields_):
+        words = [(PORTS[target], mem_row + k, mem_col + c0, (1 << min(lanes, cols - c0)) - 1)
+                 for c0 in range(0, cols, lanes) for k in range(rows)]
+    else:
+        words = [(PORTS[target], mem_row + r - k, mem_col + c0 + k * copy_cols,
+                  (1 << min(lanes, cols - c0)) - 1)
+                 for r in range(rows) for c0 in range(0, cols, lanes) for k in range(copies)
+                 if 0 <= r - k <= rows - copies]
     return Load(index, fields_, dram_format, operand_format if target != Target.ACC else "fp32",
                 raw, beats, words, bits, tags)
 
@@ -234,7 +242,10 @@ def random_shape(rng, config: AccelConfig, target: Target, dram_format: str) -> 
     if rng.random() < 0.15:
         mem_row = height - rows
     shape = dict(rows=rows, cols=cols, mem_row=mem_row, mem_col=mem_col)
-    if rng.random() < 0.3:      # a sliding window of K copies (an im2col row's kernel taps)
+    if rng.random() < 0.15:     # one DRAM row into many memory rows (a bias: dram_stride 0)
+        rows = int(rng.integers(1, min(height, 24) + 1))
+        shape.update(rows=rows, stride_beats=0, mem_row=int(rng.integers(0, height - rows + 1)))
+    elif rng.random() < 0.3:    # a sliding window of K copies (an im2col row's kernel taps)
         copies = int(rng.integers(2, 4))
         copy_cols = cols + int(rng.integers(0, 3))
         rows = max(rows, copies)
@@ -386,9 +397,11 @@ class Bench:
         self.count += 1
         self.loads.append(t)
         self.pending.append(t)
-        self.cmd.queue.append(pack(LoadCommand, **{name: t.fields[name] for name in (
-            "target", "dram_format", "operand_format", "saturate", "rows", "cols", "mem_row",
-            "mem_col", "copies", "copy_cols")})[0])
+        self.cmd.queue.append(pack(LoadCommand, repeat=int(repeats_row(Opcode.LOAD, t.fields)),
+                                   **{name: t.fields[name] for name in (
+                                       "target", "dram_format", "operand_format", "saturate",
+                                       "rows", "cols", "mem_row", "mem_col", "copies",
+                                       "copy_cols")})[0])
         self.read_data.queue.extend(t.beats)
         self.beat_owner.extend([t] * len(t.beats))
         return t

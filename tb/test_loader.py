@@ -46,6 +46,8 @@ def test_case_round_trip(config):
 
 def test_command_fields_are_the_instruction_fields():
     layout = {name: field.width for name, field in data.Layout.cast(LoadCommand)}
+    # ``repeat`` is the controller's (dram_stride 0 with one copy), not an instruction field
+    assert layout.pop("repeat") == 1
     assert layout == {name: TRANSFER_FIELDS[name][1] for name in layout}
     assert {member.name: member.value for member in TargetCode} == \
         {member.name: member.value for member in Target}

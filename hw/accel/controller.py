@@ -27,7 +27,8 @@ Per instruction, in program order:
 
    * ``LOAD``: per group (``groups``: one transfer each, the DMA address advancing by
      ``group_stride`` and the memory row by ``rows - copies + 1``), the DMA read of ``rows``
-     rows of ``ceil(cols * bytes / beat)`` beats at ``dram_addr``, ``dram_stride`` apart, and
+     rows of ``ceil(cols * bytes / beat)`` beats at ``dram_addr``, ``dram_stride`` apart (one
+     row when ``dram_stride`` is 0 with one copy: the loader repeats it), and
      the loader's command (with ``copies`` and ``copy_cols``, into a queue of
      :data:`~sim.accel_spec.LOADS_IN_FLIGHT`), together; the read data go to the loader; once
      the last group is issued the next instruction starts (*loads in flight*, below);
@@ -371,9 +372,15 @@ class Controller(wiring.Component):
                      self.write_cmd.valid.eq(write_queue.r_rdy),
                      write_queue.r_en.eq(self.write_cmd.ready),
                      self.write_cmd.payload.as_value().eq(write_queue.r_data)]
+        # a LOAD of one copy with dram_stride 0 repeats its row: the DMA reads it once per
+        # group and the loader writes it into every row (sim.accel_spec.read_rows)
+        repeat = Signal()
+        m.d.comb += repeat.eq((t.dram_stride == 0) & (decoder.copies == 1))
         for port in (self.read_cmd.payload, written):
             m.d.comb += [port.addr.eq(group_addr), port.stride.eq(t.dram_stride),
-                         port.rows.eq(t.rows), port.row_bytes.eq(row_bytes)]
+                         port.row_bytes.eq(row_bytes)]
+        m.d.comb += [self.read_cmd.payload.rows.eq(Mux(repeat, 1, t.rows)),
+                     written.rows.eq(t.rows)]
         # [span_lo, span_hi): registered at decode; a span past the top of the address space
         # (or a stride that walks backwards) counts as meeting every other one
         span_lo, span_hi = Signal(span_bits), Signal(span_bits)
@@ -469,7 +476,8 @@ class Controller(wiring.Component):
             m.d.comb += getattr(store, name).eq(getattr(t, name))
         for name in ("saturate", "rows", "cols", "mem_col", "copy_cols"):
             m.d.comb += getattr(load, name).eq(getattr(t, name))
-        m.d.comb += [load.mem_row.eq(group_row), load.copies.eq(decoder.copies)]
+        m.d.comb += [load.mem_row.eq(group_row), load.copies.eq(decoder.copies),
+                     load.repeat.eq(repeat)]
         m.d.comb += [load.target.as_value().eq(t.target),
                      load.dram_format.as_value().eq(t.dram_format),
                      load.operand_format.as_value().eq(t.operand_format),

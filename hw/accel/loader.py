@@ -68,6 +68,9 @@ class LoadCommand(data.Struct):
     mem_col: _bits("mem_col")
     copies: _bits("copies")
     copy_cols: _bits("copy_cols")
+    #: the command's beats are one DRAM row, written into each of its ``rows`` memory rows (a
+    #: ``LOAD`` of one copy with ``dram_stride = 0``: :func:`sim.accel_spec.repeats_row`)
+    repeat: 1
 
 
 def _log2(n: int) -> int:
@@ -106,6 +109,10 @@ class Loader(wiring.Component):
       a multiple of ``E`` (every format at the default 64-bit bus and 8 x 8 array: ``E`` = 8,
       4, 2 for FP8, fp16, FP32), the write port takes a word every cycle when ``E >= L``, and
       with ``E < L`` not a divisor a row loses at most one cycle (at its last beat).
+    * Each word is offered once per copy (``copies``; skipped copies take a cycle each too); a
+      ``repeat`` command takes one DRAM row of beats and offers each of its words ``rows``
+      times, to rows ``mem_row .. mem_row + rows - 1``: a cycle per memory word, as if the
+      rows had come over the bus, without their beats.
 
     Ports
     -----
@@ -173,7 +180,9 @@ class Loader(wiring.Component):
         row = Signal(_bits("mem_row"), reset_less=True)             # scratchpad row of row r
         last_row = Signal(_bits("mem_row"), reset_less=True)
         word_col = Signal(field, reset_less=True)           # first element of the word
-        copies = Signal(_bits("copies"), reset_less=True)   # K: copies of each word
+        emit_bits = max(_bits("copies"), _bits("rows"))
+        copies = Signal(emit_bits, reset_less=True)     # K: copies of each word (repeat: rows)
+        repeating = Signal(reset_less=True)
         copy_cols = Signal(field, reset_less=True)
         window_end = Signal(_bits("rows"), reset_less=True)  # rows - K: last first row
         row_index = Signal(_bits("rows"), reset_less=True)   # DRAM row r of the command
@@ -212,11 +221,13 @@ class Loader(wiring.Component):
                 row_cols.eq(command.cols),
                 mem_col.eq(command.mem_col),
                 row.eq(command.mem_row),
-                last_row.eq(command.mem_row + command.rows - 1),
+                last_row.eq(Mux(command.repeat, command.mem_row,
+                                command.mem_row + command.rows - 1)),
                 word_col.eq(0),
                 beat_col.eq(0),
-                copies.eq(command_copies),
-                copy_cols.eq(command.copy_cols),
+                copies.eq(Mux(command.repeat, command.rows, command_copies)),
+                copy_cols.eq(Mux(command.repeat, 0, command.copy_cols)),
+                repeating.eq(command.repeat),
                 window_end.eq(command.rows - command_copies),
                 row_index.eq(0),
             ]
@@ -367,13 +378,14 @@ class Loader(wiring.Component):
                 m.d.sync += out_data[lane].eq(merged)
 
         # copy k of the word (DRAM row r) goes to memory row mem_row + r - k, column
-        # mem_col + word_col + k * copy_cols, when 0 <= r - k <= rows - K (else it is skipped)
-        copy = Signal(_bits("copies"))
+        # mem_col + word_col + k * copy_cols, when 0 <= r - k <= rows - K (else it is skipped);
+        # repeating, copy k of the one row's word goes to memory row mem_row + k
+        copy = Signal(emit_bits)
         copy_ok = Signal()
         out_ready = Signal()        # the port took the copy on offer
         advance = Signal()          # the copy on offer is taken or skipped
         m.d.comb += [
-            copy_ok.eq((out_index >= copy) & (out_index - copy <= window_end)),
+            copy_ok.eq(repeating | ((out_index >= copy) & (out_index - copy <= window_end))),
             advance.eq(out_valid & (out_ready | ~copy_ok)),
             word_done.eq(advance & (copy == copies - 1)),
         ]
@@ -392,7 +404,8 @@ class Loader(wiring.Component):
         with m.Elif(word_done):
             m.d.sync += out_valid.eq(0)
         with m.Elif(advance):
-            m.d.sync += [copy.eq(copy + 1), out_row.eq(out_row - 1),
+            m.d.sync += [copy.eq(copy + 1),
+                         out_row.eq(Mux(repeating, out_row + 1, out_row - 1)),
                          out_col.eq(out_col + copy_cols)]
 
         # ---- output ports --------------------------------------------------------------------
