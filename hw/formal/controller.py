@@ -435,7 +435,9 @@ class ControllerInterlockProperties(ControllerHarness):
     * payloads: the engine's command is the program's ``GEMM`` field for field; the loader's,
       the store path's and the epilogue's commands and the DMA transfers (address, stride,
       rows) are the second instruction's fields, the loader's ``mem_row`` advancing by the
-      group's rows (``rows - K + 1``) and the DMA address by ``group_stride`` per group.
+      group's rows (``rows - K + 1``) and the DMA address by ``group_stride`` per group; a
+      ``LOAD`` of one copy with ``dram_stride = 0`` reads one row per group, its loader
+      command carrying ``repeat``.
 
     Covers: a loader, a store-path and an epilogue command taken while the GEMM runs (the
     overlap happens), and one of each that met the GEMM's rows taken after its ``done`` (the
@@ -506,6 +508,9 @@ class ControllerInterlockProperties(ControllerHarness):
         with m.Else():
             m.d.sync += [groups_loaded.eq(groups_loaded + taken["load_cmd"]),
                          groups_read.eq(groups_read + (taken["read_cmd"] & ~env.fetching))]
+        # a LOAD of one copy with dram_stride 0 reads its row once (sim.accel_spec.read_rows)
+        repeat = Signal()
+        m.d.comb += repeat.eq((t.dram_stride == 0) & (copies == 1))
         load = dut.load_cmd.payload
         with m.If(dut.load_cmd.valid):
             for name in ("target", "dram_format", "operand_format", "saturate", "rows", "cols",
@@ -514,6 +519,7 @@ class ControllerInterlockProperties(ControllerHarness):
                                    f"load_cmd.{name} is not the LOAD's")
             m.d.comb += [
                 Assert(load.copies == copies, "load_cmd.copies is not the LOAD's"),
+                Assert(load.repeat == repeat, "load_cmd.repeat is not the LOAD's"),
                 Assert(load.mem_row == t.mem_row + groups_loaded * group_rows,
                        "load_cmd.mem_row is not the LOAD's group's"),
             ]
@@ -525,10 +531,10 @@ class ControllerInterlockProperties(ControllerHarness):
         with m.If(dut.epilogue_cmd.valid):
             m.d.comb += Assert(dut.epilogue_cmd.payload.as_value() == e.as_value(),
                                "epilogue_cmd is not the EPILOGUE's")
-        for name, valid, transfer, group in (
+        for name, valid, transfer, group, rows in (
                 ("read_cmd", dut.read_cmd.valid & ~env.fetching, dut.read_cmd.payload,
-                 groups_read),
-                ("write_cmd", dut.write_cmd.valid, dut.write_cmd.payload, 0)):
+                 groups_read, Mux(repeat, 1, t.rows)),
+                ("write_cmd", dut.write_cmd.valid, dut.write_cmd.payload, 0, t.rows)):
             width = len(transfer.addr)
             with m.If(valid):
                 m.d.comb += [
@@ -536,7 +542,7 @@ class ControllerInterlockProperties(ControllerHarness):
                            f"{name}.addr is not the transfer's group's"),
                     Assert(transfer.stride == t.dram_stride[:width],
                            f"{name}.stride is not the transfer's"),
-                    Assert(transfer.rows == t.rows, f"{name}.rows is not the transfer's"),
+                    Assert(transfer.rows == rows, f"{name}.rows is not the transfer's"),
                 ]
 
         # -- the interlock --------------------------------------------------------------------
