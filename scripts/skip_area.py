@@ -16,16 +16,18 @@ Measured units (generic cells of ``synth -flatten``, memories excluded, and ``sy
   sequencer with masks against the one without, plus the dropout mask writer
   (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory.
 
-The skip logic's overhead is reported against the dense array of the same configuration
-(:func:`sim.experiments.skip.area_overheads`):
+* whole 8x8 engines (64 x 64 scratchpads): dense, with each window, and with each masked
+  window, synthesised by parts (:func:`scripts.yosys_area.by_parts_row`: the engine with
+  its PEs as black boxes once, each PE type once), because Yosys needs about an hour of CPU
+  for one flat 8x8 array and about 50 s by parts. The sum is checked against that one flat
+  run: the dense 8x8 array by parts against ``array_os_8x8`` of
+  ``docs/results/engine_area.json`` (``by_parts_check``).
 
-* 4x4, measured whole: ``(engine with window - dense engine) / dense 4x4 array``;
-* 8x8 (the configuration of the cycle measurements), composed from measured units, because
-  Yosys needs about an hour of CPU for one 8x8 array: ``64 x (window PE - dense PE) +
-  (window sequencer - dense sequencer) + the rest`` over the dense 8x8 array, where *the rest*
-  (array-edge skew registers of the window, scratchpad copies' and flag planes' logic, write
-  zero detect) is the 4x4 engine's remainder after its PEs and sequencer, doubled (it grows
-  with the lanes, 4 -> 8).
+The skip logic's overhead is the difference of two whole-engine syntheses, reported against
+the dense array of the same configuration (:func:`sim.experiments.skip.area_overheads`):
+``(engine with window - dense engine) / dense array``, on the 4x4 engine (flat) and on the 8x8
+engine (by parts); the estimate composed from units that the 8x8 figure replaced is kept
+beside it.
 
 Memory bits (copies of the scratchpads: ``d`` of each operand scratchpad and ``d`` 1-bit flag
 planes) are reported separately; they are not cells.
@@ -35,7 +37,7 @@ area tables of ``docs/sparsity_hw.md``. The headline keys of ``docs/results/skip
 take their ``skip_area_overhead`` (and the default design its area rule) from it when
 ``python -m scripts.skip_measure --report-only`` runs next.
 
-Usage: python -m scripts.skip_area [--windows 2,4] [--mask-windows 3]
+Usage: python -m scripts.skip_area [--windows 2,3,4] [--mask-windows 2,3,4]
 """
 
 from __future__ import annotations
@@ -49,10 +51,14 @@ from scripts.engine_report import engine_config
 from scripts.results import load, record
 from sim.config import ArrayConfig, MAX_SKIP_WINDOW
 from sim.elaborate import Design
+from scripts.yosys_area import by_parts_row
 from sim.experiments.skip import area_overheads
 from sim.skip_timing import with_window
 
-__all__ = ["units", "main"]
+__all__ = ["units", "engines", "main"]
+
+ADDITIVE = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram", "ecp5_lutram",
+            "memory_bits")
 
 FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
 MEMORY_FIELDS = ("memories", "memory_bits", "ecp5_bram")
@@ -123,6 +129,34 @@ def units(windows, mask_windows=()) -> dict:
     return table
 
 
+def engines(windows, mask_windows=()) -> dict:
+    """name -> :class:`sim.elaborate.Design` of the whole 8x8 engines (the name is also the
+    Verilog top): dense, each window of ``windows`` and ``mask_windows``, and each masked
+    window."""
+    from hw.engine.engine import GemmEngine
+
+    dense = engine_config("8x8")
+    table = {"engine_os_8x8": Design(GemmEngine, dense)}
+    for d in sorted(set(windows) | set(mask_windows)):
+        table[f"engine_os_8x8_window{d}"] = Design(GemmEngine, with_window(dense, d))
+    for d in mask_windows:
+        table[f"engine_os_8x8_window{d}_mask"] = Design(GemmEngine,
+                                                       _masked(with_window(dense, d)))
+    return table
+
+
+def by_parts_check(flat: dict) -> dict:
+    """The dense 8x8 array by parts against its flat synthesis (``flat``: ``array_os_8x8``
+    of ``engine_area.json``): both rows and the relative difference of each figure."""
+    from hw.engine.array import SystolicArray
+
+    parts = by_parts_row(Design(SystolicArray, ArrayConfig()), "array_os_8x8", r"pe_\d+_\d+")
+    keys = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp")
+    return {"unit": "array_os_8x8", "by_parts": {key: parts[key] for key in keys},
+            "pe_types": len(parts["parts"]), "flat": {key: flat[key] for key in keys},
+            "difference": {key: (parts[key] - flat[key]) / flat[key] for key in keys}}
+
+
 def _masked(config):
     return dataclasses.replace(config, output_mask=True)
 
@@ -133,11 +167,13 @@ def main(argv=None):
 
     choices = tuple(str(d) for d in range(2, MAX_SKIP_WINDOW + 1))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--windows", type=comma_subset("windows", choices), default=("2", "4"),
-                        help=f"comma-separated subset of {','.join(choices)} (default 2,4)")
+    parser.add_argument("--windows", type=comma_subset("windows", choices),
+                        default=("2", "3", "4"),
+                        help=f"comma-separated subset of {','.join(choices)} (default 2,3,4)")
     parser.add_argument("--mask-windows", type=comma_subset("mask windows", choices),
-                        default=("3",), help="windows whose output-mask logic is measured "
-                        "(8x8 sequencer and dropout mask writer; default 3)")
+                        default=("2", "3", "4"), help="windows whose output-mask logic is "
+                        "measured (8x8 sequencer, dropout mask writer and whole 8x8 engine; "
+                        "default 2,3,4)")
     args = parser.parse_args(argv)
     windows = tuple(int(d) for d in args.windows)
     mask_windows = tuple(int(d) for d in args.mask_windows)
@@ -152,21 +188,34 @@ def main(argv=None):
             row.update({key: result.get(key, 0) for key in MEMORY_FIELDS})
         area[name] = row
         print(f"      {row}  ({time.perf_counter() - began:.0f} s)", flush=True)
-    summary = area_overheads(area, gemm_area, windows, mask_windows,
-                             mask_engine=engine_config("8x8"))
+    whole = {}
+    for name, design in engines(windows, mask_windows).items():
+        began = time.perf_counter()
+        print(f"area: {name} (by parts) ...", flush=True)
+        whole[name] = by_parts_row(design, name)
+        print(f"      {({key: whole[name][key] for key in ADDITIVE})}  "
+              f"({time.perf_counter() - began:.0f} s)", flush=True)
+    check = by_parts_check(gemm_area["array_os_8x8"])
+    print("by parts vs flat, dense 8x8 array: " + ", ".join(
+        f"{key} {check['by_parts'][key]} vs {check['flat'][key]} "
+        f"({100 * check['difference'][key]:+.2f}%)" for key in check["flat"]))
+    summary = area_overheads(area, gemm_area, windows, mask_windows, engines=whole)
     for name, row in summary.items():
         if name.startswith("mask"):
             print(f"{name}: +{row['cells_8x8']} cells = {100 * row['fraction_8x8']:.2f}% of "
                   f"the dense 8x8 array ({100 * row['with_window_fraction_8x8']:.2f}% with "
-                  f"the window)")
+                  f"the window), +{row['memory_bits_8x8']} memory bits")
             continue
         print(f"{name}: 4x4 engine +{row['engine_4x4_cells']} cells = "
-              f"{100 * row['fraction_4x4']:.1f}% of the dense 4x4 array; 8x8 composed "
-              f"+{row['cells_8x8']} = {100 * row['fraction_8x8']:.1f}% of the dense 8x8 array")
+              f"{100 * row['fraction_4x4']:.1f}% of the dense 4x4 array; 8x8 engine "
+              f"+{row['cells_8x8']} = {100 * row['fraction_8x8']:.1f}% of the dense 8x8 array "
+              f"(composed estimate: +{row['composed_cells_8x8']}), +{row['ecp5_lut_8x8']} "
+              f"LUT, +{row['memory_bits_8x8']} memory bits")
     from scripts import report
 
     path = record("skip_area", {"skip_area": {
-        "units": area, "overhead": summary, "dense_from": "docs/results/engine_area.json area",
+        "units": area, "engines_8x8": whole, "by_parts_check": check, "overhead": summary,
+        "dense_from": "docs/results/engine_area.json area",
         "command": "python -m scripts.skip_area"}}, writer=__name__,
         config={"windows": windows, "mask_windows": mask_windows})
     print(f"wrote skip_area of {path}; run `python -m scripts.skip_measure --report-only` for "

@@ -27,6 +27,7 @@ from pathlib import Path
 from sim.runner import build_root, generate_verilog
 
 __all__ = ["FLOW_VERSION", "UNIT_FIELDS", "synth_ecp5_commands", "synthesize", "area_of",
+           "area_by_parts", "by_parts_row", "PE_PARTS",
            "unit_row", "print_unit_rows"]
 
 FLOW_VERSION = "3"
@@ -145,3 +146,98 @@ def print_unit_rows(area: dict) -> None:
     for name, row in area.items():
         print(f"{name:{width}s} {row['cells']:7d} {row['ecp5_lut']:6d} {row['ecp5_ff']:5d} "
               f"{row['ecp5_lutram']:6d} {row['ecp5_dsp']:4d}")
+
+
+# --- synthesis by parts ------------------------------------------------------------------------
+
+#: The figures that add up over parts (memory bits are counted on the whole Verilog instead).
+_ADDITIVE = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram", "ecp5_lutram")
+
+_MODULE = re.compile(r"^module (\S+) ?\((.*?)\);\n.*?^endmodule\n", re.S | re.M)
+_DUMP_ID = re.compile(r"dump_module\$\d+")
+
+
+def _verilog_modules(verilog: str) -> dict:
+    """Verilog module name (as written, ``\\`` of an escaped name included) -> its text."""
+    return {match.group(1): match.group(0) for match in _MODULE.finditer(verilog)}
+
+
+def _normal_form(name: str, modules: dict) -> str:
+    """A part's text (the module and its submodules) with its own name, its port order and
+    the back end's serial numbers taken out, so that two instances of one elaboration
+    compare equal."""
+    texts = []
+    for other in sorted(modules):
+        if other == name or other.startswith(name + "."):
+            text = modules[other]
+            header, rest = text.split(";\n", 1)
+            head, ports = header.split("(", 1)
+            ports = ", ".join(sorted(port.strip() for port in ports.rstrip(")").split(",")))
+            text = f"{head}({ports});\n{rest}".replace(name, "\\PART")
+            texts.append(_DUMP_ID.sub("dump_module$N", text))
+    return "".join(texts)
+
+
+def _row(result: dict, boxes: tuple = ()) -> dict:
+    """The additive figures of a :func:`synthesize` result, black-box instances not counted."""
+    generic = result["generic_cells_by_type"]
+    box_cells = sum(count for kind, count in generic.items()
+                    if kind.lstrip("\\") in {box.lstrip("\\") for box in boxes})
+    row = {key: result[key] for key in ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")}
+    row["cells"] -= box_cells
+    row["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
+    return row
+
+
+def area_by_parts(design, top: str, part: str) -> dict:
+    """Area of a design synthesised in parts: every submodule whose path below ``top`` matches
+    the regular expression ``part`` (``r"array\\.pe_\\d+_\\d+"``: the PEs of an engine's array)
+    is a black box in one synthesis of the rest, and each distinct part (instances whose
+    Verilog is the same up to names and port order: one per PE type) is synthesised once, on
+    its own Verilog as it is in the design; the figures are the rest plus each part times its
+    instances. Yosys' time grows much faster than the design (an 8x8 array flat takes about an
+    hour, its PE 12 s), and a part is optimised alone: the flat synthesis may merge or drop a
+    little across the boundary (:func:`scripts.skip_area` checks the sum against a flat run).
+
+    Returns the :data:`_ADDITIVE` figures, ``memories`` and ``memory_bits`` of the whole
+    design, ``rest`` (the rest's figures) and ``parts`` (each distinct part: its instances, an
+    instance's path and its figures)."""
+    verilog = generate_verilog(design, top)
+    modules = _verilog_modules(verilog)
+    pattern = re.compile(rf"\\?{re.escape(top)}\.({part})")
+    instances = [name for name in modules if pattern.fullmatch(name)]
+    if not instances:
+        raise ValueError(f"no submodule of {top} matches part {part!r}")
+    groups: dict = {}
+    for name in instances:
+        groups.setdefault(_normal_form(name, modules), []).append(name)
+    rest_result = synthesize(verilog, top, tuple(name.lstrip("\\") for name in instances))
+    rest = _row(rest_result, tuple(instances))
+    total = dict(rest)
+    parts = []
+    for index, names in enumerate(groups.values()):
+        name = names[0]
+        plain = f"{top}__part{index}"
+        text = "".join(modules[other] for other in modules
+                       if other == name or other.startswith(name + "."))
+        part_row = _row(synthesize(text.replace(f"{name} ", f"{plain} ", 1), plain))
+        for key in _ADDITIVE:
+            total[key] += len(names) * part_row[key]
+        parts.append({"instances": len(names), "path": name.lstrip("\\")[len(top) + 1:],
+                      **part_row})
+    total["memories"] = rest_result["memories"]
+    total["memory_bits"] = rest_result["memory_bits"]
+    return {**total, "rest": rest, "parts": parts}
+
+
+#: The submodules of an engine synthesised once per distinct instance: its array's PEs
+PE_PARTS = r"array\.pe_\d+_\d+"
+
+
+def by_parts_row(design, top: str, part: str = PE_PARTS) -> dict:
+    """A results row of a design synthesised by parts (:func:`area_by_parts`): the summed
+    figures with ``memory_bits``, the rest's figures and each distinct part's."""
+    result = area_by_parts(design, top, part)
+    keys = (*_ADDITIVE, "memory_bits")
+    return {**{key: result[key] for key in keys}, "rest": result["rest"],
+            "parts": result["parts"]}

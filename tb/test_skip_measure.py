@@ -285,25 +285,37 @@ def test_choose_default(step):
 
 
 def test_skip_area_composition():
-    """The area arithmetic of scripts.skip_area (sim.experiments.skip.area_overheads): the 4x4
-    figure is the whole engine's increase over the dense 4x4 array; the 8x8 figure adds 64 PE
-    increases, the 8x8 sequencer's increase and twice the 4x4 engine's remainder (its increase
-    less 16 PEs and its sequencer)."""
+    """The area arithmetic of scripts.skip_area (sim.experiments.skip.area_overheads): each
+    figure is the difference of two whole engines over the dense array (4x4 flat, 8x8 by
+    parts); the composed 8x8 estimate (64 PE increases, the 8x8 sequencer's increase and twice
+    the 4x4 engine's remainder) is kept beside it; a mask entry is the masked engine less the
+    engine with its window."""
     area = {"pe_os": {"cells": 100}, "pe_os_window2": {"cells": 110},
             "sequencer_os_8x8": {"cells": 1000}, "sequencer_os_8x8_window2": {"cells": 1500},
             "sequencer_os_4x4": {"cells": 800}, "sequencer_os_4x4_window2": {"cells": 1100},
             "engine_os_4x4_window2": {"cells": 5000, "memory_bits": 700}}
     dense = {"engine_os_4x4": {"cells": 4000, "memory_bits": 400},
              "array_os_4x4": {"cells": 2000}, "array_os_8x8": {"cells": 8000}}
-    row = area_overheads(area, dense, (2,))["window2"]
+
+    def engine(cells, lut, bits):
+        return {"cells": cells, "ecp5_lut": lut, "ecp5_ff": cells // 10, "ecp5_dsp": 16,
+                "memory_bits": bits}
+
+    engines = {"engine_os_8x8": engine(10_000, 5_000, 1_000),
+               "engine_os_8x8_window2": engine(11_200, 5_700, 1_600),
+               "engine_os_8x8_window2_mask": engine(11_800, 6_000, 1_900)}
+    row = area_overheads(area, dense, (2,), engines=engines)["window2"]
     assert row["engine_4x4_cells"] == 1000 and row["fraction_4x4"] == 0.5
     assert row["rest_4x4_cells"] == 1000 - 16 * 10 - 300
-    assert row["cells_8x8"] == 64 * 10 + 500 + 2 * (1000 - 160 - 300)
-    assert row["fraction_8x8"] == row["cells_8x8"] / 8000
-    assert row["memory_bits_4x4"] == 300
+    assert row["composed_cells_8x8"] == 64 * 10 + 500 + 2 * (1000 - 160 - 300)
+    assert row["cells_8x8"] == 1200 and row["fraction_8x8"] == 1200 / 8000
+    assert row["fraction_engine_8x8"] == 1200 / 10_000
+    assert (row["ecp5_lut_8x8"], row["ecp5_ff_8x8"], row["ecp5_dsp_8x8"]) == (700, 120, 0)
+    assert row["memory_bits_4x4"] == 300 and row["memory_bits_8x8"] == 600
     area.update({"sequencer_os_8x8_window2_mask": {"cells": 1700},
                  "mask_writer_8x8": {"cells": 400}})
-    masks = area_overheads(area, dense, (2,), (2,),
-                           mask_engine=timing_config())["mask_window2"]
-    assert masks["cells_8x8"] == 200 + 400 and masks["fraction_8x8"] == 600 / 8000
-    assert masks["with_window_fraction_8x8"] == (row["cells_8x8"] + 600) / 8000
+    masks = area_overheads(area, dense, (2,), (2,), engines=engines)["mask_window2"]
+    assert masks["sequencer_8x8_cells"] == 200 and masks["writer_8x8_cells"] == 400
+    assert masks["cells_8x8"] == 600 and masks["fraction_8x8"] == 600 / 8000
+    assert masks["memory_bits_8x8"] == 300
+    assert masks["with_window_fraction_8x8"] == 1800 / 8000

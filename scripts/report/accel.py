@@ -10,8 +10,12 @@ BLOCKS = {"registers": "AXI4-Lite registers (`Registers`)", "dma": "AXI4 DMA (`D
           "loader": "load path (`Loader`, 8x8 engine)", "storer": "store path (`Storer`, 8x8 engine)",
           "epilogue": "epilogue (`Epilogue`, 8x8 engine)",
           "fp32multiplier": "FP32 multiplier (`FP32Multiplier`, combinational; one per lane)",
-          "accelerator": "the whole top without its systolic array (`Accelerator`, 8x8 "
-                         "engine, 64 x 64 memories; the array a black box)"}
+          "accelerator": "the whole top (`Accelerator`, the demo's dense 8x8 engine, 64 x 64 "
+                         "memories; by parts: the PEs once per type)"}
+#: the whole tops with a feature: name -> its description
+TOP_FEATURES = {"accelerator_d64_a32_window3_mask": (
+    "the whole top with zero skipping (the same engine with a lookahead window of 3 and "
+    "output masks; by parts)")}
 
 
 @block("accel.area")
@@ -25,31 +29,37 @@ def accel_area() -> str:
             item[1]["bus"]["data_width"])):
         block_name = name.split("_")[0]
         bus = row["bus"]
-        rows.append((BLOCKS.get(block_name, block_name),
+        rows.append((TOP_FEATURES.get(name) or BLOCKS.get(block_name, block_name),
                      f"{bus['data_width']}-bit data, {bus['addr_width']}-bit addresses, "
                      f"{bus['reads_outstanding']} reads outstanding",
                      f"{row['cells']:,}", f"{row['ecp5_lut']:,}", f"{row['ecp5_ff']:,}",
                      f"{row['ecp5_lutram']:,}", f"{row['ecp5_dsp']:,}",
                      f"{row['ecp5_bram']:,}"))
-    composed = []
-    engine = results("engine_area")
-    array = engine["area"].get("array_os_8x8")
-    if "accelerator_d64_a32" in area and array is not None:
-        top = area["accelerator_d64_a32"]
-        composed = [f"The top with its array (composed: the top without it above plus the 8x8 "
-                    f"array's own synthesis, `array_os_8x8` of `docs/results/engine_area.json`, "
-                    f"{measured_at(engine['provenance']['area'])}; not optimised across the "
-                    f"boundary): {top['cells'] + array['cells']:,} generic cells, "
-                    f"{top['ecp5_lut'] + array['ecp5_lut']:,} ECP5 LUT, "
-                    f"{top['ecp5_ff'] + array['ecp5_ff']:,} FF, "
-                    f"{top['ecp5_dsp'] + array['ecp5_dsp']:,} DSP, "
-                    f"{top['ecp5_bram'] + array.get('ecp5_bram', 0):,} BRAM; the array is "
-                    f"{array['ecp5_lut'] / (top['ecp5_lut'] + array['ecp5_lut']):.0%} of the "
-                    f"LUTs.", ""]
+    whole = []
+    top = area.get("accelerator_d64_a32")
+    if top is not None and "parts" in top:
+        pes = {key: sum(part["instances"] * part[key] for part in top["parts"])
+               for key in ("cells", "ecp5_lut")}
+        whole = [f"The PEs are {pes['ecp5_lut'] / top['ecp5_lut']:.0%} of the whole top's ECP5 "
+                 f"LUTs ({pes['cells'] / top['cells']:.0%} of its generic cells)."]
+        for name in TOP_FEATURES:
+            if name in area:
+                other = area[name]
+                whole[-1] += (" Zero skipping on the whole top (the difference of the two "
+                              "syntheses): " + ", ".join(
+                                  f"{other[key] - top[key]:+,} {label} "
+                                  f"({(other[key] - top[key]) / top[key]:+.1%})"
+                                  for key, label in (("cells", "generic cells"),
+                                                     ("ecp5_lut", "ECP5 LUT"),
+                                                     ("ecp5_ff", "FF"),
+                                                     ("memory_bits", "memory bits"),
+                                                     ("ecp5_bram", "BRAM"))
+                                  if top.get(key)) + ".")
+        whole.append("")
     return "\n".join([
         table(("block", "configuration", "generic cells", "ECP5 LUT", "ECP5 FF",
                "ECP5 LUTRAM (DPR16X4)", "ECP5 DSP", "ECP5 BRAM"), rows, "llrrrrrr"),
-        "", *composed,
+        "", *whole,
         f"_From `docs/results/accel_area.json` (`area`), measured by `sparta area accel` "
         f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); "
         f"{measured_at(where)}._"])
@@ -87,18 +97,23 @@ def gemm_programs() -> str:
 def training_steps() -> str:
     data = results("accel")
     keys = [key for key in ("digits_cnn_step", "digits_mlp_step", "digits_cnn_step_bus128",
-                            "digits_cnn_step_default") if key in data]
+                            "digits_cnn_step_default", "digits_cnn_step_window3") if key in data]
     rows = []
     for key in keys:
         step = data[key]
         for kind in ("forward", "backward_update", "inference"):
             p = step["programs"][kind]
             beat = step["beat_bytes"]
-            floor = max(p["engine_cycles"], p["bytes_read"] // beat, p["bytes_written"] // beat)
+            if p["engine_cycles"] is None:      # zero skipping: no model of the engine alone
+                alone = overlap = floor_text = ratio = "-"
+            else:
+                floor = max(p["engine_cycles"], p["bytes_read"] // beat,
+                            p["bytes_written"] // beat)
+                alone, overlap = f"{p['engine_cycles']:,}", f"{p['overlap_efficiency']:.1%}"
+                floor_text, ratio = f"{floor:,}", f"{p['cycles'] / floor:.2f}x"
             rows.append((key, kind, f"{p['instructions']:,}", f"{p['gemm_commands']:,}",
-                         f"{p['cycles']:,}", f"{p['engine_cycles']:,}",
-                         f"{p['overlap_efficiency']:.1%}", f"{floor:,}",
-                         f"{p['cycles'] / floor:.2f}x", f"{p['bytes_read']:,}",
+                         f"{p['cycles']:,}", alone, overlap, floor_text, ratio,
+                         f"{p['bytes_read']:,}",
                          f"{p['bytes_written']:,}",
                          "yes" if (p["bytes_read"], p["bytes_written"]) ==
                          (p["predicted_bytes_read"], p["predicted_bytes_written"]) else "NO"))
@@ -118,8 +133,8 @@ def training_steps() -> str:
             f"- `{key}`: {step['network']}, batch {step['batch']}, "
             f"{step.get('variant', bus)}, {step['steps']} steps in a row, every program "
             f"bit-exact against the golden model (DRAM image, status, counters); a training "
-            f"step (forward + backward_update) takes {step['cycles']:,} cycles against {step['engine_cycles']:,} of its GEMMs alone "
-            f"(overlap efficiency {step['overlap_efficiency']:.1%}); DRAM "
+            f"step (forward + backward_update) takes {step['cycles']:,} cycles "
+            f"{_against(step, data)}; DRAM "
             f"{step['dram_bytes_read']:,} bytes read, {step['dram_bytes_written']:,} written "
             f"per step; the host per step: {hosts} ({step['host_bytes_written']:,} bytes "
             f"written: the batch, dLogits and, with dropout, the step's two programs with "
@@ -134,6 +149,28 @@ def training_steps() -> str:
               "composed with the RTL cycles in the ratios; the compiler's layout and first image "
               "are host work done once, before the first step)._"]
     return "\n".join(lines)
+
+
+def _against(step: dict, data: dict) -> str:
+    """What a training step's cycles compare with: its GEMMs alone (the cycle model), or for
+    a zero-skipping engine, which the model does not time, the dense step of the same
+    programs (``digits_cnn_step``), RTL against RTL."""
+    if step["engine_cycles"] is not None:
+        return (f"against {step['engine_cycles']:,} of its GEMMs alone (overlap efficiency "
+                f"{step['overlap_efficiency']:.1%})")
+    dense = data.get("digits_cnn_step")
+    busy = f"the engine busy {step['engine_busy_cycles']:,} of them (RTL counter)"
+    if dense is None:
+        return f"({busy})"
+    dense_busy = sum(dense["programs"][k]["engine_busy_cycles"]
+                     for k in ("forward", "backward_update"))
+    ratios = ", ".join(
+        f"{kind.replace('_', ' ')} {dense['programs'][kind]['cycles'] / p['cycles']:.3f}x"
+        for kind, p in step["programs"].items())
+    return (f"({busy}, against {dense_busy:,} on the dense engine); against the dense engine's "
+            f"`digits_cnn_step`, RTL cycles over RTL cycles: step "
+            f"{dense['cycles'] / step['cycles']:.3f}x ({ratios}); the engine alone is not "
+            f"modelled for a skipping engine (its cycles depend on the zeros)")
 
 
 #: the controller's phases (``hw.accel.controller.Phase``) in the profile table's order

@@ -263,3 +263,24 @@ def area() -> str:
                      *(units[name][key] for key, _ in _AREA_FIELDS)))
     return "\n".join([table(("unit", *(label for _, label in _AREA_FIELDS)), rows),
                       "", source("fgmp_area", ["area"], "`python -m scripts.fgmp_area`")])
+
+
+@block("fgmp.engine_area")
+def engine_area() -> str:
+    """The whole 8x8 engine with FGMP operands against the one with fp16 operands only, both
+    synthesised by parts (``fgmp_area.json`` ``area.engines_8x8``)."""
+    section = results("fgmp_area")["area"]
+    whole, formats = section["engines_8x8"], section["engine_formats"]
+    fields = (("cells", "generic cells"), ("ecp5_lut", "ECP5 LUT"), ("ecp5_ff", "ECP5 FF"),
+              ("ecp5_dsp", "ECP5 DSP"), ("ecp5_bram", "ECP5 BRAM"),
+              ("memory_bits", "memory bits"))
+    rows = [(f"`{name}` (" + " / ".join(formats[name]) + " operands)",
+             *(f"{whole[name][key]:,}" for key, _ in fields)) for name in formats]
+    small, big = (whole[name] for name in formats)
+    rows.append(("difference", *(f"{big[key] - small[key]:+,} ("
+                                 f"{100 * (big[key] - small[key]) / small[key]:+.1f} %)"
+                                 if small[key] else f"{big[key] - small[key]:+,}"
+                                 for key, _ in fields)))
+    return "\n".join([table(("8x8 engine, 64 x 64 scratchpads, by parts",
+                             *(label for _, label in fields)), rows),
+                      "", source("fgmp_area", ["area"], "`python -m scripts.fgmp_area`")])

@@ -210,11 +210,9 @@ def _choice_section(networks, design, setup, skip_area=None, replay=None) -> lis
              "Backward speedup at the last captured step (with host compaction and the "
              "weight-gradient swap) against the Yosys area of the window (`python -m "
              "scripts.skip_area`: `4x4` = whole 4x4 engine with the window minus the dense "
-             "4x4 engine, over the dense 4x4 array; `8x8` = 64 x the PE's increase + the 8x8 "
-             "sequencer's increase + twice the rest of the 4x4 engine's increase (array-edge "
-             "registers, scratchpad copies' and flag planes' logic, write zero detect), over "
-             "the dense 8x8 array, every term synthesised except that doubling; not "
-             "measured: -):", "",
+             "4x4 engine, over the dense 4x4 array; `8x8` = whole 8x8 engine with the window "
+             "minus the dense 8x8 engine, both synthesised by parts (the PEs once per PE "
+             "type), over the dense 8x8 array; not measured: -):", "",
              table(("window d", *(f"{net} backward x" for net in networks), "area 4x4",
                     "area 8x8", "extra scratchpad copies"), rows, "r" * (len(networks) + 4))]
     masks = [d for d in depths if f"mask_window{d}" in overhead]
@@ -229,8 +227,9 @@ def _choice_section(networks, design, setup, skip_area=None, replay=None) -> lis
                          _pct1(row["with_window_fraction_8x8"]), f"{row['memory_bits_8x8']:,}"))
         lines += ["", "With the engine's output masks (`_mask` variants: keep planes, mask "
                   "summaries for the window, +0 on masked result lanes, the dropout mask "
-                  "writer; 8x8 sequencer with and without masks and the writer synthesised; "
-                  "the keep planes are memory, 2 planes x 2 copies of 1 bit per accumulator):",
+                  "writer; the whole 8x8 engine with masks minus the one with the same window, "
+                  "both by parts; the keep planes are memory, 2 planes x 2 copies of 1 bit per "
+                  "accumulator, their bits from the engines' Verilog):",
                   "", table(("window d", *(f"{net} backward x, masks / without"
                                            for net in networks),
                              "mask logic 8x8", "with the window 8x8", "keep-plane bits 8x8"),
@@ -816,10 +815,38 @@ def skip_area_block() -> str:
         row(f"skip logic / dense 4x4 array ({_cells(dense['array_os_4x4']['cells'])}), "
             "measured whole", "",
             lambda d: f"{100 * overhead[f'window{d}']['fraction_4x4']:.1f} %"),
-        row(f"skip logic / dense 8x8 array ({_cells(dense['array_os_8x8']['cells'])}), composed",
-            "", lambda d: f"{100 * overhead[f'window{d}']['fraction_8x8']:.2f} %"),
     ]
+    whole = skip.get("engines_8x8")
+    array8 = dense["array_os_8x8"]["cells"]
+    if whole:
+        rows += [
+            row("8x8 engine, 64 x 64 scratchpads (by parts)",
+                _cells(whole["engine_os_8x8"]["cells"]),
+                lambda d: _cells(whole[f"engine_os_8x8_window{d}"]["cells"])),
+            row("8x8 engine ECP5 LUT / FF", "{:,} / {:,}".format(
+                whole["engine_os_8x8"]["ecp5_lut"], whole["engine_os_8x8"]["ecp5_ff"]),
+                lambda d: "{:,} / {:,}".format(whole[f"engine_os_8x8_window{d}"]["ecp5_lut"],
+                                               whole[f"engine_os_8x8_window{d}"]["ecp5_ff"])),
+            row("8x8 engine memory bits", _cells(whole["engine_os_8x8"]["memory_bits"]),
+                lambda d: _cells(whole[f"engine_os_8x8_window{d}"]["memory_bits"])),
+            row(f"skip logic / dense 8x8 array ({_cells(dense['array_os_8x8']['cells'])}), "
+                "measured whole (by parts)", "",
+                lambda d: f"{100 * overhead[f'window{d}']['fraction_8x8']:.2f} %"),
+            row("the same, composed from units (the estimate it replaced)", "",
+                lambda d: f"{100 * overhead[f'window{d}']['composed_cells_8x8'] / array8:.2f} %"),
+        ]
     return table(("unit", "dense", *(f"d = {d}" for d in windows)), rows)
+
+
+@block("sparsity.by_parts_check")
+def by_parts_check_block() -> str:
+    """The dense 8x8 array synthesised by parts against its one flat synthesis
+    (``skip_area.json`` ``by_parts_check``)."""
+    check = results("skip_area")["skip_area"]["by_parts_check"]
+    rows = [(key, _cells(check["flat"][key]), _cells(check["by_parts"][key]),
+             f"{100 * check['difference'][key]:+.2f} %") for key in check["flat"]]
+    return table((f"{check['unit']}", "flat", f"by parts ({check['pe_types']} PE types)",
+                  "difference"), rows, "lrrr")
 
 
 @block("sparsity.mask_area")
@@ -832,10 +859,12 @@ def mask_area_block() -> str:
                     if d is not None):
         m = overhead[f"mask_window{d}"]
         rows.append((d, _cells(m["sequencer_8x8_cells"]), _cells(m["writer_8x8_cells"]),
-                     _cells(m["cells_8x8"]), f"{100 * m['fraction_8x8']:.2f} %",
+                     _cells(m["cells_8x8"]), f"{m['ecp5_lut_8x8']:,} / {m['ecp5_ff_8x8']:,}",
+                     _cells(m["memory_bits_8x8"]), f"{100 * m['fraction_8x8']:.2f} %",
                      f"{100 * m['with_window_fraction_8x8']:.2f} %"))
-    return table(("window", "sequencer +", "mask writer", "total", "of the dense 8x8 array",
-                  "with the window's skip logic"), rows, "rrrrrr")
+    return table(("window", "sequencer + (alone)", "mask writer (alone)",
+                  "whole engine +, cells", "ECP5 LUT / FF +", "memory bits +",
+                  "of the dense 8x8 array", "with the window's skip logic"), rows, "rrrrrrrr")
 
 
 #: the units of scripts.sparsity_area in the order of its UNITS (units not listed follow, by

@@ -120,58 +120,70 @@ AREA_BUDGET = 0.10
 
 # ----------------------------------------------------------------------------- area
 
-def area_overheads(area, dense_area, windows, mask_windows=(), *, mask_engine=None) -> dict:
-    """Skip-logic cells and their fraction of the dense array, per window and per output-mask
+def area_overheads(area, dense_area, windows, mask_windows=(), *, engines) -> dict:
+    """Skip-logic area and its fraction of the dense array, per window and per output-mask
     window, from the Yosys area of the measured units.
 
     ``area``: unit name -> ``{"cells": ..., "memory_bits": ...}`` of the units of
     ``scripts/skip_area.py`` (window PEs, dense and window sequencers of the 8x8 and 4x4
     engines, 4x4 window engines, and for ``mask_windows`` the masked 8x8 sequencers and the
     dropout mask writer); ``dense_area``: the dense units (``engine_os_4x4``, ``array_os_4x4``,
-    ``array_os_8x8``) of ``docs/results/engine_area.json``. The 4x4 figure is measured whole,
-    ``(window engine - dense engine) / dense 4x4 array``; the 8x8 one is composed: ``64 x
-    (window PE - dense PE) + (window sequencer - dense sequencer) + 2 x the rest`` over the
-    dense 8x8 array, where the rest is the 4x4 engine's increase less its 16 PEs and its
-    sequencer (it grows with the lanes, 4 -> 8). An output-mask entry adds the masked
-    sequencer's increase and the mask writer, and ``memory_bits_8x8``, the keep planes of
-    ``mask_engine`` (the 8x8 engine configuration: 2 planes x 2 copies x the accumulator
-    memory's elements, 1 bit each; required with ``mask_windows``).
+    ``array_os_8x8``) of ``docs/results/engine_area.json``; ``engines``: the whole 8x8 engines
+    synthesised by parts (``engine_os_8x8``, ``engine_os_8x8_window<d>`` and
+    ``engine_os_8x8_window<d>_mask``: cells, ``ecp5_lut``, ``ecp5_ff``, ``ecp5_dsp``,
+    ``memory_bits``).
+
+    Both figures are differences of two syntheses of a whole engine: the 4x4 one ``(window
+    engine - dense engine) / dense 4x4 array``, the 8x8 one ``(window engine - dense engine) /
+    dense 8x8 array`` (``cells_8x8``, ``fraction_8x8``; the ECP5 LUT and FF differences and
+    the memory bits beside them). ``composed_cells_8x8`` keeps the estimate this replaced:
+    ``64 x (window PE - dense PE) + (window sequencer - dense sequencer) + 2 x the rest``, the
+    rest being the 4x4 engine's increase less its 16 PEs and its sequencer. An output-mask
+    entry is the masked engine less the engine with the same window (``cells_8x8``) and less
+    the dense engine (``with_window_fraction_8x8``), with the sequencer's and the mask
+    writer's share of it measured alone.
     """
-    if mask_windows and mask_engine is None:
-        raise ValueError(f"mask windows {tuple(mask_windows)!r} need mask_engine, the 8x8 "
-                         "engine configuration of their keep planes")
     result = {}
     pe = area["pe_os"]["cells"]
+    dense8 = engines["engine_os_8x8"]
+    array8 = dense_area["array_os_8x8"]["cells"]
+
+    def increase(name, base):
+        row = engines[name]
+        return {"cells_8x8": row["cells"] - base["cells"],
+                "fraction_8x8": (row["cells"] - base["cells"]) / array8,
+                "fraction_engine_8x8": (row["cells"] - base["cells"]) / dense8["cells"],
+                "ecp5_lut_8x8": row["ecp5_lut"] - base["ecp5_lut"],
+                "ecp5_ff_8x8": row["ecp5_ff"] - base["ecp5_ff"],
+                "ecp5_dsp_8x8": row["ecp5_dsp"] - base["ecp5_dsp"],
+                "memory_bits_8x8": row["memory_bits"] - base["memory_bits"]}
+
     for d in windows:
         d_pe = area[f"pe_os_window{d}"]["cells"] - pe
         d_seq8 = area[f"sequencer_os_8x8_window{d}"]["cells"] - area["sequencer_os_8x8"]["cells"]
         d_seq4 = area[f"sequencer_os_4x4_window{d}"]["cells"] - area["sequencer_os_4x4"]["cells"]
         d_engine4 = area[f"engine_os_4x4_window{d}"]["cells"] - dense_area["engine_os_4x4"]["cells"]
         rest4 = d_engine4 - 16 * d_pe - d_seq4
-        total8 = 64 * d_pe + d_seq8 + 2 * rest4
         result[f"window{d}"] = {
             "pe_cells": d_pe, "sequencer_8x8_cells": d_seq8, "sequencer_4x4_cells": d_seq4,
             "engine_4x4_cells": d_engine4, "rest_4x4_cells": rest4,
             "fraction_4x4": d_engine4 / dense_area["array_os_4x4"]["cells"],
-            "cells_8x8": total8,
-            "fraction_8x8": total8 / dense_area["array_os_8x8"]["cells"],
             "memory_bits_4x4": (area[f"engine_os_4x4_window{d}"].get("memory_bits", 0)
                                 - dense_area["engine_os_4x4"].get("memory_bits", 0)),
+            **increase(f"engine_os_8x8_window{d}", dense8),
+            "composed_cells_8x8": 64 * d_pe + d_seq8 + 2 * rest4,
         }
     for d in mask_windows:
         # output masks on top of window d: the sequencer's summary reader, summary queue,
-        # wider flag queue and result-lane AND, plus the dropout mask writer (the keep planes
-        # are memories)
+        # wider flag queue and result-lane AND, the dropout mask writer, and the keep planes
+        # (memories)
+        masked = f"engine_os_8x8_window{d}_mask"
         d_seq = (area[f"sequencer_os_8x8_window{d}_mask"]["cells"]
                  - area[f"sequencer_os_8x8_window{d}"]["cells"])
-        writer = area["mask_writer_8x8"]["cells"]
-        cells = d_seq + writer
         result[f"mask_window{d}"] = {
-            "sequencer_8x8_cells": d_seq, "writer_8x8_cells": writer, "cells_8x8": cells,
-            "fraction_8x8": cells / dense_area["array_os_8x8"]["cells"],
-            "with_window_fraction_8x8": ((result.get(f"window{d}", {}).get("cells_8x8", 0)
-                                          + cells) / dense_area["array_os_8x8"]["cells"]),
-            "memory_bits_8x8": 4 * mask_engine.acc_rows * mask_engine.acc_width,
+            "sequencer_8x8_cells": d_seq, "writer_8x8_cells": area["mask_writer_8x8"]["cells"],
+            **increase(masked, engines[f"engine_os_8x8_window{d}"]),
+            "with_window_fraction_8x8": (engines[masked]["cells"] - dense8["cells"]) / array8,
         }
     return result
 
