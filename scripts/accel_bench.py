@@ -118,7 +118,10 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     (``tb/accelerator_tb.py``, ``training_steps_from_dram``: every program's DRAM image, status
     and counters checked against the golden model, so a returned figure comes from a bit-exact
     run) and return the measurement: per program kind the RTL counters of the last step, the
-    engine alone (cycle model of the same GEMM commands), the overlap and the bus efficiency,
+    engine alone (the cycle model of the GEMM commands the golden model ran, with the
+    operands' zeros on a skipping engine; the bench checks the RTL's engine busy counter
+    against it; ``engine_cycles_dense``: the dense timing of the same commands), the overlap
+    and the bus efficiency,
     the compiler's predicted bytes and the host's interactions per step. ``profile``: the same
     run on a build whose controller phase is visible, the bench's profiler sampling every
     cycle; the row then has a ``profile`` (:func:`_profile`) of the last step's programs and
@@ -148,11 +151,14 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     for kind, source in (("forward", last), ("backward_update", last),
                          ("inference", inference)):
         program = compiled.programs[kind]
-        commands, engine = gemm_cycles(config, program.instructions)
-        if skipping:
-            # the window's cycles depend on the operands' zeros: the model of the dense
-            # engine is no engine-alone figure for this run
-            engine = None
+        commands, dense = gemm_cycles(config, program.instructions)
+        # the engine alone: the cycle model over the GEMMs the golden model ran, with the
+        # operands' zeros on a skipping engine (the bench checked the RTL's busy counter
+        # against it); without skipping it is the commands' dense timing
+        engine = source[f"{kind}_engine_model_cycles"]
+        if not skipping and engine != dense:
+            raise RuntimeError(f"{kind}: the golden model's engine cycles {engine} differ from "
+                               f"the dense cycle model's {dense}")
         got = {key: source[f"{kind}_{key}"] for key in ("cycles", "engine_busy_cycles",
                                                        "dma_stall_cycles", "bytes_read",
                                                        "bytes_written")}
@@ -164,9 +170,10 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
         programs[kind] = {
             **got, "instructions": program.prog_len, "gemm_commands": commands,
             "engine_cycles": engine,
-            "engine_cycles_source": ("not modelled (zero skipping)" if skipping
-                                     else "cycle model"),
-            "overlap_efficiency": None if skipping else round(engine / got["cycles"], 4),
+            "engine_cycles_source": ("cycle model of the window with the operands' zeros"
+                                     if skipping else "cycle model"),
+            "engine_cycles_dense": dense,
+            "overlap_efficiency": round(engine / got["cycles"], 4),
             "predicted_bytes_read": program.bytes_read,
             "predicted_bytes_written": program.bytes_written,
             "bus_efficiency": round((got["bytes_read"] + got["bytes_written"])
@@ -189,14 +196,14 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             training_programs(compiled.layout, step=step, **hyper)
     host_program_seconds = (time.perf_counter() - began) / 3
     step_cycles = programs["forward"]["cycles"] + programs["backward_update"]["cycles"]
-    step_engine = None if skipping else (programs["forward"]["engine_cycles"]
-                                         + programs["backward_update"]["engine_cycles"])
+    step_engine = programs["forward"]["engine_cycles"] + \
+        programs["backward_update"]["engine_cycles"]
     return {"network": training["network"], "batch": training["batch"],
             "beat_bytes": config.beat_bytes,
             "steps": len(steps), "source": "rtl", "bit_exact": True,
             "losses": [r["loss"] for r in steps],
             "cycles": step_cycles, "engine_cycles": step_engine,
-            "overlap_efficiency": None if skipping else round(step_engine / step_cycles, 4),
+            "overlap_efficiency": round(step_engine / step_cycles, 4),
             "engine_busy_cycles": programs["forward"]["engine_busy_cycles"]
             + programs["backward_update"]["engine_busy_cycles"],
             "dram_bytes_read": programs["forward"]["bytes_read"]
@@ -273,11 +280,8 @@ def main(argv=None) -> int:
                 row = {**measure_training(config, TRAININGS[training]), "variant": variant}
             path = record("accel", {key: row}, writer=__name__,
                           config=accel_config_to_dict(config))
-            alone = ("engine busy (RTL counter) " f"{row['engine_busy_cycles']:,}"
-                     if row["engine_cycles"] is None else
-                     f"engine alone {row['engine_cycles']:,} (overlap "
-                     f"{row['overlap_efficiency']:.1%})")
-            print(f"{key}: {row['cycles']:,} cycles per step (RTL, {variant}), {alone}, "
+            print(f"{key}: {row['cycles']:,} cycles per step (RTL, {variant}), engine "
+                  f"alone {row['engine_cycles']:,} (overlap {row['overlap_efficiency']:.1%}), "
                   f"DRAM {row['dram_bytes_read']:,} bytes read")
         elif key in TRAININGS:
             with spinner(f"accelerator on Verilator: {key} ({TRAININGS[key]['steps']} steps)"):

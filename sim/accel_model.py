@@ -176,13 +176,15 @@ from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE
                          AccelError, EpilogueOp, Opcode, Target, copy_count, decode, encode,
                          group_count, group_rows, read_rows)
 from .config import AccelConfig
-from .engine_model import EngineCommand, EngineError, validate
+from .engine_model import EngineCommand, EngineError, command_cycles, validate
 from .epilogue import apply as apply_epilogue
 from .epilogue import dropout_keep
 from .lfsr_spec import ROW_STRIDE
 from .formats import FORMATS, FP32
 from .gemm import TAG_OF, gemm
 from .numerics import convert
+from .skip_model import SparseGemm
+from .skip_timing import engine_cycles as skip_engine_cycles
 from .sparsity import gemm_skip
 
 __all__ = ["AcceleratorModel", "RunResult", "InstructionRecord", "assemble", "write_matrix",
@@ -230,6 +232,13 @@ class RunResult:
         DMA bytes in whole beats, fetches included (the performance counters).
     products : int
         ``m * n * k`` summed over the GEMMs executed.
+    engine_cycles : int
+        The engine's cycle model from accept to ``done`` summed over the GEMMs executed: the
+        dense timing (:func:`sim.engine_model.command_cycles`), or on an engine with a
+        lookahead window the window's timing with the operands' zeros as stored and the
+        command's output mask (:func:`sim.skip_timing.engine_cycles`). The engine alone,
+        with the data the program gave it; the hardware's ``engine_busy_cycles`` counter
+        counts one cycle less per command (the accept cycle).
     instructions : list of InstructionRecord
         Every instruction the program reached, in order (the faulting one last); those of
         the last block fetched after the end (``DONE``, an error) are not listed, but their
@@ -242,6 +251,7 @@ class RunResult:
     bytes_written: int
     products: int
     instructions: list
+    engine_cycles: int = 0
 
 
 class _Dram:
@@ -346,6 +356,7 @@ class AcceleratorModel:
         if prog_base % INSTRUCTION_BYTES:
             return RunResult(AccelError.MISALIGNED, 0, 0, 0, 0, 0, [])
         records = []
+        self._engine_cycles = 0     # the GEMMs' cycle model, added by _gemm
         stores = []             # the STOREs in flight, oldest first: [index, failed, fields]
         issued = []             # every STORE run, in order (the same lists)
         stopped = None          # (error, index) once the program ends with an error
@@ -409,7 +420,8 @@ class AcceleratorModel:
         return RunResult(error=error, error_index=error_index, executed=executed,
                          bytes_read=unreached + sum(r.bytes_read for r in records),
                          bytes_written=sum(r.bytes_written for r in records),
-                         products=sum(r.products for r in records), instructions=records)
+                         products=sum(r.products for r in records), instructions=records,
+                         engine_cycles=self._engine_cycles)
 
     @staticmethod
     def _fetch_block(memory, prog_base: int, first: int, prog_len: int):
@@ -531,6 +543,14 @@ class AcceleratorModel:
                                skip_b=skipping, out_mask=keep, **operands)
         else:
             result = gemm(self.a_bits[a], self.b_bits[b], **operands)
+        if engine.array.skip_window > 1:
+            sparse = SparseGemm.from_bits(
+                self.a_bits[a], self.b_bits[b], a_fmt=self.a_tags[a], b_fmt=self.b_tags[b],
+                transpose_a=c.a_transpose, transpose_b=c.b_transpose,
+                out_mask=keep if masked else None, accumulate=c.accumulate)
+            self._engine_cycles += skip_engine_cycles(engine, c, sparse)
+        else:
+            self._engine_cycles += command_cycles(engine, c)
         self.acc[out] = result
         return AccelError.NONE, (0, 0, c.m * c.n * c.k)
 

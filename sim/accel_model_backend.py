@@ -30,12 +30,17 @@ cocotb back end answers the same beats DECERR (beyond the end) and SLVERR (the r
 
 from __future__ import annotations
 
+import collections
+
 from .accel_model import AcceleratorModel, RunResult
 from .accel_spec import (COUNTERS, CSR_BYTES, INSTRUCTION_BYTES, AccelError, Ctrl, Reg, Resp,
                          capability_words, counter_offset)
 from .config import AccelConfig
 
-__all__ = ["ModelBackend"]
+__all__ = ["ModelBackend", "RECENT_RUNS"]
+
+#: How many programs' results :attr:`ModelBackend.recent_runs` keeps
+RECENT_RUNS = 4
 
 _WORD = (1 << 32) - 1
 _WRITABLE = (Reg.CTRL, Reg.IRQ, Reg.PROG_BASE_LO, Reg.PROG_BASE_HI, Reg.PROG_LEN)
@@ -68,6 +73,10 @@ class ModelBackend:
         The DRAM image.
     last_run : sim.accel_model.RunResult or None
         The model's result of the last program that ran.
+    recent_runs : collections.deque of sim.accel_model.RunResult
+        The results of the last :data:`RECENT_RUNS` programs, oldest first (a training
+        step's forward and backward programs, whose cycle model a bench compares with the
+        hardware's counters).
     """
 
     #: The counters this back end measures (the others read 0)
@@ -88,6 +97,7 @@ class ModelBackend:
         self.model.run(bytearray(0), 0, 0, dram_errors=self.dram_errors)
         self.capabilities = capability_words(config)
         self.last_run: RunResult | None = None
+        self.recent_runs: collections.deque = collections.deque(maxlen=RECENT_RUNS)
         self._irq_enable = self._irq_pending = False
         self._prog_base_lo = self._prog_base_hi = self._prog_len = 0
         self._pending: tuple[int, int] | None = None
@@ -208,6 +218,7 @@ class ModelBackend:
         self._pending = None
         result = self.model.run(self.dram, base, length, dram_errors=self.dram_errors)
         self.last_run = result
+        self.recent_runs.append(result)
         self._counters["bytes_read"] += result.bytes_read
         self._counters["bytes_written"] += result.bytes_written
         self._done = True

@@ -110,6 +110,20 @@ class Pair:
         assert not self.dut.irq.value, f"{what}: irq high after a soft reset"
 
 
+def _engine_model_cycles(what: str, counters: dict, run) -> int:
+    """The engine's cycle model over a program's GEMMs (``run``: the golden model's
+    :class:`sim.accel_model.RunResult`, with the operands' zeros on a skipping engine), checked
+    against the hardware's ``engine_busy_cycles`` counter, which counts one cycle less per
+    command (the accept cycle)."""
+    commands = sum(1 for r in run.instructions
+                   if r.opcode is Opcode.GEMM and r.error is AccelError.NONE)
+    busy = counters["engine_busy_cycles"]
+    assert busy + commands == run.engine_cycles, (
+        f"{what}: the engine was busy {busy} cycles over {commands} GEMM commands; the cycle "
+        f"model says {run.engine_cycles} - {commands} = {run.engine_cycles - commands}")
+    return run.engine_cycles
+
+
 def _compare_results(what, got: ProgramResult, want: ProgramResult):
     measured = {name: value for name, value in want.counters.items() if value is not None}
     rtl = {name: got.counters[name] for name in measured}
@@ -266,7 +280,13 @@ async def training_steps_from_dram(dut):
         assert got["loss"] == want["loss"], f"{what}: loss {got['loss']} != {want['loss']}"
         await pair.compare_dram(what)
         cycles = {name: got[name].counters["cycles"] for name in ("forward", "backward_update")}
+        runs = dict(zip(("forward", "backward_update"),
+                        list(pair.model.backend.recent_runs)[-2:]))
+        model_cycles = {name: _engine_model_cycles(f"{what}, {name}", got[name].counters, run)
+                        for name, run in runs.items()}
         record_metrics(network=spec["network"], step=step, batch=batch, loss=got["loss"],
+                       **{f"{name}_engine_model_cycles": value
+                          for name, value in model_cycles.items()},
                        **{f"{name}_{key}": got[name].counters[key]
                           for name in ("forward", "backward_update")
                           for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
@@ -285,7 +305,9 @@ async def training_steps_from_dram(dut):
     what = f"{spec['network']} inference (batch rows {rows.tolist()})"
     await pair.compare_dram(what)
     counters = await pair.rtl.counters()        # of the last program: the inference
+    inference_model = _engine_model_cycles(what, counters, pair.model.backend.last_run)
     record_metrics(network=spec["network"], inference=True, batch=batch,
+                   inference_engine_model_cycles=inference_model,
                    **{f"inference_{key}": counters[key]
                       for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
                                   "bytes_read", "bytes_written")},

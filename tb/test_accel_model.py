@@ -462,6 +462,45 @@ def test_zero_skipping_engine():
     assert (get(dram, 0x3800, 64, 2, 2, 4) == 0x7FC00000).all()    # the dense engine: NaN
 
 
+@pytest.mark.parametrize("zeros", [0.0, 0.6, 1.0])
+def test_engine_cycles_with_the_window(zeros):
+    """RunResult.engine_cycles: the dense timing of each GEMM on a dense engine; on an engine
+    with a lookahead window the window's timing with the zeros the program loaded, which
+    zeros shorten and never lengthen past the dense count plus the window's latency."""
+    from sim.engine_model import EngineCommand, command_cycles
+    from sim.skip_model import SparseGemm
+    from sim.skip_timing import engine_cycles, with_window
+
+    rng = rng_for(f"engine_cycles {zeros}")
+    dense = EngineConfig(array=ArrayConfig(rows=4, cols=4), spad_width=32, a_rows=32,
+                         b_rows=32, acc_width=32, acc_rows=32)
+    window = with_window(dense, 3)
+    m, n, k = 9, 6, 23
+    a = small_integers(rng, (m, k))
+    a[rng.random((m, k)) < zeros] = 0
+    b = small_integers(rng, (k, n))
+    dram = bytearray(1 << 14)
+    put(dram, 0x1000, 64, a, 2)
+    put(dram, 0x2000, 64, b, 2)
+    program = [load(Target.A, "fp16", 0x1000, 64, m, k), load(Target.B, "fp16", 0x2000, 64, k, n),
+               gemm_op(m, n, k), gemm_op(m, n, k, accumulate=1), DONE]
+    command = EngineCommand(m=m, n=n, k=k)
+    results = {}
+    for engine in (dense, window):
+        result, _, _ = run(program, config=AccelConfig(engine=engine), dram=bytearray(dram))
+        assert result.error == AccelError.NONE
+        results[engine is window] = result.engine_cycles
+    assert results[False] == command_cycles(dense, command) + command_cycles(
+        dense, dataclasses.replace(command, accumulate=True))
+    sparse = SparseGemm.from_bits(a, b)
+    want = (engine_cycles(window, command, sparse)
+            + engine_cycles(window, dataclasses.replace(command, accumulate=True),
+                            dataclasses.replace(sparse, accumulate=True)))
+    assert results[True] == want, f"A =\n{hexes(a)}"
+    if zeros == 1.0:
+        assert results[True] < results[False]
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 GOOD_A = load(Target.A, "fp16", 0x1000, 64, 4, 8)

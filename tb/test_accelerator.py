@@ -25,9 +25,15 @@ CASES = {
                        SMALL, array=ArrayConfig(rows=4, cols=4, mul_stages=3,
                                                 acc_interleave=5))),
                    {"programs": 1, "gemms": 3, "largest": 40}),
+    # zero skipping with a lookahead window of 2 under the controller: make regress only (the
+    # training step below runs it in make test)
+    "4x4-w2-d64": (AccelConfig(engine=dataclasses.replace(
+                       SMALL, array=ArrayConfig(rows=4, cols=4, skip_zeros=True,
+                                                skip_window=2))),
+                   {"programs": 1, "gemms": 3, "largest": 40}),
 }
 #: cases make test leaves to make regress
-REGRESS_ONLY = {"4x4-l5-d64"}
+REGRESS_ONLY = {"4x4-l5-d64", "4x4-w2-d64"}
 
 
 #: the benches of tb/accelerator_tb.py that every configuration runs
@@ -35,7 +41,8 @@ PROGRAM_TESTS = ["compiled_gemms_from_dram", "bad_programs_stop_with_their_error
                  "epilogues_beside_a_gemm", "every_register_through_the_bus"]
 
 #: training steps (sim.train_compiler) on the RTL: configuration, network, batch, steps, AXI
-#: pauses, and the simulator make test runs it on (make regress: both). The CNN's three steps
+#: pauses, and the simulator make test runs it on (make regress: both). Every program's
+#: engine busy counter is checked against the cycle model of its GEMMs. The CNN's three steps
 #: take about 3 minutes on Icarus, seconds on Verilator (whose build of the configuration the
 #: program benches made already)
 HYPER = {"lr": 0.05, "weight_decay": 1e-4, "dropout_seed": 0x5EED}
@@ -44,6 +51,9 @@ TRAINING = {
                                 "steps": 2, **HYPER}, 0.2, "verilator"),
     "mlp-4x4-d64": ("4x4-d64", {"network": "digits_mlp", "width": 1, "batch": 4, "steps": 2,
                                 **HYPER}, 0.2, "icarus"),
+    # the window's cycles, which depend on the zeros ReLU leaves, against the cycle model
+    "mlp-4x4-w2-d64": ("4x4-w2-d64", {"network": "digits_mlp", "width": 1, "batch": 4,
+                                      "steps": 2, **HYPER}, 0.2, "icarus"),
 }
 
 

@@ -104,16 +104,11 @@ def training_steps() -> str:
         for kind in ("forward", "backward_update", "inference"):
             p = step["programs"][kind]
             beat = step["beat_bytes"]
-            if p["engine_cycles"] is None:      # zero skipping: no model of the engine alone
-                alone = overlap = floor_text = ratio = "-"
-            else:
-                floor = max(p["engine_cycles"], p["bytes_read"] // beat,
-                            p["bytes_written"] // beat)
-                alone, overlap = f"{p['engine_cycles']:,}", f"{p['overlap_efficiency']:.1%}"
-                floor_text, ratio = f"{floor:,}", f"{p['cycles'] / floor:.2f}x"
+            floor = max(p["engine_cycles"], p["bytes_read"] // beat, p["bytes_written"] // beat)
             rows.append((key, kind, f"{p['instructions']:,}", f"{p['gemm_commands']:,}",
-                         f"{p['cycles']:,}", alone, overlap, floor_text, ratio,
-                         f"{p['bytes_read']:,}",
+                         f"{p['cycles']:,}", f"{p['engine_cycles']:,}",
+                         f"{p['overlap_efficiency']:.1%}", f"{floor:,}",
+                         f"{p['cycles'] / floor:.2f}x", f"{p['bytes_read']:,}",
                          f"{p['bytes_written']:,}",
                          "yes" if (p["bytes_read"], p["bytes_written"]) ==
                          (p["predicted_bytes_read"], p["predicted_bytes_written"]) else "NO"))
@@ -152,25 +147,25 @@ def training_steps() -> str:
 
 
 def _against(step: dict, data: dict) -> str:
-    """What a training step's cycles compare with: its GEMMs alone (the cycle model), or for
-    a zero-skipping engine, which the model does not time, the dense step of the same
-    programs (``digits_cnn_step``), RTL against RTL."""
-    if step["engine_cycles"] is not None:
-        return (f"against {step['engine_cycles']:,} of its GEMMs alone (overlap efficiency "
-                f"{step['overlap_efficiency']:.1%})")
+    """What a training step's cycles compare with: its GEMMs alone (the cycle model), and for
+    a zero-skipping engine also the dense engine's step of the same programs
+    (``digits_cnn_step``), RTL against RTL."""
+    text = (f"against {step['engine_cycles']:,} of its GEMMs alone (overlap efficiency "
+            f"{step['overlap_efficiency']:.1%})")
     dense = data.get("digits_cnn_step")
-    busy = f"the engine busy {step['engine_busy_cycles']:,} of them (RTL counter)"
-    if dense is None:
-        return f"({busy})"
-    dense_busy = sum(dense["programs"][k]["engine_busy_cycles"]
-                     for k in ("forward", "backward_update"))
+    programs = step["programs"]
+    if dense is None or all(p.get("engine_cycles_dense", p["engine_cycles"])
+                            == p["engine_cycles"] for p in programs.values()):
+        return text
+    alone = sum(programs[k]["engine_cycles_dense"] for k in ("forward", "backward_update"))
     ratios = ", ".join(
         f"{kind.replace('_', ' ')} {dense['programs'][kind]['cycles'] / p['cycles']:.3f}x"
-        for kind, p in step["programs"].items())
-    return (f"({busy}, against {dense_busy:,} on the dense engine); against the dense engine's "
-            f"`digits_cnn_step`, RTL cycles over RTL cycles: step "
-            f"{dense['cycles'] / step['cycles']:.3f}x ({ratios}); the engine alone is not "
-            f"modelled for a skipping engine (its cycles depend on the zeros)")
+        for kind, p in programs.items())
+    return (f"{text}; the engine alone with the window, from the cycle model with the "
+            f"operands' zeros (the RTL's busy counter equal to it in the run), against "
+            f"{alone:,} dense ({alone / step['engine_cycles']:.3f}x); against the dense "
+            f"engine's `digits_cnn_step`, RTL cycles over RTL cycles: step "
+            f"{dense['cycles'] / step['cycles']:.3f}x ({ratios})")
 
 
 #: the controller's phases (``hw.accel.controller.Phase``) in the profile table's order
