@@ -8,14 +8,13 @@ Measured units (generic cells of ``synth -flatten``, memories excluded, and ``sy
   B-operand window registers and the operand mux);
 * the tile sequencer of the 8x8 and of the 4x4 engine: dense and with the windows (flag reads,
   flag queue, the window's choosers, ``d`` operand reads);
-* whole 4x4 engines with 64 x 64 scratchpads and windows of 2 and 4 (with the copies of the
-  scratchpads, the flag planes and the zero detect on the write path); the dense 4x4 engine
-  and the dense arrays are taken from ``docs/results/engine_area.json``
+* whole 4x4 engines with 64 x 64 scratchpads, dense and with each window (with the copies of
+  the scratchpads, the flag planes and the zero detect on the write path); the dense arrays
+  (the denominators) are taken from ``docs/results/engine_area.json``
   (``scripts.engine_report``);
 * output masks (``EngineConfig(output_mask=True)``, windows of ``--mask-windows``): the 8x8
   sequencer with masks against the one without, plus the dropout mask writer
-  (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory.
-
+  (:class:`hw.engine.mask.DropoutMaskWriter`); the keep planes are memory;
 * whole 8x8 engines (64 x 64 scratchpads): dense, with each window, and with each masked
   window, synthesised by parts (:func:`scripts.yosys_area.by_parts_row`: the engine with
   its PEs as black boxes once, each PE type once), because Yosys needs about an hour of CPU
@@ -116,6 +115,8 @@ def units(windows, mask_windows=()) -> dict:
         for d in windows:
             table[f"sequencer_os_{preset}_window{d}"] = Design(
                 _flat_top, Design(SkipSequencer, with_window(engine_config(preset), d)))
+    # the dense 4x4 engine is synthesised here, from the same sources as the window engines
+    table["engine_os_4x4"] = Design(GemmEngine, engine_config("4x4"))
     for d in windows:
         table[f"engine_os_4x4_window{d}"] = Design(GemmEngine,
                                                    with_window(engine_config("4x4"), d))

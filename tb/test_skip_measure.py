@@ -293,9 +293,9 @@ def test_skip_area_composition():
     area = {"pe_os": {"cells": 100}, "pe_os_window2": {"cells": 110},
             "sequencer_os_8x8": {"cells": 1000}, "sequencer_os_8x8_window2": {"cells": 1500},
             "sequencer_os_4x4": {"cells": 800}, "sequencer_os_4x4_window2": {"cells": 1100},
-            "engine_os_4x4_window2": {"cells": 5000, "memory_bits": 700}}
-    dense = {"engine_os_4x4": {"cells": 4000, "memory_bits": 400},
-             "array_os_4x4": {"cells": 2000}, "array_os_8x8": {"cells": 8000}}
+            "engine_os_4x4_window2": {"cells": 5000, "memory_bits": 700},
+            "engine_os_4x4": {"cells": 4000, "memory_bits": 400}}
+    dense = {"array_os_4x4": {"cells": 2000}, "array_os_8x8": {"cells": 8000}}
 
     def engine(cells, lut, bits):
         return {"cells": cells, "ecp5_lut": lut, "ecp5_ff": cells // 10, "ecp5_dsp": 16,

@@ -808,9 +808,9 @@ def skip_area_block() -> str:
             lambda d: _cells(units[f"sequencer_os_8x8_window{d}"]["cells"])),
         row("4x4 sequencer", _cells(units["sequencer_os_4x4"]["cells"]),
             lambda d: _cells(units[f"sequencer_os_4x4_window{d}"]["cells"])),
-        row("4x4 engine, 64 x 64 scratchpads", _cells(dense["engine_os_4x4"]["cells"]),
+        row("4x4 engine, 64 x 64 scratchpads", _cells(units["engine_os_4x4"]["cells"]),
             lambda d: _cells(units[f"engine_os_4x4_window{d}"]["cells"])),
-        row("4x4 engine memory bits", _cells(dense["engine_os_4x4"].get("memory_bits", 0)),
+        row("4x4 engine memory bits", _cells(units["engine_os_4x4"].get("memory_bits", 0)),
             lambda d: _cells(units[f"engine_os_4x4_window{d}"].get("memory_bits", 0))),
         row(f"skip logic / dense 4x4 array ({_cells(dense['array_os_4x4']['cells'])}), "
             "measured whole", "",

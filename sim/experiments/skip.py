@@ -126,9 +126,9 @@ def area_overheads(area, dense_area, windows, mask_windows=(), *, engines) -> di
 
     ``area``: unit name -> ``{"cells": ..., "memory_bits": ...}`` of the units of
     ``scripts/skip_area.py`` (window PEs, dense and window sequencers of the 8x8 and 4x4
-    engines, 4x4 window engines, and for ``mask_windows`` the masked 8x8 sequencers and the
-    dropout mask writer); ``dense_area``: the dense units (``engine_os_4x4``, ``array_os_4x4``,
-    ``array_os_8x8``) of ``docs/results/engine_area.json``; ``engines``: the whole 8x8 engines
+    engines, the dense and window 4x4 engines, and for ``mask_windows`` the masked 8x8
+    sequencers and the dropout mask writer); ``dense_area``: the dense arrays
+    (``array_os_4x4``, ``array_os_8x8``) of ``docs/results/engine_area.json``; ``engines``: the whole 8x8 engines
     synthesised by parts (``engine_os_8x8``, ``engine_os_8x8_window<d>`` and
     ``engine_os_8x8_window<d>_mask``: cells, ``ecp5_lut``, ``ecp5_ff``, ``ecp5_dsp``,
     ``memory_bits``).
@@ -162,14 +162,14 @@ def area_overheads(area, dense_area, windows, mask_windows=(), *, engines) -> di
         d_pe = area[f"pe_os_window{d}"]["cells"] - pe
         d_seq8 = area[f"sequencer_os_8x8_window{d}"]["cells"] - area["sequencer_os_8x8"]["cells"]
         d_seq4 = area[f"sequencer_os_4x4_window{d}"]["cells"] - area["sequencer_os_4x4"]["cells"]
-        d_engine4 = area[f"engine_os_4x4_window{d}"]["cells"] - dense_area["engine_os_4x4"]["cells"]
+        d_engine4 = area[f"engine_os_4x4_window{d}"]["cells"] - area["engine_os_4x4"]["cells"]
         rest4 = d_engine4 - 16 * d_pe - d_seq4
         result[f"window{d}"] = {
             "pe_cells": d_pe, "sequencer_8x8_cells": d_seq8, "sequencer_4x4_cells": d_seq4,
             "engine_4x4_cells": d_engine4, "rest_4x4_cells": rest4,
             "fraction_4x4": d_engine4 / dense_area["array_os_4x4"]["cells"],
             "memory_bits_4x4": (area[f"engine_os_4x4_window{d}"].get("memory_bits", 0)
-                                - dense_area["engine_os_4x4"].get("memory_bits", 0)),
+                                - area["engine_os_4x4"].get("memory_bits", 0)),
             **increase(f"engine_os_8x8_window{d}", dense8),
             "composed_cells_8x8": 64 * d_pe + d_seq8 + 2 * rest4,
         }
