@@ -274,10 +274,11 @@ def engine_area() -> str:
     fields = (("cells", "generic cells"), ("ecp5_lut", "ECP5 LUT"), ("ecp5_ff", "ECP5 FF"),
               ("ecp5_dsp", "ECP5 DSP"), ("ecp5_bram", "ECP5 BRAM"),
               ("memory_bits", "memory bits"))
+    names = sorted(formats, key=lambda name: len(formats[name]))   # fewest formats first
     rows = [(f"`{name}` (" + " / ".join(formats[name]) + " operands)",
-             *(f"{whole[name][key]:,}" for key, _ in fields)) for name in formats]
-    small, big = (whole[name] for name in formats)
-    rows.append(("difference", *(f"{big[key] - small[key]:+,} ("
+             *(f"{whole[name][key]:,}" for key, _ in fields)) for name in names]
+    small, big = whole[names[0]], whole[names[-1]]
+    rows.append(("FGMP operands' cost", *(f"{big[key] - small[key]:+,} ("
                                  f"{100 * (big[key] - small[key]) / small[key]:+.1f} %)"
                                  if small[key] else f"{big[key] - small[key]:+,}"
                                  for key, _ in fields)))
