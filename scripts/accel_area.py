@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--top", action="store_true",
                         help="also the whole top level, dense and with skipping, by parts "
-                        "(about 20 minutes)")
+                        "(about an hour on two cores)")
     args = parser.parse_args(argv)
     area = {}
     units = {**UNITS, **(TOP_UNITS if args.top else {})}
