@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 
 import numpy as np
@@ -87,6 +88,10 @@ def engine_cycles(config: AccelConfig, shape, **options) -> tuple[int, int]:
                                              **options).instructions)
 
 
+#: the benches' random seed of the training measurements (the batches drawn; the pauses), the
+#: same for every key so that their steps see the same data; ``SPARTA_SEED`` overrides it
+TRAINING_SEED = 1
+
 #: learning rate, weight decay and dropout seed of the measured training steps
 HYPERPARAMETERS = {"lr": 0.05, "weight_decay": 1e-4, "dropout_seed": 0x5EED}
 #: the training steps measured: the digits CNN (the issue's) and the digits MLP
@@ -131,8 +136,9 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     from sim.nn.networks import digits_cnn, digits_mlp
     from sim.train_compiler import compile_training_step, training_programs
     spec = accel_config_to_dict(config)
+    seed = int(os.environ.get("SPARTA_SEED", TRAINING_SEED))
     run_dir = run_bench(Design(Accelerator, config), toplevel="accelerator",
-                        bench_module="tb.accelerator_tb", simulator=simulator,
+                        bench_module="tb.accelerator_tb", simulator=simulator, seed=seed,
                         testcase="training_steps_from_dram", quiet=quiet,
                         public=PROFILE_SIGNALS if profile else (),
                         case={"config": spec, "pause": pause, "training": training,
@@ -199,7 +205,7 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     step_engine = programs["forward"]["engine_cycles"] + \
         programs["backward_update"]["engine_cycles"]
     return {"network": training["network"], "batch": training["batch"],
-            "beat_bytes": config.beat_bytes,
+            "beat_bytes": config.beat_bytes, "seed": seed,
             "steps": len(steps), "source": "rtl", "bit_exact": True,
             "losses": [r["loss"] for r in steps],
             "cycles": step_cycles, "engine_cycles": step_engine,
