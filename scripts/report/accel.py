@@ -126,7 +126,8 @@ def training_steps() -> str:
         bus = f"{step['beat_bytes'] * 8}-bit bus"
         lines.append(
             f"- `{key}`: {step['network']}, batch {step['batch']}, "
-            f"{step.get('variant', bus)}, {step['steps']} steps in a row, every program "
+            f"{step.get('variant', bus)}, {step['steps']} steps in a row"
+            f"{_seed(step)}, every program "
             f"bit-exact against the golden model (DRAM image, status, counters); a training "
             f"step (forward + backward_update) takes {step['cycles']:,} cycles "
             f"{_against(step, data)}; DRAM "
@@ -144,6 +145,11 @@ def training_steps() -> str:
               "composed with the RTL cycles in the ratios; the compiler's layout and first image "
               "are host work done once, before the first step)._"]
     return "\n".join(lines)
+
+
+def _seed(step: dict) -> str:
+    """The bench seed of a training measurement (the batches it drew), where recorded."""
+    return f" (bench seed {step['seed']})" if "seed" in step else ""
 
 
 def _against(step: dict, data: dict) -> str:
