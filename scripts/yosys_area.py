@@ -128,15 +128,22 @@ def area_of(design, top: str, blackboxes: tuple = ()) -> dict:
 UNIT_FIELDS = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")
 
 
-def unit_row(design, name: str, options: dict) -> dict:
-    """One unit's area row, printed as it starts: :data:`UNIT_FIELDS`, ``ecp5_lutram`` (ECP5
-    distributed RAM cells, which ``ecp5_lut`` leaves out) and the unit's ``options``."""
-    print(f"synthesising {name} {options} ...", flush=True)
-    result = area_of(design, name)
+def figures(result: dict, boxes: tuple = ()) -> dict:
+    """:data:`UNIT_FIELDS` and ``ecp5_lutram`` (ECP5 distributed RAM cells, which ``ecp5_lut``
+    leaves out) of a :func:`synthesize` result; ``boxes``: its black boxes' module names, whose
+    instances are not counted as cells."""
     row = {key: result[key] for key in UNIT_FIELDS}
+    names = {box.lstrip("\\") for box in boxes}
+    row["cells"] -= sum(count for kind, count in result["generic_cells_by_type"].items()
+                        if kind.lstrip("\\") in names)
     row["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
-    row["options"] = options
     return row
+
+
+def unit_row(design, name: str, options: dict) -> dict:
+    """One unit's area row, printed as it starts: its :func:`figures` and ``options``."""
+    print(f"synthesising {name} {options} ...", flush=True)
+    return {**figures(area_of(design, name)), "options": options}
 
 
 def print_unit_rows(area: dict) -> None:
@@ -151,7 +158,7 @@ def print_unit_rows(area: dict) -> None:
 # --- synthesis by parts ------------------------------------------------------------------------
 
 #: The figures that add up over parts (memory bits are counted on the whole Verilog instead).
-_ADDITIVE = ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram", "ecp5_lutram")
+_ADDITIVE = (*UNIT_FIELDS, "ecp5_lutram")
 
 _MODULE = re.compile(r"^module (\S+) ?\((.*?)\);\n.*?^endmodule\n", re.S | re.M)
 _DUMP_ID = re.compile(r"dump_module\$\d+")
@@ -178,26 +185,17 @@ def _normal_form(name: str, modules: dict) -> str:
     return "".join(texts)
 
 
-def _row(result: dict, boxes: tuple = ()) -> dict:
-    """The additive figures of a :func:`synthesize` result, black-box instances not counted."""
-    generic = result["generic_cells_by_type"]
-    box_cells = sum(count for kind, count in generic.items()
-                    if kind.lstrip("\\") in {box.lstrip("\\") for box in boxes})
-    row = {key: result[key] for key in ("cells", "ecp5_lut", "ecp5_ff", "ecp5_dsp", "ecp5_bram")}
-    row["cells"] -= box_cells
-    row["ecp5_lutram"] = result["ecp5_cells_by_type"].get("TRELLIS_DPR16X4", 0)
-    return row
-
-
 def area_by_parts(design, top: str, part: str) -> dict:
     """Area of a design synthesised in parts: every submodule whose path below ``top`` matches
     the regular expression ``part`` (``r"array\\.pe_\\d+_\\d+"``: the PEs of an engine's array)
     is a black box in one synthesis of the rest, and each distinct part (instances whose
     Verilog is the same up to names and port order: one per PE type) is synthesised once, on
-    its own Verilog as it is in the design; the figures are the rest plus each part times its
-    instances. Yosys' time grows much faster than the design (an 8x8 array flat takes about an
-    hour, its PE 12 s), and a part is optimised alone: the flat synthesis may merge or drop a
-    little across the boundary (:func:`scripts.skip_area` checks the sum against a flat run).
+    its normal form (the design's Verilog of it, renamed after its content, ports in order),
+    so that the same part in another design is a cache hit; the figures are the rest plus each
+    part times its instances. Yosys' time grows much faster than the design (an 8x8 array flat
+    takes about an hour, its PE 12 s), and a part is optimised alone: the flat synthesis may
+    merge or drop a little across the boundary (:func:`scripts.skip_area` checks the sum
+    against a flat run).
 
     Returns the :data:`_ADDITIVE` figures, ``memories`` and ``memory_bits`` of the whole
     design, ``rest`` (the rest's figures) and ``parts`` (each distinct part: its instances, an
@@ -212,18 +210,17 @@ def area_by_parts(design, top: str, part: str) -> dict:
     for name in instances:
         groups.setdefault(_normal_form(name, modules), []).append(name)
     rest_result = synthesize(verilog, top, tuple(name.lstrip("\\") for name in instances))
-    rest = _row(rest_result, tuple(instances))
+    rest = figures(rest_result, tuple(instances))
     total = dict(rest)
     parts = []
-    for index, names in enumerate(groups.values()):
-        name = names[0]
-        plain = f"{top}__part{index}"
-        text = "".join(modules[other] for other in modules
-                       if other == name or other.startswith(name + "."))
-        part_row = _row(synthesize(text.replace(f"{name} ", f"{plain} ", 1), plain))
+    for normal, names in groups.items():
+        # the part's normal form under a name of its content: the same PE in another design
+        # (another engine, the accelerator top) is the same synthesis, taken from the cache
+        plain = "part_" + hashlib.sha256(normal.encode()).hexdigest()[:16]
+        part_row = figures(synthesize(normal.replace("\\PART", "\\" + plain), plain))
         for key in _ADDITIVE:
             total[key] += len(names) * part_row[key]
-        parts.append({"instances": len(names), "path": name.lstrip("\\")[len(top) + 1:],
+        parts.append({"instances": len(names), "path": names[0].lstrip("\\")[len(top) + 1:],
                       **part_row})
     total["memories"] = rest_result["memories"]
     total["memory_bits"] = rest_result["memory_bits"]
