@@ -61,7 +61,8 @@ def accel_area() -> str:
                "ECP5 LUTRAM (DPR16X4)", "ECP5 DSP", "ECP5 BRAM"), rows, "llrrrrrr"),
         "", *whole,
         f"_From `docs/results/accel_area.json` (`area`), measured by `sparta area accel` "
-        f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`); "
+        f"(Yosys: generic cells after `synth`, ECP5 cells after `synth_ecp5`; the whole tops "
+        f"by parts, the sum of a synthesis of the rest and one per PE type, each measured); "
         f"{measured_at(where)}._"])
 
 

@@ -739,6 +739,15 @@ def _cells(value) -> str:
     return f"{value:,}"
 
 
+def _skip_area_source() -> str:
+    """Where the ``skip_area.json`` tables come from: the tool, the method and the run."""
+    where = results("skip_area")["provenance"]["skip_area"]
+    return ("_From `docs/results/skip_area.json`, measured by `python -m scripts.skip_area` "
+            "(Yosys; the 8x8 engines and the check's array by parts: the sum of a synthesis "
+            "of the rest and one per PE type, each measured; the dense arrays from "
+            f"`engine_area.json`); {measured_at(where)}._")
+
+
 def _window(name: str, prefix: str) -> int | None:
     """``window3`` -> 3 (for ``prefix`` ``window``), None for other names."""
     rest = name[len(prefix):]
@@ -835,7 +844,8 @@ def skip_area_block() -> str:
             row("the same, composed from units (the estimate it replaced)", "",
                 lambda d: f"{100 * overhead[f'window{d}']['composed_cells_8x8'] / array8:.2f} %"),
         ]
-    return table(("unit", "dense", *(f"d = {d}" for d in windows)), rows)
+    return "\n".join([table(("unit", "dense", *(f"d = {d}" for d in windows)), rows), "",
+                      _skip_area_source()])
 
 
 @block("sparsity.by_parts_check")
@@ -847,8 +857,9 @@ def by_parts_check_block() -> str:
               "ecp5_dsp": "ECP5 DSP"}
     rows = [(label, _cells(check["flat"][key]), _cells(check["by_parts"][key]),
              f"{100 * check['difference'][key]:+.2f} %") for key, label in labels.items()]
-    return table((f"{check['unit']}", "flat", f"by parts ({check['pe_types']} PE types)",
-                  "difference"), rows, "lrrr")
+    return "\n".join([table((f"{check['unit']}", "flat", f"by parts ({check['pe_types']} PE "
+                                                        "types)", "difference"), rows, "lrrr"),
+                      "", _skip_area_source()])
 
 
 @block("sparsity.mask_area")
@@ -866,7 +877,8 @@ def mask_area_block() -> str:
                      f"{100 * m['with_window_fraction_8x8']:.2f} %"))
     return table(("window", "sequencer + (alone)", "mask writer (alone)",
                   "whole engine +, cells", "ECP5 LUT / FF +", "memory bits +",
-                  "of the dense 8x8 array", "with the window's skip logic"), rows, "rrrrrrrr")
+                  "of the dense 8x8 array", "with the window's skip logic"), rows, "rrrrrrrr") \
+        + "\n\n" + _skip_area_source()
 
 
 #: the units of scripts.sparsity_area in the order of its UNITS (units not listed follow, by
