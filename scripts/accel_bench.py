@@ -48,6 +48,7 @@ from sim.compiler import compile_gemms, moved_bytes
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
 from sim.elaborate import Design
 from sim.engine_model import EngineCommand, command_cycles
+from sim.fgmp_energy import HOROWITZ_45NM, step_energy
 from sim.replay import WorkloadGemm
 from sim.runner import read_metrics, run_bench
 from sim.skip_timing import with_window
@@ -173,8 +174,10 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             raise RuntimeError(f"{kind}: the bus moved {got['bytes_read']}/"
                                f"{got['bytes_written']} bytes, the compiler predicted "
                                f"{program.bytes_read}/{program.bytes_written}")
+        products = source[f"{kind}_products"]
         programs[kind] = {
             **got, "instructions": program.prog_len, "gemm_commands": commands,
+            "products": products, "products_skipped": source[f"{kind}_products_skipped"],
             "engine_cycles": engine,
             "engine_cycles_source": ("cycle model of the window with the operands' zeros"
                                      if skipping else "cycle model"),
@@ -201,6 +204,9 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
         for step in range(3):
             training_programs(compiled.layout, step=step, **hyper)
     host_program_seconds = (time.perf_counter() - began) / 3
+    step = ("forward", "backward_update")
+    step_products = {key: sum(programs[kind][key] for kind in step)
+                     for key in ("products", "products_skipped", "bytes_read", "bytes_written")}
     step_cycles = programs["forward"]["cycles"] + programs["backward_update"]["cycles"]
     step_engine = programs["forward"]["engine_cycles"] + \
         programs["backward_update"]["engine_cycles"]
@@ -219,8 +225,32 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             "host_interactions": compiled.host_interactions,
             "host_bytes_written": host_bytes_written, "host_bytes_read": host_bytes_read,
             "host_program_seconds": round(host_program_seconds, 4),
+            "products": step_products["products"],
+            "products_skipped": step_products["products_skipped"],
+            "energy": step_energy_from_counters(compiled.layout.formats, step_products),
             "programs": programs,
             **({"profile": _profile(metrics, compiled, config)} if profile else {})}
+
+
+def step_energy_from_counters(formats, counts: dict) -> dict:
+    """Energy of a training step from the per-op table (:data:`sim.fgmp_energy.HOROWITZ_45NM`,
+    :func:`sim.fgmp_energy.step_energy`) fed with what the RTL counted: the products the PEs
+    computed (``products``, the ``M * N * K`` of the programs' GEMMs, minus the
+    ``products_skipped`` counter) and the DRAM bytes (the AXI byte counters). An estimate: a
+    model priced with measured counts. Every operand is in one format (``formats``, the
+    compiler's :class:`sim.train_compiler.Formats`); fp16 is the only one priced here."""
+    used = set(dataclasses.astuple(formats))
+    if used != {"fp16"}:
+        raise ValueError(f"step energy: every operand must be fp16 to price the products "
+                         f"(the counters do not split them by format), not {sorted(used)}")
+    computed = counts["products"] - counts["products_skipped"]
+    energy = step_energy(products={"fp8_fp8": 0, "fp8_fp16": 0, "fp16_fp16": computed,
+                                   "macs": computed},
+                         dram_bytes=counts["bytes_read"] + counts["bytes_written"])
+    return {"products_computed": computed,
+            "dram_bytes": counts["bytes_read"] + counts["bytes_written"],
+            **{key: round(value) for key, value in energy.items()},
+            "table": HOROWITZ_45NM.source}
 
 
 #: the training step whose cycles are profiled (the same run as its measurement)

@@ -184,6 +184,7 @@ from .formats import FORMATS, FP32
 from .gemm import TAG_OF, gemm
 from .numerics import convert
 from .skip_model import SparseGemm
+from .skip_timing import computed_products
 from .skip_timing import engine_cycles as skip_engine_cycles
 from .sparsity import gemm_skip
 
@@ -239,6 +240,11 @@ class RunResult:
         command's output mask (:func:`sim.skip_timing.engine_cycles`). The engine alone,
         with the data the program gave it; the hardware's ``engine_busy_cycles`` counter
         counts one cycle less per command (the accept cycle).
+    products_skipped : int
+        The ``products_skipped`` counter: ``products`` minus the products the engine's PEs
+        accumulate (:func:`sim.skip_timing.computed_products` of each GEMM, with the
+        operands' zeros as stored and the command's output mask); 0 on an engine without
+        the zero gate, which computes every product.
     instructions : list of InstructionRecord
         Every instruction the program reached, in order (the faulting one last); those of
         the last block fetched after the end (``DONE``, an error) are not listed, but their
@@ -252,6 +258,7 @@ class RunResult:
     products: int
     instructions: list
     engine_cycles: int = 0
+    products_skipped: int = 0
 
 
 class _Dram:
@@ -357,6 +364,7 @@ class AcceleratorModel:
             return RunResult(AccelError.MISALIGNED, 0, 0, 0, 0, 0, [])
         records = []
         self._engine_cycles = 0     # the GEMMs' cycle model, added by _gemm
+        self._products_skipped = 0  # and the products their PEs did not compute
         stores = []             # the STOREs in flight, oldest first: [index, failed, fields]
         issued = []             # every STORE run, in order (the same lists)
         stopped = None          # (error, index) once the program ends with an error
@@ -421,7 +429,8 @@ class AcceleratorModel:
                          bytes_read=unreached + sum(r.bytes_read for r in records),
                          bytes_written=sum(r.bytes_written for r in records),
                          products=sum(r.products for r in records), instructions=records,
-                         engine_cycles=self._engine_cycles)
+                         engine_cycles=self._engine_cycles,
+                         products_skipped=self._products_skipped)
 
     @staticmethod
     def _fetch_block(memory, prog_base: int, first: int, prog_len: int):
@@ -543,12 +552,13 @@ class AcceleratorModel:
                                skip_b=skipping, out_mask=keep, **operands)
         else:
             result = gemm(self.a_bits[a], self.b_bits[b], **operands)
-        if engine.array.skip_window > 1:
+        if skipping:
             sparse = SparseGemm.from_bits(
                 self.a_bits[a], self.b_bits[b], a_fmt=self.a_tags[a], b_fmt=self.b_tags[b],
                 transpose_a=c.a_transpose, transpose_b=c.b_transpose,
                 out_mask=keep if masked else None, accumulate=c.accumulate)
             self._engine_cycles += skip_engine_cycles(engine, c, sparse)
+            self._products_skipped += c.m * c.n * c.k - computed_products(engine, c, sparse)
         else:
             self._engine_cycles += command_cycles(engine, c)
         self.acc[out] = result

@@ -19,9 +19,8 @@ byte counters and, with the IRQ enabled, ``IRQ.pending``. So, unlike the hardwar
 * a soft reset while busy drops the whole program (nothing of it has run); the hardware stops
   at its next quiet point, after the instructions before it have run;
 * the counters ``cycles``, ``engine_busy_cycles`` and ``dma_stall_cycles`` read 0 (the model has
-  no cycles) and ``products_skipped`` reads 0 (the hardware does not count it yet either); only
-  ``bytes_read`` and ``bytes_written`` are measured (:attr:`ModelBackend.measured_counters`),
-  from the model's :class:`~sim.accel_model.RunResult`.
+  no cycles); ``bytes_read``, ``bytes_written`` and ``products_skipped`` are measured
+  (:attr:`ModelBackend.measured_counters`), from the model's :class:`~sim.accel_model.RunResult`.
 
 DRAM: ``dram_size`` bytes from address 0. A beat with a byte at or beyond ``dram_size`` or in a
 ``dram_errors`` range answers with an error (``DRAM_RESPONSE``), as the model defines it; the
@@ -80,7 +79,7 @@ class ModelBackend:
     """
 
     #: The counters this back end measures (the others read 0)
-    measured_counters = frozenset({"bytes_read", "bytes_written"})
+    measured_counters = frozenset({"bytes_read", "bytes_written", "products_skipped"})
 
     def __init__(self, config: AccelConfig, dram_size: int, *, dram_errors=()):
         if not isinstance(config, AccelConfig):
@@ -221,6 +220,7 @@ class ModelBackend:
         self.recent_runs.append(result)
         self._counters["bytes_read"] += result.bytes_read
         self._counters["bytes_written"] += result.bytes_written
+        self._counters["products_skipped"] += result.products_skipped
         self._done = True
         self._irq_pending |= self._irq_enable
         if result.error is not AccelError.NONE and self._error is AccelError.NONE:

@@ -79,6 +79,7 @@ from .sparsity import check_mask, lane_bitmaps, nonzero_macs, zero_bitmap
 
 __all__ = ["MAX_DEPTH", "SCHEDULES", "SIDES", "SkipOption", "DENSE", "SparseGemm",
            "window_cycles", "reorder_rows", "compact", "command_cycles", "tile_cycles",
+           "issued_products",
            "tile_bound_cycles", "ideal_cycles", "skip_area", "PE_CELLS", "OPERAND_BITS",
            "SCRATCHPAD_LOGIC_CELLS"]
 
@@ -468,6 +469,39 @@ def tile_cycles(config, gemm: SparseGemm, option: SkipOption = DENSE) -> np.ndar
     if option.skip_empty_tiles:
         cycles = np.where(needed.any(axis=1), cycles, -1)
     return cycles
+
+
+def issued_products(config, gemm: SparseGemm, depth: int) -> int:
+    """Products with both operands non-zero that reach the PEs of an output-stationary array
+    with the zero gate, over a whole GEMM (no compaction, no reordering): the products its
+    PEs accumulate.
+
+    With ``depth = 1`` (the dense schedule) every step reaches every PE, so that is every
+    product with two non-zero operands. With a lookahead window (``depth >= 2``, side a) array
+    row ``r`` of a tile takes exactly its needed steps (``A[m0 + r, k]`` non-zero, the row
+    having a kept output in the tile, and some ``B[k, n0 + c]`` of a column with a kept output
+    non-zero), and each PE of the row multiplies its own ``B[k, n0 + c]``: a column whose
+    outputs are all masked still computes the steps its row takes for the other columns.
+    Lanes outside the matrix hold ``+0``.
+    """
+    if not isinstance(gemm, SparseGemm):
+        raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
+    timing = _os_timing(config)
+    a, b = gemm.a_nonzero, gemm.b_nonzero
+    if depth == 1:
+        return int((a.sum(axis=0, dtype=np.int64) * b.sum(axis=1, dtype=np.int64)).sum())
+    rows, cols = timing.rows, timing.cols
+    (m, k), n = a.shape, b.shape[1]
+    bands, groups = math.ceil(m / rows), math.ceil(n / cols)
+    if bands * groups * k == 0:
+        return 0
+    a_bands, _ = lane_bitmaps(a, lanes=rows)             # (bands, R, K)
+    b_bands, _ = lane_bitmaps(b.T, lanes=cols)           # (groups, C, K)
+    row_keep, col_keep = _keep_tiles(gemm.out_keep, m, n, rows, cols, bands, groups)
+    b_any = (b_bands[None] & col_keep[..., None]).any(axis=2)          # (bands, groups, K)
+    issued = a_bands[:, None] & row_keep[..., None] & b_any[:, :, None, :]
+    per_step = b_bands.sum(axis=1, dtype=np.int64)                     # (groups, K)
+    return int((issued.sum(axis=2, dtype=np.int64) * per_step[None]).sum())
 
 
 def command_cycles(config, gemm: SparseGemm, option: SkipOption = DENSE) -> int:

@@ -18,11 +18,11 @@ import dataclasses
 from .config import EngineConfig
 from .engine_model import (SPAD_READ_LATENCY, EngineCommand, EngineError, EngineTiming,
                            done_cycles, validate)
-from .skip_model import SkipOption, SparseGemm
+from .skip_model import SkipOption, SparseGemm, issued_products
 from .skip_model import command_cycles as window_command_cycles
 
 __all__ = ["with_window", "lookahead_latency", "window_option", "engine_cycles",
-           "mask_write_cycles"]
+           "computed_products", "mask_write_cycles"]
 
 
 def with_window(config: EngineConfig, depth: int) -> EngineConfig:
@@ -82,6 +82,29 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
         return done_cycles(config, command)           # dense, or rejected: 1 cycle
     return (window_command_cycles(config, gemm, window_option(depth))
             + lookahead_latency(config, command.accumulate, command.masked))
+
+
+def computed_products(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
+    """Products the PEs accumulate for ``command`` on the engine of ``config`` (the sum of
+    its ``products`` port, ``hw.engine.engine.GemmEngine.counts_products``): on an
+    output-stationary engine with ``skip_zeros``, :func:`sim.skip_model.issued_products` of
+    its window (0 for a rejected command); on any other engine every product, ``M * N * K``
+    (nothing is skipped). ``gemm`` as for :func:`engine_cycles`."""
+    if not isinstance(config, EngineConfig):
+        raise ValueError(f"config must be an EngineConfig, not {config!r}")
+    if not isinstance(gemm, SparseGemm):
+        raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
+    if gemm.shape != (command.m, command.n, command.k):
+        raise ValueError(f"gemm is {gemm.shape} (M, N, K), the command "
+                         f"{(command.m, command.n, command.k)}")
+    if config.step_lists:
+        raise ValueError("computed_products: an engine with step lists takes the steps of its "
+                         "lists (sim.step_lists), not this model's")
+    if validate(config, command) is not EngineError.NONE:
+        return 0
+    if not (config.array.skip_zeros and config.array.dataflow == "os"):
+        return command.m * command.n * command.k
+    return issued_products(config, gemm, config.array.skip_window)
 
 
 def mask_write_cycles(config: EngineConfig, m: int, n: int) -> int:

@@ -290,7 +290,8 @@ async def training_steps_from_dram(dut):
                        **{f"{name}_{key}": got[name].counters[key]
                           for name in ("forward", "backward_update")
                           for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
-                                      "bytes_read", "bytes_written")},
+                                      "bytes_read", "bytes_written", "products_skipped")},
+                       **{f"{name}_products": run.products for name, run in runs.items()},
                        **{f"{name}_instructions": got["programs"][name].prog_len
                           for name in ("forward", "backward_update")})
         dut._log.info("%s: loss %.4f, cycles %s, DRAM equal to the golden model", what,
@@ -310,7 +311,8 @@ async def training_steps_from_dram(dut):
                    inference_engine_model_cycles=inference_model,
                    **{f"inference_{key}": counters[key]
                       for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
-                                  "bytes_read", "bytes_written")},
+                                  "bytes_read", "bytes_written", "products_skipped")},
+                   inference_products=pair.model.backend.last_run.products,
                    inference_instructions=compiled.programs["inference"].prog_len)
     dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
     if data.get("profile"):     # the programs in order: (forward, backward_update) per step

@@ -30,7 +30,7 @@ from sim.engine_model import (EngineCommand, EngineError, command_cycles, done_c
 from sim.engine_spec import FIELD_BITS, step_index_bits, tile_entry_error
 from sim.step_lists import StepLists, gemm_step_lists
 from sim.skip_model import SparseGemm
-from sim.skip_timing import engine_cycles, mask_write_cycles
+from sim.skip_timing import computed_products, engine_cycles, mask_write_cycles
 from sim.formats import FP32, STORE_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
 from sim.lfsr import dropout_keep_mask
@@ -219,6 +219,12 @@ class EngineDriver:
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
         self.masked_outputs = self.kept_outputs = 0     # of commands with an output mask
+        # the engine's products port (output stationary, zero gate), checked on every good
+        # command without step lists against sim.skip_timing.computed_products
+        self.counts_products = (config.array.skip_zeros and config.array.dataflow == "os"
+                                and not config.step_lists)
+        self.want_products = 0
+        self.products_counted = 0
         self.mask_writes = []         # good dropout mask commands: (m, n, cycles)
 
     # -- basics --------------------------------------------------------------------------
@@ -421,12 +427,12 @@ class EngineDriver:
         b_bits, b_tags = split_operands(self.b.contents[c.b_row:c.b_row + bh,
                                                         c.b_col:c.b_col + bw].astype(np.uint64))
         keep = self.keep_mask(command)
-        if self.config.array.skip_window == 1:           # no zero maps needed
-            cycles = command_cycles(self.config, command)
-        else:
-            cycles = engine_cycles(self.config, command, SparseGemm.from_bits(
-                a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, transpose_a=c.a_transpose,
-                transpose_b=c.b_transpose, out_mask=keep, accumulate=c.accumulate))
+        sparse = SparseGemm.from_bits(
+            a_bits, b_bits, a_fmt=a_tags, b_fmt=b_tags, transpose_a=c.a_transpose,
+            transpose_b=c.b_transpose, out_mask=keep, accumulate=c.accumulate)
+        cycles = engine_cycles(self.config, command, sparse)
+        if self.counts_products:
+            self.want_products = computed_products(self.config, command, sparse)
         c_old = None
         if c.accumulate:
             c_old = self.acc.contents[c.c_row:c.c_row + c.m, c.c_col:c.c_col + c.n]
@@ -543,8 +549,11 @@ class EngineDriver:
             done = int(get_sim_time(unit="ns")) // PERIOD_NS
         else:
             done = None
+            products = 0            # the engine's products port, summed over the cycles
             for _ in range(want_cycles + 64):
                 await ReadOnly()
+                if self.counts_products:
+                    products += int(self.dut.products.value)
                 status = self.status()
                 ready = int(self.ports["cmd"].ready.value)
                 if status["done"]:
@@ -570,6 +579,12 @@ class EngineDriver:
         if cycles != want_cycles:
             raise AssertionError(f"{command}: {cycles} cycles from accept to done, the cycle "
                                  f"model says {want_cycles}")
+        if self.counts_products and not hardware_alone and not command.scheduled:
+            want = self.want_products if want_error is EngineError.NONE else 0
+            if products != want:
+                raise AssertionError(f"{command}: the array counted {products} products, the "
+                                     f"model (sim.skip_timing.computed_products) {want}")
+            self.products_counted += products
         return cycles
 
     async def check_error(self, want: EngineError, context: str):

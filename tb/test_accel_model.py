@@ -455,11 +455,13 @@ def test_zero_skipping_engine():
     result, dram, _ = run(program, config=config, dram=dram)
     assert result.error == AccelError.NONE
     assert_bits(get(dram, 0x3800, 64, 2, 2, 4), c0, "C")
+    assert result.products_skipped == 2 * 2 * 3        # every product has a +0 operand
     dense, dram, _ = run(program, config=AccelConfig(engine=EngineConfig(
         array=ArrayConfig(rows=4, cols=4), spad_width=16, a_rows=16, b_rows=16, acc_width=16,
         acc_rows=16)), dram=bytearray(dram))
     assert dense.error == AccelError.NONE
     assert (get(dram, 0x3800, 64, 2, 2, 4) == 0x7FC00000).all()    # the dense engine: NaN
+    assert dense.products_skipped == 0
 
 
 @pytest.mark.parametrize("zeros", [0.0, 0.6, 1.0])
@@ -485,11 +487,17 @@ def test_engine_cycles_with_the_window(zeros):
     program = [load(Target.A, "fp16", 0x1000, 64, m, k), load(Target.B, "fp16", 0x2000, 64, k, n),
                gemm_op(m, n, k), gemm_op(m, n, k, accumulate=1), DONE]
     command = EngineCommand(m=m, n=n, k=k)
-    results = {}
+    results, skipped = {}, {}
     for engine in (dense, window):
         result, _, _ = run(program, config=AccelConfig(engine=engine), dram=bytearray(dram))
         assert result.error == AccelError.NONE
         results[engine is window] = result.engine_cycles
+        skipped[engine is window] = result.products_skipped
+    # products_skipped: none on the dense engine; on the window's, per GEMM the products
+    # with a zero operand (the window reaches every other one), counted here by brute force
+    live = np.einsum("ik,kj->", (a.view(np.float16) != 0).astype(np.int64),
+                     (b.view(np.float16) != 0).astype(np.int64))
+    assert skipped == {False: 0, True: 2 * (m * n * k - int(live))}, (skipped, live)
     assert results[False] == command_cycles(dense, command) + command_cycles(
         dense, dataclasses.replace(command, accumulate=True))
     sparse = SparseGemm.from_bits(a, b)

@@ -33,8 +33,8 @@ from sim.formats import FP32, OPERAND_FORMATS
 from sim.gemm import OPERAND_TAGS, gemm
 from sim.numerics import canonicalize
 from sim.skip_model import (DENSE, MAX_DEPTH, SkipOption, SparseGemm, command_cycles,
-                            compact, ideal_cycles, reorder_rows, skip_area, tile_bound_cycles,
-                            tile_cycles, window_cycles)
+                            compact, ideal_cycles, issued_products, reorder_rows, skip_area,
+                            tile_bound_cycles, tile_cycles, window_cycles)
 from sim.sparsity import (check_mask, combine_masks, gemm_skip, lane_bitmaps, nonzero_macs,
                           tile_zero_counts, zero_bitmap)
 from tb.vectors import edge_bits, mixed_bits, moderate_bits
@@ -275,6 +275,52 @@ def test_nonzero_macs():
     b = np.array([[1, 1], [1, 1], [0, 1]], bool)
     assert nonzero_macs(a, b) == 3
     assert nonzero_macs(a, b, np.array([[False, True], [True, True]])) == 2
+
+
+def _issued_reference(a, b, keep, rows, cols, depth):
+    """issued_products, element by element: for each tile, each array row, each step and each
+    PE, whether the row takes the step and the PE's operands are both non-zero."""
+    m, k = a.shape
+    n = b.shape[1]
+    keep = np.ones((m, n), bool) if keep is None else keep
+    count = 0
+    for m0 in range(0, m, rows):
+        for n0 in range(0, n, cols):
+            tile_rows = range(m0, min(m0 + rows, m))
+            tile_cols = range(n0, min(n0 + cols, n))
+            kept_cols = [c for c in tile_cols if any(keep[r, c] for r in tile_rows)]
+            for r in tile_rows:
+                row_kept = any(keep[r, c] for c in tile_cols)
+                for step in range(k):
+                    takes = a[r, step] and (depth == 1 or (
+                        row_kept and any(b[step, c] for c in kept_cols)))
+                    if takes:
+                        count += sum(bool(b[step, c]) for c in tile_cols)
+    return count
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_issued_products(depth):
+    """The products an output-stationary array with the zero gate accumulates: without a mask
+    exactly the non-zero products (the window reaches every one); with one, at least the kept
+    non-zero products and at most all of them (a tile row or column whose outputs are all
+    masked is passed over, the others still compute their masked outputs), and the element by
+    element count of the rule."""
+    rng = np.random.default_rng(SEED)
+    config = EngineConfig(array=ArrayConfig(rows=4, cols=4, skip_zeros=depth > 1,
+                                            skip_window=depth))
+    for trial in range(40):
+        m, n, k = (int(x) for x in rng.integers(1, 14, size=3))
+        a = rng.random((m, k)) < rng.random()
+        b = rng.random((k, n)) < rng.random()
+        keep = rng.random((m, n)) < rng.random() if trial % 2 else None
+        got = issued_products(config, SparseGemm(a_nonzero=a, b_nonzero=b, out_keep=keep),
+                              depth)
+        assert got == _issued_reference(a, b, keep, 4, 4, depth), (trial, m, n, k)
+        if keep is None or depth == 1:
+            assert got == nonzero_macs(a, b)
+        else:
+            assert nonzero_macs(a, b, keep) <= got <= nonzero_macs(a, b)
 
 
 # --------------------------------------------------------------------------- LFSR

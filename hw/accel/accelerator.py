@@ -16,7 +16,7 @@ its :class:`~hw.accel.decoder.InstructionDecoder`), :class:`~hw.accel.dma.Dma`,
 (start, IRQ enable) and waits for the IRQ; everything else moves on the AXI4 bus.
 """
 
-from amaranth import Module, Mux
+from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -89,9 +89,9 @@ class Accelerator(wiring.Component):
             registers.dma_stall.eq(dma.stall),
             registers.bytes_read.eq(dma.bytes_read),
             registers.bytes_written.eq(dma.bytes_written),
-            # the engine does not count the products its zero skipping saves yet
-            registers.products_skipped.eq(0),
         ]
+        if GemmEngine.counts_products(config.engine):
+            _count_skipped_products(m, engine, registers.products_skipped)
 
         # controller <-> DMA
         wiring.connect(m, controller.read_cmd, dma.read_cmd)
@@ -135,6 +135,24 @@ class Accelerator(wiring.Component):
         m.d.comb += [controller.engine_status.eq(engine.status),
                      engine.clear_error.eq(controller.engine_clear)]
         return m
+
+
+def _count_skipped_products(m, engine, increment):
+    """Drive the ``products_skipped`` counter's ``increment`` (64 bits, added modulo 2 ** 64):
+    ``M * N * K`` of each command the engine runs (two cycles after its accept, through two
+    registered multiplies; a command the engine rejects is not busy the cycle after its accept
+    and adds nothing) minus the products its array accumulates (``engine.products``). Between
+    two commands the counter holds the products skipped so far; while one runs, also its
+    products still to come. (An engine without skipping computes every product: the counter
+    stays 0.)"""
+    accepted = Signal(name="gemm_accepted")
+    mn, k = Signal(32, name="gemm_mn"), Signal(16, name="gemm_k")
+    mnk = Signal(48, name="gemm_mnk")
+    cmd = engine.cmd
+    m.d.sync += [accepted.eq(cmd.valid & cmd.ready),
+                 mn.eq(cmd.payload.m * cmd.payload.n), k.eq(cmd.payload.k),
+                 mnk.eq(Mux(accepted & engine.status.busy, mn * k, 0))]
+    m.d.comb += increment.eq(mnk - engine.products)
 
 
 def _share(m, first, a, b, target):

@@ -37,7 +37,8 @@ CtrlBits = data.StructLayout({"start": 1, "soft_reset": 1, "irq_enable": 1})
 Status = data.FlexibleLayout(32, {"busy": data.Field(1, 0), "done": data.Field(1, 1),
                                   "error": data.Field(1, 2), "code": data.Field(8, 8)})
 
-#: The input port that drives each counter (1 bit: count the cycles it is high; 16 bits: add it)
+#: The input port that drives each counter (1 bit: count the cycles it is high; 16 or 64 bits:
+#: add it)
 COUNTER_PORTS = {"cycles": "busy", "engine_busy_cycles": "engine_busy",
                  "dma_stall_cycles": "dma_stall", "bytes_read": "bytes_read",
                  "bytes_written": "bytes_written", "products_skipped": "products_skipped"}
@@ -85,7 +86,8 @@ class Registers(wiring.Component):
         faulting instruction. Sets ``STATUS.error``, ``STATUS.code`` and ``ERROR_INDEX``; the
         first error since the last start or soft reset is kept.
     engine_busy, dma_stall, bytes_read, bytes_written, products_skipped
-        Counter events of the cycle (1, 1, 16, 16, 16 bits).
+        Counter events of the cycle (1, 1, 16, 16, 64 bits); ``products_skipped`` is added
+        modulo ``2 ** 64``, so that it can also take products away (two's complement).
 
     Bus behaviour
     -------------
@@ -140,7 +142,7 @@ class Registers(wiring.Component):
             "busy": In(1), "pc": In(32), "finish": In(1), "fault": In(1), "fault_code": In(8),
             "fault_index": In(32),
             "engine_busy": In(1), "dma_stall": In(1), "bytes_read": In(16),
-            "bytes_written": In(16), "products_skipped": In(16),
+            "bytes_written": In(16), "products_skipped": In(64),
         })
 
     def elaborate(self, platform):

@@ -120,9 +120,15 @@ class OutputStationaryArray(SystolicArray):
     valid, first, shift : 1 bit each
     init_in : C lanes of 32-bit fp32
     result_out : C lanes of 32-bit fp32
+    products : ``0 .. R*C``, only with ``config.skip_zeros``: the PEs whose step of three
+        cycles before was valid with both operands non-zero (:attr:`PRODUCTS_LATENCY`), the
+        products the array accumulates; the rest of a command's ``M * N * K`` products were
+        skipped (a zero operand, a lane outside the matrix, a step the window passed over)
     """
 
     DATAFLOW = "os"
+    #: Cycles from a step's arrival at a PE to its count on ``products``
+    PRODUCTS_LATENCY = 3
     TIMING = OutputStationaryTiming
 
     def _ports(self):
@@ -139,6 +145,8 @@ class OutputStationaryArray(SystolicArray):
         }
         if window > 1:
             ports["a_select"] = In(data.ArrayLayout(select_shape(window), self.rows))
+        if self.config.skip_zeros:
+            ports["products"] = Out(range(self.rows * self.cols + 1))
         return ports
 
     def elaborate(self, platform):
@@ -148,6 +156,14 @@ class OutputStationaryArray(SystolicArray):
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+        if self.config.skip_zeros:
+            # the PEs' registered live flags, summed per row (a register), then over the rows
+            row_sums = []
+            for r in range(rows):
+                row_sum = Signal(range(cols + 1), name=f"products_row_{r}")
+                m.d.sync += row_sum.eq(sum(pes[r][c].live_out for c in range(cols)))
+                row_sums.append(row_sum)
+            m.d.sync += self.products.eq(sum(row_sums))
 
         # input skew: the control is the same for every row, so one chain serves them all
         control = Signal(RowControl, name="control")

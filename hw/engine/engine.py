@@ -106,6 +106,12 @@ class GemmEngine(wiring.Component):
     wr_acc : stream of :func:`~hw.engine.commands.host_write_layout` ``(C, 32)`` (in), FP32
     rd_req : stream of :func:`~hw.engine.commands.read_request_layout` (in)
     rd_data : stream of :func:`~hw.engine.commands.read_data_layout` (out)
+    products : ``0 .. R*C`` (out), only on an output-stationary engine with ``skip_zeros``
+        (:meth:`counts_products`): the products the array accumulated in a cycle (a valid
+        step, both operands non-zero), ``PRODUCTS_LATENCY`` cycles after they reached their
+        PEs; all of a command's are counted by the cycle of its ``done``. Its sum over a
+        command is :func:`sim.skip_timing.computed_products` (the accelerator's
+        ``products_skipped`` counter is ``M * N * K`` minus it)
     """
 
     #: Sequencer of each dataflow.
@@ -156,7 +162,15 @@ class GemmEngine(wiring.Component):
             "rd_req": In(stream.Signature(read_request_layout(config))),
             "rd_data": Out(stream.Signature(read_data_layout(config))),
             **masks,
+            **({"products": Out(range(rows * cols + 1))} if self.counts_products(config)
+               else {}),
         })
+
+    @staticmethod
+    def counts_products(config) -> bool:
+        """The engine has a ``products`` port: an output-stationary array with the zero gate
+        (``skip_zeros``), whose PEs tell which steps they accumulate."""
+        return config.array.skip_zeros and config.array.dataflow == "os"
 
     def elaborate(self, platform):
         m = Module()
@@ -224,6 +238,9 @@ class GemmEngine(wiring.Component):
         ]
         # the array's ports, named array_<port> on the sequencer
         for name, member in array.signature.members.items():
+            if name == "products":
+                m.d.comb += self.products.eq(array.products)
+                continue
             ours = getattr(sequencer, f"array_{self.ARRAY_PORTS.get(name, name)}")
             if member.flow == In:
                 m.d.comb += getattr(array, name).eq(ours)

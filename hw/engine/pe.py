@@ -169,6 +169,9 @@ class OutputStationaryPE(wiring.Component):
         ``b_in[select_in]``
     shift : 1 bit
     shadow_in, shadow_out : 32-bit fp32
+    live_out : 1 bit, only with ``config.skip_zeros``: the step that arrived in the cycle
+        before was a valid one with both operands non-zero (its product is accumulated);
+        the array sums these into its ``products`` count
     """
 
     def __init__(self, config):
@@ -191,6 +194,8 @@ class OutputStationaryPE(wiring.Component):
         if window > 1:
             ports["select_in"] = In(select_shape(window))
             ports["select_out"] = Out(select_shape(window))
+        if config.skip_zeros:
+            ports["live_out"] = Out(1)
         super().__init__(ports)
 
     def elaborate(self, platform):
@@ -209,6 +214,7 @@ class OutputStationaryPE(wiring.Component):
         extra = {"valid": self.control_in.valid, "first": self.control_in.first}
         if self.config.skip_zeros:
             extra["live"] = _live_flag(m, self.a_in, b_operand, self.config.edge_decode)
+            m.d.sync += self.live_out.eq(self.control_in.valid & extra["live"])
         if self.config.acc_interleave > 1:
             # a bubble's or a skipped product is -0, chosen inside the multiplier
             product, control = _multiplier(m, self.config, self.a_in, b_operand, extra=extra,

@@ -148,6 +148,42 @@ def training_steps() -> str:
     return "\n".join(lines)
 
 
+@block("accel.energy")
+def step_energy() -> str:
+    """Energy per training step: the per-op table priced with the RTL's counters."""
+    data = results("accel")
+    keys = [key for key in ("digits_cnn_step", "digits_cnn_step_window3")
+            if "energy" in data.get(key, {})]
+    if not keys:
+        return "_No training measurement with the products counter yet (`sparta measure accel`)._"
+    dense = data[keys[0]]["energy"]["total_pj"] if keys[0] == "digits_cnn_step" else None
+    rows = []
+    for key in keys:
+        step, energy = data[key], data[key]["energy"]
+        micro = {name: energy[f"{name}_pj"] / 1e6
+                 for name in ("multiply", "accumulate", "dram", "sram", "total")}
+        rows.append((f"`{key}`", f"{step['products']:,}", f"{step['products_skipped']:,}",
+                     f"{energy['products_computed']:,}", f"{energy['dram_bytes']:,}",
+                     *(f"{micro[name]:.1f}" for name in ("multiply", "accumulate", "dram",
+                                                          "sram", "total")),
+                     f"{energy['total_pj'] / dense:.3f}" if dense else "-"))
+    where = "; ".join(f"`{key}`: {measured_at(data['provenance'][key])}" for key in keys)
+    return "\n".join([
+        table(("measurement", "products (M x N x K of the GEMMs)",
+               "products skipped (RTL counter)", "products computed",
+               "DRAM bytes (RTL AXI counters)", "multiply uJ", "accumulate uJ", "DRAM uJ",
+               "SRAM uJ", "total uJ", "total / dense"), rows, "lrrrrrrrrrr"),
+        "",
+        f"_From `docs/results/accel.json` (`energy` of each training measurement), measured "
+        f"by `sparta measure accel`: one training step (forward + backward_update) of the "
+        f"runs above, every program bit-exact; the counts are the RTL's (the "
+        f"`products_skipped` and byte counters, read over AXI4-Lite) and the programs' GEMM "
+        f"sizes; the energy is an estimate: those counts priced with the per-op table "
+        f"`sim.fgmp_energy.HOROWITZ_45NM` ({data[keys[0]]['energy']['table']}; SRAM: every "
+        f"DRAM byte written into and read out of an on-chip buffer once; not counted: "
+        f"control, the scratchpads' operand reads, leakage). {where}._"])
+
+
 def _seed(step: dict) -> str:
     """The bench seed of a training measurement (the batches it drew), where recorded."""
     return f" (bench seed {step['seed']})" if "seed" in step else ""
