@@ -115,11 +115,31 @@ VARIANTS = {
         "the demo's engine with zero skipping (lookahead window of 3, zero flags set by the "
         "engine as the loader writes the operands); the dense step's programs: no "
         "compaction, no operand swap, no output masks"),
+    "digits_cnn_drowsy": ("digits_cnn_step", dataclasses.replace(
+        CONFIG, engine=dataclasses.replace(with_window(CONFIG.engine, 3), output_mask=True)),
+        "the demo's engine with zero skipping (window of 3) and output masks; after the "
+        "steps, the inference batch also through DrowsyNet's program (the digits CNN's chosen "
+        "plan at 50% of conv MACs, `docs/results/inference.json`)"),
 }
+#: the variants that also run DrowsyNet's inference program: the plan's key in
+#: ``inference.json`` (``drowsy``, network, ``chosen_thresholds`` point)
+DROWSY = {"digits_cnn_drowsy": ("digits_cnn", "0.5")}
+
+
+def drowsy_plan(network: str, point: str) -> dict:
+    """The fields of the DrowsyNet plan chosen for ``network`` at ``point`` (the fraction of
+    conv MACs skipped) by ``sparta measure inference`` (``docs/results/inference.json``), with
+    its rescaling and seed 0."""
+    from scripts.report import results
+
+    entry = results("inference")["drowsy"]["networks"][network]
+    return {"thresholds": entry["chosen_thresholds"][point],
+            "rescale": entry["goal"]["chosen_rescaling"] == "rescale", "seed": 0}
 
 
 def measure_training(config: AccelConfig, training: dict, *, simulator: str = "verilator",
-                     pause: float = 0.0, quiet: bool = True, profile: bool = False) -> dict:
+                     pause: float = 0.0, quiet: bool = True, profile: bool = False,
+                     drowsy: dict | None = None) -> dict:
     """Run ``training["steps"]`` training steps and one inference pass of a network on the RTL
     (``tb/accelerator_tb.py``, ``training_steps_from_dram``: every program's DRAM image, status
     and counters checked against the golden model, so a returned figure comes from a bit-exact
@@ -131,7 +151,8 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     the compiler's predicted bytes and the host's interactions per step. ``profile``: the same
     run on a build whose controller phase is visible, the bench's profiler sampling every
     cycle; the row then has a ``profile`` (:func:`_profile`) of the last step's programs and
-    the inference pass."""
+    the inference pass. ``drowsy``: a DrowsyNet plan's fields; the inference batch then also
+    runs through its program (``programs["drowsy_inference"]``)."""
     import time
 
     from sim.nn.networks import digits_cnn, digits_mlp
@@ -143,10 +164,11 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
                         testcase="training_steps_from_dram", quiet=quiet,
                         public=PROFILE_SIGNALS if profile else (),
                         case={"config": spec, "pause": pause, "training": training,
-                              "profile": profile})
+                              "profile": profile, **({"drowsy": drowsy} if drowsy else {})})
     metrics = read_metrics(run_dir)
     steps = [r for r in metrics if "step" in r]
     (inference,) = [r for r in metrics if r.get("inference")]
+    drowsy_rows = [r for r in metrics if r.get("drowsy")]
     network = (digits_cnn(width=training["width"], hidden=training["hidden"], seed=1)
                if training["network"] == "digits_cnn"
                else digits_mlp(width=training["width"], seed=1))
@@ -155,8 +177,17 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     last = steps[-1]
     skipping = config.engine.array.skip_window > 1
     programs = {}
-    for kind, source in (("forward", last), ("backward_update", last),
-                         ("inference", inference)):
+    runs = [("forward", last), ("backward_update", last), ("inference", inference)]
+    if drowsy:
+        from sim.drowsy import DrowsyPlan
+        from sim.train_compiler import drowsy_inference_program
+        compiled.programs["drowsy_inference"] = drowsy_inference_program(
+            compiled.layout, DrowsyPlan(**drowsy))
+        (row,) = drowsy_rows
+        runs.append(("drowsy_inference",
+                     {key.replace("drowsy_", "drowsy_inference_", 1): value
+                      for key, value in row.items()}))
+    for kind, source in runs:
         program = compiled.programs[kind]
         commands, dense = gemm_cycles(config, program.instructions)
         # the engine alone: the cycle model over the GEMMs the golden model ran, with the
@@ -229,6 +260,7 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
             "products_skipped": step_products["products_skipped"],
             "energy": step_energy_from_counters(compiled.layout.formats, step_products),
             "programs": programs,
+            **({"drowsy": drowsy} if drowsy else {}),
             **({"profile": _profile(metrics, compiled, config)} if profile else {})}
 
 
@@ -312,13 +344,21 @@ def main(argv=None) -> int:
     for key in keys:
         if key in VARIANTS:
             training, config, variant = VARIANTS[key]
+            drowsy = drowsy_plan(*DROWSY[key]) if key in DROWSY else None
             with spinner(f"accelerator on Verilator: {key} ({variant})"):
-                row = {**measure_training(config, TRAININGS[training]), "variant": variant}
+                row = {**measure_training(config, TRAININGS[training], drowsy=drowsy),
+                       "variant": variant}
             path = record("accel", {key: row}, writer=__name__,
                           config=accel_config_to_dict(config))
             print(f"{key}: {row['cycles']:,} cycles per step (RTL, {variant}), engine "
                   f"alone {row['engine_cycles']:,} (overlap {row['overlap_efficiency']:.1%}), "
                   f"DRAM {row['dram_bytes_read']:,} bytes read")
+            if drowsy:
+                plain, masked = (row["programs"][k] for k in ("inference", "drowsy_inference"))
+                print(f"{key}: inference {plain['cycles']:,} cycles, "
+                      f"{plain['products_skipped']:,} of {plain['products']:,} products "
+                      f"skipped; DrowsyNet {drowsy} {masked['cycles']:,} cycles, "
+                      f"{masked['products_skipped']:,} skipped (RTL counters)")
         elif key in TRAININGS:
             with spinner(f"accelerator on Verilator: {key} ({TRAININGS[key]['steps']} steps)"):
                 row = measure_training(CONFIG, TRAININGS[key], profile=key == PROFILED)

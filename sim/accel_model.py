@@ -52,7 +52,9 @@ Instructions (fields: :data:`sim.accel_spec.TRANSFER_FIELDS`, :data:`~sim.accel_
   dst_col + c)`` of its plane for the command ``(seed, threshold, m=rows, n=cols,
   row=dst_row, col=dst_col)``. ``CAST``: ``cast_format`` (a :data:`~sim.accel_spec.FORMAT_BITS`
   code, one of the engine's ``out_formats``) and ``saturate``. ``RELU`` with ``write_mask``
-  also writes its keep bits into ``keep_host`` at the region. Unused fields are ignored.
+  also writes its keep bits into ``keep_host`` at the region. ``DROPOUT_PLANE`` writes the
+  ``DROPOUT`` mask of its fields into ``keep_dropout`` at the region and changes no
+  accumulator. Unused fields are ignored.
 * ``DONE`` ends the program; so does the end of ``PROG_LEN`` instructions (no error).
 
 Errors, checked in this order (the first that applies is the instruction's error)
@@ -85,7 +87,8 @@ to 16 bits).
    a ``cast_format`` that is not one of the engine's ``out_formats``, any other op on an engine
    without ``fp32`` among them (the engine reads FP32 words only so); ``rows`` or ``cols``
    zero; ``write_mask`` with an op other than ``RELU`` or on an engine without
-   ``output_mask``; ``DROPOUT`` with ``seed`` 0, ``threshold`` above 256 or ``cols * 8`` above
+   ``output_mask``; ``DROPOUT_PLANE`` on an engine without ``output_mask``; ``DROPOUT`` and
+   ``DROPOUT_PLANE`` with ``seed`` 0, ``threshold`` above 256 or ``cols * 8`` above
    :data:`sim.lfsr_spec.ROW_STRIDE`; for the ops with a source, a source region that overlaps
    the destination region without being the same region (:func:`epilogue_overlap`).
 2. ``SPAD_OVERFLOW``: the destination region, then the source region (one row with
@@ -170,7 +173,8 @@ import dataclasses
 
 import numpy as np
 
-from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
+from .accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_MASK_OPS, EPILOGUE_MAX_THRESHOLD,
+                         EPILOGUE_SOURCE_OPS,
                          FETCH_BLOCK, FIELDS, FORMAT_BITS, FORMAT_BYTES, INSTRUCTION_BYTES,
                          STORES_IN_FLIGHT,
                          AccelError, EpilogueOp, Opcode, Target, copy_count, decode, encode,
@@ -308,8 +312,8 @@ class AcceleratorModel:
         The accumulator memory's FP32 bit patterns.
     keep_host, keep_dropout : numpy.ndarray of bool, shape (acc_rows, acc_width), or None
         The engine's keep planes (``output_mask`` only). ``EPILOGUE`` ``RELU`` with
-        ``write_mask`` writes ``keep_host``; no instruction writes ``keep_dropout`` yet (set it
-        directly, as the engine's dropout writer would).
+        ``write_mask`` writes ``keep_host``; ``EPILOGUE`` ``DROPOUT_PLANE`` writes
+        ``keep_dropout``, as the engine's dropout writer does.
 
     All of it is zero after construction and :meth:`reset`, as the hardware's memories, and
     persists from one :meth:`run` to the next.
@@ -574,6 +578,9 @@ class AcceleratorModel:
         op, rows, cols = EpilogueOp(f["op"]), f["rows"], f["cols"]
         region = (slice(f["dst_row"], f["dst_row"] + rows),
                   slice(f["dst_col"], f["dst_col"] + cols))
+        if op == EpilogueOp.DROPOUT_PLANE:
+            self.keep_dropout[region] = dropout_keep(rows, cols, f["seed"], f["threshold"])
+            return AccelError.NONE, (0, 0, 0)
         src = None
         if op in EPILOGUE_SOURCE_OPS:
             height = 1 if f["broadcast"] else rows
@@ -731,8 +738,10 @@ def _epilogue_error(engine, f) -> AccelError:
         return AccelError.BAD_FIELD
     if f["write_mask"] and (op != EpilogueOp.RELU or not engine.output_mask):
         return AccelError.BAD_FIELD
-    if op == EpilogueOp.DROPOUT and (f["seed"] == 0 or f["threshold"] > EPILOGUE_MAX_THRESHOLD
-                                     or f["cols"] * EPILOGUE_DROPOUT_BITS > ROW_STRIDE):
+    if op == EpilogueOp.DROPOUT_PLANE and not engine.output_mask:
+        return AccelError.BAD_FIELD
+    if op in EPILOGUE_MASK_OPS and (f["seed"] == 0 or f["threshold"] > EPILOGUE_MAX_THRESHOLD
+                                    or f["cols"] * EPILOGUE_DROPOUT_BITS > ROW_STRIDE):
         return AccelError.BAD_FIELD
     source = op in EPILOGUE_SOURCE_OPS
     if source and epilogue_overlap(f):

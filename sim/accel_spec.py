@@ -50,7 +50,9 @@ __all__ = ["ACCEL_ID", "VERSION", "Reg", "Ctrl", "COUNTERS", "counter_offset", "
            "burst_split", "DMA_ROW_BYTES_BITS", "DMA_ROWS_BITS", "dma_command_error",
            "dma_bursts", "Opcode", "Target", "FORMAT_BYTES", "HEADER", "TRANSFER_FIELDS",
            "GEMM_FIELDS", "FIELDS", "encode", "decode", "EpilogueOp", "EPILOGUE_FIELDS",
-           "EPILOGUE_SOURCE_OPS", "EPILOGUE_DROPOUT_BITS", "EPILOGUE_MAX_THRESHOLD",
+           "EPILOGUE_SOURCE_OPS", "EPILOGUE_MASK_OPS", "EPILOGUE_ACC_OPS",
+           "EPILOGUE_DROPOUT_BITS",
+           "EPILOGUE_MAX_THRESHOLD",
            "FETCH_BLOCK", "LOADS_IN_FLIGHT", "STORES_IN_FLIGHT", "group_count", "copy_count",
            "repeats_row", "read_rows",
            "group_rows"]
@@ -417,10 +419,20 @@ class EpilogueOp(enum.IntEnum):
     #: SGD with weight decay: ``w = w - lr * (dw + wd * w)``, ``w`` in dst, ``dw`` in src,
     #: ``lr = imm0``, ``wd = imm1``.
     SGD = 6
+    #: The engine's dropout keep plane at the region gets the keep mask of (``seed``,
+    #: ``threshold``), the mask ``DROPOUT`` applies; the accumulators are left alone. A later
+    #: ``GEMM`` with ``mask_dropout`` writes ``+0`` where it is 0 (DrowsyNet's dropped
+    #: neurons). Needs ``output_mask``.
+    DROPOUT_PLANE = 7
 
 
 #: The epilogue ops that read a source region (the others ignore the source fields)
 EPILOGUE_SOURCE_OPS = frozenset({EpilogueOp.ADD, EpilogueOp.RELU_BACKWARD, EpilogueOp.SGD})
+#: The epilogue ops that take a dropout mask of (``seed``, ``threshold``)
+EPILOGUE_MASK_OPS = frozenset({EpilogueOp.DROPOUT, EpilogueOp.DROPOUT_PLANE})
+#: The epilogue ops on the accumulators (the ``Epilogue`` block's); the others write one of the
+#: engine's keep planes only (``DROPOUT_PLANE``: its dropout mask writer)
+EPILOGUE_ACC_OPS = tuple(op for op in EpilogueOp if op != EpilogueOp.DROPOUT_PLANE)
 #: Random bits per element of a DROPOUT mask (:func:`sim.lfsr.dropout_keep_mask`'s ``bits``, the
 #: engine's dropout plane's): the drop probability is ``threshold / 2 ** 8``
 EPILOGUE_DROPOUT_BITS = 8

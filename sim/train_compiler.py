@@ -150,6 +150,7 @@ from .accel_spec import (EPILOGUE_DROPOUT_BITS, FORMAT_BITS, FORMAT_BYTES, INSTR
                          TRANSFER_FIELDS, EpilogueOp, Opcode, Target)
 from .compiler import Region, RegionPlacer, _tiles, moved_bytes
 from .config import AccelConfig
+from .drowsy import DrowsyPlan
 from .epilogue import dropout, dropout_keep, relu, relu_backward, sgd
 from .gemm import gemm
 from .lfsr import ROW_STRIDE, drop_threshold, layer_seed, lfsr_jump
@@ -163,6 +164,7 @@ __all__ = ["SUPPORTED_KINDS", "CONV_KERNEL", "CONV_STRIDE", "CONV_PADDING", "For
            "Activation", "LayerPlan", "Image", "ProgramSlot", "TrainingLayout", "Program",
            "CompiledTraining", "ReferenceStep", "plan_training",
            "initial_image", "initial_state", "read_state", "training_programs",
+           "drowsy_inference_program",
            "write_programs", "compile_training_step", "batch_bits", "host_loss_gradient",
            "reference_step", "run_training_step", "run_inference", "describe"]
 
@@ -876,7 +878,8 @@ class _Builder:
                                     "dst_row": self.result, "src_row": self.result, **fields})
 
     def gemm(self, shape: _Shape, a, a_format: str, b, b_format: str, *, start=None,
-             finish=None, steps=None, tiles=None, swap=True, overlap=False):
+             finish=None, steps=None, tiles=None, swap=True, overlap=False,
+             mask_dropout=False):
         """The commands of ``shape`` (A from ``a``, B from ``b``, Regions or views, as
         stored); per output block ``start(rows, cols)`` before its first ``k`` slice (it may
         load the accumulators: then ``shape.accumulate``) and ``finish(rows, cols)`` after its
@@ -897,7 +900,8 @@ class _Builder:
         overlap). (With the results alternating between the halves and no second operand, as
         ``forward`` could, the CNN step's forward pass took 3% more cycles on the RTL: a
         block's bias ``LOAD`` then waits for the stores of the block two before, issued just
-        before it.)"""
+        before it.) ``mask_dropout``: every command reads the engine's dropout plane at its
+        results (which ``start`` writes)."""
         engine = self.layout.config.engine
         self.section = shape.name
         try:
@@ -940,7 +944,8 @@ class _Builder:
                                     "a_transpose": int(c.a_transpose),
                                     "b_transpose": int(c.b_transpose),
                                     "accumulate": int(c.accumulate), "a_row": a_row,
-                                    "b_row": b_row, "c_row": self.result})
+                                    "b_row": b_row, "c_row": self.result,
+                                    **({"mask_dropout": 1} if mask_dropout else {})})
             if ended is not None:   # overlap: the block before finishes beside this GEMM
                 self._finish_block(finish, ended)
                 ended = None
@@ -1006,11 +1011,18 @@ def _output_pixels(layout: TrainingLayout, layer: LayerPlan) -> int:
     return layout.batch * height * width
 
 
-def _forward(builder: _Builder, seeds: dict, *, training: bool):
+def _forward(builder: _Builder, seeds: dict, *, training: bool, drowsy=None,
+             batch_index: int = 0):
+    """The forward (``training``) or inference pass; ``drowsy``: a
+    :class:`sim.drowsy.DrowsyPlan` (inference only) whose convolutions' forward GEMMs write
+    ``+0`` in the outputs its masks drop (module docstring of :mod:`sim.drowsy`)."""
     layout = builder.layout
     regions, fmt = layout.regions, layout.formats
     ones = regions.get("ones")
     for index, layer in enumerate(layout.layers):
+        threshold = drowsy.threshold(layer.name) if drowsy is not None and layer.conv else 0
+        mask_seed = drowsy.mask_seed(layer.name, batch_index) if threshold else None
+        factor = drowsy.factor(layer.name) if threshold else None
         master = regions[f"{layer.name}.master"]
         bias = Region(f"{layer.name}.bias", master.addr + layer.in_features * master.stride, 1,
                       layer.out_features, "fp32", 0)
@@ -1019,11 +1031,20 @@ def _forward(builder: _Builder, seeds: dict, *, training: bool):
         # a convolution's results are pixels x channels
         view = _Pixels if layer.conv else _view
 
-        def start(rows, cols, bias=bias):
-            builder.transfer(Opcode.LOAD, bias, rows, cols)     # stride 0: each row the bias
+        def start(rows, cols, bias=bias if layer.bias else None, threshold=threshold,
+                  mask_seed=mask_seed):
+            if bias is not None:
+                builder.transfer(Opcode.LOAD, bias, rows, cols)  # stride 0: each row the bias
+            if threshold:       # DrowsyNet: the block's part of the layer's mask
+                (m0, m1), (n0, n1) = rows, cols
+                builder.epilogue(EpilogueOp.DROPOUT_PLANE, m1 - m0, n1 - n0,
+                                 seed=_tile_seed(mask_seed, m0, n0), threshold=threshold)
 
-        def finish(rows, cols, layer=layer, out=out, view=view):
+        def finish(rows, cols, layer=layer, out=out, view=view, factor=factor):
             (m0, m1), (n0, n1) = rows, cols
+            if factor is not None:      # DrowsyNet's rescaling of the kept outputs
+                builder.epilogue(EpilogueOp.SCALE, m1 - m0, n1 - n0,
+                                 imm0=_fp32_bits(float(factor)))
             for act in layer.activations:
                 if act.kind == "relu":
                     builder.epilogue(EpilogueOp.RELU, m1 - m0, n1 - n0)
@@ -1049,8 +1070,8 @@ def _forward(builder: _Builder, seeds: dict, *, training: bool):
             if layer.image is not None:
                 inputs, steps = _Flat(inputs, ones), {"k": _flat_step(layout, inputs)}
         builder.gemm(shape, inputs, fmt.activation, regions[f"{layer.name}.weight"], fmt.weight,
-                     start=start if layer.bias else None, finish=finish, steps=steps,
-                     tiles=tiles)
+                     start=start if layer.bias or threshold else None, finish=finish,
+                     steps=steps, tiles=tiles, mask_dropout=bool(threshold))
 
 
 def _backward_data(builder: _Builder, seeds: dict, layer: LayerPlan, before: LayerPlan):
@@ -1278,6 +1299,49 @@ def training_programs(layout: TrainingLayout, *, lr: float, weight_decay: float,
             for name in PROGRAMS}
 
 
+def drowsy_inference_program(layout: TrainingLayout, plan, *, batch_index: int = 0,
+                             addr: int | None = None) -> Program:
+    """The ``inference`` pass with DrowsyNet (:class:`sim.drowsy.DrowsyPlan` ``plan``) for batch
+    ``batch_index``: before each output block of a planned convolution, an ``EPILOGUE``
+    ``DROPOUT_PLANE`` writes the block's part of the layer's keep mask (seed
+    ``plan.mask_seed(layer, batch_index)`` jumped to the block, :func:`_tile_seed`) into the
+    engine's dropout plane at the block's results; the block's ``GEMM`` s select
+    ``mask_dropout`` (a dropped output is ``+0``, bias included); with ``plan.rescale`` an
+    ``EPILOGUE`` ``SCALE`` by :func:`sim.drowsy.rescale_factor` follows, before the ReLU. The
+    logits are :func:`sim.drowsy.drowsy`'s in the accelerator's numerics, bit for bit.
+
+    The program lives at ``addr`` (default: ``layout.size``, just past the image: the host
+    writes it there, as it writes a step's programs when their seeds change). Needs an engine
+    with ``output_mask``; bad arguments raise ValueError naming the field."""
+    if not isinstance(layout, TrainingLayout):
+        raise ValueError(f"layout must be a TrainingLayout, not {layout!r}")
+    if not isinstance(plan, DrowsyPlan):
+        raise ValueError(f"plan must be a sim.drowsy.DrowsyPlan, not {plan!r}")
+    if not layout.config.engine.output_mask:
+        raise ValueError("config: DrowsyNet needs an engine with output_mask (the dropout "
+                         "plane its GEMMs read)")
+    convs = {layer.name: layer for layer in layout.layers if layer.conv}
+    for name in plan.thresholds:
+        if name not in convs:
+            raise ValueError(f"thresholds: {name!r} is not a convolution of the network "
+                             f"(convolutions: {sorted(convs)})")
+        if plan.threshold(name) and convs[name].out_features * EPILOGUE_DROPOUT_BITS > \
+                ROW_STRIDE:
+            raise ValueError(f"thresholds: layer {name!r} has {convs[name].out_features} "
+                             f"outputs x {EPILOGUE_DROPOUT_BITS} bits, more than a dropout "
+                             f"mask row ({ROW_STRIDE} LFSR steps)")
+    batch_index = _check_int("batch_index", batch_index, 0)
+    addr = _ceil_to(layout.size, INSTRUCTION_BYTES) if addr is None else \
+        _check_int("addr", addr, 0)
+    if addr % INSTRUCTION_BYTES:
+        raise ValueError(f"addr must be a multiple of {INSTRUCTION_BYTES}, not {addr}")
+    builder = _Builder(layout)
+    _forward(builder, {}, training=False, drowsy=plan, batch_index=batch_index)
+    builder.emit(Opcode.DONE, {})
+    return _program("inference", ProgramSlot(addr, len(builder.instructions)), builder,
+                    layout.config.beat_bytes)
+
+
 def write_programs(dram, programs: dict, names=PROGRAMS):
     """Write the programs ``names`` into their slots of ``dram``."""
     for name in names:
@@ -1465,12 +1529,14 @@ async def run_training_step(driver, compiled: CompiledTraining, x, labels, *, lr
             "backward_update": backward, "programs": programs}
 
 
-async def run_inference(driver, compiled: CompiledTraining, x) -> np.ndarray:
-    """Write a batch, run the ``inference`` program, read the logits (FP32 bits)."""
+async def run_inference(driver, compiled: CompiledTraining, x,
+                        program: Program | None = None) -> np.ndarray:
+    """Write a batch, run the ``inference`` program (or ``program``, already in DRAM: e.g.
+    :func:`drowsy_inference_program`'s), read the logits (FP32 bits)."""
     layout = compiled.layout
     batch = layout.regions[f"{layout.layers[0].name}.input"]
     await driver.write_dram(batch.addr, layout.region_bytes(batch.name, batch_bits(layout, x)))
-    program = compiled.programs["inference"]
+    program = compiled.programs["inference"] if program is None else program
     (await driver.run(program.prog_base, program.prog_len)).raise_for_error()
     logits = layout.regions["logits"]
     raw = await driver.read_dram(logits.addr, logits.rows * logits.stride)

@@ -247,7 +247,9 @@ async def training_steps_from_dram(dut):
     RTL and on the golden model with the same calls: per step, write the batch (real digits),
     ring, read the logits, write dLogits (the host's loss gradient), ring, wait. After every
     program the status, the error and the byte counters agree, and after every step the whole
-    DRAM image (weights, FP32 masters, saved activations, logits) is equal bit for bit."""
+    DRAM image (weights, FP32 masters, saved activations, logits) is equal bit for bit. Then an
+    inference pass, and with ``drowsy`` (a :class:`sim.drowsy.DrowsyPlan`'s fields) the same
+    batch through DrowsyNet's inference program, compared the same way."""
     from sim.nn.data import load_digits_split
     from sim.train_compiler import compile_training_step, run_inference, run_training_step
     data = case()
@@ -258,10 +260,18 @@ async def training_steps_from_dram(dut):
     batch, steps = spec["batch"], spec["steps"]
     hyper = {name: spec[name] for name in HYPERPARAMETERS}
     compiled = compile_training_step(network, config, batch, step=0, **hyper)
-    size = 1 << max(12, (len(compiled.image) - 1).bit_length())
+    drowsy = None
+    if data.get("drowsy"):      # DrowsyNet's inference pass, past the image
+        from sim.drowsy import DrowsyPlan
+        from sim.train_compiler import drowsy_inference_program
+        drowsy = drowsy_inference_program(compiled.layout, DrowsyPlan(**data["drowsy"]))
+    end = len(compiled.image) if drowsy is None else drowsy.prog_base + len(drowsy.code)
+    size = 1 << max(12, (end - 1).bit_length())
     pair = await Pair.create(dut, config, rng, dram_size=size, pause=data["pause"])
     image = bytearray(size)
     image[:len(compiled.image)] = compiled.image
+    if drowsy is not None:
+        image[drowsy.prog_base:drowsy.prog_base + len(drowsy.code)] = drowsy.code
     await pair.load_image(image)
     await pair.reset()
     digits = load_digits_split(seed=0)
@@ -315,6 +325,21 @@ async def training_steps_from_dram(dut):
                    inference_products=pair.model.backend.last_run.products,
                    inference_instructions=compiled.programs["inference"].prog_len)
     dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
+    if drowsy is not None:      # the same batch through DrowsyNet's program
+        for side, driver in (("rtl", pair.rtl), ("model", pair.model)):
+            logits[side] = await run_inference(driver, compiled, x, drowsy)
+        what = f"{spec['network']} DrowsyNet inference {data['drowsy']}"
+        assert np.array_equal(logits["rtl"], logits["model"]), f"{what}: logits differ"
+        await pair.compare_dram(what)
+        counters = await pair.rtl.counters()
+        run = pair.model.backend.last_run
+        record_metrics(network=spec["network"], drowsy=True, batch=batch,
+                       drowsy_engine_model_cycles=_engine_model_cycles(what, counters, run),
+                       **{f"drowsy_{key}": counters[key]
+                          for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
+                                      "bytes_read", "bytes_written", "products_skipped")},
+                       drowsy_products=run.products, drowsy_instructions=drowsy.prog_len)
+        dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
     if data.get("profile"):     # the programs in order: (forward, backward_update) per step
         names = ["forward", "backward_update"] * steps + ["inference"]
         assert len(profiled) == len(names), f"profile: {len(profiled)} programs seen"

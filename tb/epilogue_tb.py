@@ -25,7 +25,8 @@ from hw.accel.epilogue import EpilogueCommand
 from hw.engine.engine import GemmEngine
 from hw.engine.commands import host_write_layout, read_request_layout
 from sim.accel_model import AcceleratorModel, assemble, instruction_error
-from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS,
+from sim.accel_spec import (EPILOGUE_ACC_OPS, EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD,
+                            EPILOGUE_SOURCE_OPS,
                             FORMAT_BITS, AccelError, EpilogueOp, Opcode)
 from sim.config import AccelConfig
 from sim.formats import FP32
@@ -382,7 +383,7 @@ async def random_commands(dut):
     ``cmd``; every touched row and the keep plane checked after each, every row at the end."""
     bench, rng = await _filled_bench(dut, 0)
     count = case().get("commands", 28)
-    ops = list(EpilogueOp) * -(-count // len(EpilogueOp))
+    ops = list(EPILOGUE_ACC_OPS) * -(-count // len(EPILOGUE_ACC_OPS))
     rng.shuffle(ops)
     for k, op in enumerate(ops[:count]):
         await bench.run(random_command(rng, bench.config, op))
@@ -406,7 +407,7 @@ async def edge_commands(dut):
     last = engine.acc_rows - 1
     shapes = [(1, 1, 0, 0), (1, lanes, 1, 0), (2, lanes + 1, 2, 3), (2, max(1, lanes - 1), 4, 1),
               (1, width, 5, 0), (1, 3, last, width - 3), (len(block) // 2, 5, 0, width - 5)]
-    for op in EpilogueOp:
+    for op in EPILOGUE_ACC_OPS:
         for rows, cols, dst_row, dst_col in shapes:
             f = random_command(rng, bench.config, op)
             f.update(rows=rows, cols=cols, dst_row=dst_row, dst_col=dst_col)
@@ -431,7 +432,7 @@ async def throughput(dut):
     await bench.fill(rows, contents(rng, len(rows), bench.engine.acc_width,
                                     bench.engine.out_formats))
     lanes = bench.lanes
-    for op in EpilogueOp:
+    for op in EPILOGUE_ACC_OPS:
         f = random_command(rng, bench.config, op)
         f.update(rows=3, cols=3 * lanes, dst_row=0, dst_col=0, broadcast=0)
         if op in EPILOGUE_SOURCE_OPS:

@@ -15,9 +15,11 @@ import pytest
 
 from sim.accel_model import (AcceleratorModel, assemble, instruction_error, read_matrix,
                              write_matrix)
-from sim.accel_spec import (EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS, FETCH_BLOCK, FORMAT_BITS,
+from sim.accel_spec import (EPILOGUE_ACC_OPS, EPILOGUE_FIELDS, EPILOGUE_SOURCE_OPS, FETCH_BLOCK,
+                            FORMAT_BITS,
                             AccelError, EpilogueOp, Opcode, Target, encode)
 from sim.config import AccelConfig, ArrayConfig, EngineConfig
+from sim.epilogue import dropout_keep
 from sim.formats import FP16
 from sim.gemm import gemm
 from sim.lfsr import dropout_keep_mask
@@ -1054,7 +1056,7 @@ def reference(op, d, s, imm0, imm1, fmt, saturate, keep):
         return f32_bits(x - t)
 
 
-@pytest.mark.parametrize("op", list(EpilogueOp))
+@pytest.mark.parametrize("op", EPILOGUE_ACC_OPS)
 def test_epilogue_ops(op):
     """Random regions (broadcast or not, the source the destination itself now and then) and
     immediates: the region as numpy computes it, everything else unchanged; ``RELU`` with
@@ -1124,6 +1126,47 @@ def test_epilogue_relu_mask_gates_a_later_gemm():
     assert_bits(get(dram, 0x4000, 64, m, n, 4), want, "masked C", act=act)
 
 
+def test_dropout_plane_gates_a_later_gemm():
+    """DROPOUT_PLANE writes the dropout plane at its region with DROPOUT's mask of the same seed
+    and threshold and leaves the accumulators alone; a GEMM with ``mask_dropout`` over the
+    region then writes +0 where the mask drops (bias included), its exact sums elsewhere;
+    without output masks, and with DROPOUT's bad seeds, thresholds and row lengths, the
+    instruction is BAD_FIELD."""
+    rng = rng_for("dropout plane")
+    m, n, k = 6, 7, 5
+    a, b = random_operands(rng, "fp16", (m, k)), random_operands(rng, "fp16", (k, n))
+    bias = random_fp32(rng, n).reshape(1, n)
+    dram = bytearray(1 << 15)
+    put(dram, 0x1000, 64, a, 2)
+    put(dram, 0x2000, 64, b, 2)
+    put(dram, 0x3000, 64, bias, 4)
+    for threshold in (0, 1, 100, 255, 256):
+        seed = int(rng.integers(1, 1 << 32))
+        program = [load(Target.A, "fp16", 0x1000, 64, m, k),
+                   load(Target.B, "fp16", 0x2000, 64, k, n),
+                   load(Target.ACC, "fp32", 0x3000, 0, m, n, mem_row=2, mem_col=1),
+                   epilogue(EpilogueOp.DROPOUT_PLANE, m, n, 2, 1, seed=seed,
+                            threshold=threshold),
+                   gemm_op(m, n, k, c_row=2, c_col=1, accumulate=1, mask_dropout=1),
+                   store("fp32", 0x4000, 64, m, n, mem_row=2, mem_col=1)]
+        result, out, model = run(program, config=MASK_CONFIG, dram=bytearray(dram))
+        assert result.error == AccelError.NONE, result
+        keep = dropout_keep(m, n, seed, threshold)
+        assert np.array_equal(model.keep_dropout[2:2 + m, 1:1 + n], keep)
+        assert not model.keep_dropout[:2].any() and not model.keep_dropout[:, :1].any()
+        dense = gemm(a, b, c_bits=np.broadcast_to(bias, (m, n)).astype(np.uint32))
+        want = np.where(keep, dense, 0).astype(np.uint32)
+        assert_bits(get(out, 0x4000, 64, m, n, 4), want, f"threshold {threshold}", seed=seed)
+    plane = epilogue(EpilogueOp.DROPOUT_PLANE, 2, 2, 0, 0, seed=1, threshold=10)
+    assert run([plane])[0].error == AccelError.BAD_FIELD            # no output masks
+    for bad in (dict(seed=0), dict(threshold=257)):
+        bad_plane = (plane[0], {**plane[1], **bad})
+        assert run([bad_plane], config=MASK_CONFIG)[0].error == AccelError.BAD_FIELD, bad
+    assert run([epilogue(EpilogueOp.DROPOUT_PLANE, 2, 2, MASK_CONFIG.engine.acc_rows - 1, 0,
+                         seed=1, threshold=10)], config=MASK_CONFIG)[0].error == \
+        AccelError.SPAD_OVERFLOW
+
+
 def test_epilogue_layer_forward():
     """GEMM, bias add (broadcast), ReLU, cast to fp16 in place, STORE fp16: numpy's float32
     computation of the same layer."""
@@ -1181,7 +1224,7 @@ def test_epilogue_overlap_rule():
     """A source region that overlaps the destination without being it is BAD_FIELD for the ops
     with a source; the same region, a region just beside it and the ops without a source run."""
     f = dict(rows=3, cols=4, dst_row=5, dst_col=6)
-    for op in EpilogueOp:
+    for op in EPILOGUE_ACC_OPS:
         source = op in EPILOGUE_SOURCE_OPS
         for src, broadcast, overlaps in [((5, 6), 0, False), ((7, 9), 0, True), ((8, 6), 0, False),
                                          ((5, 10), 0, False), ((3, 3), 0, True),

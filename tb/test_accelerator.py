@@ -31,9 +31,14 @@ CASES = {
                        SMALL, array=ArrayConfig(rows=4, cols=4, skip_zeros=True,
                                                 skip_window=2))),
                    {"programs": 1, "gemms": 3, "largest": 40}),
+    # the same with output masks: DrowsyNet's dropout plane (make regress for the programs)
+    "4x4-w2m-d64": (AccelConfig(engine=dataclasses.replace(
+                        SMALL, array=ArrayConfig(rows=4, cols=4, skip_zeros=True,
+                                                 skip_window=2), output_mask=True)),
+                    {"programs": 1, "gemms": 3, "largest": 40}),
 }
 #: cases make test leaves to make regress
-REGRESS_ONLY = {"4x4-l5-d64", "4x4-w2-d64"}
+REGRESS_ONLY = {"4x4-l5-d64", "4x4-w2-d64", "4x4-w2m-d64"}
 
 
 #: the benches of tb/accelerator_tb.py that every configuration runs
@@ -41,7 +46,8 @@ PROGRAM_TESTS = ["compiled_gemms_from_dram", "bad_programs_stop_with_their_error
                  "epilogues_beside_a_gemm", "every_register_through_the_bus"]
 
 #: training steps (sim.train_compiler) on the RTL: configuration, network, batch, steps, AXI
-#: pauses, and the simulator make test runs it on (make regress: both). Every program's
+#: pauses, the simulator make test runs it on (make regress: both) and, for some, a DrowsyNet
+#: plan (sim.drowsy.DrowsyPlan fields) whose inference program runs after them. Every program's
 #: engine busy counter is checked against the cycle model of its GEMMs. The CNN's three steps
 #: take about 3 minutes on Icarus, seconds on Verilator (whose build of the configuration the
 #: program benches made already)
@@ -54,6 +60,12 @@ TRAINING = {
     # the window's cycles, which depend on the zeros ReLU leaves, against the cycle model
     "mlp-4x4-w2-d64": ("4x4-w2-d64", {"network": "digits_mlp", "width": 1, "batch": 4,
                                       "steps": 2, **HYPER}, 0.2, "icarus"),
+    # DrowsyNet's inference program after a step: DROPOUT_PLANE, GEMMs with mask_dropout,
+    # SCALE; the products the masks leave, counted
+    "cnn-4x4-w2m-d64": ("4x4-w2m-d64", {"network": "digits_cnn", "width": 2, "hidden": 16,
+                                        "batch": 2, "steps": 1, **HYPER}, 0.2, "icarus",
+                        {"thresholds": {"conv1": 90, "conv2": 160}, "rescale": True,
+                         "seed": 7}),
 }
 
 
@@ -74,14 +86,15 @@ def test_accelerator_runs_compiled_gemms(simulator, name):
 
 @pytest.mark.parametrize("name", TRAINING)
 def test_accelerator_runs_training_steps(simulator, name):
-    configuration, training, pause, fast = TRAINING[name]
+    configuration, training, pause, fast, *drowsy = TRAINING[name]
     config = CASES[configuration][0]
     if simulator != fast and not regress():
         pytest.skip(f"{name}: {fast} in make test, both simulators in make regress")
     run_bench(Design(Accelerator, config), toplevel="accelerator",
               bench_module="tb.accelerator_tb", simulator=simulator,
               testcase="training_steps_from_dram",
-              case={"config": _spec(config), "pause": pause, "training": training})
+              case={"config": _spec(config), "pause": pause, "training": training,
+                    **({"drowsy": drowsy[0]} if drowsy else {})})
 
 
 def test_accelerator_rejects_a_bad_config():

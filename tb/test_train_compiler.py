@@ -219,6 +219,52 @@ def test_digits_cnn_trains_bit_exact(case):
         assert backward.epilogue_counts["SGD"] > 6
 
 
+@pytest.mark.parametrize("rescale", [False, True], ids=["plain", "rescaled"])
+def test_drowsy_inference_is_sim_drowsy(rescale):
+    """DrowsyNet on the accelerator (``drowsy_inference_program``: DROPOUT_PLANE before each
+    conv output block, its GEMMs with mask_dropout, SCALE with rescaling): the logits of two
+    batches equal :func:`sim.drowsy.drowsy` in the accelerator's numerics bit for bit, the
+    bus bytes are the compiler's prediction, every conv GEMM reads the plane; a dense plan
+    gives the plain inference pass; bad plans name the field."""
+    from sim.drowsy import DrowsyPlan, drowsy
+    from sim.nn.backend import make_backend
+    from sim.train_compiler import drowsy_inference_program, write_programs
+
+    print(f"seed {SEED} (SPARTA_SEED)")
+    rng = np.random.default_rng([SEED, 23, int(rescale)])
+    config = AccelConfig(engine=dataclasses.replace(SMALL, output_mask=True))
+    network = digits_cnn(width=2, hidden=16, seed=SEED)
+    compiled = compile_training_step(network, config, 5, lr=LR)
+    layout = compiled.layout
+    plan = DrowsyPlan({"conv1": 90, "conv2": 160}, rescale=rescale, seed=int(rng.integers(99)))
+    for batch_index in range(2):
+        program = drowsy_inference_program(layout, plan, batch_index=batch_index)
+        model = ModelBackend(config, program.prog_base + len(program.code))
+        model.dram[:layout.size] = compiled.image
+        model.dram[program.prog_base:] = program.code
+        x, _ = _batch(rng, layout, (8, 8, 1))
+        logits = asyncio.run(run_inference(AcceleratorDriver(model), compiled, x, program))
+        want = drowsy(network, x, plan, backend=make_backend("accel"), batch_index=batch_index)
+        want = want.astype(np.float32).view(np.uint32)
+        assert np.array_equal(logits, want), (batch_index, np.argwhere(logits != want)[:4])
+        assert model.last_run.bytes_read == program.bytes_read
+        counts = Counter(f["op"] for op, f in program.instructions if op == Opcode.EPILOGUE)
+        assert counts[EpilogueOp.DROPOUT_PLANE] > 0
+        assert (counts[EpilogueOp.SCALE] > 0) == rescale
+        masked = [f for op, f in program.instructions if op == Opcode.GEMM
+                  and f.get("mask_dropout")]
+        conv_gemms = sum(1 for name, first, end in program.sections if name.startswith("conv")
+                         for op, _ in program.instructions[first:end] if op == Opcode.GEMM)
+        assert len(masked) == conv_gemms > 0
+    dense = drowsy_inference_program(layout, DrowsyPlan({}))
+    assert dense.instructions == compiled.programs["inference"].instructions
+    with pytest.raises(ValueError, match="thresholds: 'fc1' is not a convolution"):
+        drowsy_inference_program(layout, DrowsyPlan({"fc1": 3}))
+    with pytest.raises(ValueError, match="output_mask"):
+        drowsy_inference_program(compile_training_step(network, AccelConfig(engine=SMALL), 5,
+                                                       lr=LR).layout, plan)
+
+
 def _conv_network(*, kernel=3, stride=1, padding=1, dropout=0.0, seed=0):
     """A CNN unlike the digits one: 6x5 images of 3 channels (a pixel's values fill no beat),
     a first convolution without bias, a dropout of ``p = dropout`` after its ReLU (0: nothing),

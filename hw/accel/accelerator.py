@@ -11,8 +11,9 @@ Ports (Verilog names ``s_axil__*``, ``m_axi__*``, ``irq``, ``clk``, ``rst``):
 Inside: :class:`~hw.accel.registers.Registers`, :class:`~hw.accel.controller.Controller` (with
 its :class:`~hw.accel.decoder.InstructionDecoder`), :class:`~hw.accel.dma.Dma`,
 :class:`~hw.accel.loader.Loader`, :class:`~hw.accel.storer.Storer`,
-:class:`~hw.accel.epilogue.Epilogue` and :class:`~hw.engine.engine.GemmEngine` (built with
-``host_acc_while_busy``). The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
+:class:`~hw.accel.epilogue.Epilogue` (with output masks also
+:class:`~hw.accel.dropout_plane.DropoutPlaneStarter`, which takes the ``DROPOUT_PLANE``
+epilogues) and :class:`~hw.engine.engine.GemmEngine` (built with ``host_acc_while_busy``). The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
 (start, IRQ enable) and waits for the IRQ; everything else moves on the AXI4 bus.
 """
 
@@ -23,7 +24,8 @@ from amaranth.lib.wiring import In, Out
 from hw.accel.axi import AXI4LiteSignature, AXI4Signature
 from hw.accel.controller import Controller
 from hw.accel.dma import Dma
-from hw.accel.epilogue import Epilogue
+from hw.accel.dropout_plane import DropoutPlaneStarter
+from hw.accel.epilogue import Epilogue, EpilogueOpCode
 from hw.accel.loader import Loader
 from hw.accel.registers import Registers
 from hw.accel.storer import Storer
@@ -116,8 +118,24 @@ class Accelerator(wiring.Component):
 
         # epilogue: owns the accumulator ports while an EPILOGUE runs (controller's
         # epilogue_active), the storer (reads) and the loader (writes) the rest of the time
-        wiring.connect(m, controller.epilogue_cmd, epilogue.cmd)
-        m.d.comb += controller.epilogue_done.eq(epilogue.done)
+        if config.engine.output_mask:
+            # DROPOUT_PLANE goes to the engine's dropout mask writer, every other op to the
+            # epilogue
+            m.submodules.dropout_plane = plane = DropoutPlaneStarter()
+            plane_op = controller.epilogue_cmd.payload.op == EpilogueOpCode.DROPOUT_PLANE
+            m.d.comb += [
+                epilogue.cmd.payload.eq(controller.epilogue_cmd.payload),
+                plane.cmd.payload.eq(controller.epilogue_cmd.payload),
+                epilogue.cmd.valid.eq(controller.epilogue_cmd.valid & ~plane_op),
+                plane.cmd.valid.eq(controller.epilogue_cmd.valid & plane_op),
+                controller.epilogue_cmd.ready.eq(Mux(plane_op, plane.cmd.ready,
+                                                     epilogue.cmd.ready)),
+                controller.epilogue_done.eq(epilogue.done | plane.done),
+                plane.mask_busy.eq(engine.mask_status.busy)]
+            wiring.connect(m, plane.mask_cmd, engine.mask_cmd)
+        else:
+            wiring.connect(m, controller.epilogue_cmd, epilogue.cmd)
+            m.d.comb += controller.epilogue_done.eq(epilogue.done)
         ours = controller.epilogue_active
         _share(m, ours, epilogue.rd_req, storer.rd_req, engine.rd_req)
         _share(m, ours, epilogue.wr_acc, loader.wr_acc, engine.wr_acc)

@@ -15,8 +15,9 @@ engine's own check (its ``ZERO_SIZE`` is the controller's ``BAD_FIELD``, its ``*
 ``SPAD_OVERFLOW``), so the decoder does not repeat it. For ``EPILOGUE`` (fields
 :data:`~sim.accel_spec.EPILOGUE_FIELDS`) all of the model's checks: ``BAD_FIELD`` (an undefined
 ``op``; ``CAST`` to a format that is not an output format, any other op without ``fp32`` among
-them; zero size; ``write_mask`` other than on ``RELU`` with output masks; a ``DROPOUT`` seed of
-0, threshold above 256 or row of more than 8192 elements; a source region that overlaps the
+them; zero size; ``write_mask`` other than on ``RELU`` with output masks; ``DROPOUT_PLANE``
+without output masks; a ``DROPOUT`` or ``DROPOUT_PLANE`` seed of 0, threshold above 256 or row
+of more than 8192 elements; a source region that overlaps the
 destination without being it), then ``SPAD_OVERFLOW`` (destination, then source region; 17-bit
 sums). The ``epilogue`` output is bit for bit the
 :class:`~hw.accel.epilogue.EpilogueCommand` of the ``Epilogue`` block.
@@ -30,9 +31,10 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.accel.dma import ErrorCode
-from sim.accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_FIELDS, EPILOGUE_MAX_THRESHOLD,
-                            EPILOGUE_SOURCE_OPS, FORMAT_BITS, GEMM_FIELDS, HEADER,
-                            INSTRUCTION_BYTES, TRANSFER_FIELDS, EpilogueOp, Opcode, Target)
+from sim.accel_spec import (EPILOGUE_DROPOUT_BITS, EPILOGUE_FIELDS, EPILOGUE_MASK_OPS,
+                            EPILOGUE_MAX_THRESHOLD, EPILOGUE_SOURCE_OPS, FORMAT_BITS,
+                            GEMM_FIELDS, HEADER, INSTRUCTION_BYTES, TRANSFER_FIELDS, EpilogueOp,
+                            Opcode, Target)
 from sim.lfsr_spec import ROW_STRIDE
 from sim.config import AccelConfig
 
@@ -170,9 +172,11 @@ class InstructionDecoder(wiring.Component):
         m.d.comb += format_bad.eq(Mux(op_is(EpilogueOp.CAST), ~cast_ok,
                                       "fp32" not in engine.out_formats))
         mask_bad = e.write_mask & (~op_is(EpilogueOp.RELU) if engine.output_mask else 1)
-        dropout_bad = op_is(EpilogueOp.DROPOUT) & (
+        dropout_bad = op_is(*EPILOGUE_MASK_OPS) & (
             (e.seed == 0) | (e.threshold > EPILOGUE_MAX_THRESHOLD)
             | (e.cols > ROW_STRIDE // EPILOGUE_DROPOUT_BITS))
+        # the dropout plane is the engine's: only with output masks
+        plane_bad = op_is(EpilogueOp.DROPOUT_PLANE) if not engine.output_mask else 0
         source = Signal(name="epilogue_source")
         height = Signal(17, name="epilogue_source_rows")
         m.d.comb += [source.eq(op_is(*EPILOGUE_SOURCE_OPS)),
@@ -182,7 +186,8 @@ class InstructionDecoder(wiring.Component):
                 & (e.src_col < e.dst_col + e.cols) & (e.dst_col < e.src_col + e.cols))
         epilogue_bad = Signal(name="epilogue_bad")
         m.d.comb += epilogue_bad.eq(~op_known | format_bad | (e.rows == 0) | (e.cols == 0)
-                                    | mask_bad | dropout_bad | (source & meet & ~same))
+                                    | mask_bad | dropout_bad | plane_bad
+                                    | (source & meet & ~same))
         epilogue_overflow = Signal(name="epilogue_overflow")
         m.d.comb += epilogue_overflow.eq(
             (e.dst_row + e.rows > engine.acc_rows) | (e.dst_col + e.cols > engine.acc_width)

@@ -177,19 +177,28 @@ def drowsy_engine() -> str:
             rows.append((net, method.replace("_", " "), f"{c['dense']:,}", f"{c['window']:,}",
                          f"{c['window_mask']:,}", f"{c['mask_write']:,}",
                          f"{c['window_compact']:,}",
-                         f"{100 * p['energy_saved_vs_dense_zero_gated']:.1f}%"))
+                         f"{100 * p['energy_saved_vs_dense_zero_gated']:.1f}%",
+                         f"{100 * p['energy_saved_if_masks_gated']:.1f}%"
+                         if "energy_saved_if_masks_gated" in p else "-"))
         batch, skip = point["batch"], point["skip"]
     return "\n".join([
         table(("network", "method", "dense engine", "window-4 engine, no mask",
                "window-4 engine, output mask", "dropout plane writes",
                "window-4, dropped rows and channels compacted by the host",
-               "conv MAC energy saved (vs zero-gated dense)"), rows, align="llrrrrrr"),
+               "conv MAC energy saved (vs zero-gated dense), window-4 engine with the mask, "
+               "as built",
+               "the same if the PEs also gated masked outputs (not built)"),
+              rows, align="llrrrrrrr"),
         "",
         f"Cycles of the convolutions' forward GEMMs for one batch of {batch} test images at "
         f"{100 * skip:g}% of conv MACs skipped: cycle model (`sim.skip_timing.engine_cycles`, "
         f"8x8 output-stationary engine; the RTL holds to it, `tb/test_drowsy.py`); energy: model "
-        f"(per-op table, conv forward MACs and the rescaling multiplies, no memory traffic). The "
-        f"compacted column is an estimate of host work that is not priced.",
+        f"(per-op table, conv forward MACs and the rescaling multiplies, no memory traffic) of "
+        f"the products the PEs compute (`sim.skip_timing.computed_products`, which the RTL's "
+        f"`products` count equals on every bench command): a PE computes the products of a "
+        f"masked output whose tile row still has a kept one; the last column prices only the "
+        f"non-zero products of kept outputs. The compacted column is an estimate of host work "
+        f"that is not priced.",
         "",
         _footer("drowsy", "cycle and energy models")])
 

@@ -33,7 +33,8 @@ operands, golden FP32 accumulation: ``make_backend("accel")``). Accuracy of rand
 the mean over :data:`EVAL_SEEDS` mask seeds. Cycles: the conv forward GEMMs of one batch of
 :data:`CYCLE_BATCH` test images at ``s = 0.5``, from the cycle model
 (:func:`sim.skip_timing.engine_cycles`, the 8 x 8 engine); energy: MAC energy from the per-op
-table :data:`sim.fgmp_energy.HOROWITZ_45NM` (a model).
+table :data:`sim.fgmp_energy.HOROWITZ_45NM` (a model) of the products the engine's PEs compute
+(:func:`sim.skip_timing.computed_products`, the count the RTL's ``products`` port gives).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from sim.fgmp_energy import HOROWITZ_45NM
 from sim.lfsr import dropout_values
 from sim.nn import Network, StepContext, make_backend
 from sim.skip_model import SparseGemm, compact
-from sim.skip_timing import engine_cycles, mask_write_cycles, with_window
+from sim.skip_timing import computed_products, engine_cycles, mask_write_cycles, with_window
 
 __all__ = ["NETS", "TARGETS", "PROBES", "SEARCH_SEEDS", "EVAL_SEEDS", "CYCLE_BATCH", "WINDOW",
            "GOAL_SKIP", "GOAL_LOSS_POINTS", "FP32_MUL_PJ", "Evaluator", "sensitivity",
@@ -262,9 +263,12 @@ def cycles_and_energy(net: Network, x: np.ndarray, plan, *, window: int = WINDOW
     ``window_compact`` (the host first drops the rows and columns whose outputs are all masked,
     :func:`sim.skip_model.compact`: what a channel-pruned network runs). ``mask_write``: the
     dropout mask writer's cycles for the planes (:func:`sim.skip_timing.mask_write_cycles`),
-    not overlapped. Energy: products of kept outputs x (fp16 multiply + fp32 add), and with the
-    zero gate only the products with both operands non-zero; plus one fp32 multiply per kept
-    output when the plan rescales."""
+    not overlapped. Energy: the products the ``window_mask`` engine's PEs compute
+    (:func:`sim.skip_timing.computed_products`: both operands non-zero, in the steps each array
+    row takes; a masked output in a row that still has a kept one is computed, then written
+    ``+0``) x (fp16 multiply + fp32 add), plus one fp32 multiply per kept output when the plan
+    rescales; beside it, what PEs that also gated the products of masked outputs would spend
+    (only the non-zero products of kept outputs: such PEs are not built)."""
     calls = {}
     backend = make_backend("accel")
     convs = [conv.name for conv in conv_layers(net)]
@@ -281,7 +285,7 @@ def cycles_and_energy(net: Network, x: np.ndarray, plan, *, window: int = WINDOW
     mac_pj = table.mul_fp16_fp16 + table.add_fp32
     totals = {key: 0 for key in ("dense", "window", "window_mask", "window_compact",
                                  "mask_write", "macs_dense", "macs_kept", "macs_nonzero_dense",
-                                 "macs_nonzero_kept", "rescaled_outputs")}
+                                 "macs_nonzero_kept", "macs_computed", "rescaled_outputs")}
     for name in convs:
         call = calls[name]
         keep = None if plan is None else plan.keep(name, (call.M, call.N), 0)
@@ -303,6 +307,8 @@ def cycles_and_energy(net: Network, x: np.ndarray, plan, *, window: int = WINDOW
                 totals["mask_write"] += mask_write_cycles(engines["window_mask"], call.M, call.N)
             kept = int(np.count_nonzero(keep))
             totals["macs_nonzero_kept"] += masked.nonzero_macs
+            totals["macs_computed"] += computed_products(
+                engines["window_mask"], _masked_command(command, plan), masked)
             if plan.factor(name) is not None:
                 totals["rescaled_outputs"] += kept
         else:
@@ -310,26 +316,31 @@ def cycles_and_energy(net: Network, x: np.ndarray, plan, *, window: int = WINDOW
             totals["window_mask"] += cycles
             totals["window_compact"] += cycles
             totals["macs_nonzero_kept"] += gemm.nonzero_macs
+            totals["macs_computed"] += computed_products(engines["window"], command, gemm)
         totals["macs_dense"] += call.M * call.N * call.K
         totals["macs_kept"] += kept * call.K
         totals["macs_nonzero_dense"] += gemm.nonzero_macs
     energy = {
         "all_products_pj": totals["macs_kept"] * mac_pj,
-        "zero_gated_pj": totals["macs_nonzero_kept"] * mac_pj,
+        "computed_pj": totals["macs_computed"] * mac_pj,
+        "kept_zero_gated_pj": totals["macs_nonzero_kept"] * mac_pj,
         "rescale_pj": totals["rescaled_outputs"] * FP32_MUL_PJ,
         "dense_all_products_pj": totals["macs_dense"] * mac_pj,
         "dense_zero_gated_pj": totals["macs_nonzero_dense"] * mac_pj,
     }
-    energy["total_pj"] = energy["zero_gated_pj"] + energy["rescale_pj"]
+    energy["total_pj"] = energy["computed_pj"] + energy["rescale_pj"]
+    energy["total_if_masks_gated_pj"] = energy["kept_zero_gated_pj"] + energy["rescale_pj"]
     saved = 1 - energy["total_pj"] / energy["dense_zero_gated_pj"]
+    saved_if_gated = 1 - energy["total_if_masks_gated_pj"] / energy["dense_zero_gated_pj"]
     return {"cycles": {k: totals[k] for k in ("dense", "window", "window_mask",
                                               "window_compact", "mask_write")},
             "cycles_source": f"cycle model (sim.skip_timing.engine_cycles, 8x8 engine, "
                              f"window {window}; dense: sim.engine_model.command_cycles)",
             "macs": {k: totals[k] for k in ("macs_dense", "macs_kept", "macs_nonzero_dense",
-                                            "macs_nonzero_kept")},
+                                            "macs_nonzero_kept", "macs_computed")},
             "energy_pj": {k: round(v, 1) for k, v in energy.items()},
             "energy_saved_vs_dense_zero_gated": round(saved, 5),
+            "energy_saved_if_masks_gated": round(saved_if_gated, 5),
             "energy_source": f"model: per-op table ({table.source}); fp32 multiply "
                              f"{FP32_MUL_PJ} pJ; conv forward MACs only, no memory traffic"}
 
