@@ -242,3 +242,39 @@ def rtl() -> str:
         f"--only rtl` (RTL cycles from the benches, which fail unless every result word is the "
         f"golden model's and the cycles equal the cycle model); "
         f"{measured_at(data.get('provenance', {}).get('rtl'))}._"])
+
+
+@block("inference.drowsy_accel")
+def drowsy_accel() -> str:
+    """DrowsyNet's inference program on the accelerator's RTL beside the plain one."""
+    data = results("accel", missing_ok=True)
+    step = data.get("digits_cnn_drowsy")
+    if step is None or "drowsy_inference" not in step.get("programs", {}):
+        return "_Not measured yet: `python -m scripts.accel_bench --only digits_cnn_drowsy`._"
+    rows = []
+    for kind, label in (("inference", "plain inference program"),
+                        ("drowsy_inference", "DrowsyNet's program")):
+        p = step["programs"][kind]
+        computed = p["products"] - p["products_skipped"]
+        rows.append((label, f"{p['instructions']:,}", f"{p['cycles']:,}",
+                     f"{p['engine_cycles']:,}", f"{p['products']:,}",
+                     f"{p['products_skipped']:,}", f"{computed:,}",
+                     f"{p['bytes_read']:,}", f"{p['bytes_written']:,}"))
+    plain, masked = (step["programs"][k] for k in ("inference", "drowsy_inference"))
+    plan = step["drowsy"]
+    thresholds = ", ".join(f"{name} {t}/256" for name, t in plan["thresholds"].items())
+    return "\n".join([
+        table(("program", "instructions", "cycles (RTL)", "engine alone (cycle model)",
+               "products (M x N x K)", "products skipped (RTL counter)", "products computed",
+               "bytes read (bus)", "bytes written (bus)"), rows, "lrrrrrrrr"),
+        "",
+        f"The same batch of {step['batch']} digits on the same engine after the same "
+        f"{step['steps']} training steps ({step['variant']}); plan: {thresholds}, "
+        f"{'with' if plan['rescale'] else 'without'} rescaling, seed {plan['seed']}. "
+        f"DrowsyNet's program takes {masked['cycles'] / plain['cycles']:.3f}x the cycles and "
+        f"computes {(masked['products'] - masked['products_skipped']) / (plain['products'] - plain['products_skipped']):.3f}x "
+        f"the products of the plain one; both bit-exact against the golden model.",
+        "",
+        f"_From `docs/results/accel.json` (`digits_cnn_drowsy`), measured by `python -m "
+        f"scripts.accel_bench --only digits_cnn_drowsy` (RTL on Verilator; the products "
+        f"counted by the RTL); {measured_at(data['provenance'].get('digits_cnn_drowsy'))}._"])
