@@ -126,6 +126,48 @@ VARIANTS = {
 DROWSY = {"digits_cnn_drowsy": ("digits_cnn", "0.5")}
 
 
+def drowsy_sections(config: AccelConfig, training: dict, drowsy: dict) -> dict:
+    """Where the products of the plain and of DrowsyNet's inference program go, layer by layer:
+    each program cut after each section (a layer's GEMM with its blocks' epilogues and stores,
+    :attr:`sim.train_compiler.Program.sections`), ``DONE`` appended, run on the golden model
+    (:mod:`sim.accel_model`) from the initial image (the network as initialised, not after the
+    steps) with the first ``batch`` digits of the training split; per section the products
+    (``M * N * K``) and the products skipped (the model of the RTL's counter). A model figure,
+    not a run of the RTL."""
+    from sim.accel_model import AcceleratorModel, assemble
+    from sim.drowsy import DrowsyPlan
+    from sim.nn.data import load_digits_split
+    from sim.nn.networks import digits_cnn
+    from sim.train_compiler import batch_bits, compile_training_step, drowsy_inference_program
+
+    network = digits_cnn(width=training["width"], hidden=training["hidden"], seed=1)
+    compiled = compile_training_step(network, config, training["batch"],
+                                     **{k: training[k] for k in HYPERPARAMETERS})
+    layout = compiled.layout
+    x = load_digits_split(seed=0).x_train[:training["batch"]]
+    batch = layout.regions[f"{layout.layers[0].name}.input"]
+    data = layout.region_bytes(batch.name, batch_bits(layout, x))
+    programs = {"plain": compiled.programs["inference"],
+                "drowsy": drowsy_inference_program(layout, DrowsyPlan(**drowsy))}
+    out = {}
+    for name, program in programs.items():
+        rows, before = [], (0, 0)
+        for section, _, end in program.sections:
+            instructions = program.instructions[:end] + [(Opcode.DONE, {})]
+            code = assemble(instructions)
+            dram = bytearray(program.prog_base + len(code))
+            dram[:layout.size] = compiled.image
+            dram[batch.addr:batch.addr + len(data)] = data
+            dram[program.prog_base:] = code
+            run = AcceleratorModel(config).run(dram, program.prog_base, len(instructions))
+            rows.append({"section": section, "products": run.products - before[0],
+                         "products_skipped": run.products_skipped - before[1]})
+            before = (run.products, run.products_skipped)
+        out[name] = rows
+    return {**out, "source": "golden model (sim.accel_model): the network as initialised, the "
+                             "training split's first batch"}
+
+
 def drowsy_plan(network: str, point: str) -> dict:
     """The fields of the DrowsyNet plan chosen for ``network`` at ``point`` (the fraction of
     conv MACs skipped) by ``sparta measure inference`` (``docs/results/inference.json``), with
@@ -348,6 +390,9 @@ def main(argv=None) -> int:
             with spinner(f"accelerator on Verilator: {key} ({variant})"):
                 row = {**measure_training(config, TRAININGS[training], drowsy=drowsy),
                        "variant": variant}
+            if drowsy:
+                row["drowsy_sections_model"] = drowsy_sections(config, TRAININGS[training],
+                                                               drowsy)
             path = record("accel", {key: row}, writer=__name__,
                           config=accel_config_to_dict(config))
             print(f"{key}: {row['cycles']:,} cycles per step (RTL, {variant}), engine "

@@ -275,6 +275,24 @@ def drowsy_accel() -> str:
         f"computes {(masked['products'] - masked['products_skipped']) / (plain['products'] - plain['products_skipped']):.3f}x "
         f"the products of the plain one; both bit-exact against the golden model.",
         "",
+        *_drowsy_sections(step),
         f"_From `docs/results/accel.json` (`digits_cnn_drowsy`), measured by `python -m "
         f"scripts.accel_bench --only digits_cnn_drowsy` (RTL on Verilator; the products "
-        f"counted by the RTL); {measured_at(data['provenance'].get('digits_cnn_drowsy'))}._"])
+        f"counted by the RTL; the layer table: the golden model, as it says); "
+        f"{measured_at(data['provenance'].get('digits_cnn_drowsy'))}._"])
+
+
+def _drowsy_sections(step: dict) -> list:
+    """The layer-by-layer products of both programs (a model figure), as table lines."""
+    sections = step.get("drowsy_sections_model")
+    if not sections:
+        return []
+    rows = []
+    for plain, masked in zip(sections["plain"], sections["drowsy"]):
+        computed = [r["products"] - r["products_skipped"] for r in (plain, masked)]
+        rows.append((f"`{plain['section']}`", f"{plain['products']:,}", f"{computed[0]:,}",
+                     f"{computed[1]:,}",
+                     f"{computed[1] / computed[0]:.3f}" if computed[0] else "-"))
+    return [f"Layer by layer ({sections['source']}):", "",
+            table(("section", "products (M x N x K)", "computed, plain program",
+                   "computed, DrowsyNet's program", "ratio"), rows, "lrrrr"), ""]
