@@ -59,11 +59,9 @@ def window_option(depth: int) -> SkipOption:
     return SkipOption(name=f"window{depth}", schedule="lookahead", depth=depth, fetch=depth)
 
 
-def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
-    """Cycles from accepting ``command`` to ``status.done`` on the engine of
-    ``config``; ``gemm`` holds the non-zero maps of its operands as stored
-    (:meth:`SparseGemm.from_bits` with the command's transpose flags) and, exactly when the
-    command selects an output mask, ``out_keep``: the mask it reads (``M x N``)."""
+def _check_command(config, command, gemm) -> None:
+    """ValueError unless ``config`` is an EngineConfig and ``gemm`` a SparseGemm of the
+    command's shape."""
     if not isinstance(config, EngineConfig):
         raise ValueError(f"config must be an EngineConfig, not {config!r}")
     if not isinstance(gemm, SparseGemm):
@@ -71,6 +69,14 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
     if gemm.shape != (command.m, command.n, command.k):
         raise ValueError(f"gemm is {gemm.shape} (M, N, K), the command "
                          f"{(command.m, command.n, command.k)}")
+
+
+def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
+    """Cycles from accepting ``command`` to ``status.done`` on the engine of
+    ``config``; ``gemm`` holds the non-zero maps of its operands as stored
+    (:meth:`SparseGemm.from_bits` with the command's transpose flags) and, exactly when the
+    command selects an output mask, ``out_keep``: the mask it reads (``M x N``)."""
+    _check_command(config, command, gemm)
     bad = validate(config, command) is not EngineError.NONE     # (ValueError: mask, no planes)
     if (gemm.out_keep is not None) != command.masked:
         raise ValueError(f"gemm.out_keep must be given exactly when the command selects an "
@@ -90,13 +96,7 @@ def computed_products(config: EngineConfig, command: EngineCommand, gemm: Sparse
     output-stationary engine with ``skip_zeros``, :func:`sim.skip_model.issued_products` of
     its window (0 for a rejected command); on any other engine every product, ``M * N * K``
     (nothing is skipped). ``gemm`` as for :func:`engine_cycles`."""
-    if not isinstance(config, EngineConfig):
-        raise ValueError(f"config must be an EngineConfig, not {config!r}")
-    if not isinstance(gemm, SparseGemm):
-        raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
-    if gemm.shape != (command.m, command.n, command.k):
-        raise ValueError(f"gemm is {gemm.shape} (M, N, K), the command "
-                         f"{(command.m, command.n, command.k)}")
+    _check_command(config, command, gemm)
     if config.step_lists:
         raise ValueError("computed_products: an engine with step lists takes the steps of its "
                          "lists (sim.step_lists), not this model's")
