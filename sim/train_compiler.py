@@ -879,7 +879,7 @@ class _Builder:
 
     def gemm(self, shape: _Shape, a, a_format: str, b, b_format: str, *, start=None,
              finish=None, steps=None, tiles=None, swap=True, overlap=False,
-             mask_dropout=False):
+             mask_dropout=False, prepare=None):
         """The commands of ``shape`` (A from ``a``, B from ``b``, Regions or views, as
         stored); per output block ``start(rows, cols)`` before its first ``k`` slice (it may
         load the accumulators: then ``shape.accumulate``) and ``finish(rows, cols)`` after its
@@ -901,7 +901,9 @@ class _Builder:
         ``forward`` could, the CNN step's forward pass took 3% more cycles on the RTL: a
         block's bias ``LOAD`` then waits for the stores of the block two before, issued just
         before it.) ``mask_dropout``: every command reads the engine's dropout plane at its
-        results (which ``start`` writes)."""
+        results. ``prepare(rows, cols)``: per output block, first of all, before its first
+        command's operand loads, with the block's result rows current (for what may run
+        beside the GEMM before it, on other rows: a ``DROPOUT_PLANE``)."""
         engine = self.layout.config.engine
         self.section = shape.name
         try:
@@ -923,6 +925,14 @@ class _Builder:
             rows_b, cols_b = (tile.cols, tile.depth) if shape.transpose_b else (tile.depth,
                                                                                 tile.cols)
             self.commands += 1
+            if k0 == 0 and prepare is not None:
+                # the result rows this block will take (as chosen below)
+                upcoming = ((block + 1) % 2 * quarter if overlap
+                            else self.aux if swap else self.result)
+                current = self.result
+                self.result = upcoming
+                prepare(tile.rows, tile.cols)
+                self.result = current
             # the operands first, into rows the GEMM before does not read: they load while it
             # runs (the finish of its block waits for it: an EPILOGUE waits for the GEMM); a
             # block still in its scratchpad from an earlier command is not loaded again
@@ -1031,14 +1041,15 @@ def _forward(builder: _Builder, seeds: dict, *, training: bool, drowsy=None,
         # a convolution's results are pixels x channels
         view = _Pixels if layer.conv else _view
 
-        def start(rows, cols, bias=bias if layer.bias else None, threshold=threshold,
-                  mask_seed=mask_seed):
-            if bias is not None:
-                builder.transfer(Opcode.LOAD, bias, rows, cols)  # stride 0: each row the bias
-            if threshold:       # DrowsyNet: the block's part of the layer's mask
-                (m0, m1), (n0, n1) = rows, cols
-                builder.epilogue(EpilogueOp.DROPOUT_PLANE, m1 - m0, n1 - n0,
-                                 seed=_tile_seed(mask_seed, m0, n0), threshold=threshold)
+        def start(rows, cols, bias=bias):
+            builder.transfer(Opcode.LOAD, bias, rows, cols)     # stride 0: each row the bias
+
+        def plane(rows, cols, threshold=threshold, mask_seed=mask_seed):
+            # DrowsyNet: the block's part of the layer's mask, written while the GEMM before
+            # (on the other accumulator half) runs
+            (m0, m1), (n0, n1) = rows, cols
+            builder.epilogue(EpilogueOp.DROPOUT_PLANE, m1 - m0, n1 - n0,
+                             seed=_tile_seed(mask_seed, m0, n0), threshold=threshold)
 
         def finish(rows, cols, layer=layer, out=out, view=view, factor=factor):
             (m0, m1), (n0, n1) = rows, cols
@@ -1070,8 +1081,9 @@ def _forward(builder: _Builder, seeds: dict, *, training: bool, drowsy=None,
             if layer.image is not None:
                 inputs, steps = _Flat(inputs, ones), {"k": _flat_step(layout, inputs)}
         builder.gemm(shape, inputs, fmt.activation, regions[f"{layer.name}.weight"], fmt.weight,
-                     start=start if layer.bias or threshold else None, finish=finish,
-                     steps=steps, tiles=tiles, mask_dropout=bool(threshold))
+                     start=start if layer.bias else None, finish=finish, steps=steps,
+                     tiles=tiles, mask_dropout=bool(threshold),
+                     prepare=plane if threshold else None)
 
 
 def _backward_data(builder: _Builder, seeds: dict, layer: LayerPlan, before: LayerPlan):
@@ -1302,8 +1314,10 @@ def training_programs(layout: TrainingLayout, *, lr: float, weight_decay: float,
 def drowsy_inference_program(layout: TrainingLayout, plan, *, batch_index: int = 0,
                              addr: int | None = None) -> Program:
     """The ``inference`` pass with DrowsyNet (:class:`sim.drowsy.DrowsyPlan` ``plan``) for batch
-    ``batch_index``: before each output block of a planned convolution, an ``EPILOGUE``
-    ``DROPOUT_PLANE`` writes the block's part of the layer's keep mask (seed
+    ``batch_index``: first for each output block of a planned convolution (before its operand
+    loads, so that it runs beside the GEMM of the block before, which uses the other
+    accumulator half), an ``EPILOGUE`` ``DROPOUT_PLANE`` writes the block's part of the layer's
+    keep mask (seed
     ``plan.mask_seed(layer, batch_index)`` jumped to the block, :func:`_tile_seed`) into the
     engine's dropout plane at the block's results; the block's ``GEMM`` s select
     ``mask_dropout`` (a dropped output is ``+0``, bias included); with ``plan.rescale`` an
