@@ -472,9 +472,8 @@ def tile_cycles(config, gemm: SparseGemm, option: SkipOption = DENSE) -> np.ndar
 
 
 def issued_products(config, gemm: SparseGemm, depth: int) -> int:
-    """Products with both operands non-zero that reach the PEs of an output-stationary array
-    with the zero gate, over a whole GEMM (no compaction, no reordering): the products its
-    PEs accumulate.
+    """Products with both operands non-zero that reach the PEs of an array with the zero gate,
+    over a whole GEMM (no compaction, no reordering): the products its PEs accumulate.
 
     With ``depth = 1`` (the dense schedule) every step reaches every PE, so that is every
     product with two non-zero operands. With a lookahead window (``depth >= 2``, side a) array
@@ -486,10 +485,10 @@ def issued_products(config, gemm: SparseGemm, depth: int) -> int:
     """
     if not isinstance(gemm, SparseGemm):
         raise ValueError(f"gemm must be a SparseGemm, not {gemm!r}")
-    timing = _os_timing(config)
     a, b = gemm.a_nonzero, gemm.b_nonzero
-    if depth == 1:
+    if depth == 1:      # any dataflow: every step reaches every PE
         return int((a.sum(axis=0, dtype=np.int64) * b.sum(axis=1, dtype=np.int64)).sum())
+    timing = _os_timing(config)
     rows, cols = timing.rows, timing.cols
     (m, k), n = a.shape, b.shape[1]
     bands, groups = math.ceil(m / rows), math.ceil(n / cols)

@@ -91,18 +91,19 @@ def engine_cycles(config: EngineConfig, command: EngineCommand, gemm: SparseGemm
 
 
 def computed_products(config: EngineConfig, command: EngineCommand, gemm: SparseGemm) -> int:
-    """Products the PEs accumulate for ``command`` on the engine of ``config`` (the sum of
-    its ``products`` port, ``hw.engine.engine.GemmEngine.counts_products``): on an
-    output-stationary engine with ``skip_zeros``, :func:`sim.skip_model.issued_products` of
-    its window (0 for a rejected command); on any other engine every product, ``M * N * K``
-    (nothing is skipped). ``gemm`` as for :func:`engine_cycles`."""
+    """Products the PEs add for ``command`` on the engine of ``config`` (the sum of its
+    ``products`` port, ``hw.engine.engine.GemmEngine.counts_products``): with ``skip_zeros``,
+    :func:`sim.skip_model.issued_products` of its window (the weight-stationary array, which
+    has none, adds every product with two non-zero operands once: depth 1), 0 for a rejected
+    command; without the zero gate every product, ``M * N * K`` (nothing is skipped).
+    ``gemm`` as for :func:`engine_cycles`."""
     _check_command(config, command, gemm)
     if config.step_lists:
         raise ValueError("computed_products: an engine with step lists takes the steps of its "
                          "lists (sim.step_lists), not this model's")
     if validate(config, command) is not EngineError.NONE:
         return 0
-    if not (config.array.skip_zeros and config.array.dataflow == "os"):
+    if not config.array.skip_zeros:
         return command.m * command.n * command.k
     return issued_products(config, gemm, config.array.skip_window)
 

@@ -219,10 +219,9 @@ class EngineDriver:
         self.skip_tally = SkipTally() if config.array.skip_zeros else None
         self.history = []        # (command, A bits, A tags, B bits, B tags, C_old) run so far
         self.masked_outputs = self.kept_outputs = 0     # of commands with an output mask
-        # the engine's products port (output stationary, zero gate), checked on every good
-        # command without step lists against sim.skip_timing.computed_products
-        self.counts_products = (config.array.skip_zeros and config.array.dataflow == "os"
-                                and not config.step_lists)
+        # the engine's products port (zero gate), checked on every good command without step
+        # lists against sim.skip_timing.computed_products
+        self.counts_products = config.array.skip_zeros and not config.step_lists
         self.want_products = 0
         self.products_counted = 0
         self.mask_writes = []         # good dropout mask commands: (m, n, cycles)

@@ -29,6 +29,17 @@ def _delay_taps(m, value, cycles, shape, name):
     return taps
 
 
+def _sum_live(m, pes, products):
+    """``products`` <- the PEs' registered live flags (``live_out``), summed per row (a
+    register), then over the rows (a register): two cycles after the flags."""
+    row_sums = []
+    for r, row in enumerate(pes):
+        row_sum = Signal(range(len(row) + 1), name=f"products_row_{r}")
+        m.d.sync += row_sum.eq(sum(pe.live_out for pe in row))
+        row_sums.append(row_sum)
+    m.d.sync += products.eq(sum(row_sums))
+
+
 class SystolicArray(wiring.Component):
     """An R x C systolic array; ``SystolicArray(config)`` returns the subclass of the dataflow.
 
@@ -157,13 +168,7 @@ class OutputStationaryArray(SystolicArray):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
         if self.config.skip_zeros:
-            # the PEs' registered live flags, summed per row (a register), then over the rows
-            row_sums = []
-            for r in range(rows):
-                row_sum = Signal(range(cols + 1), name=f"products_row_{r}")
-                m.d.sync += row_sum.eq(sum(pes[r][c].live_out for c in range(cols)))
-                row_sums.append(row_sum)
-            m.d.sync += self.products.eq(sum(row_sums))
+            _sum_live(m, pes, self.products)
 
         # input skew: the control is the same for every row, so one chain serves them all
         control = Signal(RowControl, name="control")
@@ -264,13 +269,18 @@ class WeightStationaryArray(SystolicArray):
     load : 1 bit
     result_out : C lanes of 32-bit fp32
     result_valid : 1 bit
+    products : ``0 .. R*C``, only with ``config.skip_zeros``: the PEs whose step of three
+        cycles before was valid with a non-zero ``a`` and weight (the products the array
+        adds; padding rows and columns hold ``+-0`` and count none)
     """
 
     DATAFLOW = "ws"
     TIMING = WeightStationaryTiming
+    #: Cycles from a step's arrival at a PE to its count on ``products``
+    PRODUCTS_LATENCY = 3
 
     def _ports(self):
-        return {
+        ports = {
             "a_in": In(data.ArrayLayout(Operand, self.rows)),
             "valid": In(1),
             "first": In(1),
@@ -280,6 +290,9 @@ class WeightStationaryArray(SystolicArray):
             "result_out": Out(data.ArrayLayout(32, self.cols)),
             "result_valid": Out(1),
         }
+        if self.config.skip_zeros:
+            ports["products"] = Out(range(self.rows * self.cols + 1))
+        return ports
 
     def elaborate(self, platform):
         m = Module()
@@ -292,10 +305,15 @@ class WeightStationaryArray(SystolicArray):
         # row r enters (1 + P) r cycles late: a step spends 1 + P cycles in each row
         row_cycles = self.timing.row_cycles
         first_taps = _delay_taps(m, self.first, (rows - 1) * row_cycles, 1, "first_skew")
+        counting = self.config.skip_zeros
+        if counting:        # a step's valid bit travels with it, for the products count
+            step_taps = _delay_taps(m, self.valid, (rows - 1) * row_cycles, 1, "step_skew")
         for r in range(rows):
             a_skewed = _delay_taps(m, self.a_in[r], r * row_cycles, Operand, f"a_skew_{r}")[-1]
             m.d.comb += [pes[r][0].a_in.eq(a_skewed),
                          pes[r][0].first_in.eq(first_taps[r * row_cycles])]
+            if counting:
+                m.d.comb += pes[r][0].valid_in.eq(step_taps[r * row_cycles])
         for c in range(cols):
             init_skewed = _delay_taps(m, self.init_in[c], c + stages, 32, f"init_skew_{c}")[-1]
             m.d.comb += [pes[0][c].psum_in.eq(init_skewed),
@@ -308,9 +326,13 @@ class WeightStationaryArray(SystolicArray):
                 if c > 0:
                     left = pes[r][c - 1]
                     m.d.comb += [pe.a_in.eq(left.a_out), pe.first_in.eq(left.first_out)]
+                    if counting:
+                        m.d.comb += pe.valid_in.eq(left.valid_out)
                 if r > 0:
                     above = pes[r - 1][c]
                     m.d.comb += [pe.psum_in.eq(above.psum_out), pe.weight_in.eq(above.weight_out)]
+        if counting:
+            _sum_live(m, pes, self.products)
 
         for c in range(cols):
             # A register of this module driving a lane of the result_out port makes Yosys'

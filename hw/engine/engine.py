@@ -106,8 +106,8 @@ class GemmEngine(wiring.Component):
     wr_acc : stream of :func:`~hw.engine.commands.host_write_layout` ``(C, 32)`` (in), FP32
     rd_req : stream of :func:`~hw.engine.commands.read_request_layout` (in)
     rd_data : stream of :func:`~hw.engine.commands.read_data_layout` (out)
-    products : ``0 .. R*C`` (out), only on an output-stationary engine with ``skip_zeros``
-        (:meth:`counts_products`): the products the array accumulated in a cycle (a valid
+    products : ``0 .. R*C`` (out), only on an engine with ``skip_zeros``
+        (:meth:`counts_products`): the products the array added in a cycle (a valid
         step, both operands non-zero), ``PRODUCTS_LATENCY`` cycles after they reached their
         PEs; all of a command's are counted by the cycle of its ``done``. Its sum over a
         command is :func:`sim.skip_timing.computed_products` (the accelerator's
@@ -168,9 +168,9 @@ class GemmEngine(wiring.Component):
 
     @staticmethod
     def counts_products(config) -> bool:
-        """The engine has a ``products`` port: an output-stationary array with the zero gate
-        (``skip_zeros``), whose PEs tell which steps they accumulate."""
-        return config.array.skip_zeros and config.array.dataflow == "os"
+        """The engine has a ``products`` port: an array with the zero gate (``skip_zeros``),
+        whose PEs tell which products they add."""
+        return config.array.skip_zeros
 
     def elaborate(self, platform):
         m = Module()

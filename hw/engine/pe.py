@@ -350,21 +350,20 @@ class WeightStationaryPE(wiring.Component):
     weight_in, weight_out : :class:`~hw.fp.operand.Operand`
     load : 1 bit
     psum_in, psum_out : 32-bit fp32
+    valid_in, valid_out : 1 bit, only with ``config.skip_zeros``: the step is one (not a
+        bubble), forwarded like ``first_in``
+    live_out : 1 bit, only with ``config.skip_zeros``: the step that arrived in the cycle before
+        was valid with both operands non-zero (its product is added); the array sums these
     """
-
-    a_in: In(Operand)
-    a_out: Out(Operand)
-    first_in: In(1)
-    first_out: Out(1)
-    weight_in: In(Operand)
-    weight_out: Out(Operand)
-    load: In(1)
-    psum_in: In(32)
-    psum_out: Out(32)
 
     def __init__(self, config):
         self.config = check_array_config(config, "ws", "WeightStationaryPE")
-        super().__init__()
+        ports = {"a_in": In(Operand), "a_out": Out(Operand), "first_in": In(1),
+                 "first_out": Out(1), "weight_in": In(Operand), "weight_out": Out(Operand),
+                 "load": In(1), "psum_in": In(32), "psum_out": Out(32)}
+        if config.skip_zeros:
+            ports.update(valid_in=In(1), valid_out=Out(1), live_out=Out(1))
+        super().__init__(ports)
 
     def elaborate(self, platform):
         m = Module()
@@ -384,6 +383,8 @@ class WeightStationaryPE(wiring.Component):
 
         if self.config.skip_zeros:
             live = _live_flag(m, self.a_in, weight_used)
+            m.d.sync += [self.valid_out.eq(self.valid_in),
+                         self.live_out.eq(self.valid_in & live)]
             product, carried = _multiplier(m, self.config, self.a_in, weight_used,
                                            extra={"live": live})
             product = _gated_product(m, product, carried["live"])
