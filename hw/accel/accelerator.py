@@ -13,8 +13,9 @@ its :class:`~hw.accel.decoder.InstructionDecoder`), :class:`~hw.accel.dma.Dma`,
 :class:`~hw.accel.loader.Loader`, :class:`~hw.accel.storer.Storer`,
 :class:`~hw.accel.epilogue.Epilogue` (with output masks also
 :class:`~hw.accel.dropout_plane.DropoutPlaneStarter`, which takes the ``DROPOUT_PLANE``
-epilogues) and :class:`~hw.engine.engine.GemmEngine` (built with ``host_acc_while_busy``). The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL``
-(start, IRQ enable) and waits for the IRQ; everything else moves on the AXI4 bus.
+epilogues) and :class:`~hw.engine.engine.GemmEngine` (built with ``host_acc_while_busy``).
+The host writes ``PROG_BASE``, ``PROG_LEN`` and ``CTRL`` (start, IRQ enable) and waits for the
+IRQ; everything else moves on the AXI4 bus.
 """
 
 from amaranth import Module, Mux, Signal

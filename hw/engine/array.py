@@ -59,6 +59,9 @@ class SystolicArray(wiring.Component):
     """
 
     DATAFLOW = None
+    #: Cycles from a step's arrival at a PE to its count on ``products`` (``skip_zeros``): the
+    #: PE's live flag, the row sum and the total are registers
+    PRODUCTS_LATENCY = 3
 
     def __new__(cls, config, *args, **kwargs):
         # validate before the object exists: a rejected configuration leaves no unused
@@ -138,8 +141,6 @@ class OutputStationaryArray(SystolicArray):
     """
 
     DATAFLOW = "os"
-    #: Cycles from a step's arrival at a PE to its count on ``products``
-    PRODUCTS_LATENCY = 3
     TIMING = OutputStationaryTiming
 
     def _ports(self):
@@ -276,8 +277,6 @@ class WeightStationaryArray(SystolicArray):
 
     DATAFLOW = "ws"
     TIMING = WeightStationaryTiming
-    #: Cycles from a step's arrival at a PE to its count on ``products``
-    PRODUCTS_LATENCY = 3
 
     def _ports(self):
         ports = {

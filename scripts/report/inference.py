@@ -261,6 +261,8 @@ def drowsy_accel() -> str:
                      f"{p['products_skipped']:,}", f"{computed:,}",
                      f"{p['bytes_read']:,}", f"{p['bytes_written']:,}"))
     plain, masked = (step["programs"][k] for k in ("inference", "drowsy_inference"))
+    computed = {name: p["products"] - p["products_skipped"]
+                for name, p in (("plain", plain), ("masked", masked))}
     plan = step["drowsy"]
     thresholds = ", ".join(f"{name} {t}/256" for name, t in plan["thresholds"].items())
     return "\n".join([
@@ -272,8 +274,8 @@ def drowsy_accel() -> str:
         f"{step['steps']} training steps ({step['variant']}); plan: {thresholds}, "
         f"{'with' if plan['rescale'] else 'without'} rescaling, seed {plan['seed']}. "
         f"DrowsyNet's program takes {masked['cycles'] / plain['cycles']:.3f}x the cycles and "
-        f"computes {(masked['products'] - masked['products_skipped']) / (plain['products'] - plain['products_skipped']):.3f}x "
-        f"the products of the plain one; both bit-exact against the golden model.",
+        f"computes {computed['masked'] / computed['plain']:.3f}x the products of the plain "
+        f"one; both bit-exact against the golden model.",
         "",
         *_drowsy_sections(step),
         f"_From `docs/results/accel.json` (`digits_cnn_drowsy`), measured by `python -m "
