@@ -3,8 +3,9 @@
 DrowsyNet skips a random fraction of the output neurons of every convolution at inference, at
 a drop rate that differs from layer to layer. On Sparta a skipped neuron is an output of the
 convolution's forward GEMM that the engine's dropout plane masks (``EngineConfig(output_mask=
-True)``, a command with ``mask_dropout``; :mod:`hw.engine.mask`): the engine writes it ``+0``
-and, with the zero gate, computes none of its ``K`` products.
+True)``, a command with ``mask_dropout``; :mod:`hw.engine.mask`): the engine writes it ``+0``.
+(Its PE still computes its ``K`` products unless every output of its tile row is dropped:
+:func:`sim.skip_timing.computed_products`.)
 
 Definitions
 -----------
@@ -29,9 +30,10 @@ Definitions
   mask, since ``+0 * f = +0``), so that each output's expected value is the dense one.
   Without ``rescale`` the kept outputs are left as they are. The layer's ReLU (host code) and
   everything after run unchanged.
-* Work: a dropped output costs none of its ``K`` products, so the conv MACs skipped are
-  ``sum over convs of K x (dropped outputs)``; the expected fraction of a plan is
-  ``sum t_l / 256 * MACs_l / sum MACs_l`` (:func:`expected_skip`).
+* Work, as the algorithm counts it: a dropped output's ``K`` products are skipped, so the
+  conv MACs skipped are ``sum over convs of K x (dropped outputs)``; the expected fraction of a
+  plan is ``sum t_l / 256 * MACs_l / sum MACs_l`` (:func:`expected_skip`). (What an engine
+  saves is its own count: :func:`sim.skip_timing.computed_products`.)
 
 :class:`ChannelRemoval` is the structured baseline (whole output channels of a convolution
 removed: the same ``+0`` outputs, as for filters pruned with their bias, no rescaling).
