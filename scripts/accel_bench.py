@@ -42,7 +42,7 @@ import numpy as np
 
 from hw.accel.accelerator import PROFILE_SIGNALS, Accelerator
 from scripts.progress import spinner
-from scripts.results import record
+from scripts.results import load, record
 from sim.accel_spec import INSTRUCTION_BYTES, Opcode
 from sim.compiler import compile_gemms, moved_bytes
 from sim.config import AccelConfig, ArrayConfig, EngineConfig, accel_config_to_dict
@@ -172,9 +172,7 @@ def drowsy_plan(network: str, point: str) -> dict:
     """The fields of the DrowsyNet plan chosen for ``network`` at ``point`` (the fraction of
     conv MACs skipped) by ``sparta measure inference`` (``docs/results/inference.json``), with
     its rescaling and seed 0."""
-    from scripts.report import results
-
-    entry = results("inference")["drowsy"]["networks"][network]
+    entry = load("inference", reader=__name__)["drowsy"]["networks"][network]
     return {"thresholds": entry["chosen_thresholds"][point],
             "rescale": entry["goal"]["chosen_rescaling"] == "rescale", "seed": 0}
 
@@ -210,7 +208,7 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
     metrics = read_metrics(run_dir)
     steps = [r for r in metrics if "step" in r]
     (inference,) = [r for r in metrics if r.get("inference")]
-    drowsy_rows = [r for r in metrics if r.get("drowsy")]
+    drowsy_rows = [r for r in metrics if r.get("drowsy_inference")]
     network = (digits_cnn(width=training["width"], hidden=training["hidden"], seed=1)
                if training["network"] == "digits_cnn"
                else digits_mlp(width=training["width"], seed=1))
@@ -226,9 +224,7 @@ def measure_training(config: AccelConfig, training: dict, *, simulator: str = "v
         compiled.programs["drowsy_inference"] = drowsy_inference_program(
             compiled.layout, DrowsyPlan(**drowsy))
         (row,) = drowsy_rows
-        runs.append(("drowsy_inference",
-                     {key.replace("drowsy_", "drowsy_inference_", 1): value
-                      for key, value in row.items()}))
+        runs.append(("drowsy_inference", row))
     for kind, source in runs:
         program = compiled.programs[kind]
         commands, dense = gemm_cycles(config, program.instructions)

@@ -81,6 +81,7 @@ READS: dict[str, tuple[str, ...]] = {
     "scripts.schedule_bench": ("pruning",),
     "scripts.schedule_rtl": ("pruning", "schedule"),
     "scripts.regress": ("formal",),
+    "scripts.accel_bench": ("inference",),      # DrowsyNet's chosen plan
 }
 
 #: modules allowed to read every results file (they write none)

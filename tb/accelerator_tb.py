@@ -333,12 +333,14 @@ async def training_steps_from_dram(dut):
         await pair.compare_dram(what)
         counters = await pair.rtl.counters()
         run = pair.model.backend.last_run
-        record_metrics(network=spec["network"], drowsy=True, batch=batch,
-                       drowsy_engine_model_cycles=_engine_model_cycles(what, counters, run),
-                       **{f"drowsy_{key}": counters[key]
+        record_metrics(network=spec["network"], drowsy_inference=True, batch=batch,
+                       drowsy_inference_engine_model_cycles=_engine_model_cycles(
+                           what, counters, run),
+                       **{f"drowsy_inference_{key}": counters[key]
                           for key in ("cycles", "engine_busy_cycles", "dma_stall_cycles",
                                       "bytes_read", "bytes_written", "products_skipped")},
-                       drowsy_products=run.products, drowsy_instructions=drowsy.prog_len)
+                       drowsy_inference_products=run.products,
+                       drowsy_inference_instructions=drowsy.prog_len)
         dut._log.info("%s: logits equal, DRAM equal to the golden model, %s", what, counters)
     if data.get("profile"):     # the programs in order: (forward, backward_update) per step
         names = ["forward", "backward_update"] * steps + ["inference"]
